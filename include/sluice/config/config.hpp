@@ -1,0 +1,175 @@
+#pragma once
+// The validated configuration: an immutable value built once by the loader
+// (loader.hpp) and shared as std::shared_ptr<const Config>. Hot reload (roadmap)
+// swaps whole snapshots atomically; nothing here is mutated after load.
+//
+// Every cross-reference (route -> upstream, route -> limits, route -> listener)
+// has been checked by the loader and is also resolved to an index, so the
+// request path never looks a name up.
+//
+// docs/configuration.md documents every key and its default; keep them in step.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sluice::config {
+
+using Duration = std::chrono::nanoseconds;
+using namespace std::chrono_literals;
+
+// Where a YAML node was written, for error messages raised after parsing
+// (e.g. by the route compiler): "file:line:column".
+struct SourceLocation {
+    std::string file;
+    int line = 0;    // 1-based
+    int column = 0;  // 1-based
+};
+
+struct Timeouts {
+    Duration client_header = 10s;  // first byte to end of request header
+    Duration client_body = 30s;    // each read of the request body (stall timeout)
+    Duration client_idle = 60s;    // keep-alive: between the end of a response and the next request
+    Duration client_write = 30s;   // each write to the client (stall timeout)
+};
+
+struct ForwardedHeaders {
+    bool x_forwarded_for = false;    // append the client address (off: vendors need not see internal IPs)
+    bool x_forwarded_proto = false;  // set to the client-side scheme ("http")
+};
+
+enum class RateLimitHeaderStyle {
+    none,  // no rate-limit headers from sluice
+    ietf,  // RateLimit + RateLimit-Policy (draft-ietf-httpapi-ratelimit-headers)
+    x,     // X-RateLimit-Limit / -Remaining / -Reset (seconds until reset)
+    both,
+};
+
+struct RateLimitHeaders {
+    RateLimitHeaderStyle style = RateLimitHeaderStyle::both;  // on sluice's own 429s
+    bool on_proxied = false;  // also add them to relayed vendor responses (off: the vendor's own headers pass untouched)
+};
+
+struct AdminConfig {
+    bool enabled = true;
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 9901;
+};
+
+struct ServerConfig {
+    unsigned workers = 1;                      // io_context threads
+    std::size_t max_header_bytes = 16 * 1024;  // request header limit -> 431
+    std::uint64_t max_body_bytes = 1ull << 30; // request body limit -> 413 (bodies stream; this is a policy cap)
+    std::size_t max_client_connections = 10'000;
+    Timeouts timeouts;
+    ForwardedHeaders forwarded;
+    RateLimitHeaders rate_limit_headers;
+    AdminConfig admin;
+};
+
+struct ListenerConfig {
+    std::string name;                  // "default" when not given for the first listener, else "listener-N"
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 8080;         // 0 = ephemeral (tests); the bound port is logged
+    SourceLocation location;
+};
+
+struct TlsConfig {
+    bool verify = true;       // certificate chain AND hostname; turning it off must be explicit
+    std::string ca_file;      // PEM bundle; empty = the system CA store
+    std::string server_name;  // SNI and the name verified; empty = the upstream host
+};
+
+struct UpstreamConfig {
+    std::string name;
+    std::string scheme;      // "http" or "https"
+    std::string host;        // DNS name or IP literal (IPv6 without brackets)
+    std::uint16_t port = 0;  // defaulted from the scheme (80/443) when the URL has none
+    std::string base_path;   // "" or "/v1" (no trailing slash): prepended to forwarded paths
+    TlsConfig tls;
+    std::size_t max_connections = 64;   // open connections (busy + idle) to this upstream
+    std::size_t max_idle_connections = 16;
+    Duration idle_timeout = 60s;        // an idle pooled connection is closed after this
+    Duration connect_timeout = 5s;      // DNS + TCP connect + TLS handshake
+    Duration response_timeout = 30s;    // request sent -> response header received
+    Duration body_timeout = 30s;        // each read of the response body (stall timeout)
+    SourceLocation location;
+};
+
+struct QueueConfig {
+    std::size_t max_depth = 1000;  // waiting requests per queue; beyond -> 429 queue_full at once
+    Duration max_wait = 30s;       // a request that could not be admitted within this -> 429 at once
+};
+
+enum class Algorithm { token_bucket, sliding_window, fixed_window, concurrency };
+
+// What partitions a keyed limit. Several sources combine into one key.
+struct KeySource {
+    enum class Kind { header, query, path_param, method };
+    Kind kind = Kind::header;
+    std::string name;  // header name (case-insensitive), query parameter, or path parameter; empty for method
+};
+
+struct CostConfig {
+    std::string header;               // empty: every request costs `fixed`
+    std::int64_t fixed = 1;           // the cost, or the default when the header is absent
+    std::int64_t max = 1'000'000'000; // a header value above this is clamped (and logged)
+};
+
+struct LimitConfig {
+    std::string name;
+    Algorithm algorithm = Algorithm::sliding_window;
+    // sliding_window / fixed_window: admissions (cost units) per window.
+    // token_bucket: tokens added per `window` (the rate is limit/window).
+    // concurrency: requests in flight.
+    std::int64_t limit = 0;
+    Duration window{0};              // sliding: rolling length; fixed: period aligned to the UTC clock; token: rate period
+    std::int64_t burst = 0;          // token_bucket only: bucket size (defaults to limit)
+    Duration utc_offset{0};          // fixed_window only: where the period starts, e.g. -5h for a US-Eastern day
+    Duration margin{0};              // widens the window (sliding/fixed) or slows the refill (token) to absorb jitter
+    std::vector<KeySource> key;      // empty: one shared bucket
+    CostConfig cost;
+    bool enforce = true;             // false = shadow mode: counted and reported, never delays or refuses
+    std::size_t max_keys = 10'000;   // keyed limits: tracked keys at most
+    SourceLocation location;
+};
+
+struct RouteMatch {
+    std::vector<std::string> listeners;  // listener names; empty = every listener
+    std::vector<std::string> hosts;      // "api.example.com" or "*.example.com"; empty = any host
+    std::vector<std::string> methods;    // upper case; empty = any method
+    std::string path_prefix;             // at most one of path_prefix / path
+    std::string path;                    // pattern: /api/v2.*/publisher/{publisher_id}/lead-result/{lead_id}, trailing /** = rest
+};
+
+struct RouteConfig {
+    std::string name;           // "route-N" (1-based) when not given
+    RouteMatch match;
+    bool strip_prefix = false;  // remove match.path_prefix before forwarding
+    std::string upstream;
+    std::size_t upstream_index = 0;     // index into Config::upstreams
+    std::vector<std::string> limits;
+    std::vector<std::size_t> limit_indexes;   // into Config::limits, same order
+    std::vector<std::size_t> listener_indexes;  // into Config::listeners, same order as match.listeners
+    QueueConfig queue;          // the top-level `queue` defaults with this route's overrides applied
+    SourceLocation location;
+};
+
+struct Config {
+    std::string source_file;  // the file it was loaded from ("<string>" for tests)
+    ServerConfig server;
+    std::vector<ListenerConfig> listeners;  // at least one (default 127.0.0.1:8080)
+    std::vector<UpstreamConfig> upstreams;  // file order
+    std::vector<LimitConfig> limits;        // file order
+    QueueConfig queue_defaults;
+    std::vector<RouteConfig> routes;        // file order = match priority (first match wins)
+
+    const UpstreamConfig* find_upstream(std::string_view name) const;
+    const LimitConfig* find_limit(std::string_view name) const;
+};
+
+}  // namespace sluice::config

@@ -1,0 +1,47 @@
+#pragma once
+// From a request to the limits it uses: which key of each limit (hashed), and at
+// what cost. Pure code: the I/O layer passes a RequestAttributes view.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string_view>
+
+#include "sluice/config/config.hpp"
+#include "sluice/limit/limiter.hpp"
+#include "sluice/route/route_table.hpp"
+
+namespace sluice::limit {
+
+// What key and cost extraction may look at. `header` returns the first value of
+// a header by case-insensitive name, or nullopt.
+struct RequestAttributes {
+    std::string_view method;
+    std::string_view query;  // raw query string without '?', may be empty
+    const route::PathParams* path_params = nullptr;
+    std::function<std::optional<std::string_view>(std::string_view)> header;
+};
+
+// One limit as used by one request.
+struct LimitUse {
+    std::size_t limit_index = 0;  // into Config::limits (and the controller's limiters)
+    KeyHash key = 0;
+    std::int64_t cost = 1;
+};
+
+// The key of `limit` for this request: 0 for an unkeyed limit; otherwise a
+// 64-bit hash of the limit name and every key source's value (an absent
+// header/parameter hashes as a distinct "absent" marker, so all requests
+// lacking it share one bucket). Deterministic across processes (state files
+// and a shared backend need the same key for the same value); never the raw value.
+KeyHash request_key(const config::LimitConfig& limit, const RequestAttributes& request);
+
+// The request's cost for `limit`: cost.fixed, or the cost header's value when
+// present and a valid non-negative integer, clamped to cost.max.
+std::int64_t request_cost(const config::LimitConfig& limit, const RequestAttributes& request);
+
+// Short printable form of a key for logs and the admin page ("k:3f9a...").
+std::string key_label(KeyHash key);
+
+}  // namespace sluice::limit

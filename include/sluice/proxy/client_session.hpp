@@ -1,0 +1,124 @@
+#pragma once
+// One client connection: reads requests in order (pipelined ones wait in the
+// read buffer and are answered in order), routes each, obtains admission from
+// the limit service (possibly waiting in its queue), then relays the request to
+// a pooled upstream connection and the response back, streaming both bodies
+// through one fixed buffer. Every operation has a timeout; every handler runs
+// on the session's strand and holds the session alive through shared_from_this().
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sluice/limit/request_key.hpp"
+#include "sluice/proxy/runtime.hpp"
+#include "sluice/proxy/synthetic_response.hpp"
+#include "sluice/queue/admission_controller.hpp"
+#include "sluice/upstream/connection_pool.hpp"
+
+namespace sluice::proxy {
+
+class ClientSession : public std::enable_shared_from_this<ClientSession> {
+public:
+    ClientSession(boost::asio::ip::tcp::socket socket, std::shared_ptr<Runtime> runtime, std::size_t listener_index);
+    ~ClientSession();
+    void start();
+
+private:
+    using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
+    using ResponseParser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
+    using RequestSerializer = boost::beast::http::request_serializer<boost::beast::http::buffer_body>;
+    using ResponseSerializer = boost::beast::http::response_serializer<boost::beast::http::buffer_body>;
+
+    template <class Handler>
+    auto on_strand(Handler&& handler);
+
+    // Request intake.
+    void do_read_header();
+    void on_read_header(boost::beast::error_code ec, std::size_t bytes);
+    void handle_request();
+    bool prepare_upstream_request(const route::RouteMatchResult& match, std::string_view query);
+
+    // Admission.
+    void request_admission(Nanos max_wait);
+    void on_queued_decision(const queue::Admission& admission);
+    void apply_admission(const queue::Admission& admission);
+    void on_admitted();
+    void watch_client_while_queued();
+    void on_client_readable(boost::beast::error_code ec);
+
+    // Upstream exchange.
+    void send_continue_then_acquire();
+    void acquire_upstream();
+    void on_upstream_acquired(std::error_code ec, upstream::ConnectionPtr connection);
+    void write_request_header();
+    void on_request_header_written(boost::beast::error_code ec, std::size_t);
+    void relay_request_body();
+    void on_request_body_read(boost::beast::error_code ec, std::size_t);
+    void write_request_body();
+    void on_request_body_written(boost::beast::error_code ec, std::size_t);
+    void read_response_header();
+    void on_response_header(boost::beast::error_code ec, std::size_t);
+    void on_response_header_written(boost::beast::error_code ec, std::size_t);
+    void relay_response_body();
+    void on_response_body_read(boost::beast::error_code ec, std::size_t);
+    void on_response_body_written(boost::beast::error_code ec, std::size_t);
+    void finish_exchange();
+
+    // Failure paths.
+    void fail_upstream(Errc code, const std::string& why, bool response_started);
+    bool retry_on_fresh_connection(const boost::beast::error_code& ec);
+    void send_synthetic(SyntheticResponse response);
+    void on_synthetic_written(boost::beast::error_code ec, std::size_t);
+    void release_upstream(bool reusable);
+    void release_permits();
+    void do_close();
+
+    const config::Config& config() const { return *runtime_->config; }
+    const config::UpstreamConfig& upstream_config() const { return config().upstreams[upstream_index_]; }
+    std::string describe_request() const;
+
+    boost::beast::tcp_stream stream_;
+    boost::beast::flat_buffer buffer_;
+    std::shared_ptr<Runtime> runtime_;
+    std::size_t listener_index_;
+    std::string client_address_;
+
+    std::optional<RequestParser> request_parser_;
+    std::optional<RequestSerializer> request_serializer_;
+    std::optional<ResponseParser> response_parser_;
+    std::optional<ResponseSerializer> response_serializer_;
+    std::optional<SyntheticResponse> synthetic_;
+    std::unique_ptr<char[]> body_buffer_;
+
+    // The current exchange.
+    std::size_t route_index_ = 0;
+    std::size_t upstream_index_ = 0;
+    std::vector<limit::LimitUse> uses_;
+    limit::Decision tightest_;
+    std::optional<std::size_t> tightest_limit_;
+    bool holds_permits_ = false;
+    queue::TicketId waiting_ticket_ = 0;
+    upstream::ConnectionPtr upstream_;
+    bool upstream_reusable_ = false;
+    bool keep_alive_ = false;
+    bool expect_continue_ = false;
+    bool head_request_ = false;
+    bool response_started_ = false;
+    unsigned version_ = 11;
+    int attempts_ = 0;
+    std::string method_;
+    std::string host_;
+    std::string path_;
+    bool first_request_ = true;
+    bool closed_ = false;
+};
+
+}  // namespace sluice::proxy

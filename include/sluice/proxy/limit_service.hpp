@@ -1,0 +1,80 @@
+#pragma once
+// The I/O side of admission: the pure AdmissionController behind one mutex,
+// plus the single timer that wakes it exactly at next_wakeup(). Sessions on any
+// io thread submit requests; a queued request's decision is posted back to the
+// executor the session gave (its strand).
+//
+// Why one mutex and not one strand per limit: a request may need several
+// limits at once and must take all or none, so the decision has to see them
+// together; the critical section is a few hundred nanoseconds of pure code,
+// and with workers: 1 (the default) it is never contended.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "sluice/common/clock.hpp"
+#include "sluice/queue/admission_controller.hpp"
+
+namespace sluice::proxy {
+
+class LimitService : public std::enable_shared_from_this<LimitService> {
+public:
+    using DecisionHandler = std::function<void(const queue::Admission&)>;
+
+    LimitService(boost::asio::io_context& ioc, const Clock& clock,
+                 std::vector<std::unique_ptr<limit::Limiter>> limiters);
+
+    // Admitted or rejected now (returned), or queued: then `on_decided` is
+    // posted to `executor` exactly once, unless cancel() removed it first.
+    queue::Admission submit(queue::AdmissionRequest request, boost::asio::any_io_executor executor,
+                            DecisionHandler on_decided);
+
+    // The client left while queued. False if the decision is already on its way
+    // (the session must then release what an admission took).
+    bool cancel(queue::TicketId ticket);
+
+    // The admitted exchange ended (any reason): concurrency permits go back.
+    void release(const std::vector<limit::LimitUse>& uses);
+
+    void pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until);
+    void cap_remaining(std::size_t limit_index, limit::KeyHash key, std::int64_t remaining, Nanos reset_at);
+
+    // Runs `f(controller, now)` under the lock (admin status pages).
+    template <class F>
+    auto inspect(F&& f) {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        return f(controller_, clock_.now());
+    }
+
+    const Clock& clock() const { return clock_; }
+    void stop();
+
+private:
+    struct Waiter {
+        boost::asio::any_io_executor executor;
+        DecisionHandler handler;
+    };
+    using Ready = std::vector<std::pair<Waiter, queue::Admission>>;
+
+    // Both run under mutex_: poll the controller, collect decided waiters, re-arm the timer.
+    void poll_locked(const Instant& now, Ready& ready);
+    void arm_timer_locked(const Instant& now);
+    static void dispatch(Ready& ready);
+    void on_timer();
+
+    const Clock& clock_;
+    std::mutex mutex_;
+    queue::AdmissionController controller_;
+    std::unordered_map<queue::TicketId, Waiter> waiters_;
+    boost::asio::steady_timer timer_;
+    Nanos armed_for_ = kNever;
+    bool stopped_ = false;
+};
+
+}  // namespace sluice::proxy

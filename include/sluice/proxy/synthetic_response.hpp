@@ -1,0 +1,38 @@
+#pragma once
+// Responses sluice writes itself. Every one carries `Sluice-Error: <code>` so a
+// client can tell it from the vendor's, and a JSON body with a stable shape:
+//   {"error":"<code>","message":"<human text>", ...details}
+// The 429s add Retry-After (whole seconds, rounded up: RFC 9110 10.2.3), the
+// precise delay as a decimal, which limit refused, the queue state, and the
+// rate-limit headers of the configured style, all derived from the decision.
+
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <string>
+
+#include "sluice/common/clock.hpp"
+#include "sluice/common/error.hpp"
+#include "sluice/config/config.hpp"
+#include "sluice/queue/admission_controller.hpp"
+
+namespace sluice::proxy {
+
+using SyntheticResponse = boost::beast::http::response<boost::beast::http::string_body>;
+
+inline constexpr const char* kSluiceErrorHeader = "Sluice-Error";
+
+SyntheticResponse make_error_response(Errc code, const std::string& message, unsigned version, bool keep_alive);
+
+// The 429 for a refused admission (queue_full, admission_timeout, key_capacity).
+SyntheticResponse make_rejection_response(const queue::Admission& admission, const config::Config& config,
+                                          const Instant& now, unsigned version, bool keep_alive);
+
+// Adds the rate-limit headers describing `decision` of `limit` (style from the config).
+void add_rate_limit_headers(boost::beast::http::fields& fields, config::RateLimitHeaderStyle style,
+                            const config::LimitConfig& limit, const limit::Decision& decision, const Instant& now);
+
+// Whole seconds for Retry-After / reset headers: rounded up, never negative.
+long long ceil_seconds(Nanos delay);
+
+}  // namespace sluice::proxy

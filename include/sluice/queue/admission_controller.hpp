@@ -1,0 +1,102 @@
+#pragma once
+// The admission controller: the one place that decides when a request may be
+// forwarded. Pure code (no Asio): it takes Instants and returns decisions as
+// values; the I/O layer (proxy/limit_service) owns the single timer that calls
+// poll() at next_wakeup(), and serialises all calls (it is not thread-safe).
+//
+// Contract:
+// - A request is admitted only if every limit it uses allows it, and then it
+//   consumes from all of them (all-or-nothing). Shadow limits (enforce: false)
+//   are counted but never block.
+// - Waiting requests sit in a FIFO queue per (route, keys of its limits),
+//   bounded by max_depth. Within a queue, strict FIFO: only the head may be
+//   admitted. Across queues, whenever capacity appears the oldest admissible
+//   head goes first, so requests that compete for a limit are served in arrival
+//   order and nobody starves.
+// - A request is refused AT ONCE (never after waiting in vain) when its queue is
+//   full, or when the earliest possible admission, counting the units already
+//   waiting ahead of it, is later than its max_wait. A queued request whose
+//   deadline passes, or whose earliest admission moves past its deadline (e.g. a
+//   vendor pause), is refused then.
+// - cancel() removes a waiting request (client gone); it consumes nothing.
+// - No polling: next_wakeup() is the exact moment something can change (a head
+//   becoming admissible, or a deadline), kNever when only a release can help.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "sluice/common/clock.hpp"
+#include "sluice/common/error.hpp"
+#include "sluice/config/config.hpp"
+#include "sluice/limit/limiter.hpp"
+#include "sluice/limit/request_key.hpp"
+
+namespace sluice::queue {
+
+using TicketId = std::uint64_t;  // unique per controller, never 0
+
+struct AdmissionRequest {
+    std::size_t route_index = 0;
+    std::vector<limit::LimitUse> uses;  // may be empty: admitted at once
+    Nanos max_wait{0};                  // this request's effective max_wait (route's, or the client's smaller one)
+    std::size_t max_depth = 0;          // the route's queue bound
+};
+
+enum class Outcome { admitted, queued, rejected };
+
+struct QueueState {
+    std::size_t depth = 0;      // waiting requests in this request's queue (after the decision)
+    std::size_t max_depth = 0;
+};
+
+struct Admission {
+    Outcome outcome = Outcome::rejected;
+    TicketId ticket = 0;
+    Errc reason = Errc::ok;       // rejected: queue_full | admission_timeout | key_capacity
+    Nanos retry_after{0};         // rejected: precise delay until a retry could be admitted (0 if unknown)
+    std::optional<std::size_t> limiting_limit;  // the limit that refused / is tightest (index into Config::limits)
+    limit::Decision tightest;     // that limit's decision: limit, remaining, reset (for headers)
+    QueueState queue;
+};
+
+class AdmissionController {
+public:
+    // `limiters[i]` enforces Config::limits[i]; the controller owns them.
+    explicit AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters);
+    ~AdmissionController();
+
+    // Admitted now, queued (ticket to wait on), or rejected now.
+    Admission submit(AdmissionRequest request, const Instant& now);
+
+    // Decides what can be decided at `now`: queued requests that are now
+    // admitted (consumed) or refused (deadline). Each queued ticket appears in
+    // exactly one Admission returned by poll(), unless cancelled first.
+    std::vector<Admission> poll(const Instant& now);
+
+    // When poll() should next be called; kNever if nothing is waiting on time.
+    Nanos next_wakeup(const Instant& now);
+
+    // The client went away while queued. Returns false if the ticket is not waiting.
+    bool cancel(TicketId ticket, const Instant& now);
+
+    // An admitted exchange ended: return concurrency permits. Call poll() after.
+    void release(const std::vector<limit::LimitUse>& uses, const Instant& now);
+
+    // Vendor feedback pass-throughs (pause/cap a limit's key); call poll() after.
+    void pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until, const Instant& now);
+    void cap_remaining(std::size_t limit_index, limit::KeyHash key, std::int64_t remaining, Nanos reset_at,
+                       const Instant& now);
+
+    std::size_t waiting() const;  // requests queued across all queues
+    const limit::Limiter& limiter(std::size_t limit_index) const;
+    std::size_t limiter_count() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::queue

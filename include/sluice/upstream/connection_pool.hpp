@@ -1,0 +1,85 @@
+#pragma once
+// A bounded keep-alive pool of connections to one upstream.
+//
+// - At most max_connections open (lent + idle + connecting). Past that,
+//   acquirers wait (bounded queue, each with the connect timeout); when none
+//   frees in time they get Errc::upstream_busy.
+// - New connections: async DNS, TCP connect, and for https a TLS handshake with
+//   SNI, certificate chain verification and hostname verification (on unless the
+//   config turns it off explicitly), all under connect_timeout.
+// - Idle connections are kept at most max_idle_connections and idle_timeout; a
+//   sweep timer closes stale ones, and acquire() discards any the peer closed.
+// Thread-safe: a mutex guards the pool's lists; completions are delivered on the
+// executor the caller's handler is bound to (through the caller's own binding).
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "sluice/config/config.hpp"
+#include "sluice/upstream/upstream_connection.hpp"
+
+namespace sluice::upstream {
+
+using ConnectionPtr = std::unique_ptr<UpstreamConnection>;
+using AcquireHandler = std::function<void(std::error_code, ConnectionPtr)>;
+
+class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
+public:
+    // Throws std::runtime_error if the TLS context cannot be set up (e.g. an
+    // unreadable ca_file): called at startup only.
+    ConnectionPool(boost::asio::io_context& ioc, config::UpstreamConfig config);
+    ~ConnectionPool();
+
+    void start();  // arms the idle sweep
+    void stop();   // closes idle connections, fails waiters
+
+    // Completes with a connection, or an error: Errc::upstream_connect_failed,
+    // upstream_tls_failed, upstream_timeout, upstream_busy. The handler is
+    // invoked through `executor` (the caller's strand), never inline.
+    void async_acquire(boost::asio::any_io_executor executor, AcquireHandler handler);
+
+    // Gives a lent connection back. `reusable`: the last exchange ended cleanly
+    // and both sides allow keep-alive. Otherwise it is closed.
+    void release(ConnectionPtr connection, bool reusable);
+
+    const config::UpstreamConfig& config() const { return config_; }
+    std::size_t open_connections() const;
+    std::size_t idle_connections() const;
+    std::uint64_t connections_opened() const;
+
+private:
+    struct Waiter;
+    void connect_new(boost::asio::any_io_executor executor, AcquireHandler handler);
+    void on_connect_failed();
+    template <class Fail, class Done>
+    void start_tls_handshake(UpstreamConnection::TlsStream& stream, std::chrono::steady_clock::time_point deadline,
+                             Fail fail, Done done);
+    void schedule_sweep();
+    void sweep();
+    static bool peer_closed(UpstreamConnection& connection);
+    void deliver(boost::asio::any_io_executor executor, AcquireHandler handler, std::error_code ec,
+                 ConnectionPtr connection);
+
+    boost::asio::io_context& ioc_;
+    config::UpstreamConfig config_;
+    std::string port_text_;
+    std::shared_ptr<boost::asio::ssl::context> tls_;  // null for http
+    mutable std::mutex mutex_;
+    std::vector<ConnectionPtr> idle_;  // most recently used last
+    std::deque<std::shared_ptr<Waiter>> waiters_;
+    std::size_t open_ = 0;
+    std::uint64_t opened_total_ = 0;
+    bool stopped_ = false;
+    boost::asio::steady_timer sweep_timer_;
+};
+
+}  // namespace sluice::upstream

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what sluice needs to build and test, from Debian 12's packages only.
+# Idempotent: packages already present are skipped; apt runs only when something is missing.
+# Extra package names may be passed as arguments (the benchmark adds wrk, nginx, haproxy).
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config libboost1.81-dev libssl-dev openssl libyaml-cpp-dev
+          nlohmann-json3-dev catch2 curl ca-certificates "$@")
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+[ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,633 @@
+#include "sluice/proxy/client_session.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+
+#include "sluice/common/log.hpp"
+#include "sluice/config/loader.hpp"
+#include "sluice/proxy/http_headers.hpp"
+#include "sluice/route/request_target.hpp"
+
+namespace sluice::proxy {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+// One buffer relays both bodies, in turn; 32 KiB keeps syscalls few and memory
+// per connection small.
+constexpr std::size_t kBodyBufferSize = 32 * 1024;
+constexpr std::size_t kResponseHeaderLimit = 64 * 1024;
+// How many bytes past the header a client may have sent ahead (pipelining, the
+// start of a body) before sluice stops reading: bounds the read buffer.
+constexpr std::size_t kReadAheadLimit = 64 * 1024;
+
+// "0", "2.5" (seconds) or a duration with a unit ("250ms"). Negative or garbage: nullopt.
+std::optional<Nanos> parse_max_wait_header(std::string_view text) {
+    if (auto d = config::parse_duration(text)) return *d;
+    double seconds = 0;
+    const auto* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(text.data(), end, seconds);
+    if (ec != std::errc() || ptr != end || !std::isfinite(seconds) || seconds < 0) return std::nullopt;
+    return std::chrono::duration_cast<Nanos>(std::chrono::duration<double>(std::min(seconds, 1e9)));
+}
+
+bool status_has_no_body(unsigned status) { return status / 100 == 1 || status == 204 || status == 304; }
+
+}  // namespace
+
+ClientSession::ClientSession(tcp::socket socket, std::shared_ptr<Runtime> runtime, std::size_t listener_index)
+    : stream_(std::move(socket)),
+      buffer_(runtime->config->server.max_header_bytes + kReadAheadLimit),
+      runtime_(std::move(runtime)),
+      listener_index_(listener_index) {
+    beast::error_code ec;
+    const auto remote = stream_.socket().remote_endpoint(ec);
+    if (!ec) client_address_ = remote.address().to_string();
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+    runtime_->counters.open_client_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+ClientSession::~ClientSession() {
+    // Whatever path ended the session, nothing taken on its behalf may leak.
+    if (waiting_ticket_ != 0) runtime_->limits->cancel(waiting_ticket_);
+    release_permits();
+    release_upstream(false);
+    runtime_->counters.open_client_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+template <class Handler>
+auto ClientSession::on_strand(Handler&& handler) {
+    return net::bind_executor(stream_.get_executor(), std::forward<Handler>(handler));
+}
+
+void ClientSession::start() {
+    net::dispatch(stream_.get_executor(), beast::bind_front_handler(&ClientSession::do_read_header, shared_from_this()));
+}
+
+std::string ClientSession::describe_request() const { return method_ + " " + host_ + path_; }
+
+// ---------------------------------------------------------------- intake
+
+void ClientSession::do_read_header() {
+    if (closed_) return;
+    request_parser_.emplace();
+    request_parser_->header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(config().server.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    request_parser_->body_limit(config().server.max_body_bytes);
+    request_serializer_.reset();
+    response_parser_.reset();
+    response_serializer_.reset();
+    uses_.clear();
+    tightest_limit_.reset();
+    response_started_ = false;
+    attempts_ = 0;
+    const auto& timeouts = config().server.timeouts;
+    stream_.expires_after(first_request_ ? timeouts.client_header : timeouts.client_idle);
+    http::async_read_header(stream_, buffer_, *request_parser_,
+                            beast::bind_front_handler(&ClientSession::on_read_header, shared_from_this()));
+}
+
+void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
+    first_request_ = false;
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::connection_reset ||
+        ec == net::error::operation_aborted) {
+        return do_close();
+    }
+    version_ = 11;
+    keep_alive_ = false;
+    if (ec) {
+        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+            return send_synthetic(make_error_response(Errc::header_too_large,
+                                                      "the request header exceeds " +
+                                                          std::to_string(config().server.max_header_bytes) + " bytes",
+                                                      11, false));
+        }
+        if (ec == http::error::body_limit) {
+            return send_synthetic(make_error_response(
+                Errc::body_too_large,
+                "the request body exceeds " + std::to_string(config().server.max_body_bytes) + " bytes", 11, false));
+        }
+        return send_synthetic(
+            make_error_response(Errc::malformed_request, "malformed HTTP request: " + ec.message(), 11, false));
+    }
+    handle_request();
+}
+
+void ClientSession::handle_request() {
+    runtime_->counters.requests.fetch_add(1, std::memory_order_relaxed);
+    auto& req = request_parser_->get();
+    version_ = req.version();
+    keep_alive_ = req.keep_alive() && !runtime_->draining.load(std::memory_order_relaxed);
+    head_request_ = req.method() == http::verb::head;
+    method_ = std::string(req.method_string());
+    host_.clear();
+    path_.clear();
+
+    if (req.method() == http::verb::connect) {
+        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        return send_synthetic(make_error_response(Errc::method_not_allowed,
+                                                  "CONNECT tunnels are not supported; send plain HTTP to sluice",
+                                                  version_, false));
+    }
+    const auto host_header = find_field(req.base(), "Host").value_or(std::string_view{});
+    const auto target = route::parse_request_target(req.target(), host_header);
+    if (!target || target->form == route::ParsedTarget::Form::authority ||
+        target->form == route::ParsedTarget::Form::asterisk) {
+        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        return send_synthetic(make_error_response(
+            Errc::malformed_request, "unsupported request target '" + std::string(req.target()) + "'", version_, false));
+    }
+    host_ = std::string(target->host);
+    path_ = std::string(target->path);
+
+    const auto match = runtime_->routes.match(route::RequestTarget{listener_index_, target->host, method_, target->path});
+    if (!match) {
+        runtime_->counters.no_route.fetch_add(1, std::memory_order_relaxed);
+        log::debug("proxy", "no route for " + describe_request());
+        return send_synthetic(make_error_response(Errc::no_route, "no route for " + describe_request(), version_,
+                                                  keep_alive_ && request_parser_->is_done()));
+    }
+    route_index_ = match->route_index;
+    const auto& route_config = config().routes[route_index_];
+    upstream_index_ = route_config.upstream_index;
+
+    // Keys and costs are read from the request as the client sent it, before any
+    // header is rewritten; only hashes are kept.
+    limit::RequestAttributes attributes{
+        method_, target->query, &match->params,
+        [&req](std::string_view name) { return find_field(req.base(), name); }};
+    uses_.clear();
+    uses_.reserve(route_config.limit_indexes.size());
+    for (const auto limit_index : route_config.limit_indexes) {
+        const auto& limit_config = config().limits[limit_index];
+        uses_.push_back(limit::LimitUse{limit_index, limit::request_key(limit_config, attributes),
+                                        limit::request_cost(limit_config, attributes)});
+    }
+    Nanos max_wait = route_config.queue.max_wait;
+    if (const auto asked = find_field(req.base(), "Sluice-Max-Wait")) {
+        const auto parsed = parse_max_wait_header(*asked);
+        if (!parsed) {
+            runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+            return send_synthetic(make_error_response(
+                Errc::malformed_request,
+                "Sluice-Max-Wait must be seconds (\"0\", \"2.5\") or a duration (\"250ms\"), got '" +
+                    std::string(*asked) + "'",
+                version_, false));
+        }
+        max_wait = std::min(max_wait, *parsed);  // a client may wait less, never more than the route allows
+    }
+    const std::string query(target->query);
+    if (!prepare_upstream_request(*match, query)) return;
+    request_admission(max_wait);
+}
+
+bool ClientSession::prepare_upstream_request(const route::RouteMatchResult& match, std::string_view query) {
+    auto& req = request_parser_->get();
+    const auto& up = upstream_config();
+    expect_continue_ = false;
+    if (const auto expect = find_field(req.base(), "Expect")) {
+        if (!beast::iequals(*expect, "100-continue")) {
+            send_synthetic(make_error_response(Errc::malformed_request,
+                                               "unsupported Expect: " + std::string(*expect), version_, false));
+            return false;
+        }
+        // sluice answers 100 itself once the request is admitted and an upstream
+        // connection is ready; the vendor then sees an ordinary request.
+        expect_continue_ = !request_parser_->is_done();
+        req.erase(http::field::expect);
+    }
+    std::string new_target = match.upstream_path;
+    if (!query.empty()) new_target.append("?").append(query);
+    strip_hop_by_hop(req.base());
+    strip_sluice_fields(req.base());
+    req.target(new_target);
+    req.version(11);
+    req.set(http::field::host, authority_for(up.scheme, up.host, up.port));
+    const auto& forwarded = config().server.forwarded;
+    if (forwarded.x_forwarded_for && !client_address_.empty()) {
+        const auto prior = find_field(req.base(), "X-Forwarded-For");
+        req.set("X-Forwarded-For", prior ? std::string(*prior) + ", " + client_address_ : client_address_);
+    }
+    if (forwarded.x_forwarded_proto) req.set("X-Forwarded-Proto", "http");
+    return true;
+}
+
+// ---------------------------------------------------------------- admission
+
+void ClientSession::request_admission(Nanos max_wait) {
+    const auto& route_config = config().routes[route_index_];
+    queue::AdmissionRequest request{route_index_, uses_, max_wait, route_config.queue.max_depth};
+    auto self = shared_from_this();
+    const auto admission = runtime_->limits->submit(
+        std::move(request), stream_.get_executor(),
+        [self](const queue::Admission& decided) { self->on_queued_decision(decided); });
+    switch (admission.outcome) {
+        case queue::Outcome::queued:
+            waiting_ticket_ = admission.ticket;
+            watch_client_while_queued();
+            return;
+        case queue::Outcome::admitted:
+        case queue::Outcome::rejected: apply_admission(admission); return;
+    }
+}
+
+void ClientSession::on_queued_decision(const queue::Admission& admission) {
+    if (closed_ || admission.ticket != waiting_ticket_) {
+        // Decided while the client was leaving: give back what it took.
+        if (admission.outcome == queue::Outcome::admitted) runtime_->limits->release(uses_);
+        return;
+    }
+    waiting_ticket_ = 0;
+    beast::error_code ignored;
+    stream_.socket().cancel(ignored);  // ends the disconnect watch
+    apply_admission(admission);
+}
+
+void ClientSession::apply_admission(const queue::Admission& admission) {
+    tightest_ = admission.tightest;
+    tightest_limit_ = admission.limiting_limit;
+    if (admission.outcome == queue::Outcome::rejected) {
+        runtime_->counters.rejected_by_limits.fetch_add(1, std::memory_order_relaxed);
+        const auto now = runtime_->limits->clock().now();
+        return send_synthetic(make_rejection_response(admission, config(), now, version_,
+                                                      keep_alive_ && request_parser_->is_done()));
+    }
+    holds_permits_ = true;
+    on_admitted();
+}
+
+void ClientSession::watch_client_while_queued() {
+    // A queued client sends nothing until answered, so readability means either
+    // EOF (it left: leave the queue, consume nothing) or bytes sent ahead.
+    stream_.socket().async_wait(tcp::socket::wait_read,
+                                on_strand(beast::bind_front_handler(&ClientSession::on_client_readable,
+                                                                    shared_from_this())));
+}
+
+void ClientSession::on_client_readable(beast::error_code ec) {
+    if (waiting_ticket_ == 0 || ec == net::error::operation_aborted) return;
+    bool gone = static_cast<bool>(ec);
+    if (!gone) {
+        char byte = 0;
+        const auto n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+        // n > 0: the client sent more (a body, a pipelined request); it is still there.
+    }
+    if (!gone) return;
+    log::debug("proxy", "client left while queued: " + describe_request());
+    const auto ticket = waiting_ticket_;
+    waiting_ticket_ = 0;
+    closed_ = true;
+    if (!runtime_->limits->cancel(ticket)) {
+        // The decision is already posted; on_queued_decision() sees closed_ and releases.
+    }
+    do_close();
+}
+
+void ClientSession::on_admitted() {
+    runtime_->counters.forwarded.fetch_add(1, std::memory_order_relaxed);
+    if (expect_continue_) return send_continue_then_acquire();
+    acquire_upstream();
+}
+
+void ClientSession::send_continue_then_acquire() {
+    static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    stream_.expires_after(config().server.timeouts.client_write);
+    net::async_write(stream_, net::buffer(kContinue, sizeof kContinue - 1),
+                     on_strand([self = shared_from_this()](beast::error_code ec, std::size_t) {
+                         if (ec) return self->do_close();
+                         self->acquire_upstream();
+                     }));
+}
+
+// ---------------------------------------------------------------- upstream exchange
+
+void ClientSession::acquire_upstream() {
+    ++attempts_;
+    auto self = shared_from_this();
+    runtime_->pools[upstream_index_]->async_acquire(
+        stream_.get_executor(), [self](std::error_code ec, upstream::ConnectionPtr connection) {
+            self->on_upstream_acquired(ec, std::move(connection));
+        });
+}
+
+void ClientSession::on_upstream_acquired(std::error_code ec, upstream::ConnectionPtr connection) {
+    if (closed_) {
+        if (connection) runtime_->pools[upstream_index_]->release(std::move(connection), true);
+        return;
+    }
+    if (ec) {
+        const auto code = ec.category() == sluice_category() ? static_cast<Errc>(ec.value())
+                                                               : Errc::upstream_connect_failed;
+        return fail_upstream(code, "cannot reach upstream '" + upstream_config().name + "': " + ec.message(), false);
+    }
+    upstream_ = std::move(connection);
+    upstream_reusable_ = false;
+    write_request_header();
+}
+
+void ClientSession::write_request_header() {
+    request_serializer_.emplace(request_parser_->get());
+    upstream_->tcp().expires_after(upstream_config().body_timeout);
+    upstream_->with_stream([&](auto& stream) {
+        http::async_write_header(stream, *request_serializer_,
+                                 on_strand(beast::bind_front_handler(&ClientSession::on_request_header_written,
+                                                                     shared_from_this())));
+    });
+}
+
+void ClientSession::on_request_header_written(beast::error_code ec, std::size_t) {
+    if (ec) {
+        if (retry_on_fresh_connection(ec)) return;
+        return fail_upstream(ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
+                             "writing the request to '" + upstream_config().name + "' failed: " + ec.message(), false);
+    }
+    if (request_serializer_->is_done()) return read_response_header();
+    relay_request_body();
+}
+
+void ClientSession::relay_request_body() {
+    auto& body = request_parser_->get().body();
+    if (request_parser_->is_done()) {
+        body.data = nullptr;
+        body.size = 0;
+        body.more = false;
+        return write_request_body();
+    }
+    if (!body_buffer_) body_buffer_ = std::make_unique<char[]>(kBodyBufferSize);
+    body.data = body_buffer_.get();
+    body.size = kBodyBufferSize;
+    stream_.expires_after(config().server.timeouts.client_body);
+    http::async_read(stream_, buffer_, *request_parser_,
+                     beast::bind_front_handler(&ClientSession::on_request_body_read, shared_from_this()));
+}
+
+void ClientSession::on_request_body_read(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+        release_upstream(false);  // the upstream saw part of a request: that connection is spoiled
+        if (ec == http::error::body_limit) {
+            return send_synthetic(make_error_response(
+                Errc::body_too_large,
+                "the request body exceeds " + std::to_string(config().server.max_body_bytes) + " bytes", version_,
+                false));
+        }
+        if (ec == beast::error::timeout) {
+            log::debug("proxy", "client body stalled: " + describe_request());
+        } else if (ec != http::error::end_of_stream && ec != net::error::connection_reset) {
+            return send_synthetic(make_error_response(Errc::malformed_request,
+                                                      "malformed request body: " + ec.message(), version_, false));
+        }
+        return do_close();
+    }
+    auto& body = request_parser_->get().body();
+    body.size = kBodyBufferSize - body.size;
+    body.data = body_buffer_.get();
+    body.more = !request_parser_->is_done();
+    write_request_body();
+}
+
+void ClientSession::write_request_body() {
+    upstream_->tcp().expires_after(upstream_config().body_timeout);
+    upstream_->with_stream([&](auto& stream) {
+        http::async_write(stream, *request_serializer_,
+                          on_strand(beast::bind_front_handler(&ClientSession::on_request_body_written,
+                                                              shared_from_this())));
+    });
+}
+
+void ClientSession::on_request_body_written(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+        return fail_upstream(ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
+                             "sending the request body to '" + upstream_config().name + "' failed: " + ec.message(),
+                             false);
+    }
+    if (request_serializer_->is_done()) return read_response_header();
+    relay_request_body();
+}
+
+void ClientSession::read_response_header() {
+    response_parser_.emplace();
+    response_parser_->body_limit(boost::none);  // streamed through a fixed buffer: size is not a memory concern
+    response_parser_->header_limit(kResponseHeaderLimit);
+    if (head_request_) response_parser_->skip(true);
+    upstream_->tcp().expires_after(upstream_config().response_timeout);
+    upstream_->with_stream([&](auto& stream) {
+        http::async_read_header(stream, upstream_->buffer(), *response_parser_,
+                                on_strand(beast::bind_front_handler(&ClientSession::on_response_header,
+                                                                    shared_from_this())));
+    });
+}
+
+void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
+    if (ec) {
+        if (retry_on_fresh_connection(ec)) return;
+        if (ec == beast::error::timeout) {
+            return fail_upstream(Errc::upstream_timeout,
+                                 "upstream '" + upstream_config().name + "' did not answer within " +
+                                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                        upstream_config().response_timeout)
+                                                        .count()) +
+                                     "ms",
+                                 false);
+        }
+        const bool closed = ec == http::error::end_of_stream || ec == net::error::eof ||
+                            ec == net::error::connection_reset || ec == http::error::partial_message;
+        return fail_upstream(closed ? Errc::upstream_closed : Errc::upstream_protocol_error,
+                             "bad response from '" + upstream_config().name + "': " + ec.message(), false);
+    }
+    auto& res = response_parser_->get();
+    const unsigned status = res.result_int();
+    if (status / 100 == 1) {
+        if (status == 101) {
+            return fail_upstream(Errc::upstream_protocol_error,
+                                 "upstream '" + upstream_config().name + "' switched protocols unasked", false);
+        }
+        return read_response_header();  // interim (100, 103): the final answer follows
+    }
+    upstream_reusable_ = res.keep_alive();  // the upstream's own view, before Connection is rewritten for the client
+    strip_hop_by_hop(res.base());
+    if (config().server.rate_limit_headers.on_proxied && tightest_limit_) {
+        add_rate_limit_headers(res.base(), config().server.rate_limit_headers.style,
+                               config().limits[*tightest_limit_], tightest_,
+                               runtime_->limits->clock().now());
+    }
+    const bool bodyless = head_request_ || status_has_no_body(status);
+    if (!bodyless && !res.has_content_length() && !res.chunked()) {
+        // Close-delimited upstream body: re-frame it as chunked so the client
+        // connection can stay open; a 1.0 client gets it close-delimited.
+        if (version_ >= 11) {
+            res.chunked(true);
+        } else {
+            keep_alive_ = false;
+        }
+    }
+    if (version_ < 11 && res.chunked()) {
+        res.chunked(false);  // HTTP/1.0 has no chunked coding: stream raw and close
+        keep_alive_ = false;
+    }
+    res.version(version_ < 11 ? 10 : 11);
+    if (runtime_->draining.load(std::memory_order_relaxed)) keep_alive_ = false;
+    res.keep_alive(keep_alive_);
+    response_serializer_.emplace(res);
+    response_started_ = true;
+    stream_.expires_after(config().server.timeouts.client_write);
+    http::async_write_header(stream_, *response_serializer_,
+                             beast::bind_front_handler(&ClientSession::on_response_header_written, shared_from_this()));
+}
+
+void ClientSession::on_response_header_written(beast::error_code ec, std::size_t) {
+    if (ec) {
+        release_upstream(false);
+        return do_close();
+    }
+    const unsigned status = response_parser_->get().result_int();
+    if (head_request_ || status_has_no_body(status)) return finish_exchange();
+    relay_response_body();
+}
+
+void ClientSession::relay_response_body() {
+    auto& body = response_parser_->get().body();
+    if (response_parser_->is_done()) {
+        body.data = nullptr;
+        body.size = 0;
+        body.more = false;
+        stream_.expires_after(config().server.timeouts.client_write);
+        http::async_write(stream_, *response_serializer_,
+                          beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
+        return;
+    }
+    if (!body_buffer_) body_buffer_ = std::make_unique<char[]>(kBodyBufferSize);
+    body.data = body_buffer_.get();
+    body.size = kBodyBufferSize;
+    upstream_->tcp().expires_after(upstream_config().body_timeout);
+    upstream_->with_stream([&](auto& stream) {
+        http::async_read(stream, upstream_->buffer(), *response_parser_,
+                         on_strand(beast::bind_front_handler(&ClientSession::on_response_body_read,
+                                                             shared_from_this())));
+    });
+}
+
+void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+        // The client already has the status line: all that is left is to cut the
+        // connection so it cannot mistake a truncated body for a whole one.
+        log::warn("proxy", "upstream '" + upstream_config().name + "' failed mid-body for " + describe_request() +
+                               ": " + ec.message());
+        runtime_->counters.upstream_errors.fetch_add(1, std::memory_order_relaxed);
+        release_upstream(false);
+        return do_close();
+    }
+    auto& body = response_parser_->get().body();
+    body.size = kBodyBufferSize - body.size;
+    body.data = body_buffer_.get();
+    body.more = !response_parser_->is_done();
+    stream_.expires_after(config().server.timeouts.client_write);
+    http::async_write(stream_, *response_serializer_,
+                      beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
+}
+
+void ClientSession::on_response_body_written(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+        release_upstream(false);
+        return do_close();
+    }
+    if (response_serializer_->is_done()) return finish_exchange();
+    relay_response_body();
+}
+
+void ClientSession::finish_exchange() {
+    release_permits();
+    release_upstream(upstream_reusable_ && response_parser_ && response_parser_->is_done() && request_serializer_ &&
+                     request_serializer_->is_done());
+    if (keep_alive_ && request_parser_->is_done()) return do_read_header();
+    do_close();
+}
+
+// ---------------------------------------------------------------- failures
+
+bool ClientSession::retry_on_fresh_connection(const beast::error_code& ec) {
+    // A pooled connection the upstream closed at the same moment we reused it
+    // fails before any response byte. Retrying is safe only when nothing of the
+    // request body has been consumed from the client and the connection was a
+    // reused one (a fresh connection failing is a real failure).
+    const bool race = ec == http::error::end_of_stream || ec == net::error::eof ||
+                      ec == net::error::connection_reset || ec == net::error::broken_pipe;
+    if (!race || !upstream_ || upstream_->requests_served == 0 || attempts_ > 1) return false;
+    if (!request_parser_->is_done() || request_parser_->get().has_content_length() ||
+        request_parser_->get().chunked()) {
+        return false;
+    }
+    log::debug("proxy", "pooled connection to '" + upstream_config().name + "' was closed; retrying once");
+    release_upstream(false);
+    acquire_upstream();
+    return true;
+}
+
+void ClientSession::fail_upstream(Errc code, const std::string& why, bool) {
+    runtime_->counters.upstream_errors.fetch_add(1, std::memory_order_relaxed);
+    log::warn("proxy", describe_request() + ": " + why);
+    release_upstream(false);
+    if (response_started_) return do_close();
+    const bool body_consumed = request_parser_ && request_parser_->is_done();
+    send_synthetic(make_error_response(code, why, version_, keep_alive_ && body_consumed));
+}
+
+void ClientSession::send_synthetic(SyntheticResponse response) {
+    if (closed_) return;
+    if (!response.keep_alive()) keep_alive_ = false;
+    synthetic_.emplace(std::move(response));
+    synthetic_->version(version_ < 11 ? 10 : 11);
+    synthetic_->keep_alive(keep_alive_);
+    stream_.expires_after(config().server.timeouts.client_write);
+    http::async_write(stream_, *synthetic_,
+                      beast::bind_front_handler(&ClientSession::on_synthetic_written, shared_from_this()));
+}
+
+void ClientSession::on_synthetic_written(beast::error_code ec, std::size_t) {
+    synthetic_.reset();
+    release_permits();
+    release_upstream(false);
+    if (!ec && keep_alive_ && request_parser_ && request_parser_->is_done()) return do_read_header();
+    do_close();
+}
+
+void ClientSession::release_upstream(bool reusable) {
+    if (!upstream_) return;
+    if (reusable) ++upstream_->requests_served;
+    runtime_->pools[upstream_index_]->release(std::move(upstream_), reusable);
+}
+
+void ClientSession::release_permits() {
+    if (!holds_permits_) return;
+    holds_permits_ = false;
+    runtime_->limits->release(uses_);
+}
+
+void ClientSession::do_close() {
+    closed_ = true;
+    release_permits();
+    release_upstream(false);
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+}
+
+}  // namespace sluice::proxy

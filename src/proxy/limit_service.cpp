@@ -1,0 +1,136 @@
+#include "sluice/proxy/limit_service.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+namespace sluice::proxy {
+
+namespace net = boost::asio;
+
+LimitService::LimitService(net::io_context& ioc, const Clock& clock,
+                           std::vector<std::unique_ptr<limit::Limiter>> limiters)
+    : clock_(clock), controller_(std::move(limiters)), timer_(net::make_strand(ioc)) {}
+
+queue::Admission LimitService::submit(queue::AdmissionRequest request, net::any_io_executor executor,
+                                      DecisionHandler on_decided) {
+    Ready ready;
+    queue::Admission admission;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        admission = controller_.submit(std::move(request), now);
+        if (admission.outcome == queue::Outcome::queued) {
+            waiters_.emplace(admission.ticket, Waiter{std::move(executor), std::move(on_decided)});
+            arm_timer_locked(now);
+        }
+    }
+    return admission;
+}
+
+bool LimitService::cancel(queue::TicketId ticket) {
+    Ready ready;
+    bool cancelled = false;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        if (waiters_.erase(ticket) > 0) {
+            cancelled = controller_.cancel(ticket, now);
+            // The head may have been blocking others behind it (shared limits).
+            poll_locked(now, ready);
+        }
+    }
+    dispatch(ready);
+    return cancelled;
+}
+
+void LimitService::release(const std::vector<limit::LimitUse>& uses) {
+    if (uses.empty()) return;
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        controller_.release(uses, now);
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+}
+
+void LimitService::pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until) {
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        controller_.pause_until(limit_index, key, until, now);
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+}
+
+void LimitService::cap_remaining(std::size_t limit_index, limit::KeyHash key, std::int64_t remaining,
+                                 Nanos reset_at) {
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        controller_.cap_remaining(limit_index, key, remaining, reset_at, now);
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+}
+
+void LimitService::stop() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    stopped_ = true;
+    timer_.cancel();
+}
+
+void LimitService::poll_locked(const Instant& now, Ready& ready) {
+    for (auto& admission : controller_.poll(now)) {
+        auto it = waiters_.find(admission.ticket);
+        if (it == waiters_.end()) continue;  // cancelled concurrently; the controller already dropped it
+        ready.emplace_back(std::move(it->second), std::move(admission));
+        waiters_.erase(it);
+    }
+    arm_timer_locked(now);
+}
+
+void LimitService::arm_timer_locked(const Instant& now) {
+    if (stopped_) return;
+    const Nanos next = controller_.next_wakeup(now);
+    if (next == armed_for_) return;
+    armed_for_ = next;
+    if (next == kNever) {
+        timer_.cancel();
+        return;
+    }
+    // Mono time is steady_clock's epoch (SystemClock), so the deadline converts directly.
+    timer_.expires_at(std::chrono::steady_clock::time_point(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(next)));
+    timer_.async_wait([weak = weak_from_this(), next](boost::system::error_code ec) {
+        if (ec) return;
+        if (auto self = weak.lock()) {
+            (void)next;
+            self->on_timer();
+        }
+    });
+}
+
+void LimitService::on_timer() {
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        armed_for_ = kNever;  // this wait is spent; poll re-arms for whatever is next
+        poll_locked(clock_.now(), ready);
+    }
+    dispatch(ready);
+}
+
+void LimitService::dispatch(Ready& ready) {
+    for (auto& [waiter, admission] : ready) {
+        net::post(waiter.executor, [handler = std::move(waiter.handler), admission = std::move(admission)]() {
+            handler(admission);
+        });
+    }
+}
+
+}  // namespace sluice::proxy

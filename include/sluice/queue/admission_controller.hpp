@@ -12,7 +12,10 @@
 //   bounded by max_depth. Within a queue, strict FIFO: only the head may be
 //   admitted. Across queues, whenever capacity appears the oldest admissible
 //   head goes first, so requests that compete for a limit are served in arrival
-//   order and nobody starves.
+//   order and nobody starves. Precisely: a head may go when every enforced
+//   limit has room for its cost plus the units of all OLDER waiting requests
+//   on the same (limit, key), so a younger request may pass an older one that
+//   is blocked on another limit, but never takes capacity the older one needs.
 // - A request is refused AT ONCE (never after waiting in vain) when its queue is
 //   full, or when the earliest possible admission, counting the units already
 //   waiting ahead of it, is later than its max_wait. A queued request whose
@@ -90,7 +93,8 @@ public:
     void cap_remaining(std::size_t limit_index, limit::KeyHash key, std::int64_t remaining, Nanos reset_at,
                        const Instant& now);
 
-    std::size_t waiting() const;  // requests queued across all queues
+    std::size_t waiting() const;      // requests queued across all queues
+    std::size_t queue_count() const;  // non-empty queues (an empty queue is forgotten at once)
     const limit::Limiter& limiter(std::size_t limit_index) const;
     std::size_t limiter_count() const;
 

@@ -1,0 +1,340 @@
+#pragma once
+// What every limiter algorithm shares, written once: the per-key state map, the
+// max_keys bound with safe eviction, the vendor-feedback overlays (pause_until,
+// cap_remaining), and the assembly of a Decision. An algorithm is a Policy that
+// only knows one key's state; KeyedLimiter<Policy> is the Limiter built on it.
+//
+// Included by the algorithm sources (src/limit/*.cpp), which keep their policies
+// private and hand out Limiters through the factories in algorithms.hpp.
+//
+// A Policy provides:
+//   struct State;                                  one key's state (movable)
+//   std::int64_t capacity() const;                 Decision::limit (limit, or burst)
+//   State make_state() const;                      a fresh key (may allocate)
+//   void reset(State&) const;                      back to fresh, without allocating
+//   PolicyView probe(State&, std::int64_t units, const Instant&) const;
+//       could `units` (ahead + cost) be admitted now? May normalise the state
+//       (drop history that no longer counts) but records nothing.
+//   void consume(State&, std::int64_t cost, const Instant&) const;
+//   void release(State&, std::int64_t cost) const;  concurrency only; else a no-op
+//   Nanos fresh_at(const State&, const Instant&) const;
+//       the mono time from which the state is indistinguishable from make_state()
+//       (<= now: forgettable now; kNever: only a release can make it so)
+//   std::size_t heap_bytes() const;                heap owned by one State
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "sluice/common/clock.hpp"
+#include "sluice/config/config.hpp"
+#include "sluice/limit/limiter.hpp"
+
+namespace sluice::limit {
+
+namespace detail {
+
+__extension__ using Int128 = __int128;
+
+// Floor and ceiling division for a positive divisor (C++ division truncates
+// toward zero, which is wrong for negative times and offsets).
+constexpr std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
+    const std::int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+constexpr Int128 ceil_div(Int128 a, Int128 b) noexcept {
+    const Int128 q = a / b;
+    return (a % b != 0 && a > 0) ? q + 1 : q;
+}
+
+// A scaled time back to a mono Nanos; beyond what Nanos holds is "never".
+constexpr Nanos to_nanos(Int128 ns) noexcept {
+    if (ns >= static_cast<Int128>(kNever.count())) return kNever;
+    if (ns <= static_cast<Int128>(Nanos::min().count())) return Nanos::min();
+    return Nanos{static_cast<std::int64_t>(ns)};
+}
+
+// a + b for non-negative values, saturating: a queue of units must never wrap.
+constexpr std::int64_t saturating_add(std::int64_t a, std::int64_t b) noexcept {
+    return a > std::numeric_limits<std::int64_t>::max() - b ? std::numeric_limits<std::int64_t>::max()
+                                                            : a + b;
+}
+
+// Heap bytes one allocation of `n` bytes really occupies with glibc malloc: the
+// request plus an 8-byte header, rounded up to 16, at least 32.
+constexpr std::size_t heap_footprint(std::size_t n) noexcept {
+    const std::size_t chunk = (n + 8 + 15) / 16 * 16;
+    return chunk < 32 ? 32 : chunk;
+}
+
+// Units larger than this are treated as this: keeps every sum of units and
+// counts far from overflow; a request this large is refused anyway.
+inline constexpr std::int64_t kMaxUnits = std::int64_t{1} << 56;
+
+}  // namespace detail
+
+// A policy's answer for one key, before vendor overlays.
+struct PolicyView {
+    bool allowed = false;
+    Nanos earliest{0};           // when refused: the earliest mono time `units` fit (never late)
+    std::int64_t remaining = 0;  // may be negative after shadow-mode overdraft; clamped later
+    Nanos reset{0};
+};
+
+// Vendor feedback layered on one key. Both parts expire on their own, so a key
+// whose overlays have expired is as forgettable as one that never had any.
+struct VendorOverlay {
+    Nanos paused_until{0};      // no admission before this (mono)
+    Nanos cap_until{0};         // the cap holds before this (mono)
+    std::int64_t cap_left = 0;  // units that may still be admitted while the cap holds
+
+    bool paused(Nanos now) const noexcept { return paused_until > now; }
+    bool capped(Nanos now) const noexcept { return cap_until > now; }
+};
+
+template <class Policy>
+class KeyedLimiter final : public Limiter {
+public:
+    using State = typename Policy::State;
+
+    KeyedLimiter(const config::LimitConfig& config, Policy policy)
+        : Limiter(config),
+          policy_(std::move(policy)),
+          scratch_(policy_.make_state()),
+          max_keys_(std::max<std::size_t>(config.max_keys, 1)) {}
+
+    Decision probe(KeyHash key, std::int64_t cost, std::int64_t ahead, const Instant& now) override {
+        cost = clamp_units(cost);
+        const std::int64_t units = detail::saturating_add(clamp_units(ahead), cost);
+        Entry* entry = find(key);
+        if (entry == nullptr) {
+            if (!has_room(now)) return key_capacity_decision(now);
+            // An untracked key is a fresh one: evaluate a scratch fresh state rather
+            // than inserting, so probing records nothing and allocates nothing.
+            policy_.reset(scratch_);
+            return finish(policy_.probe(scratch_, units, now), nullptr, cost, units, now);
+        }
+        return finish(policy_.probe(entry->state, units, now), &entry->overlay, cost, units, now);
+    }
+
+    void consume(KeyHash key, std::int64_t cost, const Instant& now) override {
+        cost = clamp_units(cost);
+        Entry* entry = find(key);
+        if (entry == nullptr) {
+            // The protocol probes (which makes room) before consuming an enforced
+            // limit, so a full table here means a shadow limit: its count is only
+            // reported, and dropping it beats growing without bound. An enforced
+            // limit's admission is always recorded, even past max_keys.
+            if (!has_room(now) && !config().enforce) return;
+            entry = insert(key);
+            policy_.consume(entry->state, cost, now);
+            note_fresh_at(*entry, now);
+            return;
+        }
+        policy_.consume(entry->state, cost, now);
+        if (entry->overlay.capped(now.mono))
+            entry->overlay.cap_left = std::max<std::int64_t>(0, entry->overlay.cap_left - cost);
+    }
+
+    void release(KeyHash key, std::int64_t cost, const Instant& now) override {
+        Entry* entry = find(key);
+        if (entry == nullptr) return;
+        policy_.release(entry->state, clamp_units(cost));
+        note_fresh_at(*entry, now);
+    }
+
+    void pause_until(KeyHash key, Nanos until, const Instant& now) override {
+        if (until <= now.mono) return;
+        Entry* entry = find_or_insert(key, now);
+        if (entry == nullptr)
+            return;  // no room: the key cannot be admitted anyway until some key is forgotten
+        entry->overlay.paused_until = std::max(entry->overlay.paused_until, until);
+    }
+
+    // Within one vendor window (a reset no later than the current cap's) the
+    // tighter report wins, so an out-of-order, older response cannot raise the
+    // cap; a report with a later reset describes a newer vendor window and
+    // replaces the cap. Either way it only ever lowers what the algorithm allows.
+    void cap_remaining(KeyHash key, std::int64_t remaining, Nanos reset_at, const Instant& now) override {
+        if (reset_at <= now.mono) return;
+        remaining = std::max<std::int64_t>(remaining, 0);
+        Entry* entry = find_or_insert(key, now);
+        if (entry == nullptr) return;
+        VendorOverlay& o = entry->overlay;
+        if (o.capped(now.mono) && reset_at <= o.cap_until) {
+            o.cap_left = std::min(o.cap_left, remaining);
+        } else {
+            o.cap_left = remaining;
+            o.cap_until = reset_at;
+        }
+    }
+
+    std::size_t key_count() const override { return entries_.size(); }
+
+    void evict_idle(const Instant& now) override {
+        Nanos next = kNever;
+        for (auto it = entries_.begin(); it != entries_.end();) {
+            const Nanos fresh = fresh_at(it->second, now);
+            if (fresh <= now.mono) {
+                it = entries_.erase(it);
+            } else {
+                next = std::min(next, fresh);
+                ++it;
+            }
+        }
+        next_scan_at_ = next;
+        cached_entry_ = nullptr;
+    }
+
+    std::vector<KeyStatus> status(const Instant& now, std::size_t max_keys) const override {
+        std::vector<KeyStatus> all;
+        all.reserve(entries_.size());
+        for (auto& [key, entry] : entries_) {
+            const Decision d = finish(policy_.probe(entry.state, 0, now), &entry.overlay, 0, 0, now);
+            all.push_back(KeyStatus{key, d.remaining, d.reset,
+                                    entry.overlay.paused(now.mono) ? entry.overlay.paused_until : Nanos{0}});
+        }
+        const auto more_constrained = [](const KeyStatus& a, const KeyStatus& b) {
+            if (a.remaining != b.remaining) return a.remaining < b.remaining;
+            if (a.paused_until != b.paused_until) return a.paused_until > b.paused_until;
+            if (a.reset != b.reset) return a.reset > b.reset;
+            return a.key < b.key;
+        };
+        const std::size_t n = std::min(max_keys, all.size());
+        std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
+                          more_constrained);
+        all.resize(n);
+        return all;
+    }
+
+    // The map node (next pointer + key + entry), its malloc overhead, its bucket
+    // slot (load factor <= 1), and the heap the state owns (rings).
+    std::size_t bytes_per_key() const override {
+        using Value = typename Map::value_type;
+        constexpr std::size_t link = (sizeof(void*) + alignof(Value) - 1) / alignof(Value) * alignof(Value);
+        std::size_t bytes = detail::heap_footprint(link + sizeof(Value)) + sizeof(void*);
+        if (const std::size_t heap = policy_.heap_bytes(); heap > 0) bytes += detail::heap_footprint(heap);
+        return bytes;
+    }
+
+    const Policy& policy() const noexcept { return policy_; }
+
+private:
+    struct Entry {
+        State state;
+        VendorOverlay overlay;
+    };
+    using Map = std::unordered_map<KeyHash, Entry>;
+
+    static std::int64_t clamp_units(std::int64_t units) noexcept {
+        return std::clamp<std::int64_t>(units, 0, detail::kMaxUnits);
+    }
+
+    // A one-entry cache in front of the map: an unkeyed limit, and bursts of one
+    // key, skip the hash lookup. Node addresses are stable until erased, and
+    // every erase clears the cache.
+    Entry* find(KeyHash key) {
+        if (cached_entry_ != nullptr && cached_key_ == key) return cached_entry_;
+        const auto it = entries_.find(key);
+        if (it == entries_.end()) return nullptr;
+        cached_key_ = key;
+        cached_entry_ = &it->second;
+        return cached_entry_;
+    }
+
+    Entry* insert(KeyHash key) {
+        auto [it, inserted] = entries_.try_emplace(key, Entry{policy_.make_state(), VendorOverlay{}});
+        (void)inserted;
+        cached_key_ = key;
+        cached_entry_ = &it->second;
+        return cached_entry_;
+    }
+
+    Entry* find_or_insert(KeyHash key, const Instant& now) {
+        if (Entry* entry = find(key)) return entry;
+        if (!has_room(now)) return nullptr;
+        Entry* entry = insert(key);
+        note_fresh_at(*entry, now);
+        return entry;
+    }
+
+    // Room for one more key, forgetting fresh-equivalent keys if the table is
+    // full. next_scan_at_ is a lower bound of every key's fresh_at, so a full
+    // table of busy keys refuses new keys without rescanning on every request.
+    bool has_room(const Instant& now) {
+        if (entries_.size() < max_keys_) return true;
+        if (now.mono < next_scan_at_) return false;
+        evict_idle(now);
+        return entries_.size() < max_keys_;
+    }
+
+    Nanos fresh_at(const Entry& entry, const Instant& now) const {
+        return std::max(
+            {policy_.fresh_at(entry.state, now), entry.overlay.paused_until, entry.overlay.cap_until});
+    }
+
+    // Keeps next_scan_at_ a lower bound after a key's fresh_at may have moved earlier.
+    void note_fresh_at(const Entry& entry, const Instant& now) {
+        next_scan_at_ = std::min(next_scan_at_, std::max(fresh_at(entry, now), now.mono));
+    }
+
+    Decision key_capacity_decision(const Instant& now) const {
+        Decision d;
+        d.allowed = false;
+        d.key_capacity = true;
+        d.earliest = kNever;
+        d.limit = policy_.capacity();
+        d.remaining = 0;
+        d.reset = now.mono;
+        return d;
+    }
+
+    // The policy's view, narrowed by the vendor overlays (which only ever refuse
+    // more, never less), as a Decision.
+    Decision finish(const PolicyView& view, const VendorOverlay* overlay, std::int64_t cost,
+                    std::int64_t units, const Instant& now) const {
+        Decision d;
+        d.limit = policy_.capacity();
+        d.allowed = view.allowed;
+        d.earliest = view.allowed ? now.mono : std::max(view.earliest, now.mono);
+        d.remaining = std::max<std::int64_t>(view.remaining, 0);
+        d.reset = std::max(view.reset, now.mono);
+        if (overlay != nullptr) {
+            if (overlay->paused(now.mono)) {
+                d.allowed = false;
+                d.earliest = std::max(d.earliest, overlay->paused_until);
+                d.remaining = 0;
+                d.reset = std::max(d.reset, overlay->paused_until);
+            }
+            if (overlay->capped(now.mono)) {
+                if (overlay->cap_left < d.remaining) {
+                    d.remaining = overlay->cap_left;
+                    d.reset = std::max(d.reset, overlay->cap_until);
+                }
+                if (units > overlay->cap_left) {
+                    d.allowed = false;
+                    d.earliest = std::max(d.earliest, overlay->cap_until);
+                }
+            }
+        }
+        if (cost > d.limit) {  // can never fit, whatever the state
+            d.allowed = false;
+            d.earliest = kNever;
+        }
+        return d;
+    }
+
+    Policy policy_;
+    mutable Map entries_;  // mutable: status() lets policies drop expired history (logically const)
+    State scratch_;        // a fresh state for probing untracked keys
+    std::size_t max_keys_;
+    Nanos next_scan_at_ = Nanos::min();
+    KeyHash cached_key_ = 0;
+    Entry* cached_entry_ = nullptr;
+};
+
+}  // namespace sluice::limit

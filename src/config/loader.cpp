@@ -1,0 +1,1182 @@
+// YAML -> validated Config. Every value is read through a Node that knows where it
+// was written (file:line:column) and how to name it ("upstream 'intercom' url"), so
+// every error a user sees points at the offending text and says what would be accepted.
+// All checks happen here, once: what leaves this file is consistent, and the
+// request path never re-validates or looks a name up.
+
+#include "sluice/config/loader.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "sluice/route/route_table.hpp"
+
+namespace sluice::config {
+namespace {
+
+constexpr Duration kDay = std::chrono::hours(24);
+
+constexpr std::string_view kDurationSyntax = "with a unit (ns, us, ms, s, m, h, d), e.g. 250ms, 10s, 1m30s";
+constexpr std::string_view kSizeSyntax =
+    "a size: an integer (bytes) or 16k/16KiB, 10m/10MiB, 1g/1GiB (powers of 1024)";
+constexpr std::string_view kListenSyntax =
+    "an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\" (quoted; port 0 = any free port)";
+constexpr std::string_view kNameSyntax = "a name of letters, digits, '.', '_' and '-'";
+
+std::string join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& item : items) {
+        if (!out.empty()) out += ", ";
+        out += item;
+    }
+    return out;
+}
+
+SourceLocation location_of(const std::string& file, const YAML::Mark& mark) {
+    // yaml-cpp marks are 0-based; a node built without one (null mark) falls back to the top.
+    if (mark.is_null() || mark.line < 0) return {file, 1, 1};
+    return {file, mark.line + 1, mark.column + 1};
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// " (did you mean 'workers'?)" for a near miss, so a typo costs one glance.
+std::string suggestion(std::string_view wrong, const std::vector<std::string>& candidates) {
+    std::string best;
+    std::size_t best_distance = 3;  // at most two edits away
+    for (const auto& candidate : candidates) {
+        const auto distance = edit_distance(wrong, candidate);
+        if (distance < best_distance && distance < candidate.size()) {
+            best = candidate;
+            best_distance = distance;
+        }
+    }
+    return best.empty() ? "" : " (did you mean '" + best + "'?)";
+}
+
+bool valid_name(std::string_view name) {
+    if (name.empty()) return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '_' || c == '-';
+    });
+}
+
+// RFC 9110 section 5.6.2 token: what a method or a header name may be made of.
+bool is_http_token(std::string_view text) {
+    if (text.empty()) return false;
+    return std::all_of(text.begin(), text.end(), [](char c) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+        return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    });
+}
+
+bool has_space_or_control(std::string_view text) {
+    return std::any_of(text.begin(), text.end(), [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return u <= 0x20 || u == 0x7f;
+    });
+}
+
+std::string to_lower(std::string text) {
+    for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return text;
+}
+
+// The canonical text of an IP literal (so "::1" and "0::1" compare equal), or "" if not one.
+std::string canonical_ip(const std::string& text, int* family = nullptr) {
+    unsigned char buffer[16];
+    char out[INET6_ADDRSTRLEN];
+    for (const int af : {AF_INET, AF_INET6}) {
+        if (inet_pton(af, text.c_str(), buffer) == 1 && inet_ntop(af, buffer, out, sizeof out) != nullptr) {
+            if (family != nullptr) *family = af;
+            return out;
+        }
+    }
+    return "";
+}
+
+bool is_valid_dns_name(std::string_view host) {
+    if (host.empty() || host.size() > 253) return false;
+    return std::all_of(host.begin(), host.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '-' || c == '_';
+    });
+}
+
+std::optional<std::uint16_t> parse_port(std::string_view text) {
+    if (text.empty() || text.size() > 5) return std::nullopt;
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size() || value > 65535) return std::nullopt;
+    return static_cast<std::uint16_t>(value);
+}
+
+// The `{name}` parameters of a (valid) path pattern.
+std::vector<std::string> pattern_params(std::string_view pattern) {
+    std::vector<std::string> names;
+    std::size_t pos = 0;
+    while ((pos = pattern.find('{', pos)) != std::string_view::npos) {
+        const auto close = pattern.find('}', pos);
+        if (close == std::string_view::npos) break;
+        names.emplace_back(pattern.substr(pos + 1, close - pos - 1));
+        pos = close + 1;
+    }
+    return names;
+}
+
+// ---------------------------------------------------------------------------
+
+enum class Sign { positive, non_negative, any };
+
+// One YAML value, where it was written, and its name in messages.
+class Node {
+public:
+    Node(const std::string& file, const YAML::Node& yaml, YAML::Mark mark, std::string path)
+        : file_(&file), yaml_(yaml), mark_(mark), path_(std::move(path)) {}
+
+    const std::string& path() const { return path_; }
+    SourceLocation where() const { return location_of(*file_, mark_); }
+    int line() const { return where().line; }
+
+    // The same value under another name: "upstreams.intercom" reads better as "upstream 'intercom'".
+    Node renamed(std::string path) const { return Node(*file_, yaml_, mark_, std::move(path)); }
+
+    std::string child_path(std::string_view key) const {
+        if (path_.empty()) return std::string(key);
+        return path_ + (path_.back() == '\'' ? " " : ".") + std::string(key);
+    }
+
+    // Another YAML node under this one's name (a map's key, in errors about the map).
+    Node at(const YAML::Node& yaml, YAML::Mark mark) const { return Node(*file_, yaml, mark, path_); }
+
+    Node child(const YAML::Node& yaml, YAML::Mark mark, std::string_view key) const {
+        return Node(*file_, yaml, mark, child_path(key));
+    }
+
+    [[noreturn]] void fail(const std::string& what, std::string_view expected) const {
+        std::string message = path_.empty() ? what : path_ + ": " + what;
+        if (!expected.empty()) message += "; expected " + std::string(expected);
+        throw ConfigError(where(), message);
+    }
+
+    // For a reason that may already carry its own "; expected ..." (the route module's checks).
+    [[noreturn]] void fail_reason(const std::string& what, std::string_view expected) const {
+        if (what.find("; expected ") != std::string::npos) fail(what, "");
+        fail(what, expected);
+    }
+
+    [[noreturn]] void fail_expected(std::string_view expected) const { fail("got " + describe(), expected); }
+
+    std::string describe() const {
+        if (is_null()) return "no value";
+        if (yaml_.IsMap()) return "a map";
+        if (yaml_.IsSequence()) return "a list";
+        return "'" + yaml_.Scalar() + "'";
+    }
+
+    bool is_null() const { return !yaml_.IsDefined() || yaml_.IsNull(); }
+    bool is_map() const { return yaml_.IsMap(); }
+    bool is_list() const { return yaml_.IsSequence(); }
+    bool is_scalar() const { return yaml_.IsScalar(); }
+
+    std::string text(std::string_view expected) const {
+        if (!is_scalar()) fail_expected(expected);
+        return yaml_.Scalar();
+    }
+
+    std::string string(std::string_view expected = "a non-empty string") const {
+        auto value = text(expected);
+        if (value.empty()) fail_expected(expected);
+        return value;
+    }
+
+    std::string name(std::string_view kind) const {
+        const auto expected = std::string(kind) + " name: " + std::string(kNameSyntax);
+        auto value = text(expected);
+        if (!valid_name(value)) fail_expected(expected);
+        return value;
+    }
+
+    std::int64_t integer(std::int64_t min,
+                         std::int64_t max = std::numeric_limits<std::int64_t>::max()) const {
+        std::string expected = "an integer";
+        if (max != std::numeric_limits<std::int64_t>::max()) {
+            expected += " from " + std::to_string(min) + " to " + std::to_string(max);
+        } else if (min != std::numeric_limits<std::int64_t>::min()) {
+            expected += " >= " + std::to_string(min);
+        }
+        const auto value_text = text(expected);
+        std::int64_t value = 0;
+        const char* first = value_text.data();
+        const char* last = first + value_text.size();
+        const auto [end, ec] = std::from_chars(first, last, value);
+        if (value_text.empty() || ec != std::errc() || end != last) fail_expected(expected);
+        if (value < min || value > max) fail(std::to_string(value) + " is out of range", expected);
+        return value;
+    }
+
+    bool boolean() const {
+        const auto value = text("true or false");
+        if (value == "true" || value == "True" || value == "TRUE") return true;
+        if (value == "false" || value == "False" || value == "FALSE") return false;
+        fail_expected("true or false");
+    }
+
+    Duration duration(Sign sign) const {
+        const std::string expected = std::string(sign == Sign::positive       ? "a positive duration "
+                                                 : sign == Sign::non_negative ? "a duration >= 0 "
+                                                                              : "a duration ") +
+                                     std::string(kDurationSyntax);
+        const auto value_text = text(expected);
+        const auto value = parse_duration(value_text, true);
+        if (!value) {
+            const auto quoted = "'" + value_text + "'";
+            if (!value_text.empty() && value_text.find_first_not_of("+-0123456789") == std::string::npos) {
+                fail(quoted + " has no unit", expected);
+            }
+            if (value_text.find(' ') != std::string::npos) fail(quoted + " contains a space", expected);
+            if (value_text.find('.') != std::string::npos) {
+                fail(quoted + " has a fraction", expected + " (integers only: 1500ms rather than 1.5s)");
+            }
+            fail(quoted + " is not a duration", expected);
+        }
+        if (sign != Sign::any && *value < Duration::zero())
+            fail("'" + value_text + "' is negative", expected);
+        if (sign == Sign::positive && *value == Duration::zero())
+            fail("'" + value_text + "' is zero", expected);
+        return *value;
+    }
+
+    std::uint64_t size(std::uint64_t min, std::uint64_t max) const {
+        const auto value_text = text(kSizeSyntax);
+        const auto value = parse_size(value_text);
+        if (!value) fail("'" + value_text + "' is not a size", kSizeSyntax);
+        if (*value < min || *value > max) {
+            fail("'" + value_text + "' is out of range",
+                 "a size from " + std::to_string(min) + " to " + std::to_string(max) + " bytes");
+        }
+        return *value;
+    }
+
+    // A list; where `scalar_ok`, one scalar stands for a one-item list ("methods: GET").
+    // No value counts as an empty list.
+    std::vector<Node> items(std::string_view expected, bool scalar_ok = false) const {
+        std::vector<Node> out;
+        if (is_null()) return out;
+        if (is_scalar() && scalar_ok) {
+            out.push_back(*this);
+            return out;
+        }
+        if (!is_list()) fail_expected(expected);
+        std::size_t index = 0;
+        for (const auto& item : yaml_) {
+            ++index;
+            out.emplace_back(*file_, item, item.Mark(), path_ + "[" + std::to_string(index) + "]");
+        }
+        return out;
+    }
+
+    const YAML::Node& yaml() const { return yaml_; }
+
+private:
+    const std::string* file_;
+    YAML::Node yaml_;
+    YAML::Mark mark_;
+    std::string path_;
+};
+
+struct Entry {
+    std::string key;
+    Node key_node;
+    Node value;
+};
+
+// A YAML map read once: keys checked against what is allowed, duplicates refused
+// (yaml-cpp keeps both copies of a repeated key, and silently using one would hide a mistake).
+class Map {
+public:
+    // `allowed` empty: any key (a map from names to definitions, e.g. `upstreams`).
+    Map(const Node& node, std::vector<std::string> allowed, std::string_view noun = "key") : node_(node) {
+        const auto expected = allowed.empty() ? std::string("a map") : "a map with keys " + join(allowed);
+        if (node.is_null()) return;
+        if (!node.is_map()) node.fail_expected(expected);
+        for (auto it = node.yaml().begin(); it != node.yaml().end(); ++it) {
+            // Errors about the key itself name the map it is in ("unknown key 'x' in server").
+            const Node key_at = node.at(it->first, it->first.Mark());
+            if (!it->first.IsScalar()) key_at.fail_expected("a plain key");
+            const std::string key = it->first.Scalar();
+            // A key with no value has no mark of its own worth showing: point at the key.
+            const auto value_mark = it->second.IsNull() ? it->first.Mark() : it->second.Mark();
+            Node value = node.child(it->second, value_mark, key);
+            if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+                key_at.fail("unknown key '" + key + "'" + suggestion(key, allowed),
+                            "one of " + join(allowed));
+            }
+            for (const auto& entry : entries_) {
+                if (entry.key == key) {
+                    key_at.fail("duplicate " + std::string(noun) + " '" + key + "' (first at line " +
+                                    std::to_string(entry.key_node.line()) + ")",
+                                "each " + std::string(noun) + " once");
+                }
+            }
+            entries_.push_back({key, key_at, std::move(value)});
+        }
+    }
+
+    const Node& node() const { return node_; }
+    const std::vector<Entry>& entries() const { return entries_; }
+
+    const Entry* find(std::string_view key) const {
+        for (const auto& entry : entries_) {
+            if (entry.key == key) return &entry;
+        }
+        return nullptr;
+    }
+
+    std::optional<Node> get(std::string_view key) const {
+        if (const auto* entry = find(key)) return entry->value;
+        return std::nullopt;
+    }
+
+    Node require(std::string_view key, std::string_view expected) const {
+        if (const auto* entry = find(key)) return entry->value;
+        node_.fail("missing '" + std::string(key) + "'", expected);
+    }
+
+private:
+    Node node_;
+    std::vector<Entry> entries_;
+};
+
+struct Endpoint {
+    std::string address;  // canonical IP literal, IPv6 without brackets
+    std::uint16_t port = 0;
+    int family = 0;
+};
+
+// A socket sluice will bind, for the conflict check: `node` is absent for a default.
+struct Binding {
+    Endpoint endpoint;
+    std::optional<Node> node;
+    std::string owner;  // "listener 'default'", "the admin listener"
+};
+
+Endpoint parse_listen(const Node& node) {
+    const auto text = node.text(kListenSyntax);
+    std::string host;
+    std::string port_text;
+    if (!text.empty() && text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            node.fail("'" + text + "' is not host:port", kListenSyntax);
+        }
+        host = text.substr(1, close - 1);
+        port_text = text.substr(close + 2);
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string::npos) node.fail("'" + text + "' has no port", kListenSyntax);
+        host = text.substr(0, colon);
+        port_text = text.substr(colon + 1);
+        if (host.find(':') != std::string::npos) {
+            node.fail("'" + text + "': an IPv6 address needs brackets", kListenSyntax);
+        }
+    }
+    Endpoint endpoint;
+    // Only IP literals: binding happens before any DNS would be wanted, and a name like
+    // "localhost" may resolve to several addresses.
+    endpoint.address = canonical_ip(host, &endpoint.family);
+    if (endpoint.address.empty()) node.fail("'" + host + "' is not an IP address", kListenSyntax);
+    const auto port = parse_port(port_text);
+    if (!port) node.fail("'" + port_text + "' is not a port (0-65535)", kListenSyntax);
+    endpoint.port = *port;
+    return endpoint;
+}
+
+bool is_wildcard(const Endpoint& endpoint) {
+    return endpoint.address == "0.0.0.0" || endpoint.address == "::";
+}
+
+// ---------------------------------------------------------------------------
+
+const std::vector<std::string> kTopKeys{"server", "listeners", "upstreams", "limits", "queue", "routes"};
+const std::vector<std::string> kServerKeys{
+    "workers",  "max_header_bytes", "max_body_bytes",     "max_client_connections",
+    "timeouts", "forwarded",        "rate_limit_headers", "admin"};
+const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_idle", "client_write"};
+const std::vector<std::string> kForwardedKeys{"x_forwarded_for", "x_forwarded_proto"};
+const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
+const std::vector<std::string> kAdminKeys{"enabled", "listen"};
+const std::vector<std::string> kListenerKeys{"name", "listen"};
+const std::vector<std::string> kUpstreamKeys{"url",
+                                             "tls",
+                                             "max_connections",
+                                             "max_idle_connections",
+                                             "idle_timeout",
+                                             "connect_timeout",
+                                             "response_timeout",
+                                             "body_timeout"};
+const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
+const std::vector<std::string> kLimitKeys{"algorithm", "limit", "window", "rate",    "burst",   "utc_offset",
+                                          "margin",    "key",   "cost",   "enforce", "max_keys"};
+const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param"};
+const std::vector<std::string> kCostKeys{"header", "default", "max"};
+const std::vector<std::string> kQueueKeys{"max_depth", "max_wait"};
+const std::vector<std::string> kRouteKeys{"name", "match", "strip_prefix", "upstream", "limits", "queue"};
+const std::vector<std::string> kMatchKeys{"listener", "host", "methods", "path_prefix", "path"};
+
+// Indexed by config::Algorithm: keep the order of the enum.
+const std::vector<std::string> kAlgorithmNames{"token_bucket", "sliding_window", "fixed_window",
+                                               "concurrency"};
+
+// Which limit keys each algorithm uses, and why a misplaced one is refused (rather than
+// ignored: a `window` on a concurrency limit means the author expected something that
+// will not happen).
+std::vector<std::string> limit_keys_for(Algorithm algorithm) {
+    std::vector<std::string> keys{"algorithm", "limit"};
+    switch (algorithm) {
+        case Algorithm::token_bucket: keys.insert(keys.end(), {"rate", "window", "burst", "margin"}); break;
+        case Algorithm::sliding_window: keys.insert(keys.end(), {"window", "margin"}); break;
+        case Algorithm::fixed_window: keys.insert(keys.end(), {"window", "utc_offset", "margin"}); break;
+        case Algorithm::concurrency: break;
+    }
+    keys.insert(keys.end(), {"key", "cost", "enforce", "max_keys"});
+    return keys;
+}
+
+std::string why_not_applicable(std::string_view key, Algorithm algorithm) {
+    if (algorithm == Algorithm::concurrency && (key == "window" || key == "margin")) {
+        return "a concurrency limit caps requests in flight and has no time window";
+    }
+    if (key == "rate") return "rate is the token_bucket shorthand for limit/window";
+    if (key == "burst") return "burst is the bucket size of a token_bucket";
+    if (key == "utc_offset") return "utc_offset shifts the calendar periods of a fixed_window";
+    return "it is not used by this algorithm";
+}
+
+// ---------------------------------------------------------------------------
+
+class Loader {
+public:
+    explicit Loader(std::string file) : file_(std::move(file)) {}
+
+    std::shared_ptr<const Config> load(const std::string& yaml_text) {
+        std::vector<YAML::Node> documents;
+        try {
+            documents = YAML::LoadAll(yaml_text);
+        } catch (const YAML::Exception& e) {
+            throw ConfigError(location_of(file_, e.mark),
+                              "invalid YAML: " + e.msg +
+                                  "; expected well-formed YAML (check indentation, quoting and brackets)");
+        }
+        if (documents.empty() || (documents.size() == 1 && documents.front().IsNull())) {
+            throw ConfigError(
+                {file_, 1, 1},
+                "the configuration is empty; expected a map with at least 'upstreams' and 'routes'");
+        }
+        if (documents.size() > 1) {
+            throw ConfigError(location_of(file_, documents[1].Mark()),
+                              "a second YAML document; expected one document (no '---' separators between)");
+        }
+        const Node root(file_, documents.front(), documents.front().Mark(), "");
+        if (!root.is_map()) root.fail_expected("a map with keys " + join(kTopKeys));
+        const Map top(root, kTopKeys);
+
+        config_->source_file = file_;
+        read_server(top.get("server"));
+        read_listeners(top.get("listeners"));
+        read_upstreams(top);
+        read_limits(top.get("limits"));
+        if (const auto queue = top.get("queue")) config_->queue_defaults = read_queue(*queue, QueueConfig{});
+        read_routes(top);
+        return config_;
+    }
+
+private:
+    // ---- server -------------------------------------------------------------
+    void read_server(const std::optional<Node>& node) {
+        auto& server = config_->server;
+        if (!node) return;
+        const Map map(*node, kServerKeys);
+        if (const auto v = map.get("workers")) server.workers = static_cast<unsigned>(v->integer(1, 64));
+        // Beast's header limit is 32-bit.
+        if (const auto v = map.get("max_header_bytes")) server.max_header_bytes = v->size(1, 0xffff'ffffu);
+        if (const auto v = map.get("max_body_bytes")) {
+            server.max_body_bytes = v->size(0, std::numeric_limits<std::uint64_t>::max());
+        }
+        if (const auto v = map.get("max_client_connections")) {
+            server.max_client_connections = static_cast<std::size_t>(v->integer(1, 1'000'000));
+        }
+        if (const auto v = map.get("timeouts")) {
+            const Map timeouts(*v, kTimeoutKeys);
+            auto& t = server.timeouts;
+            if (const auto d = timeouts.get("client_header")) t.client_header = d->duration(Sign::positive);
+            if (const auto d = timeouts.get("client_body")) t.client_body = d->duration(Sign::positive);
+            if (const auto d = timeouts.get("client_idle")) t.client_idle = d->duration(Sign::positive);
+            if (const auto d = timeouts.get("client_write")) t.client_write = d->duration(Sign::positive);
+        }
+        if (const auto v = map.get("forwarded")) {
+            const Map forwarded(*v, kForwardedKeys);
+            if (const auto b = forwarded.get("x_forwarded_for"))
+                server.forwarded.x_forwarded_for = b->boolean();
+            if (const auto b = forwarded.get("x_forwarded_proto"))
+                server.forwarded.x_forwarded_proto = b->boolean();
+        }
+        if (const auto v = map.get("rate_limit_headers")) {
+            const Map headers(*v, kRateLimitHeaderKeys);
+            if (const auto s = headers.get("style")) {
+                constexpr std::string_view expected = "one of none, ietf, x, both";
+                const auto style = s->text(expected);
+                if (style == "none") {
+                    server.rate_limit_headers.style = RateLimitHeaderStyle::none;
+                } else if (style == "ietf") {
+                    server.rate_limit_headers.style = RateLimitHeaderStyle::ietf;
+                } else if (style == "x") {
+                    server.rate_limit_headers.style = RateLimitHeaderStyle::x;
+                } else if (style == "both") {
+                    server.rate_limit_headers.style = RateLimitHeaderStyle::both;
+                } else {
+                    s->fail("unknown style '" + style + "'", expected);
+                }
+            }
+            if (const auto b = headers.get("on_proxied")) server.rate_limit_headers.on_proxied = b->boolean();
+        }
+        if (const auto v = map.get("admin")) {
+            const Map admin(*v, kAdminKeys);
+            if (const auto b = admin.get("enabled")) server.admin.enabled = b->boolean();
+            if (const auto l = admin.get("listen")) {
+                const auto endpoint = parse_listen(*l);
+                server.admin.address = endpoint.address;
+                server.admin.port = endpoint.port;
+                admin_listen_ = *l;
+            }
+        }
+    }
+
+    // ---- listeners ----------------------------------------------------------
+    void read_listeners(const std::optional<Node>& node) {
+        if (!node) {
+            ListenerConfig listener;
+            listener.name = "default";
+            listener.location = {file_, 1, 1};
+            Endpoint endpoint{listener.address, listener.port, AF_INET};
+            config_->listeners.push_back(std::move(listener));
+            check_listen_conflicts({{endpoint, std::nullopt,
+                                     "the default listener (127.0.0.1:8080, as 'listeners' is not given)"}});
+            return;
+        }
+        const auto items =
+            node->items("a list of listeners, e.g. [{name: default, listen: \"127.0.0.1:8080\"}]");
+        if (items.empty()) {
+            node->fail("no listeners",
+                       "at least one listener (or leave 'listeners' out for one on 127.0.0.1:8080)");
+        }
+        // Names first: an unnamed listener takes "default" only if no listener claims it
+        // explicitly, so naming a second listener "default" never collides with the first.
+        struct Parsed {
+            Map map;
+            std::optional<Node> name_node;
+        };
+        std::vector<Parsed> parsed;
+        bool default_taken = false;
+        for (const auto& item : items) {
+            Map map(item, kListenerKeys);
+            auto name_node = map.get("name");
+            if (name_node && name_node->name("a listener") == "default") default_taken = true;
+            parsed.push_back({std::move(map), std::move(name_node)});
+        }
+        std::vector<Binding> bindings;
+        for (std::size_t i = 0; i < parsed.size(); ++i) {
+            const auto& [map, name_node] = parsed[i];
+            ListenerConfig listener;
+            listener.location = map.node().where();
+            bool assigned = false;
+            if (name_node) {
+                listener.name = name_node->name("a listener");
+            } else if (!default_taken) {
+                listener.name = "default";
+                default_taken = true;
+                assigned = true;
+            } else {
+                listener.name = "listener-" + std::to_string(i + 1);
+                assigned = true;
+            }
+            const Node at = name_node ? *name_node : map.node();
+            for (const auto& other : config_->listeners) {
+                if (other.name == listener.name) {
+                    at.fail("duplicate listener name '" + listener.name + "' (first at line " +
+                                std::to_string(other.location.line) + ")" +
+                                (assigned ? "; this listener has no name and got it by position" : ""),
+                            "unique listener names");
+                }
+            }
+            const auto listen = map.require("listen", kListenSyntax);
+            const auto endpoint = parse_listen(listen);
+            listener.address = endpoint.address;
+            listener.port = endpoint.port;
+            bindings.push_back({endpoint, listen, "listener '" + listener.name + "'"});
+            config_->listeners.push_back(std::move(listener));
+        }
+        check_listen_conflicts(std::move(bindings));
+    }
+
+    // Two sockets on one address:port would fail at bind with a less helpful message; port 0
+    // picks a free port each time, so it never conflicts.
+    void check_listen_conflicts(std::vector<Binding> bindings) {
+        const auto& admin = config_->server.admin;
+        if (admin.enabled) {
+            int family = 0;
+            canonical_ip(admin.address, &family);
+            bindings.push_back(
+                {{admin.address, admin.port, family},
+                 admin_listen_,
+                 admin_listen_ ? "the admin listener" : "the admin listener (default 127.0.0.1:9901)"});
+        }
+        for (std::size_t i = 0; i < bindings.size(); ++i) {
+            for (std::size_t j = 0; j < i; ++j) {
+                const auto& a = bindings[j];
+                const auto& b = bindings[i];
+                const auto& ea = a.endpoint;
+                const auto& eb = b.endpoint;
+                if (ea.port == 0 || ea.port != eb.port || ea.family != eb.family) continue;
+                if (ea.address != eb.address && !is_wildcard(ea) && !is_wildcard(eb)) continue;
+                // Point at the later one that was written down (a default has no place in the file).
+                const auto& at = b.node ? b : a;
+                const auto& other = b.node ? a : b;
+                const auto other_where =
+                    other.node ? " (line " + std::to_string(other.node->line()) + ")" : std::string();
+                at.node->fail("address " + eb.address + ":" + std::to_string(eb.port) + " is also used by " +
+                                  other.owner + other_where,
+                              "a different address or port for each listener and the admin listener");
+            }
+        }
+    }
+
+    // ---- upstreams ----------------------------------------------------------
+    void read_upstreams(const Map& top) {
+        const auto node = top.require("upstreams", "an 'upstreams' map with at least one upstream");
+        const Map upstreams(node, {}, "upstream name");
+        if (upstreams.entries().empty()) {
+            node.fail("no upstreams",
+                      "at least one upstream, e.g. upstreams: {intercom: {url: https://api.intercom.io}}");
+        }
+        for (const auto& entry : upstreams.entries()) {
+            entry.key_node.name("an upstream");
+            config_->upstreams.push_back(read_upstream(entry));
+        }
+    }
+
+    UpstreamConfig read_upstream(const Entry& entry) {
+        UpstreamConfig upstream;
+        upstream.name = entry.key;
+        upstream.location = entry.key_node.where();
+        const Node node = entry.value.renamed("upstream '" + entry.key + "'");
+        const Map map(node, kUpstreamKeys);
+        const auto url = map.require("url", "the vendor's base URL, e.g. url: https://api.intercom.io");
+        parse_url(url, upstream);
+        if (const auto v = map.get("tls")) {
+            if (upstream.scheme != "https") {
+                map.find("tls")->key_node.fail("tls settings on an http upstream",
+                                               "an https:// url, or no 'tls' (plain http does not use TLS)");
+            }
+            const Map tls(*v, kTlsKeys);
+            if (const auto b = tls.get("verify")) upstream.tls.verify = b->boolean();
+            if (const auto s = tls.get("ca_file")) upstream.tls.ca_file = s->string("the path of a PEM file");
+            if (const auto s = tls.get("server_name")) {
+                constexpr std::string_view expected = "a DNS name for SNI and certificate verification";
+                upstream.tls.server_name = s->string(expected);
+                if (!is_valid_dns_name(upstream.tls.server_name)) s->fail_expected(expected);
+            }
+        }
+        if (const auto v = map.get("max_connections")) upstream.max_connections = v->integer(1, 100'000);
+        if (const auto v = map.get("max_idle_connections"))
+            upstream.max_idle_connections = v->integer(0, 100'000);
+        if (upstream.max_idle_connections > upstream.max_connections) {
+            const auto at = map.get("max_idle_connections").value_or(map.node());
+            at.fail("max_idle_connections " + std::to_string(upstream.max_idle_connections) +
+                        " exceeds max_connections " + std::to_string(upstream.max_connections),
+                    "at most max_connections (idle connections count towards it)");
+        }
+        if (const auto v = map.get("idle_timeout")) upstream.idle_timeout = v->duration(Sign::positive);
+        if (const auto v = map.get("connect_timeout")) upstream.connect_timeout = v->duration(Sign::positive);
+        if (const auto v = map.get("response_timeout"))
+            upstream.response_timeout = v->duration(Sign::positive);
+        if (const auto v = map.get("body_timeout")) upstream.body_timeout = v->duration(Sign::positive);
+        return upstream;
+    }
+
+    static void parse_url(const Node& node, UpstreamConfig& upstream) {
+        constexpr std::string_view expected =
+            "an http:// or https:// URL with a host, an optional port and an optional base path, e.g. "
+            "https://api.example.com or http://127.0.0.1:9000/v1";
+        const auto url = node.string(expected);
+        const auto fail = [&](const std::string& what) { url_error(node, url, what, expected); };
+        const auto scheme_end = url.find("://");
+        if (scheme_end == std::string::npos) fail("no scheme");
+        upstream.scheme = to_lower(url.substr(0, scheme_end));
+        if (upstream.scheme != "http" && upstream.scheme != "https")
+            fail("unsupported scheme '" + upstream.scheme + "'");
+        if (has_space_or_control(url)) fail("spaces and control characters are not allowed");
+        if (url.find_first_of("?#") != std::string::npos) fail("a query or fragment is not allowed");
+        const auto rest = url.substr(scheme_end + 3);
+        const auto path_start = rest.find('/');
+        const auto authority = rest.substr(0, path_start);
+        if (authority.find('@') != std::string::npos) {
+            fail("credentials in the URL are not supported (send them as request headers)");
+        }
+        std::string host;
+        std::string port_text;
+        if (!authority.empty() && authority.front() == '[') {
+            const auto close = authority.find(']');
+            if (close == std::string::npos) fail("unbalanced '[' in the host");
+            host = authority.substr(1, close - 1);
+            const auto after = authority.substr(close + 1);
+            if (!after.empty()) {
+                if (after.front() != ':') fail("unexpected text after ']'");
+                port_text = after.substr(1);
+            }
+            int family = 0;
+            if (canonical_ip(host, &family).empty() || family != AF_INET6)
+                fail("'" + host + "' is not an IPv6 address");
+        } else {
+            const auto colon = authority.find(':');
+            host = authority.substr(0, colon);
+            if (colon != std::string::npos) port_text = authority.substr(colon + 1);
+            if (host.empty()) fail("no host");
+            if (!is_valid_dns_name(host)) fail("invalid host '" + host + "'");
+            host = to_lower(host);
+        }
+        upstream.host = host;
+        if (colon_given(authority)) {
+            const auto port = parse_port(port_text);
+            if (!port || *port == 0) fail("invalid port '" + port_text + "'");
+            upstream.port = *port;
+        } else {
+            upstream.port = upstream.scheme == "https" ? 443 : 80;
+        }
+        std::string base_path = path_start == std::string::npos ? "" : rest.substr(path_start);
+        // "/v1/" and "/v1" are one base: the forwarded path brings its own leading '/'.
+        while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
+        upstream.base_path = base_path;
+    }
+
+    [[noreturn]] static void url_error(const Node& node, const std::string& url, const std::string& what,
+                                       std::string_view expected) {
+        node.fail("url '" + url + "': " + what, expected);
+    }
+
+    // Whether an authority carries a port (a ':' outside IPv6 brackets).
+    static bool colon_given(const std::string& authority) {
+        const auto close = authority.rfind(']');
+        const auto colon = authority.rfind(':');
+        return colon != std::string::npos && (close == std::string::npos || colon > close);
+    }
+
+    // ---- limits -------------------------------------------------------------
+    void read_limits(const std::optional<Node>& node) {
+        if (!node) return;
+        const Map limits(*node, {}, "limit name");
+        for (const auto& entry : limits.entries()) {
+            entry.key_node.name("a limit");
+            config_->limits.push_back(read_limit(entry));
+        }
+    }
+
+    LimitConfig read_limit(const Entry& entry) {
+        LimitConfig limit;
+        limit.name = entry.key;
+        limit.location = entry.key_node.where();
+        const Node node = entry.value.renamed("limit '" + entry.key + "'");
+        const Map map(node, kLimitKeys);
+
+        if (const auto v = map.get("algorithm")) {
+            const auto expected = "one of " + join(kAlgorithmNames);
+            const auto name = v->text(expected);
+            const auto found = std::find(kAlgorithmNames.begin(), kAlgorithmNames.end(), name);
+            if (found == kAlgorithmNames.end()) {
+                v->fail("unknown algorithm '" + name + "'" + suggestion(name, kAlgorithmNames), expected);
+            }
+            limit.algorithm = static_cast<Algorithm>(found - kAlgorithmNames.begin());
+        }
+        const auto& algorithm_name = kAlgorithmNames[static_cast<std::size_t>(limit.algorithm)];
+        const auto applicable = limit_keys_for(limit.algorithm);
+        for (const auto& e : map.entries()) {
+            if (std::find(applicable.begin(), applicable.end(), e.key) == applicable.end()) {
+                e.key_node.fail("'" + e.key + "' does not apply to a " + algorithm_name + " limit (" +
+                                    why_not_applicable(e.key, limit.algorithm) + ")",
+                                "only " + join(applicable) + " for " + algorithm_name);
+            }
+        }
+
+        const bool uses_window = limit.algorithm != Algorithm::concurrency;
+        if (const auto rate = map.get("rate")) {
+            for (const auto* other : {"limit", "window"}) {
+                if (const auto* e = map.find(other)) {
+                    e->key_node.fail("both 'rate' and '" + std::string(other) + "' are given",
+                                     "either rate (e.g. rate: 4/1s) or limit and window");
+                }
+            }
+            read_rate(*rate, limit);
+        } else {
+            const auto what = limit.algorithm == Algorithm::concurrency
+                                  ? "the most requests in flight, e.g. limit: 10"
+                              : limit.algorithm == Algorithm::token_bucket
+                                  ? "limit and window (tokens per window), or rate: N/duration"
+                                  : "the admissions per window, e.g. limit: 166";
+            limit.limit = map.require("limit", what).integer(1);
+            if (uses_window) {
+                const auto why = limit.algorithm == Algorithm::token_bucket
+                                     ? "the period in which `limit` tokens are added, e.g. window: 1s"
+                                     : "the window length, e.g. window: 10s";
+                limit.window = map.require("window", why).duration(Sign::positive);
+            }
+        }
+        if (limit.algorithm == Algorithm::token_bucket) {
+            limit.burst = limit.limit;
+            if (const auto v = map.get("burst")) limit.burst = v->integer(1);
+        }
+        if (const auto v = map.get("utc_offset")) {
+            limit.utc_offset = v->duration(Sign::any);
+            if (limit.utc_offset <= -kDay || limit.utc_offset >= kDay) {
+                v->fail("utc_offset " + v->text("") + " is a whole day or more away from UTC",
+                        "a duration strictly between -24h and 24h, e.g. -5h");
+            }
+        }
+        if (const auto v = map.get("margin")) limit.margin = v->duration(Sign::non_negative);
+        if (limit.algorithm == Algorithm::fixed_window)
+            check_calendar_window(map.require("window", ""), limit.window);
+
+        if (const auto v = map.get("key")) limit.key = read_key(*v);
+        if (const auto v = map.get("cost")) read_cost(*v, limit, algorithm_name);
+        if (const auto v = map.get("enforce")) limit.enforce = v->boolean();
+        if (const auto v = map.get("max_keys")) limit.max_keys = v->integer(1);
+        return limit;
+    }
+
+    static void read_rate(const Node& node, LimitConfig& limit) {
+        constexpr std::string_view expected = "N/duration, e.g. rate: 4/1s or rate: 100/1m";
+        const auto text = node.text(expected);
+        const auto slash = text.find('/');
+        if (slash == std::string::npos) node.fail("rate '" + text + "' has no '/'", expected);
+        const auto count_text = text.substr(0, slash);
+        auto period_text = text.substr(slash + 1);
+        // "4/s" reads naturally as "4 per second".
+        if (!period_text.empty() && std::isalpha(static_cast<unsigned char>(period_text.front()))) {
+            period_text.insert(0, "1");
+        }
+        std::int64_t count = 0;
+        const auto [end, ec] =
+            std::from_chars(count_text.data(), count_text.data() + count_text.size(), count);
+        if (count_text.empty() || ec != std::errc() || end != count_text.data() + count_text.size()) {
+            node.fail("rate '" + text + "': '" + count_text + "' is not an integer", expected);
+        }
+        if (count < 1) node.fail("rate '" + text + "': the count must be at least 1", expected);
+        const auto period = parse_duration(period_text);
+        if (!period || *period <= Duration::zero()) {
+            node.fail("rate '" + text + "': '" + text.substr(slash + 1) + "' is not a positive duration",
+                      expected);
+        }
+        limit.limit = count;
+        limit.window = *period;
+    }
+
+    // A fixed window's periods are aligned to UTC midnight (+ utc_offset) so that, like the
+    // vendor's daily quota, they restart at the same instants after a sidecar restart; that
+    // only works when the periods tile a day exactly.
+    static void check_calendar_window(const Node& node, Duration window) {
+        if (kDay % window == Duration::zero() || window % kDay == Duration::zero()) return;
+        node.fail("fixed_window window " + node.text("") +
+                      " neither divides a day evenly nor is a whole number of days (periods are aligned to "
+                      "the calendar day)",
+                  "a window such as 1s, 1m, 5m, 1h, 6h, 1d or 7d");
+    }
+
+    static std::vector<KeySource> read_key(const Node& node) {
+        constexpr std::string_view expected =
+            "method, {header: NAME}, {query: NAME}, {path_param: NAME}, or a list of these";
+        std::vector<KeySource> key;
+        const auto items = node.is_list() ? node.items(expected) : std::vector<Node>{node};
+        for (const auto& item : items) {
+            KeySource source;
+            if (item.is_scalar()) {
+                if (item.text(expected) != "method")
+                    item.fail("unknown key source '" + item.text("") + "'", expected);
+                source.kind = KeySource::Kind::method;
+            } else {
+                const Map map(item, kKeySourceKeys);
+                if (map.entries().size() != 1)
+                    item.fail("a key source needs exactly one of header, query, path_param", expected);
+                const auto& entry = map.entries().front();
+                if (entry.key == "header") {
+                    source.kind = KeySource::Kind::header;
+                    source.name = entry.value.text("a header name");
+                    if (!is_http_token(source.name))
+                        entry.value.fail_expected("a header name (an HTTP token)");
+                } else if (entry.key == "query") {
+                    source.kind = KeySource::Kind::query;
+                    source.name = entry.value.string("a query parameter name");
+                } else {
+                    source.kind = KeySource::Kind::path_param;
+                    source.name = entry.value.text("a path parameter name");
+                    if (!valid_name(source.name) || source.name.find('.') != std::string::npos) {
+                        entry.value.fail_expected("a path parameter name of letters, digits, '_' and '-'");
+                    }
+                }
+            }
+            key.push_back(std::move(source));
+        }
+        return key;
+    }
+
+    static void read_cost(const Node& node, LimitConfig& limit, const std::string& algorithm_name) {
+        auto& cost = limit.cost;
+        // A token bucket admits at most `burst` at once; the others at most `limit`.
+        const auto capacity = limit.algorithm == Algorithm::token_bucket ? limit.burst : limit.limit;
+        const auto capacity_name = limit.algorithm == Algorithm::token_bucket ? "burst" : "limit";
+        const auto check_capacity = [&](const Node& at, std::int64_t value, const std::string& what) {
+            if (value > capacity) {
+                at.fail(what + " " + std::to_string(value) + " exceeds the " + algorithm_name + " " +
+                            capacity_name + " " + std::to_string(capacity) +
+                            ", so such a request could never be admitted",
+                        "a cost of at most " + std::to_string(capacity));
+            }
+        };
+        if (node.is_scalar()) {
+            cost.fixed = node.integer(0);
+            check_capacity(node, cost.fixed, "cost");
+            return;
+        }
+        if (!node.is_map())
+            node.fail_expected("an integer (a fixed cost) or {header: NAME, default: N, max: N}");
+        const Map map(node, kCostKeys);
+        const auto header =
+            map.require("header", "the header carrying the cost (or write a plain integer for a fixed cost)");
+        cost.header = header.text("a header name");
+        if (!is_http_token(cost.header)) header.fail_expected("a header name (an HTTP token)");
+        if (const auto v = map.get("default")) {
+            cost.fixed = v->integer(0);
+            check_capacity(*v, cost.fixed, "default cost");
+        }
+        if (const auto v = map.get("max")) cost.max = v->integer(0);
+    }
+
+    // ---- queue --------------------------------------------------------------
+    static QueueConfig read_queue(const Node& node, QueueConfig queue) {
+        const Map map(node, kQueueKeys);
+        if (const auto v = map.get("max_depth")) queue.max_depth = static_cast<std::size_t>(v->integer(0));
+        if (const auto v = map.get("max_wait")) queue.max_wait = v->duration(Sign::non_negative);
+        return queue;
+    }
+
+    // ---- routes -------------------------------------------------------------
+    void read_routes(const Map& top) {
+        const auto node = top.require("routes", "a 'routes' list with at least one route");
+        const auto items =
+            node.items("a list of routes, e.g. [{match: {path_prefix: /intercom/}, upstream: intercom}]");
+        if (items.empty()) node.fail("no routes", "at least one route");
+        for (std::size_t i = 0; i < items.size(); ++i) config_->routes.push_back(read_route(items[i], i));
+    }
+
+    RouteConfig read_route(const Node& item, std::size_t index) {
+        RouteConfig route;
+        route.location = item.where();
+        const Map map(item, kRouteKeys);
+        const auto name_node = map.get("name");
+        route.name = name_node ? name_node->name("a route") : "route-" + std::to_string(index + 1);
+        for (const auto& other : config_->routes) {
+            if (other.name == route.name) {
+                (name_node ? *name_node : item)
+                    .fail("duplicate route name '" + route.name + "' (first at line " +
+                              std::to_string(other.location.line) + ")",
+                          "unique route names");
+            }
+        }
+        // Read again under the route's name: "route 'intercom' upstream" is easier to find
+        // than "routes[3].upstream".
+        const Node node = item.renamed("route '" + route.name + "'");
+        const Map fields(node, kRouteKeys);
+
+        if (const auto v = fields.get("match")) read_match(*v, route);
+        if (const auto v = fields.get("strip_prefix")) {
+            route.strip_prefix = v->boolean();
+            if (route.strip_prefix && route.match.path_prefix.empty()) {
+                fields.find("strip_prefix")
+                    ->key_node.fail("strip_prefix without match.path_prefix", "a match.path_prefix to strip");
+            }
+        }
+
+        const auto upstream = fields.require("upstream", "the name of the upstream to forward to");
+        route.upstream = upstream.text("an upstream name");
+        const auto found_upstream =
+            std::find_if(config_->upstreams.begin(), config_->upstreams.end(),
+                         [&](const UpstreamConfig& u) { return u.name == route.upstream; });
+        if (found_upstream == config_->upstreams.end()) {
+            std::vector<std::string> names;
+            for (const auto& u : config_->upstreams) names.push_back(u.name);
+            upstream.fail("unknown upstream '" + route.upstream + "'" + suggestion(route.upstream, names),
+                          "one of " + join(names));
+        }
+        route.upstream_index = static_cast<std::size_t>(found_upstream - config_->upstreams.begin());
+
+        if (const auto v = fields.get("limits")) read_route_limits(*v, route);
+        route.queue = config_->queue_defaults;
+        if (const auto v = fields.get("queue")) route.queue = read_queue(*v, config_->queue_defaults);
+        return route;
+    }
+
+    void read_match(const Node& node, RouteConfig& route) {
+        auto& match = route.match;
+        const Map map(node, kMatchKeys);
+        if (const auto v = map.get("listener")) {
+            std::vector<std::string> names;
+            for (const auto& l : config_->listeners) names.push_back(l.name);
+            for (const auto& item : v->items("a listener name or a list of them", true)) {
+                const auto name = item.text("a listener name");
+                const auto found = std::find(names.begin(), names.end(), name);
+                if (found == names.end()) {
+                    item.fail("unknown listener '" + name + "'" + suggestion(name, names),
+                              "one of " + join(names));
+                }
+                match.listeners.push_back(name);
+                route.listener_indexes.push_back(static_cast<std::size_t>(found - names.begin()));
+            }
+        }
+        if (const auto v = map.get("host")) {
+            constexpr std::string_view expected =
+                "a host such as api.example.com or *.example.com, or a list of them";
+            for (const auto& item : v->items(expected, true)) {
+                const auto host = item.text(expected);
+                if (const auto error = route::validate_host_pattern(host); !error.empty()) {
+                    item.fail_reason(error, expected);
+                }
+                match.hosts.push_back(host);
+            }
+        }
+        if (const auto v = map.get("methods")) {
+            constexpr std::string_view expected = "an HTTP method such as GET, or a list of them";
+            for (const auto& item : v->items(expected, true)) {
+                auto method = item.text(expected);
+                if (!is_http_token(method)) item.fail("'" + method + "' is not an HTTP method", expected);
+                // Methods are case-sensitive on the wire (RFC 9110 9.1), but a lower-case
+                // "get" in a config is a typo for GET, never a custom method.
+                for (auto& c : method) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+                match.methods.push_back(method);
+            }
+        }
+        if (const auto v = map.get("path_prefix")) {
+            constexpr std::string_view expected = "a path prefix starting with '/', e.g. /intercom/";
+            match.path_prefix = v->string(expected);
+            if (match.path_prefix.front() != '/')
+                v->fail("'" + match.path_prefix + "' does not start with '/'", expected);
+            if (has_space_or_control(match.path_prefix) ||
+                match.path_prefix.find_first_of("?#") != std::string::npos) {
+                v->fail("'" + match.path_prefix + "' contains a space, control character, '?' or '#'",
+                        expected);
+            }
+        }
+        if (const auto v = map.get("path")) {
+            constexpr std::string_view expected =
+                "a path pattern starting with '/', e.g. "
+                "/api/v2.*/publisher/{publisher_id}/lead-result/{lead_id}";
+            if (map.get("path_prefix")) {
+                map.find("path")->key_node.fail("both 'path_prefix' and 'path' are given",
+                                                "at most one of path_prefix and path");
+            }
+            match.path = v->string(expected);
+            if (match.path.front() != '/') v->fail("'" + match.path + "' does not start with '/'", expected);
+            if (const auto error = route::validate_path_pattern(match.path); !error.empty()) {
+                v->fail_reason("invalid path pattern '" + match.path + "': " + error, expected);
+            }
+        }
+    }
+
+    void read_route_limits(const Node& node, RouteConfig& route) {
+        std::vector<std::string> names;
+        for (const auto& l : config_->limits) names.push_back(l.name);
+        const auto params = pattern_params(route.match.path);
+        for (const auto& item : node.items("a list of limit names, e.g. limits: [intercom-rolling]", true)) {
+            const auto name = item.text("a limit name");
+            const auto found = std::find(names.begin(), names.end(), name);
+            if (found == names.end()) {
+                item.fail("unknown limit '" + name + "'" + suggestion(name, names),
+                          names.empty() ? std::string("a limit defined under 'limits' (there are none)")
+                                        : "one of " + join(names));
+            }
+            if (std::find(route.limits.begin(), route.limits.end(), name) != route.limits.end()) {
+                item.fail("limit '" + name + "' is listed twice",
+                          "each limit once (a request counts once per limit)");
+            }
+            // A path parameter can only key a limit when this route's pattern captures it;
+            // otherwise every request would share the "absent" key without anyone noticing.
+            const auto& limit = config_->limits[static_cast<std::size_t>(found - names.begin())];
+            for (const auto& source : limit.key) {
+                if (source.kind != KeySource::Kind::path_param) continue;
+                if (std::find(params.begin(), params.end(), source.name) == params.end()) {
+                    item.fail("limit '" + name + "' is keyed by path_param '" + source.name +
+                                  "', which this route's match.path does not capture",
+                              "a match.path with {" + source.name + "}, or a limit keyed otherwise");
+                }
+            }
+            route.limits.push_back(name);
+            route.limit_indexes.push_back(static_cast<std::size_t>(found - names.begin()));
+        }
+    }
+
+    std::string file_;
+    std::shared_ptr<Config> config_ = std::make_shared<Config>();
+    std::optional<Node> admin_listen_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Config> load_config_string(const std::string& yaml, const std::string& source_name) {
+    return Loader(source_name).load(yaml);
+}
+
+std::shared_ptr<const Config> load_config_file(const std::string& path) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+        throw ConfigError({path, 1, 1},
+                          "cannot read the file: it is a directory; expected a readable YAML file");
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw ConfigError({path, 1, 1}, std::string("cannot read the file: ") + std::strerror(errno) +
+                                            "; expected a readable YAML file (pass it with --config)");
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+        throw ConfigError({path, 1, 1}, "error while reading the file; expected a readable YAML file");
+    }
+    return load_config_string(text.str(), path);
+}
+
+}  // namespace sluice::config

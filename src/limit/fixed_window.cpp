@@ -1,0 +1,151 @@
+// Fixed windows aligned to the calendar: window k is [k*P - O, (k+1)*P - O) in
+// Unix time (UTC), P = window and O = utc_offset, so a 1d window with
+// utc_offset -5h runs from 05:00 UTC to 05:00 UTC. Being a function of wall
+// time alone, the boundaries are the same after a restart and match a vendor
+// that counts per calendar day.
+//
+// The margin M (at most one window) guards the boundaries against the skew
+// between our clock and the vendor's: a unit admitted at wall time s counts in
+// every window whose span widened by M on both sides contains s, i.e. windows
+// idx(s - M) .. idx(s + M). Whatever the vendor's boundary, if it is within M of
+// ours, each vendor window lies inside one of our widened windows, and each of
+// those holds at most `limit` units, so the vendor never sees more than `limit`
+// in one window. In particular, once a window is used up, nothing is admitted
+// until M after the next boundary (the previous window's count is still in
+// effect), and units admitted within M before a boundary also count against the
+// next window. The cost is the units admitted within M of a boundary, counted
+// twice.
+//
+// earliest() is exact: with k the last window (among those s counts in) that
+// cannot take the units, the first moment s no longer counts in it is
+// boundary(k+1) + M. Mono time is derived as now.mono + (that - now.wall).
+// For more units than one window holds (units ahead), the same moment is a
+// lower bound: any window that holds units now would also have to take all
+// the units ahead.
+
+#include <algorithm>
+#include <array>
+
+#include "sluice/limit/algorithms.hpp"
+#include "sluice/limit/keyed_limiter.hpp"
+
+namespace sluice::limit {
+namespace {
+
+using detail::floor_div;
+
+class FixedWindowPolicy {
+public:
+    static constexpr std::int64_t kSlots = 4;  // a unit counts in at most 3 windows (M <= P)
+    static constexpr std::int64_t kFar = std::numeric_limits<std::int64_t>::min() / 4;
+
+    struct State {
+        std::int64_t base =
+            kFar;  // the oldest window held; window k is slot k % kSlots, k in [base, base + kSlots)
+        std::array<std::int64_t, kSlots> counts{};
+    };
+
+    FixedWindowPolicy(std::int64_t limit, std::int64_t period, std::int64_t offset, std::int64_t margin)
+        : limit_(limit), period_(period), offset_(offset), margin_(margin) {}
+
+    std::int64_t capacity() const noexcept { return limit_; }
+    State make_state() const { return State{}; }
+    void reset(State& s) const noexcept { s = State{}; }
+
+    PolicyView probe(State& s, std::int64_t units, const Instant& now) const {
+        const std::int64_t w = wall(now);
+        const std::int64_t lo = window_of(w - margin_);
+        const std::int64_t hi = window_of(w + margin_);
+        shift(s, lo);
+        std::int64_t fullest = 0;
+        std::int64_t blocking = kFar;  // last window that cannot take `units`
+        std::int64_t used = kFar;      // last window holding anything
+        for (std::int64_t k = lo; k <= hi; ++k) {
+            const std::int64_t c = s.counts[slot(k)];
+            fullest = std::max(fullest, c);
+            if (c > 0) used = k;
+            if (c + units > limit_) blocking = k;
+        }
+        PolicyView v;
+        v.allowed = blocking == kFar;
+        if (!v.allowed) v.earliest = released(blocking, w, now);
+        v.remaining = limit_ - fullest;
+        v.reset = used == kFar ? now.mono : released(used, w, now);
+        return v;
+    }
+
+    void consume(State& s, std::int64_t cost, const Instant& now) const {
+        const std::int64_t w = wall(now);
+        const std::int64_t lo = window_of(w - margin_);
+        const std::int64_t hi = window_of(w + margin_);
+        shift(s, lo);
+        for (std::int64_t k = lo; k <= hi; ++k) s.counts[slot(k)] += cost;
+    }
+
+    void release(State&, std::int64_t) const noexcept {}
+
+    Nanos fresh_at(const State& s, const Instant& now) const {
+        const std::int64_t w = std::max(now.wall.count(), wall_high_);
+        const std::int64_t lo = std::max(s.base, window_of(w - margin_));
+        std::int64_t used = kFar;
+        for (std::int64_t k = lo; k < s.base + kSlots; ++k) {
+            if (s.counts[slot(k)] > 0) used = k;
+        }
+        return used == kFar ? Nanos::min() : released(used, w, now);
+    }
+
+    std::size_t heap_bytes() const noexcept { return 0; }
+
+private:
+    static std::size_t slot(std::int64_t k) noexcept { return static_cast<std::size_t>(k & (kSlots - 1)); }
+
+    std::int64_t window_of(std::int64_t wall) const noexcept { return floor_div(wall + offset_, period_); }
+
+    // The mono time at which wall time reaches the end of window k plus the
+    // margin: from then on no admission counts in window k.
+    Nanos released(std::int64_t k, std::int64_t w, const Instant& now) const noexcept {
+        const std::int64_t end = (k + 1) * period_ - offset_ + margin_;
+        return Nanos{now.mono.count() + (end - w)};
+    }
+
+    // Windows below `lo` can no longer receive units nor block any: forget them.
+    static void shift(State& s, std::int64_t lo) noexcept {
+        if (lo <= s.base) return;
+        if (lo - s.base >= kSlots) {
+            s.counts.fill(0);
+        } else {
+            for (std::int64_t k = s.base; k < lo; ++k) s.counts[slot(k)] = 0;
+        }
+        s.base = lo;
+    }
+
+    // Wall time as this limiter sees it: never earlier than it has seen before,
+    // so a wall clock stepped back (NTP) cannot reopen a window already spent.
+    // Each key's `base` was set from a wall time no later than this.
+    std::int64_t wall(const Instant& now) const noexcept {
+        wall_high_ = std::max(wall_high_, now.wall.count());
+        return wall_high_;
+    }
+
+    std::int64_t limit_;
+    std::int64_t period_;  // P, ns
+    std::int64_t offset_;  // O = utc_offset, ns
+    std::int64_t margin_;  // M, ns, <= P
+    mutable std::int64_t wall_high_ = std::numeric_limits<std::int64_t>::min();
+};
+
+}  // namespace
+
+Nanos fixed_window_effective_margin(const config::LimitConfig& config) {
+    const Nanos period = std::max(config.window, Nanos{1});
+    return std::clamp(config.margin, Nanos{0}, period);
+}
+
+std::unique_ptr<Limiter> make_fixed_window(const config::LimitConfig& config) {
+    const std::int64_t period = std::max<std::int64_t>(config.window.count(), 1);
+    return std::make_unique<KeyedLimiter<FixedWindowPolicy>>(
+        config, FixedWindowPolicy(std::max<std::int64_t>(config.limit, 0), period, config.utc_offset.count(),
+                                  fixed_window_effective_margin(config).count()));
+}
+
+}  // namespace sluice::limit

@@ -1,0 +1,139 @@
+#include "sluice/limit/request_key.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+namespace sluice::limit {
+namespace {
+
+// A 64-bit hash over an unambiguous encoding of the key's parts, 8 bytes per
+// step (an API key or bearer token can be hundreds of bytes; a byte-at-a-time
+// FNV-1a costs ~1 ns per byte). Each step is a bijection of the state
+// (xor the word, multiply by an odd constant, fold the high half down), so no
+// input bit is lost, and the SplitMix64 finalizer spreads every bit over the
+// result. The encoding is fixed and independent of the host (words are read
+// little-endian), so a key is the same in every process and every build:
+// state files and a shared backend depend on that, and a test pins a value.
+//
+//   string = length (one word), then its bytes in words of 8, the last one
+//            zero-padded (unambiguous because the length came first)
+//   key    = string(limit name), then per source: word(kind), string(name),
+//            then word(kPresent) + string(value), or word(kAbsent)
+class KeyHasher {
+public:
+    void bytes(std::string_view s) noexcept {
+        word(s.size());
+        const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+        std::size_t n = s.size();
+        for (; n >= 8; p += 8, n -= 8) word(load_le(p, 8));
+        if (n > 0) word(load_le(p, n));
+    }
+    void word(std::uint64_t w) noexcept {
+        h_ = (h_ ^ w) * 0x9e3779b97f4a7c15ULL;
+        h_ ^= h_ >> 32;
+    }
+    std::uint64_t finish() const noexcept {
+        std::uint64_t z = h_;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
+
+private:
+    static std::uint64_t load_le(const unsigned char* p, std::size_t n) noexcept {
+        std::uint64_t w = 0;
+        for (std::size_t i = 0; i < n; ++i) w |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+        return w;
+    }
+
+    std::uint64_t h_ = 0xcbf29ce484222325ULL;
+};
+
+constexpr std::uint64_t kAbsent = 0;
+constexpr std::uint64_t kPresent = 1;
+
+// The first `name` parameter of a raw query string ("a=1&b=&c"): its raw value,
+// "" when written without '='. No percent-decoding: `a%20b=1` is the parameter
+// "a%20b", and values are compared and hashed exactly as sent, so clients must
+// encode a key the same way each time to share its bucket.
+std::optional<std::string_view> find_query_param(std::string_view query, std::string_view name) {
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view part = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        const auto eq = part.find('=');
+        const std::string_view key = part.substr(0, eq);
+        if (key == name && !part.empty()) {
+            return eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1);
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string_view> source_value(const config::KeySource& source,
+                                             const RequestAttributes& request) {
+    switch (source.kind) {
+        case config::KeySource::Kind::header:
+            return request.header ? request.header(source.name) : std::nullopt;
+        case config::KeySource::Kind::query: return find_query_param(request.query, source.name);
+        case config::KeySource::Kind::path_param:
+            return request.path_params ? route::find_param(*request.path_params, source.name) : std::nullopt;
+        case config::KeySource::Kind::method: return request.method;
+    }
+    return std::nullopt;
+}
+
+constexpr bool is_ows(char c) noexcept {
+    return c == ' ' || c == '\t';
+}
+
+}  // namespace
+
+KeyHash request_key(const config::LimitConfig& limit, const RequestAttributes& request) {
+    if (limit.key.empty()) return 0;
+    KeyHasher h;
+    h.bytes(limit.name);
+    for (const auto& source : limit.key) {
+        h.word(static_cast<std::uint64_t>(source.kind));
+        h.bytes(source.name);
+        if (const auto value = source_value(source, request)) {
+            h.word(kPresent);
+            h.bytes(*value);
+        } else {
+            h.word(kAbsent);
+        }
+    }
+    const KeyHash key = h.finish();
+    // 0 means "unkeyed"; a keyed limit must never land there by accident.
+    return key == 0 ? 0x9e3779b97f4a7c15ULL : key;
+}
+
+std::int64_t request_cost(const config::LimitConfig& limit, const RequestAttributes& request) {
+    const auto& cost = limit.cost;
+    if (cost.header.empty() || !request.header) return cost.fixed;
+    const auto value = request.header(cost.header);
+    if (!value) return cost.fixed;
+    std::string_view v = *value;
+    while (!v.empty() && is_ows(v.front())) v.remove_prefix(1);
+    while (!v.empty() && is_ows(v.back())) v.remove_suffix(1);
+    if (v.empty()) return cost.fixed;
+    const std::int64_t max = std::max<std::int64_t>(cost.max, 0);
+    std::int64_t n = 0;
+    for (const char c : v) {
+        if (c < '0' || c > '9') return cost.fixed;  // not a non-negative integer ("-1", "2.5", "1e3")
+        // Digits beyond the clamp cannot lower the result: saturate instead of overflowing.
+        constexpr std::int64_t kTop = (std::numeric_limits<std::int64_t>::max() - 9) / 10;
+        if (n <= max) n = n > kTop ? std::numeric_limits<std::int64_t>::max() : n * 10 + (c - '0');
+    }
+    return std::min(n, max);
+}
+
+std::string key_label(KeyHash key) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string label = "k:";
+    for (int shift = 60; shift >= 16; shift -= 4) label += kHex[(key >> shift) & 0xf];
+    return label;
+}
+
+}  // namespace sluice::limit

@@ -1,0 +1,102 @@
+// Token bucket as a GCRA (generic cell rate algorithm): one number per key, the
+// theoretical arrival time (TAT) at which the bucket is full again. It holds
+// the same information as "tokens at time t" but needs no refill step, and is
+// kept in units of 1/limit ns, so that one token is exactly `period` units and
+// every operation is exact integer arithmetic: no rounding drift, however many
+// decisions are made. (The rate `limit / period` tokens per ns is rarely a
+// whole number of ns per token: 3 per second is 333,333,333.33 ns.)
+//
+// With t the time scaled the same way (mono ns * limit):
+//   tokens(t)        = burst - max(0, TAT - t) / period
+//   admit n at t iff   max(TAT, t) + (n - burst) * period <= t
+//   consume c at t:    TAT = max(TAT, t) + c * period
+// so the earliest time n units fit is (max(TAT, t) + (n - burst) * period) / limit,
+// rounded up to the next ns: exact for n <= burst. For n > burst (units ahead
+// plus cost beyond one bucket) it is a lower bound, which the contract allows.
+
+#include <algorithm>
+
+#include "sluice/limit/algorithms.hpp"
+#include "sluice/limit/keyed_limiter.hpp"
+
+namespace sluice::limit {
+namespace {
+
+using detail::Int128;
+
+class TokenBucketPolicy {
+public:
+    // The TAT as two 64-bit halves rather than an __int128 member, whose 16-byte
+    // alignment would pad every map node.
+    struct State {
+        std::uint64_t tat_lo = 0;
+        std::int64_t tat_hi = 0;  // 0 (long past) = a full bucket
+
+        Int128 tat() const noexcept { return static_cast<Int128>(tat_hi) * (Int128{1} << 64) + tat_lo; }
+        void set_tat(Int128 v) noexcept {
+            tat_lo = static_cast<std::uint64_t>(v);
+            tat_hi = static_cast<std::int64_t>(v >> 64);
+        }
+    };
+
+    TokenBucketPolicy(std::int64_t rate, std::int64_t period, std::int64_t burst)
+        : rate_(rate), period_(period), burst_(burst) {}
+
+    std::int64_t capacity() const noexcept { return burst_; }
+    State make_state() const { return State{}; }
+    void reset(State& s) const noexcept { s = State{}; }
+
+    PolicyView probe(State& s, std::int64_t units, const Instant& now) const {
+        const Int128 t = scaled(now.mono);
+        const Int128 tat = s.tat();
+        const Int128 from = std::max(tat, t) + static_cast<Int128>(units - burst_) * period_;
+        PolicyView v;
+        v.allowed = from <= t;
+        v.earliest = v.allowed ? now.mono : detail::to_nanos(detail::ceil_div(from, rate_));
+        if (tat > t) {
+            // Whole tokens present: burst minus the debt rounded up to whole tokens.
+            const Int128 owed = detail::ceil_div(tat - t, period_);
+            v.remaining = owed >= burst_ ? 0 : burst_ - static_cast<std::int64_t>(owed);
+            v.reset = detail::to_nanos(detail::ceil_div(tat, rate_));
+        } else {
+            v.remaining = burst_;
+            v.reset = now.mono;
+        }
+        return v;
+    }
+
+    void consume(State& s, std::int64_t cost, const Instant& now) const {
+        const Int128 t = scaled(now.mono);
+        const Int128 tat = std::max(s.tat(), t) + static_cast<Int128>(cost) * period_;
+        // Shadow mode may overdraw without end; a debt beyond this is already
+        // "nothing for ages" and must not creep towards overflow.
+        s.set_tat(std::min(tat, t + static_cast<Int128>(detail::kMaxUnits) * period_));
+    }
+
+    void release(State&, std::int64_t) const noexcept {}
+
+    Nanos fresh_at(const State& s, const Instant&) const {
+        const Int128 tat = s.tat();
+        return tat <= 0 ? Nanos::min() : detail::to_nanos(detail::ceil_div(tat, rate_));
+    }
+
+    std::size_t heap_bytes() const noexcept { return 0; }
+
+private:
+    Int128 scaled(Nanos t) const noexcept { return static_cast<Int128>(t.count()) * rate_; }
+
+    std::int64_t rate_;    // tokens added per period (LimitConfig::limit)
+    std::int64_t period_;  // ns: window + margin (the margin slows the refill)
+    std::int64_t burst_;   // bucket size
+};
+
+}  // namespace
+
+std::unique_ptr<Limiter> make_token_bucket(const config::LimitConfig& config) {
+    const std::int64_t rate = std::max<std::int64_t>(config.limit, 1);
+    const std::int64_t period = std::max<std::int64_t>((config.window + config.margin).count(), 1);
+    const std::int64_t burst = config.burst > 0 ? config.burst : std::max<std::int64_t>(config.limit, 0);
+    return std::make_unique<KeyedLimiter<TokenBucketPolicy>>(config, TokenBucketPolicy(rate, period, burst));
+}
+
+}  // namespace sluice::limit

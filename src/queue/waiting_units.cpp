@@ -1,0 +1,68 @@
+#include "sluice/queue/waiting_units.hpp"
+
+namespace sluice::queue {
+
+namespace {
+
+constexpr std::size_t lowbit(std::size_t i) {
+    return i & (~i + 1);
+}
+
+}  // namespace
+
+void WaitingUnits::push(std::int64_t units, Position* handle) {
+    // Compact once holes outnumber live entries: amortised O(1) per push, and
+    // memory proportional to what is waiting, not to what has passed through.
+    if (slots_.size() >= 2 * live_ + 16) compact();
+    const std::size_t i = slots_.size() + 1;  // 1-based Fenwick index of the new slot
+    // tree_[i - 1] covers (i - lowbit(i), i]: the new slot plus a range that already exists.
+    tree_.push_back(units + prefix(i - 1) - prefix(i - lowbit(i)));
+    slots_.push_back(Slot{units, handle});
+    *handle = i - 1;
+    ++live_;
+    total_ += units;
+}
+
+void WaitingUnits::erase(Position position) {
+    Slot& slot = slots_[position];
+    add(position, -slot.units);
+    total_ -= slot.units;
+    slot = Slot{};
+    if (--live_ == 0) {
+        slots_.clear();
+        tree_.clear();
+    }
+}
+
+std::int64_t WaitingUnits::before(Position position) const {
+    return prefix(position);
+}
+
+void WaitingUnits::add(Position position, std::int64_t delta) {
+    for (std::size_t i = position + 1; i <= tree_.size(); i += lowbit(i)) tree_[i - 1] += delta;
+}
+
+std::int64_t WaitingUnits::prefix(std::size_t count) const {
+    std::int64_t sum = 0;
+    for (std::size_t i = count; i > 0; i -= lowbit(i)) sum += tree_[i - 1];
+    return sum;
+}
+
+void WaitingUnits::compact() {
+    std::size_t kept = 0;
+    for (const Slot& slot : slots_) {
+        if (slot.handle == nullptr) continue;
+        *slot.handle = kept;
+        slots_[kept++] = slot;
+    }
+    slots_.resize(kept);
+    // Linear-time Fenwick build: each node pushes its sum to its parent.
+    tree_.assign(kept, 0);
+    for (std::size_t i = 1; i <= kept; ++i) {
+        tree_[i - 1] += slots_[i - 1].units;
+        const std::size_t parent = i + lowbit(i);
+        if (parent <= kept) tree_[parent - 1] += tree_[i - 1];
+    }
+}
+
+}  // namespace sluice::queue

@@ -1,0 +1,34 @@
+#pragma once
+// The YAML most proxy tests start from: one upstream reached three ways, all on
+// 127.0.0.1 with ephemeral ports and short timeouts (so a failing test fails fast).
+//
+//   listener "vendor"  -> route "dedicated": everything on it goes to the upstream
+//   listener "main"    -> route "intercom":  path prefix /intercom/, stripped
+//                      -> route "by-host":   Host (or absolute-form authority) api.vendor.test
+//
+// Anything else on "main" matches no route.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sluice::test {
+
+struct ProxyConfig {
+    std::string upstream_url;      // e.g. MockUpstream::url(), with an optional base path
+    std::vector<std::string> tls;  // lines under upstreams.vendor.tls, e.g. "ca_file: /x.pem"
+    unsigned workers = 2;
+    std::uint64_t max_header_bytes = 16 * 1024;
+    std::uint64_t max_body_bytes = 64ull * 1024 * 1024;
+    std::string client_header_timeout = "2s";
+    std::string client_idle_timeout = "10s";
+    std::string connect_timeout = "1s";
+    std::string response_timeout = "3s";
+    std::string body_timeout = "5s";
+
+    std::string yaml() const;
+};
+
+inline constexpr const char* kVendorHost = "api.vendor.test";
+
+}  // namespace sluice::test

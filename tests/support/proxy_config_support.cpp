@@ -1,0 +1,64 @@
+#include "support/proxy_config.hpp"
+#include "support/sluice_process.hpp"
+
+namespace sluice::test {
+
+std::string ProxyConfig::yaml() const {
+    std::string tls_block;
+    if (!tls.empty()) {
+        tls_block = "    tls:\n";
+        for (const auto& line : tls) tls_block += "      " + line + "\n";
+    }
+    return yaml_subst(R"(server:
+  workers: {WORKERS}
+  max_header_bytes: {MAX_HEADER}
+  max_body_bytes: {MAX_BODY}
+  timeouts:
+    client_header: {CLIENT_HEADER}
+    client_body: 5s
+    client_idle: {CLIENT_IDLE}
+    client_write: 5s
+  admin:
+    listen: "127.0.0.1:0"
+listeners:
+  - name: main
+    listen: "127.0.0.1:0"
+  - name: vendor
+    listen: "127.0.0.1:0"
+upstreams:
+  vendor:
+    url: "{URL}"
+{TLS}    connect_timeout: {CONNECT}
+    response_timeout: {RESPONSE}
+    body_timeout: {BODY}
+routes:
+  - name: dedicated
+    match:
+      listener: vendor
+    upstream: vendor
+  - name: intercom
+    match:
+      listener: main
+      path_prefix: /intercom/
+    strip_prefix: true
+    upstream: vendor
+  - name: by-host
+    match:
+      listener: main
+      host: {VENDOR_HOST}
+    upstream: vendor
+)",
+                      {{"WORKERS", std::to_string(workers)},
+                       {"MAX_HEADER", std::to_string(max_header_bytes)},
+                       {"MAX_BODY", std::to_string(max_body_bytes)},
+                       {"CLIENT_HEADER", client_header_timeout},
+                       {"CLIENT_IDLE", client_idle_timeout},
+                       {"URL", upstream_url},
+                       {"TLS", tls_block},
+                       {"CONNECT", connect_timeout},
+                       {"RESPONSE", response_timeout},
+                       {"BODY", body_timeout},
+                       {"VENDOR_HOST", kVendorHost}});
+}
+
+}  // namespace sluice::test

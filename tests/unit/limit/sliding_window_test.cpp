@@ -1,0 +1,241 @@
+#include <catch2/catch.hpp>
+
+#include "sluice/common/clock.hpp"
+#include "sluice/limit/algorithms.hpp"
+#include "sluice/limit/limiter.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using sluice::FakeClock;
+using sluice::kNever;
+using sluice::Nanos;
+using sluice::config::Algorithm;
+using sluice::config::LimitConfig;
+using sluice::limit::Decision;
+using sluice::limit::Limiter;
+using sluice::limit::make_limiter;
+
+LimitConfig sliding(std::int64_t limit, Nanos window, Nanos margin = 0ns) {
+    LimitConfig c;
+    c.name = "sw";
+    c.algorithm = Algorithm::sliding_window;
+    c.limit = limit;
+    c.window = window;
+    c.margin = margin;
+    return c;
+}
+
+void expect_exact_earliest(Limiter& l, FakeClock& clock, std::int64_t cost, std::int64_t ahead = 0) {
+    const Decision d = l.probe(0, cost, ahead, clock.now());
+    REQUIRE_FALSE(d.allowed);
+    REQUIRE(d.earliest != kNever);
+    REQUIRE(d.earliest > clock.now().mono);
+    clock.advance(d.earliest - clock.now().mono - 1ns);
+    CHECK_FALSE(l.probe(0, cost, ahead, clock.now()).allowed);
+    clock.advance(1ns);
+    CHECK(l.probe(0, cost, ahead, clock.now()).allowed);
+}
+
+void admit(Limiter& l, FakeClock& clock, std::int64_t cost = 1) {
+    REQUIRE(l.probe(0, cost, 0, clock.now()).allowed);
+    l.consume(0, cost, clock.now());
+}
+
+}  // namespace
+
+TEST_CASE("sliding window: 166 per 10 s, the 167th waits exactly for the first to leave",
+          "[limit][sliding]") {
+    FakeClock clock;
+    auto l = make_limiter(sliding(166, 10s));
+    const auto t0 = clock.now().mono;
+    for (int i = 0; i < 166; ++i) admit(*l, clock);
+    const auto d = l->probe(0, 1, 0, clock.now());
+    CHECK_FALSE(d.allowed);
+    CHECK(d.limit == 166);
+    CHECK(d.remaining == 0);
+    CHECK(d.earliest == t0 + 10s);
+    CHECK(d.reset == t0 + 10s);
+    expect_exact_earliest(*l, clock, 1);
+    CHECK(l->probe(0, 0, 0, clock.now()).remaining == 166);
+}
+
+TEST_CASE("sliding window: 999 ms vs 1000 ms, and window + margin", "[limit][sliding]") {
+    FakeClock clock;
+    auto l = make_limiter(sliding(1, 1s));
+    admit(*l, clock);
+    clock.advance(999ms);
+    CHECK_FALSE(l->probe(0, 1, 0, clock.now()).allowed);
+    clock.advance(1ms);
+    CHECK(l->probe(0, 1, 0, clock.now()).allowed);
+
+    FakeClock c2;
+    auto m = make_limiter(sliding(1, 1s, 100ms));
+    admit(*m, c2);
+    c2.advance(1s);
+    CHECK_FALSE(m->probe(0, 1, 0, c2.now()).allowed);
+    c2.advance(99'999'999ns);
+    CHECK_FALSE(m->probe(0, 1, 0, c2.now()).allowed);
+    c2.advance(1ns);
+    CHECK(m->probe(0, 1, 0, c2.now()).allowed);
+}
+
+TEST_CASE("sliding window: rolling, not reset at boundaries", "[limit][sliding]") {
+    FakeClock clock;
+    auto l = make_limiter(sliding(5, 1s));
+    const auto t0 = clock.now().mono;
+    admit(*l, clock, 3);
+    clock.advance(400ms);
+    admit(*l, clock, 2);
+    clock.advance(600ms);  // t0 + 1 s: the first 3 left, the 2 from 400 ms remain
+    auto d = l->probe(0, 4, 0, clock.now());
+    CHECK_FALSE(d.allowed);
+    CHECK(d.remaining == 3);
+    CHECK(d.reset == t0 + 1400ms);
+    CHECK(d.earliest == t0 + 1400ms);
+    CHECK(l->probe(0, 3, 0, clock.now()).allowed);
+    expect_exact_earliest(*l, clock, 4);
+}
+
+TEST_CASE("sliding window: costs > 1 leave unit by unit", "[limit][sliding]") {
+    FakeClock clock;
+    auto l = make_limiter(sliding(10, 1s));
+    const auto t0 = clock.now().mono;
+    admit(*l, clock, 7);
+    clock.advance(500ms);
+    admit(*l, clock, 3);
+    clock.advance(100ms);
+    CHECK(l->probe(0, 5, 0, clock.now()).earliest == t0 + 1s);      // 5 must leave: all from t0
+    CHECK(l->probe(0, 8, 0, clock.now()).earliest == t0 + 1500ms);  // 8 must leave: 3 of them from 500 ms
+    CHECK(l->probe(0, 10, 0, clock.now()).earliest == t0 + 1500ms);
+    expect_exact_earliest(*l, clock, 8);
+}
+
+TEST_CASE("sliding window: a cost above the limit is never admitted", "[limit][sliding]") {
+    FakeClock clock;
+    for (const std::int64_t limit : {10, 1000}) {
+        auto l = make_limiter(sliding(limit, 1s));
+        const auto d = l->probe(0, limit + 1, 0, clock.now());
+        CHECK_FALSE(d.allowed);
+        CHECK(d.earliest == kNever);
+        CHECK(l->probe(0, limit, 0, clock.now()).allowed);
+    }
+}
+
+TEST_CASE("sliding window: units ahead", "[limit][sliding]") {
+    FakeClock clock;
+    auto l = make_limiter(sliding(10, 1s));
+    const auto t0 = clock.now().mono;
+    admit(*l, clock, 4);
+    clock.advance(200ms);
+    admit(*l, clock, 4);
+    // 2 free: 3 ahead + 1 = 4 means 2 must leave, both from t0.
+    CHECK(l->probe(0, 1, 3, clock.now()).earliest == t0 + 1s);
+    // 6 ahead + 1 = 7: 5 must leave, one of them from 200 ms.
+    CHECK(l->probe(0, 1, 6, clock.now()).earliest == t0 + 1200ms);
+    CHECK(l->probe(0, 1, 1, clock.now()).allowed);
+    // More ahead than the limit: a lower bound, no earlier than now + window.
+    const auto d = l->probe(0, 1, 15, clock.now());
+    CHECK(d.earliest == clock.now().mono + 1s);
+}
+
+TEST_CASE("sliding window: 1 ns ticks and hour-long gaps", "[limit][sliding]") {
+    FakeClock clock;
+    auto l = make_limiter(sliding(3, 10ns));
+    const auto t0 = clock.now().mono;
+    for (int i = 0; i < 3; ++i) {
+        admit(*l, clock);
+        clock.advance(1ns);
+    }
+    for (int i = 3; i < 10; ++i) {
+        CHECK_FALSE(l->probe(0, 1, 0, clock.now()).allowed);
+        clock.advance(1ns);
+    }
+    CHECK(clock.now().mono == t0 + 10ns);
+    admit(*l, clock);
+    CHECK_FALSE(l->probe(0, 1, 0, clock.now()).allowed);  // units from +1 and +2 ns still count
+    clock.advance(3h);
+    CHECK(l->probe(0, 0, 0, clock.now()).remaining == 3);
+    admit(*l, clock, 3);
+}
+
+TEST_CASE("sliding window: bucket ring for large limits (3000 per 5 min)", "[limit][sliding]") {
+    const auto config = sliding(3000, 5min);
+    const Nanos granularity = sluice::limit::sliding_window_granularity(config);
+    CHECK(granularity > 0ns);
+    CHECK(granularity <= Nanos{5min} / 255);
+    CHECK(sluice::limit::sliding_window_granularity(sliding(256, 5min)) == 0ns);
+
+    FakeClock clock;
+    auto l = make_limiter(config);
+    CHECK(l->bytes_per_key() <= 4096);
+    const auto t0 = clock.now().mono;
+    admit(*l, clock, 1000);
+    clock.advance(100s);
+    admit(*l, clock, 2000);
+    clock.advance(1s);
+    auto d = l->probe(0, 1, 0, clock.now());
+    CHECK_FALSE(d.allowed);
+    CHECK(d.remaining == 0);
+    // Never before the exact moment, at most one granule after it.
+    CHECK(d.earliest >= t0 + 5min);
+    CHECK(d.earliest <= t0 + 5min + granularity);
+    CHECK(d.reset >= t0 + 100s + 5min);
+    CHECK(d.reset <= t0 + 100s + 5min + granularity);
+    // Units ahead: 501 must leave (from the first batch), then 1501 (the second batch too).
+    CHECK(l->probe(0, 1, 500, clock.now()).earliest == d.earliest);
+    CHECK(l->probe(0, 1, 1500, clock.now()).earliest == d.reset);
+    expect_exact_earliest(*l, clock, 1000);  // exact with respect to the ring's own accounting
+    CHECK_FALSE(l->probe(0, 1001, 0, clock.now()).allowed);
+}
+
+TEST_CASE("sliding window: the bucket ring keeps >= 99% of an exact sender's throughput",
+          "[limit][sliding]") {
+    FakeClock clock;
+    auto l = make_limiter(sliding(1000, 1s));
+    const auto t0 = clock.now().mono;
+    std::int64_t admitted = 0;
+    while (clock.now().mono < t0 + 100s) {
+        const auto d = l->probe(0, 1, 0, clock.now());
+        if (d.allowed) {
+            l->consume(0, 1, clock.now());
+            ++admitted;
+        } else {
+            clock.advance(d.earliest - clock.now().mono);
+        }
+    }
+    // An exact window admits 1000 per second to a greedy sender: 100,000 in 100 s.
+    CHECK(admitted >= 99'000);
+    CHECK(admitted <= 100'000);
+}
+
+TEST_CASE("sliding window: shadow-mode consume beyond the limit", "[limit][sliding]") {
+    for (const std::int64_t limit : {10, 1000}) {
+        FakeClock clock;
+        auto config = sliding(limit, 1s);
+        config.enforce = false;
+        auto l = make_limiter(config);
+        const auto t0 = clock.now().mono;
+        l->consume(0, 2 * limit, clock.now());
+        clock.advance(500ms);
+        l->consume(0, 1, clock.now());
+        auto d = l->probe(0, 1, 0, clock.now());
+        CHECK_FALSE(d.allowed);
+        CHECK(d.remaining == 0);
+        // t0 + 1 s (+ one granule for the bucket ring): the overdraft has left, the unit from 500 ms has not.
+        clock.advance(500ms + sluice::limit::sliding_window_granularity(config));
+        d = l->probe(0, 1, 0, clock.now());
+        CHECK(d.allowed);
+        CHECK(d.remaining == limit - 1);
+        clock.advance(t0 + 3s - clock.now().mono);
+        CHECK(l->probe(0, 0, 0, clock.now()).remaining == limit);
+    }
+}
+
+TEST_CASE("sliding window: memory per key", "[limit][sliding]") {
+    for (const std::int64_t limit : {1, 20, 166, 256, 257, 3000, 1'000'000}) {
+        auto l = make_limiter(sliding(limit, 5min));
+        CHECK(l->bytes_per_key() <= 4096);
+        CHECK(l->bytes_per_key() >= 64);
+    }
+}

@@ -1,0 +1,503 @@
+#include "sluice/queue/admission_controller.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "sluice/common/clock.hpp"
+#include "sluice/limit/limiter.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using sluice::FakeClock;
+using sluice::Instant;
+using sluice::kNever;
+using sluice::Nanos;
+using sluice::config::Algorithm;
+using sluice::config::LimitConfig;
+using sluice::limit::LimitUse;
+using sluice::queue::Admission;
+using sluice::queue::AdmissionController;
+using sluice::queue::AdmissionRequest;
+using sluice::queue::Outcome;
+using sluice::queue::TicketId;
+using Errc = sluice::Errc;
+
+// The real limiters: these scenarios test the controller as it runs in sluice.
+std::unique_ptr<sluice::limit::Limiter> build(const LimitConfig& config) {
+    return sluice::limit::make_limiter(config);
+}
+
+LimitConfig sliding(std::int64_t limit, Nanos window) {
+    LimitConfig c;
+    c.name = "sliding";
+    c.algorithm = Algorithm::sliding_window;
+    c.limit = limit;
+    c.window = window;
+    return c;
+}
+
+LimitConfig concurrency(std::int64_t max_in_flight) {
+    LimitConfig c;
+    c.name = "concurrency";
+    c.algorithm = Algorithm::concurrency;
+    c.limit = max_in_flight;
+    return c;
+}
+
+LimitConfig shadow(LimitConfig c) {
+    c.enforce = false;
+    return c;
+}
+
+// A controller over `configs`, keeping plain pointers to its limiters so a test
+// can look at what was consumed (the controller owns them; they live as long).
+struct Fixture {
+    explicit Fixture(std::vector<LimitConfig> configs) {
+        std::vector<std::unique_ptr<sluice::limit::Limiter>> owned;
+        for (const auto& c : configs) {
+            owned.push_back(build(c));
+            limiters.push_back(owned.back().get());
+        }
+        controller = std::make_unique<AdmissionController>(std::move(owned));
+    }
+
+    Admission submit(std::size_t route, std::vector<LimitUse> uses, Nanos max_wait = 10s,
+                     std::size_t max_depth = 100) {
+        return controller->submit(AdmissionRequest{route, std::move(uses), max_wait, max_depth}, clock.now());
+    }
+    std::vector<Admission> poll() { return controller->poll(clock.now()); }
+    Nanos next_wakeup() { return controller->next_wakeup(clock.now()); }
+    void advance_to(Nanos mono) { clock.advance(mono - clock.now().mono); }
+    Nanos now() const { return clock.now().mono; }
+    // Units still available on a limit's key, asked of the limiter itself.
+    std::int64_t remaining(std::size_t limit, sluice::limit::KeyHash key = 0) {
+        return limiters[limit]->probe(key, 0, 0, clock.now()).remaining;
+    }
+
+    FakeClock clock;
+    std::vector<sluice::limit::Limiter*> limiters;
+    std::unique_ptr<AdmissionController> controller;
+};
+
+std::vector<LimitUse> on(std::initializer_list<std::size_t> limits, std::int64_t cost = 1,
+                         sluice::limit::KeyHash key = 0) {
+    std::vector<LimitUse> uses;
+    for (auto l : limits) uses.push_back(LimitUse{l, key, cost});
+    return uses;
+}
+
+}  // namespace
+
+TEST_CASE("a request within its limits is admitted at once with the tightest limit", "[queue]") {
+    Fixture f({sliding(100, 1s), sliding(5, 1s)});
+    f.submit(0, on({1}, 2));
+    const Admission a = f.submit(0, on({0, 1}));
+    CHECK(a.outcome == Outcome::admitted);
+    CHECK(a.ticket == 0);
+    REQUIRE(a.limiting_limit == 1u);  // 2 of 5 left after it, against 99 of 100
+    CHECK(a.tightest.limit == 5);
+    CHECK(a.tightest.remaining == 2);
+    CHECK(f.controller->waiting() == 0);
+    CHECK(f.next_wakeup() == kNever);
+}
+
+TEST_CASE("a request without limits is admitted at once", "[queue]") {
+    Fixture f({sliding(1, 1s)});
+    const Admission a = f.submit(0, {});
+    CHECK(a.outcome == Outcome::admitted);
+    CHECK_FALSE(a.limiting_limit.has_value());
+}
+
+TEST_CASE("all or nothing: a refusal on one limit consumes nothing from the others", "[queue]") {
+    Fixture f({sliding(10, 1s), sliding(1, 1s), sliding(10, 1s)});
+    REQUIRE(f.submit(0, on({0, 1, 2})).outcome == Outcome::admitted);
+    const Admission refused = f.submit(0, on({0, 1, 2}), 0s);
+    CHECK(refused.outcome == Outcome::rejected);
+    CHECK(refused.reason == Errc::admission_timeout);
+    CHECK(refused.limiting_limit == 1u);
+    CHECK(refused.tightest.remaining == 0);
+    CHECK(f.remaining(0) == 9);
+    CHECK(f.remaining(2) == 9);
+    // Nothing was set aside for the refused request either.
+    CHECK(f.submit(1, on({0, 2}, 9)).outcome == Outcome::admitted);
+}
+
+TEST_CASE("a queued request is admitted exactly at next_wakeup, not a nanosecond before", "[queue]") {
+    Fixture f({sliding(2, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0}, 2)).outcome == Outcome::admitted);
+    f.advance_to(t0 + 300ms);
+    const Admission q = f.submit(0, on({0}), 2s);
+    REQUIRE(q.outcome == Outcome::queued);
+    CHECK(q.ticket != 0);
+    CHECK(q.queue.depth == 1);
+    CHECK(q.limiting_limit == 0u);
+    CHECK(f.controller->waiting() == 1);
+    REQUIRE(f.next_wakeup() == t0 + 1s);
+
+    f.advance_to(t0 + 1s - 1ns);
+    CHECK(f.poll().empty());
+    CHECK(f.next_wakeup() == t0 + 1s);
+    f.advance_to(t0 + 1s);
+    const auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].outcome == Outcome::admitted);
+    CHECK(decided[0].ticket == q.ticket);
+    CHECK(decided[0].queue.depth == 0);
+    CHECK(f.controller->waiting() == 0);
+    CHECK(f.controller->queue_count() == 0);
+    CHECK(f.next_wakeup() == kNever);
+}
+
+TEST_CASE("within a queue, strict FIFO: a small request waits behind a big one", "[queue]") {
+    Fixture f({sliding(2, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0}, 1)).outcome == Outcome::admitted);
+    const Admission big = f.submit(0, on({0}, 2));
+    const Admission small = f.submit(0, on({0}, 1));  // would fit now, but is behind `big`
+    REQUIRE(big.outcome == Outcome::queued);
+    REQUIRE(small.outcome == Outcome::queued);
+    CHECK(f.poll().empty());
+
+    REQUIRE(f.next_wakeup() == t0 + 1s);
+    f.advance_to(t0 + 1s);
+    auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == big.ticket);
+    REQUIRE(f.next_wakeup() == t0 + 2s);
+    f.advance_to(t0 + 2s);
+    decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == small.ticket);
+}
+
+TEST_CASE("a newcomer queues behind a head that is due but not yet polled", "[queue]") {
+    // The I/O layer's timer may fire a little late: a submit can come first.
+    Fixture f({sliding(2, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0}, 2)).outcome == Outcome::admitted);
+    const TicketId head = f.submit(0, on({0}, 1)).ticket;
+    f.advance_to(t0 + 1s);
+    const Admission newcomer = f.submit(0, on({0}, 1));
+    CHECK(newcomer.outcome == Outcome::queued);
+    const auto decided = f.poll();
+    REQUIRE(decided.size() == 2);
+    CHECK(decided[0].ticket == head);
+    CHECK(decided[1].ticket == newcomer.ticket);
+}
+
+TEST_CASE("across queues that share a limit, the oldest goes first", "[queue]") {
+    Fixture f({sliding(1, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    const TicketId y1 = f.submit(1, on({0})).ticket;
+    const TicketId z1 = f.submit(0, on({0})).ticket;  // its own queue is empty: y1 is still ahead
+    const TicketId y2 = f.submit(1, on({0})).ticket;
+    REQUIRE(f.controller->waiting() == 3);
+    REQUIRE(f.controller->queue_count() == 2);
+
+    std::vector<std::pair<TicketId, Nanos>> order;
+    while (f.controller->waiting() > 0) {
+        f.advance_to(f.next_wakeup());
+        for (const auto& a : f.poll()) {
+            REQUIRE(a.outcome == Outcome::admitted);
+            order.emplace_back(a.ticket, f.now());
+        }
+    }
+    const std::vector<std::pair<TicketId, Nanos>> expected{{y1, t0 + 1s}, {z1, t0 + 2s}, {y2, t0 + 3s}};
+    CHECK(order == expected);
+}
+
+TEST_CASE("a newcomer does not take capacity promised to an older request blocked elsewhere", "[queue]") {
+    // Limit 0 is tight (1 per 10 s); limit 1 is shared (2 per second).
+    Fixture f({sliding(1, 10s), sliding(2, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    const Admission a = f.submit(1, on({0, 1}), 20s);
+    REQUIRE(a.outcome == Outcome::queued);
+    // Limit 1 has 2 free units, but one is promised to `a`: a cost-2 newcomer cannot go now.
+    const Admission b = f.submit(2, on({1}, 2), 0s);
+    CHECK(b.outcome == Outcome::rejected);
+    CHECK(b.reason == Errc::admission_timeout);
+    // A cost-1 newcomer fits beside `a`'s unit.
+    CHECK(f.submit(3, on({1}, 1)).outcome == Outcome::admitted);
+    // Now nothing is left beside it: a newcomer queues behind `a` (which is older) on limit 1.
+    CHECK(f.submit(3, on({1}, 1)).outcome == Outcome::queued);
+    f.advance_to(t0 + 10s);
+    const auto decided = f.poll();
+    REQUIRE(decided.size() == 2);
+    CHECK(decided[0].ticket == a.ticket);
+}
+
+TEST_CASE("no starvation: a request needing two limits is not overtaken forever", "[queue]") {
+    // `slow` needs limit 0 (free again at t0 + 10 s) and limit 1; a steady stream
+    // on limit 1 alone would use every unit of limit 1 if nothing were promised.
+    Fixture f({sliding(1, 10s), sliding(5, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    const Admission slow = f.submit(1, on({0, 1}), 20s);
+    REQUIRE(slow.outcome == Outcome::queued);
+
+    Nanos slow_admitted = kNever;
+    std::size_t stream_admitted = 0;
+    Nanos next_arrival = t0;
+    while (f.now() < t0 + 15s) {
+        const Nanos t = std::min(next_arrival, f.next_wakeup());
+        f.advance_to(t);
+        for (const auto& a : f.poll()) {
+            REQUIRE(a.outcome == Outcome::admitted);
+            if (a.ticket == slow.ticket) slow_admitted = f.now();
+            ++stream_admitted;
+        }
+        if (t == next_arrival) {
+            const Admission s = f.submit(2, on({1}), 20s);
+            REQUIRE(s.outcome != Outcome::rejected);
+            if (s.outcome == Outcome::admitted) ++stream_admitted;
+            next_arrival += 100ms;
+        }
+    }
+    CHECK(slow_admitted == t0 + 10s);
+    CHECK(stream_admitted > 60);  // the stream still got (almost) all the rest of limit 1
+}
+
+TEST_CASE("a full queue refuses at once with the estimated delay", "[queue]") {
+    Fixture f({sliding(3, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0}, 3)).outcome == Outcome::admitted);
+    f.advance_to(t0 + 100ms);
+    REQUIRE(f.submit(0, on({0}), 10s, 2).outcome == Outcome::queued);
+    REQUIRE(f.submit(0, on({0}), 10s, 2).outcome == Outcome::queued);
+    const Admission full = f.submit(0, on({0}), 10s, 2);
+    CHECK(full.outcome == Outcome::rejected);
+    CHECK(full.reason == Errc::queue_full);
+    CHECK(full.queue.depth == 2);
+    CHECK(full.queue.max_depth == 2);
+    CHECK(full.retry_after == 900ms);  // room for the two ahead and this one when t0's 3 units leave
+    CHECK(f.controller->waiting() == 2);
+
+    SECTION("max_depth 0 never queues") {
+        const Admission none = f.submit(1, on({0}), 10s, 0);
+        CHECK(none.outcome == Outcome::rejected);
+        CHECK(none.reason == Errc::queue_full);
+    }
+}
+
+TEST_CASE("a request that cannot be admitted within max_wait is refused at once", "[queue]") {
+    Fixture f({sliding(3, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0}, 3)).outcome == Outcome::admitted);
+    f.advance_to(t0 + 200ms);
+
+    const Admission late = f.submit(0, on({0}), 799ms);
+    CHECK(late.outcome == Outcome::rejected);
+    CHECK(late.reason == Errc::admission_timeout);
+    CHECK(late.retry_after == 800ms);
+    CHECK(late.limiting_limit == 0u);
+    CHECK(late.tightest.remaining == 0);
+    CHECK(f.controller->waiting() == 0);
+
+    // Exactly max_wait away is in time: queued, and admitted at its deadline.
+    const Admission just = f.submit(0, on({0}), 800ms);
+    REQUIRE(just.outcome == Outcome::queued);
+    REQUIRE(f.next_wakeup() == t0 + 1s);
+    f.advance_to(t0 + 1s);
+    const auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].outcome == Outcome::admitted);
+
+    SECTION("a cost above the limit is never admissible") {
+        const Admission huge = f.submit(1, on({0}, 4), 1000s);
+        CHECK(huge.outcome == Outcome::rejected);
+        CHECK(huge.reason == Errc::admission_timeout);
+    }
+}
+
+TEST_CASE("max_wait 0 never queues", "[queue]") {
+    Fixture f({sliding(1, 1s), concurrency(1)});
+    REQUIRE(f.submit(0, on({0, 1})).outcome == Outcome::admitted);
+    const Admission rate = f.submit(0, on({0}), 0s);
+    CHECK(rate.outcome == Outcome::rejected);
+    CHECK(rate.reason == Errc::admission_timeout);
+    CHECK(rate.retry_after == 1s);
+    const Admission permits = f.submit(1, on({1}), 0s);  // earliest unknown (kNever)
+    CHECK(permits.outcome == Outcome::rejected);
+    CHECK(permits.reason == Errc::admission_timeout);
+    CHECK(permits.retry_after == 0s);
+    CHECK(f.controller->waiting() == 0);
+}
+
+TEST_CASE("a queued request whose deadline passes is refused by poll", "[queue]") {
+    Fixture f({concurrency(1)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    const Admission q = f.submit(0, on({0}), 1s);
+    REQUIRE(q.outcome == Outcome::queued);
+    REQUIRE(f.next_wakeup() == t0 + 1s);  // no admission time to predict: only the deadline
+    f.advance_to(t0 + 1s - 1ns);
+    CHECK(f.poll().empty());
+    f.advance_to(t0 + 1s);
+    const auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == q.ticket);
+    CHECK(decided[0].outcome == Outcome::rejected);
+    CHECK(decided[0].reason == Errc::admission_timeout);
+    CHECK(decided[0].limiting_limit == 0u);
+    CHECK(f.controller->waiting() == 0);
+    CHECK(f.next_wakeup() == kNever);
+}
+
+TEST_CASE("requests behind a blocked head are refused at their own deadlines", "[queue]") {
+    Fixture f({concurrency(1)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    const Admission head = f.submit(0, on({0}), 5s);
+    const Admission behind = f.submit(0, on({0}), 1s);  // a client asked for less
+    REQUIRE(f.next_wakeup() == t0 + 1s);
+    f.advance_to(t0 + 1s);
+    auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == behind.ticket);
+    CHECK(decided[0].reason == Errc::admission_timeout);
+    CHECK(f.next_wakeup() == t0 + 5s);
+    f.controller->release(on({0}), f.clock.now());
+    decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == head.ticket);
+    CHECK(decided[0].outcome == Outcome::admitted);
+}
+
+TEST_CASE("cancel removes a request from the middle of its queue", "[queue]") {
+    Fixture f({sliding(1, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    const TicketId b = f.submit(0, on({0})).ticket;
+    const TicketId c = f.submit(0, on({0})).ticket;
+    const TicketId d = f.submit(0, on({0})).ticket;
+    CHECK(f.controller->cancel(c, f.clock.now()));
+    CHECK_FALSE(f.controller->cancel(c, f.clock.now()));
+    CHECK_FALSE(f.controller->cancel(12345, f.clock.now()));
+    CHECK(f.controller->waiting() == 2);
+    // A newcomer on another queue counts only b and d ahead of it.
+    const TicketId e = f.submit(1, on({0})).ticket;
+
+    std::vector<std::pair<TicketId, Nanos>> order;
+    while (f.controller->waiting() > 0) {
+        f.advance_to(f.next_wakeup());
+        for (const auto& a : f.poll()) order.emplace_back(a.ticket, f.now());
+    }
+    const std::vector<std::pair<TicketId, Nanos>> expected{{b, t0 + 1s}, {d, t0 + 2s}, {e, t0 + 3s}};
+    CHECK(order == expected);
+}
+
+TEST_CASE("cancelling the head lets the next one go when it can", "[queue]") {
+    Fixture f({sliding(2, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0}, 1)).outcome == Outcome::admitted);
+    const TicketId big = f.submit(0, on({0}, 2)).ticket;
+    const TicketId small = f.submit(0, on({0}, 1)).ticket;
+    REQUIRE(f.next_wakeup() == t0 + 1s);
+    REQUIRE(f.controller->cancel(big, f.clock.now()));
+    CHECK(f.next_wakeup() <= f.now());  // `small` fits now
+    const auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == small);
+}
+
+TEST_CASE("shadow limits are counted but never delay or refuse", "[queue]") {
+    Fixture f({sliding(10, 1s), shadow(sliding(1, 1s))});
+    for (int i = 0; i < 3; ++i) {
+        const Admission a = f.submit(0, on({0, 1}));
+        CHECK(a.outcome == Outcome::admitted);
+        CHECK(a.limiting_limit == 0u);  // headers describe limits that can refuse
+    }
+    CHECK(f.submit(1, on({1})).outcome == Outcome::admitted);
+    CHECK(f.remaining(0) == 7);
+    CHECK(f.remaining(1) == 0);
+    CHECK_FALSE(f.limiters[1]->probe(0, 1, 0, f.clock.now()).allowed);
+}
+
+TEST_CASE("a concurrency limit queues until a permit is released", "[queue]") {
+    Fixture f({concurrency(2)});
+    const Nanos t0 = f.now();
+    const auto uses = on({0});
+    REQUIRE(f.submit(0, uses).outcome == Outcome::admitted);
+    REQUIRE(f.submit(0, uses).outcome == Outcome::admitted);
+    const Admission c = f.submit(0, uses, 10s);
+    REQUIRE(c.outcome == Outcome::queued);
+    CHECK(f.next_wakeup() == t0 + 10s);  // only the deadline: a release cannot be predicted
+    f.advance_to(t0 + 1s);
+    CHECK(f.poll().empty());
+    f.controller->release(uses, f.clock.now());
+    const auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == c.ticket);
+    CHECK(decided[0].outcome == Outcome::admitted);
+    CHECK(f.next_wakeup() == kNever);
+}
+
+TEST_CASE("a keyed limit at max_keys refuses a new key with key_capacity", "[queue]") {
+    LimitConfig keyed = sliding(5, 1s);
+    keyed.key.push_back({sluice::config::KeySource::Kind::header, "x-api-key"});
+    keyed.max_keys = 1;
+    Fixture f({sliding(100, 1s), keyed});
+    std::vector<LimitUse> first{{0, 0, 1}, {1, 111, 1}};
+    std::vector<LimitUse> second{{0, 0, 1}, {1, 222, 1}};
+    REQUIRE(f.submit(0, first).outcome == Outcome::admitted);
+    const Admission a = f.submit(0, second);
+    CHECK(a.outcome == Outcome::rejected);
+    CHECK(a.reason == Errc::key_capacity);
+    CHECK(a.limiting_limit == 1u);
+    CHECK(f.remaining(0) == 99);  // all or nothing
+}
+
+TEST_CASE("a vendor pause refuses the heads that can no longer make their deadline", "[queue]") {
+    Fixture f({sliding(10, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0}, 10)).outcome == Outcome::admitted);
+    const Admission short_wait = f.submit(0, on({0}), 2s);
+    const Admission long_wait = f.submit(0, on({0}), 5s);
+    REQUIRE(short_wait.outcome == Outcome::queued);
+    REQUIRE(long_wait.outcome == Outcome::queued);
+    REQUIRE(f.next_wakeup() == t0 + 1s);
+
+    f.advance_to(t0 + 100ms);
+    f.controller->pause_until(0, 0, t0 + 3s, f.clock.now());
+    CHECK(f.next_wakeup() <= f.now());  // something to decide now
+    auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == short_wait.ticket);
+    CHECK(decided[0].outcome == Outcome::rejected);
+    CHECK(decided[0].reason == Errc::admission_timeout);
+    CHECK(decided[0].retry_after == 2900ms);
+    REQUIRE(f.next_wakeup() == t0 + 3s);
+    f.advance_to(t0 + 3s);
+    decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == long_wait.ticket);
+    CHECK(decided[0].outcome == Outcome::admitted);
+}
+
+TEST_CASE("10,000 waiting requests drain in order, a window's worth per wake-up", "[queue]") {
+    Fixture f({sliding(100, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0}, 100)).outcome == Outcome::admitted);
+    std::vector<TicketId> tickets;
+    for (int i = 0; i < 10'000; ++i) {
+        const Admission a = f.submit(i % 2, on({0}), 1000s, 10'000);
+        REQUIRE(a.outcome == Outcome::queued);
+        tickets.push_back(a.ticket);
+    }
+    REQUIRE(f.controller->waiting() == 10'000);
+    std::size_t wakeups = 0;
+    std::size_t next = 0;
+    while (f.controller->waiting() > 0) {
+        const Nanos wake = f.next_wakeup();
+        REQUIRE(wake == t0 + Nanos{1s} * (wakeups + 1));
+        f.advance_to(wake);
+        ++wakeups;
+        const auto decided = f.poll();
+        REQUIRE(decided.size() == 100);
+        for (const auto& a : decided) REQUIRE(a.ticket == tickets[next++]);
+    }
+    CHECK(wakeups == 100);
+}

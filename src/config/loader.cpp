@@ -716,6 +716,9 @@ private:
             }
         }
         if (const auto v = map.get("max_connections")) upstream.max_connections = v->integer(1, 100'000);
+        // Unset: as many idle as open connections may be kept. A smaller idle cap
+        // makes a busy pool close and reopen connections (TLS handshakes) under load.
+        upstream.max_idle_connections = upstream.max_connections;
         if (const auto v = map.get("max_idle_connections"))
             upstream.max_idle_connections = v->integer(0, 100'000);
         if (upstream.max_idle_connections > upstream.max_connections) {

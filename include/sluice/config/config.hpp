@@ -92,7 +92,7 @@ struct UpstreamConfig {
     std::string base_path;   // "" or "/v1" (no trailing slash): prepended to forwarded paths
     TlsConfig tls;
     std::size_t max_connections = 64;   // open connections (busy + idle) to this upstream
-    std::size_t max_idle_connections = 16;
+    std::size_t max_idle_connections = 64;  // defaults to max_connections
     Duration idle_timeout = 60s;        // an idle pooled connection is closed after this
     Duration connect_timeout = 5s;      // DNS + TCP connect + TLS handshake
     Duration response_timeout = 30s;    // request sent -> response header received

@@ -281,7 +281,7 @@ routes:
     CHECK(api.tls.ca_file.empty());
     CHECK(api.tls.server_name.empty());
     CHECK(api.max_connections == 64);
-    CHECK(api.max_idle_connections == 16);
+    CHECK(api.max_idle_connections == 64);  // defaults to max_connections
     CHECK(api.idle_timeout == 60s);
     CHECK(api.connect_timeout == 5s);
     CHECK(api.response_timeout == 30s);

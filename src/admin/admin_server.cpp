@@ -1,10 +1,11 @@
 #include "sluice/admin/admin_server.hpp"
 
+#include <stdexcept>
+
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
-#include <stdexcept>
 
 #include "sluice/common/log.hpp"
 
@@ -25,7 +26,8 @@ public:
         : stream_(std::move(socket)), runtime_(std::move(runtime)) {}
 
     void start() {
-        net::dispatch(stream_.get_executor(), beast::bind_front_handler(&AdminSession::do_read, shared_from_this()));
+        net::dispatch(stream_.get_executor(),
+                      beast::bind_front_handler(&AdminSession::do_read, shared_from_this()));
     }
 
 private:
@@ -35,7 +37,8 @@ private:
         parser_->header_limit(8 * 1024);
         parser_->body_limit(8 * 1024);
         stream_.expires_after(std::chrono::seconds(10));
-        http::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&AdminSession::on_read, shared_from_this()));
+        http::async_read(stream_, buffer_, *parser_,
+                         beast::bind_front_handler(&AdminSession::on_read, shared_from_this()));
     }
 
     void on_read(beast::error_code ec, std::size_t) {
@@ -63,7 +66,8 @@ private:
         response_.keep_alive(req.keep_alive());
         response_.prepare_payload();
         stream_.expires_after(std::chrono::seconds(10));
-        http::async_write(stream_, response_, beast::bind_front_handler(&AdminSession::on_write, shared_from_this()));
+        http::async_write(stream_, response_,
+                          beast::bind_front_handler(&AdminSession::on_write, shared_from_this()));
     }
 
     void respond(http::status status, const char* type, std::string body) {
@@ -97,6 +101,7 @@ const char* algorithm_name(config::Algorithm a) {
         case config::Algorithm::sliding_window: return "sliding_window";
         case config::Algorithm::fixed_window: return "fixed_window";
         case config::Algorithm::concurrency: return "concurrency";
+        case config::Algorithm::vendor_gate: return "vendor_gate";
     }
     return "?";
 }
@@ -125,6 +130,15 @@ std::string status_json(proxy::Runtime& runtime) {
                              {"connections_opened", pool->connections_opened()}});
     }
     out["upstreams"] = std::move(upstreams);
+    json feedback = json::object();
+    const auto& routes = runtime.config->routes;
+    for (std::size_t i = 0; i < routes.size() && i < runtime.feedback.size(); ++i) {
+        const auto& c = runtime.feedback[i];
+        feedback[routes[i].name] = {{"vendor_429", c.vendor_429.load()},   {"paused", c.paused.load()},
+                                    {"capped", c.capped.load()},           {"retried", c.retried.load()},
+                                    {"relayed_429", c.relayed_429.load()}, {"clamped", c.clamped.load()}};
+    }
+    out["feedback"] = std::move(feedback);
     runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant& now) {
         out["queue"] = {{"waiting", controller.waiting()}};
         json limits = json::array();
@@ -133,20 +147,26 @@ std::string status_json(proxy::Runtime& runtime) {
             const auto& cfg = limiter.config();
             json keys = json::array();
             for (const auto& key : limiter.status(now, kStatusKeysPerLimit)) {
-                json entry = {{"key", limit::key_label(key.key)},
-                              {"remaining", key.remaining},
-                              {"reset_in", std::max<double>(0.0, static_cast<double>((key.reset - now.mono).count()) / 1e9)}};
+                json entry = {
+                    {"key", limit::key_label(key.key)},
+                    {"remaining", key.remaining},
+                    // null: no time can tell (a concurrency limit waits for a release)
+                    {"reset_in", key.reset == kNever
+                                     ? json(nullptr)
+                                     : json(std::max<double>(
+                                           0.0, static_cast<double>((key.reset - now.mono).count()) / 1e9))}};
                 if (key.paused_until > now.mono) {
                     entry["paused_for"] = static_cast<double>((key.paused_until - now.mono).count()) / 1e9;
                 }
                 keys.push_back(std::move(entry));
             }
-            limits.push_back({{"name", cfg.name},
-                              {"algorithm", algorithm_name(cfg.algorithm)},
-                              {"limit", cfg.limit},
-                              {"enforce", cfg.enforce},
-                              {"tracked_keys", limiter.key_count()},
-                              {"keys", std::move(keys)}});
+            limits.push_back(
+                {{"name", cfg.name},
+                 {"algorithm", algorithm_name(cfg.algorithm)},
+                 {"limit", cfg.algorithm == config::Algorithm::vendor_gate ? json(nullptr) : json(cfg.limit)},
+                 {"enforce", cfg.enforce},
+                 {"tracked_keys", limiter.key_count()},
+                 {"keys", std::move(keys)}});
         }
         out["limits"] = std::move(limits);
         return 0;
@@ -173,7 +193,9 @@ void AdminServer::bind() {
     log::info("admin", "listening on " + cfg.address + ":" + std::to_string(port_));
 }
 
-void AdminServer::start() { do_accept(); }
+void AdminServer::start() {
+    do_accept();
+}
 
 void AdminServer::stop() {
     net::post(acceptor_.get_executor(), [self = shared_from_this()] {
@@ -183,12 +205,13 @@ void AdminServer::stop() {
 }
 
 void AdminServer::do_accept() {
-    acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](boost::system::error_code ec,
-                                                                               tcp::socket socket) {
-        if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;
-        if (!ec) std::make_shared<AdminSession>(std::move(socket), self->runtime_)->start();
-        self->do_accept();
-    });
+    acceptor_.async_accept(net::make_strand(ioc_),
+                           [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+                               if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;
+                               if (!ec)
+                                   std::make_shared<AdminSession>(std::move(socket), self->runtime_)->start();
+                               self->do_accept();
+                           });
 }
 
 }  // namespace sluice::admin

@@ -442,14 +442,18 @@ const std::vector<std::string> kUpstreamKeys{"url",
                                              "idle_timeout",
                                              "connect_timeout",
                                              "response_timeout",
-                                             "body_timeout"};
+                                             "body_timeout",
+                                             "feedback"};
+const std::vector<std::string> kFeedbackKeys{"enabled",   "reset_mode",  "body_field",
+                                             "body_field_mode", "max_pause", "default_pause"};
+const std::vector<std::string> kRetryKeys{"on_vendor_429", "non_idempotent", "max_attempts"};
 const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
 const std::vector<std::string> kLimitKeys{"algorithm", "limit", "window", "rate",    "burst",   "utc_offset",
                                           "margin",    "key",   "cost",   "enforce", "max_keys"};
 const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param"};
 const std::vector<std::string> kCostKeys{"header", "default", "max"};
 const std::vector<std::string> kQueueKeys{"max_depth", "max_wait"};
-const std::vector<std::string> kRouteKeys{"name", "match", "strip_prefix", "upstream", "limits", "queue"};
+const std::vector<std::string> kRouteKeys{"name", "match", "strip_prefix", "upstream", "limits", "queue", "retry"};
 const std::vector<std::string> kMatchKeys{"listener", "host", "methods", "path_prefix", "path"};
 
 // Indexed by config::Algorithm: keep the order of the enum.
@@ -465,7 +469,8 @@ std::vector<std::string> limit_keys_for(Algorithm algorithm) {
         case Algorithm::token_bucket: keys.insert(keys.end(), {"rate", "window", "burst", "margin"}); break;
         case Algorithm::sliding_window: keys.insert(keys.end(), {"window", "margin"}); break;
         case Algorithm::fixed_window: keys.insert(keys.end(), {"window", "utc_offset", "margin"}); break;
-        case Algorithm::concurrency: break;
+        case Algorithm::concurrency:
+        case Algorithm::vendor_gate: break;  // not selectable in YAML (not in kAlgorithmNames)
     }
     keys.insert(keys.end(), {"key", "cost", "enforce", "max_keys"});
     return keys;
@@ -732,7 +737,39 @@ private:
         if (const auto v = map.get("response_timeout"))
             upstream.response_timeout = v->duration(Sign::positive);
         if (const auto v = map.get("body_timeout")) upstream.body_timeout = v->duration(Sign::positive);
+        if (const auto v = map.get("feedback")) upstream.feedback = read_feedback(*v);
         return upstream;
+    }
+
+    static feedback::ResetMode read_reset_mode(const Node& node) {
+        constexpr std::string_view expected = "one of auto, delta_seconds, unix_seconds";
+        const auto mode = node.text(expected);
+        if (mode == "auto") return feedback::ResetMode::automatic;
+        if (mode == "delta_seconds") return feedback::ResetMode::delta_seconds;
+        if (mode == "unix_seconds") return feedback::ResetMode::unix_seconds;
+        node.fail("unknown reset mode '" + mode + "'", expected);
+    }
+
+    static FeedbackSettings read_feedback(const Node& node) {
+        FeedbackSettings settings;
+        const Map map(node, kFeedbackKeys);
+        if (const auto b = map.get("enabled")) settings.enabled = b->boolean();
+        if (const auto v = map.get("reset_mode")) settings.signals.reset_mode = read_reset_mode(*v);
+        if (const auto v = map.get("body_field")) {
+            constexpr std::string_view expected = "a dotted JSON path, e.g. error.rate_reset";
+            settings.signals.body_field = v->text(expected);
+            if (const auto why = feedback::validate_body_field(settings.signals.body_field); !why.empty())
+                v->fail_reason("bad body_field: " + why, expected);
+        }
+        if (const auto v = map.get("body_field_mode")) settings.signals.body_field_mode = read_reset_mode(*v);
+        if (const auto v = map.get("max_pause")) settings.signals.max_pause = v->duration(Sign::positive);
+        if (const auto v = map.get("default_pause")) settings.default_pause = v->duration(Sign::positive);
+        if (settings.default_pause > settings.signals.max_pause) {
+            map.get("default_pause")
+                .value_or(map.node())
+                .fail("default_pause exceeds max_pause", "a default_pause no longer than max_pause");
+        }
+        return settings;
     }
 
     static void parse_url(const Node& node, UpstreamConfig& upstream) {
@@ -1051,7 +1088,17 @@ private:
         if (const auto v = fields.get("limits")) read_route_limits(*v, route);
         route.queue = config_->queue_defaults;
         if (const auto v = fields.get("queue")) route.queue = read_queue(*v, config_->queue_defaults);
+        if (const auto v = fields.get("retry")) route.retry = read_retry(*v);
         return route;
+    }
+
+    static RetryConfig read_retry(const Node& node) {
+        RetryConfig retry;
+        const Map map(node, kRetryKeys);
+        if (const auto b = map.get("on_vendor_429")) retry.on_vendor_429 = b->boolean();
+        if (const auto b = map.get("non_idempotent")) retry.non_idempotent = b->boolean();
+        if (const auto v = map.get("max_attempts")) retry.max_attempts = static_cast<unsigned>(v->integer(1, 10));
+        return retry;
     }
 
     void read_match(const Node& node, RouteConfig& route) {

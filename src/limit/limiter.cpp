@@ -1,6 +1,7 @@
 #include "sluice/limit/limiter.hpp"
 
 #include "sluice/limit/algorithms.hpp"
+#include "sluice/limit/vendor_gate.hpp"
 
 namespace sluice::limit {
 
@@ -10,6 +11,7 @@ std::unique_ptr<Limiter> make_limiter(const config::LimitConfig& config) {
         case config::Algorithm::sliding_window: return make_sliding_window(config);
         case config::Algorithm::fixed_window: return make_fixed_window(config);
         case config::Algorithm::concurrency: return make_concurrency(config);
+        case config::Algorithm::vendor_gate: return make_vendor_gate(config);
     }
     return make_sliding_window(config);  // unreachable: every enumerator is handled above
 }

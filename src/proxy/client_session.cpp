@@ -1,19 +1,20 @@
 #include "sluice/proxy/client_session.hpp"
 
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <sys/socket.h>
 
-#include <algorithm>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <cerrno>
-#include <charconv>
-#include <cmath>
 
 #include "sluice/common/log.hpp"
 #include "sluice/config/loader.hpp"
+#include "sluice/feedback/vendor_signals.hpp"
 #include "sluice/proxy/http_headers.hpp"
 #include "sluice/route/request_target.hpp"
 
@@ -44,7 +45,47 @@ std::optional<Nanos> parse_max_wait_header(std::string_view text) {
     return std::chrono::duration_cast<Nanos>(std::chrono::duration<double>(std::min(seconds, 1e9)));
 }
 
-bool status_has_no_body(unsigned status) { return status / 100 == 1 || status == 204 || status == 304; }
+bool status_has_no_body(unsigned status) {
+    return status / 100 == 1 || status == 204 || status == 304;
+}
+
+// A request body up to this size is kept while it streams, so that a request the
+// vendor refused with 429 can be sent again; a larger one is relayed once only.
+constexpr std::size_t kReplayBodyLimit = 64 * 1024;
+// How much of a vendor 429 body is read to find the configured JSON field.
+constexpr std::size_t kVendorBodyLimit = 64 * 1024;
+
+// RFC 9110 9.2.2: a request that may be repeated with the same effect.
+bool is_idempotent(http::verb method) {
+    switch (method) {
+        case http::verb::get:
+        case http::verb::head:
+        case http::verb::put:
+        case http::verb::delete_:
+        case http::verb::options:
+        case http::verb::trace: return true;
+        default: return false;
+    }
+}
+
+// Whether a response can carry a rate-limit signal, checked in one pass over the
+// fields so that ordinary responses skip the parsers entirely.
+bool has_rate_limit_fields(const http::fields& fields) {
+    for (const auto& field : fields) {
+        const auto name = field.name_string();
+        if (beast::iequals(name, "retry-after")) return true;
+        if (name.size() >= 9 && (beast::iequals(name.substr(0, 9), "ratelimit") ||
+                                 (name.size() >= 11 && beast::iequals(name.substr(0, 11), "x-ratelimit")) ||
+                                 (name.size() >= 12 && beast::iequals(name.substr(0, 12), "x-rate-limit")))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+double seconds_of(Nanos d) {
+    return static_cast<double>(d.count()) / 1e9;
+}
 
 }  // namespace
 
@@ -74,10 +115,13 @@ auto ClientSession::on_strand(Handler&& handler) {
 }
 
 void ClientSession::start() {
-    net::dispatch(stream_.get_executor(), beast::bind_front_handler(&ClientSession::do_read_header, shared_from_this()));
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&ClientSession::do_read_header, shared_from_this()));
 }
 
-std::string ClientSession::describe_request() const { return method_ + " " + host_ + path_; }
+std::string ClientSession::describe_request() const {
+    return method_ + " " + host_ + path_;
+}
 
 // ---------------------------------------------------------------- intake
 
@@ -102,8 +146,8 @@ void ClientSession::do_read_header() {
 
 void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
     first_request_ = false;
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == net::error::connection_reset ||
-        ec == net::error::operation_aborted) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::connection_reset || ec == net::error::operation_aborted) {
         return do_close();
     }
     version_ = 11;
@@ -111,18 +155,19 @@ void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
     if (ec) {
         runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
         if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
-            return send_synthetic(make_error_response(Errc::header_too_large,
-                                                      "the request header exceeds " +
-                                                          std::to_string(config().server.max_header_bytes) + " bytes",
-                                                      11, false));
+            return send_synthetic(make_error_response(
+                Errc::header_too_large,
+                "the request header exceeds " + std::to_string(config().server.max_header_bytes) + " bytes",
+                11, false));
         }
         if (ec == http::error::body_limit) {
             return send_synthetic(make_error_response(
                 Errc::body_too_large,
-                "the request body exceeds " + std::to_string(config().server.max_body_bytes) + " bytes", 11, false));
+                "the request body exceeds " + std::to_string(config().server.max_body_bytes) + " bytes", 11,
+                false));
         }
-        return send_synthetic(
-            make_error_response(Errc::malformed_request, "malformed HTTP request: " + ec.message(), 11, false));
+        return send_synthetic(make_error_response(Errc::malformed_request,
+                                                  "malformed HTTP request: " + ec.message(), 11, false));
     }
     handle_request();
 }
@@ -139,9 +184,9 @@ void ClientSession::handle_request() {
 
     if (req.method() == http::verb::connect) {
         runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
-        return send_synthetic(make_error_response(Errc::method_not_allowed,
-                                                  "CONNECT tunnels are not supported; send plain HTTP to sluice",
-                                                  version_, false));
+        return send_synthetic(make_error_response(
+            Errc::method_not_allowed, "CONNECT tunnels are not supported; send plain HTTP to sluice",
+            version_, false));
     }
     const auto host_header = find_field(req.base(), "Host").value_or(std::string_view{});
     const auto target = route::parse_request_target(req.target(), host_header);
@@ -149,17 +194,19 @@ void ClientSession::handle_request() {
         target->form == route::ParsedTarget::Form::asterisk) {
         runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
         return send_synthetic(make_error_response(
-            Errc::malformed_request, "unsupported request target '" + std::string(req.target()) + "'", version_, false));
+            Errc::malformed_request, "unsupported request target '" + std::string(req.target()) + "'",
+            version_, false));
     }
     host_ = std::string(target->host);
     path_ = std::string(target->path);
 
-    const auto match = runtime_->routes.match(route::RequestTarget{listener_index_, target->host, method_, target->path});
+    const auto match =
+        runtime_->routes.match(route::RequestTarget{listener_index_, target->host, method_, target->path});
     if (!match) {
         runtime_->counters.no_route.fetch_add(1, std::memory_order_relaxed);
         log::debug("proxy", "no route for " + describe_request());
-        return send_synthetic(make_error_response(Errc::no_route, "no route for " + describe_request(), version_,
-                                                  keep_alive_ && request_parser_->is_done()));
+        return send_synthetic(make_error_response(Errc::no_route, "no route for " + describe_request(),
+                                                  version_, keep_alive_ && request_parser_->is_done()));
     }
     route_index_ = match->route_index;
     const auto& route_config = config().routes[route_index_];
@@ -177,6 +224,11 @@ void ClientSession::handle_request() {
         uses_.push_back(limit::LimitUse{limit_index, limit::request_key(limit_config, attributes),
                                         limit::request_cost(limit_config, attributes)});
     }
+    // A route without limits of its own still obeys the vendor: its upstream's gate
+    // admits everything until a vendor signal pauses or caps it.
+    if (uses_.empty() && upstream_config().feedback.enabled) {
+        uses_.push_back(limit::LimitUse{runtime_->vendor_gate_index(upstream_index_), 0, 1});
+    }
     Nanos max_wait = route_config.queue.max_wait;
     if (const auto asked = find_field(req.base(), "Sluice-Max-Wait")) {
         const auto parsed = parse_max_wait_header(*asked);
@@ -192,6 +244,11 @@ void ClientSession::handle_request() {
     }
     const std::string query(target->query);
     if (!prepare_upstream_request(*match, query)) return;
+    deadline_ = runtime_->limits->clock().now().mono + max_wait;
+    sends_ = 0;
+    replay_body_.clear();
+    replayable_ = true;
+    replaying_ = false;
     request_admission(max_wait);
 }
 
@@ -201,8 +258,8 @@ bool ClientSession::prepare_upstream_request(const route::RouteMatchResult& matc
     expect_continue_ = false;
     if (const auto expect = find_field(req.base(), "Expect")) {
         if (!beast::iequals(*expect, "100-continue")) {
-            send_synthetic(make_error_response(Errc::malformed_request,
-                                               "unsupported Expect: " + std::string(*expect), version_, false));
+            send_synthetic(make_error_response(
+                Errc::malformed_request, "unsupported Expect: " + std::string(*expect), version_, false));
             return false;
         }
         // sluice answers 100 itself once the request is admitted and an upstream
@@ -263,7 +320,10 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
     if (admission.outcome == queue::Outcome::rejected) {
         runtime_->counters.rejected_by_limits.fetch_add(1, std::memory_order_relaxed);
         const auto now = runtime_->limits->clock().now();
-        return send_synthetic(make_rejection_response(admission, config(), now, version_,
+        const config::LimitConfig* limit =
+            admission.limiting_limit ? &runtime_->limit_config(*admission.limiting_limit) : nullptr;
+        return send_synthetic(make_rejection_response(admission, limit,
+                                                      config().server.rate_limit_headers.style, now, version_,
                                                       keep_alive_ && request_parser_->is_done()));
     }
     holds_permits_ = true;
@@ -273,9 +333,9 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
 void ClientSession::watch_client_while_queued() {
     // A queued client sends nothing until answered, so readability means either
     // EOF (it left: leave the queue, consume nothing) or bytes sent ahead.
-    stream_.socket().async_wait(tcp::socket::wait_read,
-                                on_strand(beast::bind_front_handler(&ClientSession::on_client_readable,
-                                                                    shared_from_this())));
+    stream_.socket().async_wait(
+        tcp::socket::wait_read,
+        on_strand(beast::bind_front_handler(&ClientSession::on_client_readable, shared_from_this())));
 }
 
 void ClientSession::on_client_readable(beast::error_code ec) {
@@ -332,8 +392,9 @@ void ClientSession::on_upstream_acquired(std::error_code ec, upstream::Connectio
     }
     if (ec) {
         const auto code = ec.category() == sluice_category() ? static_cast<Errc>(ec.value())
-                                                               : Errc::upstream_connect_failed;
-        return fail_upstream(code, "cannot reach upstream '" + upstream_config().name + "': " + ec.message(), false);
+                                                             : Errc::upstream_connect_failed;
+        return fail_upstream(code, "cannot reach upstream '" + upstream_config().name + "': " + ec.message(),
+                             false);
     }
     upstream_ = std::move(connection);
     upstream_reusable_ = false;
@@ -341,20 +402,22 @@ void ClientSession::on_upstream_acquired(std::error_code ec, upstream::Connectio
 }
 
 void ClientSession::write_request_header() {
+    ++sends_;
     request_serializer_.emplace(request_parser_->get());
     upstream_->tcp().expires_after(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
         http::async_write_header(stream, *request_serializer_,
-                                 on_strand(beast::bind_front_handler(&ClientSession::on_request_header_written,
-                                                                     shared_from_this())));
+                                 on_strand(beast::bind_front_handler(
+                                     &ClientSession::on_request_header_written, shared_from_this())));
     });
 }
 
 void ClientSession::on_request_header_written(beast::error_code ec, std::size_t) {
     if (ec) {
         if (retry_on_fresh_connection(ec)) return;
-        return fail_upstream(ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
-                             "writing the request to '" + upstream_config().name + "' failed: " + ec.message(), false);
+        return fail_upstream(
+            ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
+            "writing the request to '" + upstream_config().name + "' failed: " + ec.message(), false);
     }
     if (request_serializer_->is_done()) return read_response_header();
     relay_request_body();
@@ -362,6 +425,14 @@ void ClientSession::on_request_header_written(beast::error_code ec, std::size_t)
 
 void ClientSession::relay_request_body() {
     auto& body = request_parser_->get().body();
+    if (replaying_) {
+        // A retry after a vendor 429: the whole body was kept the first time.
+        replaying_ = false;
+        body.data = replay_body_.empty() ? nullptr : replay_body_.data();
+        body.size = replay_body_.size();
+        body.more = false;
+        return write_request_body();
+    }
     if (request_parser_->is_done()) {
         body.data = nullptr;
         body.size = 0;
@@ -383,14 +454,14 @@ void ClientSession::on_request_body_read(beast::error_code ec, std::size_t) {
         if (ec == http::error::body_limit) {
             return send_synthetic(make_error_response(
                 Errc::body_too_large,
-                "the request body exceeds " + std::to_string(config().server.max_body_bytes) + " bytes", version_,
-                false));
+                "the request body exceeds " + std::to_string(config().server.max_body_bytes) + " bytes",
+                version_, false));
         }
         if (ec == beast::error::timeout) {
             log::debug("proxy", "client body stalled: " + describe_request());
         } else if (ec != http::error::end_of_stream && ec != net::error::connection_reset) {
-            return send_synthetic(make_error_response(Errc::malformed_request,
-                                                      "malformed request body: " + ec.message(), version_, false));
+            return send_synthetic(make_error_response(
+                Errc::malformed_request, "malformed request body: " + ec.message(), version_, false));
         }
         return do_close();
     }
@@ -398,6 +469,14 @@ void ClientSession::on_request_body_read(beast::error_code ec, std::size_t) {
     body.size = kBodyBufferSize - body.size;
     body.data = body_buffer_.get();
     body.more = !request_parser_->is_done();
+    if (replayable_) {
+        if (replay_body_.size() + body.size <= kReplayBodyLimit) {
+            replay_body_.append(body_buffer_.get(), body.size);
+        } else {
+            replayable_ = false;
+            std::string().swap(replay_body_);
+        }
+    }
     write_request_body();
 }
 
@@ -413,9 +492,9 @@ void ClientSession::write_request_body() {
 void ClientSession::on_request_body_written(beast::error_code ec, std::size_t) {
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
-        return fail_upstream(ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
-                             "sending the request body to '" + upstream_config().name + "' failed: " + ec.message(),
-                             false);
+        return fail_upstream(
+            ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
+            "sending the request body to '" + upstream_config().name + "' failed: " + ec.message(), false);
     }
     if (request_serializer_->is_done()) return read_response_header();
     relay_request_body();
@@ -423,14 +502,15 @@ void ClientSession::on_request_body_written(beast::error_code ec, std::size_t) {
 
 void ClientSession::read_response_header() {
     response_parser_.emplace();
-    response_parser_->body_limit(boost::none);  // streamed through a fixed buffer: size is not a memory concern
+    response_parser_->body_limit(
+        boost::none);  // streamed through a fixed buffer: size is not a memory concern
     response_parser_->header_limit(kResponseHeaderLimit);
     if (head_request_) response_parser_->skip(true);
     upstream_->tcp().expires_after(upstream_config().response_timeout);
     upstream_->with_stream([&](auto& stream) {
-        http::async_read_header(stream, upstream_->buffer(), *response_parser_,
-                                on_strand(beast::bind_front_handler(&ClientSession::on_response_header,
-                                                                    shared_from_this())));
+        http::async_read_header(
+            stream, upstream_->buffer(), *response_parser_,
+            on_strand(beast::bind_front_handler(&ClientSession::on_response_header, shared_from_this())));
     });
 }
 
@@ -456,15 +536,149 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
     if (status / 100 == 1) {
         if (status == 101) {
             return fail_upstream(Errc::upstream_protocol_error,
-                                 "upstream '" + upstream_config().name + "' switched protocols unasked", false);
+                                 "upstream '" + upstream_config().name + "' switched protocols unasked",
+                                 false);
         }
         return read_response_header();  // interim (100, 103): the final answer follows
     }
-    upstream_reusable_ = res.keep_alive();  // the upstream's own view, before Connection is rewritten for the client
+    upstream_reusable_ =
+        res.keep_alive();  // the upstream's own view, before Connection is rewritten for the client
+    vendor_body_.clear();
+    relay_vendor_body_ = false;
+    const auto& feedback = upstream_config().feedback;
+    if (feedback.enabled && (status == 429 || status == 503 || has_rate_limit_fields(res.base()))) {
+        if (!head_request_ && !status_has_no_body(status) && feedback::wants_body(status, feedback.signals)) {
+            return read_vendor_body();
+        }
+        return on_vendor_response(false);
+    }
+    relay_response_header();
+}
+
+// ---------------------------------------------------------------- vendor feedback
+
+void ClientSession::read_vendor_body() {
+    if (!body_buffer_) body_buffer_ = std::make_unique<char[]>(kBodyBufferSize);
+    auto& body = response_parser_->get().body();
+    body.data = body_buffer_.get();
+    body.size = kBodyBufferSize;
+    upstream_->tcp().expires_after(upstream_config().body_timeout);
+    upstream_->with_stream([&](auto& stream) {
+        http::async_read(
+            stream, upstream_->buffer(), *response_parser_,
+            on_strand(beast::bind_front_handler(&ClientSession::on_vendor_body_read, shared_from_this())));
+    });
+}
+
+void ClientSession::on_vendor_body_read(beast::error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+        return fail_upstream(
+            ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
+            "reading a 429 body from '" + upstream_config().name + "' failed: " + ec.message(), false);
+    }
+    auto& body = response_parser_->get().body();
+    vendor_body_.append(body_buffer_.get(), kBodyBufferSize - body.size);
+    if (response_parser_->is_done()) return on_vendor_response(true);
+    // Too long to be a rate-limit notice worth parsing: decide on the headers, and
+    // relay what was read ahead of the rest of the stream.
+    if (vendor_body_.size() >= kVendorBodyLimit) return on_vendor_response(false);
+    read_vendor_body();
+}
+
+void ClientSession::on_vendor_response(bool have_body) {
+    auto& res = response_parser_->get();
+    const unsigned status = res.result_int();
+    const auto& settings = upstream_config().feedback;
+    const auto now = runtime_->limits->clock().now();
+    const auto signal = feedback::read_vendor_signals(
+        status, [&res](std::string_view name) { return find_field(res.base(), name); },
+        have_body ? std::optional<std::string_view>(vendor_body_) : std::nullopt, settings.signals, now);
+    auto& counters = runtime_->feedback[route_index_];
+    const auto& route_name = config().routes[route_index_].name;
+    for (const auto& warning : signal.warnings)
+        log::warn("feedback", "route '" + route_name + "': " + warning);
+    if (signal.clamped || !signal.warnings.empty()) counters.clamped.fetch_add(1, std::memory_order_relaxed);
+
+    std::optional<Nanos> pause = signal.pause;
+    if (signal.rate_limited) {
+        counters.vendor_429.fetch_add(1, std::memory_order_relaxed);
+        if (!pause) pause = settings.default_pause;
+    }
+    if (pause && *pause > Nanos::zero()) {
+        // Every limit this request used, for its own key: the vendor counts it
+        // there, so that is where the next request would be refused.
+        counters.paused.fetch_add(1, std::memory_order_relaxed);
+        const Nanos until = now.mono + *pause;
+        for (const auto& use : uses_) runtime_->limits->pause_until(use.limit_index, use.key, until);
+        log::info("feedback", "route '" + route_name + "': vendor " + std::to_string(status) + " (" +
+                                  std::string(feedback::signal_source_name(signal.pause_source)) +
+                                  "), pausing " + std::to_string(uses_.size()) + " limit(s) for " +
+                                  std::to_string(seconds_of(*pause)) + "s");
+    } else if (signal.remaining && signal.reset_after && *signal.reset_after > Nanos::zero()) {
+        // The vendor knows of traffic sluice does not (another consumer of the
+        // quota): hold the rest of its window to what it says remains, less the
+        // requests already on their way to it, which its count does not show yet.
+        const auto& pool = *runtime_->pools[upstream_index_];
+        const auto others_in_flight =
+            static_cast<std::int64_t>(pool.open_connections() - pool.idle_connections()) - 1;
+        const std::int64_t allowance =
+            std::max<std::int64_t>(0, *signal.remaining - std::max<std::int64_t>(0, others_in_flight));
+        const Nanos reset_at = now.mono + *signal.reset_after;
+        if (tightest_limit_ && allowance < tightest_.remaining - 1) {
+            counters.capped.fetch_add(1, std::memory_order_relaxed);
+            log::debug("feedback", "route '" + route_name + "': vendor reports " +
+                                       std::to_string(*signal.remaining) +
+                                       " remaining, capping the allowance to " + std::to_string(allowance));
+        }
+        for (const auto& use : uses_)
+            runtime_->limits->cap_remaining(use.limit_index, use.key, allowance, reset_at);
+    }
+
+    if (signal.rate_limited) {
+        if (may_retry(pause.value_or(Nanos::zero()), now.mono)) {
+            counters.retried.fetch_add(1, std::memory_order_relaxed);
+            return retry_after_vendor_refusal();
+        }
+        counters.relayed_429.fetch_add(1, std::memory_order_relaxed);
+    }
+    relay_vendor_body_ = !vendor_body_.empty();
+    relay_response_header();
+}
+
+bool ClientSession::may_retry(Nanos pause, Nanos now) const {
+    const auto& retry = config().routes[route_index_].retry;
+    if (!retry.on_vendor_429 || closed_ || sends_ >= retry.max_attempts) return false;
+    if (!is_idempotent(request_parser_->get().method()) && !retry.non_idempotent) return false;
+    // The whole body must be at hand to send it again.
+    if (!request_parser_->is_done() || !replayable_) return false;
+    return now + pause <= deadline_;
+}
+
+void ClientSession::retry_after_vendor_refusal() {
+    log::debug("feedback", "retrying " + describe_request() + " after a vendor 429");
+    // The refused exchange is over: its connection is reusable only if the 429
+    // was read to its end, and its concurrency permits go back now. Rate permits
+    // stay spent: the vendor counted the request too.
+    release_upstream(upstream_reusable_ && response_parser_->is_done());
+    release_permits();
+    response_parser_.reset();
+    request_serializer_.reset();
+    vendor_body_.clear();
+    replaying_ = true;
+    expect_continue_ = false;  // the client already sent its body
+    attempts_ = 0;
+    const Nanos now = runtime_->limits->clock().now().mono;
+    request_admission(std::max(Nanos::zero(), deadline_ - now));
+}
+
+void ClientSession::relay_response_header() {
+    auto& res = response_parser_->get();
+    const unsigned status = res.result_int();
     strip_hop_by_hop(res.base());
     if (config().server.rate_limit_headers.on_proxied && tightest_limit_) {
         add_rate_limit_headers(res.base(), config().server.rate_limit_headers.style,
-                               config().limits[*tightest_limit_], tightest_,
+                               runtime_->limit_config(*tightest_limit_), tightest_,
                                runtime_->limits->clock().now());
     }
     const bool bodyless = head_request_ || status_has_no_body(status);
@@ -487,8 +701,9 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
     response_serializer_.emplace(res);
     response_started_ = true;
     stream_.expires_after(config().server.timeouts.client_write);
-    http::async_write_header(stream_, *response_serializer_,
-                             beast::bind_front_handler(&ClientSession::on_response_header_written, shared_from_this()));
+    http::async_write_header(
+        stream_, *response_serializer_,
+        beast::bind_front_handler(&ClientSession::on_response_header_written, shared_from_this()));
 }
 
 void ClientSession::on_response_header_written(beast::error_code ec, std::size_t) {
@@ -503,13 +718,26 @@ void ClientSession::on_response_header_written(beast::error_code ec, std::size_t
 
 void ClientSession::relay_response_body() {
     auto& body = response_parser_->get().body();
+    if (relay_vendor_body_) {
+        // The start of the body, read ahead to look for a rate-limit field.
+        relay_vendor_body_ = false;
+        body.data = vendor_body_.data();
+        body.size = vendor_body_.size();
+        body.more = !response_parser_->is_done();
+        stream_.expires_after(config().server.timeouts.client_write);
+        http::async_write(
+            stream_, *response_serializer_,
+            beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
+        return;
+    }
     if (response_parser_->is_done()) {
         body.data = nullptr;
         body.size = 0;
         body.more = false;
         stream_.expires_after(config().server.timeouts.client_write);
-        http::async_write(stream_, *response_serializer_,
-                          beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
+        http::async_write(
+            stream_, *response_serializer_,
+            beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
         return;
     }
     if (!body_buffer_) body_buffer_ = std::make_unique<char[]>(kBodyBufferSize);
@@ -517,9 +745,9 @@ void ClientSession::relay_response_body() {
     body.size = kBodyBufferSize;
     upstream_->tcp().expires_after(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
-        http::async_read(stream, upstream_->buffer(), *response_parser_,
-                         on_strand(beast::bind_front_handler(&ClientSession::on_response_body_read,
-                                                             shared_from_this())));
+        http::async_read(
+            stream, upstream_->buffer(), *response_parser_,
+            on_strand(beast::bind_front_handler(&ClientSession::on_response_body_read, shared_from_this())));
     });
 }
 
@@ -528,8 +756,8 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
     if (ec) {
         // The client already has the status line: all that is left is to cut the
         // connection so it cannot mistake a truncated body for a whole one.
-        log::warn("proxy", "upstream '" + upstream_config().name + "' failed mid-body for " + describe_request() +
-                               ": " + ec.message());
+        log::warn("proxy", "upstream '" + upstream_config().name + "' failed mid-body for " +
+                               describe_request() + ": " + ec.message());
         runtime_->counters.upstream_errors.fetch_add(1, std::memory_order_relaxed);
         release_upstream(false);
         return do_close();
@@ -539,8 +767,9 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
     body.data = body_buffer_.get();
     body.more = !response_parser_->is_done();
     stream_.expires_after(config().server.timeouts.client_write);
-    http::async_write(stream_, *response_serializer_,
-                      beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
+    http::async_write(
+        stream_, *response_serializer_,
+        beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
 }
 
 void ClientSession::on_response_body_written(beast::error_code ec, std::size_t) {
@@ -555,8 +784,8 @@ void ClientSession::on_response_body_written(beast::error_code ec, std::size_t) 
 
 void ClientSession::finish_exchange() {
     release_permits();
-    release_upstream(upstream_reusable_ && response_parser_ && response_parser_->is_done() && request_serializer_ &&
-                     request_serializer_->is_done());
+    release_upstream(upstream_reusable_ && response_parser_ && response_parser_->is_done() &&
+                     request_serializer_ && request_serializer_->is_done());
     if (keep_alive_ && request_parser_->is_done()) return do_read_header();
     do_close();
 }

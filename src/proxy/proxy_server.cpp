@@ -87,6 +87,7 @@ ProxyServer::ProxyServer(net::io_context& ioc, std::shared_ptr<const config::Con
     }
     std::vector<std::unique_ptr<limit::Limiter>> limiters;
     for (const auto& limit : config->limits) limiters.push_back(limit::make_limiter(limit));
+    for (const auto& gate : runtime_->vendor_gates) limiters.push_back(limit::make_limiter(gate));
     runtime_->limits = std::make_shared<LimitService>(ioc, clock, std::move(limiters));
     for (std::size_t i = 0; i < config->listeners.size(); ++i) {
         listeners_.push_back(std::make_shared<Listener>(ioc, runtime_, i));

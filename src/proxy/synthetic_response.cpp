@@ -1,9 +1,10 @@
 #include "sluice/proxy/synthetic_response.hpp"
 
 #include <algorithm>
+#include <cmath>
+
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/version.hpp>
-#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace sluice::proxy {
@@ -12,7 +13,8 @@ namespace http = boost::beast::http;
 
 namespace {
 
-SyntheticResponse make_json_response(Errc code, const nlohmann::json& body, unsigned version, bool keep_alive) {
+SyntheticResponse make_json_response(Errc code, const nlohmann::json& body, unsigned version,
+                                     bool keep_alive) {
     SyntheticResponse res{static_cast<http::status>(error_http_status(code)), version};
     res.set(http::field::server, "sluice");
     res.set(http::field::content_type, "application/json");
@@ -25,7 +27,9 @@ SyntheticResponse make_json_response(Errc code, const nlohmann::json& body, unsi
     return res;
 }
 
-double seconds_of(Nanos d) { return static_cast<double>(d.count()) / 1e9; }
+double seconds_of(Nanos d) {
+    return static_cast<double>(d.count()) / 1e9;
+}
 
 std::string message_for(const queue::Admission& admission, const std::string& limit_name, Nanos retry_after) {
     char delay[32];
@@ -35,10 +39,11 @@ std::string message_for(const queue::Admission& admission, const std::string& li
             return "the queue for this route is full (" + std::to_string(admission.queue.max_depth) +
                    " waiting); retry in " + delay + "s";
         case Errc::admission_timeout:
-            return "limit '" + limit_name + "' cannot admit this request within its max wait; retry in " + delay +
-                   "s";
+            return "limit '" + limit_name + "' cannot admit this request within its max wait; retry in " +
+                   delay + "s";
         case Errc::key_capacity:
-            return "limit '" + limit_name + "' tracks its maximum number of keys and none can be forgotten yet";
+            return "limit '" + limit_name +
+                   "' tracks its maximum number of keys and none can be forgotten yet";
         case Errc::vendor_rate_limited:
             return "the vendor paused limit '" + limit_name + "'; retry in " + delay + "s";
         default: return std::string(error_code_name(admission.reason));
@@ -53,16 +58,15 @@ long long ceil_seconds(Nanos delay) {
     return whole.count() + (whole < delay ? 1 : 0);
 }
 
-SyntheticResponse make_error_response(Errc code, const std::string& message, unsigned version, bool keep_alive) {
-    return make_json_response(code, {{"error", error_code_name(code)}, {"message", message}}, version, keep_alive);
+SyntheticResponse make_error_response(Errc code, const std::string& message, unsigned version,
+                                      bool keep_alive) {
+    return make_json_response(code, {{"error", error_code_name(code)}, {"message", message}}, version,
+                              keep_alive);
 }
 
-SyntheticResponse make_rejection_response(const queue::Admission& admission, const config::Config& config,
-                                          const Instant& now, unsigned version, bool keep_alive) {
-    const config::LimitConfig* limit =
-        admission.limiting_limit && *admission.limiting_limit < config.limits.size()
-            ? &config.limits[*admission.limiting_limit]
-            : nullptr;
+SyntheticResponse make_rejection_response(const queue::Admission& admission, const config::LimitConfig* limit,
+                                          config::RateLimitHeaderStyle style, const Instant& now,
+                                          unsigned version, bool keep_alive) {
     const std::string limit_name = limit ? limit->name : std::string();
     const Nanos retry_after = std::max(admission.retry_after, Nanos::zero());
     nlohmann::json body = {
@@ -76,13 +80,15 @@ SyntheticResponse make_rejection_response(const queue::Admission& admission, con
     // A client that retries after 0 s would only be refused again; 1 s is the
     // smallest honest whole-second answer when the precise delay is below it.
     res.set(http::field::retry_after, std::to_string(std::max<long long>(1, ceil_seconds(retry_after))));
-    if (limit) add_rate_limit_headers(res.base(), config.server.rate_limit_headers.style, *limit, admission.tightest, now);
+    if (limit) add_rate_limit_headers(res.base(), style, *limit, admission.tightest, now);
     return res;
 }
 
-void add_rate_limit_headers(http::fields& fields, config::RateLimitHeaderStyle style, const config::LimitConfig& limit,
-                            const limit::Decision& decision, const Instant& now) {
-    if (style == config::RateLimitHeaderStyle::none) return;
+void add_rate_limit_headers(http::fields& fields, config::RateLimitHeaderStyle style,
+                            const config::LimitConfig& limit, const limit::Decision& decision,
+                            const Instant& now) {
+    if (style == config::RateLimitHeaderStyle::none || limit.algorithm == config::Algorithm::vendor_gate)
+        return;
     const long long reset = decision.reset == kNever ? 0 : ceil_seconds(decision.reset - now.mono);
     const long long remaining = std::max<std::int64_t>(0, decision.remaining);
     if (style == config::RateLimitHeaderStyle::x || style == config::RateLimitHeaderStyle::both) {
@@ -97,7 +103,8 @@ void add_rate_limit_headers(http::fields& fields, config::RateLimitHeaderStyle s
         const auto window = std::chrono::duration_cast<std::chrono::seconds>(limit.window).count();
         if (window > 0) policy += ";w=" + std::to_string(window);
         fields.set("RateLimit-Policy", policy);
-        fields.set("RateLimit", "\"" + limit.name + "\";r=" + std::to_string(remaining) + ";t=" + std::to_string(reset));
+        fields.set("RateLimit",
+                   "\"" + limit.name + "\";r=" + std::to_string(remaining) + ";t=" + std::to_string(reset));
     }
 }
 

@@ -17,6 +17,8 @@
 #include <string_view>
 #include <vector>
 
+#include "sluice/feedback/vendor_signals.hpp"
+
 namespace sluice::config {
 
 using Duration = std::chrono::nanoseconds;
@@ -84,6 +86,13 @@ struct TlsConfig {
     std::string server_name;  // SNI and the name verified; empty = the upstream host
 };
 
+// What sluice does with the vendor's own rate-limit signals (docs/feedback.md).
+struct FeedbackSettings {
+    bool enabled = true;                 // read 429s, Retry-After and rate-limit headers and act on them
+    feedback::FeedbackConfig signals;    // reset_mode, body_field, body_field_mode, max_pause
+    Duration default_pause = 1s;         // pause after a 429 that says nothing about when to retry
+};
+
 struct UpstreamConfig {
     std::string name;
     std::string scheme;      // "http" or "https"
@@ -97,6 +106,7 @@ struct UpstreamConfig {
     Duration connect_timeout = 5s;      // DNS + TCP connect + TLS handshake
     Duration response_timeout = 30s;    // request sent -> response header received
     Duration body_timeout = 30s;        // each read of the response body (stall timeout)
+    FeedbackSettings feedback;
     SourceLocation location;
 };
 
@@ -105,7 +115,9 @@ struct QueueConfig {
     Duration max_wait = 30s;       // a request that could not be admitted within this -> 429 at once
 };
 
-enum class Algorithm { token_bucket, sliding_window, fixed_window, concurrency };
+// vendor_gate is never written in YAML: it is the implicit per-upstream limit that
+// vendor feedback pauses for routes without limits of their own (limit/vendor_gate.hpp).
+enum class Algorithm { token_bucket, sliding_window, fixed_window, concurrency, vendor_gate };
 
 // What partitions a keyed limit. Several sources combine into one key.
 struct KeySource {
@@ -146,6 +158,13 @@ struct RouteMatch {
     std::string path;                    // pattern: /api/v2.*/publisher/{publisher_id}/lead-result/{lead_id}, trailing /** = rest
 };
 
+// What happens to a request the vendor answered 429.
+struct RetryConfig {
+    bool on_vendor_429 = true;    // retry it after the vendor's pause, within the request's max_wait
+    bool non_idempotent = false;  // also POST/PATCH (off: their 429 goes back to the client unchanged)
+    unsigned max_attempts = 3;    // sends of one request in all, the first included
+};
+
 struct RouteConfig {
     std::string name;           // "route-N" (1-based) when not given
     RouteMatch match;
@@ -156,6 +175,7 @@ struct RouteConfig {
     std::vector<std::size_t> limit_indexes;   // into Config::limits, same order
     std::vector<std::size_t> listener_indexes;  // into Config::listeners, same order as match.listeners
     QueueConfig queue;          // the top-level `queue` defaults with this route's overrides applied
+    RetryConfig retry;
     SourceLocation location;
 };
 

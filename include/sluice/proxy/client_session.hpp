@@ -6,16 +6,17 @@
 // through one fixed buffer. Every operation has a timeout; every handler runs
 // on the session's strand and holds the session alive through shared_from_this().
 
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/serializer.hpp>
-#include <memory>
-#include <optional>
-#include <string>
-#include <vector>
 
 #include "sluice/limit/request_key.hpp"
 #include "sluice/proxy/runtime.hpp"
@@ -27,7 +28,8 @@ namespace sluice::proxy {
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
 public:
-    ClientSession(boost::asio::ip::tcp::socket socket, std::shared_ptr<Runtime> runtime, std::size_t listener_index);
+    ClientSession(boost::asio::ip::tcp::socket socket, std::shared_ptr<Runtime> runtime,
+                  std::size_t listener_index);
     ~ClientSession();
     void start();
 
@@ -66,11 +68,19 @@ private:
     void on_request_body_written(boost::beast::error_code ec, std::size_t);
     void read_response_header();
     void on_response_header(boost::beast::error_code ec, std::size_t);
+    void relay_response_header();
     void on_response_header_written(boost::beast::error_code ec, std::size_t);
     void relay_response_body();
     void on_response_body_read(boost::beast::error_code ec, std::size_t);
     void on_response_body_written(boost::beast::error_code ec, std::size_t);
     void finish_exchange();
+
+    // Vendor feedback: a response carrying rate-limit signals (docs/feedback.md).
+    void read_vendor_body();
+    void on_vendor_body_read(boost::beast::error_code ec, std::size_t);
+    void on_vendor_response(bool have_body);
+    bool may_retry(Nanos pause, Nanos now) const;
+    void retry_after_vendor_refusal();
 
     // Failure paths.
     void fail_upstream(Errc code, const std::string& why, bool response_started);
@@ -113,7 +123,14 @@ private:
     bool head_request_ = false;
     bool response_started_ = false;
     unsigned version_ = 11;
-    int attempts_ = 0;
+    int attempts_ = 0;                // connection acquisitions for this send (stale-connection retry)
+    unsigned sends_ = 0;              // times this request was sent to the vendor (vendor-429 retries)
+    Nanos deadline_{0};               // mono: the request's max_wait ends here, retries included
+    std::string replay_body_;         // the request body, kept while <= 64 KiB, to send it again
+    bool replayable_ = true;          // replay_body_ holds the whole body read so far
+    bool replaying_ = false;          // the next body write sends replay_body_
+    std::string vendor_body_;         // a vendor 429 body read ahead (bounded) for its JSON field
+    bool relay_vendor_body_ = false;  // vendor_body_ goes to the client before the rest of the body
     std::string method_;
     std::string host_;
     std::string path_;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "sluice/config/config.hpp"
+#include "sluice/limit/vendor_gate.hpp"
 #include "sluice/proxy/limit_service.hpp"
 #include "sluice/route/route_table.hpp"
 #include "sluice/upstream/connection_pool.hpp"
@@ -27,16 +28,43 @@ struct ProxyCounters {
     std::atomic<std::int64_t> open_client_connections{0};
 };
 
+// What listening to the vendor did, per route (docs/feedback.md).
+struct RouteFeedbackCounters {
+    std::atomic<std::uint64_t> vendor_429{0};   // 429s (and 503s with Retry-After) from the vendor
+    std::atomic<std::uint64_t> paused{0};       // pauses applied (after a 429, or Remaining: 0)
+    std::atomic<std::uint64_t> capped{0};       // allowances lowered to the vendor's Remaining
+    std::atomic<std::uint64_t> retried{0};      // requests sent again after a vendor 429
+    std::atomic<std::uint64_t> relayed_429{0};  // vendor 429s passed back to the client unchanged
+    std::atomic<std::uint64_t> clamped{0};      // signals cut to max_pause or ignored as malformed
+};
+
 struct Runtime {
     std::shared_ptr<const config::Config> config;
     route::RouteTable routes;
     std::vector<std::shared_ptr<upstream::ConnectionPool>> pools;  // index = Config::upstreams index
+    // The limiters behind `limits`: Config::limits in order, then one vendor gate
+    // per upstream (vendor_gates[u] has limit index vendor_gate_index(u)).
+    std::vector<config::LimitConfig> vendor_gates;
     std::shared_ptr<LimitService> limits;
     ProxyCounters counters;
+    std::vector<RouteFeedbackCounters> feedback;  // index = Config::routes index
     std::atomic<bool> draining{false};
 
-    Runtime(std::shared_ptr<const config::Config> cfg, route::RouteTable table) noexcept
-        : config(std::move(cfg)), routes(std::move(table)) {}
+    Runtime(std::shared_ptr<const config::Config> cfg, route::RouteTable table)
+        : config(std::move(cfg)), routes(std::move(table)), feedback(config->routes.size()) {
+        for (const auto& upstream : config->upstreams)
+            vendor_gates.push_back(limit::vendor_gate_config(upstream.name));
+    }
+
+    std::size_t vendor_gate_index(std::size_t upstream_index) const {
+        return config->limits.size() + upstream_index;
+    }
+
+    // The config of limiter `index` (a configured limit or a vendor gate).
+    const config::LimitConfig& limit_config(std::size_t index) const {
+        return index < config->limits.size() ? config->limits[index]
+                                             : vendor_gates[index - config->limits.size()];
+    }
 };
 
 }  // namespace sluice::proxy

@@ -25,10 +25,13 @@ inline constexpr const char* kSluiceErrorHeader = "Sluice-Error";
 SyntheticResponse make_error_response(Errc code, const std::string& message, unsigned version, bool keep_alive);
 
 // The 429 for a refused admission (queue_full, admission_timeout, key_capacity).
-SyntheticResponse make_rejection_response(const queue::Admission& admission, const config::Config& config,
-                                          const Instant& now, unsigned version, bool keep_alive);
+// `limit` is the limit that refused (nullptr when none did, e.g. a full queue).
+SyntheticResponse make_rejection_response(const queue::Admission& admission, const config::LimitConfig* limit,
+                                          config::RateLimitHeaderStyle style, const Instant& now, unsigned version,
+                                          bool keep_alive);
 
 // Adds the rate-limit headers describing `decision` of `limit` (style from the config).
+// A vendor gate has no quota of its own to describe: nothing is added for it.
 void add_rate_limit_headers(boost::beast::http::fields& fields, config::RateLimitHeaderStyle style,
                             const config::LimitConfig& limit, const limit::Decision& decision, const Instant& now);
 

@@ -97,7 +97,7 @@ TEST_CASE("error: unknown key", "[config][errors]") {
             "upstreams:\n  api: {url: https://api.example.com}\nroutes:\n  - name: r\n    upstrem: api\n") ==
         "t.yaml:5:5: routes[1]: unknown key 'upstrem' (did you mean 'upstream'?); expected one of name, "
         "match, "
-        "strip_prefix, upstream, limits, queue");
+        "strip_prefix, upstream, limits, queue, retry");
     CHECK(limit_error("x: {algorithm: sliding_window, limit: 5, window: 1s, windw: 2s}") ==
           "t.yaml:4:56: limit 'x': unknown key 'windw' (did you mean 'window'?); expected one of algorithm, "
           "limit, "

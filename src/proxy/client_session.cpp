@@ -404,6 +404,12 @@ void ClientSession::on_upstream_acquired(std::error_code ec, upstream::Connectio
 void ClientSession::write_request_header() {
     ++sends_;
     request_serializer_.emplace(request_parser_->get());
+    if (replaying_ && replay_body_.empty()) replaying_ = false;
+    if (replaying_ || !request_parser_->is_done()) {
+        // The header leaves together with the first piece of the body, in one
+        // write (the serializer emits both), saving a syscall and a packet.
+        return relay_request_body();
+    }
     upstream_->tcp().expires_after(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
         http::async_write_header(stream, *request_serializer_,
@@ -700,6 +706,9 @@ void ClientSession::relay_response_header() {
     res.keep_alive(keep_alive_);
     response_serializer_.emplace(res);
     response_started_ = true;
+    // With a body, the header goes out with its first piece in one write; a small
+    // response is usually whole in the upstream read buffer already.
+    if (!bodyless) return relay_response_body();
     stream_.expires_after(config().server.timeouts.client_write);
     http::async_write_header(
         stream_, *response_serializer_,

@@ -131,9 +131,7 @@ void ClientSession::do_read_header() {
     request_parser_->header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(config().server.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
     request_parser_->body_limit(config().server.max_body_bytes);
-    request_serializer_.reset();
     response_parser_.reset();
-    response_serializer_.reset();
     uses_.clear();
     tightest_limit_.reset();
     response_started_ = false;
@@ -403,49 +401,25 @@ void ClientSession::on_upstream_acquired(std::error_code ec, upstream::Connectio
 
 void ClientSession::write_request_header() {
     ++sends_;
-    request_serializer_.emplace(request_parser_->get());
+    auto& req = request_parser_->get();
     if (replaying_ && replay_body_.empty()) replaying_ = false;
-    if (replaying_ || !request_parser_->is_done()) {
-        // The header leaves together with the first piece of the body, in one
-        // write (the serializer emits both), saving a syscall and a packet.
-        return relay_request_body();
-    }
-    upstream_->tcp().expires_after(upstream_config().body_timeout);
-    upstream_->with_stream([&](auto& stream) {
-        http::async_write_header(stream, *request_serializer_,
-                                 on_strand(beast::bind_front_handler(
-                                     &ClientSession::on_request_header_written, shared_from_this())));
-    });
-}
-
-void ClientSession::on_request_header_written(beast::error_code ec, std::size_t) {
-    if (ec) {
-        if (retry_on_fresh_connection(ec)) return;
-        return fail_upstream(
-            ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
-            "writing the request to '" + upstream_config().name + "' failed: " + ec.message(), false);
-    }
-    if (request_serializer_->is_done()) return read_response_header();
-    relay_request_body();
+    // A chunked request always has a body on the wire (its last-chunk at least).
+    const bool bodyless = !replaying_ && request_parser_->is_done() && !req.chunked();
+    request_writer_.start_request(req.base(), req.chunked(), bodyless);
+    // With a body, the head leaves together with its first piece, in one write.
+    if (!bodyless) return relay_request_body();
+    write_to_upstream(request_writer_.next(nullptr, 0, true));
 }
 
 void ClientSession::relay_request_body() {
-    auto& body = request_parser_->get().body();
     if (replaying_) {
         // A retry after a vendor 429: the whole body was kept the first time.
         replaying_ = false;
-        body.data = replay_body_.empty() ? nullptr : replay_body_.data();
-        body.size = replay_body_.size();
-        body.more = false;
-        return write_request_body();
+        return write_to_upstream(request_writer_.next(replay_body_.data(), replay_body_.size(), true));
     }
-    if (request_parser_->is_done()) {
-        body.data = nullptr;
-        body.size = 0;
-        body.more = false;
-        return write_request_body();
-    }
+    if (request_parser_->is_done()) return write_to_upstream(request_writer_.next(nullptr, 0, true));
     if (!body_buffer_) body_buffer_ = std::make_unique<char[]>(kBodyBufferSize);
+    auto& body = request_parser_->get().body();
     body.data = body_buffer_.get();
     body.size = kBodyBufferSize;
     stream_.expires_after(config().server.timeouts.client_body);
@@ -471,38 +445,36 @@ void ClientSession::on_request_body_read(beast::error_code ec, std::size_t) {
         }
         return do_close();
     }
-    auto& body = request_parser_->get().body();
-    body.size = kBodyBufferSize - body.size;
-    body.data = body_buffer_.get();
-    body.more = !request_parser_->is_done();
+    const std::size_t size = kBodyBufferSize - request_parser_->get().body().size;
     if (replayable_) {
-        if (replay_body_.size() + body.size <= kReplayBodyLimit) {
-            replay_body_.append(body_buffer_.get(), body.size);
+        if (replay_body_.size() + size <= kReplayBodyLimit) {
+            replay_body_.append(body_buffer_.get(), size);
         } else {
             replayable_ = false;
             std::string().swap(replay_body_);
         }
     }
-    write_request_body();
+    write_to_upstream(request_writer_.next(body_buffer_.get(), size, request_parser_->is_done()));
 }
 
-void ClientSession::write_request_body() {
+void ClientSession::write_to_upstream(const RelayWriter::Buffers& buffers) {
+    if (total_size(buffers) == 0) return on_request_written({}, 0);  // an empty piece: read on
     upstream_->tcp().expires_after(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
-        http::async_write(stream, *request_serializer_,
-                          on_strand(beast::bind_front_handler(&ClientSession::on_request_body_written,
-                                                              shared_from_this())));
+        net::async_write(stream, buffers,
+                         on_strand(beast::bind_front_handler(&ClientSession::on_request_written,
+                                                             shared_from_this())));
     });
 }
 
-void ClientSession::on_request_body_written(beast::error_code ec, std::size_t) {
-    if (ec == http::error::need_buffer) ec = {};
+void ClientSession::on_request_written(beast::error_code ec, std::size_t) {
     if (ec) {
+        if (retry_on_fresh_connection(ec)) return;
         return fail_upstream(
             ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
-            "sending the request body to '" + upstream_config().name + "' failed: " + ec.message(), false);
+            "sending the request to '" + upstream_config().name + "' failed: " + ec.message(), false);
     }
-    if (request_serializer_->is_done()) return read_response_header();
+    if (request_writer_.done()) return read_response_header();
     relay_request_body();
 }
 
@@ -669,7 +641,6 @@ void ClientSession::retry_after_vendor_refusal() {
     release_upstream(upstream_reusable_ && response_parser_->is_done());
     release_permits();
     response_parser_.reset();
-    request_serializer_.reset();
     vendor_body_.clear();
     replaying_ = true;
     expect_continue_ = false;  // the client already sent its body
@@ -704,58 +675,40 @@ void ClientSession::relay_response_header() {
     res.version(version_ < 11 ? 10 : 11);
     if (runtime_->draining.load(std::memory_order_relaxed)) keep_alive_ = false;
     res.keep_alive(keep_alive_);
-    response_serializer_.emplace(res);
+    response_writer_.start_response(res.base(), res.chunked(), bodyless);
     response_started_ = true;
-    // With a body, the header goes out with its first piece in one write; a small
-    // response is usually whole in the upstream read buffer already.
-    if (!bodyless) return relay_response_body();
-    stream_.expires_after(config().server.timeouts.client_write);
-    http::async_write_header(
-        stream_, *response_serializer_,
-        beast::bind_front_handler(&ClientSession::on_response_header_written, shared_from_this()));
-}
-
-void ClientSession::on_response_header_written(beast::error_code ec, std::size_t) {
-    if (ec) {
-        release_upstream(false);
-        return do_close();
-    }
-    const unsigned status = response_parser_->get().result_int();
-    if (head_request_ || status_has_no_body(status)) return finish_exchange();
+    if (bodyless) return write_to_client(response_writer_.next(nullptr, 0, true));
+    // The head goes out with the first piece of the body, in one write.
     relay_response_body();
 }
 
 void ClientSession::relay_response_body() {
-    auto& body = response_parser_->get().body();
     if (relay_vendor_body_) {
         // The start of the body, read ahead to look for a rate-limit field.
         relay_vendor_body_ = false;
-        body.data = vendor_body_.data();
-        body.size = vendor_body_.size();
-        body.more = !response_parser_->is_done();
-        stream_.expires_after(config().server.timeouts.client_write);
-        http::async_write(
-            stream_, *response_serializer_,
-            beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
-        return;
+        return write_to_client(
+            response_writer_.next(vendor_body_.data(), vendor_body_.size(), response_parser_->is_done()));
     }
-    if (response_parser_->is_done()) {
-        body.data = nullptr;
-        body.size = 0;
-        body.more = false;
-        stream_.expires_after(config().server.timeouts.client_write);
-        http::async_write(
-            stream_, *response_serializer_,
-            beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
-        return;
-    }
+    if (response_parser_->is_done()) return write_to_client(response_writer_.next(nullptr, 0, true));
     if (!body_buffer_) body_buffer_ = std::make_unique<char[]>(kBodyBufferSize);
+    auto& body = response_parser_->get().body();
     body.data = body_buffer_.get();
     body.size = kBodyBufferSize;
+    // A small response usually arrived whole with its header: take what is
+    // already buffered without a trip through the scheduler.
+    beast::error_code ec;
+    auto& buffered = upstream_->buffer();
+    while (buffered.size() > 0 && body.size > 0 && !response_parser_->is_done()) {
+        const auto used = response_parser_->put(buffered.data(), ec);
+        buffered.consume(used);
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec || used == 0) break;
+    }
+    if (ec || body.size < kBodyBufferSize || response_parser_->is_done()) return on_response_body_read(ec, 0);
     upstream_->tcp().expires_after(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
         http::async_read(
-            stream, upstream_->buffer(), *response_parser_,
+            stream, buffered, *response_parser_,
             on_strand(beast::bind_front_handler(&ClientSession::on_response_body_read, shared_from_this())));
     });
 }
@@ -771,30 +724,30 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
         release_upstream(false);
         return do_close();
     }
-    auto& body = response_parser_->get().body();
-    body.size = kBodyBufferSize - body.size;
-    body.data = body_buffer_.get();
-    body.more = !response_parser_->is_done();
-    stream_.expires_after(config().server.timeouts.client_write);
-    http::async_write(
-        stream_, *response_serializer_,
-        beast::bind_front_handler(&ClientSession::on_response_body_written, shared_from_this()));
+    const std::size_t size = kBodyBufferSize - response_parser_->get().body().size;
+    write_to_client(response_writer_.next(body_buffer_.get(), size, response_parser_->is_done()));
 }
 
-void ClientSession::on_response_body_written(beast::error_code ec, std::size_t) {
-    if (ec == http::error::need_buffer) ec = {};
+void ClientSession::write_to_client(const RelayWriter::Buffers& buffers) {
+    if (total_size(buffers) == 0) return on_response_written({}, 0);  // an empty piece: read on
+    stream_.expires_after(config().server.timeouts.client_write);
+    net::async_write(stream_, buffers,
+                     beast::bind_front_handler(&ClientSession::on_response_written, shared_from_this()));
+}
+
+void ClientSession::on_response_written(beast::error_code ec, std::size_t) {
     if (ec) {
         release_upstream(false);
         return do_close();
     }
-    if (response_serializer_->is_done()) return finish_exchange();
+    if (response_writer_.done()) return finish_exchange();
     relay_response_body();
 }
 
 void ClientSession::finish_exchange() {
     release_permits();
     release_upstream(upstream_reusable_ && response_parser_ && response_parser_->is_done() &&
-                     request_serializer_ && request_serializer_->is_done());
+                     request_writer_.done());
     if (keep_alive_ && request_parser_->is_done()) return do_read_header();
     do_close();
 }

@@ -16,9 +16,9 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 
 #include "sluice/limit/request_key.hpp"
+#include "sluice/proxy/relay_writer.hpp"
 #include "sluice/proxy/runtime.hpp"
 #include "sluice/proxy/synthetic_response.hpp"
 #include "sluice/queue/admission_controller.hpp"
@@ -36,8 +36,6 @@ public:
 private:
     using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
     using ResponseParser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
-    using RequestSerializer = boost::beast::http::request_serializer<boost::beast::http::buffer_body>;
-    using ResponseSerializer = boost::beast::http::response_serializer<boost::beast::http::buffer_body>;
 
     template <class Handler>
     auto on_strand(Handler&& handler);
@@ -61,18 +59,17 @@ private:
     void acquire_upstream();
     void on_upstream_acquired(std::error_code ec, upstream::ConnectionPtr connection);
     void write_request_header();
-    void on_request_header_written(boost::beast::error_code ec, std::size_t);
     void relay_request_body();
     void on_request_body_read(boost::beast::error_code ec, std::size_t);
-    void write_request_body();
-    void on_request_body_written(boost::beast::error_code ec, std::size_t);
+    void write_to_upstream(const RelayWriter::Buffers& buffers);
+    void on_request_written(boost::beast::error_code ec, std::size_t);
     void read_response_header();
     void on_response_header(boost::beast::error_code ec, std::size_t);
     void relay_response_header();
-    void on_response_header_written(boost::beast::error_code ec, std::size_t);
     void relay_response_body();
     void on_response_body_read(boost::beast::error_code ec, std::size_t);
-    void on_response_body_written(boost::beast::error_code ec, std::size_t);
+    void write_to_client(const RelayWriter::Buffers& buffers);
+    void on_response_written(boost::beast::error_code ec, std::size_t);
     void finish_exchange();
 
     // Vendor feedback: a response carrying rate-limit signals (docs/feedback.md).
@@ -102,9 +99,9 @@ private:
     std::string client_address_;
 
     std::optional<RequestParser> request_parser_;
-    std::optional<RequestSerializer> request_serializer_;
+    RelayWriter request_writer_;
     std::optional<ResponseParser> response_parser_;
-    std::optional<ResponseSerializer> response_serializer_;
+    RelayWriter response_writer_;
     std::optional<SyntheticResponse> synthetic_;
     std::unique_ptr<char[]> body_buffer_;
 

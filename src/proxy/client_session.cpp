@@ -376,6 +376,9 @@ void ClientSession::send_continue_then_acquire() {
 
 void ClientSession::acquire_upstream() {
     ++attempts_;
+    if (auto idle = runtime_->pools[upstream_index_]->try_acquire_idle()) {
+        return on_upstream_acquired({}, std::move(idle));
+    }
     auto self = shared_from_this();
     runtime_->pools[upstream_index_]->async_acquire(
         stream_.get_executor(), [self](std::error_code ec, upstream::ConnectionPtr connection) {

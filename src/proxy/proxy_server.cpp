@@ -1,7 +1,7 @@
 #include "sluice/proxy/proxy_server.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/strand.hpp>
+#include <algorithm>
 #include <stdexcept>
 
 #include "sluice/admin/admin_server.hpp"
@@ -16,8 +16,8 @@ using tcp = net::ip::tcp;
 // Accepts connections on one configured listener.
 class Listener : public std::enable_shared_from_this<Listener> {
 public:
-    Listener(net::io_context& ioc, std::shared_ptr<Runtime> runtime, std::size_t index)
-        : ioc_(ioc), acceptor_(net::make_strand(ioc)), runtime_(std::move(runtime)), index_(index) {}
+    Listener(upstream::ConnectionExecutor executors, std::shared_ptr<Runtime> runtime, std::size_t index)
+        : executors_(executors), acceptor_(executors.make()), runtime_(std::move(runtime)), index_(index) {}
 
     void bind() {
         const auto& cfg = runtime_->config->listeners[index_];
@@ -49,7 +49,7 @@ public:
 
 private:
     void do_accept() {
-        acceptor_.async_accept(net::make_strand(ioc_), [self = shared_from_this()](boost::system::error_code ec,
+        acceptor_.async_accept(executors_.make(), [self = shared_from_this()](boost::system::error_code ec,
                                                                                    tcp::socket socket) {
             self->on_accept(ec, std::move(socket));
         });
@@ -71,7 +71,7 @@ private:
         do_accept();
     }
 
-    net::io_context& ioc_;
+    upstream::ConnectionExecutor executors_;
     tcp::acceptor acceptor_;
     std::shared_ptr<Runtime> runtime_;
     std::size_t index_;
@@ -81,16 +81,17 @@ private:
 ProxyServer::ProxyServer(net::io_context& ioc, std::shared_ptr<const config::Config> config, const Clock& clock)
     : ioc_(ioc) {
     route::RouteTable table(*config);
+    const upstream::ConnectionExecutor executors(ioc, std::max(1u, config->server.workers));
     runtime_ = std::make_shared<Runtime>(config, std::move(table));
     for (const auto& upstream : config->upstreams) {
-        runtime_->pools.push_back(std::make_shared<upstream::ConnectionPool>(ioc, upstream));
+        runtime_->pools.push_back(std::make_shared<upstream::ConnectionPool>(executors, upstream));
     }
     std::vector<std::unique_ptr<limit::Limiter>> limiters;
     for (const auto& limit : config->limits) limiters.push_back(limit::make_limiter(limit));
     for (const auto& gate : runtime_->vendor_gates) limiters.push_back(limit::make_limiter(gate));
     runtime_->limits = std::make_shared<LimitService>(ioc, clock, std::move(limiters));
     for (std::size_t i = 0; i < config->listeners.size(); ++i) {
-        listeners_.push_back(std::make_shared<Listener>(ioc, runtime_, i));
+        listeners_.push_back(std::make_shared<Listener>(executors, runtime_, i));
     }
     if (config->server.admin.enabled) admin_ = std::make_shared<admin::AdminServer>(ioc, runtime_);
 }

@@ -8,7 +8,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core/error.hpp>
 #include <cerrno>
 #include <stdexcept>
@@ -29,6 +28,8 @@ namespace {
 // Waiters beyond this many per upstream are refused at once: a pool that is
 // that far behind will not catch up within a connect timeout.
 constexpr std::size_t kMaxWaiters = 4096;
+// Idle connections younger than this are lent without the liveness check.
+constexpr std::chrono::milliseconds kCheckAfterIdle{1000};
 
 std::shared_ptr<ssl::context> make_tls_context(const config::UpstreamConfig& config) {
     auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
@@ -63,12 +64,12 @@ struct ConnectionPool::Waiter {
     bool done = false;
 };
 
-ConnectionPool::ConnectionPool(net::io_context& ioc, config::UpstreamConfig config)
-    : ioc_(ioc),
+ConnectionPool::ConnectionPool(ConnectionExecutor executors, config::UpstreamConfig config)
+    : executors_(executors),
       config_(std::move(config)),
       port_text_(std::to_string(config_.port)),
       tls_(config_.scheme == "https" ? make_tls_context(config_) : nullptr),
-      sweep_timer_(net::make_strand(ioc)) {}
+      sweep_timer_(executors_.make()) {}
 
 ConnectionPool::~ConnectionPool() = default;
 
@@ -134,6 +135,45 @@ bool ConnectionPool::peer_closed(UpstreamConnection& connection) {
     return !connection.is_tls();
 }
 
+ConnectionPtr ConnectionPool::take_idle_locked(std::vector<ConnectionPtr>& stale) {
+    const auto now = std::chrono::steady_clock::now();
+    while (!idle_.empty()) {
+        auto candidate = std::move(idle_.back());
+        idle_.pop_back();
+        const auto idle_for = now - candidate->idle_since;
+        // A connection that idled only briefly was not closed by the upstream's
+        // idle timeout; checking it would cost a system call on every request.
+        // A close race on one is still caught (bodiless requests are retried on
+        // a fresh connection: ClientSession::retry_on_fresh_connection).
+        if (idle_for >= config_.idle_timeout || (idle_for >= kCheckAfterIdle && peer_closed(*candidate)) ||
+            (!candidate->is_tls() && candidate->buffer().size() > 0)) {
+            --open_;
+            stale.push_back(std::move(candidate));
+            continue;
+        }
+        return candidate;
+    }
+    return nullptr;
+}
+
+void ConnectionPool::close_all(std::vector<ConnectionPtr>& connections) {
+    for (auto& c : connections) {
+        beast::error_code ignored;
+        c->tcp().socket().close(ignored);
+    }
+}
+
+ConnectionPtr ConnectionPool::try_acquire_idle() {
+    std::vector<ConnectionPtr> stale;
+    ConnectionPtr reused;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (!stopped_) reused = take_idle_locked(stale);
+    }
+    close_all(stale);
+    return reused;
+}
+
 void ConnectionPool::async_acquire(net::any_io_executor executor, AcquireHandler handler) {
     std::vector<ConnectionPtr> stale;
     ConnectionPtr reused;
@@ -144,18 +184,7 @@ void ConnectionPool::async_acquire(net::any_io_executor executor, AcquireHandler
             deliver(executor, std::move(handler), make_error_code(Errc::shutting_down), nullptr);
             return;
         }
-        const auto now = std::chrono::steady_clock::now();
-        while (!idle_.empty()) {
-            auto candidate = std::move(idle_.back());
-            idle_.pop_back();
-            if (now - candidate->idle_since >= config_.idle_timeout || peer_closed(*candidate)) {
-                --open_;
-                stale.push_back(std::move(candidate));
-                continue;
-            }
-            reused = std::move(candidate);
-            break;
-        }
+        reused = take_idle_locked(stale);
         if (!reused) {
             if (open_ < config_.max_connections) {
                 ++open_;
@@ -165,7 +194,7 @@ void ConnectionPool::async_acquire(net::any_io_executor executor, AcquireHandler
                 return;
             } else {
                 auto waiter = std::make_shared<Waiter>(Waiter{executor, std::move(handler),
-                                                              net::steady_timer(net::make_strand(ioc_)), false});
+                                                              net::steady_timer(executors_.make()), false});
                 waiter->timer.expires_after(config_.connect_timeout);
                 waiter->timer.async_wait([self = shared_from_this(), waiter](beast::error_code ec) {
                     if (ec) return;  // cancelled: served
@@ -183,10 +212,7 @@ void ConnectionPool::async_acquire(net::any_io_executor executor, AcquireHandler
             }
         }
     }
-    for (auto& c : stale) {
-        beast::error_code ignored;
-        c->tcp().socket().close(ignored);
-    }
+    close_all(stale);
     if (reused) {
         deliver(executor, std::move(handler), {}, std::move(reused));
     } else if (open_new) {
@@ -275,7 +301,7 @@ struct ConnectAttempt {
 }  // namespace
 
 void ConnectionPool::connect_new(net::any_io_executor executor, AcquireHandler handler) {
-    auto strand = net::make_strand(ioc_);
+    auto strand = executors_.make();
     auto attempt = std::make_shared<ConnectAttempt>(ConnectAttempt{
         std::move(executor), std::move(handler), tcp::resolver(strand), net::steady_timer(strand),
         std::chrono::steady_clock::now() + config_.connect_timeout, nullptr, false});

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "sluice/config/config.hpp"
+#include "sluice/upstream/connection_executor.hpp"
 #include "sluice/upstream/upstream_connection.hpp"
 
 namespace sluice::upstream {
@@ -36,7 +37,7 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool> {
 public:
     // Throws std::runtime_error if the TLS context cannot be set up (e.g. an
     // unreadable ca_file): called at startup only.
-    ConnectionPool(boost::asio::io_context& ioc, config::UpstreamConfig config);
+    ConnectionPool(ConnectionExecutor executors, config::UpstreamConfig config);
     ~ConnectionPool();
 
     void start();  // arms the idle sweep
@@ -46,6 +47,10 @@ public:
     // upstream_tls_failed, upstream_timeout, upstream_busy. The handler is
     // invoked through `executor` (the caller's strand), never inline.
     void async_acquire(boost::asio::any_io_executor executor, AcquireHandler handler);
+
+    // An idle connection, lent at once (the common case under load), or null:
+    // then async_acquire() opens one or waits for one.
+    ConnectionPtr try_acquire_idle();
 
     // Gives a lent connection back. `reusable`: the last exchange ended cleanly
     // and both sides allow keep-alive. Otherwise it is closed.
@@ -58,6 +63,8 @@ public:
 
 private:
     struct Waiter;
+    ConnectionPtr take_idle_locked(std::vector<ConnectionPtr>& stale);
+    static void close_all(std::vector<ConnectionPtr>& connections);
     void connect_new(boost::asio::any_io_executor executor, AcquireHandler handler);
     void on_connect_failed();
     template <class Fail, class Done>
@@ -69,7 +76,7 @@ private:
     void deliver(boost::asio::any_io_executor executor, AcquireHandler handler, std::error_code ec,
                  ConnectionPtr connection);
 
-    boost::asio::io_context& ioc_;
+    ConnectionExecutor executors_;
     config::UpstreamConfig config_;
     std::string port_text_;
     std::shared_ptr<boost::asio::ssl::context> tls_;  // null for http

@@ -324,7 +324,11 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
                                                       config().server.rate_limit_headers.style, now, version_,
                                                       keep_alive_ && request_parser_->is_done()));
     }
-    holds_permits_ = true;
+    // Only concurrency permits go back when the exchange ends; rate permits stay
+    // spent, so an exchange that took none skips the release (and its poll).
+    holds_permits_ = std::any_of(uses_.begin(), uses_.end(), [this](const limit::LimitUse& use) {
+        return runtime_->limit_config(use.limit_index).algorithm == config::Algorithm::concurrency;
+    });
     on_admitted();
 }
 

@@ -2,6 +2,7 @@
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
+#include <iterator>
 #include <vector>
 
 namespace sluice::proxy {
@@ -16,34 +17,51 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
+bool is_hop_by_hop(http::field name) {
+    switch (name) {
+        case http::field::connection:
+        case http::field::keep_alive:
+        case http::field::proxy_connection:
+        case http::field::te:
+        case http::field::trailer:
+        case http::field::upgrade:
+        case http::field::proxy_authorization:
+        case http::field::proxy_authenticate: return true;
+        default: return false;
+    }
+}
+
 }  // namespace
 
 void strip_hop_by_hop(http::fields& fields) {
+    // One pass to find them (most messages carry one Connection field or none),
+    // a second only when there is something to remove: this runs twice per request.
     std::vector<std::string> named;
-    for (auto it = fields.find(http::field::connection); it != fields.end() && it->name() == http::field::connection;
-         ++it) {
-        std::string_view value = it->value();
+    bool found = false;
+    for (const auto& field : fields) {
+        if (!is_hop_by_hop(field.name())) continue;
+        found = true;
+        if (field.name() != http::field::connection) continue;
+        std::string_view value = field.value();
         while (!value.empty()) {
             const auto comma = value.find(',');
             const auto token = trim(value.substr(0, comma));
-            if (!token.empty()) named.emplace_back(token);
+            // "close" and "keep-alive" name no field of their own to remove (Keep-Alive
+            // goes anyway); never let a token strip framing.
+            if (!token.empty() && !boost::beast::iequals(token, "close") &&
+                !boost::beast::iequals(token, "keep-alive") && !boost::beast::iequals(token, "transfer-encoding") &&
+                !boost::beast::iequals(token, "content-length")) {
+                named.emplace_back(token);
+            }
             if (comma == std::string_view::npos) break;
             value.remove_prefix(comma + 1);
         }
     }
-    for (const auto& name : named) {
-        // "Connection: close" names no field; never let a token strip framing.
-        if (boost::beast::iequals(name, "transfer-encoding") || boost::beast::iequals(name, "content-length")) continue;
-        fields.erase(name);
+    if (!found) return;
+    for (auto it = fields.begin(); it != fields.end();) {
+        it = is_hop_by_hop(it->name()) ? fields.erase(it) : std::next(it);
     }
-    fields.erase(http::field::connection);
-    fields.erase(http::field::keep_alive);
-    fields.erase(http::field::proxy_connection);
-    fields.erase(http::field::te);
-    fields.erase(http::field::trailer);
-    fields.erase(http::field::upgrade);
-    fields.erase(http::field::proxy_authorization);
-    fields.erase(http::field::proxy_authenticate);
+    for (const auto& name : named) fields.erase(name);
 }
 
 void strip_sluice_fields(http::fields& fields) {

@@ -176,7 +176,7 @@ void ClientSession::handle_request() {
     version_ = req.version();
     keep_alive_ = req.keep_alive() && !runtime_->draining.load(std::memory_order_relaxed);
     head_request_ = req.method() == http::verb::head;
-    method_ = std::string(req.method_string());
+    method_.assign(req.method_string());
     host_.clear();
     path_.clear();
 
@@ -195,8 +195,8 @@ void ClientSession::handle_request() {
             Errc::malformed_request, "unsupported request target '" + std::string(req.target()) + "'",
             version_, false));
     }
-    host_ = std::string(target->host);
-    path_ = std::string(target->path);
+    host_.assign(target->host);
+    path_.assign(target->path);
 
     const auto match =
         runtime_->routes.match(route::RequestTarget{listener_index_, target->host, method_, target->path});

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <utility>
 #include <sys/socket.h>
 
 #include <boost/asio/bind_executor.hpp>
@@ -93,7 +94,8 @@ ClientSession::ClientSession(tcp::socket socket, std::shared_ptr<Runtime> runtim
     : stream_(std::move(socket)),
       buffer_(runtime->config->server.max_header_bytes + kReadAheadLimit),
       runtime_(std::move(runtime)),
-      listener_index_(listener_index) {
+      listener_index_(listener_index),
+      watchdog_(stream_.get_executor()) {
     beast::error_code ec;
     const auto remote = stream_.socket().remote_endpoint(ec);
     if (!ec) client_address_ = remote.address().to_string();
@@ -123,6 +125,53 @@ std::string ClientSession::describe_request() const {
     return method_ + " " + host_ + path_;
 }
 
+// ---------------------------------------------------------------- timeouts
+
+void ClientSession::time_client(Nanos timeout) { set_deadline(TimedSide::client, timeout); }
+
+void ClientSession::time_upstream(Nanos timeout) { set_deadline(TimedSide::upstream, timeout); }
+
+void ClientSession::set_deadline(TimedSide side, Nanos timeout) {
+    timed_side_ = side;
+    timed_out_ = false;
+    op_deadline_ = std::chrono::steady_clock::now() + timeout;
+    // Deadlines mostly move later (each is "now + a timeout"): the armed timer is
+    // then left alone and re-checks when it fires. Only an earlier one re-arms it.
+    if (op_deadline_ < watchdog_at_) arm_watchdog(op_deadline_);
+}
+
+void ClientSession::arm_watchdog(std::chrono::steady_clock::time_point at) {
+    watchdog_at_ = at;
+    watchdog_.expires_at(at);
+    // A weak reference: an armed watchdog must not keep a finished session alive.
+    watchdog_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+        if (auto self = weak.lock()) self->on_watchdog(ec);
+    });
+}
+
+void ClientSession::on_watchdog(beast::error_code ec) {
+    if (ec || closed_) return;  // re-armed earlier, or the session ended
+    watchdog_at_ = std::chrono::steady_clock::time_point::max();
+    if (timed_side_ == TimedSide::none) return;  // between operations: re-armed by the next one
+    if (std::chrono::steady_clock::now() < op_deadline_) return arm_watchdog(op_deadline_);
+    // The operation under way ran out of time: cancel it; its handler sees
+    // operation_aborted, which settle() turns into beast::error::timeout.
+    timed_out_ = true;
+    beast::error_code ignored;
+    if (timed_side_ == TimedSide::client) {
+        stream_.socket().cancel(ignored);
+    } else if (upstream_) {
+        upstream_->tcp().socket().cancel(ignored);
+    }
+}
+
+beast::error_code ClientSession::settle(beast::error_code ec) {
+    timed_side_ = TimedSide::none;
+    const bool timed_out = std::exchange(timed_out_, false);
+    if (timed_out && ec == net::error::operation_aborted) return beast::error::timeout;
+    return ec;
+}
+
 // ---------------------------------------------------------------- intake
 
 void ClientSession::do_read_header() {
@@ -137,12 +186,13 @@ void ClientSession::do_read_header() {
     response_started_ = false;
     attempts_ = 0;
     const auto& timeouts = config().server.timeouts;
-    stream_.expires_after(first_request_ ? timeouts.client_header : timeouts.client_idle);
+    time_client(first_request_ ? timeouts.client_header : timeouts.client_idle);
     http::async_read_header(stream_, buffer_, *request_parser_,
                             beast::bind_front_handler(&ClientSession::on_read_header, shared_from_this()));
 }
 
 void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
     first_request_ = false;
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == net::error::connection_reset || ec == net::error::operation_aborted) {
@@ -368,9 +418,10 @@ void ClientSession::on_admitted() {
 
 void ClientSession::send_continue_then_acquire() {
     static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    stream_.expires_after(config().server.timeouts.client_write);
+    time_client(config().server.timeouts.client_write);
     net::async_write(stream_, net::buffer(kContinue, sizeof kContinue - 1),
                      on_strand([self = shared_from_this()](beast::error_code ec, std::size_t) {
+                         ec = self->settle(ec);
                          if (ec) return self->do_close();
                          self->acquire_upstream();
                      }));
@@ -429,12 +480,13 @@ void ClientSession::relay_request_body() {
     auto& body = request_parser_->get().body();
     body.data = body_buffer_.get();
     body.size = kBodyBufferSize;
-    stream_.expires_after(config().server.timeouts.client_body);
+    time_client(config().server.timeouts.client_body);
     http::async_read(stream_, buffer_, *request_parser_,
                      beast::bind_front_handler(&ClientSession::on_request_body_read, shared_from_this()));
 }
 
 void ClientSession::on_request_body_read(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
         release_upstream(false);  // the upstream saw part of a request: that connection is spoiled
@@ -466,7 +518,7 @@ void ClientSession::on_request_body_read(beast::error_code ec, std::size_t) {
 
 void ClientSession::write_to_upstream(const RelayWriter::Buffers& buffers) {
     if (total_size(buffers) == 0) return on_request_written({}, 0);  // an empty piece: read on
-    upstream_->tcp().expires_after(upstream_config().body_timeout);
+    time_upstream(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
         net::async_write(stream, buffers,
                          on_strand(beast::bind_front_handler(&ClientSession::on_request_written,
@@ -475,6 +527,7 @@ void ClientSession::write_to_upstream(const RelayWriter::Buffers& buffers) {
 }
 
 void ClientSession::on_request_written(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
     if (ec) {
         if (retry_on_fresh_connection(ec)) return;
         return fail_upstream(
@@ -491,7 +544,7 @@ void ClientSession::read_response_header() {
         boost::none);  // streamed through a fixed buffer: size is not a memory concern
     response_parser_->header_limit(kResponseHeaderLimit);
     if (head_request_) response_parser_->skip(true);
-    upstream_->tcp().expires_after(upstream_config().response_timeout);
+    time_upstream(upstream_config().response_timeout);
     upstream_->with_stream([&](auto& stream) {
         http::async_read_header(
             stream, upstream_->buffer(), *response_parser_,
@@ -500,6 +553,7 @@ void ClientSession::read_response_header() {
 }
 
 void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
     if (ec) {
         if (retry_on_fresh_connection(ec)) return;
         if (ec == beast::error::timeout) {
@@ -547,7 +601,7 @@ void ClientSession::read_vendor_body() {
     auto& body = response_parser_->get().body();
     body.data = body_buffer_.get();
     body.size = kBodyBufferSize;
-    upstream_->tcp().expires_after(upstream_config().body_timeout);
+    time_upstream(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
         http::async_read(
             stream, upstream_->buffer(), *response_parser_,
@@ -556,6 +610,7 @@ void ClientSession::read_vendor_body() {
 }
 
 void ClientSession::on_vendor_body_read(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
         return fail_upstream(
@@ -712,7 +767,7 @@ void ClientSession::relay_response_body() {
         if (ec || used == 0) break;
     }
     if (ec || body.size < kBodyBufferSize || response_parser_->is_done()) return on_response_body_read(ec, 0);
-    upstream_->tcp().expires_after(upstream_config().body_timeout);
+    time_upstream(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
         http::async_read(
             stream, buffered, *response_parser_,
@@ -721,6 +776,7 @@ void ClientSession::relay_response_body() {
 }
 
 void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
         // The client already has the status line: all that is left is to cut the
@@ -737,12 +793,13 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
 
 void ClientSession::write_to_client(const RelayWriter::Buffers& buffers) {
     if (total_size(buffers) == 0) return on_response_written({}, 0);  // an empty piece: read on
-    stream_.expires_after(config().server.timeouts.client_write);
+    time_client(config().server.timeouts.client_write);
     net::async_write(stream_, buffers,
                      beast::bind_front_handler(&ClientSession::on_response_written, shared_from_this()));
 }
 
 void ClientSession::on_response_written(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
     if (ec) {
         release_upstream(false);
         return do_close();
@@ -794,12 +851,13 @@ void ClientSession::send_synthetic(SyntheticResponse response) {
     synthetic_.emplace(std::move(response));
     synthetic_->version(version_ < 11 ? 10 : 11);
     synthetic_->keep_alive(keep_alive_);
-    stream_.expires_after(config().server.timeouts.client_write);
+    time_client(config().server.timeouts.client_write);
     http::async_write(stream_, *synthetic_,
                       beast::bind_front_handler(&ClientSession::on_synthetic_written, shared_from_this()));
 }
 
 void ClientSession::on_synthetic_written(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
     synthetic_.reset();
     release_permits();
     release_upstream(false);
@@ -821,6 +879,8 @@ void ClientSession::release_permits() {
 
 void ClientSession::do_close() {
     closed_ = true;
+    timed_side_ = TimedSide::none;
+    watchdog_.cancel();
     release_permits();
     release_upstream(false);
     beast::error_code ignored;

@@ -6,12 +6,15 @@
 // through one fixed buffer. Every operation has a timeout; every handler runs
 // on the session's strand and holds the session alive through shared_from_this().
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -39,6 +42,17 @@ private:
 
     template <class Handler>
     auto on_strand(Handler&& handler);
+
+    // Timeouts: one watchdog timer per session instead of one per operation. A
+    // session has at most one timed operation under way (on the client or the
+    // upstream connection); time_*() gives it its deadline, settle() ends it.
+    enum class TimedSide : std::uint8_t { none, client, upstream };
+    void time_client(Nanos timeout);
+    void time_upstream(Nanos timeout);
+    void set_deadline(TimedSide side, Nanos timeout);
+    void arm_watchdog(std::chrono::steady_clock::time_point at);
+    void on_watchdog(boost::beast::error_code ec);
+    boost::beast::error_code settle(boost::beast::error_code ec);
 
     // Request intake.
     void do_read_header();
@@ -97,6 +111,11 @@ private:
     std::shared_ptr<Runtime> runtime_;
     std::size_t listener_index_;
     std::string client_address_;
+    boost::asio::steady_timer watchdog_;
+    std::chrono::steady_clock::time_point op_deadline_{};
+    std::chrono::steady_clock::time_point watchdog_at_ = std::chrono::steady_clock::time_point::max();
+    TimedSide timed_side_ = TimedSide::none;
+    bool timed_out_ = false;  // the watchdog cancelled the operation under way
 
     std::optional<RequestParser> request_parser_;
     RelayWriter request_writer_;

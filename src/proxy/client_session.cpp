@@ -763,7 +763,12 @@ void ClientSession::relay_response_body() {
     while (buffered.size() > 0 && body.size > 0 && !response_parser_->is_done()) {
         const auto used = response_parser_->put(buffered.data(), ec);
         buffered.consume(used);
-        if (ec == http::error::need_buffer) ec = {};
+        // need_buffer: the relay buffer is full; need_more: what is buffered ends
+        // inside a chunk header. Neither is an error: send what there is, read on.
+        if (ec == http::error::need_buffer || ec == http::error::need_more) {
+            ec = {};
+            break;
+        }
         if (ec || used == 0) break;
     }
     if (ec || body.size < kBodyBufferSize || response_parser_->is_done()) return on_response_body_read(ec, 0);

@@ -14,10 +14,15 @@
 
 namespace sluice::test {
 
+// io threads for sluice in the e2e tests: 2 (every connection on its own strand), or what
+// SLUICE_E2E_WORKERS says; ctest runs the suite both ways, since with 1 thread (sluice's
+// default) connections run without strands.
+unsigned e2e_workers();
+
 struct ProxyConfig {
     std::string upstream_url;      // e.g. MockUpstream::url(), with an optional base path
     std::vector<std::string> tls;  // lines under upstreams.vendor.tls, e.g. "ca_file: /x.pem"
-    unsigned workers = 2;
+    unsigned workers = e2e_workers();
     std::uint64_t max_header_bytes = 16 * 1024;
     std::uint64_t max_body_bytes = 64ull * 1024 * 1024;
     std::string client_header_timeout = "2s";

@@ -1,7 +1,16 @@
 #include "support/proxy_config.hpp"
 #include "support/sluice_process.hpp"
 
+#include <cstdlib>
+
 namespace sluice::test {
+
+unsigned e2e_workers() {
+    const char* text = std::getenv("SLUICE_E2E_WORKERS");
+    if (!text || !*text) return 2;
+    const long value = std::strtol(text, nullptr, 10);
+    return value >= 1 && value <= 64 ? static_cast<unsigned>(value) : 2;
+}
 
 std::string ProxyConfig::yaml() const {
     std::string tls_block;

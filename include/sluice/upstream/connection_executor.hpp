@@ -21,8 +21,6 @@ public:
         return boost::asio::make_strand(ioc_);
     }
 
-    boost::asio::io_context& context() const { return ioc_; }
-
 private:
     boost::asio::io_context& ioc_;
     unsigned threads_;

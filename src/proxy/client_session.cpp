@@ -665,7 +665,8 @@ void ClientSession::on_vendor_response(bool have_body) {
         const std::int64_t allowance =
             std::max<std::int64_t>(0, *signal.remaining - std::max<std::int64_t>(0, others_in_flight));
         const Nanos reset_at = now.mono + *signal.reset_after;
-        if (tightest_limit_ && allowance < tightest_.remaining - 1) {
+        // tightest_ is the limit as it stood just after this request was admitted.
+        if (tightest_limit_ && allowance < tightest_.remaining) {
             counters.capped.fetch_add(1, std::memory_order_relaxed);
             log::debug("feedback", "route '" + route_name + "': vendor reports " +
                                        std::to_string(*signal.remaining) +

@@ -24,10 +24,15 @@
 //   sluice_vendor_sim report --vendor-log F --client-log F --limit 166 --window-ms 10000
 //       One line of key=value figures (see report()).
 //
-// The ideal: an exact rolling-window sender given the same requests at the same times (the
-// clients' send times), each may wait until the run ends, sent in order as early as the rule
-// allows: s_i = max(a_i, s_{i-1}, s_{i-limit} + window). It maximizes the number sent by any time,
-// so ideal = #{i : s_i <= t_end} bounds what any limiter could have got accepted.
+// Two ideals, both what an exact rolling-window sender (no margin, no delay) could have had sent
+// and accepted by the end of the run:
+// - ideal: given the same requests at the same times (the clients' send times under this
+//   contestant), each may wait until the run ends, sent in order as early as the rule allows:
+//   s_i = max(a_i, s_{i-1}, s_{i-limit} + window), ideal = #{i : s_i <= t_end}. It maximizes the
+//   number sent by any time for those sends. But clients are closed-loop: a contestant that makes
+//   them wait also makes them send less, and this ideal shrinks with it.
+// - model_ideal: the same clients (the plan's schedule) in front of that exact sender, answered the
+//   moment it sends; the same yardstick for every contestant (closed_loop_ideal()).
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -42,9 +47,11 @@
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -227,24 +234,30 @@ struct Record {
     bool from_vendor;
 };
 
+// When a client of the plan sends next: steady, `pace` after its previous send but not before its
+// previous answer; bursty, at the first scheduled burst at or after its previous answer.
+std::int64_t first_send(const LoadPlan& plan, int client) {
+    return plan.bursty ? plan.t0 : plan.t0 + plan.pace_ns * client / plan.clients;
+}
+std::int64_t next_send(const LoadPlan& plan, std::int64_t sent, std::int64_t done) {
+    if (!plan.bursty) return std::max(done, sent + plan.pace_ns);
+    std::int64_t k = (done - plan.t0 + plan.burst_every_ns - 1) / plan.burst_every_ns;
+    if (k < 0) k = 0;
+    while (k % (plan.bursts_on + plan.bursts_off) >= plan.bursts_on) ++k;
+    return plan.t0 + k * plan.burst_every_ns;
+}
+
 class LoadClient : public std::enable_shared_from_this<LoadClient> {
 public:
     LoadClient(asio::io_context& io, const LoadPlan& plan, int id, std::vector<Record>& records)
         : stream_(io), timer_(io), plan_(plan), id_(id), records_(records) {}
 
     void start() {
-        // Steady clients start staggered over the first pace; bursty ones at the first burst.
-        next_ = plan_.bursty ? plan_.t0 : plan_.t0 + plan_.pace_ns * id_ / plan_.clients;
+        next_ = first_send(plan_, id_);  // steady: staggered over the first pace
         do_wait();
     }
 
 private:
-    std::int64_t next_burst(std::int64_t t) const {
-        std::int64_t k = (t - plan_.t0 + plan_.burst_every_ns - 1) / plan_.burst_every_ns;
-        if (k < 0) k = 0;
-        while (k % (plan_.bursts_on + plan_.bursts_off) >= plan_.bursts_on) ++k;
-        return plan_.t0 + k * plan_.burst_every_ns;
-    }
 
     void do_wait() {
         if (next_ >= plan_.t_end) {
@@ -302,7 +315,7 @@ private:
             buffer_.clear();
             connected_ = false;
         }
-        next_ = plan_.bursty ? next_burst(done) : std::max(done, sent_ + plan_.pace_ns);
+        next_ = next_send(plan_, sent_, done);
         do_wait();
     }
 
@@ -350,7 +363,9 @@ int run_load(const std::map<std::string, std::string>& options) {
     for (int i = 0; i < clients; ++i) std::make_shared<LoadClient>(io, plan, i, records)->start();
     io.run();
     std::ofstream out(option(options, "log"));
-    out << "# t0=" << plan.t0 << " t_end=" << plan.t_end << " clients=" << clients << " pattern=" << pattern << '\n';
+    out << "# t0=" << plan.t0 << " t_end=" << plan.t_end << " clients=" << clients << " bursty=" << plan.bursty
+        << " pace_ns=" << plan.pace_ns << " burst_every_ns=" << plan.burst_every_ns << " bursts_on=" << plan.bursts_on
+        << " bursts_off=" << plan.bursts_off << '\n';
     for (const Record& r : records)
         out << r.client << ' ' << r.sent << ' ' << r.done << ' ' << r.status << ' ' << (r.from_vendor ? 1 : 0) << '\n';
     return out ? 0 : 1;
@@ -369,6 +384,29 @@ std::size_t max_in_window(const std::vector<std::int64_t>& times, std::int64_t w
     return best;
 }
 
+// The same clients in front of an exact rolling-window sender that answers the moment it sends
+// (no proxy or network delay, no margin): every request waits in order and goes as early as the
+// rule allows. Independent of the contestant, so it is the yardstick shared by all of them.
+std::int64_t closed_loop_ideal(const LoadPlan& plan, std::int64_t limit, std::int64_t window_ns) {
+    using Event = std::pair<std::int64_t, int>;  // send time, client
+    std::priority_queue<Event, std::vector<Event>, std::greater<>> sends;
+    for (int c = 0; c < plan.clients; ++c) sends.push({first_send(plan, c), c});
+    std::vector<std::int64_t> admitted;
+    while (!sends.empty()) {
+        const auto [a, c] = sends.top();
+        sends.pop();
+        if (a >= plan.t_end) continue;  // the run is over: nothing more is sent
+        std::int64_t s = a;
+        if (!admitted.empty()) s = std::max(s, admitted.back());
+        if (admitted.size() >= static_cast<std::size_t>(limit))
+            s = std::max(s, admitted[admitted.size() - limit] + window_ns);
+        if (s > plan.t_end) continue;  // it would not have gone out in time; its client is done
+        admitted.push_back(s);
+        sends.push({next_send(plan, a, s), c});
+    }
+    return static_cast<std::int64_t>(admitted.size());
+}
+
 double percentile(std::vector<double> v, double p) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
@@ -384,10 +422,19 @@ int run_report(const std::map<std::string, std::string>& options) {
     std::getline(clients_in, header);
     std::int64_t t0 = 0;
     std::int64_t t_end = 0;
-    if (std::sscanf(header.c_str(), "# t0=%ld t_end=%ld", &t0, &t_end) != 2) {
+    LoadPlan plan;
+    int bursty = 0;
+    if (std::sscanf(header.c_str(),
+                    "# t0=%ld t_end=%ld clients=%d bursty=%d pace_ns=%ld burst_every_ns=%ld bursts_on=%ld bursts_off=%ld",
+                    &t0, &t_end, &plan.clients, &bursty, &plan.pace_ns, &plan.burst_every_ns, &plan.bursts_on,
+                    &plan.bursts_off) != 8) {
         std::cerr << "client log has no header\n";
         return 1;
     }
+    plan.t0 = t0;
+    plan.t_end = t_end;
+    plan.bursty = bursty != 0;
+    const std::int64_t model = closed_loop_ideal(plan, limit, window_ns);
     std::vector<std::int64_t> sends;
     std::int64_t ok = 0, proxy_429 = 0, vendor_429_relayed = 0, other = 0, errors = 0, abandoned = 0;
     std::vector<double> ok_latency_ms;
@@ -435,11 +482,12 @@ int run_report(const std::map<std::string, std::string>& options) {
     }
     std::printf(
         "sent=%zu vendor_arrivals=%zu vendor_accepted=%zu accepted_in_span=%ld vendor_429=%ld max_accepted_in_window=%zu "
-        "max_arrivals_in_window=%zu ideal=%ld ratio=%.4f client_ok=%ld proxy_429=%ld vendor_429_relayed=%ld "
+        "max_arrivals_in_window=%zu ideal=%ld ratio=%.4f model_ideal=%ld model_ratio=%.4f client_ok=%ld proxy_429=%ld vendor_429_relayed=%ld "
         "client_other=%ld client_errors=%ld abandoned=%ld ok_p50_ms=%.1f ok_p99_ms=%.1f ok_max_ms=%.1f\n",
         sends.size(), arrivals.size(), accepted.size(), accepted_in_span, vendor_429, max_in_window(accepted, window_ns),
         max_in_window(arrivals, window_ns), ideal,
-        ideal > 0 ? static_cast<double>(accepted_in_span) / static_cast<double>(ideal) : 0.0, ok, proxy_429,
+        ideal > 0 ? static_cast<double>(accepted_in_span) / static_cast<double>(ideal) : 0.0, model,
+        model > 0 ? static_cast<double>(accepted_in_span) / static_cast<double>(model) : 0.0, ok, proxy_429,
         vendor_429_relayed, other, errors, abandoned, percentile(ok_latency_ms, 0.5), percentile(ok_latency_ms, 0.99),
         percentile(ok_latency_ms, 1.0));
     return 0;

@@ -29,7 +29,10 @@
 #   CLIENTS=50 DURATION=35 PATTERNS="steady bursty" PACE_MS=100
 #   BURST_EVERY_MS=WINDOW_MS/5 BURSTS_ON=4 BURSTS_OFF=2 TIMEOUT_MS=40000
 #   CONTESTANTS="sluice nginx nginx-delay nginx-nodelay haproxy-req haproxy-gpc"
+#   MODEL_LATENCY_MS=1               the ideal's answer latency (see vendor_sim.cpp: 0 is knife-edge)
 #   BUILD_DIR=build-bench SKIP_INSTALL=0 SKIP_BUILD=0 RESULTS_DIR=tests/bench/results KEEP_TMP=0
+#   REPORT_FROM_DIR=<dir kept by KEEP_TMP=1>   run nothing: report again from that run's logs (the
+#                                   same settings must be given)
 #
 # Outputs: RESULTS_DIR/vendor-<stamp>-runs.csv (one row per run), vendor-<stamp>.md (the tables,
 # also printed), and with KEEP_TMP=1 every config, vendor log and client log.
@@ -59,6 +62,7 @@ SLUICE_BIN=${SLUICE_BIN:-$BUILD_DIR/sluice}
 SIM_BIN=${SIM_BIN:-$BUILD_DIR/tests/bench/sluice_vendor_sim}
 RESULTS_DIR=${RESULTS_DIR:-$root/tests/bench/results}
 KEEP_TMP=${KEEP_TMP:-0}
+MODEL_LATENCY_MS=${MODEL_LATENCY_MS:-1}
 
 log() { echo "[vendor-bench $(date +%T)] $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -121,6 +125,11 @@ wait_port() {  # $1 = port, $2 = pid that must stay alive, $3 = seconds (default
 }
 
 # ---- set-up ------------------------------------------------------------------------------------
+REPORT_FROM_DIR=${REPORT_FROM_DIR:-}
+if [ -n "$REPORT_FROM_DIR" ]; then
+  [ -d "$REPORT_FROM_DIR" ] || die "no directory $REPORT_FROM_DIR"
+  SKIP_INSTALL=1
+fi
 if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   log "installing nginx haproxy libbenchmark-dev (if missing)"
   "$root/scripts/install-deps.sh" nginx haproxy libbenchmark-dev
@@ -134,6 +143,7 @@ for bin in "$SLUICE_BIN" "$SIM_BIN"; do [ -x "$bin" ] || die "no binary at $bin"
 for tool in nginx haproxy ss timeout; do command -v "$tool" >/dev/null || die "$tool not installed"; done
 
 tmp=$(mktemp -d /tmp/sluice-vendor-bench.XXXXXX)
+data_dir=${REPORT_FROM_DIR:-$tmp}
 mkdir -p "$RESULTS_DIR"
 stamp=$(date +%Y%m%d-%H%M%S)
 runs_csv="$RESULTS_DIR/vendor-$stamp-runs.csv"
@@ -260,7 +270,19 @@ describe() {  # $1 = contestant: how it is configured, for the table
 # ---- the runs ------------------------------------------------------------------------------------
 declare -A R
 run_one() {  # $1 = pattern, $2 = contestant
-  local pattern=$1 who=$2 dir="$tmp/$1-$2" vpid vport line kv row f count_flag=()
+  local pattern=$1 who=$2 dir="$data_dir/$1-$2" line kv row f
+  [ -n "$REPORT_FROM_DIR" ] || measure_one "$pattern" "$who" "$dir"
+  line=$("$SIM_BIN" report --vendor-log "$dir/vendor.log" --client-log "$dir/clients.log" \
+    --limit "$LIMIT" --window-ms "$WINDOW_MS" --model-latency-ms "$MODEL_LATENCY_MS") || die "no report for $pattern $who"
+  R=()
+  for kv in $line; do R[${kv%%=*}]=${kv#*=}; done
+  row="$pattern,$who"
+  for f in $fields; do row+=",${R[$f]}"; done
+  echo "$row" >>"$runs_csv"
+  log "  $line"
+}
+measure_one() {  # $1 = pattern, $2 = contestant, $3 = directory for its configs and logs
+  local pattern=$1 who=$2 dir=$3 vpid vport count_flag=()
   mkdir -p "$dir"
   free_port
   vport=$REPLY
@@ -280,14 +302,6 @@ run_one() {  # $1 = pattern, $2 = contestant
   stop_pid "$C_PID"
   stop_pid "$vpid"  # SIGTERM: the vendor writes its log and exits
   [ -e "$dir/vendor.log" ] || die "the vendor wrote no log"
-  line=$("$SIM_BIN" report --vendor-log "$dir/vendor.log" --client-log "$dir/clients.log" \
-    --limit "$LIMIT" --window-ms "$WINDOW_MS") || die "no report for $pattern $who"
-  R=()
-  for kv in $line; do R[${kv%%=*}]=${kv#*=}; done
-  row="$pattern,$who"
-  for f in $fields; do row+=",${R[$f]}"; done
-  echo "$row" >>"$runs_csv"
-  log "  $line"
 }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -340,8 +354,8 @@ git -C "$root" diff --quiet HEAD -- src include 2>/dev/null || sluice_rev+=" + u
   echo
   echo "Bar: zero vendor 429s, at most $LIMIT arrivals at the vendor in any ${window_s} s, accepted >= 99 % of both ideals."
   echo "Accepted: the vendor's 200s up to the end of the run. Ideal: what an exact rolling-window sender"
-  echo "(no margin, no delay, requests wait in order) would have had accepted by then, in front of the"
-  echo "same clients; for its own sends: given the requests this contestant's clients actually sent, at"
+  echo "(no margin, requests wait in order, each answer back ${MODEL_LATENCY_MS} ms after its send) would have had"
+  echo "accepted by then, in front of the same clients; for its own sends: given the requests this contestant's clients actually sent, at"
   echo "the times they sent them (closed-loop clients that wait send less). Raw runs: $(basename "$runs_csv")."
 } >"$report_md"
 cat "$report_md"

@@ -22,6 +22,7 @@
 //       "<client> <sent ns> <done ns> <status> <from vendor 0|1>", status 0 = error or timeout,
 //       -1 = abandoned at the end; the first line is "# t0=<ns> t_end=<ns> ...".
 //   sluice_vendor_sim report --vendor-log F --client-log F --limit 166 --window-ms 10000
+//       [--model-latency-ms 1]
 //       One line of key=value figures (see report()).
 //
 // Two ideals, both what an exact rolling-window sender (no margin, no delay) could have had sent
@@ -31,8 +32,10 @@
 //   s_i = max(a_i, s_{i-1}, s_{i-limit} + window), ideal = #{i : s_i <= t_end}. It maximizes the
 //   number sent by any time for those sends. But clients are closed-loop: a contestant that makes
 //   them wait also makes them send less, and this ideal shrinks with it.
-// - model_ideal: the same clients (the plan's schedule) in front of that exact sender, answered the
-//   moment it sends; the same yardstick for every contestant (closed_loop_ideal()).
+// - model_ideal: the same clients (the plan's schedule) in front of that exact sender, each answer
+//   reaching its client --model-latency-ms (default 1) after the send; the same yardstick for every
+//   contestant (closed_loop_ideal()). With 0 the model is knife-edge: when the burst period divides
+//   the window, releases fall exactly on burst instants, which no real exchange can catch.
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -384,10 +387,11 @@ std::size_t max_in_window(const std::vector<std::int64_t>& times, std::int64_t w
     return best;
 }
 
-// The same clients in front of an exact rolling-window sender that answers the moment it sends
-// (no proxy or network delay, no margin): every request waits in order and goes as early as the
-// rule allows. Independent of the contestant, so it is the yardstick shared by all of them.
-std::int64_t closed_loop_ideal(const LoadPlan& plan, std::int64_t limit, std::int64_t window_ns) {
+// The same clients in front of an exact rolling-window sender (no margin): every request waits in
+// order and goes as early as the rule allows; its answer reaches the client latency_ns later.
+// Independent of the contestant, so it is the yardstick shared by all of them.
+std::int64_t closed_loop_ideal(const LoadPlan& plan, std::int64_t limit, std::int64_t window_ns,
+                               std::int64_t latency_ns) {
     using Event = std::pair<std::int64_t, int>;  // send time, client
     std::priority_queue<Event, std::vector<Event>, std::greater<>> sends;
     for (int c = 0; c < plan.clients; ++c) sends.push({first_send(plan, c), c});
@@ -402,7 +406,7 @@ std::int64_t closed_loop_ideal(const LoadPlan& plan, std::int64_t limit, std::in
             s = std::max(s, admitted[admitted.size() - limit] + window_ns);
         if (s > plan.t_end) continue;  // it would not have gone out in time; its client is done
         admitted.push_back(s);
-        sends.push({next_send(plan, a, s), c});
+        sends.push({next_send(plan, a, s + latency_ns), c});
     }
     return static_cast<std::int64_t>(admitted.size());
 }
@@ -434,7 +438,8 @@ int run_report(const std::map<std::string, std::string>& options) {
     plan.t0 = t0;
     plan.t_end = t_end;
     plan.bursty = bursty != 0;
-    const std::int64_t model = closed_loop_ideal(plan, limit, window_ns);
+    const std::int64_t model =
+        closed_loop_ideal(plan, limit, window_ns, number(options, "model-latency-ms", "1") * 1'000'000);
     std::vector<std::int64_t> sends;
     std::int64_t ok = 0, proxy_429 = 0, vendor_429_relayed = 0, other = 0, errors = 0, abandoned = 0;
     std::vector<double> ok_latency_ms;

@@ -305,10 +305,12 @@ measure_one() {  # $1 = pattern, $2 = contestant, $3 = directory for its configs
 }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+[ -z "$REPORT_FROM_DIR" ] || load_start="n/a (re-reported from $REPORT_FROM_DIR)"
 for pattern in $PATTERNS; do
   for who in $CONTESTANTS; do run_one "$pattern" "$who"; done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+[ -z "$REPORT_FROM_DIR" ] || load_end="n/a"
 
 # ---- the tables ----------------------------------------------------------------------------------
 col() {  # $1 = pattern, $2 = contestant, $3 = field

@@ -37,27 +37,26 @@
 //   contestant (closed_loop_ideal()). With 0 the model is knife-edge: when the burst period divides
 //   the window, releases fall exactly on burst instants, which no real exchange can catch.
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-
-#include <time.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
-#include <iostream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <queue>
 #include <sstream>
 #include <string>
+#include <time.h>
 #include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 namespace {
 
@@ -70,7 +69,9 @@ using Clock = std::chrono::steady_clock;  // CLOCK_MONOTONIC on Linux: one timeb
 std::int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
-Clock::time_point at_ns(std::int64_t ns) { return Clock::time_point(std::chrono::nanoseconds(ns)); }
+Clock::time_point at_ns(std::int64_t ns) {
+    return Clock::time_point(std::chrono::nanoseconds(ns));
+}
 
 // --name value options; flags (no value) map to "1".
 std::map<std::string, std::string> parse_options(int argc, char** argv, int first) {
@@ -148,7 +149,8 @@ private:
     void do_read() {
         req_ = {};
         stream_.expires_after(std::chrono::seconds(120));
-        http::async_read(stream_, buffer_, req_, beast::bind_front_handler(&VendorSession::on_read, shared_from_this()));
+        http::async_read(stream_, buffer_, req_,
+                         beast::bind_front_handler(&VendorSession::on_read, shared_from_this()));
     }
 
     void on_read(beast::error_code ec, std::size_t) {
@@ -163,7 +165,8 @@ private:
         res_.keep_alive(req_.keep_alive());
         res_.prepare_payload();
         stream_.expires_after(std::chrono::seconds(30));
-        http::async_write(stream_, res_, beast::bind_front_handler(&VendorSession::on_write, shared_from_this()));
+        http::async_write(stream_, res_,
+                          beast::bind_front_handler(&VendorSession::on_write, shared_from_this()));
     }
 
     void on_write(beast::error_code ec, std::size_t) {
@@ -193,9 +196,10 @@ void do_accept(tcp::acceptor& acceptor, VendorState& state) {
 int run_vendor(const std::map<std::string, std::string>& options) {
     const auto port = static_cast<unsigned short>(number(options, "port"));
     const std::string log_path = option(options, "log");
-    VendorState state{RollingWindowRule(number(options, "limit", "166"), number(options, "window-ms", "10000") * 1'000'000,
-                                        option(options, "count-rejected", "0") == "1"),
-                      {}};
+    VendorState state{
+        RollingWindowRule(number(options, "limit", "166"), number(options, "window-ms", "10000") * 1'000'000,
+                          option(options, "count-rejected", "0") == "1"),
+        {}};
     state.log.reserve(1 << 20);
     asio::io_context io;
     tcp::acceptor acceptor(io);
@@ -261,7 +265,6 @@ public:
     }
 
 private:
-
     void do_wait() {
         if (next_ >= plan_.t_end) {
             beast::error_code ec;
@@ -278,7 +281,8 @@ private:
         // Every operation of this request ends by its timeout or the end of the run, whichever first.
         stream_.expires_at(at_ns(std::min(sent_ + plan_.timeout_ns, plan_.t_end)));
         if (connected_) return do_write();
-        stream_.async_connect(plan_.target, beast::bind_front_handler(&LoadClient::on_connect, shared_from_this()));
+        stream_.async_connect(plan_.target,
+                              beast::bind_front_handler(&LoadClient::on_connect, shared_from_this()));
     }
 
     void on_connect(beast::error_code ec) {
@@ -291,14 +295,16 @@ private:
         req_ = {http::verb::get, plan_.path, 11};
         req_.set(http::field::host, "vendor.test");
         req_.set(http::field::user_agent, "sluice-vendor-bench");
-        http::async_write(stream_, req_, beast::bind_front_handler(&LoadClient::on_write, shared_from_this()));
+        http::async_write(stream_, req_,
+                          beast::bind_front_handler(&LoadClient::on_write, shared_from_this()));
     }
 
     void on_write(beast::error_code ec, std::size_t) {
         if (ec) return finish(0, false);
         res_.emplace();
         res_->body_limit(1 << 20);
-        http::async_read(stream_, buffer_, *res_, beast::bind_front_handler(&LoadClient::on_read, shared_from_this()));
+        http::async_read(stream_, buffer_, *res_,
+                         beast::bind_front_handler(&LoadClient::on_read, shared_from_this()));
     }
 
     void on_read(beast::error_code ec, std::size_t) {
@@ -324,7 +330,7 @@ private:
 
     beast::tcp_stream stream_;
     asio::steady_timer timer_;
-    const LoadPlan& plan_;          // owned by run_load(), which outlives the io_context run
+    const LoadPlan& plan_;  // owned by run_load(), which outlives the io_context run
     int id_;
     std::vector<Record>& records_;  // likewise; one thread, so no lock
     beast::flat_buffer buffer_;
@@ -337,7 +343,8 @@ private:
 
 int run_load(const std::map<std::string, std::string>& options) {
     LoadPlan plan;
-    plan.target = tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(number(options, "port")));
+    plan.target = tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                                static_cast<unsigned short>(number(options, "port")));
     plan.path = option(options, "path", "/api/contacts");
     const std::string pattern = option(options, "pattern", "steady");
     if (pattern != "steady" && pattern != "bursty") {
@@ -353,8 +360,8 @@ int run_load(const std::map<std::string, std::string>& options) {
     const int clients = static_cast<int>(number(options, "clients", "50"));
     plan.clients = clients;
     const std::int64_t duration_ns = number(options, "duration-ms", "35000") * 1'000'000;
-    if (clients < 1 || duration_ns <= 0 || plan.pace_ns <= 0 || plan.burst_every_ns <= 0 || plan.bursts_on < 1 ||
-        plan.bursts_off < 0) {
+    if (clients < 1 || duration_ns <= 0 || plan.pace_ns <= 0 || plan.burst_every_ns <= 0 ||
+        plan.bursts_on < 1 || plan.bursts_off < 0) {
         std::cerr << "bad load options\n";
         return 2;
     }
@@ -366,11 +373,13 @@ int run_load(const std::map<std::string, std::string>& options) {
     for (int i = 0; i < clients; ++i) std::make_shared<LoadClient>(io, plan, i, records)->start();
     io.run();
     std::ofstream out(option(options, "log"));
-    out << "# t0=" << plan.t0 << " t_end=" << plan.t_end << " clients=" << clients << " bursty=" << plan.bursty
-        << " pace_ns=" << plan.pace_ns << " burst_every_ns=" << plan.burst_every_ns << " bursts_on=" << plan.bursts_on
+    out << "# t0=" << plan.t0 << " t_end=" << plan.t_end << " clients=" << clients
+        << " bursty=" << plan.bursty << " pace_ns=" << plan.pace_ns
+        << " burst_every_ns=" << plan.burst_every_ns << " bursts_on=" << plan.bursts_on
         << " bursts_off=" << plan.bursts_off << '\n';
     for (const Record& r : records)
-        out << r.client << ' ' << r.sent << ' ' << r.done << ' ' << r.status << ' ' << (r.from_vendor ? 1 : 0) << '\n';
+        out << r.client << ' ' << r.sent << ' ' << r.done << ' ' << r.status << ' ' << (r.from_vendor ? 1 : 0)
+            << '\n';
     return out ? 0 : 1;
 }
 
@@ -429,7 +438,8 @@ int run_report(const std::map<std::string, std::string>& options) {
     LoadPlan plan;
     int bursty = 0;
     if (std::sscanf(header.c_str(),
-                    "# t0=%ld t_end=%ld clients=%d bursty=%d pace_ns=%ld burst_every_ns=%ld bursts_on=%ld bursts_off=%ld",
+                    "# t0=%ld t_end=%ld clients=%d bursty=%d pace_ns=%ld burst_every_ns=%ld bursts_on=%ld "
+                    "bursts_off=%ld",
                     &t0, &t_end, &plan.clients, &bursty, &plan.pace_ns, &plan.burst_every_ns, &plan.bursts_on,
                     &plan.bursts_off) != 8) {
         std::cerr << "client log has no header\n";
@@ -486,15 +496,17 @@ int run_report(const std::map<std::string, std::string>& options) {
         if (s[i] <= t_end) ++ideal;
     }
     std::printf(
-        "sent=%zu vendor_arrivals=%zu vendor_accepted=%zu accepted_in_span=%ld vendor_429=%ld max_accepted_in_window=%zu "
-        "max_arrivals_in_window=%zu ideal=%ld ratio=%.4f model_ideal=%ld model_ratio=%.4f client_ok=%ld proxy_429=%ld vendor_429_relayed=%ld "
+        "sent=%zu vendor_arrivals=%zu vendor_accepted=%zu accepted_in_span=%ld vendor_429=%ld "
+        "max_accepted_in_window=%zu "
+        "max_arrivals_in_window=%zu ideal=%ld ratio=%.4f model_ideal=%ld model_ratio=%.4f client_ok=%ld "
+        "proxy_429=%ld vendor_429_relayed=%ld "
         "client_other=%ld client_errors=%ld abandoned=%ld ok_p50_ms=%.1f ok_p99_ms=%.1f ok_max_ms=%.1f\n",
-        sends.size(), arrivals.size(), accepted.size(), accepted_in_span, vendor_429, max_in_window(accepted, window_ns),
-        max_in_window(arrivals, window_ns), ideal,
+        sends.size(), arrivals.size(), accepted.size(), accepted_in_span, vendor_429,
+        max_in_window(accepted, window_ns), max_in_window(arrivals, window_ns), ideal,
         ideal > 0 ? static_cast<double>(accepted_in_span) / static_cast<double>(ideal) : 0.0, model,
         model > 0 ? static_cast<double>(accepted_in_span) / static_cast<double>(model) : 0.0, ok, proxy_429,
-        vendor_429_relayed, other, errors, abandoned, percentile(ok_latency_ms, 0.5), percentile(ok_latency_ms, 0.99),
-        percentile(ok_latency_ms, 1.0));
+        vendor_429_relayed, other, errors, abandoned, percentile(ok_latency_ms, 0.5),
+        percentile(ok_latency_ms, 0.99), percentile(ok_latency_ms, 1.0));
     return 0;
 }
 

@@ -18,6 +18,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "support/proxy_config.hpp"
 #include "support/http_client.hpp"
 #include "support/mock_upstream.hpp"
 #include "support/mock_vendor.hpp"
@@ -35,7 +36,7 @@ namespace {
 std::string feedback_yaml(const std::string& url, const std::string& feedback, const std::string& limits = "",
                           const std::string& route = "") {
     return yaml_subst(R"(server:
-  workers: 2
+  workers: {WORKERS}
   admin:
     listen: "127.0.0.1:0"
 listeners:
@@ -53,7 +54,11 @@ upstreams:
       listener: main
     upstream: vendor
 {ROUTE})",
-                      {{"URL", url}, {"FEEDBACK", feedback}, {"LIMITS", limits}, {"ROUTE", route}});
+                      {{"URL", url},
+                       {"FEEDBACK", feedback},
+                       {"LIMITS", limits},
+                       {"ROUTE", route},
+                       {"WORKERS", std::to_string(e2e_workers())}});
 }
 
 double ms(Clock::duration d) {

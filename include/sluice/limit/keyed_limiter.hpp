@@ -26,12 +26,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "sluice/common/clock.hpp"
 #include "sluice/config/config.hpp"
+#include "sluice/limit/key_table.hpp"
 #include "sluice/limit/limiter.hpp"
 
 namespace sluice::limit {
@@ -177,15 +177,16 @@ public:
 
     void evict_idle(const Instant& now) override {
         Nanos next = kNever;
-        for (auto it = entries_.begin(); it != entries_.end();) {
-            const Nanos fresh = fresh_at(it->second, now);
+        std::vector<KeyHash> idle;
+        entries_.for_each([&](KeyHash key, const Entry& entry) {
+            const Nanos fresh = fresh_at(entry, now);
             if (fresh <= now.mono) {
-                it = entries_.erase(it);
+                idle.push_back(key);
             } else {
                 next = std::min(next, fresh);
-                ++it;
             }
-        }
+        });
+        for (const KeyHash key : idle) entries_.erase(key);
         next_scan_at_ = next;
         cached_entry_ = nullptr;
     }
@@ -193,11 +194,11 @@ public:
     std::vector<KeyStatus> status(const Instant& now, std::size_t max_keys) const override {
         std::vector<KeyStatus> all;
         all.reserve(entries_.size());
-        for (auto& [key, entry] : entries_) {
+        entries_.for_each([&](KeyHash key, Entry& entry) {
             const Decision d = finish(policy_.probe(entry.state, 0, now), &entry.overlay, 0, 0, now);
             all.push_back(KeyStatus{key, d.remaining, d.reset,
                                     entry.overlay.paused(now.mono) ? entry.overlay.paused_until : Nanos{0}});
-        }
+        });
         const auto more_constrained = [](const KeyStatus& a, const KeyStatus& b) {
             if (a.remaining != b.remaining) return a.remaining < b.remaining;
             if (a.paused_until != b.paused_until) return a.paused_until > b.paused_until;
@@ -211,12 +212,13 @@ public:
         return all;
     }
 
-    // The map node (next pointer + key + entry), its malloc overhead, its bucket
-    // slot (load factor <= 1), and the heap the state owns (rings).
+    // The table's slots shared out over the keys (at its 3/4 fill limit while
+    // empty: a table is between 3/8 and 3/4 full once it holds keys), and the
+    // heap the state owns (rings).
     std::size_t bytes_per_key() const override {
-        using Value = typename Map::value_type;
-        constexpr std::size_t link = (sizeof(void*) + alignof(Value) - 1) / alignof(Value) * alignof(Value);
-        std::size_t bytes = detail::heap_footprint(link + sizeof(Value)) + sizeof(void*);
+        const std::size_t keys = entries_.size();
+        std::size_t bytes = keys > 0 ? (entries_.capacity() * Map::slot_bytes() + keys - 1) / keys
+                                     : (Map::slot_bytes() * 4 + 2) / 3;
         if (const std::size_t heap = policy_.heap_bytes(); heap > 0) bytes += detail::heap_footprint(heap);
         return bytes;
     }
@@ -228,29 +230,27 @@ private:
         State state;
         VendorOverlay overlay;
     };
-    using Map = std::unordered_map<KeyHash, Entry>;
+    using Map = detail::KeyTable<Entry>;
 
     static std::int64_t clamp_units(std::int64_t units) noexcept {
         return std::clamp<std::int64_t>(units, 0, detail::kMaxUnits);
     }
 
-    // A one-entry cache in front of the map: an unkeyed limit, and bursts of one
-    // key, skip the hash lookup. Node addresses are stable until erased, and
-    // every erase clears the cache.
+    // A one-entry cache in front of the table: an unkeyed limit, and bursts of
+    // one key, skip the lookup. Slots move only on insert (which re-points the
+    // cache at the inserted key) and erase (which clears it).
     Entry* find(KeyHash key) {
         if (cached_entry_ != nullptr && cached_key_ == key) return cached_entry_;
-        const auto it = entries_.find(key);
-        if (it == entries_.end()) return nullptr;
+        Entry* entry = entries_.find(key);
+        if (entry == nullptr) return nullptr;
         cached_key_ = key;
-        cached_entry_ = &it->second;
+        cached_entry_ = entry;
         return cached_entry_;
     }
 
     Entry* insert(KeyHash key) {
-        auto [it, inserted] = entries_.try_emplace(key, Entry{policy_.make_state(), VendorOverlay{}});
-        (void)inserted;
         cached_key_ = key;
-        cached_entry_ = &it->second;
+        cached_entry_ = entries_.insert(key, Entry{policy_.make_state(), VendorOverlay{}});
         return cached_entry_;
     }
 

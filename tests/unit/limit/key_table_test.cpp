@@ -2,13 +2,13 @@
 // inserts through several growths, erases that shift probe runs back (keys
 // chosen to collide, and keys spread out), and lookups of absent keys.
 
+#include "sluice/limit/key_table.hpp"
+
 #include <cstdint>
 #include <map>
 #include <random>
 
 #include <catch2/catch.hpp>
-
-#include "sluice/limit/key_table.hpp"
 
 namespace {
 

@@ -9,7 +9,13 @@
 //
 // Any insert may move every slot (growth) and an erase moves slots after it:
 // a pointer into the table is valid only until the next insert or erase.
+//
+// A slot is aligned to its size rounded up to a power of two (at most a cache
+// line), so that no slot straddles two cache lines; each slot has one spare
+// flag for its owner (the limiter marks keys with vendor feedback).
 
+#include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -20,9 +26,19 @@ namespace sluice::limit::detail {
 template <class Value>
 class KeyTable {
 public:
-    struct Slot {
+private:
+    struct Layout {
+        std::uint64_t key;
+        bool used;
+        bool flag;
+        Value value;
+    };
+
+public:
+    struct alignas(std::min<std::size_t>(64, std::bit_ceil(sizeof(Layout)))) Slot {
         std::uint64_t key = 0;
         bool used = false;
+        bool flag = false;  // the owner's; false in a fresh slot
         Value value{};
     };
 
@@ -30,17 +46,22 @@ public:
     std::size_t capacity() const noexcept { return slots_.size(); }
     static constexpr std::size_t slot_bytes() noexcept { return sizeof(Slot); }
 
-    Value* find(std::uint64_t key) noexcept {
+    Slot* find_slot(std::uint64_t key) noexcept {
         if (size_ == 0) return nullptr;
         for (std::size_t i = home(key);; i = (i + 1) & mask_) {
             Slot& s = slots_[i];
             if (!s.used) return nullptr;
-            if (s.key == key) return &s.value;
+            if (s.key == key) return &s;
         }
+    }
+    Value* find(std::uint64_t key) noexcept {
+        Slot* s = find_slot(key);
+        return s ? &s->value : nullptr;
     }
 
     // `key` must be absent. Grows (moving every slot) past 3/4 full.
-    Value* insert(std::uint64_t key, Value value) {
+    Value* insert(std::uint64_t key, Value value) { return &insert_slot(key, std::move(value))->value; }
+    Slot* insert_slot(std::uint64_t key, Value value) {
         if ((size_ + 1) * 4 > slots_.size() * 3) grow();
         std::size_t i = home(key);
         while (slots_[i].used) i = (i + 1) & mask_;
@@ -49,7 +70,7 @@ public:
         s.used = true;
         s.value = std::move(value);
         ++size_;
-        return &s.value;
+        return &s;
     }
 
     // Removes `key` if present. Later slots of its probe run shift back into the
@@ -74,15 +95,15 @@ public:
         --size_;
     }
 
+    // f(slot) for every slot in use, in no particular order.
     template <class F>
-    void for_each(F&& f) {
+    void for_each_slot(F&& f) {
         for (Slot& s : slots_)
-            if (s.used) f(s.key, s.value);
+            if (s.used) f(s);
     }
     template <class F>
-    void for_each(F&& f) const {
-        for (const Slot& s : slots_)
-            if (s.used) f(s.key, s.value);
+    void for_each(F&& f) {
+        for_each_slot([&](Slot& s) { f(s.key, s.value); });
     }
 
 private:

@@ -4,13 +4,18 @@
 // - one WaitingUnits (Fenwick tree) per enforced (limit, key) with units
 //   waiting, so "units that arrived before this request on this key" is
 //   O(log n): it is the `ahead` of every probe, for newcomers and heads alike;
-// - the queue heads in a std::set ordered by AdmissionOrder, and the deadlines
-//   in a std::set, so poll() visits only heads (O(queues)) and the next
-//   deadline is O(1);
-// - next_wakeup() answers from a value every change keeps exact, and re-probes
-//   the heads only after a change that can bring one forward.
-// A waiting request is never touched until it heads its queue or its deadline
-// comes; each admission or refusal costs O(uses * log n).
+// - the queue heads in a std::set ordered by the time each may first become
+//   admissible (its limiters' earliest, a lower bound), so poll() probes only
+//   the heads that are due, and next_wakeup() is the first of them or the
+//   first deadline, O(1);
+// - a change that can bring a head FORWARD (a cancel, a release, vendor
+//   feedback, a refusal: units that no longer wait ahead of younger heads)
+//   marks every head due, and the next poll() or next_wakeup() re-probes all.
+//   An admission never does: the units it consumes at now were already counted
+//   ahead of every younger head on its keys, so no younger head's earliest can
+//   move earlier, and each stored time stays a lower bound.
+// A waiting request is never touched until it heads its queue and is due, or
+// its deadline comes; each admission costs O(uses * log n + log queues).
 
 #include "sluice/queue/admission_controller.hpp"
 
@@ -138,12 +143,27 @@ struct AdmissionController::Impl {
         const QueueKey* key = nullptr;
         std::list<Waiter> waiters;  // FIFO; list so a cancel anywhere is O(1) and addresses stay put
         std::size_t max_depth = 0;
+        Nanos due{0};          // the head's key in `heads`, while indexed
+        bool indexed = false;  // the head is in `heads` (not while a pass holds it)
     };
 
+    // A queue head, keyed by when it is next worth probing: no earlier than this
+    // can it be admitted (kNever: only a release, cancel or feedback can help).
     struct Head {
+        Nanos due{0};
         AdmissionOrder order;
         Queue* queue = nullptr;
-        bool operator<(const Head& other) const { return order < other.order; }
+        bool operator<(const Head& other) const {
+            if (due != other.due) return due < other.due;
+            return order < other.order;
+        }
+    };
+
+    // A head taken out of `heads` for one pass, visited in admission order.
+    struct Pending {
+        AdmissionOrder order;
+        Queue* queue = nullptr;
+        bool operator<(const Pending& other) const { return order < other.order; }
     };
 
     // What the limits say about one request at one instant.
@@ -270,7 +290,21 @@ struct AdmissionController::Impl {
         a.tightest = ev.limiting_decision;
     }
 
-    void remove(std::list<Waiter>::iterator it) {
+    void index_head(Queue* q, Nanos due) {
+        q->due = due;
+        q->indexed = true;
+        heads.insert(Head{due, q->waiters.front().order, q});
+    }
+
+    void unindex_head(Queue* q) {
+        if (!q->indexed) return;
+        heads.erase(Head{q->due, q->waiters.front().order, q});
+        q->indexed = false;
+    }
+
+    // Removes a waiter. Returns its queue when the waiter headed it and the
+    // queue lives on: the new head is not indexed yet, the caller places it.
+    Queue* remove(std::list<Waiter>::iterator it) {
         Waiter& w = *it;
         Queue* q = w.queue;
         for (const WaitingUse& wu : w.uses) {
@@ -281,17 +315,24 @@ struct AdmissionController::Impl {
         deadlines.erase({w.deadline, w.ticket});
         index.erase(w.ticket);
         const bool was_head = it == q->waiters.begin();
-        if (was_head) heads.erase(Head{w.order, q});
+        if (was_head) unindex_head(q);
         q->waiters.erase(it);
         if (q->waiters.empty()) {
+            --route_queues[q->key->route_index];
             queues.erase(queues.find(*q->key));
-        } else if (was_head) {
-            heads.insert(Head{q->waiters.front().order, q});
+            return nullptr;
         }
+        return was_head ? q : nullptr;
     }
 
-    Admission decide_waiter(std::list<Waiter>::iterator it, const Evaluation& ev, Errc reason,
-                            const Instant& now) {
+    // Removes a waiter outside a pass; a new head is probed by the next pass.
+    void remove_and_reindex(std::list<Waiter>::iterator it) {
+        if (Queue* q = remove(it)) index_head(q, Nanos::min());
+    }
+
+    // Decides a head or any waiter; returns the queue whose head changed, as remove().
+    Queue* decide_waiter(std::list<Waiter>::iterator it, const Evaluation& ev, Errc reason,
+                         const Instant& now, std::vector<Admission>& out) {
         Admission a;
         a.ticket = it->ticket;
         a.queue = QueueState{it->queue->waiters.size() - 1, it->queue->max_depth};
@@ -304,48 +345,86 @@ struct AdmissionController::Impl {
             a.reason = reason;
             a.retry_after = retry_after(ev.earliest, now);
             fill_limiting(a, it->uses, ev);
+            // Its units no longer count ahead of younger heads, which may go sooner.
+            all_due = true;
         }
-        remove(it);
-        return a;
+        out.push_back(std::move(a));
+        return remove(it);
     }
 
-    // Visits the queue heads oldest first, admitting every head whose limits all
-    // allow it behind the older units waiting on the same keys, and refusing the
-    // heads that can no longer make their deadline. Returns the earliest moment a
-    // remaining head may become admissible. With `decided` null nothing changes:
-    // it returns now as soon as some head could be decided now.
+    // What can be decided about a head at `now`: ok (admit), a refusal, or
+    // nothing yet (nullopt).
+    std::optional<Errc> verdict(const Waiter& w, const Evaluation& ev, const Instant& now) {
+        if (ev.key_capacity) return Errc::key_capacity;
+        if (ev.admissible) return Errc::ok;
+        if (w.deadline <= now.mono || doomed(w, ev, now)) return Errc::admission_timeout;
+        return std::nullopt;
+    }
+
+    // Takes the heads due at `now` (all of them after a change that can bring
+    // one forward) and visits them oldest first, admitting every head whose
+    // limits all allow it behind the older units waiting on the same keys, and
+    // refusing those that can no longer make their deadline; the others go back
+    // into `heads` keyed by their new earliest.
     //
-    // One pass in order suffices: deciding a head only removes units counted as
-    // ahead by younger heads, which are visited later (a newly exposed head is
-    // younger than the one it replaces, so upper_bound finds it).
-    Nanos pass(const Instant& now, std::vector<Admission>* decided) {
-        Nanos wake = kNever;
-        auto it = heads.begin();
-        while (it != heads.end()) {
-            const Head head = *it;
-            const auto waiter = head.queue->waiters.begin();
-            const Evaluation ev = evaluate_waiter(*waiter, now);
-            Errc reason = Errc::ok;
-            bool decidable = true;
-            if (ev.key_capacity) {
-                reason = Errc::key_capacity;
-            } else if (!ev.admissible) {
-                if (waiter->deadline <= now.mono || doomed(*waiter, ev, now)) {
-                    reason = Errc::admission_timeout;
-                } else {
-                    decidable = false;
+    // Oldest first matters: deciding a head only removes units counted as ahead
+    // by younger heads, which are visited later (a newly exposed head is younger
+    // than the one it replaces, so upper_bound finds it). A refusal marks every
+    // head due again, hence the loop.
+    void pass(const Instant& now, std::vector<Admission>& decided) {
+        std::set<Pending> pending;
+        do {
+            if (all_due) {
+                for (const Head& h : heads) {
+                    pending.insert(Pending{h.order, h.queue});
+                    h.queue->indexed = false;
+                }
+                heads.clear();
+                all_due = false;
+            } else {
+                while (!heads.empty() && heads.begin()->due <= now.mono) {
+                    const Head h = *heads.begin();
+                    heads.erase(heads.begin());
+                    h.queue->indexed = false;
+                    pending.insert(Pending{h.order, h.queue});
                 }
             }
-            if (decidable) {
-                if (!decided) return now.mono;
-                decided->push_back(decide_waiter(waiter, ev, reason, now));
-            } else {
-                wake = std::min(wake, wake_time(ev.earliest, now));
+            auto it = pending.begin();
+            while (it != pending.end()) {
+                const Pending head = *it;
+                const auto waiter = head.queue->waiters.begin();
+                const Evaluation ev = evaluate_waiter(*waiter, now);
+                if (const auto reason = verdict(*waiter, ev, now)) {
+                    if (Queue* q = decide_waiter(waiter, ev, *reason, now, decided))
+                        pending.insert(Pending{q->waiters.front().order, q});
+                } else {
+                    index_head(head.queue, wake_time(ev.earliest, now));
+                }
+                it = pending.upper_bound(head);
             }
-            it = heads.upper_bound(head);
-        }
-        return wake;
+            pending.clear();
+        } while (all_due);
     }
+
+    // next_wakeup() after a change that can bring a head forward: probes every
+    // head without deciding anything. Returns now if one can be decided now;
+    // otherwise re-keys them all by their new earliest.
+    Nanos reprobe_all(const Instant& now) {
+        std::vector<std::pair<Queue*, Nanos>> keyed;
+        keyed.reserve(heads.size());
+        for (const Head& h : heads) {
+            const Waiter& w = h.queue->waiters.front();
+            const Evaluation ev = evaluate_waiter(w, now);
+            if (verdict(w, ev, now)) return now.mono;
+            keyed.emplace_back(h.queue, wake_time(ev.earliest, now));
+        }
+        heads.clear();
+        for (const auto& [q, due] : keyed) index_head(q, due);
+        all_due = false;
+        return first_due();
+    }
+
+    Nanos first_due() const { return heads.empty() ? kNever : heads.begin()->due; }
 
     Nanos first_deadline() const { return deadlines.empty() ? kNever : deadlines.begin()->first; }
 
@@ -353,15 +432,14 @@ struct AdmissionController::Impl {
     std::unordered_map<QueueKey, Queue, QueueKeyHash> queues;      // non-empty queues only
     std::unordered_map<LineKey, WaitingUnits, LineKeyHash> lines;  // enforced (limit, key) with units waiting
     std::unordered_map<TicketId, std::list<Waiter>::iterator> index;
-    std::set<Head> heads;  // one per queue, in admission order
+    std::vector<std::size_t> route_queues;  // non-empty queues per route: most submits find none
+    std::set<Head> heads;                   // one per queue (outside a pass), by when it is due
     std::set<std::pair<Nanos, TicketId>> deadlines;
     std::uint64_t next_seq = 1;
     TicketId next_ticket = 1;
-    // next_wakeup()'s answer, kept exact by every change; `wake_dirty` when a
-    // change may have moved a head earlier (cancel, release, feedback) and the
-    // heads must be probed again.
-    Nanos wake = kNever;
-    bool wake_dirty = false;
+    // A change may have moved some head earlier (cancel, release, feedback, a
+    // refusal): every head's `due` may be late, so all must be probed again.
+    bool all_due = false;
 };
 
 AdmissionController::AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters)
@@ -374,17 +452,26 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     const auto& uses = request.uses;
     for ([[maybe_unused]] const LimitUse& use : uses) assert(use.limit_index < m.limiters.size());
 
-    QueueKey key{request.route_index, {}};
-    key.lines.reserve(uses.size());
-    for (const LimitUse& use : uses) key.lines.push_back(LineKey{use.limit_index, use.key});
-    const auto found = m.queues.find(key);
-    Impl::Queue* queue = found == m.queues.end() ? nullptr : &found->second;
+    // Most requests find no queue on their route, and nothing waiting at all:
+    // then there is no queue key to build and no line to look up.
+    const auto make_key = [&] {
+        QueueKey key{request.route_index, {}};
+        key.lines.reserve(uses.size());
+        for (const LimitUse& use : uses) key.lines.push_back(LineKey{use.limit_index, use.key});
+        return key;
+    };
+    Impl::Queue* queue = nullptr;
+    if (request.route_index < m.route_queues.size() && m.route_queues[request.route_index] > 0) {
+        const auto found = m.queues.find(make_key());
+        if (found != m.queues.end()) queue = &found->second;
+    }
     const std::size_t depth = queue ? queue->waiters.size() : 0;
 
     // Every unit waiting on one of our keys arrived before us: it is ahead, even in another queue.
     const Impl::Evaluation ev = m.evaluate(
         uses,
         [&](std::size_t i) {
+            if (m.lines.empty()) return std::int64_t{0};
             const auto line = m.lines.find(LineKey{uses[i].limit_index, uses[i].key});
             return line == m.lines.end() ? std::int64_t{0} : line->second.total();
         },
@@ -418,9 +505,11 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     }
 
     if (!queue) {
-        const auto [it, inserted] = m.queues.emplace(std::move(key), Impl::Queue{});
+        const auto [it, inserted] = m.queues.emplace(make_key(), Impl::Queue{});
         queue = &it->second;
         queue->key = &it->first;
+        if (m.route_queues.size() <= request.route_index) m.route_queues.resize(request.route_index + 1);
+        ++m.route_queues[request.route_index];
     }
     queue->max_depth = request.max_depth;
     const bool new_head = queue->waiters.empty();
@@ -439,13 +528,10 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     }
     m.index.emplace(w.ticket, std::prev(queue->waiters.end()));
     m.deadlines.emplace(w.deadline, w.ticket);
-    if (new_head) m.heads.insert(Impl::Head{w.order, queue});
-    // A newcomer is behind everyone on its keys, so no other head moves; only its
-    // own deadline and, if it heads a new queue, its own earliest are new.
-    if (!m.wake_dirty) {
-        m.wake = std::min(m.wake, w.deadline);
-        if (new_head) m.wake = std::min(m.wake, wake_time(ev.earliest, now));
-    }
+    // A newcomer is behind everyone on its keys, so no other head moves. Heading
+    // a new queue, it was probed with every unit waiting on its keys ahead,
+    // exactly the units older than it: its earliest is known.
+    if (new_head) m.index_head(queue, wake_time(ev.earliest, now));
 
     a.outcome = Outcome::queued;
     a.ticket = w.ticket;
@@ -457,57 +543,55 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
 std::vector<Admission> AdmissionController::poll(const Instant& now) {
     Impl& m = *impl_;
     std::vector<Admission> decided;
-    Nanos wake = m.pass(now, &decided);
-    // Heads past their deadline were decided in the pass; what is left past it
-    // waits behind a head, so it cannot be admitted now either.
+    m.pass(now, decided);
+    // What is left past its deadline waits behind a head, so it cannot be
+    // admitted now either, or heads its queue (not due, or exposed by the
+    // sweep itself): a head may still go if its limits allow it right now.
     bool swept = false;
     while (!m.deadlines.empty() && m.deadlines.begin()->first <= now.mono) {
         const auto it = m.index.at(m.deadlines.begin()->second);
         const Impl::Evaluation ev = m.evaluate_waiter(*it, now);
-        decided.push_back(m.decide_waiter(it, ev, Errc::admission_timeout, now));
+        const bool head = it == it->queue->waiters.begin();
+        const Errc reason = head && ev.admissible ? Errc::ok : Errc::admission_timeout;
+        if (Impl::Queue* q = m.decide_waiter(it, ev, reason, now, decided)) m.index_head(q, Nanos::min());
         swept = true;
     }
     // Their units no longer count ahead of younger heads, which may go now.
-    if (swept) wake = m.pass(now, &decided);
-    m.wake = std::min(wake, m.first_deadline());
-    m.wake_dirty = false;
+    if (swept) m.pass(now, decided);
     return decided;
 }
 
 Nanos AdmissionController::next_wakeup(const Instant& now) {
     Impl& m = *impl_;
-    if (m.wake_dirty) {
-        m.wake = std::min(m.pass(now, nullptr), m.first_deadline());
-        m.wake_dirty = false;
-    }
-    return m.wake;
+    if (m.all_due) return std::min(m.reprobe_all(now), m.first_deadline());
+    return std::min(m.first_due(), m.first_deadline());
 }
 
 bool AdmissionController::cancel(TicketId ticket, const Instant& /*now*/) {
     Impl& m = *impl_;
     const auto found = m.index.find(ticket);
     if (found == m.index.end()) return false;
-    m.remove(found->second);
-    m.wake_dirty = true;  // its units no longer hold younger heads back
+    m.remove_and_reindex(found->second);
+    m.all_due = true;  // its units no longer hold younger heads back
     return true;
 }
 
 void AdmissionController::release(const std::vector<limit::LimitUse>& uses, const Instant& now) {
     Impl& m = *impl_;
     for (const LimitUse& use : uses) m.limiters[use.limit_index]->release(use.key, use.cost, now);
-    if (!uses.empty()) m.wake_dirty = true;
+    if (!uses.empty()) m.all_due = true;
 }
 
 void AdmissionController::pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until,
                                       const Instant& now) {
     impl_->limiters[limit_index]->pause_until(key, until, now);
-    impl_->wake_dirty = true;  // heads on this key may now be doomed
+    impl_->all_due = true;  // heads on this key may now be doomed
 }
 
 void AdmissionController::cap_remaining(std::size_t limit_index, limit::KeyHash key, std::int64_t remaining,
                                         Nanos reset_at, const Instant& now) {
     impl_->limiters[limit_index]->cap_remaining(key, remaining, reset_at, now);
-    impl_->wake_dirty = true;
+    impl_->all_due = true;
 }
 
 std::size_t AdmissionController::waiting() const {

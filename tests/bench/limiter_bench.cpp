@@ -23,6 +23,8 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <numeric>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,6 +69,17 @@ std::vector<limit::KeyHash> make_keys(std::size_t count, std::uint64_t salt) {
     std::vector<limit::KeyHash> keys(count);
     for (std::size_t i = 0; i < count; ++i) keys[i] = key_hash(salt * 0x1000000ull + i);
     return keys;
+}
+
+// The order in which the timed loop visits the keys: the order they were
+// created in ("sequential": a node-based map then walks its nodes in allocation
+// order, which the hardware prefetcher follows), or a fixed random permutation
+// ("random": what traffic from many clients looks like to memory).
+std::vector<std::size_t> visit_order(std::size_t count, bool random) {
+    std::vector<std::size_t> order(count);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    if (random) std::shuffle(order.begin(), order.end(), std::mt19937_64(42));
+    return order;
 }
 
 struct LimitSpec {
@@ -129,9 +142,10 @@ double process_cpu_seconds() {
 
 // ---- one limiter: probe + consume (+ release for concurrency) ---------------
 
-void decision(benchmark::State& state, const LimitSpec& spec, std::size_t key_count) {
+void decision(benchmark::State& state, const LimitSpec& spec, std::size_t key_count, bool random) {
     auto limiter = limit::make_limiter(make_config(spec, /*keyed=*/true));
     const auto keys = make_keys(key_count, 1);
+    const auto order = visit_order(key_count, random);
     const Nanos step = interval_at_the_limit(spec) / static_cast<std::int64_t>(key_count);
     const bool releases = spec.algorithm == Algorithm::concurrency;
     Instant now = start_instant();
@@ -149,7 +163,7 @@ void decision(benchmark::State& state, const LimitSpec& spec, std::size_t key_co
     std::size_t i = 0;
     for (auto _ : state) {
         move_time(now, step);
-        const auto key = keys[i];
+        const auto key = keys[order[i]];
         if (++i == key_count) i = 0;
         const auto d = limiter->probe(key, 1, 0, now);
         benchmark::DoNotOptimize(d);
@@ -168,7 +182,8 @@ void decision(benchmark::State& state, const LimitSpec& spec, std::size_t key_co
 // `specs3` are three rate limits (each keyed); `with_release` adds the
 // release() an exchange does when it ends (needed with a concurrency limit).
 void admission3(benchmark::State& state, const std::vector<LimitSpec>& specs3, std::size_t key_count,
-                bool with_release) {
+                bool with_release, bool random) {
+    const auto order = visit_order(key_count, random);
     std::vector<std::unique_ptr<limit::Limiter>> limiters;
     std::vector<std::vector<limit::KeyHash>> keys;
     Nanos slowest{1};
@@ -210,7 +225,7 @@ void admission3(benchmark::State& state, const std::vector<LimitSpec>& specs3, s
     std::size_t i = 0;
     for (auto _ : state) {
         move_time(now, step);
-        admitted += one(i) ? 1 : 0;
+        admitted += one(order[i]) ? 1 : 0;
         if (++i == key_count) i = 0;
     }
     state.counters["admitted_%"] = 100.0 * static_cast<double>(admitted) / static_cast<double>(state.iterations());
@@ -361,10 +376,17 @@ void poll_admit(benchmark::State& state, std::size_t waiting, std::size_t queues
 }
 
 void register_all() {
+    // (keys, random order): hot; 100k keys in creation order; 100k keys in random order.
+    const std::vector<std::pair<std::size_t, bool>> spreads{{1, false}, {kManyKeys, false}, {kManyKeys, true}};
+    const auto spread_name = [](std::size_t keys, bool random) {
+        return keys == 1 ? std::string("/hot") : random ? std::string("/100k_keys_random") : std::string("/100k_keys");
+    };
     for (const auto& spec : specs()) {
-        for (const std::size_t keys : {std::size_t{1}, kManyKeys}) {
-            const std::string name = std::string("decision/") + spec.name + (keys == 1 ? "/hot" : "/100k_keys");
-            benchmark::RegisterBenchmark(name.c_str(), [&spec, keys](benchmark::State& s) { decision(s, spec, keys); });
+        for (const auto& [keys, random] : spreads) {
+            const std::string name = std::string("decision/") + spec.name + spread_name(keys, random);
+            benchmark::RegisterBenchmark(name.c_str(), [&spec, keys = keys, random = random](benchmark::State& s) {
+                decision(s, spec, keys, random);
+            });
         }
     }
 
@@ -378,12 +400,16 @@ void register_all() {
         {"sliding_window_3000_per_5m", Algorithm::sliding_window, 3000, 5min},
         {"concurrency_9", Algorithm::concurrency, 9, 0s},
     };
-    for (const std::size_t keys : {std::size_t{1}, kManyKeys}) {
-        const std::string where = keys == 1 ? "/hot" : "/100k_keys";
+    for (const auto& [keys, random] : spreads) {
+        const std::string where = spread_name(keys, random);
         benchmark::RegisterBenchmark(("admission3/token+sliding166+fixed" + where).c_str(),
-                                     [keys](benchmark::State& s) { admission3(s, rate3, keys, false); });
+                                     [keys = keys, random = random](benchmark::State& s) {
+                                         admission3(s, rate3, keys, false, random);
+                                     });
         benchmark::RegisterBenchmark(("admission3/sliding1400+sliding3000+concurrency+release" + where).c_str(),
-                                     [keys](benchmark::State& s) { admission3(s, convertr3, keys, true); });
+                                     [keys = keys, random = random](benchmark::State& s) {
+                                         admission3(s, convertr3, keys, true, random);
+                                     });
     }
 
     for (const auto& spec : specs()) {

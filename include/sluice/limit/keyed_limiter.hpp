@@ -32,6 +32,7 @@
 
 #include "sluice/common/clock.hpp"
 #include "sluice/config/config.hpp"
+#include "sluice/limit/key_table.hpp"
 #include "sluice/limit/limiter.hpp"
 
 namespace sluice::limit {
@@ -118,7 +119,7 @@ public:
             policy_.reset(scratch_);
             return finish(policy_.probe(scratch_, units, now), nullptr, cost, units, now);
         }
-        return finish(policy_.probe(entry->state, units, now), &entry->overlay, cost, units, now);
+        return finish(policy_.probe(entry->value, units, now), overlay_of(*entry), cost, units, now);
     }
 
     void consume(KeyHash key, std::int64_t cost, const Instant& now) override {
@@ -131,19 +132,21 @@ public:
             // limit's admission is always recorded, even past max_keys.
             if (!has_room(now) && !config().enforce) return;
             entry = insert(key);
-            policy_.consume(entry->state, cost, now);
+            policy_.consume(entry->value, cost, now);
             note_fresh_at(*entry, now);
             return;
         }
-        policy_.consume(entry->state, cost, now);
-        if (entry->overlay.capped(now.mono))
-            entry->overlay.cap_left = std::max<std::int64_t>(0, entry->overlay.cap_left - cost);
+        policy_.consume(entry->value, cost, now);
+        if (entry->flag) {
+            VendorOverlay& o = overlays_.at(key);
+            if (o.capped(now.mono)) o.cap_left = std::max<std::int64_t>(0, o.cap_left - cost);
+        }
     }
 
     void release(KeyHash key, std::int64_t cost, const Instant& now) override {
         Entry* entry = find(key);
         if (entry == nullptr) return;
-        policy_.release(entry->state, clamp_units(cost));
+        policy_.release(entry->value, clamp_units(cost));
         note_fresh_at(*entry, now);
     }
 
@@ -152,7 +155,8 @@ public:
         Entry* entry = find_or_insert(key, now);
         if (entry == nullptr)
             return;  // no room: the key cannot be admitted anyway until some key is forgotten
-        entry->overlay.paused_until = std::max(entry->overlay.paused_until, until);
+        VendorOverlay& o = overlay_for(*entry);
+        o.paused_until = std::max(o.paused_until, until);
     }
 
     // Within one vendor window (a reset no later than the current cap's) the
@@ -164,7 +168,7 @@ public:
         remaining = std::max<std::int64_t>(remaining, 0);
         Entry* entry = find_or_insert(key, now);
         if (entry == nullptr) return;
-        VendorOverlay& o = entry->overlay;
+        VendorOverlay& o = overlay_for(*entry);
         if (o.capped(now.mono) && reset_at <= o.cap_until) {
             o.cap_left = std::min(o.cap_left, remaining);
         } else {
@@ -177,14 +181,18 @@ public:
 
     void evict_idle(const Instant& now) override {
         Nanos next = kNever;
-        for (auto it = entries_.begin(); it != entries_.end();) {
-            const Nanos fresh = fresh_at(it->second, now);
+        std::vector<KeyHash> idle;
+        entries_.for_each_slot([&](const Entry& entry) {
+            const Nanos fresh = fresh_at(entry, now);
             if (fresh <= now.mono) {
-                it = entries_.erase(it);
+                idle.push_back(entry.key);
             } else {
                 next = std::min(next, fresh);
-                ++it;
             }
+        });
+        for (const KeyHash key : idle) {
+            overlays_.erase(key);
+            entries_.erase(key);
         }
         next_scan_at_ = next;
         cached_entry_ = nullptr;
@@ -193,11 +201,12 @@ public:
     std::vector<KeyStatus> status(const Instant& now, std::size_t max_keys) const override {
         std::vector<KeyStatus> all;
         all.reserve(entries_.size());
-        for (auto& [key, entry] : entries_) {
-            const Decision d = finish(policy_.probe(entry.state, 0, now), &entry.overlay, 0, 0, now);
-            all.push_back(KeyStatus{key, d.remaining, d.reset,
-                                    entry.overlay.paused(now.mono) ? entry.overlay.paused_until : Nanos{0}});
-        }
+        entries_.for_each_slot([&](Entry& entry) {
+            const VendorOverlay* o = overlay_of(entry);
+            const Decision d = finish(policy_.probe(entry.value, 0, now), o, 0, 0, now);
+            all.push_back(KeyStatus{entry.key, d.remaining, d.reset,
+                                    o && o->paused(now.mono) ? o->paused_until : Nanos{0}});
+        });
         const auto more_constrained = [](const KeyStatus& a, const KeyStatus& b) {
             if (a.remaining != b.remaining) return a.remaining < b.remaining;
             if (a.paused_until != b.paused_until) return a.paused_until > b.paused_until;
@@ -211,12 +220,14 @@ public:
         return all;
     }
 
-    // The map node (next pointer + key + entry), its malloc overhead, its bucket
-    // slot (load factor <= 1), and the heap the state owns (rings).
+    // The table's slots shared out over the keys (at its 3/4 fill limit while
+    // empty: a table is between 3/8 and 3/4 full once it holds keys), and the
+    // heap the state owns (rings). Vendor overlays, for the few keys with
+    // feedback, are not counted.
     std::size_t bytes_per_key() const override {
-        using Value = typename Map::value_type;
-        constexpr std::size_t link = (sizeof(void*) + alignof(Value) - 1) / alignof(Value) * alignof(Value);
-        std::size_t bytes = detail::heap_footprint(link + sizeof(Value)) + sizeof(void*);
+        const std::size_t keys = entries_.size();
+        std::size_t bytes = keys > 0 ? (entries_.capacity() * Map::slot_bytes() + keys - 1) / keys
+                                     : (Map::slot_bytes() * 4 + 2) / 3;
         if (const std::size_t heap = policy_.heap_bytes(); heap > 0) bytes += detail::heap_footprint(heap);
         return bytes;
     }
@@ -224,33 +235,39 @@ public:
     const Policy& policy() const noexcept { return policy_; }
 
 private:
-    struct Entry {
-        State state;
-        VendorOverlay overlay;
-    };
-    using Map = std::unordered_map<KeyHash, Entry>;
+    // A slot: the key, its state inline, and a flag for "has a vendor overlay".
+    // Overlays live apart: few keys ever get feedback, and keeping them out of
+    // the slot keeps a token bucket's slot at 32 bytes.
+    using Map = detail::KeyTable<State>;
+    using Entry = typename Map::Slot;
+
+    const VendorOverlay* overlay_of(const Entry& entry) const {
+        return entry.flag ? &overlays_.at(entry.key) : nullptr;
+    }
+    VendorOverlay& overlay_for(Entry& entry) {
+        entry.flag = true;
+        return overlays_[entry.key];
+    }
 
     static std::int64_t clamp_units(std::int64_t units) noexcept {
         return std::clamp<std::int64_t>(units, 0, detail::kMaxUnits);
     }
 
-    // A one-entry cache in front of the map: an unkeyed limit, and bursts of one
-    // key, skip the hash lookup. Node addresses are stable until erased, and
-    // every erase clears the cache.
+    // A one-entry cache in front of the table: an unkeyed limit, and bursts of
+    // one key, skip the lookup. Slots move only on insert (which re-points the
+    // cache at the inserted key) and erase (which clears it).
     Entry* find(KeyHash key) {
         if (cached_entry_ != nullptr && cached_key_ == key) return cached_entry_;
-        const auto it = entries_.find(key);
-        if (it == entries_.end()) return nullptr;
+        Entry* entry = entries_.find_slot(key);
+        if (entry == nullptr) return nullptr;
         cached_key_ = key;
-        cached_entry_ = &it->second;
+        cached_entry_ = entry;
         return cached_entry_;
     }
 
     Entry* insert(KeyHash key) {
-        auto [it, inserted] = entries_.try_emplace(key, Entry{policy_.make_state(), VendorOverlay{}});
-        (void)inserted;
         cached_key_ = key;
-        cached_entry_ = &it->second;
+        cached_entry_ = entries_.insert_slot(key, policy_.make_state());
         return cached_entry_;
     }
 
@@ -273,8 +290,9 @@ private:
     }
 
     Nanos fresh_at(const Entry& entry, const Instant& now) const {
-        return std::max(
-            {policy_.fresh_at(entry.state, now), entry.overlay.paused_until, entry.overlay.cap_until});
+        const Nanos fresh = policy_.fresh_at(entry.value, now);
+        const VendorOverlay* o = overlay_of(entry);
+        return o ? std::max({fresh, o->paused_until, o->cap_until}) : fresh;
     }
 
     // Keeps next_scan_at_ a lower bound after a key's fresh_at may have moved earlier.
@@ -330,7 +348,8 @@ private:
 
     Policy policy_;
     mutable Map entries_;  // mutable: status() lets policies drop expired history (logically const)
-    State scratch_;        // a fresh state for probing untracked keys
+    std::unordered_map<KeyHash, VendorOverlay> overlays_;  // keys whose slot has `flag` set
+    State scratch_;                                        // a fresh state for probing untracked keys
     std::size_t max_keys_;
     Nanos next_scan_at_ = Nanos::min();
     KeyHash cached_key_ = 0;

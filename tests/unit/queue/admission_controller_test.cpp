@@ -501,3 +501,86 @@ TEST_CASE("10,000 waiting requests drain in order, a window's worth per wake-up"
     }
     CHECK(wakeups == 100);
 }
+
+namespace {
+
+// Forwards to a real limiter and counts the probes the controller makes.
+class CountingLimiter final : public sluice::limit::Limiter {
+public:
+    CountingLimiter(std::unique_ptr<sluice::limit::Limiter> inner, std::size_t* probes)
+        : Limiter(inner->config()), inner_(std::move(inner)), probes_(probes) {}
+    sluice::limit::Decision probe(sluice::limit::KeyHash key, std::int64_t cost, std::int64_t ahead,
+                                  const Instant& now) override {
+        ++*probes_;
+        return inner_->probe(key, cost, ahead, now);
+    }
+    void consume(sluice::limit::KeyHash key, std::int64_t cost, const Instant& now) override {
+        inner_->consume(key, cost, now);
+    }
+    void release(sluice::limit::KeyHash key, std::int64_t cost, const Instant& now) override {
+        inner_->release(key, cost, now);
+    }
+    void pause_until(sluice::limit::KeyHash key, Nanos until, const Instant& now) override {
+        inner_->pause_until(key, until, now);
+    }
+    void cap_remaining(sluice::limit::KeyHash key, std::int64_t remaining, Nanos reset_at,
+                       const Instant& now) override {
+        inner_->cap_remaining(key, remaining, reset_at, now);
+    }
+    std::size_t key_count() const override { return inner_->key_count(); }
+    void evict_idle(const Instant& now) override { inner_->evict_idle(now); }
+    std::vector<sluice::limit::KeyStatus> status(const Instant& now, std::size_t max_keys) const override {
+        return inner_->status(now, max_keys);
+    }
+    std::size_t bytes_per_key() const override { return inner_->bytes_per_key(); }
+
+private:
+    std::unique_ptr<sluice::limit::Limiter> inner_;
+    std::size_t* probes_;
+};
+
+}  // namespace
+
+TEST_CASE("an admission probes only the heads that are due, however many queues wait", "[queue]") {
+    // 2,000 queues (one per route) share one token bucket of one token per ms.
+    LimitConfig c;
+    c.name = "one-per-ms";
+    c.algorithm = Algorithm::token_bucket;
+    c.limit = 1000;
+    c.window = 1s;
+    c.burst = 1;
+    std::size_t probes = 0;
+    std::vector<std::unique_ptr<sluice::limit::Limiter>> limiters;
+    limiters.push_back(std::make_unique<CountingLimiter>(build(c), &probes));
+    AdmissionController controller(std::move(limiters));
+    FakeClock clock;
+    constexpr std::size_t kQueues = 2'000;
+    std::vector<TicketId> tickets;
+    for (std::size_t route = 0; route <= kQueues; ++route) {
+        const Admission a = controller.submit(AdmissionRequest{route, on({0}), 3600s, 10}, clock.now());
+        REQUIRE(a.outcome == (route == 0 ? Outcome::admitted : Outcome::queued));
+        if (route > 0) tickets.push_back(a.ticket);
+    }
+    REQUIRE(controller.queue_count() == kQueues);
+    for (std::size_t i = 0; i < 100; ++i) {
+        const Nanos wake = controller.next_wakeup(clock.now());
+        REQUIRE(wake == clock.now().mono + 1ms);
+        clock.advance(wake - clock.now().mono);
+        probes = 0;
+        const auto decided = controller.poll(clock.now());
+        REQUIRE(decided.size() == 1);
+        REQUIRE(decided[0].outcome == Outcome::admitted);
+        REQUIRE(decided[0].ticket == tickets[i]);  // oldest first
+        // The due head (a probe, and one more for the headers), and the next
+        // one, due at the same time: not one probe per waiting queue.
+        CHECK(probes <= 8);
+    }
+    // A cancel may bring any head forward: the next wake-up re-probes them all, once.
+    REQUIRE(controller.cancel(tickets[100], clock.now()));
+    probes = 0;
+    REQUIRE(controller.next_wakeup(clock.now()) == clock.now().mono + 1ms);
+    CHECK(probes >= kQueues - 101);
+    probes = 0;
+    REQUIRE(controller.next_wakeup(clock.now()) == clock.now().mono + 1ms);
+    CHECK(probes == 0);
+}

@@ -67,62 +67,9 @@ MODEL_LATENCY_MS=${MODEL_LATENCY_MS:-1}
 log() { echo "[vendor-bench $(date +%T)] $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
-# ---- processes: every one we start is recorded and stopped by PID (as in proxy_bench.sh) ---------
-started=()
-tmp=""
-forget_pid() {
-  local i kept=()
-  for i in "${started[@]}"; do [ "$i" = "$1" ] || kept+=("$i"); done
-  started=("${kept[@]}")
-}
-stop_pid() {
-  local pid=$1 children i c
-  forget_pid "$pid"
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  children=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  for c in $children; do kill -0 "$c" 2>/dev/null && kill -KILL "$c" 2>/dev/null || true; done
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local status=$? i
-  for ((i = ${#started[@]} - 1; i >= 0; i--)); do stop_pid "${started[$i]}"; done
-  if [ -n "$tmp" ] && [ -d "$tmp" ]; then
-    if [ "$KEEP_TMP" = 1 ] || [ $status -ne 0 ]; then log "configs and logs kept in $tmp"; else rm -rf "$tmp"; fi
-  fi
-  exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-used_ports=" "
-free_port() {
-  local p
-  for _ in $(seq 500); do
-    p=$((20000 + RANDOM % 12000))
-    case "$used_ports" in *" $p "*) continue ;; esac
-    if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then
-      used_ports+="$p "
-      REPLY=$p
-      return 0
-    fi
-  done
-  die "no free port found"
-}
-wait_port() {  # $1 = port, $2 = pid that must stay alive, $3 = seconds (default 10)
-  local port=$1 pid=$2 i
-  for i in $(seq $((${3:-10} * 10))); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
+# ---- processes, ports: shared with proxy_bench.sh ----------------------------------------------
+# shellcheck source=tests/bench/bench_lib.sh
+source "$(dirname "$0")/bench_lib.sh"
 
 # ---- set-up ------------------------------------------------------------------------------------
 REPORT_FROM_DIR=${REPORT_FROM_DIR:-}

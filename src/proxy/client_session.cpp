@@ -4,12 +4,15 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <utility>
 #include <sys/socket.h>
+#include <type_traits>
+#include <utility>
 
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
@@ -35,6 +38,10 @@ constexpr std::size_t kResponseHeaderLimit = 64 * 1024;
 // How many bytes past the header a client may have sent ahead (pipelining, the
 // start of a body) before sluice stops reading: bounds the read buffer.
 constexpr std::size_t kReadAheadLimit = 64 * 1024;
+// Most bytes one socket read asks for.
+constexpr std::size_t kReadChunk = 64 * 1024;
+// Read steps completed from buffered bytes in a row before one goes through the scheduler.
+constexpr unsigned kMaxInlineSteps = 16;
 
 // "0", "2.5" (seconds) or a duration with a unit ("250ms"). Negative or garbage: nullopt.
 std::optional<Nanos> parse_max_wait_header(std::string_view text) {
@@ -91,15 +98,16 @@ double seconds_of(Nanos d) {
 }  // namespace
 
 ClientSession::ClientSession(tcp::socket socket, std::shared_ptr<Runtime> runtime, std::size_t listener_index)
-    : stream_(std::move(socket)),
+    : socket_(std::move(socket)),
       buffer_(runtime->config->server.max_header_bytes + kReadAheadLimit),
       runtime_(std::move(runtime)),
       listener_index_(listener_index),
-      watchdog_(stream_.get_executor()) {
+      watchdog_(socket_.get_executor()) {
     beast::error_code ec;
-    const auto remote = stream_.socket().remote_endpoint(ec);
+    const auto remote = socket_.remote_endpoint(ec);
     if (!ec) client_address_ = remote.address().to_string();
-    stream_.socket().set_option(tcp::no_delay(true), ec);
+    socket_.set_option(tcp::no_delay(true), ec);
+    socket_.non_blocking(true, ec);  // writes are tried synchronously first: they must never block
     runtime_->counters.open_client_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -113,11 +121,11 @@ ClientSession::~ClientSession() {
 
 template <class Handler>
 auto ClientSession::on_strand(Handler&& handler) {
-    return net::bind_executor(stream_.get_executor(), std::forward<Handler>(handler));
+    return net::bind_executor(socket_.get_executor(), std::forward<Handler>(handler));
 }
 
 void ClientSession::start() {
-    net::dispatch(stream_.get_executor(),
+    net::dispatch(socket_.get_executor(),
                   beast::bind_front_handler(&ClientSession::do_read_header, shared_from_this()));
 }
 
@@ -127,9 +135,13 @@ std::string ClientSession::describe_request() const {
 
 // ---------------------------------------------------------------- timeouts
 
-void ClientSession::time_client(Nanos timeout) { set_deadline(TimedSide::client, timeout); }
+void ClientSession::time_client(Nanos timeout) {
+    set_deadline(TimedSide::client, timeout);
+}
 
-void ClientSession::time_upstream(Nanos timeout) { set_deadline(TimedSide::upstream, timeout); }
+void ClientSession::time_upstream(Nanos timeout) {
+    set_deadline(TimedSide::upstream, timeout);
+}
 
 void ClientSession::set_deadline(TimedSide side, Nanos timeout) {
     timed_side_ = side;
@@ -159,9 +171,9 @@ void ClientSession::on_watchdog(beast::error_code ec) {
     timed_out_ = true;
     beast::error_code ignored;
     if (timed_side_ == TimedSide::client) {
-        stream_.socket().cancel(ignored);
+        socket_.cancel(ignored);
     } else if (upstream_) {
-        upstream_->tcp().socket().cancel(ignored);
+        upstream_->socket().cancel(ignored);
     }
 }
 
@@ -170,6 +182,124 @@ beast::error_code ClientSession::settle(beast::error_code ec) {
     const bool timed_out = std::exchange(timed_out_, false);
     if (timed_out && ec == net::error::operation_aborted) return beast::error::timeout;
     return ec;
+}
+
+// ---------------------------------------------------------------- reading and writing
+
+template <class Parser>
+bool ClientSession::parse_buffered(Parser& parser, beast::flat_buffer& buffer, bool header_only,
+                                   beast::error_code& ec) {
+    while (buffer.size() > 0 && !(header_only ? parser.is_header_done() : parser.is_done())) {
+        const auto used = parser.put(buffer.data(), ec);
+        buffer.consume(used);
+        // need_more: what is buffered ends inside a line or a chunk header; read on.
+        if (ec == http::error::need_more) {
+            ec = {};
+            break;
+        }
+        // need_buffer: the relay buffer is full; the step is complete.
+        if (ec == http::error::need_buffer) {
+            ec = {};
+            return true;
+        }
+        if (ec) return true;
+        if (used == 0) break;
+    }
+    if (header_only) return parser.is_header_done();
+    // A body step completes with whatever piece is at hand: relaying it now keeps
+    // a slowly streamed body (server-sent events, a long upload) flowing.
+    return parser.is_done() || parser.get().body().size < kBodyBufferSize;
+}
+
+void ClientSession::read(ReadStep step) {
+    const bool from_client = step == ReadStep::request_header || step == ReadStep::request_body;
+    const bool header_only = step == ReadStep::request_header || step == ReadStep::response_header;
+    auto& buffer = from_client ? buffer_ : upstream_->buffer();
+    beast::error_code ec;
+    const bool complete = from_client ? parse_buffered(*request_parser_, buffer, header_only, ec)
+                                      : parse_buffered(*response_parser_, buffer, header_only, ec);
+    if (complete) {
+        // A peer that sent many messages ahead is answered from the buffer; a
+        // scheduler trip now and then bounds the stack and lets others run.
+        if (++inline_steps_ > kMaxInlineSteps) {
+            inline_steps_ = 0;
+            return net::post(socket_.get_executor(),
+                             [self = shared_from_this(), step, ec] { self->read_done(step, ec); });
+        }
+        return read_done(step, ec);
+    }
+    if (buffer.size() >= buffer.max_size()) return read_done(step, http::error::buffer_overflow);
+    const auto room = beast::read_size(buffer, kReadChunk);
+    auto handler = beast::bind_front_handler(&ClientSession::on_read_some, shared_from_this(), step);
+    if (from_client) return socket_.async_read_some(buffer.prepare(room), std::move(handler));
+    upstream_->with_stream(
+        [&](auto& stream) { stream.async_read_some(buffer.prepare(room), on_strand(std::move(handler))); });
+}
+
+void ClientSession::on_read_some(ReadStep step, beast::error_code ec, std::size_t bytes) {
+    inline_steps_ = 0;
+    const bool from_client = step == ReadStep::request_header || step == ReadStep::request_body;
+    if (!from_client && !upstream_) return read_done(step, net::error::operation_aborted);
+    (from_client ? buffer_ : upstream_->buffer()).commit(bytes);
+    if (ec == net::error::eof) {
+        // The peer closed: that ends a close-delimited body, or the message is cut short.
+        const bool got_some = from_client ? request_parser_->got_some() : response_parser_->got_some();
+        if (!got_some) return read_done(step, http::error::end_of_stream);
+        ec = {};
+        if (from_client) {
+            request_parser_->put_eof(ec);
+        } else {
+            response_parser_->put_eof(ec);
+        }
+        return read_done(step, ec);
+    }
+    if (ec) return read_done(step, ec);
+    read(step);
+}
+
+void ClientSession::read_done(ReadStep step, beast::error_code ec) {
+    switch (step) {
+        case ReadStep::request_header: return on_read_header(ec, 0);
+        case ReadStep::request_body: return on_request_body_read(ec, 0);
+        case ReadStep::response_header: return on_response_header(ec, 0);
+        case ReadStep::response_body: return on_response_body_read(ec, 0);
+        case ReadStep::vendor_body: return on_vendor_body_read(ec, 0);
+    }
+}
+
+template <class Stream, class Handler>
+void ClientSession::write(Stream& stream, const RelayWriter::Buffers& buffers, Handler&& handler,
+                          bool bind_to_session) {
+    std::size_t written = 0;
+    if constexpr (std::is_same_v<Stream, tcp::socket>) {
+        // The socket is non-blocking: this takes what fits in the kernel's buffer
+        // and returns at once. Usually that is all of it, and the exchange goes
+        // on without a trip through the scheduler.
+        beast::error_code ec;
+        written = stream.write_some(buffers, ec);
+        if (!ec && written == total_size(buffers)) return handler(ec, written);
+        if (ec == net::error::would_block || ec == net::error::try_again) {
+            written = 0;
+        } else if (ec) {
+            return handler(ec, std::size_t{0});
+        }
+    }
+    RelayWriter::Buffers rest{};
+    std::size_t skip = written;
+    std::size_t n = 0;
+    for (const auto& piece : buffers) {
+        if (skip >= piece.size()) {
+            skip -= piece.size();
+            continue;
+        }
+        rest[n++] = piece + skip;
+        skip = 0;
+    }
+    if (bind_to_session) {
+        net::async_write(stream, rest, on_strand(std::forward<Handler>(handler)));
+    } else {
+        net::async_write(stream, rest, std::forward<Handler>(handler));
+    }
 }
 
 // ---------------------------------------------------------------- intake
@@ -187,8 +317,7 @@ void ClientSession::do_read_header() {
     attempts_ = 0;
     const auto& timeouts = config().server.timeouts;
     time_client(first_request_ ? timeouts.client_header : timeouts.client_idle);
-    http::async_read_header(stream_, buffer_, *request_parser_,
-                            beast::bind_front_handler(&ClientSession::on_read_header, shared_from_this()));
+    read(ReadStep::request_header);
 }
 
 void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
@@ -338,7 +467,7 @@ void ClientSession::request_admission(Nanos max_wait) {
     queue::AdmissionRequest request{route_index_, uses_, max_wait, route_config.queue.max_depth};
     auto self = shared_from_this();
     const auto admission = runtime_->limits->submit(
-        std::move(request), stream_.get_executor(),
+        std::move(request), socket_.get_executor(),
         [self](const queue::Admission& decided) { self->on_queued_decision(decided); });
     switch (admission.outcome) {
         case queue::Outcome::queued:
@@ -358,7 +487,7 @@ void ClientSession::on_queued_decision(const queue::Admission& admission) {
     }
     waiting_ticket_ = 0;
     beast::error_code ignored;
-    stream_.socket().cancel(ignored);  // ends the disconnect watch
+    socket_.cancel(ignored);  // ends the disconnect watch
     apply_admission(admission);
 }
 
@@ -385,9 +514,8 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
 void ClientSession::watch_client_while_queued() {
     // A queued client sends nothing until answered, so readability means either
     // EOF (it left: leave the queue, consume nothing) or bytes sent ahead.
-    stream_.socket().async_wait(
-        tcp::socket::wait_read,
-        on_strand(beast::bind_front_handler(&ClientSession::on_client_readable, shared_from_this())));
+    socket_.async_wait(tcp::socket::wait_read, on_strand(beast::bind_front_handler(
+                                                   &ClientSession::on_client_readable, shared_from_this())));
 }
 
 void ClientSession::on_client_readable(beast::error_code ec) {
@@ -395,7 +523,7 @@ void ClientSession::on_client_readable(beast::error_code ec) {
     bool gone = static_cast<bool>(ec);
     if (!gone) {
         char byte = 0;
-        const auto n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        const auto n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
         gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
         // n > 0: the client sent more (a body, a pipelined request); it is still there.
     }
@@ -419,7 +547,7 @@ void ClientSession::on_admitted() {
 void ClientSession::send_continue_then_acquire() {
     static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
     time_client(config().server.timeouts.client_write);
-    net::async_write(stream_, net::buffer(kContinue, sizeof kContinue - 1),
+    net::async_write(socket_, net::buffer(kContinue, sizeof kContinue - 1),
                      on_strand([self = shared_from_this()](beast::error_code ec, std::size_t) {
                          ec = self->settle(ec);
                          if (ec) return self->do_close();
@@ -436,7 +564,7 @@ void ClientSession::acquire_upstream() {
     }
     auto self = shared_from_this();
     runtime_->pools[upstream_index_]->async_acquire(
-        stream_.get_executor(), [self](std::error_code ec, upstream::ConnectionPtr connection) {
+        socket_.get_executor(), [self](std::error_code ec, upstream::ConnectionPtr connection) {
             self->on_upstream_acquired(ec, std::move(connection));
         });
 }
@@ -481,8 +609,7 @@ void ClientSession::relay_request_body() {
     body.data = body_buffer_.get();
     body.size = kBodyBufferSize;
     time_client(config().server.timeouts.client_body);
-    http::async_read(stream_, buffer_, *request_parser_,
-                     beast::bind_front_handler(&ClientSession::on_request_body_read, shared_from_this()));
+    read(ReadStep::request_body);
 }
 
 void ClientSession::on_request_body_read(beast::error_code ec, std::size_t) {
@@ -520,9 +647,8 @@ void ClientSession::write_to_upstream(const RelayWriter::Buffers& buffers) {
     if (total_size(buffers) == 0) return on_request_written({}, 0);  // an empty piece: read on
     time_upstream(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
-        net::async_write(stream, buffers,
-                         on_strand(beast::bind_front_handler(&ClientSession::on_request_written,
-                                                             shared_from_this())));
+        write(stream, buffers,
+              beast::bind_front_handler(&ClientSession::on_request_written, shared_from_this()), true);
     });
 }
 
@@ -545,11 +671,7 @@ void ClientSession::read_response_header() {
     response_parser_->header_limit(kResponseHeaderLimit);
     if (head_request_) response_parser_->skip(true);
     time_upstream(upstream_config().response_timeout);
-    upstream_->with_stream([&](auto& stream) {
-        http::async_read_header(
-            stream, upstream_->buffer(), *response_parser_,
-            on_strand(beast::bind_front_handler(&ClientSession::on_response_header, shared_from_this())));
-    });
+    read(ReadStep::response_header);
 }
 
 void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
@@ -602,11 +724,7 @@ void ClientSession::read_vendor_body() {
     body.data = body_buffer_.get();
     body.size = kBodyBufferSize;
     time_upstream(upstream_config().body_timeout);
-    upstream_->with_stream([&](auto& stream) {
-        http::async_read(
-            stream, upstream_->buffer(), *response_parser_,
-            on_strand(beast::bind_front_handler(&ClientSession::on_vendor_body_read, shared_from_this())));
-    });
+    read(ReadStep::vendor_body);
 }
 
 void ClientSession::on_vendor_body_read(beast::error_code ec, std::size_t) {
@@ -757,28 +875,10 @@ void ClientSession::relay_response_body() {
     auto& body = response_parser_->get().body();
     body.data = body_buffer_.get();
     body.size = kBodyBufferSize;
-    // A small response usually arrived whole with its header: take what is
-    // already buffered without a trip through the scheduler.
-    beast::error_code ec;
-    auto& buffered = upstream_->buffer();
-    while (buffered.size() > 0 && body.size > 0 && !response_parser_->is_done()) {
-        const auto used = response_parser_->put(buffered.data(), ec);
-        buffered.consume(used);
-        // need_buffer: the relay buffer is full; need_more: what is buffered ends
-        // inside a chunk header. Neither is an error: send what there is, read on.
-        if (ec == http::error::need_buffer || ec == http::error::need_more) {
-            ec = {};
-            break;
-        }
-        if (ec || used == 0) break;
-    }
-    if (ec || body.size < kBodyBufferSize || response_parser_->is_done()) return on_response_body_read(ec, 0);
+    // A small response usually arrived whole with its header: read() takes what
+    // is already buffered without a trip through the scheduler.
     time_upstream(upstream_config().body_timeout);
-    upstream_->with_stream([&](auto& stream) {
-        http::async_read(
-            stream, buffered, *response_parser_,
-            on_strand(beast::bind_front_handler(&ClientSession::on_response_body_read, shared_from_this())));
-    });
+    read(ReadStep::response_body);
 }
 
 void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
@@ -800,8 +900,8 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
 void ClientSession::write_to_client(const RelayWriter::Buffers& buffers) {
     if (total_size(buffers) == 0) return on_response_written({}, 0);  // an empty piece: read on
     time_client(config().server.timeouts.client_write);
-    net::async_write(stream_, buffers,
-                     beast::bind_front_handler(&ClientSession::on_response_written, shared_from_this()));
+    write(socket_, buffers,
+          beast::bind_front_handler(&ClientSession::on_response_written, shared_from_this()), false);
 }
 
 void ClientSession::on_response_written(beast::error_code ec, std::size_t) {
@@ -858,7 +958,7 @@ void ClientSession::send_synthetic(SyntheticResponse response) {
     synthetic_->version(version_ < 11 ? 10 : 11);
     synthetic_->keep_alive(keep_alive_);
     time_client(config().server.timeouts.client_write);
-    http::async_write(stream_, *synthetic_,
+    http::async_write(socket_, *synthetic_,
                       beast::bind_front_handler(&ClientSession::on_synthetic_written, shared_from_this()));
 }
 
@@ -890,8 +990,8 @@ void ClientSession::do_close() {
     release_permits();
     release_upstream(false);
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.socket().close(ignored);
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.close(ignored);
 }
 
 }  // namespace sluice::proxy

@@ -1,17 +1,18 @@
 #include "sluice/upstream/connection_pool.hpp"
 
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
-#include <sys/socket.h>
-
 #include <algorithm>
+#include <cerrno>
+#include <stdexcept>
+#include <sys/socket.h>
+#include <type_traits>
+
+#include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/core/error.hpp>
-#include <cerrno>
-#include <stdexcept>
-#include <type_traits>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "sluice/common/error.hpp"
 #include "sluice/common/log.hpp"
@@ -42,10 +43,10 @@ std::shared_ptr<ssl::context> make_tls_context(const config::UpstreamConfig& con
         ctx->load_verify_file(config.tls.ca_file, ec);
     }
     if (ec) {
-        throw std::runtime_error("upstream '" + config.name + "': cannot load CA certificates" +
-                                 (config.tls.ca_file.empty() ? std::string(" (system store)")
-                                                             : " from " + config.tls.ca_file) +
-                                 ": " + ec.message());
+        throw std::runtime_error(
+            "upstream '" + config.name + "': cannot load CA certificates" +
+            (config.tls.ca_file.empty() ? std::string(" (system store)") : " from " + config.tls.ca_file) +
+            ": " + ec.message());
     }
     ctx->set_verify_mode(config.tls.verify ? ssl::verify_peer : ssl::verify_none);
     return ctx;
@@ -73,7 +74,9 @@ ConnectionPool::ConnectionPool(ConnectionExecutor executors, config::UpstreamCon
 
 ConnectionPool::~ConnectionPool() = default;
 
-void ConnectionPool::start() { schedule_sweep(); }
+void ConnectionPool::start() {
+    schedule_sweep();
+}
 
 void ConnectionPool::stop() {
     std::vector<ConnectionPtr> idle;
@@ -88,7 +91,7 @@ void ConnectionPool::stop() {
     sweep_timer_.cancel();
     for (auto& c : idle) {
         beast::error_code ignored;
-        c->tcp().socket().close(ignored);
+        c->socket().close(ignored);
     }
     for (auto& w : waiters) {
         w->timer.cancel();
@@ -126,7 +129,7 @@ bool ConnectionPool::peer_closed(UpstreamConnection& connection) {
     // plain connection with unread bytes is out of step with HTTP framing; a TLS
     // one may legitimately have records pending (TLS 1.3 session tickets).
     if (!connection.is_tls() && connection.buffer().size() > 0) return true;
-    auto& socket = connection.tcp().socket();
+    auto& socket = connection.socket();
     if (!socket.is_open()) return true;
     char byte = 0;
     const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -159,7 +162,7 @@ ConnectionPtr ConnectionPool::take_idle_locked(std::vector<ConnectionPtr>& stale
 void ConnectionPool::close_all(std::vector<ConnectionPtr>& connections) {
     for (auto& c : connections) {
         beast::error_code ignored;
-        c->tcp().socket().close(ignored);
+        c->socket().close(ignored);
     }
 }
 
@@ -193,8 +196,8 @@ void ConnectionPool::async_acquire(net::any_io_executor executor, AcquireHandler
                 deliver(executor, std::move(handler), make_error_code(Errc::upstream_busy), nullptr);
                 return;
             } else {
-                auto waiter = std::make_shared<Waiter>(Waiter{executor, std::move(handler),
-                                                              net::steady_timer(executors_.make()), false});
+                auto waiter = std::make_shared<Waiter>(
+                    Waiter{executor, std::move(handler), net::steady_timer(executors_.make()), false});
                 waiter->timer.expires_after(config_.connect_timeout);
                 waiter->timer.async_wait([self = shared_from_this(), waiter](beast::error_code ec) {
                     if (ec) return;  // cancelled: served
@@ -251,8 +254,8 @@ void ConnectionPool::release(ConnectionPtr connection, bool reusable) {
     }
     if (to_close) {
         beast::error_code ignored;
-        to_close->tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
-        to_close->tcp().socket().close(ignored);
+        to_close->socket().shutdown(tcp::socket::shutdown_both, ignored);
+        to_close->socket().close(ignored);
     }
     if (waiter) {
         waiter->timer.cancel();
@@ -287,81 +290,91 @@ void ConnectionPool::on_connect_failed() {
 
 namespace {
 
-// State of one connection attempt: DNS, TCP, TLS, bounded by one deadline.
+// State of one connection attempt: DNS, TCP, TLS, bounded by one deadline. The
+// deadline timer cancels whichever step is under way; that step's handler then
+// reports the timeout under its own name.
 struct ConnectAttempt {
     net::any_io_executor executor;
     AcquireHandler handler;
     tcp::resolver resolver;
-    net::steady_timer resolve_timer;
-    std::chrono::steady_clock::time_point deadline;
+    net::steady_timer deadline_timer;
     ConnectionPtr connection;
-    bool resolve_timed_out = false;
+    bool timed_out = false;
 };
 
 }  // namespace
 
 void ConnectionPool::connect_new(net::any_io_executor executor, AcquireHandler handler) {
     auto strand = executors_.make();
-    auto attempt = std::make_shared<ConnectAttempt>(ConnectAttempt{
-        std::move(executor), std::move(handler), tcp::resolver(strand), net::steady_timer(strand),
-        std::chrono::steady_clock::now() + config_.connect_timeout, nullptr, false});
+    auto attempt = std::make_shared<ConnectAttempt>(
+        ConnectAttempt{std::move(executor), std::move(handler), tcp::resolver(strand),
+                       net::steady_timer(strand), nullptr, false});
     if (tls_) {
         attempt->connection =
-            std::make_unique<UpstreamConnection>(UpstreamConnection::TlsStream(beast::tcp_stream(strand), *tls_));
+            std::make_unique<UpstreamConnection>(UpstreamConnection::TlsStream(tcp::socket(strand), *tls_));
     } else {
         attempt->connection = std::make_unique<UpstreamConnection>(UpstreamConnection::PlainStream(strand));
     }
     auto self = shared_from_this();
     auto fail = [self, attempt](Errc code, const std::string& why) {
-        log::warn("upstream", describe(self->config_) + ": " + std::string(error_code_name(code)) + ": " + why);
+        log::warn("upstream",
+                  describe(self->config_) + ": " + std::string(error_code_name(code)) + ": " + why);
+        attempt->deadline_timer.cancel();
         beast::error_code ignored;
-        attempt->connection->tcp().socket().close(ignored);
+        attempt->connection->socket().close(ignored);
         self->on_connect_failed();
         self->deliver(attempt->executor, std::move(attempt->handler), make_error_code(code), nullptr);
     };
 
-    attempt->resolve_timer.expires_at(attempt->deadline);
-    attempt->resolve_timer.async_wait([attempt](beast::error_code ec) {
-        if (ec) return;
-        attempt->resolve_timed_out = true;
+    attempt->deadline_timer.expires_after(config_.connect_timeout);
+    attempt->deadline_timer.async_wait([attempt](beast::error_code ec) {
+        if (ec || !attempt->connection) return;  // cancelled: the attempt ended first
+        attempt->timed_out = true;
         attempt->resolver.cancel();
+        // Closed, not just cancelled: a range connect would go on to the next address.
+        beast::error_code ignored;
+        attempt->connection->socket().close(ignored);
     });
     attempt->resolver.async_resolve(
         config_.host, port_text_,
         [self, attempt, fail](beast::error_code ec, tcp::resolver::results_type endpoints) {
-            attempt->resolve_timer.cancel();
-            if (attempt->resolve_timed_out) return fail(Errc::upstream_timeout, "DNS resolution timed out");
+            if (attempt->timed_out) return fail(Errc::upstream_timeout, "DNS resolution timed out");
             if (ec) return fail(Errc::upstream_connect_failed, "DNS resolution failed: " + ec.message());
-            auto& tcp_stream = attempt->connection->tcp();
-            tcp_stream.expires_at(attempt->deadline);
-            tcp_stream.async_connect(endpoints, [self, attempt, fail](beast::error_code ec, const tcp::endpoint&) {
-                if (ec == beast::error::timeout) return fail(Errc::upstream_timeout, "connect timed out");
-                if (ec) return fail(Errc::upstream_connect_failed, "connect failed: " + ec.message());
-                beast::error_code ignored;
-                attempt->connection->tcp().socket().set_option(tcp::no_delay(true), ignored);
-                auto done = [self, attempt]() {
-                    attempt->connection->tcp().expires_never();
-                    {
-                        const std::lock_guard<std::mutex> lock(self->mutex_);
-                        attempt->connection->id = ++self->opened_total_;
-                    }
-                    self->deliver(attempt->executor, std::move(attempt->handler), {},
-                                  std::move(attempt->connection));
-                };
-                if (!attempt->connection->is_tls()) return done();
-                attempt->connection->with_stream([&](auto& stream) {
-                    using Stream = std::decay_t<decltype(stream)>;
-                    if constexpr (std::is_same_v<Stream, UpstreamConnection::TlsStream>) {
-                        self->start_tls_handshake(stream, attempt->deadline, fail, done);
-                    }
-                });
-            });
+            net::async_connect(attempt->connection->socket(), endpoints,
+                               [self, attempt, fail](beast::error_code ec, const tcp::endpoint&) {
+                                   if (attempt->timed_out)
+                                       return fail(Errc::upstream_timeout, "connect timed out");
+                                   if (ec)
+                                       return fail(Errc::upstream_connect_failed,
+                                                   "connect failed: " + ec.message());
+                                   beast::error_code ignored;
+                                   attempt->connection->socket().set_option(tcp::no_delay(true), ignored);
+                                   // Plain writes are tried synchronously first (ClientSession): they must
+                                   // never block.
+                                   attempt->connection->socket().non_blocking(true, ignored);
+                                   auto done = [self, attempt]() {
+                                       attempt->deadline_timer.cancel();
+                                       {
+                                           const std::lock_guard<std::mutex> lock(self->mutex_);
+                                           attempt->connection->id = ++self->opened_total_;
+                                       }
+                                       self->deliver(attempt->executor, std::move(attempt->handler), {},
+                                                     std::move(attempt->connection));
+                                   };
+                                   if (!attempt->connection->is_tls()) return done();
+                                   attempt->connection->with_stream([&](auto& stream) {
+                                       using Stream = std::decay_t<decltype(stream)>;
+                                       if constexpr (std::is_same_v<Stream, UpstreamConnection::TlsStream>) {
+                                           self->start_tls_handshake(stream, attempt->timed_out, fail, done);
+                                       }
+                                   });
+                               });
         });
 }
 
 template <class Fail, class Done>
-void ConnectionPool::start_tls_handshake(UpstreamConnection::TlsStream& stream,
-                                         std::chrono::steady_clock::time_point deadline, Fail fail, Done done) {
+void ConnectionPool::start_tls_handshake(UpstreamConnection::TlsStream& stream, const bool& timed_out,
+                                         Fail fail, Done done) {
     const std::string& name = config_.tls.server_name.empty() ? config_.host : config_.tls.server_name;
     boost::system::error_code not_ip;
     net::ip::make_address(name, not_ip);
@@ -374,22 +387,23 @@ void ConnectionPool::start_tls_handshake(UpstreamConnection::TlsStream& stream,
         // checked too, or any valid certificate would do (RFC 9110 4.3.4).
         stream.set_verify_callback(ssl::host_name_verification(name));
     }
-    beast::get_lowest_layer(stream).expires_at(deadline);
-    stream.async_handshake(ssl::stream_base::client, [&stream, name, fail, done](beast::error_code ec) {
-        if (ec == beast::error::timeout) return fail(Errc::upstream_timeout, "TLS handshake timed out");
-        if (ec) {
-            std::string why = "TLS handshake with " + name + " failed: " + ec.message();
-            const long verify = SSL_get_verify_result(stream.native_handle());
-            if (verify != X509_V_OK) why += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
-            return fail(Errc::upstream_tls_failed, why);
-        }
-        done();
-    });
+    stream.async_handshake(
+        ssl::stream_base::client, [&stream, &timed_out, name, fail, done](beast::error_code ec) {
+            if (timed_out) return fail(Errc::upstream_timeout, "TLS handshake timed out");
+            if (ec) {
+                std::string why = "TLS handshake with " + name + " failed: " + ec.message();
+                const long verify = SSL_get_verify_result(stream.native_handle());
+                if (verify != X509_V_OK)
+                    why += std::string(" (certificate: ") + X509_verify_cert_error_string(verify) + ")";
+                return fail(Errc::upstream_tls_failed, why);
+            }
+            done();
+        });
 }
 
 void ConnectionPool::schedule_sweep() {
-    const auto period = std::clamp<std::chrono::nanoseconds>(config_.idle_timeout / 2, std::chrono::milliseconds(100),
-                                                             std::chrono::seconds(30));
+    const auto period = std::clamp<std::chrono::nanoseconds>(
+        config_.idle_timeout / 2, std::chrono::milliseconds(100), std::chrono::seconds(30));
     sweep_timer_.expires_after(period);
     sweep_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
         if (ec) return;
@@ -413,7 +427,7 @@ void ConnectionPool::sweep() {
     }
     for (auto& c : stale) {
         beast::error_code ignored;
-        c->tcp().socket().close(ignored);
+        c->socket().close(ignored);
     }
 }
 

@@ -16,7 +16,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 
@@ -53,6 +52,29 @@ private:
     void arm_watchdog(std::chrono::steady_clock::time_point at);
     void on_watchdog(boost::beast::error_code ec);
     boost::beast::error_code settle(boost::beast::error_code ec);
+
+    // Reading. Whatever is already buffered is parsed first; the socket is read
+    // only when the parser needs more bytes. A step completes when its part of
+    // the message is parsed (a header, or the next piece of a body) and goes to
+    // its handler below, with no composed operation in between.
+    enum class ReadStep : std::uint8_t {
+        request_header,
+        request_body,
+        response_header,
+        response_body,
+        vendor_body
+    };
+    void read(ReadStep step);
+    template <class Parser>
+    bool parse_buffered(Parser& parser, boost::beast::flat_buffer& buffer, bool header_only,
+                        boost::beast::error_code& ec);
+    void on_read_some(ReadStep step, boost::beast::error_code ec, std::size_t bytes);
+    void read_done(ReadStep step, boost::beast::error_code ec);
+
+    // Writing: a plain socket is written synchronously first (non-blocking); only
+    // what the kernel did not take goes out asynchronously.
+    template <class Stream, class Handler>
+    void write(Stream& stream, const RelayWriter::Buffers& buffers, Handler&& handler, bool bind_to_session);
 
     // Request intake.
     void do_read_header();
@@ -106,7 +128,7 @@ private:
     const config::UpstreamConfig& upstream_config() const { return config().upstreams[upstream_index_]; }
     std::string describe_request() const;
 
-    boost::beast::tcp_stream stream_;
+    boost::asio::ip::tcp::socket socket_;
     boost::beast::flat_buffer buffer_;
     std::shared_ptr<Runtime> runtime_;
     std::size_t listener_index_;
@@ -115,7 +137,8 @@ private:
     std::chrono::steady_clock::time_point op_deadline_{};
     std::chrono::steady_clock::time_point watchdog_at_ = std::chrono::steady_clock::time_point::max();
     TimedSide timed_side_ = TimedSide::none;
-    bool timed_out_ = false;  // the watchdog cancelled the operation under way
+    bool timed_out_ = false;     // the watchdog cancelled the operation under way
+    unsigned inline_steps_ = 0;  // read steps completed without a trip through the scheduler, in a row
 
     std::optional<RequestParser> request_parser_;
     RelayWriter request_writer_;

@@ -12,10 +12,6 @@
 // Thread-safe: a mutex guards the pool's lists; completions are delivered on the
 // executor the caller's handler is bound to (through the caller's own binding).
 
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -23,6 +19,11 @@
 #include <string>
 #include <system_error>
 #include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "sluice/config/config.hpp"
 #include "sluice/upstream/connection_executor.hpp"
@@ -68,8 +69,8 @@ private:
     void connect_new(boost::asio::any_io_executor executor, AcquireHandler handler);
     void on_connect_failed();
     template <class Fail, class Done>
-    void start_tls_handshake(UpstreamConnection::TlsStream& stream, std::chrono::steady_clock::time_point deadline,
-                             Fail fail, Done done);
+    void start_tls_handshake(UpstreamConnection::TlsStream& stream, const bool& timed_out, Fail fail,
+                             Done done);
     void schedule_sweep();
     void sweep();
     static bool peer_closed(UpstreamConnection& connection);

@@ -3,23 +3,28 @@
 // session while it is lent out by the pool, and by the pool while idle.
 // The relay code is written once for both stream types through with_stream().
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 #include <cstdint>
 #include <variant>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 namespace sluice::upstream {
 
 class UpstreamConnection {
 public:
-    using PlainStream = boost::beast::tcp_stream;
-    using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+    // Plain sockets, not beast::tcp_stream: the client session times every
+    // operation with its own watchdog, and the stream's per-operation timer
+    // layers cost CPU on every read and write (docs/benchmarks.md).
+    using PlainStream = boost::asio::ip::tcp::socket;
+    using TlsStream = boost::beast::ssl_stream<boost::asio::ip::tcp::socket>;
 
-    explicit UpstreamConnection(PlainStream stream) : stream_(std::in_place_type<PlainStream>, std::move(stream)) {}
-    explicit UpstreamConnection(TlsStream stream) : stream_(std::in_place_type<TlsStream>, std::move(stream)) {}
+    explicit UpstreamConnection(PlainStream stream)
+        : stream_(std::in_place_type<PlainStream>, std::move(stream)) {}
+    explicit UpstreamConnection(TlsStream stream)
+        : stream_(std::in_place_type<TlsStream>, std::move(stream)) {}
 
     // Calls f(stream) with the concrete stream type.
     template <class F>
@@ -27,9 +32,10 @@ public:
         return std::visit(std::forward<F>(f), stream_);
     }
 
-    boost::beast::tcp_stream& tcp() {
-        return std::visit([](auto& s) -> boost::beast::tcp_stream& { return boost::beast::get_lowest_layer(s); },
-                          stream_);
+    boost::asio::ip::tcp::socket& socket() {
+        return std::visit(
+            [](auto& s) -> boost::asio::ip::tcp::socket& { return boost::beast::get_lowest_layer(s); },
+            stream_);
     }
     bool is_tls() const { return std::holds_alternative<TlsStream>(stream_); }
 

@@ -127,7 +127,9 @@ int main(int argc, char** argv) {
 
     try {
         const unsigned workers = std::max(1u, config->server.workers);
-        net::io_context ioc(static_cast<int>(workers));
+        // One worker: only this thread touches sockets, so the reactor's per-socket
+        // locks can go (the scheduler keeps its lock: the resolver's thread posts to it).
+        net::io_context ioc(workers == 1 ? BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO : static_cast<int>(workers));
         sluice::SystemClock clock;
         sluice::proxy::ProxyServer server(ioc, config, clock);
         server.start();

@@ -124,6 +124,16 @@ auto ClientSession::on_strand(Handler&& handler) {
     return net::bind_executor(socket_.get_executor(), std::forward<Handler>(handler));
 }
 
+template <class Handler>
+void ClientSession::post_to_session(Handler&& handler) {
+    // With one io thread the session's executor is the io_context's own: posting
+    // to it directly skips the type-erased executor's require/prefer copies.
+    if (const auto* plain = socket_.get_executor().target<net::io_context::executor_type>()) {
+        return net::post(*plain, std::forward<Handler>(handler));
+    }
+    net::post(socket_.get_executor(), std::forward<Handler>(handler));
+}
+
 void ClientSession::start() {
     net::dispatch(socket_.get_executor(),
                   beast::bind_front_handler(&ClientSession::do_read_header, shared_from_this()));
@@ -273,15 +283,21 @@ void ClientSession::write(Stream& stream, const RelayWriter::Buffers& buffers, H
     std::size_t written = 0;
     if constexpr (std::is_same_v<Stream, tcp::socket>) {
         // The socket is non-blocking: this takes what fits in the kernel's buffer
-        // and returns at once. Usually that is all of it, and the exchange goes
-        // on without a trip through the scheduler.
+        // and returns at once. Usually that is all of it.
         beast::error_code ec;
-        written = stream.write_some(buffers, ec);
-        if (!ec && written == total_size(buffers)) return handler(ec, written);
+        const auto* first = std::find_if(buffers.begin(), buffers.end(), [](const auto& b) { return b.size() > 0; });
+        // One buffer goes out with send(), several with sendmsg().
+        written = first != buffers.end() && first->size() == total_size(buffers) ? stream.write_some(*first, ec)
+                                                                                  : stream.write_some(buffers, ec);
         if (ec == net::error::would_block || ec == net::error::try_again) {
             written = 0;
-        } else if (ec) {
-            return handler(ec, std::size_t{0});
+        } else if (ec || written == total_size(buffers)) {
+            // The exchange goes on from the scheduler's queue, not from here: the
+            // next step reads the peer's answer, and after the other ready work has
+            // run that answer has usually arrived, so the read needs no wait for
+            // readiness (nor a recv that finds nothing). It also bounds the stack.
+            return post_to_session(
+                beast::bind_handler(std::forward<Handler>(handler), ec, ec ? std::size_t{0} : written));
         }
     }
     RelayWriter::Buffers rest{};

@@ -11,6 +11,8 @@ namespace {
 
 constexpr char kCrlf[] = "\r\n";
 constexpr char kLastChunk[] = "0\r\n\r\n";  // no trailers: they are not relayed
+// Up to this size a first body piece is copied behind the head (one buffer, one send()).
+constexpr std::size_t kCoalesceLimit = 2048;
 
 void append_version(std::string& out, unsigned version) {
     out.append("HTTP/");
@@ -71,8 +73,25 @@ RelayWriter::Buffers RelayWriter::next(const char* data, std::size_t size, bool 
     Buffers out{};
     std::size_t n = 0;
     if (!head_sent_) {
-        out[n++] = net::buffer(head_);
         head_sent_ = true;
+        if (size <= kCoalesceLimit && !done_ && !bodyless_) {
+            // A small first piece is copied behind the head: the message leaves
+            // as one contiguous buffer, one plain send() instead of a gather write.
+            if (!chunked_) {
+                if (size > 0) head_.append(data, size);
+            } else {
+                if (size > 0) {
+                    auto [end, ec] = std::to_chars(chunk_line_, chunk_line_ + sizeof chunk_line_ - 2, size, 16);
+                    (void)ec;
+                    head_.append(chunk_line_, end).append(kCrlf).append(data, size).append(kCrlf);
+                }
+                if (last) head_.append(kLastChunk);
+            }
+            if (last) done_ = true;
+            out[0] = net::buffer(head_);
+            return out;
+        }
+        out[n++] = net::buffer(head_);
     }
     if (done_) return out;
     if (bodyless_) {

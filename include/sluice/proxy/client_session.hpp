@@ -41,6 +41,8 @@ private:
 
     template <class Handler>
     auto on_strand(Handler&& handler);
+    template <class Handler>
+    void post_to_session(Handler&& handler);
 
     // Timeouts: one watchdog timer per session instead of one per operation. A
     // session has at most one timed operation under way (on the client or the

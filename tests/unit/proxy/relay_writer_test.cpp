@@ -101,3 +101,41 @@ TEST_CASE("a writer is reused across messages", "[proxy][relay_writer]") {
     CHECK_FALSE(writer.done());
     CHECK(flatten(writer.next(nullptr, 0, true)).rfind("POST /v1/leads?x=1 HTTP/1.1\r\n", 0) == 0);
 }
+
+namespace {
+
+std::size_t non_empty(const RelayWriter::Buffers& buffers) {
+    std::size_t n = 0;
+    for (const auto& b : buffers) n += b.size() > 0 ? 1 : 0;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("a small first piece leaves in one buffer with its head; a large one beside it",
+          "[proxy][relay_writer]") {
+    // One buffer is one send(); the copy is worth it only for small pieces.
+    RelayWriter writer;
+    auto head = request_head(false);
+    head.set(http::field::content_length, "3");
+    writer.start_request(head, false, false);
+    const auto small = writer.next("ok\n", 3, true);
+    CHECK(non_empty(small) == 1);
+    CHECK(flatten(small).find("Content-Length: 3\r\n\r\nok\n") != std::string::npos);
+    CHECK(writer.done());
+
+    writer.start_request(request_head(true), true, false);
+    const auto chunk = writer.next("abc", 3, true);
+    CHECK(non_empty(chunk) == 1);
+    CHECK(flatten(chunk).find("chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n") != std::string::npos);
+    CHECK(writer.done());
+
+    const std::string big(64 * 1024, 'x');
+    auto big_head = request_head(false);
+    big_head.set(http::field::content_length, std::to_string(big.size()));
+    writer.start_request(big_head, false, false);
+    const auto large = writer.next(big.data(), big.size(), true);
+    CHECK(non_empty(large) == 2);
+    CHECK(static_cast<const char*>(large[1].data()) == big.data());  // not copied
+    CHECK(flatten(large).size() == flatten(large).find("\r\n\r\n") + 4 + big.size());
+}

@@ -285,10 +285,12 @@ void ClientSession::write(Stream& stream, const RelayWriter::Buffers& buffers, H
         // The socket is non-blocking: this takes what fits in the kernel's buffer
         // and returns at once. Usually that is all of it.
         beast::error_code ec;
-        const auto* first = std::find_if(buffers.begin(), buffers.end(), [](const auto& b) { return b.size() > 0; });
+        const auto* first =
+            std::find_if(buffers.begin(), buffers.end(), [](const auto& b) { return b.size() > 0; });
         // One buffer goes out with send(), several with sendmsg().
-        written = first != buffers.end() && first->size() == total_size(buffers) ? stream.write_some(*first, ec)
-                                                                                  : stream.write_some(buffers, ec);
+        written = first != buffers.end() && first->size() == total_size(buffers)
+                      ? stream.write_some(*first, ec)
+                      : stream.write_some(buffers, ec);
         if (ec == net::error::would_block || ec == net::error::try_again) {
             written = 0;
         } else if (ec || written == total_size(buffers)) {
@@ -369,7 +371,8 @@ void ClientSession::handle_request() {
     runtime_->counters.requests.fetch_add(1, std::memory_order_relaxed);
     auto& req = request_parser_->get();
     version_ = req.version();
-    keep_alive_ = req.keep_alive() && !runtime_->draining.load(std::memory_order_relaxed);
+    // The parser worked keep-alive out while reading Connection; asking the fields would scan it again.
+    keep_alive_ = request_parser_->keep_alive() && !runtime_->draining.load(std::memory_order_relaxed);
     head_request_ = req.method() == http::verb::head;
     method_.assign(req.method_string());
     host_.clear();
@@ -719,7 +722,8 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
         return read_response_header();  // interim (100, 103): the final answer follows
     }
     upstream_reusable_ =
-        res.keep_alive();  // the upstream's own view, before Connection is rewritten for the client
+        response_parser_
+            ->keep_alive();  // the upstream's own view (a close-delimited body ends with the connection)
     vendor_body_.clear();
     relay_vendor_body_ = false;
     const auto& feedback = upstream_config().feedback;
@@ -871,7 +875,10 @@ void ClientSession::relay_response_header() {
     }
     res.version(version_ < 11 ? 10 : 11);
     if (runtime_->draining.load(std::memory_order_relaxed)) keep_alive_ = false;
-    res.keep_alive(keep_alive_);
+    // Connection was stripped with the other hop-by-hop fields: say only what
+    // the version's default does not (what res.keep_alive(bool) would, without its scan).
+    if (version_ >= 11 && !keep_alive_) res.set(http::field::connection, "close");
+    if (version_ < 11 && keep_alive_) res.set(http::field::connection, "keep-alive");
     response_writer_.start_response(res.base(), res.chunked(), bodyless);
     response_started_ = true;
     if (bodyless) return write_to_client(response_writer_.next(nullptr, 0, true));

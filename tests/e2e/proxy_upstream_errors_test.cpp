@@ -97,3 +97,22 @@ TEST_CASE("an upstream that drops idle pooled connections does not fail bodiless
     }
     CHECK(upstream.request_count() == 5);
 }
+
+TEST_CASE("an https upstream that never finishes the TLS handshake gets 504 within connect_timeout",
+          "[e2e][proxy][upstream]") {
+    // It accepts TCP and then says nothing: the connect attempt's deadline timer
+    // must end the handshake step, and the client hears of it at once.
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor silent(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    ProxyConfig config{"https://127.0.0.1:" + std::to_string(silent.local_endpoint().port())};
+    config.connect_timeout = "400ms";
+    SluiceProcess sluice(config.yaml());
+    HttpClient client(sluice.port("vendor"));
+    const auto start = std::chrono::steady_clock::now();
+    const auto response = client.get("/x");
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    check_synthetic(response, 504, "upstream_timeout");
+    CHECK(sluice.stderr_text().find("TLS handshake timed out") != std::string::npos);
+    CHECK(elapsed >= 350ms);
+    CHECK(elapsed < 1500ms);
+}

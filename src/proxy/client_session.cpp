@@ -484,10 +484,12 @@ bool ClientSession::prepare_upstream_request(const route::RouteMatchResult& matc
 void ClientSession::request_admission(Nanos max_wait) {
     const auto& route_config = config().routes[route_index_];
     queue::AdmissionRequest request{route_index_, uses_, max_wait, route_config.queue.max_depth};
-    auto self = shared_from_this();
-    const auto admission = runtime_->limits->submit(
-        std::move(request), socket_.get_executor(),
-        [self](const queue::Admission& decided) { self->on_queued_decision(decided); });
+    const auto admission =
+        runtime_->limits->submit_lazily(std::move(request), socket_.get_executor(), [this] {
+            return [self = shared_from_this()](const queue::Admission& decided) {
+                self->on_queued_decision(decided);
+            };
+        });
     switch (admission.outcome) {
         case queue::Outcome::queued:
             waiting_ticket_ = admission.ticket;

@@ -11,22 +11,6 @@ LimitService::LimitService(net::io_context& ioc, const Clock& clock,
                            std::vector<std::unique_ptr<limit::Limiter>> limiters)
     : clock_(clock), controller_(std::move(limiters)), timer_(net::make_strand(ioc)) {}
 
-queue::Admission LimitService::submit(queue::AdmissionRequest request, net::any_io_executor executor,
-                                      DecisionHandler on_decided) {
-    Ready ready;
-    queue::Admission admission;
-    {
-        const std::lock_guard<std::mutex> lock(mutex_);
-        const auto now = clock_.now();
-        admission = controller_.submit(std::move(request), now);
-        if (admission.outcome == queue::Outcome::queued) {
-            waiters_.emplace(admission.ticket, Waiter{std::move(executor), std::move(on_decided)});
-            arm_timer_locked(now);
-        }
-    }
-    return admission;
-}
-
 bool LimitService::cancel(queue::TicketId ticket) {
     Ready ready;
     bool cancelled = false;

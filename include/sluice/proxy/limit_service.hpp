@@ -9,14 +9,15 @@
 // together; the critical section is a few hundred nanoseconds of pure code,
 // and with workers: 1 (the default) it is never contended.
 
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "sluice/common/clock.hpp"
 #include "sluice/queue/admission_controller.hpp"
@@ -33,7 +34,23 @@ public:
     // Admitted or rejected now (returned), or queued: then `on_decided` is
     // posted to `executor` exactly once, unless cancel() removed it first.
     queue::Admission submit(queue::AdmissionRequest request, boost::asio::any_io_executor executor,
-                            DecisionHandler on_decided);
+                            DecisionHandler on_decided) {
+        return submit_lazily(std::move(request), executor, [&] { return std::move(on_decided); });
+    }
+    // The same, but the handler is made (make_handler()) only if the request is
+    // queued: an admission decided at once, the usual case, costs no handler copy.
+    template <class MakeHandler>
+    queue::Admission submit_lazily(queue::AdmissionRequest request,
+                                   const boost::asio::any_io_executor& executor, MakeHandler&& make_handler) {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        auto admission = controller_.submit(std::move(request), now);
+        if (admission.outcome == queue::Outcome::queued) {
+            waiters_.emplace(admission.ticket, Waiter{executor, DecisionHandler(make_handler())});
+            arm_timer_locked(now);
+        }
+        return admission;
+    }
 
     // The client left while queued. False if the decision is already on its way
     // (the session must then release what an admission took).

@@ -176,15 +176,23 @@ public:
     static_assert((kSlots & kMask) == 0, "the bucket count must be a power of two");
     static constexpr std::int64_t kFar = std::numeric_limits<std::int64_t>::min() / 4;  // "before any time"
 
+    // The newest bucket's count is kept inline (in the key's table slot), not
+    // in the ring: a key's units mostly land in the bucket of its previous
+    // ones, so a typical decision (probe, then consume into the head bucket)
+    // reads and writes the slot alone, and the ring, a second cache line
+    // behind a pointer, is touched only when the head moves on or a bucket
+    // expires (about once per bucket width per key).
     struct State {
-        std::unique_ptr<std::int64_t[]> counts;  // kSlots counters; bucket b lives in slot b & kMask
+        std::unique_ptr<std::int64_t[]> counts;  // kSlots counters; bucket b < head lives in slot b & kMask
         // Every bucket below `tail` has expired and its slot is zero; `head` is
-        // the newest bucket written. While total > 0, head - tail < kSlots and
-        // the tail bucket is not empty (so earliest() for the next unit to
-        // leave needs no walk over empty buckets).
+        // the newest bucket written, whose ring slot is zero too (its count is
+        // head_count). While total > 0, head - tail < kSlots and the tail
+        // bucket is not empty (so earliest() for the next unit to leave needs
+        // no walk over empty buckets).
         std::int64_t tail = kFar;
         std::int64_t head = kFar;
-        std::int64_t total = 0;  // sum of all slots
+        std::int64_t head_count = 0;  // units in bucket `head`, while head >= tail
+        std::int64_t total = 0;       // sum of all slots, plus head_count
     };
 
     SlidingBucketPolicy(std::int64_t limit, std::int64_t span)
@@ -200,6 +208,7 @@ public:
     void reset(State& s) const noexcept {
         if (s.total != 0) std::fill_n(s.counts.get(), kSlots, 0);
         s.total = 0;
+        s.head_count = 0;
         s.tail = kFar;
         s.head = kFar;
     }
@@ -212,6 +221,7 @@ public:
         if (!v.allowed) {
             const std::int64_t k = s.total + units - limit_;
             if (k <= s.total) {
+                // The head bucket holds the rest (k <= total): no need to read it.
                 std::int64_t freed = 0;
                 std::int64_t b = s.tail;
                 for (; b < s.head; ++b) {
@@ -236,9 +246,15 @@ public:
         // bucket (held longer: conservative), and never below tail (whose slots
         // the ring no longer tracks).
         const std::int64_t b = std::max({floor_div(t, width_), s.head, s.tail});
-        s.counts[b & kMask] += cost;
+        if (b != s.head) {
+            // The head moves on: its count goes into the ring (nothing to write
+            // if it expired: advance() zeroed it).
+            if (s.head_count != 0) s.counts[s.head & kMask] = s.head_count;
+            s.head = b;
+            s.head_count = 0;
+        }
+        s.head_count += cost;
         s.total += cost;
-        s.head = b;
     }
 
     void release(State&, std::int64_t) const noexcept {}
@@ -262,17 +278,22 @@ private:
         const std::int64_t oldest = floor_div(t - span_ + 1, width_);
         if (oldest <= s.tail) return;
         if (s.total > 0) {
-            const std::int64_t last = std::min(oldest - 1, s.head);
+            const std::int64_t last = std::min(oldest - 1, s.head - 1);
             for (std::int64_t b = s.tail; b <= last; ++b) {
                 s.total -= s.counts[b & kMask];
                 s.counts[b & kMask] = 0;
             }
+            if (s.head < oldest) {  // the head bucket expires too: the window is empty
+                s.total -= s.head_count;
+                s.head_count = 0;
+            }
         }
         s.tail = oldest;
         // Empty buckets at the tail stay empty (new units go to head or later):
-        // step over them once, amortised O(1) per bucket.
+        // step over them once, amortised O(1) per bucket. The head's ring slot
+        // reads zero, but while total > 0 and tail reached head, head_count > 0.
         if (s.total > 0) {
-            while (s.counts[s.tail & kMask] == 0) ++s.tail;
+            while (s.tail < s.head && s.counts[s.tail & kMask] == 0) ++s.tail;
         }
     }
 

@@ -192,6 +192,13 @@ struct AdmissionController::Impl {
     Evaluation evaluate(const Uses& uses, Ahead&& ahead, const Instant& now) {
         Evaluation ev;
         ev.earliest = now.mono;
+        // The keys' slots are in different tables: start every load now, so that
+        // across many keys the request waits for one cache miss, not one per limit.
+        // (Shadow limits too: they are consumed on admission.)
+        for (const auto& u : uses) {
+            const LimitUse& use = use_of(u);
+            limiters[use.limit_index]->prefetch(use.key);
+        }
         std::optional<std::size_t> blocking;
         Decision blocking_decision;
         for (std::size_t i = 0; i < uses.size(); ++i) {

@@ -150,6 +150,8 @@ public:
         note_fresh_at(*entry, now);
     }
 
+    void prefetch(KeyHash key) const noexcept override { entries_.prefetch(key); }
+
     void pause_until(KeyHash key, Nanos until, const Instant& now) override {
         if (until <= now.mono) return;
         Entry* entry = find_or_insert(key, now);

@@ -72,6 +72,12 @@ public:
     // permits; a no-op for rate algorithms, whose admissions stay counted.
     virtual void release(KeyHash key, std::int64_t cost, const Instant& now) = 0;
 
+    // A hint that probe() or consume() on `key` follows soon: the in-memory
+    // limiters start loading the key's slot, so that a request using several
+    // limits waits for their cache misses once, in parallel, not one after the
+    // other. Changes no state and no answer; a backend may ignore it.
+    virtual void prefetch(KeyHash /*key*/) const noexcept {}
+
     // Vendor feedback (feedback/): the vendor said "no more until `until`" (mono).
     // probe() refuses with earliest >= until before then.
     virtual void pause_until(KeyHash key, Nanos until, const Instant& now) = 0;

@@ -70,3 +70,20 @@ TEST_CASE("key table: agrees with std::map through growth and backward-shift era
         for (const std::uint64_t key : keys) REQUIRE(table.find(key) == nullptr);
     }
 }
+
+TEST_CASE("key table: 100,000 keys through growth, prefetch changes nothing", "[limit][keys]") {
+    Table table;
+    table.prefetch(42);  // an empty table has no slot to load: a no-op
+    std::map<std::uint64_t, std::int64_t> oracle;
+    std::mt19937_64 rng(3);
+    for (std::int64_t i = 0; i < 100'000; ++i) {
+        const std::uint64_t key = i % 1'000 == 0 ? static_cast<std::uint64_t>(i) : rng();
+        table.prefetch(key);
+        if (table.find(key) == nullptr) {
+            table.insert(key, i);
+            oracle[key] = i;
+        }
+    }
+    check_same(table, oracle);
+    REQUIRE(table.capacity() == 262'144);  // grown past 3/4 of 131,072, no further
+}

@@ -189,6 +189,52 @@ TEST_CASE("sliding window: bucket ring for large limits (3000 per 5 min)", "[lim
     CHECK_FALSE(l->probe(0, 1001, 0, clock.now()).allowed);
 }
 
+// The newest bucket's count is kept beside the ring, not in it, until a later
+// bucket takes over: counts must be the same whichever bucket holds the units,
+// through the head expiring with the window and ring slots being reused.
+TEST_CASE("sliding window: bucket ring: the head bucket kept apart counts like the others",
+          "[limit][sliding]") {
+    const auto config = sliding(3000, 5min);
+    const Nanos g = sluice::limit::sliding_window_granularity(config) + 1ns;  // bucket width
+    const Nanos span = 5min;
+    FakeClock clock;
+    auto l = make_limiter(config);
+    // Start on a bucket boundary so that each batch below has a bucket of its own.
+    clock.advance(g - Nanos{clock.now().mono.count() % g.count()});
+    const auto b0 = clock.now().mono;  // start of bucket b0
+    admit(*l, clock, 600);
+    admit(*l, clock, 400);  // same (head) bucket
+    clock.advance(g);
+    admit(*l, clock, 1000);  // b0 + 1: b0's count moves into the ring
+    clock.advance(g);
+    admit(*l, clock, 999);  // b0 + 2
+    CHECK(l->probe(0, 1, 0, clock.now()).remaining == 1);
+    admit(*l, clock, 1);
+    // Bucket b leaves at (b+1)*g - 1 + span: b0's 1000, then b0+1's 1000, then the head's 1000.
+    auto d = l->probe(0, 1, 0, clock.now());
+    CHECK_FALSE(d.allowed);
+    CHECK(d.earliest == b0 + g - 1ns + span);
+    CHECK(l->probe(0, 1001, 0, clock.now()).earliest == b0 + 2 * g - 1ns + span);
+    CHECK(l->probe(0, 2001, 0, clock.now()).earliest == b0 + 3 * g - 1ns + span);
+    CHECK(d.reset == b0 + 3 * g - 1ns + span);
+    expect_exact_earliest(*l, clock, 1000);
+    admit(*l, clock, 1000);  // into the bucket of now, the new head
+    CHECK(l->probe(0, 1, 0, clock.now()).earliest == b0 + 2 * g - 1ns + span);
+    // Everything leaves, the head too: a fresh window, whatever slot comes next.
+    clock.advance(2 * span);
+    d = l->probe(0, 0, 0, clock.now());
+    CHECK(d.remaining == 3000);
+    CHECK(d.reset == clock.now().mono);
+    // A bucket 256 after the last head reuses its ring slot.
+    clock.advance(256 * g - Nanos{(clock.now().mono - b0).count() % (256 * g).count()});
+    admit(*l, clock, 3000);
+    CHECK_FALSE(l->probe(0, 1, 0, clock.now()).allowed);
+    clock.advance(g);
+    CHECK_FALSE(l->probe(0, 1, 0, clock.now()).allowed);
+    clock.advance(span);
+    CHECK(l->probe(0, 3000, 0, clock.now()).allowed);
+}
+
 TEST_CASE("sliding window: the bucket ring keeps >= 99% of an exact sender's throughput",
           "[limit][sliding]") {
     FakeClock clock;

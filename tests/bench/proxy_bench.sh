@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Proxy benchmark: sluice against nginx and HAProxy as reverse proxies, all on 127.0.0.1.
+# Proxy benchmark: sluice against nginx and HAProxy as reverse proxies, all on 127.0.0.1, with a
+# floor: tests/bench/floor_relay.cpp, a bare epoll byte relay (no HTTP work at all, only the system
+# calls every proxy must make), whose CPU per request is the least any user-space proxy can spend.
 #
 #   tests/bench/proxy_bench.sh              full run: 3 x 10 s per contestant and scenario (~6 min)
 #   QUICK=1 tests/bench/proxy_bench.sh      smoke run: 1 x 2 s (< 1 min once built)
 #
 # What it does: installs wrk, nginx, haproxy and gnuplot-nox from Debian (scripts/install-deps.sh),
-# builds sluice Release into build-bench/, starts an upstream (nginx, one worker, a fixed small 200,
+# builds sluice and the floor relay Release into build-bench/, starts an upstream (nginx, one worker, a fixed small 200,
 # keep-alive) and each contestant, and runs wrk (keep-alive) against each. The contestant runs alone
 # on CPU $PROXY_CPU (taskset); wrk and the upstream share CPU $LOAD_CPU. Contestants run interleaved
 # (rep 1 of each, then rep 2 of each, ...) so drift hits them alike; reported figures are medians.
@@ -16,17 +18,23 @@
 #            (limit_req with burst, no nodelay), HAProxy denies over the rate (429); plus sluice's
 #            CPU while $MANY_CONNS requests wait in its queue for a quiet interval
 #   many     as open, with $MANY_CONNS connections
+# Contestants (CONTESTANTS): direct (wrk against the upstream itself: the ceiling), floor (the relay:
+# one upstream connection per client connection, opened at accept; not in binding, it has no
+# limit), nginx, haproxy, sluice (and sluice-tb in binding).
 #
 # CPU per request = the contestant's utime+stime delta (/proc/PID/stat, master + workers for nginx)
-# over the run, divided by the responses wrk completed.
+# over the run, divided by the responses wrk completed; the runs CSV also has utime and stime apart,
+# and the contestant's voluntary context switches per request (sleeps_per_req: how often it blocked).
 #
 # Environment, with defaults:
 #   DURATION=10 REPS=3 WARMUP=2     seconds per run, runs per contestant and scenario, warm-up seconds
 #   CONNS=32 MANY_CONNS=1000        wrk -c for open/binding, and for many (ulimit -n is raised)
 #   WRK_THREADS=1 BIND_RATE=2000 IDLE_SECONDS=2
-#   SCENARIOS="open binding many"   CONTESTANTS="direct nginx haproxy sluice"
+#   SCENARIOS="open binding many"   CONTESTANTS="direct floor nginx haproxy sluice"
 #   PROXY_CPU=1 LOAD_CPU=0          the contestant's CPU; wrk's and the upstream's
 #   BUILD_DIR=build-bench SLUICE_BIN=$BUILD_DIR/sluice SKIP_INSTALL=0 SKIP_BUILD=0
+#   FLOOR_BIN=$BUILD_DIR/tests/bench/sluice_floor_relay
+#   FLOOR_RELAY_TRIGGER=edge        the floor relay's epoll mode (level: level-triggered)
 #   SLUICE_POOL="max_connections: 2048, max_idle_connections: 1024"
 #                                   sluice's upstream pool, as free as nginx's (keepalive 1024) and
 #                                   HAProxy's (no cap); SLUICE_POOL= for sluice's defaults (64/16)
@@ -64,11 +72,12 @@ WRK_THREADS=${WRK_THREADS:-1}
 BIND_RATE=${BIND_RATE:-2000}
 IDLE_SECONDS=${IDLE_SECONDS:-2}
 SCENARIOS=${SCENARIOS:-open binding many}
-CONTESTANTS=${CONTESTANTS:-direct nginx haproxy sluice}
+CONTESTANTS=${CONTESTANTS:-direct floor nginx haproxy sluice}
 PROXY_CPU=${PROXY_CPU:-1}
 LOAD_CPU=${LOAD_CPU:-0}
 BUILD_DIR=${BUILD_DIR:-$root/build-bench}
 SLUICE_BIN=${SLUICE_BIN:-$BUILD_DIR/sluice}
+FLOOR_BIN=${FLOOR_BIN:-$BUILD_DIR/tests/bench/sluice_floor_relay}
 RESULTS_DIR=${RESULTS_DIR:-$root/tests/bench/results}
 PLOT=${PLOT-$root/docs/benchmarks-proxy.png}
 PROFILE=${PROFILE:-0}
@@ -132,6 +141,22 @@ cpu_ticks() {
   done
   echo "$total"
 }
+# "utime stime", in clock ticks, each summed over the given PIDs.
+cpu_ticks_split() {
+  local u=0 s=0 pid v
+  for pid in "$@"; do
+    [ -r "/proc/$pid/stat" ] || die "process $pid is gone"
+    v=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12, $13}')
+    u=$((u + ${v% *}))
+    s=$((s + ${v#* }))
+  done
+  echo "$u $s"
+}
+# Voluntary context switches (the process blocked: in epoll_wait, mostly), summed over the given PIDs.
+sleeps() {
+  local pid
+  for pid in "$@"; do cat "/proc/$pid/status" 2>/dev/null; done | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
 
 # ---- set-up ------------------------------------------------------------------------------------
 REPORT_FROM=${REPORT_FROM:-}
@@ -146,14 +171,17 @@ if [ "${SKIP_INSTALL:-0}" != 1 ]; then
   log "installing wrk nginx haproxy gnuplot-nox (if missing)"
   "$root/scripts/install-deps.sh" wrk nginx haproxy gnuplot-nox
 fi
-wants_sluice=0
-[[ " $CONTESTANTS " == *" sluice "* ]] && wants_sluice=1
-if [ "${SKIP_BUILD:-0}" != 1 ] && [ $wants_sluice = 1 ]; then
-  log "building sluice (Release) in $BUILD_DIR"
+wants_sluice=0 wants_floor=0 build_targets=""
+[[ " $CONTESTANTS " == *" sluice "* ]] && wants_sluice=1 && build_targets+=" sluice"
+[[ " $CONTESTANTS " == *" floor "* ]] && wants_floor=1 && build_targets+=" sluice_floor_relay"
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -n "$build_targets" ]; then
+  log "building${build_targets} (Release) in $BUILD_DIR"
   cmake -S "$root" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DSLUICE_BUILD_BENCH=ON -DSLUICE_BUILD_TESTS=OFF >/dev/null
-  cmake --build "$BUILD_DIR" -j "$(nproc)" --target sluice >/dev/null
+  # shellcheck disable=SC2086  # one word per target
+  cmake --build "$BUILD_DIR" -j "$(nproc)" --target $build_targets >/dev/null
 fi
 [ -n "$REPORT_FROM" ] || [ $wants_sluice = 0 ] || [ -x "$SLUICE_BIN" ] || die "no sluice binary at $SLUICE_BIN"
+[ -n "$REPORT_FROM" ] || [ $wants_floor = 0 ] || [ -x "$FLOOR_BIN" ] || die "no floor relay binary at $FLOOR_BIN"
 [ -n "$REPORT_FROM" ] || for tool in wrk nginx haproxy taskset ss curl; do command -v "$tool" >/dev/null || die "$tool not installed"; done
 [ "$(nproc)" -gt "$PROXY_CPU" ] && [ "$(nproc)" -gt "$LOAD_CPU" ] || die "needs CPUs $LOAD_CPU and $PROXY_CPU"
 
@@ -179,7 +207,7 @@ fi
 summary_csv="$RESULTS_DIR/proxy-$stamp-summary.csv"
 report_md="$RESULTS_DIR/proxy-$stamp.md"
 wrk_log="$RESULTS_DIR/proxy-$stamp-wrk.log"
-[ -n "$REPORT_FROM" ] || echo "scenario,contestant,rep,connections,duration_s,requests,non2xx,socket_errors,rps,accepted_rps,p50_us,p99_us,mean_us,max_us,cpu_s,cpu_us_per_req,cpu_us_per_accepted,upstream_conns_opened,others_cpu_pct_before,others_cpu_pct_during" >"$runs_csv"
+[ -n "$REPORT_FROM" ] || echo "scenario,contestant,rep,connections,duration_s,requests,non2xx,socket_errors,rps,accepted_rps,p50_us,p99_us,mean_us,max_us,cpu_s,cpu_us_per_req,cpu_us_per_accepted,upstream_conns_opened,others_cpu_pct_before,others_cpu_pct_during,user_s,sys_s,user_us_per_req,sys_us_per_req,sleeps_per_req" >"$runs_csv"
 [ -n "$REPORT_FROM" ] || : >"$wrk_log"
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -370,6 +398,14 @@ EOF
       c_pids[$who]=$pid
       c_main[$who]=$pid
       ;;
+    floor)
+      taskset -c "$PROXY_CPU" "$FLOOR_BIN" "127.0.0.1:$port" "127.0.0.1:$up_port" >"$dir/floor.log" 2>&1 &
+      pid=$!
+      started+=("$pid")
+      wait_port "$port" "$pid" || { cat "$dir/floor.log" >&2; die "the floor relay did not start"; }
+      c_pids[floor]=$pid
+      c_main[floor]=$pid
+      ;;
     *) die "unknown contestant $who" ;;
   esac
   c_port[$who]=$port
@@ -390,19 +426,23 @@ check_contestant() {  # $1 = contestant
 # One wrk run; sets W[...] (wrk's figures) and W[cpu_ticks] (the contestant's CPU over the run).
 declare -A W
 run_wrk() {  # $1 = contestant, $2 = connections, $3 = seconds, $4 = path, $5 = label for the log
-  local who=$1 conns=$2 secs=$3 path=$4 t0 t1 line kv a0 a1 m0 m1 c0 c1 u0=0 u1=0 out="$tmp/wrk.out"
+  local who=$1 conns=$2 secs=$3 path=$4 t0 t1 line kv a0 a1 m0 m1 c0 c1 u0=0 u1=0 out="$tmp/wrk.out" s0 s1 v0 v1
   a0=$(upstream_accepts)
   [ "$who" = direct ] || u0=$(cpu_ticks $upstream_pids)
   m0=$(machine_busy)
   c0=$(children_ticks)
-  t0=$(cpu_ticks ${c_pids[$who]})
+  s0=$(cpu_ticks_split ${c_pids[$who]})
+  t0=$((${s0% *} + ${s0#* }))
+  v0=$(sleeps ${c_pids[$who]})
   # Not in $(...): wrk must be this shell's child, so its CPU shows in children_ticks.
   taskset -c "$LOAD_CPU" timeout $((secs + 60)) wrk -t"$WRK_THREADS" -c"$conns" -d"${secs}s" --timeout 10s \
     -s "$bench_dir/report.lua" "http://127.0.0.1:${c_port[$who]}$path" >"$out" 2>&1 || {
     cat "$out" >&2
     die "wrk against $who failed"
   }
-  t1=$(cpu_ticks ${c_pids[$who]})
+  s1=$(cpu_ticks_split ${c_pids[$who]})
+  t1=$((${s1% *} + ${s1#* }))
+  v1=$(sleeps ${c_pids[$who]})
   c1=$(children_ticks)
   m1=$(machine_busy)
   [ "$who" = direct ] || u1=$(cpu_ticks $upstream_pids)
@@ -412,6 +452,9 @@ run_wrk() {  # $1 = contestant, $2 = connections, $3 = seconds, $4 = path, $5 = 
   W=()
   for kv in ${line#WRKRESULT }; do W[${kv%%=*}]=${kv#*=}; done
   W[cpu_ticks]=$((t1 - t0))
+  W[utime_ticks]=$((${s1% *} - ${s0% *}))
+  W[stime_ticks]=$((${s1#* } - ${s0#* }))
+  W[sleeps]=$((v1 - v0))
   W[upstream_conns]=$((a1 - a0 - 1))  # minus the status request's own connection
   # Whatever else ran on the machine meanwhile (other users, builds): busy CPU not ours.
   W[foreign_ticks]=$(((m1 - m0) - (t1 - t0) - (c1 - c0) - (u1 - u0)))
@@ -430,12 +473,14 @@ measure() {  # $1 = scenario, $2 = contestant, $3 = rep, $4 = connections
     -v bad="${W[non2xx]}" -v e1="${W[connect]}" -v e2="${W[read]}" -v e3="${W[write]}" -v e4="${W[timeout]}" \
     -v p50="${W[p50_us]}" -v p99="${W[p99_us]}" -v mean="${W[mean_us]}" -v max="${W[max_us]}" \
     -v ticks="${W[cpu_ticks]}" -v hz="$clk_tck" -v up="${W[upstream_conns]}" -v quiet="$QUIET_PCT" \
-    -v foreign="${W[foreign_ticks]}" -v ncpu="$ncpu" 'BEGIN {
-      secs = dur / 1e6; cpu = ticks / hz; ok = req - bad
-      printf "%s,%s,%d,%d,%.3f,%d,%d,%d,%.1f,%.1f,%d,%d,%.1f,%d,%.2f,%.2f,%.2f,%d,%d,%.1f\n", s, c, r, n, secs, req, bad,
-        e1 + e2 + e3 + e4, req / secs, ok / secs, p50, p99, mean, max, cpu,
+    -v foreign="${W[foreign_ticks]}" -v ncpu="$ncpu" -v ut="${W[utime_ticks]}" -v st="${W[stime_ticks]}" \
+    -v sl="${W[sleeps]}" 'BEGIN {
+      secs = dur / 1e6; cpu = ticks / hz; ok = req - bad; user = ut / hz; sys = st / hz
+      printf "%s,%s,%d,%d,%.3f,%d,%d,%d,%.1f,%.1f,%d,%d,%.1f,%d,%.2f,%.2f,%.2f,%d,%d,%.1f,%.2f,%.2f,%.2f,%.2f,%.3f\n", s, c, r, n, secs,
+        req, bad, e1 + e2 + e3 + e4, req / secs, ok / secs, p50, p99, mean, max, cpu,
         (req > 0 ? cpu * 1e6 / req : 0), (ok > 0 ? cpu * 1e6 / ok : 0), up, quiet,
-        (foreign > 0 ? foreign : 0) * 100 / (hz * ncpu * secs) }')
+        (foreign > 0 ? foreign : 0) * 100 / (hz * ncpu * secs),
+        user, sys, (req > 0 ? user * 1e6 / req : 0), (req > 0 ? sys * 1e6 / req : 0), (req > 0 ? sl / req : 0) }')
   echo "$row" >>"$runs_csv"
   log "  $row"
 }
@@ -459,7 +504,7 @@ idle_queue() {
   idle_cpu_ms=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" 'BEGIN { printf "%.0f", t * 1000 / hz }')
   idle_answered=$(grep '^WRKRESULT' "$dir/wrk.log" | sed 's/.* requests=\([0-9]*\).*/\1/')
   awk -v n="$MANY_CONNS" -v secs="$IDLE_SECONDS" -v req="${idle_answered:-0}" -v t=$((t1 - t0)) -v hz="$clk_tck" \
-    'BEGIN { printf "idle_queue,sluice,1,%d,%.3f,%d,0,0,0,0,0,0,0,0,%.2f,0,0,0,0,0\n", n, secs, req, t / hz }' >>"$runs_csv"
+    'BEGIN { printf "idle_queue,sluice,1,%d,%.3f,%d,0,0,0,0,0,0,0,0,%.2f,0,0,0,0,0,,,,,\n", n, secs, req, t / hz }' >>"$runs_csv"
   log "  idle queue: sluice used ${idle_cpu_ms} ms CPU in ${IDLE_SECONDS} s with $MANY_CONNS requests waiting (wrk got ${idle_answered:-?} answers)"
 }
 
@@ -577,7 +622,7 @@ for scenario in $SCENARIOS; do
   esac
   who_list=""
   for who in $CONTESTANTS; do
-    [ "$scenario" = binding ] && [ "$who" = direct ] && continue  # nothing to limit
+    [ "$scenario" = binding ] && { [ "$who" = direct ] || [ "$who" = floor ]; } && continue  # nothing to limit
     who_list+="$who "
     [ "$scenario" = binding ] && [ "$who" = sluice ] && who_list+="sluice-tb "
   done
@@ -617,12 +662,12 @@ if [ -n "$REPORT_FROM" ]; then
 fi
 
 # ---- medians, tables, targets, plot --------------------------------------------------------------
-median() {  # $1 = scenario, $2 = contestant, $3 = column name
+median() {  # $1 = scenario, $2 = contestant, $3 = column name ("" if an older CSV lacks the column)
   awk -F, -v s="$1" -v c="$2" -v name="$3" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) col = i; next }
-    $1 == s && $2 == c { print $col }' "$runs_csv" | sort -g |
+    col && $1 == s && $2 == c && $col != "" { print $col }' "$runs_csv" | sort -g |
     awk '{ a[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
-metrics="rps accepted_rps p50_us p99_us cpu_us_per_req cpu_us_per_accepted non2xx socket_errors duration_s upstream_conns_opened others_cpu_pct_during"
+metrics="rps accepted_rps p50_us p99_us cpu_us_per_req cpu_us_per_accepted non2xx socket_errors duration_s upstream_conns_opened others_cpu_pct_during user_us_per_req sys_us_per_req sleeps_per_req"
 echo "scenario,contestant,reps,connections,${metrics// /,}" >"$summary_csv"
 declare -A M
 for scenario in $SCENARIOS; do
@@ -643,18 +688,28 @@ done
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "") print "-"; else printf f, v }'; }
 ms() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else if (v < 1000) printf "%.0f us", v; else printf "%.2f ms", v / 1000 }'; }
 
+# CPU per request, "17.9 us (5.0 + 12.9)" when the CSV has user and system time apart (medians of each).
+cpu_cell() {  # $1 = scenario, $2 = contestant
+  awk -v c="${M[$1,$2,cpu_us_per_req]}" -v u="${M[$1,$2,user_us_per_req]:-}" -v k="${M[$1,$2,sys_us_per_req]:-}" 'BEGIN {
+    if (c == "") { print "-"; exit }
+    printf "%.1f us", c; if (u != "" && k != "") printf " (%.1f + %.1f)", u, k; printf "\n" }'
+}
 speed_table() {  # $1 = scenario
-  local s=$1 who direct_rps ratio
+  local s=$1 who direct_rps ratio floor_cpu vs_floor split=""
   direct_rps=${M[$s,direct,rps]:-}
-  echo "| contestant | req/s | p50 | p99 | req/s vs direct | CPU per request | non-2xx | socket errors | upstream conns opened |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  floor_cpu=${M[$s,floor,cpu_us_per_req]:-}
+  [ -z "${M[$s,sluice,user_us_per_req]:-}${M[$s,haproxy,user_us_per_req]:-}${M[$s,floor,user_us_per_req]:-}" ] || split=" (user + sys)"
+  echo "| contestant | req/s | p50 | p99 | req/s vs direct | CPU per request$split | CPU vs floor | non-2xx | socket errors | upstream conns opened |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for who in $CONTESTANTS; do
     [ -n "${M[$s,$who,present]:-}" ] || continue
     ratio=$(awk -v a="${M[$s,$who,rps]}" -v b="$direct_rps" 'BEGIN { if (b == "" || b == 0) print "-"; else printf "%.2f", a / b }')
-    printf '| %s | %s | %s | %s | %s | %s us | %s | %s | %s |\n' "$who" "$(fmt "${M[$s,$who,rps]}" %.0f)" \
-      "$(ms "${M[$s,$who,p50_us]}")" "$(ms "${M[$s,$who,p99_us]}")" "$ratio" \
-      "$(fmt "${M[$s,$who,cpu_us_per_req]}" %.1f)" "$(fmt "${M[$s,$who,non2xx]}" %.0f)" \
-      "$(fmt "${M[$s,$who,socket_errors]}" %.0f)" "$(fmt "${M[$s,$who,upstream_conns_opened]}" %.0f)"
+    vs_floor=$(awk -v a="${M[$s,$who,cpu_us_per_req]}" -v b="$floor_cpu" -v w="$who" \
+      'BEGIN { if (b == "" || b == 0 || w == "direct") print "-"; else printf "%.2f x", a / b }')
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$who" "$(fmt "${M[$s,$who,rps]}" %.0f)" \
+      "$(ms "${M[$s,$who,p50_us]}")" "$(ms "${M[$s,$who,p99_us]}")" "$ratio" "$(cpu_cell "$s" "$who")" "$vs_floor" \
+      "$(fmt "${M[$s,$who,non2xx]}" %.0f)" "$(fmt "${M[$s,$who,socket_errors]}" %.0f)" \
+      "$(fmt "${M[$s,$who,upstream_conns_opened]}" %.0f)"
   done
 }
 
@@ -687,14 +742,28 @@ targets() {
   fi
   awk -v sc="${M[$s,sluice,cpu_us_per_req]}" -v hc="${M[$s,haproxy,cpu_us_per_req]}" \
     -v sr="${M[$s,sluice,rps]}" -v hr="${M[$s,haproxy,rps]}" \
-    -v sp="${M[$s,sluice,p99_us]}" -v hp="${M[$s,haproxy,p99_us]}" 'BEGIN {
+    -v sp="${M[$s,sluice,p99_us]}" -v hp="${M[$s,haproxy,p99_us]}" \
+    -v fc="${M[$s,floor,cpu_us_per_req]:-}" -v fu="${M[$s,floor,user_us_per_req]:-}" -v fk="${M[$s,floor,sys_us_per_req]:-}" \
+    -v fs="${M[$s,floor,sleeps_per_req]:-}" -v hs="${M[$s,haproxy,sleeps_per_req]:-}" 'BEGIN {
       verdict = "| target (open scenario, same run) | sluice | HAProxy | met? |\n|---|---:|---:|---|\n"
       ok = sc <= 0.8 * hc
       verdict = verdict sprintf("| CPU per request <= 0.8 x HAProxy | %.1f us (%.2fx) | %.1f us | %s |\n", sc, sc / hc, hc, ok ? "yes" : "**no**")
+      if (fc != "" && fc > 0)
+        verdict = verdict sprintf("| CPU per request vs the floor relay (%.1f us) | %.2fx | %.2fx | 0.8 x HAProxy = %.2fx the floor |\n", fc, sc / fc, hc / fc, 0.8 * hc / fc)
       ok = sr >= hr
       verdict = verdict sprintf("| req/s >= HAProxy | %.0f | %.0f | %s |\n", sr, hr, ok ? "yes" : "**no**")
       ok = sp <= hp
       verdict = verdict sprintf("| p99 <= HAProxy | %.0f us | %.0f us | %s |", sp, hp, ok ? "yes" : "**no**")
+      if (fc != "" && fc > 0) {
+        parts = (fu != "" && fk != "") ? sprintf(" (user %.1f + sys %.1f)", fu, fk) : ""
+        verdict = verdict sprintf("\n\n0.8 x HAProxy = %.1f us; the floor relay = %.1f us%s: ", 0.8 * hc, fc, parts)
+        if (0.8 * hc <= fc)
+          verdict = verdict "the target is below the floor, out of reach of any user-space proxy on epoll here."
+        else
+          verdict = verdict sprintf("a proxy meeting the target may spend %.1f us per request above the floor (HAProxy spends %.1f us, sluice %.1f us).", 0.8 * hc - fc, hc - fc, sc - fc)
+        if (fs != "" && hs != "")
+          verdict = verdict sprintf(" Sleeps (voluntary context switches) per request: the floor %.3f, HAProxy %.3f; a proxy with CPU to spare blocks in epoll_wait more often, and each sleep and wake-up costs kernel time.", fs, hs)
+      }
       print verdict }'
 }
 
@@ -708,6 +777,8 @@ git -C "$root" diff --quiet HEAD -- src include 2>/dev/null || sluice_rev+=" + u
   echo "- sluice $sluice_rev (Release), $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "- wrk -t$WRK_THREADS keep-alive, $REPS x ${DURATION}s per contestant (medians), ${WARMUP}s warm-up; contestant alone on CPU $PROXY_CPU, wrk + upstream (nginx, 1 worker, fixed 200) on CPU $LOAD_CPU"
   echo "- CPU per request: the contestant's utime+stime delta (/proc/PID/stat; nginx: master + worker) / responses completed"
+  [ -z "${M[open,floor,present]:-}${M[many,floor,present]:-}" ] ||
+    echo "- floor: tests/bench/floor_relay.cpp, a bare epoll byte relay (one upstream connection per client, no HTTP work): the least CPU per request any user-space proxy can spend"
   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "others_cpu_pct_during") col = i; next }
     $1 != "idle_queue" { v = $col + 0; sum += v; if (v > max) max = v; if (v > 10) busy++; n++ }
     END { if (n) printf "- other processes on the machine during the measured runs: %.1f%% of its CPU on average, %.1f%% at most; %d of %d runs above 10%%\n", sum / n, max, busy, n }' "$runs_csv"

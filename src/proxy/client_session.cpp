@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <sys/socket.h>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -78,7 +79,7 @@ bool is_idempotent(http::verb method) {
 
 // Whether a response can carry a rate-limit signal, checked in one pass over the
 // fields so that ordinary responses skip the parsers entirely.
-bool has_rate_limit_fields(const http::fields& fields) {
+bool has_rate_limit_fields(const ArenaFields& fields) {
     for (const auto& field : fields) {
         const auto name = field.name_string();
         if (beast::iequals(name, "retry-after")) return true;
@@ -324,11 +325,13 @@ void ClientSession::write(Stream& stream, const RelayWriter::Buffers& buffers, H
 
 void ClientSession::do_read_header() {
     if (closed_) return;
-    request_parser_.emplace();
+    // The response's fields go first: with both parsers gone the arena starts over.
+    response_parser_.reset();
+    request_parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                            std::make_tuple(ArenaAllocator<char>(&header_arena_)));
     request_parser_->header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(config().server.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
     request_parser_->body_limit(config().server.max_body_bytes);
-    response_parser_.reset();
     uses_.clear();
     tightest_limit_.reset();
     response_started_ = false;
@@ -686,7 +689,8 @@ void ClientSession::on_request_written(beast::error_code ec, std::size_t) {
 }
 
 void ClientSession::read_response_header() {
-    response_parser_.emplace();
+    response_parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                             std::make_tuple(ArenaAllocator<char>(&header_arena_)));
     response_parser_->body_limit(
         boost::none);  // streamed through a fixed buffer: size is not a memory concern
     response_parser_->header_limit(kResponseHeaderLimit);

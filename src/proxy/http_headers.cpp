@@ -1,9 +1,10 @@
 #include "sluice/proxy/http_headers.hpp"
 
-#include <boost/beast/core/string.hpp>
-#include <boost/beast/http/field.hpp>
 #include <iterator>
 #include <vector>
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/field.hpp>
 
 namespace sluice::proxy {
 
@@ -33,7 +34,8 @@ bool is_hop_by_hop(http::field name) {
 
 }  // namespace
 
-void strip_hop_by_hop(http::fields& fields) {
+template <class Allocator>
+void strip_hop_by_hop(http::basic_fields<Allocator>& fields) {
     // One pass to find them (most messages carry one Connection field or none),
     // a second only when there is something to remove: this runs twice per request.
     std::vector<std::string> named;
@@ -49,7 +51,8 @@ void strip_hop_by_hop(http::fields& fields) {
             // "close" and "keep-alive" name no field of their own to remove (Keep-Alive
             // goes anyway); never let a token strip framing.
             if (!token.empty() && !boost::beast::iequals(token, "close") &&
-                !boost::beast::iequals(token, "keep-alive") && !boost::beast::iequals(token, "transfer-encoding") &&
+                !boost::beast::iequals(token, "keep-alive") &&
+                !boost::beast::iequals(token, "transfer-encoding") &&
                 !boost::beast::iequals(token, "content-length")) {
                 named.emplace_back(token);
             }
@@ -64,7 +67,8 @@ void strip_hop_by_hop(http::fields& fields) {
     for (const auto& name : named) fields.erase(name);
 }
 
-void strip_sluice_fields(http::fields& fields) {
+template <class Allocator>
+void strip_sluice_fields(http::basic_fields<Allocator>& fields) {
     std::vector<std::string> names;
     for (const auto& field : fields) {
         const auto name = field.name_string();
@@ -73,11 +77,21 @@ void strip_sluice_fields(http::fields& fields) {
     for (const auto& name : names) fields.erase(name);
 }
 
-std::optional<std::string_view> find_field(const http::fields& fields, std::string_view name) {
+template <class Allocator>
+std::optional<std::string_view> find_field(const http::basic_fields<Allocator>& fields,
+                                           std::string_view name) {
     const auto it = fields.find(name);
     if (it == fields.end()) return std::nullopt;
     return std::string_view(it->value());
 }
+
+#define SLUICE_HTTP_HEADERS_INSTANTIATE(Alloc)                     \
+    template void strip_hop_by_hop(http::basic_fields<Alloc>&);    \
+    template void strip_sluice_fields(http::basic_fields<Alloc>&); \
+    template std::optional<std::string_view> find_field(const http::basic_fields<Alloc>&, std::string_view);
+SLUICE_HTTP_HEADERS_INSTANTIATE(std::allocator<char>)
+SLUICE_HTTP_HEADERS_INSTANTIATE(ArenaAllocator<char>)
+#undef SLUICE_HTTP_HEADERS_INSTANTIATE
 
 std::string authority_for(std::string_view scheme, std::string_view host, unsigned port) {
     std::string out;

@@ -1,8 +1,9 @@
 #include "sluice/proxy/proxy_server.hpp"
 
-#include <boost/asio/ip/tcp.hpp>
 #include <algorithm>
 #include <stdexcept>
+
+#include <boost/asio/ip/tcp.hpp>
 
 #include "sluice/admin/admin_server.hpp"
 #include "sluice/common/log.hpp"
@@ -49,10 +50,10 @@ public:
 
 private:
     void do_accept() {
-        acceptor_.async_accept(executors_.make(), [self = shared_from_this()](boost::system::error_code ec,
-                                                                                   tcp::socket socket) {
-            self->on_accept(ec, std::move(socket));
-        });
+        acceptor_.async_accept(executors_.make(),
+                               [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+                                   self->on_accept(ec, std::move(socket));
+                               });
     }
 
     void on_accept(boost::system::error_code ec, tcp::socket socket) {
@@ -78,7 +79,8 @@ private:
     std::uint16_t port_ = 0;
 };
 
-ProxyServer::ProxyServer(net::io_context& ioc, std::shared_ptr<const config::Config> config, const Clock& clock)
+ProxyServer::ProxyServer(net::io_context& ioc, std::shared_ptr<const config::Config> config,
+                         const Clock& clock)
     : ioc_(ioc) {
     route::RouteTable table(*config);
     const upstream::ConnectionExecutor executors(ioc, std::max(1u, config->server.workers));
@@ -120,6 +122,8 @@ std::vector<std::pair<std::string, std::uint16_t>> ProxyServer::listener_ports()
     return out;
 }
 
-std::uint16_t ProxyServer::admin_port() const { return admin_ ? admin_->port() : 0; }
+std::uint16_t ProxyServer::admin_port() const {
+    return admin_ ? admin_->port() : 0;
+}
 
 }  // namespace sluice::proxy

@@ -21,7 +21,8 @@ void append_version(std::string& out, unsigned version) {
     out.push_back(static_cast<char>('0' + version % 10));
 }
 
-void append_fields(std::string& out, const http::fields& fields) {
+template <class Allocator>
+void append_fields(std::string& out, const http::basic_fields<Allocator>& fields) {
     for (const auto& field : fields) {
         out.append(field.name_string());
         out.append(": ");
@@ -33,7 +34,8 @@ void append_fields(std::string& out, const http::fields& fields) {
 
 }  // namespace
 
-void RelayWriter::start_request(const http::request_header<>& head, bool chunked, bool bodyless) {
+template <class Fields>
+void RelayWriter::start_request(const http::header<true, Fields>& head, bool chunked, bool bodyless) {
     head_.clear();
     head_.append(head.method_string());
     head_.push_back(' ');
@@ -45,7 +47,8 @@ void RelayWriter::start_request(const http::request_header<>& head, bool chunked
     finish_head(chunked, bodyless);
 }
 
-void RelayWriter::start_response(const http::response_header<>& head, bool chunked, bool bodyless) {
+template <class Fields>
+void RelayWriter::start_response(const http::header<false, Fields>& head, bool chunked, bool bodyless) {
     head_.clear();
     append_version(head_, head.version());
     head_.push_back(' ');
@@ -61,6 +64,11 @@ void RelayWriter::start_response(const http::response_header<>& head, bool chunk
     append_fields(head_, head);
     finish_head(chunked, bodyless);
 }
+
+template void RelayWriter::start_request(const http::request_header<>&, bool, bool);
+template void RelayWriter::start_request(const http::header<true, ArenaFields>&, bool, bool);
+template void RelayWriter::start_response(const http::response_header<>&, bool, bool);
+template void RelayWriter::start_response(const http::header<false, ArenaFields>&, bool, bool);
 
 void RelayWriter::finish_head(bool chunked, bool bodyless) {
     chunked_ = chunked && !bodyless;
@@ -81,7 +89,8 @@ RelayWriter::Buffers RelayWriter::next(const char* data, std::size_t size, bool 
                 if (size > 0) head_.append(data, size);
             } else {
                 if (size > 0) {
-                    auto [end, ec] = std::to_chars(chunk_line_, chunk_line_ + sizeof chunk_line_ - 2, size, 16);
+                    auto [end, ec] =
+                        std::to_chars(chunk_line_, chunk_line_ + sizeof chunk_line_ - 2, size, 16);
                     (void)ec;
                     head_.append(chunk_line_, end).append(kCrlf).append(data, size).append(kCrlf);
                 }

@@ -84,7 +84,8 @@ SyntheticResponse make_rejection_response(const queue::Admission& admission, con
     return res;
 }
 
-void add_rate_limit_headers(http::fields& fields, config::RateLimitHeaderStyle style,
+template <class Allocator>
+void add_rate_limit_headers(http::basic_fields<Allocator>& fields, config::RateLimitHeaderStyle style,
                             const config::LimitConfig& limit, const limit::Decision& decision,
                             const Instant& now) {
     if (style == config::RateLimitHeaderStyle::none || limit.algorithm == config::Algorithm::vendor_gate)
@@ -107,5 +108,10 @@ void add_rate_limit_headers(http::fields& fields, config::RateLimitHeaderStyle s
                    "\"" + limit.name + "\";r=" + std::to_string(remaining) + ";t=" + std::to_string(reset));
     }
 }
+
+template void add_rate_limit_headers(http::fields&, config::RateLimitHeaderStyle, const config::LimitConfig&,
+                                     const limit::Decision&, const Instant&);
+template void add_rate_limit_headers(ArenaFields&, config::RateLimitHeaderStyle, const config::LimitConfig&,
+                                     const limit::Decision&, const Instant&);
 
 }  // namespace sluice::proxy

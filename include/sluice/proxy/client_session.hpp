@@ -20,6 +20,7 @@
 #include <boost/beast/http/parser.hpp>
 
 #include "sluice/limit/request_key.hpp"
+#include "sluice/proxy/header_arena.hpp"
 #include "sluice/proxy/relay_writer.hpp"
 #include "sluice/proxy/runtime.hpp"
 #include "sluice/proxy/synthetic_response.hpp"
@@ -36,8 +37,11 @@ public:
     void start();
 
 private:
-    using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
-    using ResponseParser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
+    // Both parsers keep their fields in the session's arena (header_arena.hpp).
+    using RequestParser =
+        boost::beast::http::request_parser<boost::beast::http::buffer_body, ArenaAllocator<char>>;
+    using ResponseParser =
+        boost::beast::http::response_parser<boost::beast::http::buffer_body, ArenaAllocator<char>>;
 
     template <class Handler>
     auto on_strand(Handler&& handler);
@@ -142,6 +146,7 @@ private:
     bool timed_out_ = false;     // the watchdog cancelled the operation under way
     unsigned inline_steps_ = 0;  // read steps completed without a trip through the scheduler, in a row
 
+    HeaderArena header_arena_;  // before the parsers: it must outlive their fields
     std::optional<RequestParser> request_parser_;
     RelayWriter request_writer_;
     std::optional<ResponseParser> response_parser_;

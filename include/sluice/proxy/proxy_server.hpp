@@ -3,12 +3,13 @@
 // limiters), binds every listener and the admin listener, accepts client
 // connections into ClientSessions, and drains on stop().
 
-#include <boost/asio/io_context.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <boost/asio/io_context.hpp>
 
 #include "sluice/common/clock.hpp"
 #include "sluice/config/config.hpp"
@@ -25,7 +26,8 @@ class Listener;
 class ProxyServer {
 public:
     // Throws std::runtime_error naming the upstream for a TLS setup failure.
-    ProxyServer(boost::asio::io_context& ioc, std::shared_ptr<const config::Config> config, const Clock& clock);
+    ProxyServer(boost::asio::io_context& ioc, std::shared_ptr<const config::Config> config,
+                const Clock& clock);
     ~ProxyServer();
 
     // Binds and starts accepting. Throws std::runtime_error naming the listener

@@ -17,10 +17,13 @@
 // the last is never sent as a chunk: it would end the body.
 
 #include <array>
-#include <boost/asio/buffer.hpp>
-#include <boost/beast/http/message.hpp>
 #include <cstddef>
 #include <string>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http/message.hpp>
+
+#include "sluice/proxy/header_arena.hpp"
 
 namespace sluice::proxy {
 
@@ -32,8 +35,11 @@ public:
     // Starts a message: formats its head. `chunked`: the head says
     // Transfer-Encoding: chunked (message::chunked()). `bodyless`: no body
     // follows (HEAD responses, 1xx/204/304, a request without a body).
-    void start_request(const boost::beast::http::request_header<>& head, bool chunked, bool bodyless);
-    void start_response(const boost::beast::http::response_header<>& head, bool chunked, bool bodyless);
+    // Fields: Beast's default fields or the session's ArenaFields (header_arena.hpp).
+    template <class Fields>
+    void start_request(const boost::beast::http::header<true, Fields>& head, bool chunked, bool bodyless);
+    template <class Fields>
+    void start_response(const boost::beast::http::header<false, Fields>& head, bool chunked, bool bodyless);
 
     // The buffers of the next write: the head if it has not gone yet, then
     // `size` bytes at `data` framed as the body requires, then, if `last`, the
@@ -55,6 +61,13 @@ private:
     bool head_sent_ = false;
     bool done_ = false;
 };
+
+extern template void RelayWriter::start_request(const boost::beast::http::request_header<>&, bool, bool);
+extern template void RelayWriter::start_request(const boost::beast::http::header<true, ArenaFields>&, bool,
+                                                bool);
+extern template void RelayWriter::start_response(const boost::beast::http::response_header<>&, bool, bool);
+extern template void RelayWriter::start_response(const boost::beast::http::header<false, ArenaFields>&, bool,
+                                                 bool);
 
 // Total bytes in a buffer sequence returned by RelayWriter::next().
 std::size_t total_size(const RelayWriter::Buffers& buffers);

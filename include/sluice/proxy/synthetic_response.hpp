@@ -6,14 +6,16 @@
 // precise delay as a decimal, which limit refused, the queue state, and the
 // rate-limit headers of the configured style, all derived from the decision.
 
+#include <string>
+
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <string>
 
 #include "sluice/common/clock.hpp"
 #include "sluice/common/error.hpp"
 #include "sluice/config/config.hpp"
+#include "sluice/proxy/header_arena.hpp"
 #include "sluice/queue/admission_controller.hpp"
 
 namespace sluice::proxy {
@@ -22,18 +24,27 @@ using SyntheticResponse = boost::beast::http::response<boost::beast::http::strin
 
 inline constexpr const char* kSluiceErrorHeader = "Sluice-Error";
 
-SyntheticResponse make_error_response(Errc code, const std::string& message, unsigned version, bool keep_alive);
+SyntheticResponse make_error_response(Errc code, const std::string& message, unsigned version,
+                                      bool keep_alive);
 
 // The 429 for a refused admission (queue_full, admission_timeout, key_capacity).
 // `limit` is the limit that refused (nullptr when none did, e.g. a full queue).
 SyntheticResponse make_rejection_response(const queue::Admission& admission, const config::LimitConfig* limit,
-                                          config::RateLimitHeaderStyle style, const Instant& now, unsigned version,
-                                          bool keep_alive);
+                                          config::RateLimitHeaderStyle style, const Instant& now,
+                                          unsigned version, bool keep_alive);
 
 // Adds the rate-limit headers describing `decision` of `limit` (style from the config).
 // A vendor gate has no quota of its own to describe: nothing is added for it.
-void add_rate_limit_headers(boost::beast::http::fields& fields, config::RateLimitHeaderStyle style,
-                            const config::LimitConfig& limit, const limit::Decision& decision, const Instant& now);
+template <class Allocator>
+void add_rate_limit_headers(boost::beast::http::basic_fields<Allocator>& fields,
+                            config::RateLimitHeaderStyle style, const config::LimitConfig& limit,
+                            const limit::Decision& decision, const Instant& now);
+extern template void add_rate_limit_headers(boost::beast::http::fields&, config::RateLimitHeaderStyle,
+                                            const config::LimitConfig&, const limit::Decision&,
+                                            const Instant&);
+extern template void add_rate_limit_headers(ArenaFields&, config::RateLimitHeaderStyle,
+                                            const config::LimitConfig&, const limit::Decision&,
+                                            const Instant&);
 
 // Whole seconds for Retry-After / reset headers: rounded up, never negative.
 long long ceil_seconds(Nanos delay);

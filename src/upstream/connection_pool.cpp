@@ -337,7 +337,7 @@ void ConnectionPool::connect_new(net::any_io_executor executor, AcquireHandler h
     });
     attempt->resolver.async_resolve(
         config_.host, port_text_,
-        [self, attempt, fail](beast::error_code ec, tcp::resolver::results_type endpoints) {
+        [self, attempt, fail](beast::error_code ec, const tcp::resolver::results_type& endpoints) {
             if (attempt->timed_out) return fail(Errc::upstream_timeout, "DNS resolution timed out");
             if (ec) return fail(Errc::upstream_connect_failed, "DNS resolution failed: " + ec.message());
             net::async_connect(attempt->connection->socket(), endpoints,

@@ -33,7 +33,7 @@ public:
 
     // Admitted or rejected now (returned), or queued: then `on_decided` is
     // posted to `executor` exactly once, unless cancel() removed it first.
-    queue::Admission submit(queue::AdmissionRequest request, boost::asio::any_io_executor executor,
+    queue::Admission submit(queue::AdmissionRequest request, const boost::asio::any_io_executor& executor,
                             DecisionHandler on_decided) {
         return submit_lazily(std::move(request), executor, [&] { return std::move(on_decided); });
     }

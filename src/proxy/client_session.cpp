@@ -1,10 +1,8 @@
 #include "sluice/proxy/client_session.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <sys/socket.h>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -510,8 +508,14 @@ void ClientSession::on_queued_decision(const queue::Admission& admission) {
         return;
     }
     waiting_ticket_ = 0;
-    beast::error_code ignored;
-    socket_.cancel(ignored);  // ends the disconnect watch
+    if (watching_client_) {
+        // The watch's read owns part of the read buffer: the exchange goes on once
+        // it has ended (its handler runs next, aborted or with bytes to keep).
+        decided_while_watching_ = admission;
+        beast::error_code ignored;
+        socket_.cancel(ignored);
+        return;
+    }
     apply_admission(admission);
 }
 
@@ -536,23 +540,36 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
 }
 
 void ClientSession::watch_client_while_queued() {
-    // A queued client sends nothing until answered, so readability means either
-    // EOF (it left: leave the queue, consume nothing) or bytes sent ahead.
-    socket_.async_wait(tcp::socket::wait_read, on_strand(beast::bind_front_handler(
-                                                   &ClientSession::on_client_readable, shared_from_this())));
+    // A queued client has nothing to wait for but its answer, so a read ends
+    // only with EOF (it left: leave the queue, consume nothing) or with bytes it
+    // sent ahead (a body, a pipelined request), which are kept in the read buffer
+    // for the parser and the watch goes on. A read, not a readiness wait: Asio
+    // re-registers the socket with epoll for every wait, and a wait cannot tell
+    // bytes from a close without a second system call. When the read-ahead room
+    // is used up the watch stops (the buffer is bounded); the client is then
+    // noticed leaving only when its request is decided.
+    const auto room = std::min(beast::read_size(buffer_, kReadChunk), buffer_.max_size() - buffer_.size());
+    if (room == 0) return;
+    watching_client_ = true;
+    socket_.async_read_some(
+        buffer_.prepare(room),
+        beast::bind_front_handler(&ClientSession::on_client_read_while_queued, shared_from_this()));
 }
 
-void ClientSession::on_client_readable(beast::error_code ec) {
-    if (waiting_ticket_ == 0 || ec == net::error::operation_aborted) return;
-    bool gone = static_cast<bool>(ec);
-    if (!gone) {
-        char byte = 0;
-        const auto n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        gone = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
-        // n > 0: the client sent more (a body, a pipelined request); it is still there.
+void ClientSession::on_client_read_while_queued(beast::error_code ec, std::size_t bytes) {
+    watching_client_ = false;
+    buffer_.commit(bytes);
+    if (decided_while_watching_) {
+        const auto admission = *std::exchange(decided_while_watching_, std::nullopt);
+        if (!ec || ec == net::error::operation_aborted) return apply_admission(admission);
+        // Decided just as the client left: send nothing to the vendor.
+        if (admission.outcome == queue::Outcome::admitted) runtime_->limits->release(uses_);
+        log::debug("proxy", "client left as its request was decided: " + describe_request());
+        return do_close();
     }
-    if (!gone) return;
-    log::debug("proxy", "client left while queued: " + describe_request());
+    if (waiting_ticket_ == 0 || closed_) return;
+    if (!ec) return watch_client_while_queued();  // bytes sent ahead: still there
+    log::debug("proxy", "client left while queued: " + describe_request() + " (" + ec.message() + ")");
     const auto ticket = waiting_ticket_;
     waiting_ticket_ = 0;
     closed_ = true;

@@ -23,9 +23,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "support/proxy_config.hpp"
 #include "support/http_client.hpp"
 #include "support/mock_upstream.hpp"
+#include "support/proxy_config.hpp"
 #include "support/sluice_process.hpp"
 #include "support/synthetic_checks.hpp"
 
@@ -38,7 +38,8 @@ namespace {
 // One listener "main", one upstream "vendor" (the mock), the given limits and
 // routes (YAML text indented under `limits:` / `routes:`), an admin listener.
 std::string limits_yaml(const MockUpstream& upstream, const std::string& limits, const std::string& routes,
-                        unsigned workers = e2e_workers(), const std::string& queue = "{max_depth: 1000, max_wait: 10s}") {
+                        unsigned workers = e2e_workers(),
+                        const std::string& queue = "{max_depth: 1000, max_wait: 10s}") {
     return yaml_subst(R"(server:
   workers: {WORKERS}
   timeouts: {client_header: 2s, client_body: 5s, client_idle: 10s, client_write: 5s}
@@ -569,6 +570,34 @@ TEST_CASE("a client that disconnects while queued leaves the queue and consumes 
     // the first free window, not one window later.
     INFO("next forwarded " << ms_of(at[1] - at[0]) << " ms after the first");
     CHECK(at[1] - at[0] < kWindow + 150ms);
+    CHECK(admin_status(sluice)["counters"]["forwarded"] == 2);
+}
+
+TEST_CASE("a queued client that sent its body while waiting and then disconnects still leaves the queue",
+          "[e2e][ratelimit][queue]") {
+    // Bytes sent ahead must not end the watch: the client is still watched, and
+    // its leaving noticed, after its body (and a pipelined request) arrived.
+    MockUpstream upstream;
+    SluiceProcess sluice(limits_yaml(
+        upstream, "  paced: {algorithm: sliding_window, limit: 1, window: 400ms}\n", one_route("[paced]")));
+    const auto port = sluice.port("main");
+    HttpClient first(port);
+    REQUIRE(first.get("/x", {{"X-Id", "first"}}).status == 200);
+
+    HttpClient leaver(port);
+    leaver.write_raw("POST /x HTTP/1.1\r\nHost: localhost\r\nX-Id: leaver\r\nContent-Length: 11\r\n\r\n");
+    REQUIRE(wait_for_waiting(sluice, 1));
+    leaver.write_raw("hello world");
+    std::this_thread::sleep_for(50ms);  // the body arrives while the request waits
+    leaver.write_raw(raw_get("/y", "X-Id: leaver-2\r\n"));
+    std::this_thread::sleep_for(50ms);
+    leaver.close();
+    REQUIRE(wait_for_waiting(sluice, 0));
+
+    HttpClient next(port);
+    next.write_raw(raw_get("/x", "X-Id: next\r\n"));
+    CHECK(next.read_response().status == 200);
+    CHECK(ids_seen(upstream) == std::vector<std::string>{"first", "next"});
     CHECK(admin_status(sluice)["counters"]["forwarded"] == 2);
 }
 

@@ -94,7 +94,7 @@ private:
     void apply_admission(const queue::Admission& admission);
     void on_admitted();
     void watch_client_while_queued();
-    void on_client_readable(boost::beast::error_code ec);
+    void on_client_read_while_queued(boost::beast::error_code ec, std::size_t bytes);
 
     // Upstream exchange.
     void send_continue_then_acquire();
@@ -162,6 +162,8 @@ private:
     std::optional<std::size_t> tightest_limit_;
     bool holds_permits_ = false;
     queue::TicketId waiting_ticket_ = 0;
+    bool watching_client_ = false;                            // the disconnect watch's read is under way
+    std::optional<queue::Admission> decided_while_watching_;  // applied when that read has ended
     upstream::ConnectionPtr upstream_;
     bool upstream_reusable_ = false;
     bool keep_alive_ = false;

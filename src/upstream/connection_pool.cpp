@@ -335,41 +335,56 @@ void ConnectionPool::connect_new(net::any_io_executor executor, AcquireHandler h
         beast::error_code ignored;
         attempt->connection->socket().close(ignored);
     });
-    attempt->resolver.async_resolve(
-        config_.host, port_text_,
-        [self, attempt, fail](beast::error_code ec, const tcp::resolver::results_type& endpoints) {
-            if (attempt->timed_out) return fail(Errc::upstream_timeout, "DNS resolution timed out");
-            if (ec) return fail(Errc::upstream_connect_failed, "DNS resolution failed: " + ec.message());
-            net::async_connect(attempt->connection->socket(), endpoints,
-                               [self, attempt, fail](beast::error_code ec, const tcp::endpoint&) {
-                                   if (attempt->timed_out)
-                                       return fail(Errc::upstream_timeout, "connect timed out");
-                                   if (ec)
-                                       return fail(Errc::upstream_connect_failed,
-                                                   "connect failed: " + ec.message());
-                                   beast::error_code ignored;
-                                   attempt->connection->socket().set_option(tcp::no_delay(true), ignored);
-                                   // Plain writes are tried synchronously first (ClientSession): they must
-                                   // never block.
-                                   attempt->connection->socket().non_blocking(true, ignored);
-                                   auto done = [self, attempt]() {
-                                       attempt->deadline_timer.cancel();
-                                       {
-                                           const std::lock_guard<std::mutex> lock(self->mutex_);
-                                           attempt->connection->id = ++self->opened_total_;
-                                       }
-                                       self->deliver(attempt->executor, std::move(attempt->handler), {},
-                                                     std::move(attempt->connection));
-                                   };
-                                   if (!attempt->connection->is_tls()) return done();
-                                   attempt->connection->with_stream([&](auto& stream) {
-                                       using Stream = std::decay_t<decltype(stream)>;
-                                       if constexpr (std::is_same_v<Stream, UpstreamConnection::TlsStream>) {
-                                           self->start_tls_handshake(stream, attempt->timed_out, fail, done);
-                                       }
-                                   });
+    auto on_resolved = [self, attempt, fail](beast::error_code ec,
+                                             const tcp::resolver::results_type& endpoints) {
+        if (attempt->timed_out) return fail(Errc::upstream_timeout, "DNS resolution timed out");
+        if (ec) return fail(Errc::upstream_connect_failed, "DNS resolution failed: " + ec.message());
+        net::async_connect(attempt->connection->socket(), endpoints,
+                           [self, attempt, fail](beast::error_code ec, const tcp::endpoint&) {
+                               if (attempt->timed_out)
+                                   return fail(Errc::upstream_timeout, "connect timed out");
+                               if (ec)
+                                   return fail(Errc::upstream_connect_failed,
+                                               "connect failed: " + ec.message());
+                               beast::error_code ignored;
+                               attempt->connection->socket().set_option(tcp::no_delay(true), ignored);
+                               // Plain writes are tried synchronously first (ClientSession): they must
+                               // never block.
+                               attempt->connection->socket().non_blocking(true, ignored);
+                               auto done = [self, attempt]() {
+                                   attempt->deadline_timer.cancel();
+                                   {
+                                       const std::lock_guard<std::mutex> lock(self->mutex_);
+                                       attempt->connection->id = ++self->opened_total_;
+                                   }
+                                   self->deliver(attempt->executor, std::move(attempt->handler), {},
+                                                 std::move(attempt->connection));
+                               };
+                               if (!attempt->connection->is_tls()) return done();
+                               attempt->connection->with_stream([&](auto& stream) {
+                                   using Stream = std::decay_t<decltype(stream)>;
+                                   if constexpr (std::is_same_v<Stream, UpstreamConnection::TlsStream>) {
+                                       self->start_tls_handshake(stream, attempt->timed_out, fail, done);
+                                   }
                                });
-        });
+                           });
+    };
+    // An IP literal needs no DNS. Skipping the resolver also keeps the process
+    // single-threaded: Asio resolves on a thread of its own, started on first use
+    // and kept for the process's life, and with a second thread the kernel takes a
+    // reference on the file for every system call on a socket (fdget), measurably
+    // more system time per request (docs/benchmarks.md, "Where sluice's time goes").
+    boost::system::error_code not_ip;
+    const auto address = net::ip::make_address(config_.host, not_ip);
+    if (!not_ip) {
+        const tcp::endpoint endpoint(address, static_cast<unsigned short>(config_.port));
+        net::post(attempt->deadline_timer.get_executor(),
+                  [on_resolved, endpoint, host = config_.host, port = port_text_]() {
+                      on_resolved({}, tcp::resolver::results_type::create(endpoint, host, port));
+                  });
+        return;
+    }
+    attempt->resolver.async_resolve(config_.host, port_text_, on_resolved);
 }
 
 template <class Fail, class Done>

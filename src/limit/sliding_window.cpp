@@ -69,6 +69,7 @@ public:
     // every count and earliest() is the same as the ring alone would give.
     static constexpr std::uint32_t kCopy = 3;
     static constexpr std::uint32_t kPending = 3;
+    static_assert(kPending <= kCopy, "the copy must be able to take over every pending unit");
     struct State {
         // [0] overflow, [1] overflow_time, then the ring. Shadow mode (consume
         // past the limit) cannot fit in the ring: the oldest units are folded
@@ -216,9 +217,21 @@ private:
     }
 
     // The oldest unit (size > 0). When the copy has run out, refills it from the
-    // ring, writing the pending units first (both ends' lines fetched together).
+    // pending units if they are all that is left, else from the ring, writing
+    // the pending units first (both ends' lines fetched together).
     std::int64_t oldest(State& s) const noexcept {
-        if (s.copy_from == s.copy_end) {
+        if (s.copy_from == s.copy_end && s.size == s.pending) {
+            // Every unit left is pending (a key with few units in its window):
+            // the copy takes them over, and they need never reach the ring
+            // (copied units leave before the ring is read again).
+            const std::uint32_t n = s.pending;
+            s.front = pending_unit(s, n - 1);
+            for (std::uint32_t j = 1; j < n; ++j)
+                s.after[j - 1] = static_cast<std::uint32_t>(pending_unit(s, n - 1 - j) - s.front);
+            s.copy_from = 0;
+            s.copy_end = static_cast<std::uint8_t>(n);
+            s.pending = 0;
+        } else if (s.copy_from == s.copy_end) {
             std::int64_t* r = ring(s);
             if (s.pending > 0) {
                 __builtin_prefetch(&r[wrap(s.start + s.size - s.pending)], 1);
@@ -238,7 +251,7 @@ private:
         return copied(s, s.copy_from);
     }
 
-    // Forgets the n oldest units (n <= size - pending: written into the ring).
+    // Forgets the n oldest units (copied or in the ring, not pending).
     void drop_oldest(State& s, std::uint32_t n) const noexcept {
         s.start = static_cast<std::uint16_t>(wrap(s.start + n));
         s.size = static_cast<std::uint16_t>(s.size - n);

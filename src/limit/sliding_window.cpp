@@ -67,6 +67,9 @@ public:
     // time kept in the slot is exact (a unit that does not fit a 32-bit offset
     // is simply not copied, or the pending units are written out first), so
     // every count and earliest() is the same as the ring alone would give.
+    // When the copy runs out and only pending units are left, the copy takes
+    // them over and they never reach the ring: a unit is in the copy, pending,
+    // or in the ring (and may be in the ring and the copy).
     static constexpr std::uint32_t kCopy = 3;
     static constexpr std::uint32_t kPending = 3;
     static_assert(kPending <= kCopy, "the copy must be able to take over every pending unit");

@@ -38,6 +38,8 @@
 // a lower bound, as the contract requires.
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <memory>
 
 #include "sluice/limit/algorithms.hpp"
@@ -50,16 +52,44 @@ using detail::floor_div;
 
 class SlidingLogPolicy {
 public:
+    // One key's log: `size` unit timestamps, non-decreasing, in a ring of
+    // `limit` slots on the heap (oldest at `start`). Across many keys the ring
+    // is a second cache line behind the slot's pointer, a miss that waits for
+    // the slot's, so the slot keeps the two ends of the log too:
+    // - a copy of up to kCopy of the oldest units (what expire() compares with
+    //   the cutoff): one 64-bit time and 32-bit offsets after it;
+    // - the newest unit's time and up to kPending - 1 units before it (32-bit
+    //   offsets back from it): the last `pending` units are kept here alone
+    //   and written into the ring in one go (before anything reads them there).
+    // On a full window (one unit leaves, one is appended per decision) the
+    // ring is visited once per kCopy decisions: the copy is refilled and the
+    // pending units written back together, to lines fetched at once. Every
+    // time kept in the slot is exact (a unit that does not fit a 32-bit offset
+    // is simply not copied, or the pending units are written out first), so
+    // every count and earliest() is the same as the ring alone would give.
+    // When the copy runs out and only pending units are left, the copy takes
+    // them over and they never reach the ring: a unit is in the copy, pending,
+    // or in the ring (and may be in the ring and the copy).
+    static constexpr std::uint32_t kCopy = 3;
+    static constexpr std::uint32_t kPending = 3;
+    static_assert(kPending <= kCopy, "the copy must be able to take over every pending unit");
     struct State {
-        std::unique_ptr<std::int64_t[]> times;  // ring of `limit` unit timestamps (mono ns), non-decreasing
-        std::uint32_t start = 0;                // oldest
-        std::uint32_t size = 0;
-        // Shadow mode (consume past the limit) cannot fit in the ring: the oldest
-        // units are folded into one lump counted as admitted at overflow_time,
-        // the newest of them (so they are held longer, never shorter). Always
-        // older than or as old as the ring's oldest unit.
-        std::int64_t overflow = 0;
-        std::int64_t overflow_time = 0;
+        // [0] overflow, [1] overflow_time, then the ring. Shadow mode (consume
+        // past the limit) cannot fit in the ring: the oldest units are folded
+        // into one lump counted as admitted at overflow_time, the newest of them
+        // (so they are held longer, never shorter). Always older than or as old
+        // as the ring's oldest unit. Read only while `overflowed`.
+        std::unique_ptr<std::int64_t[]> block;
+        std::int64_t front = 0;                   // copy element 0
+        std::int64_t newest = 0;                  // the newest unit, while size > 0
+        std::uint32_t after[kCopy - 1] = {};      // copy element j >= 1 is front + after[j - 1]
+        std::uint32_t before[kPending - 1] = {};  // pending unit q >= 1 back is newest - before[q - 1]
+        std::uint16_t start = 0;                  // ring slot of the oldest unit
+        std::uint16_t size = 0;                   // units in the log
+        std::uint8_t copy_from = 0;               // copy elements [copy_from, copy_end) are the
+        std::uint8_t copy_end = 0;                // log's oldest copy_end - copy_from units
+        std::uint8_t pending = 0;                 // the newest `pending` units are not in the ring yet
+        bool overflowed = false;                  // block[0] and block[1] hold a lump
     };
 
     SlidingLogPolicy(std::int64_t limit, std::int64_t span) : limit_(limit), span_(span) {}
@@ -67,29 +97,28 @@ public:
     std::int64_t capacity() const noexcept { return limit_; }
     State make_state() const {
         State s;
-        s.times =
-            std::make_unique<std::int64_t[]>(static_cast<std::size_t>(std::max<std::int64_t>(limit_, 1)));
+        s.block = std::make_unique<std::int64_t[]>(block_length());  // zeroed
         return s;
     }
     void reset(State& s) const noexcept {
-        s.start = 0;
-        s.size = 0;
-        s.overflow = 0;
+        reset_log(s);
+        s.overflowed = false;
     }
 
     PolicyView probe(State& s, std::int64_t units, const Instant& now) const {
         const std::int64_t t = now.mono.count();
         expire(s, t);
-        const std::int64_t count = s.overflow + s.size;
+        const std::int64_t lump = overflow(s);
+        const std::int64_t count = lump + s.size;
         PolicyView v;
         v.allowed = count + units <= limit_;
         if (!v.allowed) {
             const std::int64_t k = count + units - limit_;  // units that must leave first
             std::int64_t leaves = 0;
-            if (k <= s.overflow) {
-                leaves = s.overflow_time + span_;
+            if (k <= lump) {
+                leaves = s.block[1] + span_;
             } else if (k <= count) {
-                leaves = at(s, static_cast<std::uint32_t>(k - s.overflow - 1)) + span_;
+                leaves = at(s, static_cast<std::uint32_t>(k - lump - 1)) + span_;
             } else {
                 leaves = std::max(t, newest(s)) + span_;
             }
@@ -104,70 +133,162 @@ public:
         const std::int64_t t = now.mono.count();
         expire(s, t);
         if (cost <= 0) return;
-        const std::int64_t when = (s.size + s.overflow > 0) ? std::max(t, newest(s)) : t;
+        const std::int64_t when = (s.size > 0 || s.overflowed) ? std::max(t, newest(s)) : t;
         const auto cap = static_cast<std::uint32_t>(limit_);
         const std::int64_t excess = static_cast<std::int64_t>(s.size) + cost - limit_;
         if (excess > 0) {  // only in shadow mode: fold the oldest units into the lump
+            flush(s);
+            if (!s.overflowed) {
+                s.block[0] = 0;
+                s.overflowed = true;
+            }
             const auto from_ring = static_cast<std::uint32_t>(std::min<std::int64_t>(excess, s.size));
             if (from_ring > 0) {
-                s.overflow_time = std::max(s.overflow_time, at(s, from_ring - 1));
-                s.start = wrap(s.start + from_ring);
-                s.size -= from_ring;
-                s.overflow += from_ring;
+                s.block[1] = std::max(s.block[1], at(s, from_ring - 1));
+                drop_oldest(s, from_ring);
+                s.block[0] += from_ring;
             }
             const std::int64_t from_new = excess - from_ring;
             if (from_new > 0) {
-                s.overflow += from_new;
-                s.overflow_time = when;
+                s.block[0] += from_new;
+                s.block[1] = when;
                 cost -= from_new;
             }
         }
-        for (std::int64_t i = 0; i < cost && s.size < cap; ++i) {
-            s.times[wrap(s.start + s.size)] = when;
-            ++s.size;
-        }
+        for (std::int64_t i = 0; i < cost && s.size < cap; ++i) append(s, when);
     }
 
     void release(State&, std::int64_t) const noexcept {}
 
     Nanos fresh_at(const State& s, const Instant&) const {
-        if (s.size + s.overflow == 0) return Nanos::min();
+        if (s.size == 0 && overflow(s) == 0) return Nanos::min();
         return Nanos{newest(s) + span_};
     }
 
-    std::size_t heap_bytes() const noexcept {
-        return static_cast<std::size_t>(std::max<std::int64_t>(limit_, 1)) * sizeof(std::int64_t);
-    }
+    std::size_t heap_bytes() const noexcept { return block_length() * sizeof(std::int64_t); }
 
 private:
+    static constexpr auto kMaxOffset = static_cast<std::uint64_t>(std::numeric_limits<std::uint32_t>::max());
+
+    std::size_t block_length() const noexcept {
+        return static_cast<std::size_t>(std::max<std::int64_t>(limit_, 1)) + 2;
+    }
     std::uint32_t wrap(std::uint32_t i) const noexcept {
         const auto cap = static_cast<std::uint32_t>(limit_);
         return i >= cap ? i - cap : i;
     }
-    std::int64_t at(const State& s, std::uint32_t i) const noexcept { return s.times[wrap(s.start + i)]; }
-    std::int64_t newest(const State& s) const noexcept {
-        return s.size > 0 ? at(s, s.size - 1) : s.overflow_time;
+    static std::int64_t* ring(const State& s) noexcept { return s.block.get() + 2; }
+    static std::int64_t overflow(const State& s) noexcept { return s.overflowed ? s.block[0] : 0; }
+    static std::int64_t copied(const State& s, std::uint32_t j) noexcept {
+        return j == 0 ? s.front : s.front + static_cast<std::int64_t>(s.after[j - 1]);
+    }
+    // The pending unit q back from the newest (q < pending).
+    static std::int64_t pending_unit(const State& s, std::uint32_t q) noexcept {
+        return q == 0 ? s.newest : s.newest - static_cast<std::int64_t>(s.before[q - 1]);
+    }
+    // The i-th oldest unit of the log (i < size).
+    std::int64_t at(const State& s, std::uint32_t i) const noexcept {
+        if (const std::uint32_t j = s.copy_from + i; j < s.copy_end) return copied(s, j);
+        if (const std::uint32_t q = s.size - 1 - i; q < s.pending) return pending_unit(s, q);
+        return ring(s)[wrap(s.start + i)];
+    }
+    std::int64_t newest(const State& s) const noexcept { return s.size > 0 ? s.newest : s.block[1]; }
+
+    // Writes the pending units into the ring.
+    void flush(State& s) const noexcept {
+        std::int64_t* r = ring(s);
+        for (std::uint32_t q = 0; q < s.pending; ++q) r[wrap(s.start + s.size - 1 - q)] = pending_unit(s, q);
+        s.pending = 0;
+    }
+
+    // Appends a unit at `when` (>= newest; size < limit).
+    void append(State& s, std::int64_t when) const noexcept {
+        if (s.pending > 0) {
+            const auto d = static_cast<std::uint64_t>(when - s.newest);
+            const std::uint64_t oldest_back = s.pending > 1 ? s.before[s.pending - 2] : 0;
+            if (s.pending == kPending || d + oldest_back > kMaxOffset) {
+                flush(s);
+            } else {
+                for (std::uint32_t q = s.pending - 1; q >= 1; --q)
+                    s.before[q] = static_cast<std::uint32_t>(s.before[q - 1] + d);
+                s.before[0] = static_cast<std::uint32_t>(d);
+            }
+        }
+        s.newest = when;
+        ++s.pending;
+        ++s.size;
+    }
+
+    // The oldest unit (size > 0). When the copy has run out, refills it from the
+    // pending units if they are all that is left, else from the ring, writing
+    // the pending units first (both ends' lines fetched together).
+    std::int64_t oldest(State& s) const noexcept {
+        if (s.copy_from == s.copy_end && s.size == s.pending) {
+            // Every unit left is pending (a key with few units in its window):
+            // the copy takes them over, and they need never reach the ring
+            // (copied units leave before the ring is read again).
+            const std::uint32_t n = s.pending;
+            s.front = pending_unit(s, n - 1);
+            for (std::uint32_t j = 1; j < n; ++j)
+                s.after[j - 1] = static_cast<std::uint32_t>(pending_unit(s, n - 1 - j) - s.front);
+            s.copy_from = 0;
+            s.copy_end = static_cast<std::uint8_t>(n);
+            s.pending = 0;
+        } else if (s.copy_from == s.copy_end) {
+            std::int64_t* r = ring(s);
+            if (s.pending > 0) {
+                __builtin_prefetch(&r[wrap(s.start + s.size - s.pending)], 1);
+                __builtin_prefetch(&r[wrap(s.start + s.size - 1)], 1);
+            }
+            flush(s);
+            s.front = r[s.start];
+            std::uint32_t n = 1;
+            for (; n < kCopy && n < s.size; ++n) {
+                const auto d = static_cast<std::uint64_t>(r[wrap(s.start + n)] - s.front);
+                if (d > kMaxOffset) break;
+                s.after[n - 1] = static_cast<std::uint32_t>(d);
+            }
+            s.copy_from = 0;
+            s.copy_end = static_cast<std::uint8_t>(n);
+        }
+        return copied(s, s.copy_from);
+    }
+
+    // Forgets the n oldest units (copied or in the ring, not pending).
+    void drop_oldest(State& s, std::uint32_t n) const noexcept {
+        s.start = static_cast<std::uint16_t>(wrap(s.start + n));
+        s.size = static_cast<std::uint16_t>(s.size - n);
+        const std::uint32_t left = s.copy_end - s.copy_from;
+        s.copy_from = static_cast<std::uint8_t>(n < left ? s.copy_from + n : s.copy_end);
     }
 
     // Drops units no longer in the window at t (admitted at or before t - D).
     void expire(State& s, std::int64_t t) const noexcept {
         const std::int64_t cutoff = t - span_;
-        if (s.overflow > 0 && s.overflow_time <= cutoff) s.overflow = 0;
+        if (s.overflowed && s.block[1] <= cutoff) s.overflowed = false;
         if (s.size == 0) return;
-        if (at(s, s.size - 1) <= cutoff) {  // everything left: common after an idle spell
-            s.start = 0;
-            s.size = 0;
+        if (s.newest <= cutoff) {  // everything left: common after an idle spell
+            reset_log(s);
             return;
         }
-        while (s.times[s.start] <= cutoff) {
-            s.start = wrap(s.start + 1);
-            --s.size;
-        }
+        // Ends before the log empties: the newest unit is still in the window.
+        // (oldest() writes the pending units out before the copy reaches them.)
+        while (oldest(s) <= cutoff) drop_oldest(s, 1);
+    }
+    static void reset_log(State& s) noexcept {
+        s.start = 0;
+        s.size = 0;
+        s.copy_from = 0;
+        s.copy_end = 0;
+        s.pending = 0;
     }
 
     std::int64_t limit_;  // <= kSlidingExactMaxUnits
     std::int64_t span_;   // D = window + margin, ns
 };
+static_assert(sizeof(SlidingLogPolicy::State) <= 48, "the log's state must leave its slot at 64 bytes");
+static_assert(detail::KeyTable<SlidingLogPolicy::State>::slot_bytes() == 64);
+static_assert(kSlidingExactMaxUnits <= std::numeric_limits<std::uint16_t>::max());
 
 class SlidingBucketPolicy {
 public:

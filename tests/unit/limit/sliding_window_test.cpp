@@ -1,3 +1,10 @@
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+#include <random>
+#include <unordered_map>
+#include <vector>
+
 #include <catch2/catch.hpp>
 
 #include "sluice/common/clock.hpp"
@@ -275,6 +282,141 @@ TEST_CASE("sliding window: shadow-mode consume beyond the limit", "[limit][slidi
         CHECK(d.remaining == limit - 1);
         clock.advance(t0 + 3s - clock.now().mono);
         CHECK(l->probe(0, 0, 0, clock.now()).remaining == limit);
+    }
+}
+
+// The exact log keeps the oldest units (copied) and the newest (pending, not
+// yet in the ring) in the key's slot. Against a per-key list of every live
+// unit, across many keys (slots moved by growth and eviction), gaps that do
+// and do not fit the slot's 32-bit offsets (> 4.3 s), costs above one, the
+// ring wrapping many times and units ahead: every answer must be the exact one.
+TEST_CASE("sliding window: the exact log's slot-kept ends agree with every live unit", "[limit][sliding]") {
+    struct Case {
+        std::int64_t limit;
+        Nanos window;
+    };
+    const Case cases[] = {{166, 10s}, {5, 20s}, {1, 9s}, {256, 1min}, {3, 100ns}, {7, 2min}};
+    std::uint64_t seed = 100;
+    for (const auto& c : cases) {
+        for (const std::size_t key_count : {std::size_t{1}, std::size_t{3}, std::size_t{50}}) {
+            ++seed;
+            INFO("limit " << c.limit << " window " << c.window.count() << " keys " << key_count << " seed "
+                          << seed);
+            std::mt19937_64 rng(seed);
+            auto config = sliding(c.limit, c.window);
+            config.key = {sluice::config::KeySource{sluice::config::KeySource::Kind::header, "X-K"}};
+            auto l = make_limiter(config);
+            const std::int64_t span = c.window.count();
+            FakeClock clock;
+            std::unordered_map<std::uint64_t, std::deque<std::int64_t>> live;  // per key, oldest first
+            std::int64_t admitted = 0;
+            for (int step = 0; step < 20'000; ++step) {
+                // Steps: 1 ns, about the limit's rate (so windows stay full), 4.3-6 s (beyond a
+                // 32-bit offset), rarely a whole window.
+                const auto kind = rng() % 16;
+                std::int64_t dt = 1;
+                if (kind < 4)
+                    dt = 1;
+                else if (kind < 13)
+                    dt = static_cast<std::int64_t>(
+                        rng() % static_cast<std::uint64_t>(
+                                    2 * span / c.limit / static_cast<std::int64_t>(key_count) + 1));
+                else if (kind < 15)
+                    dt = 4'300'000'000 + static_cast<std::int64_t>(rng() % 1'700'000'000);
+                else
+                    dt = span + static_cast<std::int64_t>(rng() % 1000);
+                clock.advance(Nanos{dt});
+                const std::int64_t t = clock.now().mono.count();
+                const std::uint64_t key = 1 + rng() % key_count;
+                auto& units = live[key];
+                while (!units.empty() && units.front() <= t - span) units.pop_front();
+                const std::int64_t n = static_cast<std::int64_t>(units.size());
+                const std::int64_t cost =
+                    rng() % 8 == 0
+                        ? 1 + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(c.limit))
+                        : 1;
+                const std::int64_t ahead = rng() % 8 == 0 ? static_cast<std::int64_t>(rng() % 3) : 0;
+                const Decision d = l->probe(key, cost, ahead, clock.now());
+                REQUIRE(d.allowed == (n + cost + ahead <= c.limit));
+                REQUIRE(d.remaining == c.limit - n);
+                REQUIRE(d.reset.count() == (n > 0 ? units.back() + span : t));
+                if (!d.allowed) {
+                    const std::int64_t k = n + cost + ahead - c.limit;
+                    if (k <= n)
+                        REQUIRE(d.earliest.count() == units[static_cast<std::size_t>(k - 1)] + span);
+                    else
+                        REQUIRE(d.earliest.count() >= t + span);
+                } else {
+                    l->consume(key, cost, clock.now());
+                    for (std::int64_t i = 0; i < cost; ++i) units.push_back(t);
+                    admitted += cost;
+                }
+                if (rng() % 64 == 0) {
+                    l->evict_idle(clock.now());  // forgets keys whose window emptied; moves slots
+                    for (auto it = live.begin(); it != live.end();) {
+                        while (!it->second.empty() && it->second.front() <= t - span) it->second.pop_front();
+                        it = it->second.empty() ? live.erase(it) : std::next(it);
+                    }
+                    REQUIRE(l->key_count() == live.size());
+                }
+            }
+            CHECK(admitted > 1000);
+        }
+    }
+}
+
+// A table grown to 100,000 keys (every slot moved many times) keeps each key's
+// log, with its slot-kept ends, and forgets every key once its window is over.
+TEST_CASE("sliding window: 100,000 keys keep their logs through table growth", "[limit][sliding]") {
+    constexpr std::uint64_t kKeys = 100'000;
+    auto config = sliding(4, 10s);
+    config.key = {sluice::config::KeySource{sluice::config::KeySource::Kind::header, "X-K"}};
+    config.max_keys = 2 * kKeys;
+    auto l = make_limiter(config);
+    FakeClock clock;
+    const auto t0 = clock.now().mono;
+    for (int round = 0; round < 3; ++round) {
+        for (std::uint64_t k = 0; k < kKeys; ++k) {
+            REQUIRE(l->probe(k * 0x9e3779b97f4a7c15ULL, 1, 0, clock.now()).allowed);
+            l->consume(k * 0x9e3779b97f4a7c15ULL, 1, clock.now());
+        }
+        clock.advance(1s);
+    }
+    REQUIRE(l->key_count() == kKeys);
+    for (std::uint64_t k = 0; k < kKeys; ++k) {
+        const Decision d = l->probe(k * 0x9e3779b97f4a7c15ULL, 2, 0, clock.now());
+        REQUIRE_FALSE(d.allowed);
+        REQUIRE(d.remaining == 1);
+        REQUIRE(d.earliest == t0 + 10s);    // the first unit leaves
+        REQUIRE(d.reset == t0 + 2s + 10s);  // the newest one
+    }
+    clock.advance(t0 + 12s - clock.now().mono);
+    CHECK(l->probe(7 * 0x9e3779b97f4a7c15ULL, 4, 0, clock.now()).allowed);
+    l->evict_idle(clock.now());
+    CHECK(l->key_count() == 0);
+}
+
+// Shadow mode folds the oldest units into one lump, reading the slot's copy
+// and writing the pending units out first; it must never count fewer units
+// than were admitted in the window.
+TEST_CASE("sliding window: shadow overdraft with slot-kept ends never undercounts", "[limit][sliding]") {
+    auto config = sliding(6, 10s);
+    config.enforce = false;
+    auto l = make_limiter(config);
+    FakeClock clock;
+    std::mt19937_64 rng(7);
+    std::vector<std::int64_t> times;
+    for (int step = 0; step < 5000; ++step) {
+        clock.advance(Nanos{static_cast<std::int64_t>(rng() % 3'000'000'000)});
+        const std::int64_t t = clock.now().mono.count();
+        const auto cost = static_cast<std::int64_t>(1 + rng() % 4);
+        l->consume(0, cost, clock.now());
+        for (std::int64_t i = 0; i < cost; ++i) times.push_back(t);
+        const auto in_window = static_cast<std::int64_t>(
+            times.end() - std::upper_bound(times.begin(), times.end(), t - (10s).count()));
+        // (The lump is held until its newest unit leaves: it may count more, never fewer.)
+        REQUIRE(l->probe(0, 0, 0, clock.now()).remaining <= std::max<std::int64_t>(0, 6 - in_window));
+        if (in_window >= 6) REQUIRE_FALSE(l->probe(0, 1, 0, clock.now()).allowed);
     }
 }
 

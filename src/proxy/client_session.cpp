@@ -195,6 +195,10 @@ beast::error_code ClientSession::settle(beast::error_code ec) {
 
 // ---------------------------------------------------------------- reading and writing
 
+bool ClientSession::reads_client(ReadStep step) {
+    return step == ReadStep::request_header || step == ReadStep::request_body;
+}
+
 template <class Parser>
 bool ClientSession::parse_buffered(Parser& parser, beast::flat_buffer& buffer, bool header_only,
                                    beast::error_code& ec) {
@@ -221,7 +225,7 @@ bool ClientSession::parse_buffered(Parser& parser, beast::flat_buffer& buffer, b
 }
 
 void ClientSession::read(ReadStep step) {
-    const bool from_client = step == ReadStep::request_header || step == ReadStep::request_body;
+    const bool from_client = reads_client(step);
     const bool header_only = step == ReadStep::request_header || step == ReadStep::response_header;
     auto& buffer = from_client ? buffer_ : upstream_->buffer();
     beast::error_code ec;
@@ -247,7 +251,7 @@ void ClientSession::read(ReadStep step) {
 
 void ClientSession::on_read_some(ReadStep step, beast::error_code ec, std::size_t bytes) {
     inline_steps_ = 0;
-    const bool from_client = step == ReadStep::request_header || step == ReadStep::request_body;
+    const bool from_client = reads_client(step);
     if (!from_client && !upstream_) return read_done(step, net::error::operation_aborted);
     (from_client ? buffer_ : upstream_->buffer()).commit(bytes);
     if (ec == net::error::eof) {
@@ -485,12 +489,11 @@ bool ClientSession::prepare_upstream_request(const route::RouteMatchResult& matc
 void ClientSession::request_admission(Nanos max_wait) {
     const auto& route_config = config().routes[route_index_];
     queue::AdmissionRequest request{route_index_, uses_, max_wait, route_config.queue.max_depth};
-    const auto admission =
-        runtime_->limits->submit_lazily(std::move(request), socket_.get_executor(), [this] {
-            return [self = shared_from_this()](const queue::Admission& decided) {
-                self->on_queued_decision(decided);
-            };
-        });
+    const auto admission = runtime_->limits->submit(std::move(request), socket_.get_executor(), [this] {
+        return [self = shared_from_this()](const queue::Admission& decided) {
+            self->on_queued_decision(decided);
+        };
+    });
     switch (admission.outcome) {
         case queue::Outcome::queued:
             waiting_ticket_ = admission.ticket;

@@ -70,6 +70,7 @@ private:
         response_body,
         vendor_body
     };
+    static bool reads_client(ReadStep step);  // else it reads the upstream connection
     void read(ReadStep step);
     template <class Parser>
     bool parse_buffered(Parser& parser, boost::beast::flat_buffer& buffer, bool header_only,

@@ -31,17 +31,13 @@ public:
     LimitService(boost::asio::io_context& ioc, const Clock& clock,
                  std::vector<std::unique_ptr<limit::Limiter>> limiters);
 
-    // Admitted or rejected now (returned), or queued: then `on_decided` is
-    // posted to `executor` exactly once, unless cancel() removed it first.
-    queue::Admission submit(queue::AdmissionRequest request, const boost::asio::any_io_executor& executor,
-                            DecisionHandler on_decided) {
-        return submit_lazily(std::move(request), executor, [&] { return std::move(on_decided); });
-    }
-    // The same, but the handler is made (make_handler()) only if the request is
-    // queued: an admission decided at once, the usual case, costs no handler copy.
+    // Admitted or rejected now (returned), or queued: then the handler is made
+    // (make_handler(), a DecisionHandler) and posted to `executor` exactly once,
+    // unless cancel() removed it first. An admission decided at once, the usual
+    // case, makes no handler at all.
     template <class MakeHandler>
-    queue::Admission submit_lazily(queue::AdmissionRequest request,
-                                   const boost::asio::any_io_executor& executor, MakeHandler&& make_handler) {
+    queue::Admission submit(queue::AdmissionRequest request, const boost::asio::any_io_executor& executor,
+                            MakeHandler&& make_handler) {
         const std::lock_guard<std::mutex> lock(mutex_);
         const auto now = clock_.now();
         auto admission = controller_.submit(std::move(request), now);

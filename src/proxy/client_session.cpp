@@ -1,6 +1,7 @@
 #include "sluice/proxy/client_session.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cmath>
 #include <tuple>
@@ -19,6 +20,7 @@
 #include "sluice/config/loader.hpp"
 #include "sluice/feedback/vendor_signals.hpp"
 #include "sluice/proxy/http_headers.hpp"
+#include "sluice/proxy/message_framing.hpp"
 #include "sluice/route/request_target.hpp"
 
 namespace sluice::proxy {
@@ -94,6 +96,19 @@ double seconds_of(Nanos d) {
     return static_cast<double>(d.count()) / 1e9;
 }
 
+std::optional<std::uint64_t> std_optional(const boost::optional<std::uint64_t>& value) {
+    return value ? std::optional<std::uint64_t>(*value) : std::nullopt;
+}
+
+// At most one "session failed" line per second, process-wide: whatever makes
+// one session throw, a client can repeat, and the log must not be its tool.
+bool exception_log_due() {
+    static std::atomic<std::int64_t> next_ns{0};
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    auto due = next_ns.load(std::memory_order_relaxed);
+    return now >= due && next_ns.compare_exchange_strong(due, now + 1'000'000'000, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 ClientSession::ClientSession(tcp::socket socket, std::shared_ptr<Runtime> runtime, std::size_t listener_index)
@@ -118,6 +133,41 @@ ClientSession::~ClientSession() {
     runtime_->counters.open_client_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
+// ---------------------------------------------------------------- the crash barrier
+
+template <class Member, class... Bound>
+auto ClientSession::step(Member member, Bound... bound) {
+    return [self = shared_from_this(), member, bound...](auto&&... args) {
+        self->guarded([&] { ((*self).*member)(bound..., std::forward<decltype(args)>(args)...); });
+    };
+}
+
+template <class Body>
+void ClientSession::guarded(Body&& body) noexcept {
+    try {
+        body();
+    } catch (const std::exception& e) {
+        on_step_exception(e.what());
+    } catch (...) {
+        on_step_exception("an exception of unknown type");
+    }
+}
+
+void ClientSession::on_step_exception(const char* what) noexcept {
+    // Nothing on the request path should throw; if third-party code does
+    // anyway, this one connection ends and the process serves on.
+    try {
+        runtime_->counters.session_exceptions.fetch_add(1, std::memory_order_relaxed);
+        if (exception_log_due()) {
+            log::error("proxy", "a client session failed and was closed: " + printable_excerpt(what) + " (" +
+                                    describe_request() + ")");
+        }
+        do_close();
+    } catch (...) {
+        closed_ = true;  // out of memory, most likely: the destructor releases what is held
+    }
+}
+
 template <class Handler>
 auto ClientSession::on_strand(Handler&& handler) {
     return net::bind_executor(socket_.get_executor(), std::forward<Handler>(handler));
@@ -135,11 +185,12 @@ void ClientSession::post_to_session(Handler&& handler) {
 
 void ClientSession::start() {
     net::dispatch(socket_.get_executor(),
-                  beast::bind_front_handler(&ClientSession::do_read_header, shared_from_this()));
+                  step(&ClientSession::do_read_header));
 }
 
 std::string ClientSession::describe_request() const {
-    return method_ + " " + host_ + path_;
+    // Logged and put in error bodies: what the client sent, bounded and printable.
+    return printable_excerpt(method_, 32) + " " + printable_excerpt(host_ + path_, 256, false);
 }
 
 // ---------------------------------------------------------------- timeouts
@@ -166,7 +217,7 @@ void ClientSession::arm_watchdog(std::chrono::steady_clock::time_point at) {
     watchdog_.expires_at(at);
     // A weak reference: an armed watchdog must not keep a finished session alive.
     watchdog_.async_wait([weak = weak_from_this()](beast::error_code ec) {
-        if (auto self = weak.lock()) self->on_watchdog(ec);
+        if (auto self = weak.lock()) self->guarded([&] { self->on_watchdog(ec); });
     });
 }
 
@@ -237,13 +288,13 @@ void ClientSession::read(ReadStep step) {
         if (++inline_steps_ > kMaxInlineSteps) {
             inline_steps_ = 0;
             return net::post(socket_.get_executor(),
-                             [self = shared_from_this(), step, ec] { self->read_done(step, ec); });
+                             [self = shared_from_this(), step, ec] { self->guarded([&] { self->read_done(step, ec); }); });
         }
         return read_done(step, ec);
     }
     if (buffer.size() >= buffer.max_size()) return read_done(step, http::error::buffer_overflow);
     const auto room = beast::read_size(buffer, kReadChunk);
-    auto handler = beast::bind_front_handler(&ClientSession::on_read_some, shared_from_this(), step);
+    auto handler = this->step(&ClientSession::on_read_some, step);
     if (from_client) return socket_.async_read_some(buffer.prepare(room), std::move(handler));
     upstream_->with_stream(
         [&](auto& stream) { stream.async_read_some(buffer.prepare(room), on_strand(std::move(handler))); });
@@ -389,20 +440,41 @@ void ClientSession::handle_request() {
             Errc::method_not_allowed, "CONNECT tunnels are not supported; send plain HTTP to sluice",
             version_, false));
     }
+    // Framing and Host are settled before anything else reads the head: a
+    // request with two readings is never routed, counted or forwarded, and its
+    // connection closes after the answer (RFC 9112 6.3, 3.2).
+    if (const auto refusal = check_request_head(req.base(), version_)) {
+        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        return send_synthetic(make_error_response(refusal->code, std::string(refusal->message), version_, false));
+    }
     const auto host_header = find_field(req.base(), "Host").value_or(std::string_view{});
     const auto target = route::parse_request_target(req.target(), host_header);
     if (!target || target->form == route::ParsedTarget::Form::authority ||
         target->form == route::ParsedTarget::Form::asterisk) {
         runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
         return send_synthetic(make_error_response(
-            Errc::malformed_request, "unsupported request target '" + std::string(req.target()) + "'",
+            Errc::malformed_request, "unsupported request target " + printable_excerpt(req.target()),
+            version_, false));
+    }
+    if (target->form == route::ParsedTarget::Form::absolute && !beast::iequals(target->scheme, "http")) {
+        // sluice speaks plain HTTP to its clients; forwarding an "ftp://" or
+        // "https://" target as http would pretend to honour a scheme it does not.
+        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        return send_synthetic(make_error_response(
+            Errc::malformed_request,
+            "absolute-form targets must use http://, got " + printable_excerpt(target->scheme) + "://",
             version_, false));
     }
     host_.assign(target->host);
-    path_.assign(target->path);
+    // Routed, limited and forwarded as the vendor will read it once it removes
+    // dot-segments itself: "/v1/../admin" is "/admin" here too.
+    if (auto normal = route::normalize_path(target->path)) {
+        path_ = std::move(*normal);
+    } else {
+        path_.assign(target->path);
+    }
 
-    const auto match =
-        runtime_->routes.match(route::RequestTarget{listener_index_, target->host, method_, target->path});
+    const auto match = runtime_->routes.match(route::RequestTarget{listener_index_, host_, method_, path_});
     if (!match) {
         runtime_->counters.no_route.fetch_add(1, std::memory_order_relaxed);
         log::debug("proxy", "no route for " + describe_request());
@@ -437,8 +509,8 @@ void ClientSession::handle_request() {
             runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
             return send_synthetic(make_error_response(
                 Errc::malformed_request,
-                "Sluice-Max-Wait must be seconds (\"0\", \"2.5\") or a duration (\"250ms\"), got '" +
-                    std::string(*asked) + "'",
+                "Sluice-Max-Wait must be seconds (\"0\", \"2.5\") or a duration (\"250ms\"), got " +
+                    printable_excerpt(*asked),
                 version_, false));
         }
         max_wait = std::min(max_wait, *parsed);  // a client may wait less, never more than the route allows
@@ -459,8 +531,9 @@ bool ClientSession::prepare_upstream_request(const route::RouteMatchResult& matc
     expect_continue_ = false;
     if (const auto expect = find_field(req.base(), "Expect")) {
         if (!beast::iequals(*expect, "100-continue")) {
-            send_synthetic(make_error_response(
-                Errc::malformed_request, "unsupported Expect: " + std::string(*expect), version_, false));
+            send_synthetic(make_error_response(Errc::malformed_request,
+                                               "unsupported Expect: " + printable_excerpt(*expect), version_,
+                                               false));
             return false;
         }
         // sluice answers 100 itself once the request is admitted and an upstream
@@ -472,6 +545,9 @@ bool ClientSession::prepare_upstream_request(const route::RouteMatchResult& matc
     if (!query.empty()) new_target.append("?").append(query);
     strip_hop_by_hop(req.base());
     strip_sluice_fields(req.base());
+    // The vendor reads the body exactly as sluice did: framing written from the
+    // parse, never the client's fields (message_framing.hpp).
+    set_forwarded_framing(req.base(), request_parser_->chunked(), std_optional(request_parser_->content_length()));
     req.target(new_target);
     req.version(11);
     req.set(http::field::host, authority_for(up.scheme, up.host, up.port));
@@ -491,7 +567,7 @@ void ClientSession::request_admission(Nanos max_wait) {
     queue::AdmissionRequest request{route_index_, uses_, max_wait, route_config.queue.max_depth};
     const auto admission = runtime_->limits->submit(std::move(request), socket_.get_executor(), [this] {
         return [self = shared_from_this()](const queue::Admission& decided) {
-            self->on_queued_decision(decided);
+            self->guarded([&] { self->on_queued_decision(decided); });
         };
     });
     switch (admission.outcome) {
@@ -556,7 +632,7 @@ void ClientSession::watch_client_while_queued() {
     watching_client_ = true;
     socket_.async_read_some(
         buffer_.prepare(room),
-        beast::bind_front_handler(&ClientSession::on_client_read_while_queued, shared_from_this()));
+        step(&ClientSession::on_client_read_while_queued));
 }
 
 void ClientSession::on_client_read_while_queued(beast::error_code ec, std::size_t bytes) {
@@ -592,25 +668,24 @@ void ClientSession::send_continue_then_acquire() {
     static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
     time_client(config().server.timeouts.client_write);
     net::async_write(socket_, net::buffer(kContinue, sizeof kContinue - 1),
-                     on_strand([self = shared_from_this()](beast::error_code ec, std::size_t) {
-                         ec = self->settle(ec);
-                         if (ec) return self->do_close();
-                         self->acquire_upstream();
-                     }));
+                     on_strand(step(&ClientSession::on_continue_written)));
 }
 
 // ---------------------------------------------------------------- upstream exchange
+
+void ClientSession::on_continue_written(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
+    if (ec) return do_close();
+    acquire_upstream();
+}
 
 void ClientSession::acquire_upstream() {
     ++attempts_;
     if (auto idle = runtime_->pools[upstream_index_]->try_acquire_idle()) {
         return on_upstream_acquired({}, std::move(idle));
     }
-    auto self = shared_from_this();
-    runtime_->pools[upstream_index_]->async_acquire(
-        socket_.get_executor(), [self](std::error_code ec, upstream::ConnectionPtr connection) {
-            self->on_upstream_acquired(ec, std::move(connection));
-        });
+    runtime_->pools[upstream_index_]->async_acquire(socket_.get_executor(),
+                                                    step(&ClientSession::on_upstream_acquired));
 }
 
 void ClientSession::on_upstream_acquired(std::error_code ec, upstream::ConnectionPtr connection) {
@@ -634,8 +709,9 @@ void ClientSession::write_request_header() {
     auto& req = request_parser_->get();
     if (replaying_ && replay_body_.empty()) replaying_ = false;
     // A chunked request always has a body on the wire (its last-chunk at least).
-    const bool bodyless = !replaying_ && request_parser_->is_done() && !req.chunked();
-    request_writer_.start_request(req.base(), req.chunked(), bodyless);
+    const bool chunked = request_parser_->chunked();
+    const bool bodyless = !replaying_ && request_parser_->is_done() && !chunked;
+    request_writer_.start_request(req.base(), chunked, bodyless);
     // With a body, the head leaves together with its first piece, in one write.
     if (!bodyless) return relay_request_body();
     write_to_upstream(request_writer_.next(nullptr, 0, true));
@@ -692,7 +768,7 @@ void ClientSession::write_to_upstream(const RelayWriter::Buffers& buffers) {
     time_upstream(upstream_config().body_timeout);
     upstream_->with_stream([&](auto& stream) {
         write(stream, buffers,
-              beast::bind_front_handler(&ClientSession::on_request_written, shared_from_this()), true);
+              step(&ClientSession::on_request_written), true);
     });
 }
 
@@ -747,9 +823,10 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
         }
         return read_response_header();  // interim (100, 103): the final answer follows
     }
-    upstream_reusable_ =
-        response_parser_
-            ->keep_alive();  // the upstream's own view (a close-delimited body ends with the connection)
+    // The upstream's own view (a close-delimited body ends with the connection);
+    // a head that another parser could frame differently leaves bytes nobody can
+    // place, so its connection carries no second exchange.
+    upstream_reusable_ = response_parser_->keep_alive() && !response_framing_is_ambiguous(res.base());
     vendor_body_.clear();
     relay_vendor_body_ = false;
     const auto& feedback = upstream_config().feedback;
@@ -886,18 +963,25 @@ void ClientSession::relay_response_header() {
                                runtime_->limits->clock().now());
     }
     const bool bodyless = head_request_ || status_has_no_body(status);
-    if (!bodyless && !res.has_content_length() && !res.chunked()) {
-        // Close-delimited upstream body: re-frame it as chunked so the client
-        // connection can stay open; a 1.0 client gets it close-delimited.
-        if (version_ >= 11) {
-            res.chunked(true);
-        } else {
+    bool chunked = false;
+    if (!bodyless) {
+        // The client gets the body framed as sluice read it, in framing sluice
+        // writes: the vendor's own chunked or length, or for a close-delimited
+        // body chunked (a 1.0 client: close-delimited).
+        chunked = response_parser_->chunked();
+        const auto length = std_optional(response_parser_->content_length());
+        if (!chunked && !length) {
+            if (version_ >= 11) {
+                chunked = true;
+            } else {
+                keep_alive_ = false;
+            }
+        }
+        if (version_ < 11 && chunked) {
+            chunked = false;  // HTTP/1.0 has no chunked coding: stream raw and close
             keep_alive_ = false;
         }
-    }
-    if (version_ < 11 && res.chunked()) {
-        res.chunked(false);  // HTTP/1.0 has no chunked coding: stream raw and close
-        keep_alive_ = false;
+        set_forwarded_framing(res.base(), chunked, chunked ? std::nullopt : length);
     }
     res.version(version_ < 11 ? 10 : 11);
     if (runtime_->draining.load(std::memory_order_relaxed)) keep_alive_ = false;
@@ -905,7 +989,7 @@ void ClientSession::relay_response_header() {
     // the version's default does not (what res.keep_alive(bool) would, without its scan).
     if (version_ >= 11 && !keep_alive_) res.set(http::field::connection, "close");
     if (version_ < 11 && keep_alive_) res.set(http::field::connection, "keep-alive");
-    response_writer_.start_response(res.base(), res.chunked(), bodyless);
+    response_writer_.start_response(res.base(), chunked, bodyless);
     response_started_ = true;
     if (bodyless) return write_to_client(response_writer_.next(nullptr, 0, true));
     // The head goes out with the first piece of the body, in one write.
@@ -933,6 +1017,13 @@ void ClientSession::relay_response_body() {
 void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
     ec = settle(ec);
     if (ec == http::error::need_buffer) ec = {};
+    if (ec && !response_writer_.head_sent()) {
+        // Nothing reached the client yet (the head leaves with the first piece):
+        // it can still be told, with a 502, instead of an empty reply.
+        response_started_ = false;
+        return fail_upstream(Errc::upstream_protocol_error,
+                             "bad response body from '" + upstream_config().name + "': " + ec.message(), false);
+    }
     if (ec) {
         // The client already has the status line: all that is left is to cut the
         // connection so it cannot mistake a truncated body for a whole one.
@@ -950,7 +1041,7 @@ void ClientSession::write_to_client(const RelayWriter::Buffers& buffers) {
     if (total_size(buffers) == 0) return on_response_written({}, 0);  // an empty piece: read on
     time_client(config().server.timeouts.client_write);
     write(socket_, buffers,
-          beast::bind_front_handler(&ClientSession::on_response_written, shared_from_this()), false);
+          step(&ClientSession::on_response_written), false);
 }
 
 void ClientSession::on_response_written(beast::error_code ec, std::size_t) {
@@ -981,6 +1072,9 @@ bool ClientSession::retry_on_fresh_connection(const beast::error_code& ec) {
     const bool race = ec == http::error::end_of_stream || ec == net::error::eof ||
                       ec == net::error::connection_reset || ec == net::error::broken_pipe;
     if (!race || !upstream_ || upstream_->requests_served == 0 || attempts_ > 1) return false;
+    // The request was written, perhaps whole: the vendor may have acted on it.
+    // Only a method that may be repeated is sent again (RFC 9112 9.3.1).
+    if (!is_idempotent(request_parser_->get().method())) return false;
     if (!request_parser_->is_done() || request_parser_->get().has_content_length() ||
         request_parser_->get().chunked()) {
         return false;
@@ -1008,7 +1102,7 @@ void ClientSession::send_synthetic(SyntheticResponse response) {
     synthetic_->keep_alive(keep_alive_);
     time_client(config().server.timeouts.client_write);
     http::async_write(socket_, *synthetic_,
-                      beast::bind_front_handler(&ClientSession::on_synthetic_written, shared_from_this()));
+                      step(&ClientSession::on_synthetic_written));
 }
 
 void ClientSession::on_synthetic_written(beast::error_code ec, std::size_t) {

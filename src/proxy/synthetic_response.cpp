@@ -20,7 +20,8 @@ SyntheticResponse make_json_response(Errc code, const nlohmann::json& body, unsi
     res.set(http::field::content_type, "application/json");
     res.set(http::field::cache_control, "no-store");
     res.set(kSluiceErrorHeader, error_code_name(code));
-    res.body() = body.dump();
+    // Replace, not throw: a message may still carry bytes that are not UTF-8.
+    res.body() = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     res.body().push_back('\n');
     res.keep_alive(keep_alive);
     res.prepare_payload();
@@ -51,6 +52,25 @@ std::string message_for(const queue::Admission& admission, const std::string& li
 }
 
 }  // namespace
+
+std::string printable_excerpt(std::string_view text, std::size_t max_bytes, bool quoted) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    const auto shown = text.substr(0, max_bytes);
+    out.reserve(shown.size() + 2);
+    if (quoted) out.push_back('"');
+    for (const unsigned char c : shown) {
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            out.append("\\x").push_back(kHex[c >> 4]);
+            out.push_back(kHex[c & 0xf]);
+        } else {
+            out.push_back(static_cast<char>(c));
+        }
+    }
+    if (quoted) out.push_back('"');
+    if (shown.size() < text.size()) out.append("...(" + std::to_string(text.size()) + " bytes)");
+    return out;
+}
 
 long long ceil_seconds(Nanos delay) {
     if (delay <= Nanos::zero()) return 0;

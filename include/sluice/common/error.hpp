@@ -28,6 +28,7 @@ enum class Errc {
     key_capacity,             // 429: a keyed limit holds max_keys keys and none can be forgotten safely
     vendor_rate_limited,      // 429: the vendor paused this limit (feedback) beyond max_wait
     shutting_down,            // 503
+    not_implemented,          // 501: e.g. a request transfer coding other than chunked
 };
 
 const std::error_category& sluice_category() noexcept;

@@ -43,6 +43,15 @@ private:
     using ResponseParser =
         boost::beast::http::response_parser<boost::beast::http::buffer_body, ArenaAllocator<char>>;
 
+    // The crash barrier: every completion handler is a step(), which runs the
+    // member under guarded(); an exception escaping it closes this session
+    // (counted, logged at a bounded rate) instead of unwinding io_context::run().
+    template <class Member, class... Bound>
+    auto step(Member member, Bound... bound);
+    template <class Body>
+    void guarded(Body&& body) noexcept;
+    void on_step_exception(const char* what) noexcept;
+
     template <class Handler>
     auto on_strand(Handler&& handler);
     template <class Handler>
@@ -99,6 +108,7 @@ private:
 
     // Upstream exchange.
     void send_continue_then_acquire();
+    void on_continue_written(boost::beast::error_code ec, std::size_t);
     void acquire_upstream();
     void on_upstream_acquired(std::error_code ec, upstream::ConnectionPtr connection);
     void write_request_header();

@@ -26,6 +26,7 @@ struct ProxyCounters {
     std::atomic<std::uint64_t> upstream_errors{0};
     std::atomic<std::uint64_t> client_errors{0};
     std::atomic<std::int64_t> open_client_connections{0};
+    std::atomic<std::uint64_t> session_exceptions{0};  // sessions closed by the crash barrier
 };
 
 // What listening to the vendor did, per route (docs/feedback.md).

@@ -7,6 +7,7 @@
 // rate-limit headers of the configured style, all derived from the decision.
 
 #include <string>
+#include <string_view>
 
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
@@ -45,6 +46,13 @@ extern template void add_rate_limit_headers(boost::beast::http::fields&, config:
 extern template void add_rate_limit_headers(ArenaFields&, config::RateLimitHeaderStyle,
                                             const config::LimitConfig&, const limit::Decision&,
                                             const Instant&);
+
+// Text a peer sent, made safe to echo in a message or a log line: at most
+// `max_bytes` of it, every byte outside printable ASCII (and the quote and
+// backslash) as \xNN, then "...(N bytes)" when cut; in double quotes unless
+// `quoted` is false. Echoing raw bytes once put invalid UTF-8 into a JSON body
+// (and the serializer threw) and let one header fill a log with 64 KiB.
+std::string printable_excerpt(std::string_view text, std::size_t max_bytes = 128, bool quoted = true);
 
 // Whole seconds for Retry-After / reset headers: rounded up, never negative.
 long long ceil_seconds(Nanos delay);

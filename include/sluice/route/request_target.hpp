@@ -7,6 +7,7 @@
 // not tunnel (yet) and has nothing to say to OPTIONS *.
 
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace sluice::route {
@@ -22,8 +23,17 @@ struct ParsedTarget {
 };
 
 // Returns nullopt for a target that is none of the four forms (e.g. "x/y", a
-// control character, an absolute URI without a host). `host_header` is used for
+// control character, a byte outside US-ASCII (RFC 9112 3.2 allows none raw),
+// an absolute URI without a host or with userinfo). `host_header` is used for
 // origin-form only.
 std::optional<ParsedTarget> parse_request_target(std::string_view target, std::string_view host_header);
+
+// RFC 3986 5.2.4 (remove_dot_segments) applied to an origin-form path, after
+// decoding "%2E"/"%2e" (an unreserved character, RFC 3986 6.2.2.2), so that
+// "/v1/../../admin" and "/v1/%2e%2e/admin" are routed, limited and forwarded as
+// the vendor will read them once it normalizes: a path can never climb out of
+// an upstream's base_path. Returns nullopt when the path is already normal
+// (the usual case: no allocation). The result starts with '/'.
+std::optional<std::string> normalize_path(std::string_view path);
 
 }  // namespace sluice::route

@@ -76,3 +76,34 @@ TEST_CASE("an unparsable Host header leaves the host empty (no host route can ma
     REQUIRE(t);
     CHECK(t->host.empty());
 }
+
+TEST_CASE("a raw byte outside US-ASCII in the target is refused (RFC 9112 3.2)", "[request_target]") {
+    CHECK_FALSE(parse_request_target("/\xff", "h"));
+    CHECK_FALSE(parse_request_target("/caf\xc3\xa9", "h"));
+    CHECK_FALSE(parse_request_target("/a\x7f", "h"));
+    CHECK(parse_request_target("/caf%C3%A9", "h"));
+}
+
+TEST_CASE("dot-segments are removed as RFC 3986 5.2.4 says", "[request_target]") {
+    using sluice::route::normalize_path;
+    CHECK_FALSE(normalize_path("/api/v1/lead/"));  // already normal: nothing allocated
+    CHECK_FALSE(normalize_path("/a/.b/..c/...d/e."));
+    CHECK(normalize_path("/up/../../etc/passwd") == "/etc/passwd");
+    CHECK(normalize_path("/a/./b") == "/a/b");
+    CHECK(normalize_path("/a/b/..") == "/a/");
+    CHECK(normalize_path("/a/b/.") == "/a/b/");
+    CHECK(normalize_path("/..") == "/");
+    CHECK(normalize_path("/.") == "/");
+    CHECK(normalize_path("/a//../b") == "/a/b");
+    CHECK(normalize_path("/a/b/../c/") == "/a/c/");
+}
+
+TEST_CASE("percent-encoded dots count as dots when removing dot-segments", "[request_target]") {
+    using sluice::route::normalize_path;
+    CHECK(normalize_path("/v1/%2e%2e/admin") == "/admin");
+    CHECK(normalize_path("/v1/%2E./admin") == "/admin");
+    CHECK(normalize_path("/v1/.%2E/admin") == "/admin");
+    CHECK(normalize_path("/v1/%2e/admin") == "/v1/admin");
+    CHECK_FALSE(normalize_path("/v1/%2e%2e%2e/admin"));  // three dots: an ordinary segment
+    CHECK_FALSE(normalize_path("/v1/%2f../admin"));      // not a dot segment (an escaped slash)
+}

@@ -153,6 +153,24 @@ std::vector<std::string> pattern_params(std::string_view pattern) {
     return names;
 }
 
+// Upper bounds of durations (docs/configuration.md, "Durations and sizes"). Generous for any
+// real vendor, and small enough that no sum of a bound and a time point overflows 64-bit ns.
+constexpr Duration kMaxWindow = std::chrono::hours(24 * 366);  // limit windows: a leap year
+constexpr Duration kMaxMargin = std::chrono::hours(24);
+constexpr Duration kMaxWait = std::chrono::hours(24);          // queue max_wait
+constexpr Duration kMaxTimeout = std::chrono::hours(24);       // client and upstream timeouts
+constexpr Duration kMaxPause = std::chrono::hours(24);         // feedback max_pause, default_pause
+
+constexpr std::uint64_t kMaxHeaderBytes = 64 * 1024;
+// A policy cap on streamed bodies: beyond 1 TiB a value is a typo, not a policy.
+constexpr std::uint64_t kMaxBodyBytes = 1ull << 40;
+
+// "366d", "1d": a bound as the user would write it.
+std::string describe_bound(Duration bound) {
+    const auto days = std::chrono::duration_cast<std::chrono::hours>(bound).count() / 24;
+    return std::to_string(days) + "d";
+}
+
 // ---------------------------------------------------------------------------
 
 enum class Sign { positive, non_negative, any };
@@ -251,7 +269,9 @@ public:
         fail_expected("true or false");
     }
 
-    Duration duration(Sign sign) const {
+    // `max` bounds every duration at load, so that adding one to a time point (now + max_wait,
+    // window + margin) can never overflow on the request path, which then needs no checks.
+    Duration duration(Sign sign, Duration max) const {
         const std::string expected = std::string(sign == Sign::positive       ? "a positive duration "
                                                  : sign == Sign::non_negative ? "a duration >= 0 "
                                                                               : "a duration ") +
@@ -273,6 +293,10 @@ public:
             fail("'" + value_text + "' is negative", expected);
         if (sign == Sign::positive && *value == Duration::zero())
             fail("'" + value_text + "' is zero", expected);
+        if (*value > max || *value < -max) {
+            fail("'" + value_text + "' is longer than " + describe_bound(max),
+                 expected + ", at most " + describe_bound(max));
+        }
         return *value;
     }
 
@@ -531,21 +555,21 @@ private:
         if (!node) return;
         const Map map(*node, kServerKeys);
         if (const auto v = map.get("workers")) server.workers = static_cast<unsigned>(v->integer(1, 64));
-        // Beast's header limit is 32-bit.
-        if (const auto v = map.get("max_header_bytes")) server.max_header_bytes = v->size(1, 0xffff'ffffu);
-        if (const auto v = map.get("max_body_bytes")) {
-            server.max_body_bytes = v->size(0, std::numeric_limits<std::uint64_t>::max());
-        }
+        // Beast's basic_fields throws std::length_error for a field value over 65,535 bytes, which
+        // a larger header limit would let a client send; 64 KiB is the header limit that keeps
+        // every field within that.
+        if (const auto v = map.get("max_header_bytes")) server.max_header_bytes = v->size(1, kMaxHeaderBytes);
+        if (const auto v = map.get("max_body_bytes")) server.max_body_bytes = v->size(0, kMaxBodyBytes);
         if (const auto v = map.get("max_client_connections")) {
             server.max_client_connections = static_cast<std::size_t>(v->integer(1, 1'000'000));
         }
         if (const auto v = map.get("timeouts")) {
             const Map timeouts(*v, kTimeoutKeys);
             auto& t = server.timeouts;
-            if (const auto d = timeouts.get("client_header")) t.client_header = d->duration(Sign::positive);
-            if (const auto d = timeouts.get("client_body")) t.client_body = d->duration(Sign::positive);
-            if (const auto d = timeouts.get("client_idle")) t.client_idle = d->duration(Sign::positive);
-            if (const auto d = timeouts.get("client_write")) t.client_write = d->duration(Sign::positive);
+            if (const auto d = timeouts.get("client_header")) t.client_header = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_body")) t.client_body = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_idle")) t.client_idle = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_write")) t.client_write = d->duration(Sign::positive, kMaxTimeout);
         }
         if (const auto v = map.get("forwarded")) {
             const Map forwarded(*v, kForwardedKeys);
@@ -733,11 +757,11 @@ private:
                         " exceeds max_connections " + std::to_string(upstream.max_connections),
                     "at most max_connections (idle connections count towards it)");
         }
-        if (const auto v = map.get("idle_timeout")) upstream.idle_timeout = v->duration(Sign::positive);
-        if (const auto v = map.get("connect_timeout")) upstream.connect_timeout = v->duration(Sign::positive);
+        if (const auto v = map.get("idle_timeout")) upstream.idle_timeout = v->duration(Sign::positive, kMaxTimeout);
+        if (const auto v = map.get("connect_timeout")) upstream.connect_timeout = v->duration(Sign::positive, kMaxTimeout);
         if (const auto v = map.get("response_timeout"))
-            upstream.response_timeout = v->duration(Sign::positive);
-        if (const auto v = map.get("body_timeout")) upstream.body_timeout = v->duration(Sign::positive);
+            upstream.response_timeout = v->duration(Sign::positive, kMaxTimeout);
+        if (const auto v = map.get("body_timeout")) upstream.body_timeout = v->duration(Sign::positive, kMaxTimeout);
         if (const auto v = map.get("feedback")) upstream.feedback = read_feedback(*v);
         return upstream;
     }
@@ -763,8 +787,8 @@ private:
                 v->fail_reason("bad body_field: " + why, expected);
         }
         if (const auto v = map.get("body_field_mode")) settings.signals.body_field_mode = read_reset_mode(*v);
-        if (const auto v = map.get("max_pause")) settings.signals.max_pause = v->duration(Sign::positive);
-        if (const auto v = map.get("default_pause")) settings.default_pause = v->duration(Sign::positive);
+        if (const auto v = map.get("max_pause")) settings.signals.max_pause = v->duration(Sign::positive, kMaxPause);
+        if (const auto v = map.get("default_pause")) settings.default_pause = v->duration(Sign::positive, kMaxPause);
         if (settings.default_pause > settings.signals.max_pause) {
             map.get("default_pause")
                 .value_or(map.node())
@@ -897,7 +921,7 @@ private:
                 const auto why = limit.algorithm == Algorithm::token_bucket
                                      ? "the period in which `limit` tokens are added, e.g. window: 1s"
                                      : "the window length, e.g. window: 10s";
-                limit.window = map.require("window", why).duration(Sign::positive);
+                limit.window = map.require("window", why).duration(Sign::positive, kMaxWindow);
             }
         }
         if (limit.algorithm == Algorithm::token_bucket) {
@@ -905,13 +929,13 @@ private:
             if (const auto v = map.get("burst")) limit.burst = v->integer(1);
         }
         if (const auto v = map.get("utc_offset")) {
-            limit.utc_offset = v->duration(Sign::any);
+            limit.utc_offset = v->duration(Sign::any, kMaxWindow);
             if (limit.utc_offset <= -kDay || limit.utc_offset >= kDay) {
                 v->fail("utc_offset " + v->text("") + " is a whole day or more away from UTC",
                         "a duration strictly between -24h and 24h, e.g. -5h");
             }
         }
-        if (const auto v = map.get("margin")) limit.margin = v->duration(Sign::non_negative);
+        if (const auto v = map.get("margin")) limit.margin = v->duration(Sign::non_negative, kMaxMargin);
         if (limit.algorithm == Algorithm::fixed_window)
             check_calendar_window(map.require("window", ""), limit.window);
 
@@ -944,6 +968,11 @@ private:
         if (!period || *period <= Duration::zero()) {
             node.fail("rate '" + text + "': '" + text.substr(slash + 1) + "' is not a positive duration",
                       expected);
+        }
+        if (*period > kMaxWindow) {
+            node.fail("rate '" + text + "': '" + text.substr(slash + 1) + "' is longer than " +
+                          describe_bound(kMaxWindow),
+                      std::string(expected) + ", with a period of at most " + describe_bound(kMaxWindow));
         }
         limit.limit = count;
         limit.window = *period;
@@ -1033,7 +1062,7 @@ private:
     static QueueConfig read_queue(const Node& node, QueueConfig queue) {
         const Map map(node, kQueueKeys);
         if (const auto v = map.get("max_depth")) queue.max_depth = static_cast<std::size_t>(v->integer(0));
-        if (const auto v = map.get("max_wait")) queue.max_wait = v->duration(Sign::non_negative);
+        if (const auto v = map.get("max_wait")) queue.max_wait = v->duration(Sign::non_negative, kMaxWait);
         return queue;
     }
 

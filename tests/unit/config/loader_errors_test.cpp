@@ -627,3 +627,21 @@ TEST_CASE("error: sizes beyond their bound", "[config][errors][bounds]") {
           "t.yaml:2:19: server.max_body_bytes: '1025g' is out of range; expected a size from 0 to "
           "1099511627776 bytes");
 }
+
+// ---- echoed values -------------------------------------------------------------------
+
+TEST_CASE("error: echoed values are escaped and capped", "[config][errors][echo]") {
+    // A NUL (YAML "\0") is shown, not passed on: it would cut the message short where printed.
+    CHECK(error_of("server:\n  rate_limit_headers: {style: \"a\\0b\\tc\"}\n" + kRest) ==
+          std::string("t.yaml:2:31: server.rate_limit_headers.style: unknown style 'a\\x00b\\x09c'; expected "
+                      "one of none, ietf, x, both"));
+    CHECK(error_of("server:\n  admin: {listen: \"127.0.0.1\\0x:9901\"}\n" + kRest) ==
+          std::string("t.yaml:2:19: server.admin.listen: '127.0.0.1\\x00x' is not an IP address; ") +
+              kListenExpected);
+    // A 10 MB value was echoed whole, twice; now 64 characters of it and its length.
+    const std::string huge(10'000'000, 'a');
+    const auto message = limit_error("x: {algorithm: sliding_window, limit: 1, window: " + huge + "}");
+    CHECK(message == "t.yaml:4:52: limit 'x' window: '" + std::string(64, 'a') + "'... (10000000 bytes) is not a "
+                     "duration; " + kDurationExpected);
+    CHECK(message.size() < 400);
+}

@@ -154,7 +154,7 @@ TEST_CASE("error: bad size", "[config][errors]") {
         "t.yaml:2:21: server.max_header_bytes: '16kb' is not a size; expected a size: an integer (bytes) or "
         "16k/16KiB, 10m/10MiB, 1g/1GiB (powers of 1024)");
     CHECK(error_of("server:\n  max_header_bytes: 0\n" + kRest) ==
-          "t.yaml:2:21: server.max_header_bytes: '0' is out of range; expected a size from 1 to 4294967295 "
+          "t.yaml:2:21: server.max_header_bytes: '0' is out of range; expected a size from 1 to 65536 "
           "bytes");
 }
 
@@ -582,4 +582,66 @@ TEST_CASE("error: bad method or host", "[config][errors]") {
           "t.yaml:5:19: route 'r' match.host: invalid wildcard host 'a.*.com'; expected '*.' followed by a "
           "domain "
           "(*.example.com)");
+}
+
+// ---- bounds ----------------------------------------------------------------------------
+
+TEST_CASE("error: durations beyond their bound", "[config][errors][bounds]") {
+    // INT64_MAX ns once loaded as a window, and `now + window` overflowed in the limiter.
+    CHECK(limit_error("x: {algorithm: sliding_window, limit: 1, window: 9223372036854775807ns}") ==
+          std::string("t.yaml:4:52: limit 'x' window: '9223372036854775807ns' is longer than 366d; ") +
+              kDurationExpected + ", at most 366d");
+    CHECK(limit_error("x: {algorithm: sliding_window, limit: 1, window: 1s, margin: 2d}") ==
+          "t.yaml:4:64: limit 'x' margin: '2d' is longer than 1d; expected a duration >= 0 with a unit (ns, "
+          "us, ms, s, m, h, d), e.g. 250ms, 10s, 1m30s, at most 1d");
+    CHECK(limit_error("x: {algorithm: token_bucket, rate: 4/367d}") ==
+          "t.yaml:4:38: limit 'x' rate: rate '4/367d': '367d' is longer than 366d; expected N/duration, "
+          "e.g. rate: 4/1s or rate: 100/1m, with a period of at most 366d");
+    CHECK(error_of("queue: {max_wait: 25h}\n" + kRest) ==
+          "t.yaml:1:19: queue.max_wait: '25h' is longer than 1d; expected a duration >= 0 with a unit (ns, "
+          "us, ms, s, m, h, d), e.g. 250ms, 10s, 1m30s, at most 1d");
+    CHECK(error_of("server:\n  timeouts: {client_idle: 1d1ns}\n" + kRest) ==
+          std::string("t.yaml:2:27: server.timeouts.client_idle: '1d1ns' is longer than 1d; ") +
+              kDurationExpected + ", at most 1d");
+    CHECK(upstream_error("api: {url: https://a.example.com, connect_timeout: 106751d}") ==
+          std::string("t.yaml:2:54: upstream 'api' connect_timeout: '106751d' is longer than 1d; ") +
+              kDurationExpected + ", at most 1d");
+    CHECK(upstream_error("api: {url: https://a.example.com, feedback: {max_pause: 2d}}") ==
+          std::string("t.yaml:2:59: upstream 'api' feedback.max_pause: '2d' is longer than 1d; ") +
+              kDurationExpected + ", at most 1d");
+    // At the bound itself: accepted.
+    CHECK(limit_error("x: {algorithm: sliding_window, limit: 1, window: 366d, margin: 1d}") == "(no error)");
+    CHECK(error_of("queue: {max_wait: 1d}\n" + kRest) == "(no error)");
+}
+
+TEST_CASE("error: sizes beyond their bound", "[config][errors][bounds]") {
+    // Beast throws std::length_error for a field value over 65,535 bytes.
+    CHECK(error_of("server:\n  max_header_bytes: 65537\n" + kRest) ==
+          "t.yaml:2:21: server.max_header_bytes: '65537' is out of range; expected a size from 1 to 65536 "
+          "bytes");
+    CHECK(error_of("server:\n  max_header_bytes: 4g\n" + kRest) ==
+          "t.yaml:2:21: server.max_header_bytes: '4g' is out of range; expected a size from 1 to 65536 "
+          "bytes");
+    CHECK(error_of("server:\n  max_header_bytes: 64k\n" + kRest) == "(no error)");
+    CHECK(error_of("server:\n  max_body_bytes: 1025g\n" + kRest) ==
+          "t.yaml:2:19: server.max_body_bytes: '1025g' is out of range; expected a size from 0 to "
+          "1099511627776 bytes");
+}
+
+// ---- echoed values -------------------------------------------------------------------
+
+TEST_CASE("error: echoed values are escaped and capped", "[config][errors][echo]") {
+    // A NUL (YAML "\0") is shown, not passed on: it would cut the message short where printed.
+    CHECK(error_of("server:\n  rate_limit_headers: {style: \"a\\0b\\tc\"}\n" + kRest) ==
+          std::string("t.yaml:2:31: server.rate_limit_headers.style: unknown style 'a\\x00b\\x09c'; expected "
+                      "one of none, ietf, x, both"));
+    CHECK(error_of("server:\n  admin: {listen: \"127.0.0.1\\0x:9901\"}\n" + kRest) ==
+          std::string("t.yaml:2:19: server.admin.listen: '127.0.0.1\\x00x' is not an IP address; ") +
+              kListenExpected);
+    // A 10 MB value was echoed whole, twice; now 64 characters of it and its length.
+    const std::string huge(10'000'000, 'a');
+    const auto message = limit_error("x: {algorithm: sliding_window, limit: 1, window: " + huge + "}");
+    CHECK(message == "t.yaml:4:52: limit 'x' window: '" + std::string(64, 'a') + "'... (10000000 bytes) is not a "
+                     "duration; " + kDurationExpected);
+    CHECK(message.size() < 400);
 }

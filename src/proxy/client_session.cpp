@@ -1021,7 +1021,7 @@ void ClientSession::fail_upstream(Errc code, const std::string& why, bool) {
 
 void ClientSession::send_synthetic(SyntheticResponse response) {
     if (closed_) return;
-    if (!response.keep_alive()) keep_alive_ = false;
+    if (!response.keep_alive() || runtime_->draining.load(std::memory_order_relaxed)) keep_alive_ = false;
     synthetic_.emplace(std::move(response));
     synthetic_->version(version_ < 11 ? 10 : 11);
     synthetic_->keep_alive(keep_alive_);

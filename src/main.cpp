@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -99,6 +100,7 @@ void drain_then_stop(net::io_context& ioc, sluice::proxy::ProxyServer& server,
         const auto open = server.runtime()->counters.open_client_connections.load();
         if (open <= 0 || std::chrono::steady_clock::now() >= deadline) {
             if (open > 0) sluice::log::warn("main", std::to_string(open) + " connections cut at shutdown");
+            server.stop_admin();  // last: /readyz answered 503 throughout the drain
             ioc.stop();
             return;
         }
@@ -136,6 +138,16 @@ int main(int argc, char** argv) {
         if (!options.ready_file.empty()) write_ready_file(options.ready_file, server);
         sluice::log::info("main", "sluice ready: " + std::to_string(config->routes.size()) + " routes, " +
                                       std::to_string(workers) + " worker(s)");
+
+        // SIGHUP's default action kills the process: a sidecar's supervisor sending it
+        // to ask for a reload must not take the proxy down.
+        net::signal_set hangups(ioc, SIGHUP);
+        std::function<void(boost::system::error_code, int)> on_hangup = [&](boost::system::error_code ec, int) {
+            if (ec) return;
+            sluice::log::warn("main", "SIGHUP: configuration reload is not supported yet; ignored");
+            hangups.async_wait(on_hangup);
+        };
+        hangups.async_wait(on_hangup);
 
         net::signal_set signals(ioc, SIGINT, SIGTERM);
         signals.async_wait([&](boost::system::error_code ec, int signal) {

@@ -121,6 +121,8 @@ std::string status_json(proxy::Runtime& runtime) {
         {"upstream_errors", counters.upstream_errors.load()},
         {"client_errors", counters.client_errors.load()},
         {"open_client_connections", counters.open_client_connections.load()},
+        {"accept_failures", counters.accept_failures.load()},
+        {"refused_client_connections", counters.refused_client_connections.load()},
     };
     json upstreams = json::array();
     for (const auto& pool : runtime.pools) {

@@ -42,6 +42,7 @@ std::string_view error_code_name(Errc e) noexcept {
         case Errc::vendor_rate_limited: return "vendor_rate_limited";
         case Errc::shutting_down: return "shutting_down";
         case Errc::not_implemented: return "not_implemented";
+        case Errc::too_many_connections: return "too_many_connections";
     }
     return "unknown";
 }
@@ -61,7 +62,8 @@ unsigned error_http_status(Errc e) noexcept {
         case Errc::upstream_timeout: return 504;
         case Errc::not_implemented: return 501;
         case Errc::upstream_busy:
-        case Errc::shutting_down: return 503;
+        case Errc::shutting_down:
+        case Errc::too_many_connections: return 503;
         case Errc::queue_full:
         case Errc::admission_timeout:
         case Errc::key_capacity:

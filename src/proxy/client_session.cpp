@@ -391,10 +391,29 @@ void ClientSession::do_read_header() {
     attempts_ = 0;
     const auto& timeouts = config().server.timeouts;
     time_client(first_request_ ? timeouts.client_header : timeouts.client_idle);
+    if (!watch_idle_for_drain()) return do_close();
     read(ReadStep::request_header);
 }
 
+bool ClientSession::watch_idle_for_drain() {
+    idle_watch_ = runtime_->idle_sessions.add([weak = weak_from_this(), executor = socket_.get_executor()] {
+        net::post(executor, [weak] {
+            if (auto self = weak.lock()) self->on_drain_while_idle();
+        });
+    });
+    return idle_watch_ != 0;
+}
+
+void ClientSession::on_drain_while_idle() {
+    // A request already begun is answered (with Connection: close); only a
+    // connection with nothing sent yet is cut, its read ending operation_aborted.
+    if (closed_ || idle_watch_ == 0 || buffer_.size() > 0 || request_parser_->got_some()) return;
+    beast::error_code ignored;
+    socket_.cancel(ignored);
+}
+
 void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
+    runtime_->idle_sessions.remove(std::exchange(idle_watch_, 0));
     ec = settle(ec);
     first_request_ = false;
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
@@ -1096,7 +1115,7 @@ void ClientSession::fail_upstream(Errc code, const std::string& why, bool) {
 
 void ClientSession::send_synthetic(SyntheticResponse response) {
     if (closed_) return;
-    if (!response.keep_alive()) keep_alive_ = false;
+    if (!response.keep_alive() || runtime_->draining.load(std::memory_order_relaxed)) keep_alive_ = false;
     synthetic_.emplace(std::move(response));
     synthetic_->version(version_ < 11 ? 10 : 11);
     synthetic_->keep_alive(keep_alive_);

@@ -63,9 +63,21 @@ void LimitService::cap_remaining(std::size_t limit_index, limit::KeyHash key, st
 }
 
 void LimitService::stop() {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    stopped_ = true;
-    timer_.cancel();
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        stopped_ = true;
+        timer_.cancel();
+        // Nothing will wake the queue again: answer every waiting request now,
+        // through the decision path, so each session writes its 503 and lets go.
+        for (auto& refusal : controller_.reject_all(Errc::shutting_down, clock_.now())) {
+            auto it = waiters_.find(refusal.ticket);
+            if (it == waiters_.end()) continue;
+            ready.emplace_back(std::move(it->second), std::move(refusal));
+            waiters_.erase(it);
+        }
+    }
+    dispatch(ready);
 }
 
 void LimitService::poll_locked(const Instant& now, Ready& ready) {

@@ -1,24 +1,58 @@
 #include "sluice/proxy/proxy_server.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <sstream>
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http/write.hpp>
 
 #include "sluice/admin/admin_server.hpp"
 #include "sluice/common/log.hpp"
 #include "sluice/proxy/client_session.hpp"
+#include "sluice/proxy/synthetic_response.hpp"
 
 namespace sluice::proxy {
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+namespace {
+
+// After a failed accept (EMFILE: the fd limit; ENFILE, ENOBUFS, ENOMEM) the
+// next one fails at once too, so retrying at once spins a core and floods the
+// log. Accepting pauses instead, nginx-style: 10 ms, doubling up to 1 s, back
+// to 10 ms after a success. Pending connections wait in the kernel's backlog.
+constexpr auto kAcceptBackoffFirst = std::chrono::milliseconds(10);
+constexpr auto kAcceptBackoffMax = std::chrono::seconds(1);
+// At most one accept-failure line per interval; the others are counted in it.
+constexpr auto kAcceptLogInterval = std::chrono::seconds(1);
+
+// The answer to a connection over server.max_client_connections, serialised
+// once: the shed path must cost no more than the close it replaces.
+std::string too_many_connections_response() {
+    auto res = make_error_response(Errc::too_many_connections,
+                                   "sluice has reached server.max_client_connections; retry shortly", 11, false);
+    res.set(boost::beast::http::field::retry_after, "1");
+    std::ostringstream out;
+    out << res;
+    return out.str();
+}
+
+}  // namespace
+
 // Accepts connections on one configured listener.
 class Listener : public std::enable_shared_from_this<Listener> {
 public:
     Listener(upstream::ConnectionExecutor executors, std::shared_ptr<Runtime> runtime, std::size_t index)
-        : executors_(executors), acceptor_(executors.make()), runtime_(std::move(runtime)), index_(index) {}
+        : executors_(executors),
+          acceptor_(executors.make()),
+          backoff_timer_(acceptor_.get_executor()),
+          runtime_(std::move(runtime)),
+          index_(index),
+          refusal_(too_many_connections_response()) {}
 
     void bind() {
         const auto& cfg = runtime_->config->listeners[index_];
@@ -42,6 +76,7 @@ public:
         net::post(acceptor_.get_executor(), [self = shared_from_this()] {
             boost::system::error_code ignored;
             self->acceptor_.close(ignored);
+            self->backoff_timer_.cancel();
         });
     }
 
@@ -58,25 +93,83 @@ private:
 
     void on_accept(boost::system::error_code ec, tcp::socket socket) {
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-        if (ec) {
-            // EMFILE and friends: log and keep accepting; the next attempt may succeed.
-            log::warn("proxy", "accept failed: " + ec.message());
-        } else if (runtime_->counters.open_client_connections.load(std::memory_order_relaxed) >=
-                   static_cast<std::int64_t>(runtime_->config->server.max_client_connections)) {
-            boost::system::error_code ignored;
-            socket.close(ignored);  // over the connection bound: shed instead of growing
-            log::warn("proxy", "max_client_connections reached; connection refused");
+        if (ec) return pause_after_failure(ec);
+        if (failures_since_success_ > 0) {
+            log::info("proxy", "accepting again after " + std::to_string(failures_since_success_) +
+                                   " failed accept(s)");
+            failures_since_success_ = 0;
+        }
+        backoff_ = {};
+        if (runtime_->counters.open_client_connections.load(std::memory_order_relaxed) >=
+            static_cast<std::int64_t>(runtime_->config->server.max_client_connections)) {
+            refuse(std::move(socket));  // over the connection bound: shed instead of growing
         } else {
             std::make_shared<ClientSession>(std::move(socket), runtime_, index_)->start();
         }
         do_accept();
     }
 
+    void pause_after_failure(const boost::system::error_code& ec) {
+        runtime_->counters.accept_failures.fetch_add(1, std::memory_order_relaxed);
+        ++failures_since_success_;
+        backoff_ = backoff_ == std::chrono::milliseconds::zero()
+                       ? kAcceptBackoffFirst
+                       : std::min<std::chrono::milliseconds>(backoff_ * 2, kAcceptBackoffMax);
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= next_failure_log_) {
+            log::warn("proxy", "accept failed: " + ec.message() + "; pausing accepts for " +
+                                   std::to_string(backoff_.count()) + " ms (" +
+                                   std::to_string(suppressed_failure_logs_) + " similar failure(s) not logged)");
+            suppressed_failure_logs_ = 0;
+            next_failure_log_ = now + kAcceptLogInterval;
+        } else {
+            ++suppressed_failure_logs_;
+        }
+        backoff_timer_.expires_after(backoff_);
+        // A weak reference: a pause must not keep a stopped listener alive.
+        backoff_timer_.async_wait([weak = weak_from_this()](boost::system::error_code wait_ec) {
+            if (wait_ec) return;
+            if (auto self = weak.lock(); self && self->acceptor_.is_open()) self->do_accept();
+        });
+    }
+
+    // One non-blocking attempt to write the 503, then close. Never a wait: a
+    // client that does not read (or floods connections) costs one send() each.
+    void refuse(tcp::socket socket) {
+        runtime_->counters.refused_client_connections.fetch_add(1, std::memory_order_relaxed);
+        boost::system::error_code ignored;
+        socket.non_blocking(true, ignored);
+        socket.write_some(net::buffer(refusal_), ignored);
+        // Drain what the client already sent, if anything, without waiting: closing
+        // with unread bytes resets the connection, and the reset can overtake the 503.
+        char discard[4096];
+        socket.read_some(net::buffer(discard), ignored);
+        socket.shutdown(tcp::socket::shutdown_both, ignored);
+        socket.close(ignored);
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= next_refusal_log_) {
+            log::warn("proxy", "max_client_connections reached; connection refused with 503 (" +
+                                   std::to_string(suppressed_refusal_logs_) + " more not logged)");
+            suppressed_refusal_logs_ = 0;
+            next_refusal_log_ = now + kAcceptLogInterval;
+        } else {
+            ++suppressed_refusal_logs_;
+        }
+    }
+
     upstream::ConnectionExecutor executors_;
     tcp::acceptor acceptor_;
+    net::steady_timer backoff_timer_;
     std::shared_ptr<Runtime> runtime_;
     std::size_t index_;
     std::uint16_t port_ = 0;
+    const std::string refusal_;  // the serialised 503 too_many_connections
+    std::chrono::milliseconds backoff_{0};  // the current pause after a failed accept; 0 after a success
+    std::uint64_t failures_since_success_ = 0;
+    std::uint64_t suppressed_failure_logs_ = 0;
+    std::chrono::steady_clock::time_point next_failure_log_{};
+    std::uint64_t suppressed_refusal_logs_ = 0;
+    std::chrono::steady_clock::time_point next_refusal_log_{};
 };
 
 ProxyServer::ProxyServer(net::io_context& ioc, std::shared_ptr<const config::Config> config,
@@ -111,9 +204,16 @@ void ProxyServer::start() {
 void ProxyServer::stop() {
     runtime_->draining.store(true);
     for (auto& listener : listeners_) listener->stop();
-    if (admin_) admin_->stop();
-    for (auto& pool : runtime_->pools) pool->stop();
+    // Idle keep-alive connections close now; busy ones after their response
+    // (they see `draining`), queued requests get a 503 shutting_down.
+    runtime_->idle_sessions.wake_all_for_drain();
     runtime_->limits->stop();
+    for (auto& pool : runtime_->pools) pool->stop();
+    // The admin listener stays: /readyz answers 503 while draining (stop_admin()).
+}
+
+void ProxyServer::stop_admin() {
+    if (admin_) admin_->stop();
 }
 
 std::vector<std::pair<std::string, std::uint16_t>> ProxyServer::listener_ports() const {

@@ -574,6 +574,28 @@ Nanos AdmissionController::next_wakeup(const Instant& now) {
     return std::min(m.first_due(), m.first_deadline());
 }
 
+std::vector<Admission> AdmissionController::reject_all(Errc reason, const Instant& now) {
+    Impl& m = *impl_;
+    std::vector<Admission> decided;
+    decided.reserve(m.index.size());
+    // The deadline index holds every waiter; refusing in arrival order keeps the
+    // answers in the order the requests came (not required, but least surprising).
+    std::vector<std::pair<AdmissionOrder, TicketId>> order;
+    order.reserve(m.index.size());
+    for (const auto& [ticket, it] : m.index) order.emplace_back(it->order, ticket);
+    std::sort(order.begin(), order.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [unused, ticket] : order) {
+        // No probe: the refusal does not depend on the limits, so no Retry-After beyond the minimum.
+        Impl::Evaluation none;
+        none.earliest = now.mono;
+        m.decide_waiter(m.index.at(ticket), none, reason, now, decided);
+    }
+    m.heads.clear();
+    m.all_due = false;
+    return decided;
+}
+
 bool AdmissionController::cancel(TicketId ticket, const Instant& /*now*/) {
     Impl& m = *impl_;
     const auto found = m.index.find(ticket);

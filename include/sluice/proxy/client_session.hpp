@@ -96,6 +96,10 @@ private:
     void do_read_header();
     void on_read_header(boost::beast::error_code ec, std::size_t bytes);
     void handle_request();
+    // Drain: waiting for a next header, the session is registered in
+    // runtime_->idle_sessions and woken (closed) when draining begins.
+    bool watch_idle_for_drain();  // false: draining already, close instead of waiting
+    void on_drain_while_idle();
     bool prepare_upstream_request(const route::RouteMatchResult& match, std::string_view query);
 
     // Admission.
@@ -195,6 +199,7 @@ private:
     std::string path_;
     bool first_request_ = true;
     bool closed_ = false;
+    std::uint64_t idle_watch_ = 0;  // the registration in runtime_->idle_sessions while waiting for a header
 };
 
 }  // namespace sluice::proxy

@@ -41,6 +41,15 @@ public:
         const std::lock_guard<std::mutex> lock(mutex_);
         const auto now = clock_.now();
         auto admission = controller_.submit(std::move(request), now);
+        if (admission.outcome == queue::Outcome::queued && stopped_) {
+            // Draining: no timer will wake this queue any more, so waiting would be in vain.
+            controller_.cancel(admission.ticket, now);
+            queue::Admission refusal;
+            refusal.outcome = queue::Outcome::rejected;
+            refusal.reason = Errc::shutting_down;
+            refusal.queue = admission.queue;
+            return refusal;
+        }
         if (admission.outcome == queue::Outcome::queued) {
             waiters_.emplace(admission.ticket, Waiter{executor, DecisionHandler(make_handler())});
             arm_timer_locked(now);
@@ -66,6 +75,9 @@ public:
     }
 
     const Clock& clock() const { return clock_; }
+    // Drain: the timer stops, every queued request is answered shutting_down
+    // (posted to its session like any decision), and later submits that would
+    // queue are refused shutting_down at once.
     void stop();
 
 private:

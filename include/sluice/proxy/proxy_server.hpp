@@ -34,9 +34,12 @@ public:
     // and address when a bind fails (port in use, bad address).
     void start();
 
-    // Stops accepting, marks the runtime draining (responses go out with
-    // Connection: close), closes idle upstream connections.
+    // Drain: stops accepting client connections, marks the runtime draining
+    // (responses go out with Connection: close), closes idle client and upstream
+    // connections, answers queued requests 503 shutting_down. The admin
+    // listener keeps answering (/readyz: 503) until stop_admin().
     void stop();
+    void stop_admin();
 
     std::vector<std::pair<std::string, std::uint16_t>> listener_ports() const;
     std::uint16_t admin_port() const;

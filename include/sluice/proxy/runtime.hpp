@@ -7,7 +7,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "sluice/config/config.hpp"
@@ -27,6 +30,49 @@ struct ProxyCounters {
     std::atomic<std::uint64_t> client_errors{0};
     std::atomic<std::int64_t> open_client_connections{0};
     std::atomic<std::uint64_t> session_exceptions{0};  // sessions closed by the crash barrier
+    std::atomic<std::uint64_t> accept_failures{0};          // accept() errors (EMFILE, ENFILE, ENOBUFS...)
+    std::atomic<std::uint64_t> refused_client_connections{0};  // over max_client_connections: 503 and close
+};
+
+// The client sessions waiting for their next request header. On drain every one
+// is woken at once (its idle read cancelled, so it closes), instead of staying
+// open until client_idle while the process waits out its grace period.
+class IdleSessionRegistry {
+public:
+    using Wake = std::function<void()>;  // must only post to the session's executor: it runs under no lock
+
+    // Registers a session that is about to wait for a header. 0: draining has
+    // begun already, the session should close instead of waiting.
+    std::uint64_t add(Wake wake) {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (draining_) return 0;
+        const auto id = next_id_++;
+        sessions_.emplace(id, std::move(wake));
+        return id;
+    }
+
+    void remove(std::uint64_t id) {
+        if (id == 0) return;
+        const std::lock_guard<std::mutex> lock(mutex_);
+        sessions_.erase(id);
+    }
+
+    // Wakes every registered session once; later add()s return 0.
+    void wake_all_for_drain() {
+        std::unordered_map<std::uint64_t, Wake> woken;
+        {
+            const std::lock_guard<std::mutex> lock(mutex_);
+            draining_ = true;
+            woken.swap(sessions_);
+        }
+        for (auto& [id, wake] : woken) wake();
+    }
+
+private:
+    std::mutex mutex_;
+    bool draining_ = false;
+    std::uint64_t next_id_ = 1;
+    std::unordered_map<std::uint64_t, Wake> sessions_;
 };
 
 // What listening to the vendor did, per route (docs/feedback.md).
@@ -50,6 +96,7 @@ struct Runtime {
     ProxyCounters counters;
     std::vector<RouteFeedbackCounters> feedback;  // index = Config::routes index
     std::atomic<bool> draining{false};
+    IdleSessionRegistry idle_sessions;
 
     Runtime(std::shared_ptr<const config::Config> cfg, route::RouteTable table)
         : config(std::move(cfg)), routes(std::move(table)), feedback(config->routes.size()) {

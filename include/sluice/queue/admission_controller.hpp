@@ -85,6 +85,11 @@ public:
     // The client went away while queued. Returns false if the ticket is not waiting.
     bool cancel(TicketId ticket, const Instant& now);
 
+    // Refuses every waiting request with `reason` (e.g. shutting_down on drain),
+    // oldest first; each ticket's Admission is returned exactly once, as poll()
+    // would return it, so the I/O layer answers it through the usual path.
+    std::vector<Admission> reject_all(Errc reason, const Instant& now);
+
     // An admitted exchange ended: return concurrency permits. Call poll() after.
     void release(const std::vector<limit::LimitUse>& uses, const Instant& now);
 

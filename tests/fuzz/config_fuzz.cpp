@@ -8,8 +8,9 @@
 #include <exception>
 #include <string>
 
-#include "fuzz/fuzz_check.hpp"
 #include "sluice/config/loader.hpp"
+
+#include "fuzz/fuzz_check.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string yaml(reinterpret_cast<const char*>(data), size);

@@ -14,10 +14,11 @@
 #include <string>
 #include <string_view>
 
-#include "fuzz/fuzz_check.hpp"
 #include "sluice/feedback/http_date.hpp"
 #include "sluice/feedback/structured_field.hpp"
 #include "sluice/feedback/vendor_signals.hpp"
+
+#include "fuzz/fuzz_check.hpp"
 
 namespace fb = sluice::feedback;
 using namespace std::chrono_literals;
@@ -25,9 +26,9 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::array<std::string_view, 12> kHeaders = {
-    "retry-after",         "x-ratelimit-limit",     "x-ratelimit-remaining", "x-ratelimit-reset",
-    "x-rate-limit-limit",  "x-rate-limit-remaining", "x-rate-limit-reset",   "ratelimit",
-    "ratelimit-policy",    "ratelimit-limit",        "ratelimit-remaining",  "ratelimit-reset"};
+    "retry-after",        "x-ratelimit-limit",      "x-ratelimit-remaining", "x-ratelimit-reset",
+    "x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset",    "ratelimit",
+    "ratelimit-policy",   "ratelimit-limit",        "ratelimit-remaining",   "ratelimit-reset"};
 
 bool iequals(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
@@ -66,7 +67,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint8_t c = data[1];
     config.reset_mode = static_cast<fb::ResetMode>(c % 3);
     config.body_field_mode = static_cast<fb::ResetMode>((c / 3) % 3);
-    static constexpr std::array<const char*, 4> kFields = {"", "error.rate_reset", "errors.0.retry_in", "reset"};
+    static constexpr std::array<const char*, 4> kFields = {"", "error.rate_reset", "errors.0.retry_in",
+                                                           "reset"};
     config.body_field = kFields[(c / 9) % kFields.size()];
     static constexpr std::array<sluice::Nanos, 3> kMaxPause = {sluice::Nanos{5min}, sluice::Nanos{1s},
                                                                sluice::Nanos{0}};

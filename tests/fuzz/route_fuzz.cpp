@@ -6,10 +6,11 @@
 #include <string>
 #include <string_view>
 
-#include "fuzz/fuzz_check.hpp"
 #include "sluice/config/config.hpp"
 #include "sluice/config/loader.hpp"
 #include "sluice/route/route_table.hpp"
+
+#include "fuzz/fuzz_check.hpp"
 
 namespace {
 

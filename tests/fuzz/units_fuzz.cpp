@@ -6,8 +6,9 @@
 #include <string>
 #include <string_view>
 
-#include "fuzz/fuzz_check.hpp"
 #include "sluice/config/loader.hpp"
+
+#include "fuzz/fuzz_check.hpp"
 
 using sluice::config::parse_duration;
 using sluice::config::parse_size;

@@ -1,12 +1,11 @@
 // sluice_llhttp is the tests' independent HTTP/1.1 parser (llhttp, not Beast): before a test or
 // a fuzz target trusts its framing, check it splits a pipelined stream where HTTP says.
-#include <catch2/catch.hpp>
-
+#include <llhttp.h>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <llhttp.h>
+#include <catch2/catch.hpp>
 
 namespace {
 
@@ -17,7 +16,9 @@ struct Seen {
     std::string body;
 };
 
-Seen& seen(llhttp_t* parser) { return *static_cast<Seen*>(parser->data); }
+Seen& seen(llhttp_t* parser) {
+    return *static_cast<Seen*>(parser->data);
+}
 
 }  // namespace
 

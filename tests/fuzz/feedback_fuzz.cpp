@@ -74,7 +74,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                                                sluice::Nanos{0}};
     config.max_pause = kMaxPause[(c / 36) % kMaxPause.size()];
 
-    static constexpr std::array<std::int64_t, 4> kWall = {1'700'000'000, 0, 4'102'444'800, 253'402'300'799};
+    // Wall clocks up to 2261: Nanos since 1970 end in 2262.
+    static constexpr std::array<std::int64_t, 4> kWall = {1'700'000'000, 0, 4'102'444'800, 9'200'000'000};
     const sluice::Instant at{now.mono, sluice::Nanos{std::chrono::seconds{kWall[data[2] % kWall.size()]}}};
 
     std::array<std::optional<std::string_view>, kHeaders.size()> values;

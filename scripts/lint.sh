@@ -3,11 +3,12 @@
 #   clang-format --dry-run --Werror on every tracked C++ file except those in FORMAT_PENDING
 #     (files other branches were editing when the tree was formatted: format them after the merge,
 #     then drop them from the list).
-#   clang-tidy on the pure-logic sources (src/{common,config,route,limit,queue,feedback}), using
-#     build/compile_commands.json (scripts/build.sh makes it). The I/O sources (src/proxy,
-#     src/upstream, src/admin, src/main.cpp) are left out: each pulls in all of Asio/Beast and
-#     costs tens of seconds, which made a run over all of src/ too slow for CI on 2 cores
-#     (docs/architecture.md "Checks" has the numbers). Warnings already in the tree are listed in
+#   clang-tidy on every source under src/, using build/compile_commands.json (scripts/build.sh
+#     makes it). Measured on the 2-core CI machine (shared): 6m16s wall, 3m43s CPU for all 30
+#     sources, the I/O ones (Asio/Beast) being most of it; the pure-logic ones alone take
+#     ~8 s CPU each. That fits CI's budget, so all of src/ is checked; if it ever stops fitting,
+#     narrow `sources` below to src/{common,config,route,limit,queue,feedback}. Warnings already
+#     in the tree are listed in
 #     scripts/clang-tidy-baseline.txt (file, check and message, no line numbers); any other fails.
 #     SLUICE_TIDY_UPDATE_BASELINE=1 rewrites the baseline after fixing some.
 set -euo pipefail
@@ -38,20 +39,23 @@ else
 fi
 
 [ -f build/compile_commands.json ] || cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-mapfile -t sources < <(git ls-files 'src/common/*.cpp' 'src/config/*.cpp' 'src/route/*.cpp' \
-                                     'src/limit/*.cpp' 'src/queue/*.cpp' 'src/feedback/*.cpp')
+mapfile -t sources < <(git ls-files 'src/*.cpp')
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-printf '%s\n' "${sources[@]}" | xargs -P "$jobs" -n 1 clang-tidy -p build --quiet >"$out" 2>/dev/null || true
-# "path:line:col: warning: message [check]" -> "path: message [check]", repo-relative.
-found=$(sed -n "s|^$root/||; s|^\([^:]*\):[0-9]*:[0-9]*: \(warning\|error\): \(.*\)$|\1: \3|p" "$out" | sort)
+outdir=$(mktemp -d)
+trap 'rm -rf "$out" "$outdir"' EXIT
+# One clang-tidy per source, $jobs at a time; each writes its own file (no interleaved lines).
+printf '%s\n' "${sources[@]}" | xargs -P "$jobs" -I{} sh -c 'clang-tidy -p build --quiet "$1" > "$2/$(echo "$1" | tr / _).log" 2>/dev/null || true' _ {} "$outdir"
+cat "$outdir"/*.log > "$out"
+# "path:line:col: warning: message [check]" -> "path: message [check]", repo-relative; a header's
+# warning counts once however many sources include it.
+found=$(sed -n "s#^$root/##; s#^\([^:]*\):[0-9]*:[0-9]*: \(warning\|error\): \(.*\)\$#\1: \3#p" "$out" | sort -u)
 baseline=scripts/clang-tidy-baseline.txt
 if [ "${SLUICE_TIDY_UPDATE_BASELINE:-0}" = 1 ]; then
   printf '%s\n' "$found" | sed '/^$/d' > "$baseline"
   echo "lint: clang-tidy: baseline rewritten ($(wc -l < "$baseline") warnings)"
   exit $status
 fi
-new=$(comm -23 <(printf '%s\n' "$found" | sed '/^$/d') <(sort "$baseline"))
+new=$(comm -23 <(printf '%s\n' "$found" | sed '/^$/d') <(sort -u "$baseline"))
 if [ -n "$new" ]; then
   echo "lint: clang-tidy: new warnings (full output below):"
   printf '%s\n' "$new"

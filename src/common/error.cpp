@@ -8,9 +8,7 @@ namespace {
 class SluiceCategory final : public std::error_category {
 public:
     const char* name() const noexcept override { return "sluice"; }
-    std::string message(int ev) const override {
-        return std::string(error_code_name(static_cast<Errc>(ev)));
-    }
+    std::string message(int ev) const override { return std::string(error_code_name(static_cast<Errc>(ev))); }
 };
 
 }  // namespace
@@ -20,7 +18,9 @@ const std::error_category& sluice_category() noexcept {
     return category;
 }
 
-std::error_code make_error_code(Errc e) noexcept { return {static_cast<int>(e), sluice_category()}; }
+std::error_code make_error_code(Errc e) noexcept {
+    return {static_cast<int>(e), sluice_category()};
+}
 
 std::string_view error_code_name(Errc e) noexcept {
     switch (e) {

@@ -25,9 +25,13 @@ const char* level_name(Level level) {
 
 }  // namespace
 
-void set_level(Level level) noexcept { g_level.store(static_cast<int>(level), std::memory_order_relaxed); }
+void set_level(Level level) noexcept {
+    g_level.store(static_cast<int>(level), std::memory_order_relaxed);
+}
 
-bool enabled(Level level) noexcept { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
+bool enabled(Level level) noexcept {
+    return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed);
+}
 
 void write(Level level, std::string_view component, std::string_view message) {
     using namespace std::chrono;
@@ -36,9 +40,10 @@ void write(Level level, std::string_view component, std::string_view message) {
     const auto millis = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
     std::tm utc{};
     gmtime_r(&secs, &utc);
-    char stamp[32];
-    std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                  utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(millis));
+    // Big enough for any int fields gcc can imagine (-Wformat-truncation), not only real dates.
+    char stamp[96];
+    std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
+                  utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(millis));
     std::string line;
     line.reserve(48 + component.size() + message.size());
     line.append(stamp).append(" ").append(level_name(level)).append(" ");

@@ -12,22 +12,22 @@
 // 3000-per-5-minute sliding window; no CPU while 10,000 requests wait; poll()
 // cost flat or logarithmic in the number waiting.
 
-#include <benchmark/benchmark.h>
-#include <malloc.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <malloc.h>
 #include <memory>
 #include <numeric>
 #include <random>
 #include <string>
 #include <thread>
+#include <time.h>
+#include <unistd.h>
 #include <vector>
+
+#include <benchmark/benchmark.h>
 
 #include "sluice/common/clock.hpp"
 #include "sluice/config/config.hpp"
@@ -49,7 +49,9 @@ constexpr std::size_t kManyKeys = 100'000;
 
 // Where simulated time starts: an arbitrary monotonic reading and a realistic
 // Unix time (fixed windows align to the UTC calendar).
-Instant start_instant() { return Instant{Nanos{1'000'000'000}, Nanos{1'700'000'000'000'000'000}}; }
+Instant start_instant() {
+    return Instant{Nanos{1'000'000'000}, Nanos{1'700'000'000'000'000'000}};
+}
 
 void move_time(Instant& now, Nanos d) {
     now.mono += d;
@@ -173,7 +175,8 @@ void decision(benchmark::State& state, const LimitSpec& spec, std::size_t key_co
             ++allowed;
         }
     }
-    state.counters["allowed_%"] = 100.0 * static_cast<double>(allowed) / static_cast<double>(state.iterations());
+    state.counters["allowed_%"] =
+        100.0 * static_cast<double>(allowed) / static_cast<double>(state.iterations());
     state.counters["keys"] = static_cast<double>(limiter->key_count());
 }
 
@@ -228,7 +231,8 @@ void admission3(benchmark::State& state, const std::vector<LimitSpec>& specs3, s
         admitted += one(order[i]) ? 1 : 0;
         if (++i == key_count) i = 0;
     }
-    state.counters["admitted_%"] = 100.0 * static_cast<double>(admitted) / static_cast<double>(state.iterations());
+    state.counters["admitted_%"] =
+        100.0 * static_cast<double>(admitted) / static_cast<double>(state.iterations());
     state.counters["waiting"] = static_cast<double>(controller.waiting());
 }
 
@@ -247,12 +251,15 @@ void memory_per_key(benchmark::State& state, const LimitSpec& spec, bool fill) {
         auto limiter = limit::make_limiter(make_config(spec, true));
         Instant now = start_instant();
         const std::int64_t rounds = fill && spec.algorithm != Algorithm::concurrency ? spec.limit : 1;
-        const Nanos spacing = fill ? Nanos{static_cast<std::int64_t>(spec.window.count() * 0.99 / spec.limit)} : 1us;
+        const Nanos spacing =
+            fill ? Nanos{static_cast<std::int64_t>(spec.window.count() * 0.99 / spec.limit)} : 1us;
         std::int64_t refused = 0;
         for (std::int64_t r = 0; r < rounds; ++r) {
             for (const auto key : keys) {
-                if (limiter->probe(key, 1, 0, now).allowed) limiter->consume(key, 1, now);
-                else ++refused;
+                if (limiter->probe(key, 1, 0, now).allowed)
+                    limiter->consume(key, 1, now);
+                else
+                    ++refused;
             }
             move_time(now, spacing);
         }
@@ -260,8 +267,10 @@ void memory_per_key(benchmark::State& state, const LimitSpec& spec, bool fill) {
         const auto rss_after = rss_bytes();
         const double n = static_cast<double>(key_count);
         state.counters["bytes_per_key()"] = static_cast<double>(limiter->bytes_per_key());
-        state.counters["heap_B_per_key"] = (static_cast<double>(heap_after) - static_cast<double>(heap_before)) / n;
-        state.counters["rss_B_per_key"] = (static_cast<double>(rss_after) - static_cast<double>(rss_before)) / n;
+        state.counters["heap_B_per_key"] =
+            (static_cast<double>(heap_after) - static_cast<double>(heap_before)) / n;
+        state.counters["rss_B_per_key"] =
+            (static_cast<double>(rss_after) - static_cast<double>(rss_before)) / n;
         state.counters["keys"] = static_cast<double>(limiter->key_count());
         state.counters["units_per_key"] = static_cast<double>(rounds);
         state.counters["refused"] = static_cast<double>(refused);
@@ -345,8 +354,9 @@ void poll_admit(benchmark::State& state, std::size_t waiting, std::size_t queues
         route = (route + 1) % queues;
     }
     if (controller.waiting() != waiting) {
-        state.SkipWithError(("expected " + std::to_string(waiting) + " waiting, got " +
-                             std::to_string(controller.waiting())).c_str());
+        state.SkipWithError(
+            ("expected " + std::to_string(waiting) + " waiting, got " + std::to_string(controller.waiting()))
+                .c_str());
         return;
     }
     using Clock = std::chrono::steady_clock;
@@ -370,23 +380,28 @@ void poll_admit(benchmark::State& state, std::size_t waiting, std::size_t queues
         state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
     }
     state.counters["waiting"] = static_cast<double>(controller.waiting());
-    state.counters["admitted_per_poll"] = static_cast<double>(admitted) / static_cast<double>(state.iterations());
+    state.counters["admitted_per_poll"] =
+        static_cast<double>(admitted) / static_cast<double>(state.iterations());
     state.counters["ns_per_admission"] = admitted ? static_cast<double>(poll_time.count()) / admitted : 0;
     state.counters["submit_ns"] = admitted ? static_cast<double>(submit_time.count()) / admitted : 0;
 }
 
 void register_all() {
     // (keys, random order): hot; 100k keys in creation order; 100k keys in random order.
-    const std::vector<std::pair<std::size_t, bool>> spreads{{1, false}, {kManyKeys, false}, {kManyKeys, true}};
+    const std::vector<std::pair<std::size_t, bool>> spreads{
+        {1, false}, {kManyKeys, false}, {kManyKeys, true}};
     const auto spread_name = [](std::size_t keys, bool random) {
-        return keys == 1 ? std::string("/hot") : random ? std::string("/100k_keys_random") : std::string("/100k_keys");
+        return keys == 1 ? std::string("/hot")
+               : random  ? std::string("/100k_keys_random")
+                         : std::string("/100k_keys");
     };
     for (const auto& spec : specs()) {
         for (const auto& [keys, random] : spreads) {
             const std::string name = std::string("decision/") + spec.name + spread_name(keys, random);
-            benchmark::RegisterBenchmark(name.c_str(), [&spec, keys = keys, random = random](benchmark::State& s) {
-                decision(s, spec, keys, random);
-            });
+            benchmark::RegisterBenchmark(name.c_str(),
+                                         [&spec, keys = keys, random = random](benchmark::State& s) {
+                                             decision(s, spec, keys, random);
+                                         });
         }
     }
 
@@ -406,10 +421,11 @@ void register_all() {
                                      [keys = keys, random = random](benchmark::State& s) {
                                          admission3(s, rate3, keys, false, random);
                                      });
-        benchmark::RegisterBenchmark(("admission3/sliding1400+sliding3000+concurrency+release" + where).c_str(),
-                                     [keys = keys, random = random](benchmark::State& s) {
-                                         admission3(s, convertr3, keys, true, random);
-                                     });
+        benchmark::RegisterBenchmark(
+            ("admission3/sliding1400+sliding3000+concurrency+release" + where).c_str(),
+            [keys = keys, random = random](benchmark::State& s) {
+                admission3(s, convertr3, keys, true, random);
+            });
     }
 
     for (const auto& spec : specs()) {
@@ -417,9 +433,10 @@ void register_all() {
             if (fill && spec.algorithm == Algorithm::concurrency) continue;
             const std::string name =
                 std::string("memory/") + spec.name + (fill ? "/2k_keys_window_full" : "/100k_keys_one_each");
-            benchmark::RegisterBenchmark(name.c_str(), [&spec, fill](benchmark::State& s) {
-                memory_per_key(s, spec, fill);
-            })->Iterations(1)->Unit(benchmark::kMillisecond);
+            benchmark::RegisterBenchmark(
+                name.c_str(), [&spec, fill](benchmark::State& s) { memory_per_key(s, spec, fill); })
+                ->Iterations(1)
+                ->Unit(benchmark::kMillisecond);
         }
     }
 
@@ -430,7 +447,7 @@ void register_all() {
     // Flat or logarithmic in the number waiting (one queue; 1,000 queues), and how it
     // grows with the number of non-empty queues at 10,000 waiting.
     const std::vector<std::pair<std::size_t, std::size_t>> shapes{
-        {1, 1'000},    {1, 10'000},   {1, 100'000},   {1'000, 1'000}, {1'000, 10'000},
+        {1, 1'000},       {1, 10'000},  {1, 100'000},  {1'000, 1'000},  {1'000, 10'000},
         {1'000, 100'000}, {10, 10'000}, {100, 10'000}, {10'000, 10'000}};
     for (const auto& [queues, waiting] : shapes) {
         const std::string name =

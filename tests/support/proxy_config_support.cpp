@@ -1,7 +1,7 @@
+#include <cstdlib>
+
 #include "support/proxy_config.hpp"
 #include "support/sluice_process.hpp"
-
-#include <cstdlib>
 
 namespace sluice::test {
 

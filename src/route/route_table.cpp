@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "sluice/common/excerpt.hpp"
 #include "sluice/config/loader.hpp"
 
 namespace sluice::route {
@@ -92,34 +93,34 @@ std::string compile_segment(std::string_view seg, bool is_last, std::vector<std:
         return "";  // the caller records it as `rest`
     }
     if (seg.find("**") != std::string_view::npos) {
-        return "'**' must be a whole segment (a final '/**'), found '" + std::string(seg) + "'";
+        return "'**' must be a whole segment (a final '/**'), found " + quoted_excerpt(seg);
     }
     // Braces: at most one pair, not nested, and then it must be the whole segment.
     int depth = 0;
     int pairs = 0;
     for (std::size_t i = 0; i < seg.size(); ++i) {
         if (seg[i] == '{') {
-            if (depth > 0) return "nested '{' in '" + std::string(seg) + "'";
+            if (depth > 0) return "nested '{' in " + quoted_excerpt(seg);
             depth = 1;
         } else if (seg[i] == '}') {
-            if (depth == 0) return "unbalanced '}' in '" + std::string(seg) + "'";
-            if (seg[i - 1] == '{') return "empty parameter name '{}' in '" + std::string(seg) + "'";
+            if (depth == 0) return "unbalanced '}' in " + quoted_excerpt(seg);
+            if (seg[i - 1] == '{') return "empty parameter name '{}' in " + quoted_excerpt(seg);
             depth = 0;
             ++pairs;
         }
     }
-    if (depth > 0) return "unbalanced '{' in '" + std::string(seg) + "'";
+    if (depth > 0) return "unbalanced '{' in " + quoted_excerpt(seg);
     if (pairs > 0) {
         if (pairs > 1 || seg.front() != '{' || seg.back() != '}') {
-            return "a parameter must be a whole segment ('/{name}/'), found '" + std::string(seg) + "'";
+            return "a parameter must be a whole segment ('/{name}/'), found " + quoted_excerpt(seg);
         }
         const auto name = seg.substr(1, seg.size() - 2);
         if (!std::all_of(name.begin(), name.end(), is_param_name_char)) {
-            return "invalid parameter name '" + std::string(name) +
-                   "'; expected letters, digits, '_' and '-'";
+            return "invalid parameter name " + quoted_excerpt(name) +
+                   "; expected letters, digits, '_' and '-'";
         }
         if (std::find(param_names.begin(), param_names.end(), name) != param_names.end()) {
-            return "parameter '{" + std::string(name) + "}' appears twice";
+            return "parameter " + quoted_excerpt("{" + std::string(name) + "}") + " appears twice";
         }
         param_names.emplace_back(name);
         out.kind = SegmentMatcher::Kind::capture;
@@ -297,15 +298,15 @@ std::string validate_host_pattern(std::string_view host) {
     if (host.empty()) return "empty host";
     for (const unsigned char c : host) {
         if (c <= 0x20 || c == 0x7f || c == '/' || c == '@' || c == '[' || c == ']') {
-            return "invalid character in host '" + std::string(host) + "'";
+            return "invalid character in host " + quoted_excerpt(host);
         }
     }
     const auto star = host.find('*');
     if (star == std::string_view::npos) return "";
     if (star != 0 || host.size() < 3 || host[1] != '.' || host.find('*', 1) != std::string_view::npos ||
         host[2] == '.') {
-        return "invalid wildcard host '" + std::string(host) +
-               "'; expected '*.' followed by a domain (*.example.com)";
+        return "invalid wildcard host " + quoted_excerpt(host) +
+               "; expected '*.' followed by a domain (*.example.com)";
     }
     return "";
 }
@@ -314,7 +315,7 @@ RouteTable::RouteTable(const config::Config& config) {
     routes_.reserve(config.routes.size());
     for (const auto& route : config.routes) {
         auto fail = [&](const std::string& what) {
-            throw config::ConfigError(route.location, "route '" + route.name + "': " + what);
+            throw config::ConfigError(route.location, "route " + quoted_excerpt(route.name) + ": " + what);
         };
         CompiledRoute compiled;
         compiled.listener_indexes = route.listener_indexes;
@@ -331,14 +332,14 @@ RouteTable::RouteTable(const config::Config& config) {
         compiled.methods = route.match.methods;
         if (!route.match.path_prefix.empty()) {
             if (route.match.path_prefix.front() != '/') {
-                fail("path_prefix '" + route.match.path_prefix + "' must start with '/'");
+                fail("path_prefix " + quoted_excerpt(route.match.path_prefix) + " must start with '/'");
             }
             compiled.path_prefix = route.match.path_prefix;
         }
         if (!route.match.path.empty()) {
             CompiledPattern pattern;
             if (auto error = compile_pattern(route.match.path, pattern); !error.empty()) {
-                fail("invalid path pattern '" + route.match.path + "': " + error);
+                fail("invalid path pattern " + quoted_excerpt(route.match.path) + ": " + error);
             }
             compiled.pattern = std::move(pattern);
         }

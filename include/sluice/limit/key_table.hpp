@@ -110,6 +110,18 @@ public:
         for (Slot& s : slots_)
             if (s.used) f(s);
     }
+    // f(slot) for the slots in use among at most `count` slots from index `begin`
+    // (an inspection in bounded steps). Returns {the index to continue from, the
+    // slots examined}; the index is capacity() once the end is reached. The
+    // table never shrinks, so an index from before an insert stays in range.
+    template <class F>
+    std::pair<std::size_t, std::size_t> for_each_slot_from(std::size_t begin, std::size_t count, F&& f) {
+        const std::size_t from = std::min(begin, slots_.size());
+        const std::size_t end = from + std::min(count, slots_.size() - from);
+        for (std::size_t i = from; i < end; ++i)
+            if (slots_[i].used) f(slots_[i]);
+        return {end, end - from};
+    }
     template <class F>
     void for_each(F&& f) {
         for_each_slot([&](Slot& s) { f(s.key, s.value); });

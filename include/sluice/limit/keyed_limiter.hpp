@@ -200,26 +200,15 @@ public:
         cached_entry_ = nullptr;
     }
 
-    std::vector<KeyStatus> status(const Instant& now, std::size_t max_keys) const override {
-        std::vector<KeyStatus> all;
-        all.reserve(entries_.size());
-        entries_.for_each_slot([&](Entry& entry) {
-            const VendorOverlay* o = overlay_of(entry);
-            const Decision d = finish(policy_.probe(entry.value, 0, now), o, 0, 0, now);
-            all.push_back(KeyStatus{entry.key, d.remaining, d.reset,
-                                    o && o->paused(now.mono) ? o->paused_until : Nanos{0}});
-        });
-        const auto more_constrained = [](const KeyStatus& a, const KeyStatus& b) {
-            if (a.remaining != b.remaining) return a.remaining < b.remaining;
-            if (a.paused_until != b.paused_until) return a.paused_until > b.paused_until;
-            if (a.reset != b.reset) return a.reset > b.reset;
-            return a.key < b.key;
-        };
-        const std::size_t n = std::min(max_keys, all.size());
-        std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(),
-                          more_constrained);
-        all.resize(n);
-        return all;
+    void status_step(const Instant& now, StatusScan& scan, std::size_t max_slots) const override {
+        const auto [next, examined] =
+            entries_.for_each_slot_from(scan.next_slot, max_slots, [&](Entry& entry) {
+                const VendorOverlay* o = overlay_of(entry);
+                const Decision d = finish(policy_.probe(entry.value, 0, now), o, 0, 0, now);
+                scan.offer(KeyStatus{entry.key, d.remaining, d.reset,
+                                     o && o->paused(now.mono) ? o->paused_until : Nanos{0}});
+            });
+        scan.advance(next, examined, next >= entries_.capacity());
     }
 
     // The table's slots shared out over the keys (at its 3/4 fill limit while

@@ -48,6 +48,42 @@ struct KeyStatus {
     Nanos paused_until{0};  // vendor feedback: no admission before this (0 = not paused)
 };
 
+// Most constrained first: the fewest units remaining, then the longest vendor
+// pause, then the latest reset; ties broken by key so the order is total.
+bool more_constrained(const KeyStatus& a, const KeyStatus& b) noexcept;
+
+// An inspection of a limiter's keys done in bounded steps (Limiter::status_step),
+// so that an admin page never holds the admission lock, or the io thread, for a
+// walk over every key: each step examines a bounded number of slots and the
+// caller may release the lock between steps. Keeps the `keep` most constrained
+// keys seen (a bounded heap: memory does not grow with the key count). Keys
+// admitted or forgotten between steps may be missed, or seen again and counted
+// once: the result is a view of a table that keeps changing, as any page is.
+class StatusScan {
+public:
+    explicit StatusScan(std::size_t keep) : keep_(keep) {}
+
+    bool done() const noexcept { return done_; }
+    std::size_t slots_examined() const noexcept { return slots_examined_; }
+    // The keys kept, most constrained first. Ends the scan.
+    std::vector<KeyStatus> take();
+
+    // For Limiter implementations: the scan's position, and one key seen.
+    std::size_t next_slot = 0;
+    void offer(const KeyStatus& status);
+    void advance(std::size_t next, std::size_t examined, bool done) noexcept {
+        next_slot = next;
+        slots_examined_ += examined;
+        done_ = done;
+    }
+
+private:
+    std::size_t keep_;
+    std::vector<KeyStatus> heap_;  // a max-heap by more_constrained: the least constrained kept on top
+    std::size_t slots_examined_ = 0;
+    bool done_ = false;
+};
+
 class Limiter {
 public:
     virtual ~Limiter() = default;
@@ -94,8 +130,12 @@ public:
     // no pause): forgetting them cannot let traffic exceed the limit.
     virtual void evict_idle(const Instant& now) = 0;
 
-    // Up to `max_keys` keys, most constrained first.
-    virtual std::vector<KeyStatus> status(const Instant& now, std::size_t max_keys) const = 0;
+    // Up to `max_keys` keys, most constrained first: a whole scan in one call
+    // (its cost grows with key_count(); the admin page uses status_step).
+    std::vector<KeyStatus> status(const Instant& now, std::size_t max_keys) const;
+
+    // One step of `scan`: examines at most `max_slots` more slots of the key table.
+    virtual void status_step(const Instant& now, StatusScan& scan, std::size_t max_slots) const = 0;
 
     // Bytes of state per tracked key (for the benchmark's memory report).
     virtual std::size_t bytes_per_key() const = 0;

@@ -493,3 +493,34 @@ TEST_CASE("invalid routes throw ConfigError with the route's location", "[route]
     CHECK_THROWS_WITH(RouteTable(config),
                       "<test>:10:3: route 'prefix': path_prefix 'intercom' must start with '/'");
 }
+
+TEST_CASE("pattern errors cap and escape what they echo", "[route][validate][echo]") {
+    using sluice::route::validate_host_pattern;
+    using sluice::route::validate_path_pattern;
+    // A 10 MB segment used to come back whole (and the loader quoted it again around it).
+    const std::string huge(10'000'000, 'b');
+    const auto message = validate_path_pattern("/a/" + huge + "**");
+    CHECK(message == "'**' must be a whole segment (a final '/**'), found '" + std::string(64, 'b') +
+                         "'... (10000002 bytes)");
+    CHECK(validate_path_pattern("/a/{" + huge).size() < 200);
+    CHECK(validate_path_pattern("/a/{" + huge + "}/{" + huge + "}").size() < 200);
+    // A NUL or another control byte in a host is shown, never passed on raw.
+    CHECK(validate_host_pattern(std::string("api\0x.com", 9)) == "invalid character in host 'api\\x00x.com'");
+    CHECK(validate_host_pattern("a\tb.com") == "invalid character in host 'a\\x09b.com'");
+    CHECK(validate_host_pattern("*" + huge).size() < 200);
+    CHECK(validate_host_pattern(huge + " ").size() < 200);
+}
+
+TEST_CASE("RouteTable's own errors cap the pattern and the prefix", "[route][validate][echo]") {
+    auto config = base_config();
+    const std::string huge(1'000'000, 'x');
+    config.routes.push_back(path_route("convertr", "/" + huge + "/{}"));
+    try {
+        RouteTable table(config);
+        FAIL("no ConfigError");
+    } catch (const sluice::config::ConfigError& e) {
+        const std::string what = e.what();
+        CHECK(what.size() < 400);
+        CHECK(what.find("(1000004 bytes)") != std::string::npos);
+    }
+}

@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <vector>
 
+#include "sluice/common/crash_barrier.hpp"
+#include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
 #include "sluice/config/loader.hpp"
 #include "sluice/proxy/proxy_server.hpp"
@@ -113,6 +115,11 @@ void drain_then_stop(net::io_context& ioc, sluice::proxy::ProxyServer& server,
 int main(int argc, char** argv) {
     const Options options = parse_options(argc, argv);
     sluice::log::set_level(options.level);
+    // Read once, before any thread starts: tests break chosen code paths on purpose.
+    if (const auto error = sluice::failpoint::configure_from_environment(); !error.empty()) {
+        std::fprintf(stderr, "sluice: SLUICE_FAILPOINTS: %s\n", error.c_str());
+        return 2;
+    }
 
     std::shared_ptr<const sluice::config::Config> config;
     try {
@@ -157,9 +164,21 @@ int main(int argc, char** argv) {
             drain_then_stop(ioc, server, std::chrono::steady_clock::now() + kDrainGrace);
         });
 
+        // The last barrier: a handler without one of its own (a pool's or the limit
+        // service's timer, a signal) that throws unwinds out of run(). Asio allows
+        // calling run() again at once; the exception is counted and logged at a
+        // bounded rate instead of ending the process (or, with several workers,
+        // std::terminate from a thread).
+        auto& loop_exceptions = server.runtime()->counters.loop_exceptions;
+        auto run = [&ioc, &loop_exceptions] {
+            static sluice::log::RateLimitedSite site;
+            while (!sluice::run_contained(loop_exceptions, site, "main", "an io_context handler",
+                                          [&ioc] { ioc.run(); })) {
+            }
+        };
         std::vector<std::thread> threads;
-        for (unsigned i = 1; i < workers; ++i) threads.emplace_back([&ioc] { ioc.run(); });
-        ioc.run();
+        for (unsigned i = 1; i < workers; ++i) threads.emplace_back(run);
+        run();
         for (auto& t : threads) t.join();
         sluice::log::info("main", "stopped");
     } catch (const std::exception& e) {

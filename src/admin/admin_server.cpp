@@ -1,12 +1,18 @@
 #include "sluice/admin/admin_server.hpp"
 
+#include <algorithm>
+#include <fstream>
+#include <optional>
 #include <stdexcept>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "sluice/common/crash_barrier.hpp"
+#include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
 
 namespace sluice::admin {
@@ -18,82 +24,12 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-constexpr std::size_t kStatusKeysPerLimit = 20;
-
-class AdminSession : public std::enable_shared_from_this<AdminSession> {
-public:
-    AdminSession(tcp::socket socket, std::shared_ptr<proxy::Runtime> runtime)
-        : stream_(std::move(socket)), runtime_(std::move(runtime)) {}
-
-    void start() {
-        net::dispatch(stream_.get_executor(),
-                      beast::bind_front_handler(&AdminSession::do_read, shared_from_this()));
-    }
-
-private:
-    void do_read() {
-        request_ = {};
-        parser_.emplace();
-        parser_->header_limit(8 * 1024);
-        parser_->body_limit(8 * 1024);
-        stream_.expires_after(std::chrono::seconds(10));
-        http::async_read(stream_, buffer_, *parser_,
-                         beast::bind_front_handler(&AdminSession::on_read, shared_from_this()));
-    }
-
-    void on_read(beast::error_code ec, std::size_t) {
-        if (ec) return close();
-        const auto& req = parser_->get();
-        response_ = {};
-        response_.version(req.version());
-        response_.set(http::field::server, "sluice-admin");
-        response_.set(http::field::cache_control, "no-store");
-        const std::string_view target = req.target();
-        const auto path = target.substr(0, target.find('?'));
-        if (req.method() != http::verb::get && req.method() != http::verb::head) {
-            respond(http::status::method_not_allowed, "text/plain", "GET only\n");
-        } else if (path == "/healthz") {
-            respond(http::status::ok, "application/json", "{\"status\":\"ok\"}\n");
-        } else if (path == "/readyz") {
-            const bool draining = runtime_->draining.load();
-            respond(draining ? http::status::service_unavailable : http::status::ok, "application/json",
-                    draining ? "{\"status\":\"draining\"}\n" : "{\"status\":\"ready\"}\n");
-        } else if (path == "/status") {
-            respond(http::status::ok, "application/json", status_json(*runtime_));
-        } else {
-            respond(http::status::not_found, "application/json", "{\"error\":\"not_found\"}\n");
-        }
-        response_.keep_alive(req.keep_alive());
-        response_.prepare_payload();
-        stream_.expires_after(std::chrono::seconds(10));
-        http::async_write(stream_, response_,
-                          beast::bind_front_handler(&AdminSession::on_write, shared_from_this()));
-    }
-
-    void respond(http::status status, const char* type, std::string body) {
-        response_.result(status);
-        response_.set(http::field::content_type, type);
-        response_.body() = std::move(body);
-    }
-
-    void on_write(beast::error_code ec, std::size_t) {
-        if (ec || !response_.keep_alive()) return close();
-        do_read();
-    }
-
-    void close() {
-        beast::error_code ignored;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-        stream_.socket().close(ignored);
-    }
-
-    beast::tcp_stream stream_;
-    beast::flat_buffer buffer_{16 * 1024};
-    std::shared_ptr<proxy::Runtime> runtime_;
-    std::optional<http::request_parser<http::string_body>> parser_;
-    http::request<http::string_body> request_;
-    http::response<http::string_body> response_;
-};
+// Key slots one /status step examines under the admission lock. Measured
+// (tests/unit/limit/status_scan_test.cpp, "[.status-bench]"): 1,024 slots take
+// well under 100 us; the whole walk over 100,000 keys took milliseconds.
+constexpr std::size_t kSlotsPerStep = 1024;
+// The pause after a failed accept (EMFILE) or a contained exception in the accept loop.
+constexpr auto kAcceptPause = std::chrono::milliseconds(100);
 
 const char* algorithm_name(config::Algorithm a) {
     switch (a) {
@@ -106,81 +42,288 @@ const char* algorithm_name(config::Algorithm a) {
     return "?";
 }
 
+double seconds_between(Nanos from, Nanos to) {
+    return std::max<double>(0.0, static_cast<double>((to - from).count()) / 1e9);
+}
+
+// The body of GET /status, built in bounded steps: begin() takes everything
+// but the limits' keys (one short look under the admission lock), then each
+// advance() scans at most kSlotsPerStep key slots of one limit under the lock.
+// The caller posts each advance() separately, so other work (admissions on the
+// same io thread included) runs in between.
+class StatusPage {
+public:
+    explicit StatusPage(std::size_t keys_per_limit) : keep_(keys_per_limit) {}
+
+    void begin(proxy::Runtime& runtime) {
+        const auto& counters = runtime.counters;
+        out_["draining"] = runtime.draining.load();
+        out_["counters"] = {
+            {"requests", counters.requests.load()},
+            {"forwarded", counters.forwarded.load()},
+            {"rejected_by_limits", counters.rejected_by_limits.load()},
+            {"no_route", counters.no_route.load()},
+            {"upstream_errors", counters.upstream_errors.load()},
+            {"client_errors", counters.client_errors.load()},
+            {"open_client_connections", counters.open_client_connections.load()},
+            {"accept_failures", counters.accept_failures.load()},
+            {"refused_client_connections", counters.refused_client_connections.load()},
+            {"session_exceptions", counters.session_exceptions.load()},
+            {"listener_exceptions", counters.listener_exceptions.load()},
+            {"admin_exceptions", counters.admin_exceptions.load()},
+            {"loop_exceptions", counters.loop_exceptions.load()},
+            {"admin_unauthorized", counters.admin_unauthorized.load()},
+        };
+        json upstreams = json::array();
+        for (const auto& pool : runtime.pools) {
+            upstreams.push_back({{"name", pool->config().name},
+                                 {"open_connections", pool->open_connections()},
+                                 {"idle_connections", pool->idle_connections()},
+                                 {"connections_opened", pool->connections_opened()}});
+        }
+        out_["upstreams"] = std::move(upstreams);
+        json feedback = json::object();
+        const auto& routes = runtime.config->routes;
+        for (std::size_t i = 0; i < routes.size() && i < runtime.feedback.size(); ++i) {
+            const auto& c = runtime.feedback[i];
+            feedback[routes[i].name] = {{"vendor_429", c.vendor_429.load()},   {"paused", c.paused.load()},
+                                        {"capped", c.capped.load()},           {"retried", c.retried.load()},
+                                        {"relayed_429", c.relayed_429.load()}, {"clamped", c.clamped.load()}};
+        }
+        out_["feedback"] = std::move(feedback);
+        runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant&) {
+            out_["queue"] = {{"waiting", controller.waiting()}};
+            limit_count_ = controller.limiter_count();
+            return 0;
+        });
+        out_["status_keys_per_limit"] = keep_;
+    }
+
+    // One bounded step. True once every limit has been scanned.
+    bool advance(proxy::Runtime& runtime) {
+        if (limit_ >= limit_count_) return true;
+        if (!scan_) scan_.emplace(keep_);
+        const limit::Limiter* limiter = nullptr;
+        Instant now;
+        std::size_t tracked = 0;
+        runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant& at) {
+            limiter = &controller.limiter(limit_);
+            limiter->status_step(at, *scan_, kSlotsPerStep);
+            now = at;
+            if (scan_->done()) tracked = limiter->key_count();
+            return 0;
+        });
+        if (!scan_->done()) return false;
+        const auto keys = scan_->take();
+        scan_.reset();
+        // A limiter's config is an immutable copy: read outside the lock.
+        const auto& cfg = limiter->config();
+        json entries = json::array();
+        for (const auto& key : keys) {
+            json entry = {{"key", limit::key_label(key.key)},
+                          {"remaining", key.remaining},
+                          // null: no time can tell (a concurrency limit waits for a release)
+                          {"reset_in",
+                           key.reset == kNever ? json(nullptr) : json(seconds_between(now.mono, key.reset))}};
+            if (key.paused_until > now.mono)
+                entry["paused_for"] = seconds_between(now.mono, key.paused_until);
+            entries.push_back(std::move(entry));
+        }
+        limits_.push_back(
+            {{"name", cfg.name},
+             {"algorithm", algorithm_name(cfg.algorithm)},
+             {"limit", cfg.algorithm == config::Algorithm::vendor_gate ? json(nullptr) : json(cfg.limit)},
+             {"enforce", cfg.enforce},
+             {"tracked_keys", tracked},
+             {"keys", std::move(entries)}});
+        return ++limit_ >= limit_count_;
+    }
+
+    std::string finish() {
+        out_["limits"] = std::move(limits_);
+        // Names and labels are ASCII today; replace, never throw, if that changes.
+        return out_.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+    }
+
+private:
+    using json = nlohmann::json;
+    std::size_t keep_;
+    json out_;
+    json limits_ = json::array();
+    std::size_t limit_ = 0;
+    std::size_t limit_count_ = 0;
+    std::optional<limit::StatusScan> scan_;
+};
+
+log::RateLimitedSite g_admin_exception_log;
+log::RateLimitedSite g_admin_accept_exception_log;
+
+class AdminSession : public std::enable_shared_from_this<AdminSession> {
+public:
+    AdminSession(tcp::socket socket, std::shared_ptr<proxy::Runtime> runtime,
+                 std::shared_ptr<const std::string> token)
+        : stream_(std::move(socket)), runtime_(std::move(runtime)), token_(std::move(token)) {}
+
+    void start();
+
+private:
+    // The crash barrier: every handler runs through step(); an exception closes
+    // this admin connection and is counted (admin_exceptions), nothing more.
+    template <class Member>
+    auto step(Member member) {
+        return [self = shared_from_this(), member](auto&&... args) {
+            const bool ok = run_contained(self->runtime_->counters.admin_exceptions, g_admin_exception_log,
+                                          "admin", "an admin request",
+                                          [&] { ((*self).*member)(std::forward<decltype(args)>(args)...); });
+            if (!ok) self->close();
+        };
+    }
+
+    void do_read() {
+        parser_.emplace();
+        parser_->header_limit(8 * 1024);
+        parser_->body_limit(8 * 1024);
+        stream_.expires_after(std::chrono::seconds(10));
+        http::async_read(stream_, buffer_, *parser_, step(&AdminSession::on_read));
+    }
+
+    void on_read(beast::error_code ec, std::size_t) {
+        if (ec) return close();
+        failpoint::hit(failpoint::Point::admin_handle_request);
+        const auto& req = parser_->get();
+        response_ = {};
+        response_.version(req.version());
+        response_.set(http::field::server, "sluice-admin");
+        response_.set(http::field::cache_control, "no-store");
+        response_.keep_alive(req.keep_alive());
+        const std::string_view target = req.target();
+        const auto path = target.substr(0, target.find('?'));
+        // Orchestrators probe health without credentials; everything else, unknown
+        // paths included (no probing for what exists), needs the token when one is set.
+        const bool probe = path == "/healthz" || path == "/readyz";
+        if (!probe && token_ && !authorized(req)) {
+            runtime_->counters.admin_unauthorized.fetch_add(1, std::memory_order_relaxed);
+            response_.set(http::field::www_authenticate, "Bearer realm=\"sluice-admin\"");
+            respond(http::status::unauthorized, "application/json", "{\"error\":\"unauthorized\"}\n");
+        } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
+            respond(http::status::method_not_allowed, "text/plain", "GET only\n");
+        } else if (path == "/healthz") {
+            respond(http::status::ok, "application/json", "{\"status\":\"ok\"}\n");
+        } else if (path == "/readyz") {
+            const bool draining = runtime_->draining.load();
+            respond(draining ? http::status::service_unavailable : http::status::ok, "application/json",
+                    draining ? "{\"status\":\"draining\"}\n" : "{\"status\":\"ready\"}\n");
+        } else if (path == "/status") {
+            status_.emplace(runtime_->config->server.admin.status_keys);
+            status_->begin(*runtime_);
+            return net::post(stream_.get_executor(), step(&AdminSession::on_status_step));
+        } else {
+            respond(http::status::not_found, "application/json", "{\"error\":\"not_found\"}\n");
+        }
+        write();
+    }
+
+    bool authorized(const http::request<http::string_body>& req) const {
+        // Two Authorization fields are not one credential: refused.
+        if (req.count(http::field::authorization) != 1) return false;
+        return bearer_token_matches(req[http::field::authorization], *token_);
+    }
+
+    void on_status_step() {
+        if (!status_->advance(*runtime_))
+            return net::post(stream_.get_executor(), step(&AdminSession::on_status_step));
+        respond(http::status::ok, "application/json", status_->finish());
+        status_.reset();
+        write();
+    }
+
+    void respond(http::status status, const char* type, std::string body) {
+        response_.result(status);
+        response_.set(http::field::content_type, type);
+        response_.body() = std::move(body);
+    }
+
+    void write() {
+        response_.prepare_payload();
+        stream_.expires_after(std::chrono::seconds(10));
+        http::async_write(stream_, response_, step(&AdminSession::on_write));
+    }
+
+    void on_write(beast::error_code ec, std::size_t) {
+        if (ec || !response_.keep_alive()) return close();
+        do_read();
+    }
+
+    void close() noexcept {
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        stream_.socket().close(ignored);
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_{16 * 1024};
+    std::shared_ptr<proxy::Runtime> runtime_;
+    std::shared_ptr<const std::string> token_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    http::response<http::string_body> response_;
+    std::optional<StatusPage> status_;
+};
+
+void AdminSession::start() {
+    net::dispatch(stream_.get_executor(), step(&AdminSession::do_read));
+}
+
 }  // namespace
 
-std::string status_json(proxy::Runtime& runtime) {
-    using nlohmann::json;
-    const auto& counters = runtime.counters;
-    json out;
-    out["draining"] = runtime.draining.load();
-    out["counters"] = {
-        {"requests", counters.requests.load()},
-        {"forwarded", counters.forwarded.load()},
-        {"rejected_by_limits", counters.rejected_by_limits.load()},
-        {"no_route", counters.no_route.load()},
-        {"upstream_errors", counters.upstream_errors.load()},
-        {"client_errors", counters.client_errors.load()},
-        {"open_client_connections", counters.open_client_connections.load()},
-        {"accept_failures", counters.accept_failures.load()},
-        {"refused_client_connections", counters.refused_client_connections.load()},
-    };
-    json upstreams = json::array();
-    for (const auto& pool : runtime.pools) {
-        upstreams.push_back({{"name", pool->config().name},
-                             {"open_connections", pool->open_connections()},
-                             {"idle_connections", pool->idle_connections()},
-                             {"connections_opened", pool->connections_opened()}});
+bool bearer_token_matches(std::string_view authorization, std::string_view token) noexcept {
+    constexpr std::string_view kScheme = "bearer";
+    if (authorization.size() <= kScheme.size() ||
+        !beast::iequals(authorization.substr(0, kScheme.size()), kScheme) ||
+        authorization[kScheme.size()] != ' ') {
+        return false;
     }
-    out["upstreams"] = std::move(upstreams);
-    json feedback = json::object();
-    const auto& routes = runtime.config->routes;
-    for (std::size_t i = 0; i < routes.size() && i < runtime.feedback.size(); ++i) {
-        const auto& c = runtime.feedback[i];
-        feedback[routes[i].name] = {{"vendor_429", c.vendor_429.load()},   {"paused", c.paused.load()},
-                                    {"capped", c.capped.load()},           {"retried", c.retried.load()},
-                                    {"relayed_429", c.relayed_429.load()}, {"clamped", c.clamped.load()}};
+    auto presented = authorization.substr(kScheme.size() + 1);
+    while (!presented.empty() && presented.front() == ' ') presented.remove_prefix(1);
+    while (!presented.empty() && (presented.back() == ' ' || presented.back() == '\t'))
+        presented.remove_suffix(1);
+    // Every byte of the token is compared whatever the presented value is, so the
+    // time taken tells nothing about how much of a guess was right.
+    unsigned char diff = presented.size() == token.size() ? 0 : 1;
+    for (std::size_t i = 0; i < token.size(); ++i) {
+        const char offered = i < presented.size() ? presented[i] : '\0';
+        diff |= static_cast<unsigned char>(offered ^ token[i]);
     }
-    out["feedback"] = std::move(feedback);
-    runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant& now) {
-        out["queue"] = {{"waiting", controller.waiting()}};
-        json limits = json::array();
-        for (std::size_t i = 0; i < controller.limiter_count(); ++i) {
-            const auto& limiter = controller.limiter(i);
-            const auto& cfg = limiter.config();
-            json keys = json::array();
-            for (const auto& key : limiter.status(now, kStatusKeysPerLimit)) {
-                json entry = {
-                    {"key", limit::key_label(key.key)},
-                    {"remaining", key.remaining},
-                    // null: no time can tell (a concurrency limit waits for a release)
-                    {"reset_in", key.reset == kNever
-                                     ? json(nullptr)
-                                     : json(std::max<double>(
-                                           0.0, static_cast<double>((key.reset - now.mono).count()) / 1e9))}};
-                if (key.paused_until > now.mono) {
-                    entry["paused_for"] = static_cast<double>((key.paused_until - now.mono).count()) / 1e9;
-                }
-                keys.push_back(std::move(entry));
-            }
-            limits.push_back(
-                {{"name", cfg.name},
-                 {"algorithm", algorithm_name(cfg.algorithm)},
-                 {"limit", cfg.algorithm == config::Algorithm::vendor_gate ? json(nullptr) : json(cfg.limit)},
-                 {"enforce", cfg.enforce},
-                 {"tracked_keys", limiter.key_count()},
-                 {"keys", std::move(keys)}});
-        }
-        out["limits"] = std::move(limits);
-        return 0;
-    });
-    return out.dump(2) + "\n";
+    return diff == 0;
+}
+
+std::string read_token_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("admin token_file " + path + ": cannot be read");
+    std::string token;
+    // Bounded read: a token is short, whatever the file is.
+    char chunk[4097];
+    in.read(chunk, sizeof chunk);
+    token.assign(chunk, static_cast<std::size_t>(in.gcount()));
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+    const bool visible = std::all_of(token.begin(), token.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    // The message never quotes the content: it is (or is close to) a secret.
+    if (token.size() < 16 || token.size() > 4096 || !visible) {
+        throw std::runtime_error("admin token_file " + path +
+                                 ": expected one line of 16 to 4096 visible ASCII characters (no spaces)");
+    }
+    return token;
 }
 
 AdminServer::AdminServer(net::io_context& ioc, std::shared_ptr<proxy::Runtime> runtime)
-    : ioc_(ioc), acceptor_(net::make_strand(ioc)), runtime_(std::move(runtime)) {}
+    : ioc_(ioc),
+      acceptor_(net::make_strand(ioc)),
+      pause_timer_(acceptor_.get_executor()),
+      runtime_(std::move(runtime)) {}
 
 void AdminServer::bind() {
     const auto& cfg = runtime_->config->server.admin;
+    if (!cfg.token_file.empty())
+        token_ = std::make_shared<const std::string>(read_token_file(cfg.token_file));
     const auto where = "admin listener on " + cfg.address + ":" + std::to_string(cfg.port);
     boost::system::error_code ec;
     const auto address = net::ip::make_address(cfg.address, ec);
@@ -192,7 +335,16 @@ void AdminServer::bind() {
     if (!ec) acceptor_.listen(net::socket_base::max_listen_connections, ec);
     if (ec) throw std::runtime_error(where + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
-    log::info("admin", "listening on " + cfg.address + ":" + std::to_string(port_));
+    log::info("admin", "listening on " + cfg.address + ":" + std::to_string(port_) +
+                           (token_ ? " (token required but for /healthz and /readyz)" : ""));
+    if (!address.is_loopback() && !token_) {
+        // The status page shows limit state and traffic counters: off loopback it
+        // is readable by anyone who can reach the port.
+        log::warn("admin",
+                  "the admin listener is not on loopback and has no token_file: /status is open to "
+                  "anyone who can reach " +
+                      cfg.address + ":" + std::to_string(port_));
+    }
 }
 
 void AdminServer::start() {
@@ -203,17 +355,37 @@ void AdminServer::stop() {
     net::post(acceptor_.get_executor(), [self = shared_from_this()] {
         boost::system::error_code ignored;
         self->acceptor_.close(ignored);
+        self->pause_timer_.cancel();
     });
 }
 
 void AdminServer::do_accept() {
     acceptor_.async_accept(net::make_strand(ioc_),
                            [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
-                               if (ec == net::error::operation_aborted || !self->acceptor_.is_open()) return;
-                               if (!ec)
-                                   std::make_shared<AdminSession>(std::move(socket), self->runtime_)->start();
-                               self->do_accept();
+                               self->on_accept(ec, std::move(socket));
                            });
+}
+
+void AdminServer::on_accept(boost::system::error_code ec, tcp::socket socket) {
+    if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
+    bool accept_next = true;
+    const bool ok =
+        run_contained(runtime_->counters.admin_exceptions, g_admin_accept_exception_log, "admin",
+                      "the admin accept loop", [&] {
+                          if (!ec) {
+                              std::make_shared<AdminSession>(std::move(socket), runtime_, token_)->start();
+                          } else {
+                              accept_next = false;
+                          }
+                      });
+    if (ok && accept_next) return do_accept();
+    // A failed accept (EMFILE) fails again at once, and so may whatever threw:
+    // pause instead of spinning. Admin traffic is a probe now and then.
+    pause_timer_.expires_after(kAcceptPause);
+    pause_timer_.async_wait([weak = weak_from_this()](boost::system::error_code wait_ec) {
+        if (wait_ec) return;
+        if (auto self = weak.lock(); self && self->acceptor_.is_open()) self->do_accept();
+    });
 }
 
 }  // namespace sluice::admin

@@ -24,6 +24,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "sluice/common/excerpt.hpp"
 #include "sluice/route/route_table.hpp"
 
 namespace sluice::config {
@@ -47,33 +48,11 @@ std::string join(const std::vector<std::string>& items) {
     return out;
 }
 
-// A value from the file as it appears in a message: quoted, control characters and NULs
-// escaped visibly (\x00; a NUL would also cut the message short where it is printed as a C
-// string), and at most kMaxEchoed characters of it, so that a 10 MB value does not become a
-// 10 MB message.
-constexpr std::size_t kMaxEchoed = 64;
-
+// A value from the file as it appears in a message: quoted, escaped and capped
+// (common/excerpt.hpp), so that a NUL does not cut the message short and a 10 MB value
+// does not become a 10 MB message.
 std::string echoed(std::string_view value) {
-    std::string out = "'";
-    std::size_t shown = 0;
-    for (const char c : value) {
-        if (shown == kMaxEchoed) break;
-        const auto u = static_cast<unsigned char>(c);
-        if (u < 0x20 || u == 0x7f) {
-            constexpr char kHex[] = "0123456789abcdef";
-            out += "\\x";
-            out += kHex[u >> 4];
-            out += kHex[u & 0xf];
-        } else if (c == '\\') {
-            out += "\\\\";
-        } else {
-            out += c;
-        }
-        ++shown;
-    }
-    out += "'";
-    if (value.size() > kMaxEchoed) out += "... (" + std::to_string(value.size()) + " bytes)";
-    return out;
+    return quoted_excerpt(value);
 }
 
 SourceLocation location_of(const std::string& file, const YAML::Mark& mark) {
@@ -190,6 +169,7 @@ constexpr Duration kMaxWindow = std::chrono::hours(24 * 366);  // limit windows:
 constexpr Duration kMaxMargin = std::chrono::hours(24);
 constexpr Duration kMaxWait = std::chrono::hours(24);          // queue max_wait
 constexpr Duration kMaxTimeout = std::chrono::hours(24);       // client and upstream timeouts
+constexpr std::int64_t kMaxStatusKeys = 1000;                  // keys per limit on /status
 constexpr Duration kMaxPause = std::chrono::hours(24);         // feedback max_pause, default_pause
 
 constexpr std::uint64_t kMaxHeaderBytes = 64 * 1024;
@@ -488,7 +468,7 @@ const std::vector<std::string> kServerKeys{
 const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_idle", "client_write"};
 const std::vector<std::string> kForwardedKeys{"x_forwarded_for", "x_forwarded_proto"};
 const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
-const std::vector<std::string> kAdminKeys{"enabled", "listen"};
+const std::vector<std::string> kAdminKeys{"enabled", "listen", "token_file", "status_keys"};
 const std::vector<std::string> kListenerKeys{"name", "listen"};
 const std::vector<std::string> kUpstreamKeys{"url",
                                              "tls",
@@ -637,6 +617,11 @@ private:
                 server.admin.port = endpoint.port;
                 admin_listen_ = *l;
             }
+            if (const auto f = admin.get("token_file")) {
+                server.admin.token_file = f->string("a path to a file holding the admin token");
+            }
+            if (const auto n = admin.get("status_keys"))
+                server.admin.status_keys = static_cast<std::size_t>(n->integer(0, kMaxStatusKeys));
         }
     }
 

@@ -16,6 +16,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
 #include "sluice/config/loader.hpp"
 #include "sluice/feedback/vendor_signals.hpp"
@@ -444,6 +445,7 @@ void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
 
 void ClientSession::handle_request() {
     runtime_->counters.requests.fetch_add(1, std::memory_order_relaxed);
+    failpoint::hit(failpoint::Point::session_handle_request);
     auto& req = request_parser_->get();
     version_ = req.version();
     // The parser worked keep-alive out while reading Connection; asking the fields would scan it again.
@@ -472,7 +474,7 @@ void ClientSession::handle_request() {
         target->form == route::ParsedTarget::Form::asterisk) {
         runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
         return send_synthetic(make_error_response(
-            Errc::malformed_request, "unsupported request target " + printable_excerpt(req.target()),
+            Errc::malformed_request, "unsupported request target " + printable_excerpt(route::quotable_target(req.target())),
             version_, false));
     }
     if (target->form == route::ParsedTarget::Form::absolute && !beast::iequals(target->scheme, "http")) {
@@ -897,7 +899,7 @@ void ClientSession::on_vendor_response(bool have_body) {
     auto& counters = runtime_->feedback[route_index_];
     const auto& route_name = config().routes[route_index_].name;
     for (const auto& warning : signal.warnings)
-        log::warn("feedback", "route '" + route_name + "': " + warning);
+        SLUICE_LOG_LIMITED(log::Level::warn, "feedback", "route '" + route_name + "': " + warning);
     if (signal.clamped || !signal.warnings.empty()) counters.clamped.fetch_add(1, std::memory_order_relaxed);
 
     std::optional<Nanos> pause = signal.pause;
@@ -911,7 +913,7 @@ void ClientSession::on_vendor_response(bool have_body) {
         counters.paused.fetch_add(1, std::memory_order_relaxed);
         const Nanos until = now.mono + *pause;
         for (const auto& use : uses_) runtime_->limits->pause_until(use.limit_index, use.key, until);
-        log::info("feedback", "route '" + route_name + "': vendor " + std::to_string(status) + " (" +
+        SLUICE_LOG_LIMITED(log::Level::info, "feedback", "route '" + route_name + "': vendor " + std::to_string(status) + " (" +
                                   std::string(feedback::signal_source_name(signal.pause_source)) +
                                   "), pausing " + std::to_string(uses_.size()) + " limit(s) for " +
                                   std::to_string(seconds_of(*pause)) + "s");
@@ -1046,7 +1048,7 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
     if (ec) {
         // The client already has the status line: all that is left is to cut the
         // connection so it cannot mistake a truncated body for a whole one.
-        log::warn("proxy", "upstream '" + upstream_config().name + "' failed mid-body for " +
+        SLUICE_LOG_LIMITED(log::Level::warn, "proxy", "upstream '" + upstream_config().name + "' failed mid-body for " +
                                describe_request() + ": " + ec.message());
         runtime_->counters.upstream_errors.fetch_add(1, std::memory_order_relaxed);
         release_upstream(false);
@@ -1106,7 +1108,7 @@ bool ClientSession::retry_on_fresh_connection(const beast::error_code& ec) {
 
 void ClientSession::fail_upstream(Errc code, const std::string& why, bool) {
     runtime_->counters.upstream_errors.fetch_add(1, std::memory_order_relaxed);
-    log::warn("proxy", describe_request() + ": " + why);
+    SLUICE_LOG_LIMITED(log::Level::warn, "proxy", describe_request() + ": " + why);
     release_upstream(false);
     if (response_started_) return do_close();
     const bool body_consumed = request_parser_ && request_parser_->is_done();

@@ -10,6 +10,8 @@
 #include <boost/beast/http/write.hpp>
 
 #include "sluice/admin/admin_server.hpp"
+#include "sluice/common/crash_barrier.hpp"
+#include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
 #include "sluice/proxy/client_session.hpp"
 #include "sluice/proxy/synthetic_response.hpp"
@@ -33,8 +35,9 @@ constexpr auto kAcceptLogInterval = std::chrono::seconds(1);
 // The answer to a connection over server.max_client_connections, serialised
 // once: the shed path must cost no more than the close it replaces.
 std::string too_many_connections_response() {
-    auto res = make_error_response(Errc::too_many_connections,
-                                   "sluice has reached server.max_client_connections; retry shortly", 11, false);
+    auto res =
+        make_error_response(Errc::too_many_connections,
+                            "sluice has reached server.max_client_connections; retry shortly", 11, false);
     res.set(boost::beast::http::field::retry_after, "1");
     std::ostringstream out;
     out << res;
@@ -87,13 +90,34 @@ private:
     void do_accept() {
         acceptor_.async_accept(executors_.make(),
                                [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
-                                   self->on_accept(ec, std::move(socket));
+                                   self->on_accept_contained(ec, std::move(socket));
                                });
+    }
+
+    // The accept loop's crash barrier: whatever escapes on_accept() costs the one
+    // connection being accepted (its socket closes as the exception unwinds), is
+    // counted in listener_exceptions, and accepting resumes after a pause (what
+    // threw may throw again at once: no spinning).
+    void on_accept_contained(boost::system::error_code ec, tcp::socket socket) noexcept {
+        static log::RateLimitedSite site;
+        if (run_contained(runtime_->counters.listener_exceptions, site, "proxy", "the accept loop",
+                          [&] { on_accept(ec, std::move(socket)); })) {
+            return;
+        }
+        if (!acceptor_.is_open()) return;
+        run_contained(runtime_->counters.listener_exceptions, site, "proxy", "resuming the accept loop", [&] {
+            backoff_timer_.expires_after(kAcceptBackoffFirst);
+            backoff_timer_.async_wait([weak = weak_from_this()](boost::system::error_code wait_ec) {
+                if (wait_ec) return;
+                if (auto self = weak.lock(); self && self->acceptor_.is_open()) self->do_accept();
+            });
+        });
     }
 
     void on_accept(boost::system::error_code ec, tcp::socket socket) {
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
         if (ec) return pause_after_failure(ec);
+        failpoint::hit(failpoint::Point::listener_accept);
         if (failures_since_success_ > 0) {
             log::info("proxy", "accepting again after " + std::to_string(failures_since_success_) +
                                    " failed accept(s)");
@@ -119,7 +143,8 @@ private:
         if (now >= next_failure_log_) {
             log::warn("proxy", "accept failed: " + ec.message() + "; pausing accepts for " +
                                    std::to_string(backoff_.count()) + " ms (" +
-                                   std::to_string(suppressed_failure_logs_) + " similar failure(s) not logged)");
+                                   std::to_string(suppressed_failure_logs_) +
+                                   " similar failure(s) not logged)");
             suppressed_failure_logs_ = 0;
             next_failure_log_ = now + kAcceptLogInterval;
         } else {
@@ -163,7 +188,7 @@ private:
     std::shared_ptr<Runtime> runtime_;
     std::size_t index_;
     std::uint16_t port_ = 0;
-    const std::string refusal_;  // the serialised 503 too_many_connections
+    const std::string refusal_;             // the serialised 503 too_many_connections
     std::chrono::milliseconds backoff_{0};  // the current pause after a failed accept; 0 after a success
     std::uint64_t failures_since_success_ = 0;
     std::uint64_t suppressed_failure_logs_ = 0;
@@ -194,6 +219,18 @@ ProxyServer::ProxyServer(net::io_context& ioc, std::shared_ptr<const config::Con
 ProxyServer::~ProxyServer() = default;
 
 void ProxyServer::start() {
+    for (const auto& upstream : runtime_->config->upstreams) {
+        if (upstream.scheme == "https" && !upstream.tls.verify) {
+            // Explicit in the config, and said once at start: a reader of the log
+            // must not have to find the line in the YAML to know keys travel unverified.
+            log::warn("upstream",
+                      "upstream '" + upstream.name + "' (" + upstream.host + ":" +
+                          std::to_string(upstream.port) +
+                          "): TLS verification is OFF (tls.verify: false); its certificate and host "
+                          "name are not checked, so anyone on the path can read and alter this "
+                          "traffic, API keys included");
+        }
+    }
     for (auto& listener : listeners_) listener->bind();
     if (admin_) admin_->bind();
     for (auto& pool : runtime_->pools) pool->start();

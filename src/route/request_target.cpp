@@ -29,10 +29,12 @@ bool split_authority(std::string_view authority, std::string_view& host, std::st
 }
 
 // Also refuses every byte >= 0x7f: a request-target is US-ASCII, anything else
-// must arrive percent-encoded.
+// must arrive percent-encoded. And a backslash, which no URI may contain (RFC 3986
+// 2): some vendor stacks read it as '/', so "/up/..\..\admin" would climb out of
+// the upstream's base path there after passing here as one harmless segment.
 bool has_control_or_space(std::string_view s) {
     for (const unsigned char c : s) {
-        if (c <= 0x20 || c >= 0x7f) return true;
+        if (c <= 0x20 || c >= 0x7f || c == '\\') return true;
     }
     return false;
 }
@@ -149,6 +151,19 @@ std::optional<std::string> normalize_path(std::string_view path) {
     out.reserve(path.size());
     for (const auto segment : segments) out.append("/").append(segment);
     if (trailing_slash || out.empty()) out.push_back('/');
+    return out;
+}
+
+std::string quotable_target(std::string_view target) {
+    target = target.substr(0, target.find('?'));
+    std::string out(target);
+    // "scheme://user:password@host/": the userinfo is a credential (RFC 9110 4.2.4).
+    if (const auto scheme_end = out.find("://"); scheme_end != std::string::npos) {
+        const auto authority = scheme_end + 3;
+        const auto authority_end = out.find('/', authority);
+        const auto at = out.rfind('@', authority_end == std::string::npos ? out.npos : authority_end);
+        if (at != std::string::npos && at >= authority) out.replace(authority, at - authority, "[userinfo]");
+    }
     return out;
 }
 

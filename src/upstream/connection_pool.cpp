@@ -317,8 +317,9 @@ void ConnectionPool::connect_new(net::any_io_executor executor, AcquireHandler h
     }
     auto self = shared_from_this();
     auto fail = [self, attempt](Errc code, const std::string& why) {
-        log::warn("upstream",
-                  describe(self->config_) + ": " + std::string(error_code_name(code)) + ": " + why);
+        // A vendor that is down fails every attempt: one line a second says so.
+        SLUICE_LOG_LIMITED(log::Level::warn, "upstream",
+                           describe(self->config_) + ": " + std::string(error_code_name(code)) + ": " + why);
         attempt->deadline_timer.cancel();
         beast::error_code ignored;
         attempt->connection->socket().close(ignored);

@@ -99,3 +99,24 @@ TEST_CASE("tls.verify false accepts an untrusted certificate", "[e2e][proxy][tls
     REQUIRE(requests.size() == 1);
     CHECK(requests[0].body_prefix == "body");
 }
+
+TEST_CASE("tls.verify false is logged at start with a warning naming the upstream", "[e2e][proxy][tls][security]") {
+    const auto& certs = test_certs();
+    MockUpstream upstream(tls_upstream(certs.self_signed));
+    ProxyConfig config{upstream.url()};
+    SECTION("verification off: one warning, before any request") {
+        config.tls = {"verify: false"};
+        SluiceProcess sluice(config.yaml());
+        const auto log = sluice.stderr_text();
+        const std::string expected =
+            "warn upstream: upstream 'vendor' (localhost:" + std::to_string(upstream.port()) +
+            "): TLS verification is OFF (tls.verify: false)";
+        CHECK(log.find(expected) != std::string::npos);
+        CHECK(log.find(expected) == log.rfind(expected));  // once, not per connection
+    }
+    SECTION("verification on (the default): no such line") {
+        config.tls = {"ca_file: \"" + certs.ca_cert + "\""};
+        SluiceProcess sluice(config.yaml());
+        CHECK(sluice.stderr_text().find("TLS verification is OFF") == std::string::npos);
+    }
+}

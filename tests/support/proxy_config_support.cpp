@@ -18,6 +18,8 @@ std::string ProxyConfig::yaml() const {
         tls_block = "    tls:\n";
         for (const auto& line : tls) tls_block += "      " + line + "\n";
     }
+    std::string admin_block;
+    for (const auto& line : admin) admin_block += "    " + line + "\n";
     return yaml_subst(R"(server:
   workers: {WORKERS}
   max_header_bytes: {MAX_HEADER}
@@ -29,7 +31,7 @@ std::string ProxyConfig::yaml() const {
     client_write: 5s
   admin:
     listen: "127.0.0.1:0"
-listeners:
+{ADMIN}listeners:
   - name: main
     listen: "127.0.0.1:0"
   - name: vendor
@@ -64,6 +66,7 @@ routes:
                        {"CLIENT_IDLE", client_idle_timeout},
                        {"URL", upstream_url},
                        {"TLS", tls_block},
+                       {"ADMIN", admin_block},
                        {"CONNECT", connect_timeout},
                        {"RESPONSE", response_timeout},
                        {"BODY", body_timeout},

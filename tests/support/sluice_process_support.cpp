@@ -55,7 +55,7 @@ std::string read_file(const std::string& path) {
 
 // Spawns `args` with stdin from /dev/null and stdout/stderr into files.
 pid_t spawn_process(const std::vector<std::string>& args, const std::string& stdout_path,
-                    const std::string& stderr_path) {
+                    const std::string& stderr_path, const std::vector<std::string>& environment = {}) {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -64,8 +64,12 @@ pid_t spawn_process(const std::vector<std::string>& args, const std::string& std
     std::vector<char*> argv;
     for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (char** entry = environ; *entry; ++entry) envp.push_back(*entry);
+    for (const auto& entry : environment) envp.push_back(const_cast<char*>(entry.c_str()));
+    envp.push_back(nullptr);
     pid_t pid = -1;
-    const int rc = ::posix_spawn(&pid, args[0].c_str(), &actions, nullptr, argv.data(), environ);
+    const int rc = ::posix_spawn(&pid, args[0].c_str(), &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) throw std::runtime_error("posix_spawn " + args[0] + " failed: " + std::strerror(rc));
     return pid;
@@ -171,7 +175,7 @@ std::string sluice_binary() {
 void SluiceProcess::spawn(const Options& options) {
     std::vector<std::string> args = {sluice_binary(), "--config", config_path_, "--ready-file", ready_path_};
     args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
-    pid_ = spawn_process(args, dir_ + "/stdout.log", stderr_path_);
+    pid_ = spawn_process(args, dir_ + "/stdout.log", stderr_path_, options.environment);
 }
 
 void SluiceProcess::wait_ready(std::chrono::milliseconds timeout) {

@@ -5,11 +5,26 @@
 //   GET /status   JSON: counters, upstream pools, and each limit's state (keys
 //                 as hashes, never raw values), the queue size
 // Small bodies only (string_body, bounded request size).
+//
+// With server.admin.token_file set, every endpoint but /healthz and /readyz (the
+// probes an orchestrator sends without credentials) needs
+// `Authorization: Bearer <token>`, compared in constant time; anything else gets
+// 401. The token is never logged or echoed.
+//
+// Every handler runs behind a crash barrier (common/crash_barrier.hpp): an
+// exception closes that one admin connection and is counted in
+// counters.admin_exceptions. /status is built in steps posted to the io_context,
+// each holding the admission lock for a bounded number of key slots, so a page
+// over 100,000 keys neither stalls admissions nor the io thread.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <cstdint>
-#include <memory>
+#include <boost/asio/steady_timer.hpp>
 
 #include "sluice/proxy/runtime.hpp"
 
@@ -18,20 +33,31 @@ namespace sluice::admin {
 class AdminServer : public std::enable_shared_from_this<AdminServer> {
 public:
     AdminServer(boost::asio::io_context& ioc, std::shared_ptr<proxy::Runtime> runtime);
-    void bind();  // throws std::runtime_error naming the address on failure
+    // Reads the token file (if any) and binds. Throws std::runtime_error naming the
+    // address or the token file (never its content) on failure.
+    void bind();
     void start();
     void stop();
     std::uint16_t port() const { return port_; }
 
 private:
     void do_accept();
+    void on_accept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
     boost::asio::io_context& ioc_;
     boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer pause_timer_;  // after a failed accept
     std::shared_ptr<proxy::Runtime> runtime_;
+    std::shared_ptr<const std::string> token_;  // null: no token required
     std::uint16_t port_ = 0;
 };
 
-// The body of GET /status (exposed for tests of its shape).
-std::string status_json(proxy::Runtime& runtime);
+// Whether an Authorization field value is "Bearer <token>" (scheme case-insensitive,
+// RFC 9110 11.1) for exactly `token`. The comparison takes the same time whatever
+// the presented value shares with the token (it depends on the token's length only).
+bool bearer_token_matches(std::string_view authorization, std::string_view token) noexcept;
+
+// Reads and checks an admin token file: 16 to 4096 visible ASCII characters
+// (a trailing newline is ignored). Throws std::runtime_error naming the file.
+std::string read_token_file(const std::string& path);
 
 }  // namespace sluice::admin

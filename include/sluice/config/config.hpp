@@ -58,8 +58,12 @@ struct RateLimitHeaders {
 
 struct AdminConfig {
     bool enabled = true;
-    std::string address = "127.0.0.1";
+    std::string address = "127.0.0.1";  // loopback: the status page shows limit state
     std::uint16_t port = 9901;
+    // A file holding the bearer token every admin endpoint but /healthz and /readyz
+    // requires (read at start, never by --check, never logged); empty: no token.
+    std::string token_file;
+    std::size_t status_keys = 20;  // keys shown per limit on /status, the most constrained
 };
 
 struct ServerConfig {

@@ -30,7 +30,13 @@ struct ProxyCounters {
     std::atomic<std::uint64_t> client_errors{0};
     std::atomic<std::int64_t> open_client_connections{0};
     std::atomic<std::uint64_t> session_exceptions{0};  // sessions closed by the crash barrier
-    std::atomic<std::uint64_t> accept_failures{0};          // accept() errors (EMFILE, ENFILE, ENOBUFS...)
+    // Exceptions contained by the other barriers (common/crash_barrier.hpp): an
+    // accept loop, the admin listener, and main's io_context::run() itself.
+    std::atomic<std::uint64_t> listener_exceptions{0};
+    std::atomic<std::uint64_t> admin_exceptions{0};
+    std::atomic<std::uint64_t> loop_exceptions{0};
+    std::atomic<std::uint64_t> admin_unauthorized{0};  // admin requests refused 401 (no or a wrong token)
+    std::atomic<std::uint64_t> accept_failures{0};     // accept() errors (EMFILE, ENFILE, ENOBUFS...)
     std::atomic<std::uint64_t> refused_client_connections{0};  // over max_client_connections: 503 and close
 };
 

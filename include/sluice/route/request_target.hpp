@@ -23,7 +23,8 @@ struct ParsedTarget {
 };
 
 // Returns nullopt for a target that is none of the four forms (e.g. "x/y", a
-// control character, a byte outside US-ASCII (RFC 9112 3.2 allows none raw),
+// control character, a byte outside US-ASCII (RFC 9112 3.2 allows none raw), a
+// backslash (no URI has one; some servers read it as '/'),
 // an absolute URI without a host or with userinfo). `host_header` is used for
 // origin-form only.
 std::optional<ParsedTarget> parse_request_target(std::string_view target, std::string_view host_header);
@@ -35,5 +36,10 @@ std::optional<ParsedTarget> parse_request_target(std::string_view target, std::s
 // an upstream's base_path. Returns nullopt when the path is already normal
 // (the usual case: no allocation). The result starts with '/'.
 std::optional<std::string> normalize_path(std::string_view path);
+
+// What an error message or a log line may quote of a target: without its query,
+// which often carries an API key (`?api_key=...`), and with any userinfo of an
+// absolute URI (`http://user:password@host/`) replaced by "[userinfo]".
+std::string quotable_target(std::string_view target);
 
 }  // namespace sluice::route

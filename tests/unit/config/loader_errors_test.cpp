@@ -645,3 +645,15 @@ TEST_CASE("error: echoed values are escaped and capped", "[config][errors][echo]
                      "duration; " + kDurationExpected);
     CHECK(message.size() < 400);
 }
+
+TEST_CASE("error: route pattern messages echo the pattern once, capped", "[config][errors][echo]") {
+    // The route layer's reason used to quote the offending segment whole after the
+    // loader's capped quote of the pattern: a 10 MB pattern made a 10 MB message.
+    const std::string huge(10'000'000, 'a');
+    const auto message = route_error("    upstream: api\n    match: {path: \"/x/" + huge + "**\"}\n");
+    CHECK(message.size() < 600);
+    CHECK(message.find("(10000005 bytes)") != std::string::npos);
+    const auto host = route_error("    upstream: api\n    match: {host: \"a\\0b " + huge + "\"}\n");
+    CHECK(host.size() < 600);
+    CHECK(host.find("a\\x00b") != std::string::npos);
+}

@@ -107,3 +107,23 @@ TEST_CASE("percent-encoded dots count as dots when removing dot-segments", "[req
     CHECK_FALSE(normalize_path("/v1/%2e%2e%2e/admin"));  // three dots: an ordinary segment
     CHECK_FALSE(normalize_path("/v1/%2f../admin"));      // not a dot segment (an escaped slash)
 }
+
+TEST_CASE("a backslash anywhere in the target is refused", "[request_target][security]") {
+    // Some vendor stacks read '\' as '/': "..\..\admin" is one harmless segment here
+    // and two dot-segments there, climbing out of the upstream's base path.
+    CHECK_FALSE(parse_request_target("/intercom/..\\..\\admin", "h"));
+    CHECK_FALSE(parse_request_target("/a\\b", "h"));
+    CHECK_FALSE(parse_request_target("http://vendor.test\\@other.test/", ""));
+    CHECK(parse_request_target("/a%5Cb", "h"));  // percent-encoded: data, forwarded as sent
+}
+
+TEST_CASE("quotable_target leaves out the query and userinfo", "[request_target][security]") {
+    using sluice::route::quotable_target;
+    CHECK(quotable_target("/x?api_key=secret") == "/x");
+    CHECK(quotable_target("vendor.test:80?api_key=secret") == "vendor.test:80");
+    CHECK(quotable_target("http://user:secret@vendor.test/x?k=secret") == "http://[userinfo]@vendor.test/x");
+    CHECK(quotable_target("http://a@b@vendor.test") == "http://[userinfo]@vendor.test");
+    CHECK(quotable_target("http://vendor.test/a@b") == "http://vendor.test/a@b");  // an '@' in the path is data
+    CHECK(quotable_target("/x") == "/x");
+    CHECK(quotable_target("") == "");
+}

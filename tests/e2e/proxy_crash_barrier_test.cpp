@@ -41,7 +41,8 @@ std::size_t count_of(const std::string& text, const std::string& needle) {
 TEST_CASE("a request whose handler throws loses its connection; the process serves the next",
           "[e2e][barrier][security]") {
     MockUpstream upstream;
-    SluiceProcess sluice(ProxyConfig{upstream.url()}.yaml(), with_failpoints("session.handle_request:throw:1"));
+    SluiceProcess sluice(ProxyConfig{upstream.url()}.yaml(),
+                         with_failpoints("session.handle_request:throw:1"));
     {
         HttpClient client(sluice.port("vendor"), 3s);
         client.write_raw("GET /first HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
@@ -74,7 +75,8 @@ TEST_CASE("a handler that throws on every request: every one is cut, the log is 
     CHECK(count_of(sluice.stderr_text(), "a client session failed") <= 3);
 }
 
-TEST_CASE("an admin handler that throws closes that admin connection only", "[e2e][barrier][admin][security]") {
+TEST_CASE("an admin handler that throws closes that admin connection only",
+          "[e2e][barrier][admin][security]") {
     MockUpstream upstream;
     SluiceProcess sluice(ProxyConfig{upstream.url()}.yaml(), with_failpoints("admin.handle_request:throw:1"));
     {
@@ -88,7 +90,8 @@ TEST_CASE("an admin handler that throws closes that admin connection only", "[e2
     const auto c = counters(sluice);
     CHECK(c["admin_exceptions"] == 1);
     CHECK(c["session_exceptions"] == 0);
-    CHECK(sluice.stderr_text().find("an admin request failed and was contained: 'failpoint admin.handle_request'") !=
+    CHECK(sluice.stderr_text().find(
+              "an admin request failed and was contained: 'failpoint admin.handle_request'") !=
           std::string::npos);
 }
 
@@ -108,6 +111,7 @@ TEST_CASE("an accept loop that throws costs one connection and keeps accepting",
 
 TEST_CASE("an unknown failpoint stops sluice at start", "[e2e][barrier]") {
     MockUpstream upstream;
-    CHECK_THROWS_WITH(SluiceProcess(ProxyConfig{upstream.url()}.yaml(), with_failpoints("session.handle:throw")),
-                      Catch::Contains("unknown failpoint 'session.handle:throw'"));
+    CHECK_THROWS_WITH(
+        SluiceProcess(ProxyConfig{upstream.url()}.yaml(), with_failpoints("session.handle:throw")),
+        Catch::Contains("unknown failpoint 'session.handle:throw'"));
 }

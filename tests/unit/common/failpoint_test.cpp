@@ -2,6 +2,8 @@
 
 #include "sluice/common/failpoint.hpp"
 
+#include <chrono>
+#include <cstdio>
 #include <stdexcept>
 
 #include <catch2/catch.hpp>
@@ -50,4 +52,19 @@ TEST_CASE("throw:N fires at the first N hits only", "[failpoint]") {
     CHECK_NOTHROW(failpoint::hit(Point::admin_handle_request));
     CHECK_NOTHROW(failpoint::hit(Point::admin_handle_request));
     REQUIRE(failpoint::configure("") == "");
+}
+
+// The cost of an unarmed point on the request path (docs/security.md). Hidden: run with
+//   build/tests/sluice_common_tests "[.failpoint-bench]"
+TEST_CASE("an unarmed failpoint costs one relaxed load", "[.failpoint-bench]") {
+    REQUIRE(failpoint::configure("") == "");
+    constexpr int kHits = 100'000'000;
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kHits; ++i) {
+        failpoint::hit(Point::session_handle_request);
+        asm volatile("" ::: "memory");  // keeps the loop, and the load, in each iteration
+    }
+    const auto ns =
+        std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();
+    std::printf("unarmed failpoint::hit(): %.2f ns per call (%d calls)\n", ns / kHits, kHits);
 }

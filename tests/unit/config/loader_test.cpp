@@ -450,6 +450,6 @@ TEST_CASE("admin token_file and status_keys", "[config][loader][admin]") {
     CHECK(set->server.admin.token_file == "/run/secrets/admin");
     CHECK(set->server.admin.status_keys == 5);
     CHECK_THROWS_WITH(load_config_string("server:\n  admin: {status_keys: 1001}\n" + rest, "t.yaml"),
-                      "t.yaml:2:35: server.admin.status_keys: 1001 is out of range; expected an integer from 0 "
+                      "t.yaml:2:24: server.admin.status_keys: 1001 is out of range; expected an integer from 0 "
                       "to 1000");
 }

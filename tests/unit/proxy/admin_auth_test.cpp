@@ -21,5 +21,6 @@ TEST_CASE("bearer_token_matches accepts exactly the token", "[admin][token]") {
     CHECK_FALSE(bearer_token_matches(token, token));
     CHECK_FALSE(bearer_token_matches("", token));
     // A presented value sharing the token's first bytes, then a NUL: not a match.
-    CHECK_FALSE(bearer_token_matches("Bearer " + token.substr(0, 4) + std::string(1, '\0') + token.substr(5), token));
+    CHECK_FALSE(
+        bearer_token_matches("Bearer " + token.substr(0, 4) + std::string(1, '\0') + token.substr(5), token));
 }

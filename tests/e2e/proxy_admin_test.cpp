@@ -115,7 +115,8 @@ constexpr const char* kAdminToken = "s3cr3t-admin-token-0123456789abcdef";
 
 }  // namespace
 
-TEST_CASE("the admin listener says where it listens, and that no token is required", "[e2e][admin][security]") {
+TEST_CASE("the admin listener says where it listens, and that no token is required",
+          "[e2e][admin][security]") {
     // The default address (127.0.0.1:9901) is checked by tests/unit/config/loader_test.cpp
     // ("a minimal file gets every default"); 9901 itself is not bound here, as another
     // process on the machine may hold it.
@@ -171,7 +172,8 @@ TEST_CASE("with admin.token_file, every admin endpoint but the probes needs the 
         CHECK(admin.get("/status", {{"Authorization", std::string("bearer ") + kAdminToken}}).status == 200);
         CHECK(admin.get("/nonexistent", {{"Authorization", bearer}}).status == 404);
         admin.get("/status");  // one refusal, counted
-        CHECK(admin.get("/status", {{"Authorization", bearer}}).json()["counters"]["admin_unauthorized"] == 1);
+        CHECK(admin.get("/status", {{"Authorization", bearer}}).json()["counters"]["admin_unauthorized"] ==
+              1);
     }
     CHECK(sluice.stderr_text().find(kAdminToken) == std::string::npos);
     CHECK(sluice.stderr_text().find("token required") != std::string::npos);
@@ -197,7 +199,8 @@ TEST_CASE("an unusable admin token file stops sluice at start, naming the file a
     SECTION("missing") {
         ProxyConfig config{upstream.url()};
         config.admin = {"token_file: /nonexistent/sluice-admin-token"};
-        CHECK_THROWS_WITH(SluiceProcess(config.yaml()),
-                          Catch::Contains("admin token_file /nonexistent/sluice-admin-token: cannot be read"));
+        CHECK_THROWS_WITH(
+            SluiceProcess(config.yaml()),
+            Catch::Contains("admin token_file /nonexistent/sluice-admin-token: cannot be read"));
     }
 }

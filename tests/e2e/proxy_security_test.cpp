@@ -207,3 +207,24 @@ TEST_CASE("only configured upstreams are ever contacted", "[e2e][security][ssrf]
         CHECK(r.header("Host").value_or("") == "127.0.0.1:" + std::to_string(upstream.port()));
     }
 }
+
+// ---------------------------------------------------------------- log floods
+
+TEST_CASE("a vendor sending a malformed rate-limit header on every response does not flood the log",
+          "[e2e][security][logs]") {
+    MockUpstream upstream([](const RecordedRequest&) {
+        return MockReply::fixed(200, "ok").with_header("Retry-After", "soon");
+    });
+    SluiceProcess sluice(ProxyConfig{upstream.url()}.yaml());
+    HttpClient client(sluice.port("vendor"));
+    constexpr int kRequests = 40;
+    for (int i = 0; i < kRequests; ++i) REQUIRE(client.get("/x").status == 200);
+    const auto log = sluice.stderr_text();
+    std::size_t warnings = 0;
+    for (auto at = log.find("warn feedback:"); at != std::string::npos;
+         at = log.find("warn feedback:", at + 1))
+        ++warnings;
+    INFO(log);
+    CHECK(warnings >= 1);  // the first is said
+    CHECK(warnings <= 3);  // then at most one a second
+}

@@ -100,7 +100,8 @@ TEST_CASE("tls.verify false accepts an untrusted certificate", "[e2e][proxy][tls
     CHECK(requests[0].body_prefix == "body");
 }
 
-TEST_CASE("tls.verify false is logged at start with a warning naming the upstream", "[e2e][proxy][tls][security]") {
+TEST_CASE("tls.verify false is logged at start with a warning naming the upstream",
+          "[e2e][proxy][tls][security]") {
     const auto& certs = test_certs();
     MockUpstream upstream(tls_upstream(certs.self_signed));
     ProxyConfig config{upstream.url()};

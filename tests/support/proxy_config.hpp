@@ -20,8 +20,8 @@ namespace sluice::test {
 unsigned e2e_workers();
 
 struct ProxyConfig {
-    std::string upstream_url;      // e.g. MockUpstream::url(), with an optional base path
-    std::vector<std::string> tls;  // lines under upstreams.vendor.tls, e.g. "ca_file: /x.pem"
+    std::string upstream_url;        // e.g. MockUpstream::url(), with an optional base path
+    std::vector<std::string> tls;    // lines under upstreams.vendor.tls, e.g. "ca_file: /x.pem"
     std::vector<std::string> admin;  // more lines under server.admin, e.g. "token_file: /x"
     unsigned workers = e2e_workers();
     std::uint64_t max_header_bytes = 16 * 1024;

@@ -31,7 +31,7 @@ std::string yaml_subst(std::string text,
 class SluiceProcess {
 public:
     struct Options {
-        std::vector<std::string> extra_args;  // e.g. {"--log-level", "debug"}
+        std::vector<std::string> extra_args;   // e.g. {"--log-level", "debug"}
         std::vector<std::string> environment;  // added to the test's own, e.g. {"SLUICE_FAILPOINTS=..."}
         std::chrono::milliseconds ready_timeout{10'000};
     };

@@ -441,7 +441,8 @@ TEST_CASE("the whole-file example in docs/configuration.md loads", "[config][loa
 }
 
 TEST_CASE("admin token_file and status_keys", "[config][loader][admin]") {
-    const std::string rest = "upstreams:\n  api: {url: https://api.example.com}\nroutes:\n  - upstream: api\n";
+    const std::string rest =
+        "upstreams:\n  api: {url: https://api.example.com}\nroutes:\n  - upstream: api\n";
     const auto defaults = load_config_string(rest, "t.yaml");
     CHECK(defaults->server.admin.token_file.empty());  // no token unless asked for
     CHECK(defaults->server.admin.status_keys == 20);
@@ -449,7 +450,8 @@ TEST_CASE("admin token_file and status_keys", "[config][loader][admin]") {
         "server:\n  admin: {token_file: /run/secrets/admin, status_keys: 5}\n" + rest, "t.yaml");
     CHECK(set->server.admin.token_file == "/run/secrets/admin");
     CHECK(set->server.admin.status_keys == 5);
-    CHECK_THROWS_WITH(load_config_string("server:\n  admin: {status_keys: 1001}\n" + rest, "t.yaml"),
-                      "t.yaml:2:24: server.admin.status_keys: 1001 is out of range; expected an integer from 0 "
-                      "to 1000");
+    CHECK_THROWS_WITH(
+        load_config_string("server:\n  admin: {status_keys: 1001}\n" + rest, "t.yaml"),
+        "t.yaml:2:24: server.admin.status_keys: 1001 is out of range; expected an integer from 0 "
+        "to 1000");
 }

@@ -123,7 +123,8 @@ TEST_CASE("quotable_target leaves out the query and userinfo", "[request_target]
     CHECK(quotable_target("vendor.test:80?api_key=secret") == "vendor.test:80");
     CHECK(quotable_target("http://user:secret@vendor.test/x?k=secret") == "http://[userinfo]@vendor.test/x");
     CHECK(quotable_target("http://a@b@vendor.test") == "http://[userinfo]@vendor.test");
-    CHECK(quotable_target("http://vendor.test/a@b") == "http://vendor.test/a@b");  // an '@' in the path is data
+    CHECK(quotable_target("http://vendor.test/a@b") ==
+          "http://vendor.test/a@b");  // an '@' in the path is data
     CHECK(quotable_target("/x") == "/x");
     CHECK(quotable_target("") == "");
 }

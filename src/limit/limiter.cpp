@@ -55,6 +55,11 @@ std::vector<KeyStatus> StatusScan::take() {
     return std::move(heap_);
 }
 
+void Limiter::status_step(const Instant& now, StatusScan& scan, std::size_t) const {
+    for (const auto& key : status(now, scan.keep())) scan.offer(key);
+    scan.advance(0, key_count(), true);
+}
+
 std::vector<KeyStatus> Limiter::status(const Instant& now, std::size_t max_keys) const {
     StatusScan scan(max_keys);
     while (!scan.done()) status_step(now, scan, std::numeric_limits<std::size_t>::max());

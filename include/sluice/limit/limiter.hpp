@@ -64,6 +64,7 @@ public:
     explicit StatusScan(std::size_t keep) : keep_(keep) {}
 
     bool done() const noexcept { return done_; }
+    std::size_t keep() const noexcept { return keep_; }
     std::size_t slots_examined() const noexcept { return slots_examined_; }
     // The keys kept, most constrained first. Ends the scan.
     std::vector<KeyStatus> take();
@@ -131,11 +132,14 @@ public:
     virtual void evict_idle(const Instant& now) = 0;
 
     // Up to `max_keys` keys, most constrained first: a whole scan in one call
-    // (its cost grows with key_count(); the admin page uses status_step).
-    std::vector<KeyStatus> status(const Instant& now, std::size_t max_keys) const;
+    // (its cost grows with key_count(); the admin page uses status_step). The
+    // default runs status_step() to the end.
+    virtual std::vector<KeyStatus> status(const Instant& now, std::size_t max_keys) const;
 
     // One step of `scan`: examines at most `max_slots` more slots of the key table.
-    virtual void status_step(const Instant& now, StatusScan& scan, std::size_t max_slots) const = 0;
+    // The default (for a limiter with no table of its own, e.g. a wrapper) does the
+    // whole status() in one step. A limiter overrides at least one of the two.
+    virtual void status_step(const Instant& now, StatusScan& scan, std::size_t max_slots) const;
 
     // Bytes of state per tracked key (for the benchmark's memory report).
     virtual std::size_t bytes_per_key() const = 0;

@@ -204,3 +204,38 @@ TEST_CASE("an unusable admin token file stops sluice at start, naming the file a
             Catch::Contains("admin token_file /nonexistent/sluice-admin-token: cannot be read"));
     }
 }
+
+TEST_CASE("/status lists status_keys keys per limit, the most constrained first, and the total",
+          "[e2e][admin][status]") {
+    MockUpstream upstream;
+    const auto yaml = yaml_subst(R"(server:
+  workers: {WORKERS}
+  admin: {listen: "127.0.0.1:0", status_keys: 2}
+listeners:
+  - {name: main, listen: "127.0.0.1:0"}
+upstreams:
+  vendor: {url: "{URL}"}
+limits:
+  per-key: {algorithm: sliding_window, limit: 10, window: 1h, key: {header: X-Key}}
+routes:
+  - {upstream: vendor, limits: [per-key]}
+)",
+                                 {{"WORKERS", std::to_string(e2e_workers())}, {"URL", upstream.url()}});
+    SluiceProcess sluice(yaml);
+    HttpClient client(sluice.port("main"));
+    // Key kN has sent N requests: k5 is the most constrained, then k4.
+    for (int key = 1; key <= 5; ++key) {
+        for (int i = 0; i < key; ++i)
+            REQUIRE(client.get("/x", {{"X-Key", "k" + std::to_string(key)}}).status == 200);
+    }
+    HttpClient admin(sluice.admin_port());
+    const auto status = admin.get("/status").json();
+    CHECK(status["status_keys_per_limit"] == 2);
+    const auto& limit = status["limits"][0];
+    CHECK(limit["name"] == "per-key");
+    CHECK(limit["tracked_keys"] == 5);
+    REQUIRE(limit["keys"].size() == 2);
+    CHECK(limit["keys"][0]["remaining"] == 5);
+    CHECK(limit["keys"][1]["remaining"] == 6);
+    CHECK(status["counters"]["session_exceptions"] == 0);
+}

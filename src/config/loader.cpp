@@ -195,6 +195,9 @@ constexpr Duration kMaxPause = std::chrono::hours(24);         // feedback max_p
 constexpr std::uint64_t kMaxHeaderBytes = 64 * 1024;
 // A policy cap on streamed bodies: beyond 1 TiB a value is a typo, not a policy.
 constexpr std::uint64_t kMaxBodyBytes = 1ull << 40;
+// Buffered bodies are held in memory per connection: 16 MiB keeps 10,000 connections' worst case
+// a deliberate choice, not an accident.
+constexpr std::uint64_t kMaxBufferedBodyBytes = 16ull << 20;
 
 // "366d", "1d": a bound as the user would write it.
 std::string describe_bound(Duration bound) {
@@ -483,9 +486,10 @@ bool is_wildcard(const Endpoint& endpoint) {
 
 const std::vector<std::string> kTopKeys{"server", "listeners", "upstreams", "limits", "queue", "routes"};
 const std::vector<std::string> kServerKeys{
-    "workers",  "max_header_bytes", "max_body_bytes",     "max_client_connections",
+    "workers",  "max_header_bytes", "max_body_bytes",     "max_buffered_body_bytes", "max_client_connections",
     "timeouts", "forwarded",        "rate_limit_headers", "admin"};
-const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_idle", "client_write"};
+const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_body_total", "client_idle",
+                                            "client_write"};
 const std::vector<std::string> kForwardedKeys{"x_forwarded_for", "x_forwarded_proto"};
 const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
 const std::vector<std::string> kAdminKeys{"enabled", "listen"};
@@ -494,6 +498,7 @@ const std::vector<std::string> kUpstreamKeys{"url",
                                              "tls",
                                              "max_connections",
                                              "max_idle_connections",
+                                             "max_streamed_bodies",
                                              "idle_timeout",
                                              "connect_timeout",
                                              "response_timeout",
@@ -591,6 +596,8 @@ private:
         // every field within that.
         if (const auto v = map.get("max_header_bytes")) server.max_header_bytes = v->size(1, kMaxHeaderBytes);
         if (const auto v = map.get("max_body_bytes")) server.max_body_bytes = v->size(0, kMaxBodyBytes);
+        if (const auto v = map.get("max_buffered_body_bytes"))
+            server.max_buffered_body_bytes = v->size(0, kMaxBufferedBodyBytes);
         if (const auto v = map.get("max_client_connections")) {
             server.max_client_connections = static_cast<std::size_t>(v->integer(1, 1'000'000));
         }
@@ -599,6 +606,8 @@ private:
             auto& t = server.timeouts;
             if (const auto d = timeouts.get("client_header")) t.client_header = d->duration(Sign::positive, kMaxTimeout);
             if (const auto d = timeouts.get("client_body")) t.client_body = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_body_total"))
+                t.client_body_total = d->duration(Sign::positive, kMaxTimeout);
             if (const auto d = timeouts.get("client_idle")) t.client_idle = d->duration(Sign::positive, kMaxTimeout);
             if (const auto d = timeouts.get("client_write")) t.client_write = d->duration(Sign::positive, kMaxTimeout);
         }
@@ -782,6 +791,15 @@ private:
         upstream.max_idle_connections = upstream.max_connections;
         if (const auto v = map.get("max_idle_connections"))
             upstream.max_idle_connections = v->integer(0, 100'000);
+        upstream.max_streamed_bodies = std::max<std::size_t>(1, upstream.max_connections / 2);
+        if (const auto v = map.get("max_streamed_bodies")) {
+            upstream.max_streamed_bodies = v->integer(1, 100'000);
+            if (upstream.max_streamed_bodies > upstream.max_connections) {
+                v->fail("max_streamed_bodies " + std::to_string(upstream.max_streamed_bodies) +
+                            " exceeds max_connections " + std::to_string(upstream.max_connections),
+                        "at most max_connections (each streamed body holds a connection)");
+            }
+        }
         if (upstream.max_idle_connections > upstream.max_connections) {
             const auto at = map.get("max_idle_connections").value_or(map.node());
             at.fail("max_idle_connections " + std::to_string(upstream.max_idle_connections) +

@@ -35,6 +35,7 @@ struct SourceLocation {
 struct Timeouts {
     Duration client_header = 10s;  // first byte to end of request header
     Duration client_body = 30s;    // each read of the request body (stall timeout)
+    Duration client_body_total = 300s;  // the whole request body, from its first read to its end
     Duration client_idle = 60s;    // keep-alive: between the end of a response and the next request
     Duration client_write = 30s;   // each write to the client (stall timeout)
 };
@@ -66,6 +67,9 @@ struct ServerConfig {
     unsigned workers = 1;                      // io_context threads
     std::size_t max_header_bytes = 16 * 1024;  // request header limit -> 431
     std::uint64_t max_body_bytes = 1ull << 30; // request body limit -> 413 (bodies stream; this is a policy cap)
+    // A request body up to this size is read whole before the request takes quota or an upstream
+    // connection (a slow client then holds neither); larger ones are streamed.
+    std::size_t max_buffered_body_bytes = 64 * 1024;
     std::size_t max_client_connections = 10'000;
     Timeouts timeouts;
     ForwardedHeaders forwarded;
@@ -102,6 +106,10 @@ struct UpstreamConfig {
     TlsConfig tls;
     std::size_t max_connections = 64;   // open connections (busy + idle) to this upstream
     std::size_t max_idle_connections = 64;  // defaults to max_connections
+    // Requests whose body is streamed (larger than server.max_buffered_body_bytes) hold a
+    // connection for as long as the client takes to send it: at most this many at once, so slow
+    // uploads cannot take the whole pool. Defaults to half of max_connections (at least 1).
+    std::size_t max_streamed_bodies = 32;
     Duration idle_timeout = 60s;        // an idle pooled connection is closed after this
     Duration connect_timeout = 5s;      // DNS + TCP connect + TLS handshake
     Duration response_timeout = 30s;    // request sent -> response header received

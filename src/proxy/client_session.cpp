@@ -305,17 +305,19 @@ void ClientSession::read(ReadStep step) {
     auto handler = this->step(&ClientSession::on_read_some, step);
     if (from_client) return socket_.async_read_some(buffer.prepare(room), std::move(handler));
     if (step == ReadStep::response_header) {
-        if (!upstream_->is_tls()) {
-            // Often the answer is there already: take it without a trip through the
-            // scheduler (the same recv the asynchronous read would try first).
+        // Often the vendor has answered already: take it without a trip through the
+        // scheduler (the same recv the asynchronous read would try first). Bounded: a
+        // vendor trickling its header must not grow the stack without end.
+        if (!upstream_->is_tls() && ++sync_header_reads_ <= kMaxInlineSteps) {
             beast::error_code read_ec;
             const auto bytes = upstream_->socket().read_some(buffer.prepare(room), read_ec);
             if (read_ec != net::error::would_block && read_ec != net::error::try_again) {
                 return on_read_some(step, read_ec, bytes);
             }
         }
-        // The vendor is taking its time: notice meanwhile if the client gives up.
-        watch_client();
+        // The vendor is taking its time: notice meanwhile if the client gives up. The
+        // watch's read becomes the next header's read, so it costs little more than that.
+        if (request_parser_->is_done()) watch_client();
     }
     upstream_->with_stream(
         [&](auto& stream) { stream.async_read_some(buffer.prepare(room), on_strand(std::move(handler))); });
@@ -408,7 +410,8 @@ void ClientSession::write(Stream& stream, const RelayWriter::Buffers& buffers, H
 
 void ClientSession::do_read_header() {
     if (closed_) return;
-    if (end_watch_then(Resume::read_header)) return;
+    // Bytes the watch already took (a pipelined request) are parsed first, with the watch ended.
+    if (buffer_.size() > 0 && end_watch_then(Resume::read_header)) return;
     // The response's fields go first: with both parsers gone the arena starts over.
     response_parser_.reset();
     request_parser_.emplace(std::piecewise_construct, std::make_tuple(),
@@ -420,7 +423,6 @@ void ClientSession::do_read_header() {
     tightest_limit_.reset();
     response_started_ = false;
     attempts_ = 0;
-    streamed_body_ = false;
     body_deadline_ = std::chrono::steady_clock::time_point::max();
     const auto& timeouts = config().server.timeouts;
     // A new connection, or a request already (partly) buffered, is in its header;
@@ -428,6 +430,12 @@ void ClientSession::do_read_header() {
     awaiting_first_byte_ = !first_request_ && buffer_.size() == 0;
     time_client(awaiting_first_byte_ ? timeouts.client_idle : timeouts.client_header);
     if (!watch_idle_for_drain()) return do_close();
+    if (watching_client_) {
+        // The watch's read, still waiting, is this header's first read: its end (bytes, EOF,
+        // the timeout's or the drain's cancel) goes to on_read_some like any other.
+        resume_after_watch_ = Resume::as_header_read;
+        return;
+    }
     read(ReadStep::request_header);
 }
 
@@ -800,13 +808,16 @@ bool ClientSession::end_watch_then(Resume next) {
 
 void ClientSession::on_client_watch_read(beast::error_code ec, std::size_t bytes) {
     watching_client_ = false;
+    const auto resume = std::exchange(resume_after_watch_, Resume::none);
+    if (resume == Resume::as_header_read) return on_read_some(ReadStep::request_header, ec, bytes);
     buffer_.commit(bytes);
     if (closed_) return;
-    switch (std::exchange(resume_after_watch_, Resume::none)) {
+    switch (resume) {
         // What the watch read, or that the client closed, the resumed read finds.
         case Resume::read_header: return do_read_header();
         case Resume::request_body: return relay_request_body();
         case Resume::held_body: return read_held_body();
+        case Resume::as_header_read:  // handled above
         case Resume::none: break;
     }
     if (!ec) return watch_client();                   // bytes sent ahead (a pipelined request): still there
@@ -964,6 +975,7 @@ void ClientSession::on_request_written(beast::error_code ec, std::size_t) {
 }
 
 void ClientSession::read_response_header() {
+    sync_header_reads_ = 0;
     response_parser_.emplace(std::piecewise_construct, std::make_tuple(),
                              std::make_tuple(ArenaAllocator<char>(&header_arena_)));
     response_parser_->body_limit(

@@ -389,8 +389,9 @@ TEST_CASE("a pooled connection with bytes past its response is not handed to the
     // lent on as it is, the next client would get "EVIL" for its own request.
     RawUpstream upstream(
         [](std::size_t) {
-            return std::string("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") +
-                   "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL";
+            return std::string(
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL");
         },
         400ms);
     BodyYaml config{upstream.url()};

@@ -126,7 +126,8 @@ private:
     // upstream exchange and give back its connection and permits); bytes it sent
     // ahead are kept for the parser. Whatever next reads the client socket first
     // ends the watch and resumes once its read has completed.
-    enum class Resume : std::uint8_t { none, read_header, request_body, held_body };
+    // as_header_read: the watch's read, still waiting, is the next header's first read.
+    enum class Resume : std::uint8_t { none, read_header, request_body, held_body, as_header_read };
     void watch_client();
     bool end_watch_then(Resume next);
     void on_client_watch_read(boost::beast::error_code ec, std::size_t bytes);
@@ -181,8 +182,9 @@ private:
     std::chrono::steady_clock::time_point op_deadline_{};
     std::chrono::steady_clock::time_point watchdog_at_ = std::chrono::steady_clock::time_point::max();
     TimedSide timed_side_ = TimedSide::none;
-    bool timed_out_ = false;     // the watchdog cancelled the operation under way
-    unsigned inline_steps_ = 0;  // read steps completed without a trip through the scheduler, in a row
+    bool timed_out_ = false;          // the watchdog cancelled the operation under way
+    unsigned inline_steps_ = 0;       // read steps completed without a trip through the scheduler, in a row
+    unsigned sync_header_reads_ = 0;  // synchronous reads of this response header (read())
 
     HeaderArena header_arena_;  // before the parsers: it must outlive their fields
     std::optional<RequestParser> request_parser_;

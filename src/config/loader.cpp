@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -22,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 #include <yaml-cpp/yaml.h>
 
 #include "sluice/route/route_table.hpp"
@@ -543,29 +546,61 @@ std::string why_not_applicable(std::string_view key, Algorithm algorithm) {
 
 // ---------------------------------------------------------------------------
 
+// Counts documents and remembers where the second one's first node is, for
+// check_single_document; builds nothing.
+class DocumentCounter final : public YAML::EventHandler {
+public:
+    std::size_t documents = 0;
+    std::optional<YAML::Mark> start;         // where the latest document began ('---' or its node)
+    std::optional<YAML::Mark> first_node;    // the latest document's first node
+
+    void OnDocumentStart(const YAML::Mark& mark) override {
+        ++documents;
+        start = mark;
+        first_node.reset();
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+        node(mark);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnMapEnd() override {}
+
+private:
+    void node(const YAML::Mark& mark) {
+        if (!first_node) first_node = mark;
+    }
+};
+
 class Loader {
 public:
     explicit Loader(std::string file) : file_(std::move(file)) {}
 
     std::shared_ptr<const Config> load(const std::string& yaml_text) {
-        std::vector<YAML::Node> documents;
+        YAML::Node document;
         try {
-            documents = YAML::LoadAll(yaml_text);
+            check_single_document(yaml_text);
+            document = YAML::Load(yaml_text);  // the first (and, checked above, only) document
         } catch (const YAML::Exception& e) {
             throw ConfigError(location_of(file_, e.mark),
                               "invalid YAML: " + e.msg +
                                   "; expected well-formed YAML (check indentation, quoting and brackets)");
         }
-        if (documents.empty() || (documents.size() == 1 && documents.front().IsNull())) {
+        if (document.IsNull()) {
             throw ConfigError(
                 {file_, 1, 1},
                 "the configuration is empty; expected a map with at least 'upstreams' and 'routes'");
         }
-        if (documents.size() > 1) {
-            throw ConfigError(location_of(file_, documents[1].Mark()),
-                              "a second YAML document; expected one document (no '---' separators between)");
-        }
-        const Node root(file_, documents.front(), documents.front().Mark(), "");
+        const Node root(file_, document, document.Mark(), "");
         if (!root.is_map()) root.fail_expected("a map with keys " + join(kTopKeys));
         const Map top(root, kTopKeys);
 
@@ -580,6 +615,33 @@ public:
     }
 
 private:
+    // A file holds one YAML document. This is checked with yaml-cpp's Parser, one document at a
+    // time and stopping at the second, instead of YAML::LoadAll: yaml-cpp 0.7 cannot consume a
+    // ',' at the top level, outside any [ ] or { } (`&a, []`, `[a], b`, `- a\n,`): each call
+    // returns one more empty document without moving past it, so LoadAll loops forever while
+    // its vector of documents grows, and sluice would hang at start. Here that ',' begins the
+    // second document and is reported where it stands.
+    void check_single_document(const std::string& yaml_text) const {
+        std::istringstream in(yaml_text);
+        YAML::Parser parser(in);
+        DocumentCounter counter;
+        while (counter.documents < 2 && parser.HandleNextDocument(counter)) {
+        }
+        if (counter.documents < 2) return;
+        const YAML::Mark at = counter.first_node.value_or(counter.start.value_or(YAML::Mark::null_mark()));
+        const auto begins = [&](const YAML::Mark& mark) -> std::string_view {
+            if (mark.pos < 0 || static_cast<std::size_t>(mark.pos) >= yaml_text.size()) return {};
+            return std::string_view(yaml_text).substr(static_cast<std::size_t>(mark.pos));
+        };
+        if (!begins(counter.start.value_or(YAML::Mark::null_mark())).starts_with(",")) {
+            throw ConfigError(location_of(file_, at),
+                              "a second YAML document; expected one document (no '---' separators between)");
+        }
+        throw ConfigError(location_of(file_, at),
+                          "invalid YAML: ',' after the top-level value; expected one value (',' separates "
+                          "entries only inside [ ] or { })");
+    }
+
     // ---- server -------------------------------------------------------------
     void read_server(const std::optional<Node>& node) {
         auto& server = config_->server;

@@ -11,16 +11,29 @@
 
 using namespace sluice::config;
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SLUICE_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SLUICE_SANITIZED 1
+#endif
+#endif
+#ifndef SLUICE_SANITIZED
+#define SLUICE_SANITIZED 0
+#endif
+
 namespace {
 
 std::string many_routes(std::size_t count) {
-    std::string yaml = "upstreams:\n  api: {url: https://api.example.com}\nlimits:\n  l: {limit: 5, window: 1s}\n"
-                       "routes:\n";
+    std::string yaml =
+        "upstreams:\n  api: {url: https://api.example.com}\nlimits:\n  l: {limit: 5, window: 1s}\n"
+        "routes:\n";
     for (std::size_t i = 0; i < count; ++i) {
         const auto n = std::to_string(i);
         // Names sharing a long prefix, as generated names do: a scan over earlier names then
         // compares whole prefixes, which is what made the quadratic version slow.
-        yaml += "  - {name: " + std::string(64, 'r') + n + ", match: {path_prefix: /p" + n + "/}, upstream: api, limits: [l]}\n";
+        yaml += "  - {name: " + std::string(64, 'r') + n + ", match: {path_prefix: /p" + n +
+                "/}, upstream: api, limits: [l]}\n";
     }
     return yaml;
 }
@@ -35,6 +48,10 @@ TEST_CASE("30,000 routes load in well under 3 seconds", "[config][scale]") {
     const auto elapsed = std::chrono::steady_clock::now() - start;
     CHECK(config->routes.size() == 30'000);
     CHECK(table.size() == 30'000);
-    // Linear loading takes about a second here; the quadratic version took about 5 s.
+    // Linear loading takes about a second here; the quadratic version took about 5 s. Under a
+    // sanitizer everything of sluice's is ~15x slower (15 s here with ASan on a shared 2-core
+    // machine), so the bound only means something in an uninstrumented build (scripts/test.sh).
+#if !SLUICE_SANITIZED
     CHECK(elapsed < std::chrono::seconds(3));
+#endif
 }

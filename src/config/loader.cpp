@@ -191,9 +191,9 @@ std::vector<std::string> pattern_params(std::string_view pattern) {
 // real vendor, and small enough that no sum of a bound and a time point overflows 64-bit ns.
 constexpr Duration kMaxWindow = std::chrono::hours(24 * 366);  // limit windows: a leap year
 constexpr Duration kMaxMargin = std::chrono::hours(24);
-constexpr Duration kMaxWait = std::chrono::hours(24);          // queue max_wait
-constexpr Duration kMaxTimeout = std::chrono::hours(24);       // client and upstream timeouts
-constexpr Duration kMaxPause = std::chrono::hours(24);         // feedback max_pause, default_pause
+constexpr Duration kMaxWait = std::chrono::hours(24);     // queue max_wait
+constexpr Duration kMaxTimeout = std::chrono::hours(24);  // client and upstream timeouts
+constexpr Duration kMaxPause = std::chrono::hours(24);    // feedback max_pause, default_pause
 
 constexpr std::uint64_t kMaxHeaderBytes = 64 * 1024;
 // A policy cap on streamed bodies: beyond 1 TiB a value is a typo, not a policy.
@@ -502,8 +502,8 @@ const std::vector<std::string> kUpstreamKeys{"url",
                                              "response_timeout",
                                              "body_timeout",
                                              "feedback"};
-const std::vector<std::string> kFeedbackKeys{"enabled",   "reset_mode",  "body_field",
-                                             "body_field_mode", "max_pause", "default_pause"};
+const std::vector<std::string> kFeedbackKeys{"enabled",         "reset_mode", "body_field",
+                                             "body_field_mode", "max_pause",  "default_pause"};
 const std::vector<std::string> kRetryKeys{"on_vendor_429", "non_idempotent", "max_attempts"};
 const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
 const std::vector<std::string> kLimitKeys{"algorithm", "limit", "window", "rate",    "burst",   "utc_offset",
@@ -511,7 +511,8 @@ const std::vector<std::string> kLimitKeys{"algorithm", "limit", "window", "rate"
 const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param"};
 const std::vector<std::string> kCostKeys{"header", "default", "max"};
 const std::vector<std::string> kQueueKeys{"max_depth", "max_wait"};
-const std::vector<std::string> kRouteKeys{"name", "match", "strip_prefix", "upstream", "limits", "queue", "retry"};
+const std::vector<std::string> kRouteKeys{"name",   "match", "strip_prefix", "upstream",
+                                          "limits", "queue", "retry"};
 const std::vector<std::string> kMatchKeys{"listener", "host", "methods", "path_prefix", "path"};
 
 // Indexed by config::Algorithm: keep the order of the enum.
@@ -551,8 +552,8 @@ std::string why_not_applicable(std::string_view key, Algorithm algorithm) {
 class DocumentCounter final : public YAML::EventHandler {
 public:
     std::size_t documents = 0;
-    std::optional<YAML::Mark> start;         // where the latest document began ('---' or its node)
-    std::optional<YAML::Mark> first_node;    // the latest document's first node
+    std::optional<YAML::Mark> start;       // where the latest document began ('---' or its node)
+    std::optional<YAML::Mark> first_node;  // the latest document's first node
 
     void OnDocumentStart(const YAML::Mark& mark) override {
         ++documents;
@@ -570,7 +571,8 @@ public:
         node(mark);
     }
     void OnSequenceEnd() override {}
-    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
         node(mark);
     }
     void OnMapEnd() override {}
@@ -659,10 +661,14 @@ private:
         if (const auto v = map.get("timeouts")) {
             const Map timeouts(*v, kTimeoutKeys);
             auto& t = server.timeouts;
-            if (const auto d = timeouts.get("client_header")) t.client_header = d->duration(Sign::positive, kMaxTimeout);
-            if (const auto d = timeouts.get("client_body")) t.client_body = d->duration(Sign::positive, kMaxTimeout);
-            if (const auto d = timeouts.get("client_idle")) t.client_idle = d->duration(Sign::positive, kMaxTimeout);
-            if (const auto d = timeouts.get("client_write")) t.client_write = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_header"))
+                t.client_header = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_body"))
+                t.client_body = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_idle"))
+                t.client_idle = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_write"))
+                t.client_write = d->duration(Sign::positive, kMaxTimeout);
         }
         if (const auto v = map.get("forwarded")) {
             const Map forwarded(*v, kForwardedKeys);
@@ -850,11 +856,14 @@ private:
                         " exceeds max_connections " + std::to_string(upstream.max_connections),
                     "at most max_connections (idle connections count towards it)");
         }
-        if (const auto v = map.get("idle_timeout")) upstream.idle_timeout = v->duration(Sign::positive, kMaxTimeout);
-        if (const auto v = map.get("connect_timeout")) upstream.connect_timeout = v->duration(Sign::positive, kMaxTimeout);
+        if (const auto v = map.get("idle_timeout"))
+            upstream.idle_timeout = v->duration(Sign::positive, kMaxTimeout);
+        if (const auto v = map.get("connect_timeout"))
+            upstream.connect_timeout = v->duration(Sign::positive, kMaxTimeout);
         if (const auto v = map.get("response_timeout"))
             upstream.response_timeout = v->duration(Sign::positive, kMaxTimeout);
-        if (const auto v = map.get("body_timeout")) upstream.body_timeout = v->duration(Sign::positive, kMaxTimeout);
+        if (const auto v = map.get("body_timeout"))
+            upstream.body_timeout = v->duration(Sign::positive, kMaxTimeout);
         if (const auto v = map.get("feedback")) upstream.feedback = read_feedback(*v);
         return upstream;
     }
@@ -880,8 +889,10 @@ private:
                 v->fail_reason("bad body_field: " + why, expected);
         }
         if (const auto v = map.get("body_field_mode")) settings.signals.body_field_mode = read_reset_mode(*v);
-        if (const auto v = map.get("max_pause")) settings.signals.max_pause = v->duration(Sign::positive, kMaxPause);
-        if (const auto v = map.get("default_pause")) settings.default_pause = v->duration(Sign::positive, kMaxPause);
+        if (const auto v = map.get("max_pause"))
+            settings.signals.max_pause = v->duration(Sign::positive, kMaxPause);
+        if (const auto v = map.get("default_pause"))
+            settings.default_pause = v->duration(Sign::positive, kMaxPause);
         if (settings.default_pause > settings.signals.max_pause) {
             map.get("default_pause")
                 .value_or(map.node())
@@ -1059,7 +1070,8 @@ private:
         if (count < 1) node.fail("rate " + echoed(text) + ": the count must be at least 1", expected);
         const auto period = parse_duration(period_text);
         if (!period || *period <= Duration::zero()) {
-            node.fail("rate " + echoed(text) + ": " + echoed(text.substr(slash + 1)) + " is not a positive duration",
+            node.fail("rate " + echoed(text) + ": " + echoed(text.substr(slash + 1)) +
+                          " is not a positive duration",
                       expected);
         }
         if (*period > kMaxWindow) {
@@ -1176,7 +1188,8 @@ private:
         route.name = name_node ? name_node->name("a route") : "route-" + std::to_string(index + 1);
         // Indexed, not scanned: comparing each route with every earlier one made loading
         // quadratic (40,000 routes took 5.7 s).
-        if (const auto [first, inserted] = route_lines_.try_emplace(route.name, route.location.line); !inserted) {
+        if (const auto [first, inserted] = route_lines_.try_emplace(route.name, route.location.line);
+            !inserted) {
             (name_node ? *name_node : item)
                 .fail("duplicate route name " + echoed(route.name) + " (first at line " +
                           std::to_string(first->second) + ")",
@@ -1219,7 +1232,8 @@ private:
         const Map map(node, kRetryKeys);
         if (const auto b = map.get("on_vendor_429")) retry.on_vendor_429 = b->boolean();
         if (const auto b = map.get("non_idempotent")) retry.non_idempotent = b->boolean();
-        if (const auto v = map.get("max_attempts")) retry.max_attempts = static_cast<unsigned>(v->integer(1, 10));
+        if (const auto v = map.get("max_attempts"))
+            retry.max_attempts = static_cast<unsigned>(v->integer(1, 10));
         return retry;
     }
 

@@ -22,7 +22,8 @@ RequestIntake intake_request(const http::header<true, Fields>& head, const route
         return std::move(intake);
     };
     if (head.method() == http::verb::connect) {
-        return refuse(Errc::method_not_allowed, "CONNECT tunnels are not supported; send plain HTTP to sluice");
+        return refuse(Errc::method_not_allowed,
+                      "CONNECT tunnels are not supported; send plain HTTP to sluice");
     }
     // Framing and Host are settled before anything else reads the head: a request with two
     // readings is never routed, counted or forwarded (RFC 9112 6.3, 3.2).
@@ -33,13 +34,15 @@ RequestIntake intake_request(const http::header<true, Fields>& head, const route
     const auto target = route::parse_request_target(head.target(), host_header);
     if (!target || target->form == route::ParsedTarget::Form::authority ||
         target->form == route::ParsedTarget::Form::asterisk) {
-        return refuse(Errc::malformed_request, "unsupported request target " + printable_excerpt(head.target()));
+        return refuse(Errc::malformed_request,
+                      "unsupported request target " + printable_excerpt(head.target()));
     }
-    if (target->form == route::ParsedTarget::Form::absolute && !boost::beast::iequals(target->scheme, "http")) {
+    if (target->form == route::ParsedTarget::Form::absolute &&
+        !boost::beast::iequals(target->scheme, "http")) {
         // sluice speaks plain HTTP to its clients; forwarding an "ftp://" or "https://" target
         // as http would pretend to honour a scheme it does not.
-        return refuse(Errc::malformed_request,
-                      "absolute-form targets must use http://, got " + printable_excerpt(target->scheme) + "://");
+        return refuse(Errc::malformed_request, "absolute-form targets must use http://, got " +
+                                                   printable_excerpt(target->scheme) + "://");
     }
     intake.host.assign(target->host);
     intake.query.assign(target->query);
@@ -53,10 +56,10 @@ RequestIntake intake_request(const http::header<true, Fields>& head, const route
     const auto method = head.method_string();
     intake.match = routes.match(route::RequestTarget{listener_index, intake.host, method, intake.path});
     if (!intake.match) {
-        intake.refusal = IntakeRefusal{
-            Errc::no_route,
-            "no route for " + printable_excerpt(method, 32) + " " + printable_excerpt(intake.host + intake.path, 256, false),
-            true};
+        intake.refusal = IntakeRefusal{Errc::no_route,
+                                       "no route for " + printable_excerpt(method, 32) + " " +
+                                           printable_excerpt(intake.host + intake.path, 256, false),
+                                       true};
     }
     return intake;
 }
@@ -68,7 +71,8 @@ UpstreamRewrite rewrite_for_upstream(http::header<true, Fields>& head, const rou
     UpstreamRewrite result;
     if (const auto expect = find_field(head, "Expect")) {
         if (!boost::beast::iequals(*expect, "100-continue")) {
-            result.refusal = IntakeRefusal{Errc::malformed_request, "unsupported Expect: " + printable_excerpt(*expect)};
+            result.refusal =
+                IntakeRefusal{Errc::malformed_request, "unsupported Expect: " + printable_excerpt(*expect)};
             return result;
         }
         // sluice answers 100 itself once the request is admitted and an upstream connection
@@ -95,12 +99,12 @@ UpstreamRewrite rewrite_for_upstream(http::header<true, Fields>& head, const rou
     return result;
 }
 
-#define SLUICE_UPSTREAM_REQUEST_INSTANTIATE(Fields)                                                           \
-    template RequestIntake intake_request(const http::header<true, Fields>&, const route::RouteTable&,        \
-                                          std::size_t);                                                       \
-    template UpstreamRewrite rewrite_for_upstream(http::header<true, Fields>&, const route::RouteMatchResult&, \
-                                                  std::string_view, const ParsedFraming&,                    \
-                                                  const UpstreamHeadOptions&);
+#define SLUICE_UPSTREAM_REQUEST_INSTANTIATE(Fields)                                                    \
+    template RequestIntake intake_request(const http::header<true, Fields>&, const route::RouteTable&, \
+                                          std::size_t);                                                \
+    template UpstreamRewrite rewrite_for_upstream(http::header<true, Fields>&,                         \
+                                                  const route::RouteMatchResult&, std::string_view,    \
+                                                  const ParsedFraming&, const UpstreamHeadOptions&);
 SLUICE_UPSTREAM_REQUEST_INSTANTIATE(http::fields)
 SLUICE_UPSTREAM_REQUEST_INSTANTIATE(ArenaFields)
 #undef SLUICE_UPSTREAM_REQUEST_INSTANTIATE

@@ -12,14 +12,13 @@
 // Input: byte 0 picks how the body is read (the relay buffer's size, 1..64 bytes or ClientSession's
 // 32 KiB) and how the client's bytes arrive (all at once, or in reads of 1..8 bytes); the rest is
 // what the client sends on one connection, pipelined requests included.
-#include <llhttp.h>
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <llhttp.h>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,7 +63,8 @@ constexpr std::size_t kReadAheadLimit = 64 * 1024;
 constexpr std::size_t kSessionBodyBuffer = 32 * 1024;
 
 struct Fixture {
-    std::shared_ptr<const sluice::config::Config> config = sluice::config::load_config_string(std::string(kConfig), "fuzz.yaml");
+    std::shared_ptr<const sluice::config::Config> config =
+        sluice::config::load_config_string(std::string(kConfig), "fuzz.yaml");
     sluice::route::RouteTable routes{*config};
 };
 
@@ -140,7 +140,7 @@ bool read_step(RequestParser& parser, Client& client, bool header_only, std::siz
         boost::beast::error_code ec;
         if (parse_buffered(parser, client.buffer(), header_only, body_buffer, ec)) return !ec;
         if (!client.read()) {
-            if (!client.at_eof()) return false;  // buffer_overflow
+            if (!client.at_eof()) return false;    // buffer_overflow
             if (!parser.got_some()) return false;  // end_of_stream
             parser.put_eof(ec);
             return !ec && (header_only ? parser.is_header_done() : parser.is_done());
@@ -176,7 +176,9 @@ struct Seen {
     }
 };
 
-Seen& seen(llhttp_t* p) { return *static_cast<Seen*>(p->data); }
+Seen& seen(llhttp_t* p) {
+    return *static_cast<Seen*>(p->data);
+}
 
 llhttp_settings_t make_settings() {
     llhttp_settings_t s;
@@ -238,8 +240,8 @@ void check_upstream_bytes(const std::string& wire, const std::vector<Forwarded>&
     parser.data = &result;
     const auto err = llhttp_execute(&parser, wire.data(), wire.size());
     if (err != HPE_OK) {
-        std::fprintf(stderr, "llhttp refused the upstream bytes: %s (%s) at offset %zu\n", llhttp_errno_name(err),
-                     llhttp_get_error_reason(&parser),
+        std::fprintf(stderr, "llhttp refused the upstream bytes: %s (%s) at offset %zu\n",
+                     llhttp_errno_name(err), llhttp_get_error_reason(&parser),
                      static_cast<std::size_t>(llhttp_get_error_pos(&parser) - wire.data()));
     }
     SLUICE_FUZZ_CHECK(err == HPE_OK);
@@ -306,7 +308,8 @@ void run(const std::uint8_t* data, std::size_t size) {
         const std::string authority = proxy::authority_for(up.scheme, up.host, up.port);
         const proxy::UpstreamHeadOptions options{authority, server.forwarded.x_forwarded_for,
                                                  server.forwarded.x_forwarded_proto, "127.0.0.1"};
-        const auto rewrite = proxy::rewrite_for_upstream(req.base(), *intake.match, intake.query, framing, options);
+        const auto rewrite =
+            proxy::rewrite_for_upstream(req.base(), *intake.match, intake.query, framing, options);
         if (rewrite.refusal) break;
         forwarded.target = std::string(req.target());
         SLUICE_FUZZ_CHECK(!forwarded.target.empty() && forwarded.target.front() == '/');

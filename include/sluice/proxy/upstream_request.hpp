@@ -31,11 +31,11 @@ struct IntakeRefusal {
 
 // A routed request, or why not.
 struct RequestIntake {
-    std::optional<IntakeRefusal> refusal;           // set: answer it, forward nothing
-    std::string host;                               // from the target or Host, no port; may be empty
-    std::string path;                               // dot-segments removed (route::normalize_path)
-    std::string query;                              // without '?'
-    std::optional<route::RouteMatchResult> match;   // set exactly when refusal is not
+    std::optional<IntakeRefusal> refusal;          // set: answer it, forward nothing
+    std::string host;                              // from the target or Host, no port; may be empty
+    std::string path;                              // dot-segments removed (route::normalize_path)
+    std::string query;                             // without '?'
+    std::optional<route::RouteMatchResult> match;  // set exactly when refusal is not
 };
 
 // In ClientSession::handle_request's order: CONNECT (405), check_request_head (framing and
@@ -43,13 +43,13 @@ struct RequestIntake {
 // form, http:// only), route::normalize_path, then the route table (no_route, the only
 // refusal that leaves the connection usable). Never throws.
 template <class Fields>
-RequestIntake intake_request(const boost::beast::http::header<true, Fields>& head, const route::RouteTable& routes,
-                             std::size_t listener_index);
+RequestIntake intake_request(const boost::beast::http::header<true, Fields>& head,
+                             const route::RouteTable& routes, std::size_t listener_index);
 
 // What the rewrite needs to know besides the head.
 struct UpstreamHeadOptions {
-    std::string_view authority;       // Host for the vendor: authority_for(scheme, host, port)
-    bool x_forwarded_for = false;     // server.forwarded
+    std::string_view authority;    // Host for the vendor: authority_for(scheme, host, port)
+    bool x_forwarded_for = false;  // server.forwarded
     bool x_forwarded_proto = false;
     std::string_view client_address;  // appended to X-Forwarded-For when set
 };
@@ -75,11 +75,11 @@ UpstreamRewrite rewrite_for_upstream(boost::beast::http::header<true, Fields>& h
                                      const route::RouteMatchResult& match, std::string_view query,
                                      const ParsedFraming& framing, const UpstreamHeadOptions& options);
 
-#define SLUICE_UPSTREAM_REQUEST_EXTERN(Fields)                                                                  \
-    extern template RequestIntake intake_request(const boost::beast::http::header<true, Fields>&,             \
-                                                 const route::RouteTable&, std::size_t);                      \
-    extern template UpstreamRewrite rewrite_for_upstream(boost::beast::http::header<true, Fields>&,           \
-                                                         const route::RouteMatchResult&, std::string_view,    \
+#define SLUICE_UPSTREAM_REQUEST_EXTERN(Fields)                                                             \
+    extern template RequestIntake intake_request(const boost::beast::http::header<true, Fields>&,          \
+                                                 const route::RouteTable&, std::size_t);                   \
+    extern template UpstreamRewrite rewrite_for_upstream(boost::beast::http::header<true, Fields>&,        \
+                                                         const route::RouteMatchResult&, std::string_view, \
                                                          const ParsedFraming&, const UpstreamHeadOptions&);
 SLUICE_UPSTREAM_REQUEST_EXTERN(boost::beast::http::fields)
 SLUICE_UPSTREAM_REQUEST_EXTERN(ArenaFields)

@@ -195,7 +195,7 @@ constexpr Duration kMaxWait = std::chrono::hours(24);     // queue max_wait
 constexpr Duration kMaxTimeout = std::chrono::hours(24);  // client and upstream timeouts
 constexpr Duration kMaxPause = std::chrono::hours(24);    // feedback max_pause, default_pause
 
-constexpr std::uint64_t kMaxHeaderBytes = 64 * 1024;
+constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{64} * 1024;
 // A policy cap on streamed bodies: beyond 1 TiB a value is a typo, not a policy.
 constexpr std::uint64_t kMaxBodyBytes = 1ull << 40;
 

@@ -547,6 +547,108 @@ std::string why_not_applicable(std::string_view key, Algorithm algorithm) {
 
 // ---------------------------------------------------------------------------
 
+// Whether `text` provably holds `document` and nothing after it: what follows the start of the
+// document's last node (in text order) is that node's own text, the brackets closing the flow
+// collections around it, blanks and comments. A fast, conservative check (no second scan of the
+// file); anything it does not recognise (a block scalar, an anchor, a trailing ',', '---', a
+// multi-line plain scalar) is left to check_single_document.
+bool ends_after_last_node(const YAML::Node& document, std::string_view text) {
+    // Another encoding or a byte order mark: marks may not be byte offsets.
+    if (text.size() >= 2 &&
+        (text[0] == '\0' || text[1] == '\0' || static_cast<unsigned char>(text[0]) >= 0xfe ||
+         static_cast<unsigned char>(text[0]) == 0xef)) {
+        return false;
+    }
+    // Down the last entry of each collection, collecting the closing bracket of each flow one.
+    // YAML::Node's operator= writes through to the node it refers to: reset() rebinds.
+    YAML::Node node;
+    node.reset(document);
+    std::string closers;  // innermost last
+    while (node.IsDefined() && (node.IsMap() || node.IsSequence()) && node.size() > 0) {
+        const YAML::Node& parent = node;
+        YAML::Node last;
+        if (parent.IsSequence()) {
+            last.reset(parent[parent.size() - 1]);
+        } else {
+            for (const auto& entry : parent) last.reset(entry.second);
+        }
+        // A child starts after its parent; an alias to an enclosing node (`&a [*a]`) does not.
+        if (!last.IsDefined() || last.Mark().pos <= parent.Mark().pos) return false;
+        if (parent.Style() == YAML::EmitterStyle::Flow) closers += parent.IsSequence() ? ']' : '}';
+        node.reset(last);
+    }
+    const auto mark = node.Mark();
+    if (mark.is_null() || mark.pos < 0 || static_cast<std::size_t>(mark.pos) > text.size()) return false;
+    std::string_view rest = text.substr(static_cast<std::size_t>(mark.pos));
+    const bool in_flow = !closers.empty();
+    // The last node itself: an empty flow collection, a quoted or a one-line plain scalar.
+    if (node.IsMap() || node.IsSequence()) {
+        if (node.Style() != YAML::EmitterStyle::Flow) return false;
+        closers += node.IsSequence() ? ']' : '}';
+        if (rest.empty() || rest.front() != (node.IsSequence() ? '[' : '{')) return false;
+        rest.remove_prefix(1);
+    } else if (node.IsScalar() && !rest.empty() && (rest.front() == '"' || rest.front() == '\'')) {
+        const char quote = rest.front();
+        std::size_t i = 1;
+        while (true) {
+            if (i >= rest.size()) return false;
+            if (quote == '"' && rest[i] == '\\') {
+                i += 2;
+                continue;
+            }
+            if (rest[i] == quote) {
+                if (quote == '\'' && i + 1 < rest.size() && rest[i + 1] == '\'') {  // '' is a quote
+                    i += 2;
+                    continue;
+                }
+                break;
+            }
+            ++i;
+        }
+        rest.remove_prefix(i + 1);
+    } else if (node.IsScalar()) {
+        if (rest.empty() ||
+            std::string_view("&!*|>%@`#,[]{}'\" \t\r\n").find(rest.front()) != std::string_view::npos) {
+            return false;
+        }
+        std::size_t i = 0;
+        while (i < rest.size()) {
+            const char c = rest[i];
+            if (c == '\n' || c == '\r') break;
+            if (in_flow && std::string_view(",[]{}").find(c) != std::string_view::npos) break;
+            if ((c == ' ' || c == '\t') && i + 1 < rest.size() && rest[i + 1] == '#') break;
+            if (c == ':' && (i + 1 == rest.size() || rest[i + 1] == ' ' || rest[i + 1] == '\t' ||
+                             rest[i + 1] == '\n' || rest[i + 1] == '\r')) {
+                break;
+            }
+            ++i;
+        }
+        rest.remove_prefix(i);
+    } else {
+        return false;  // a null: its mark is wherever the parser stood
+    }
+    // Then only the closing brackets, in order, blanks and comments.
+    std::size_t expected = closers.size();
+    bool after_blank = true;
+    while (!rest.empty()) {
+        const char c = rest.front();
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            after_blank = true;
+            rest.remove_prefix(1);
+        } else if (c == '#' && after_blank) {
+            const auto end = rest.find('\n');
+            rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+        } else if (expected > 0 && c == closers[expected - 1]) {
+            --expected;
+            after_blank = false;
+            rest.remove_prefix(1);
+        } else {
+            return false;
+        }
+    }
+    return expected == 0;
+}
+
 // Counts documents and remembers where the second one's first node is, for
 // check_single_document; builds nothing.
 class DocumentCounter final : public YAML::EventHandler {
@@ -590,8 +692,8 @@ public:
     std::shared_ptr<const Config> load(const std::string& yaml_text) {
         YAML::Node document;
         try {
-            check_single_document(yaml_text);
-            document = YAML::Load(yaml_text);  // the first (and, checked above, only) document
+            document = YAML::Load(yaml_text);  // the first document only, whatever follows it
+            if (!ends_after_last_node(document, yaml_text)) check_single_document(yaml_text);
         } catch (const YAML::Exception& e) {
             throw ConfigError(location_of(file_, e.mark),
                               "invalid YAML: " + e.msg +
@@ -617,12 +719,12 @@ public:
     }
 
 private:
-    // A file holds one YAML document. This is checked with yaml-cpp's Parser, one document at a
-    // time and stopping at the second, instead of YAML::LoadAll: yaml-cpp 0.7 cannot consume a
-    // ',' at the top level, outside any [ ] or { } (`&a, []`, `[a], b`, `- a\n,`): each call
-    // returns one more empty document without moving past it, so LoadAll loops forever while
-    // its vector of documents grows, and sluice would hang at start. Here that ',' begins the
-    // second document and is reported where it stands.
+    // A file holds one YAML document. When ends_after_last_node cannot tell, this checks it with
+    // yaml-cpp's Parser, one document at a time and stopping at the second, instead of
+    // YAML::LoadAll: yaml-cpp 0.7 cannot consume a ',' at the top level, outside any [ ] or { }
+    // (`&a, []`, `[a], b`, `- a\n,`): each call returns one more empty document without moving
+    // past it, so LoadAll loops forever while its vector of documents grows, and sluice would
+    // hang at start. Here that ',' begins the second document and is reported where it stands.
     void check_single_document(const std::string& yaml_text) const {
         std::istringstream in(yaml_text);
         YAML::Parser parser(in);

@@ -95,6 +95,18 @@ TEST_CASE("error: a ',' at the top level is refused, not loaded forever", "[conf
     CHECK(bounded_error_of("k: &a, []\n") ==
           "t.yaml:1:6: invalid YAML: end of map not found; expected well-formed YAML (check indentation, "
           "quoting and brackets)");
+    // The fast path that spares most files a second parse walks down the last entries: an alias to
+    // an enclosing collection must not send it round in circles (found by the config fuzzer).
+    CHECK(bounded_error_of("&a [*a, *a]\n") ==
+          "t.yaml:1:1: got a list; expected a map with keys server, listeners, upstreams, limits, queue, "
+          "routes");
+    CHECK(bounded_error_of("&a {x: *a}\n") ==
+          "t.yaml:1:5: unknown key 'x'; expected one of server, listeners, "
+          "upstreams, limits, queue, routes");
+    // Whatever follows the last value that is not a closing bracket, a blank or a comment is read
+    // by the exact check.
+    CHECK(bounded_error_of(kRest + "# done\n...\n---\nx: 1\n") ==
+          "t.yaml:8:1: a second YAML document; expected one document (no '---' separators between)");
     // A second document after the ',' case is still a second document.
     CHECK(bounded_error_of(kRest + "---\n&a, []\n") ==
           "t.yaml:6:1: a second YAML document; expected one document (no '---' separators between)");

@@ -21,7 +21,7 @@
 #include "sluice/feedback/vendor_signals.hpp"
 #include "sluice/proxy/http_headers.hpp"
 #include "sluice/proxy/message_framing.hpp"
-#include "sluice/route/request_target.hpp"
+#include "sluice/proxy/upstream_request.hpp"
 
 namespace sluice::proxy {
 
@@ -497,63 +497,33 @@ void ClientSession::handle_request() {
     host_.clear();
     path_.clear();
 
-    if (req.method() == http::verb::connect) {
-        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
-        return send_synthetic(make_error_response(
-            Errc::method_not_allowed, "CONNECT tunnels are not supported; send plain HTTP to sluice",
-            version_, false));
-    }
-    // Framing and Host are settled before anything else reads the head: a
-    // request with two readings is never routed, counted or forwarded, and its
-    // connection closes after the answer (RFC 9112 6.3, 3.2).
-    if (const auto refusal = check_request_head(req.base(), version_)) {
-        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+    // Refused or routed by the head alone (upstream_request.hpp: the same code the request
+    // fuzz target checks against llhttp). A refused request is never counted or forwarded.
+    auto intake = intake_request(req.base(), runtime_->routes, listener_index_);
+    host_ = std::move(intake.host);
+    path_ = std::move(intake.path);
+    if (intake.refusal) {
+        const auto& refusal = *intake.refusal;
+        if (refusal.code == Errc::no_route) {
+            runtime_->counters.no_route.fetch_add(1, std::memory_order_relaxed);
+            log::debug("proxy", "no route for " + describe_request());
+        } else {
+            runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        }
         return send_synthetic(
-            make_error_response(refusal->code, std::string(refusal->message), version_, false));
+            make_error_response(refusal.code, refusal.message, version_,
+                                refusal.keep_alive_allowed && keep_alive_ && request_parser_->is_done()));
     }
-    const auto host_header = find_field(req.base(), "Host").value_or(std::string_view{});
-    const auto target = route::parse_request_target(req.target(), host_header);
-    if (!target || target->form == route::ParsedTarget::Form::authority ||
-        target->form == route::ParsedTarget::Form::asterisk) {
-        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
-        return send_synthetic(make_error_response(
-            Errc::malformed_request, "unsupported request target " + printable_excerpt(req.target()),
-            version_, false));
-    }
-    if (target->form == route::ParsedTarget::Form::absolute && !beast::iequals(target->scheme, "http")) {
-        // sluice speaks plain HTTP to its clients; forwarding an "ftp://" or
-        // "https://" target as http would pretend to honour a scheme it does not.
-        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
-        return send_synthetic(make_error_response(
-            Errc::malformed_request,
-            "absolute-form targets must use http://, got " + printable_excerpt(target->scheme) + "://",
-            version_, false));
-    }
-    host_.assign(target->host);
-    // Routed, limited and forwarded as the vendor will read it once it removes
-    // dot-segments itself: "/v1/../admin" is "/admin" here too.
-    if (auto normal = route::normalize_path(target->path)) {
-        path_ = std::move(*normal);
-    } else {
-        path_.assign(target->path);
-    }
-
-    const auto match = runtime_->routes.match(route::RequestTarget{listener_index_, host_, method_, path_});
-    if (!match) {
-        runtime_->counters.no_route.fetch_add(1, std::memory_order_relaxed);
-        log::debug("proxy", "no route for " + describe_request());
-        return send_synthetic(make_error_response(Errc::no_route, "no route for " + describe_request(),
-                                                  version_, keep_alive_ && request_parser_->is_done()));
-    }
+    const auto& match = intake.match;
     route_index_ = match->route_index;
     const auto& route_config = config().routes[route_index_];
     upstream_index_ = route_config.upstream_index;
 
     // Keys and costs are read from the request as the client sent it, before any
     // header is rewritten; only hashes are kept.
-    limit::RequestAttributes attributes{
-        method_, target->query, &match->params,
-        [&req](std::string_view name) { return find_field(req.base(), name); }};
+    limit::RequestAttributes attributes{method_, intake.query, &match->params, [&req](std::string_view name) {
+                                            return find_field(req.base(), name);
+                                        }};
     uses_.clear();
     uses_.reserve(route_config.limit_indexes.size());
     for (const auto limit_index : route_config.limit_indexes) {
@@ -579,8 +549,7 @@ void ClientSession::handle_request() {
         }
         max_wait = std::min(max_wait, *parsed);  // a client may wait less, never more than the route allows
     }
-    const std::string query(target->query);
-    if (!prepare_upstream_request(*match, query)) return;
+    if (!prepare_upstream_request(*match, intake.query)) return;
     deadline_ = runtime_->limits->clock().now().mono + max_wait;
     max_wait_ = max_wait;
     sends_ = 0;
@@ -592,38 +561,21 @@ void ClientSession::handle_request() {
 }
 
 bool ClientSession::prepare_upstream_request(const route::RouteMatchResult& match, std::string_view query) {
-    auto& req = request_parser_->get();
     const auto& up = upstream_config();
-    expect_continue_ = false;
-    if (const auto expect = find_field(req.base(), "Expect")) {
-        if (!beast::iequals(*expect, "100-continue")) {
-            send_synthetic(make_error_response(Errc::malformed_request,
-                                               "unsupported Expect: " + printable_excerpt(*expect), version_,
-                                               false));
-            return false;
-        }
-        // sluice answers 100 itself once the request is admitted and an upstream
-        // connection is ready; the vendor then sees an ordinary request.
-        expect_continue_ = !request_parser_->is_done();
-        req.erase(http::field::expect);
-    }
-    std::string new_target = match.upstream_path;
-    if (!query.empty()) new_target.append("?").append(query);
-    strip_hop_by_hop(req.base());
-    strip_sluice_fields(req.base());
-    // The vendor reads the body exactly as sluice did: framing written from the
-    // parse, never the client's fields (message_framing.hpp).
-    set_forwarded_framing(req.base(), request_parser_->chunked(),
-                          std_optional(request_parser_->content_length()));
-    req.target(new_target);
-    req.version(11);
-    req.set(http::field::host, authority_for(up.scheme, up.host, up.port));
     const auto& forwarded = config().server.forwarded;
-    if (forwarded.x_forwarded_for && !client_address_.empty()) {
-        const auto prior = find_field(req.base(), "X-Forwarded-For");
-        req.set("X-Forwarded-For", prior ? std::string(*prior) + ", " + client_address_ : client_address_);
+    const auto authority = authority_for(up.scheme, up.host, up.port);
+    const auto rewrite = rewrite_for_upstream(
+        request_parser_->get().base(), match, query,
+        ParsedFraming{request_parser_->chunked(), std_optional(request_parser_->content_length()),
+                      request_parser_->is_done()},
+        UpstreamHeadOptions{authority, forwarded.x_forwarded_for, forwarded.x_forwarded_proto,
+                            client_address_});
+    if (rewrite.refusal) {
+        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        send_synthetic(make_error_response(rewrite.refusal->code, rewrite.refusal->message, version_, false));
+        return false;
     }
-    if (forwarded.x_forwarded_proto) req.set("X-Forwarded-Proto", "http");
+    expect_continue_ = rewrite.expect_continue;
     return true;
 }
 

@@ -68,6 +68,9 @@ public:
             {"open_client_connections", counters.open_client_connections.load()},
             {"accept_failures", counters.accept_failures.load()},
             {"refused_client_connections", counters.refused_client_connections.load()},
+            {"abandoned_by_client", counters.abandoned_by_client.load()},
+            {"body_timeouts", counters.body_timeouts.load()},
+            {"streamed_body_refusals", counters.streamed_body_refusals.load()},
             {"session_exceptions", counters.session_exceptions.load()},
             {"listener_exceptions", counters.listener_exceptions.load()},
             {"admin_exceptions", counters.admin_exceptions.load()},
@@ -79,7 +82,8 @@ public:
             upstreams.push_back({{"name", pool->config().name},
                                  {"open_connections", pool->open_connections()},
                                  {"idle_connections", pool->idle_connections()},
-                                 {"connections_opened", pool->connections_opened()}});
+                                 {"connections_opened", pool->connections_opened()},
+                                 {"streamed_bodies", pool->streamed_bodies()}});
         }
         out_["upstreams"] = std::move(upstreams);
         json feedback = json::object();

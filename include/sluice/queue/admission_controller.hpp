@@ -44,24 +44,25 @@ using TicketId = std::uint64_t;  // unique per controller, never 0
 struct AdmissionRequest {
     std::size_t route_index = 0;
     std::vector<limit::LimitUse> uses;  // may be empty: admitted at once
-    Nanos max_wait{0};                  // this request's effective max_wait (route's, or the client's smaller one)
-    std::size_t max_depth = 0;          // the route's queue bound
+    Nanos max_wait{0};          // this request's effective max_wait (route's, or the client's smaller one)
+    std::size_t max_depth = 0;  // the route's queue bound
 };
 
 enum class Outcome { admitted, queued, rejected };
 
 struct QueueState {
-    std::size_t depth = 0;      // waiting requests in this request's queue (after the decision)
+    std::size_t depth = 0;  // waiting requests in this request's queue (after the decision)
     std::size_t max_depth = 0;
 };
 
 struct Admission {
     Outcome outcome = Outcome::rejected;
     TicketId ticket = 0;
-    Errc reason = Errc::ok;       // rejected: queue_full | admission_timeout | key_capacity
-    Nanos retry_after{0};         // rejected: precise delay until a retry could be admitted (0 if unknown)
-    std::optional<std::size_t> limiting_limit;  // the limit that refused / is tightest (index into Config::limits)
-    limit::Decision tightest;     // that limit's decision: limit, remaining, reset (for headers)
+    Errc reason = Errc::ok;  // rejected: queue_full | admission_timeout | key_capacity
+    Nanos retry_after{0};    // rejected: precise delay until a retry could be admitted (0 if unknown)
+    std::optional<std::size_t>
+        limiting_limit;        // the limit that refused / is tightest (index into Config::limits)
+    limit::Decision tightest;  // that limit's decision: limit, remaining, reset (for headers)
     QueueState queue;
 };
 

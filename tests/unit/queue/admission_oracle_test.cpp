@@ -592,6 +592,7 @@ private:
         REQUIRE(a.queue.depth == oracle_.depth(w.queue) - 1);
         if (a.outcome == Outcome::admitted) {
             REQUIRE(place->head);                                  // (3) FIFO in its queue
+            REQUIRE(t <= w.deadline);                              // never after its deadline
             REQUIRE(oracle_.admissible(w.uses, place->ahead, t));  // (3) behind older units
             oracle_.remove(place->index);
             admitted(w.uses, queued_.at(a.ticket));
@@ -599,7 +600,8 @@ private:
         } else {
             REQUIRE(a.outcome == Outcome::rejected);
             REQUIRE(a.reason == Errc::admission_timeout);
-            REQUIRE_FALSE((place->head && oracle_.admissible(w.uses, place->ahead, t)));
+            // Never admitted after its deadline, even when a late poll finds it admissible.
+            REQUIRE_FALSE((place->head && w.deadline >= t && oracle_.admissible(w.uses, place->ahead, t)));
             // Its deadline passed, or even alone it could not make it in time.
             if (w.deadline > t) REQUIRE(oracle_.first_admissible(w.uses, Units{}, t) > w.deadline);
             oracle_.remove(place->index);

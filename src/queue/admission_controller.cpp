@@ -512,7 +512,8 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         return m.enforced(use.limit_index) && use.cost > capacity(m.limiters[use.limit_index]->config());
     });
     if (impossible || request.max_wait <= Nanos{0} ||
-        (ev.earliest != kNever && ev.earliest - now.mono > request.max_wait)) {
+        (ev.earliest != kNever &&
+         ev.earliest - now.mono > request.max_wait - scheduling_slack(request.max_wait))) {
         return reject(Errc::admission_timeout);
     }
 

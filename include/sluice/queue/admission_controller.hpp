@@ -18,9 +18,17 @@
 //   is blocked on another limit, but never takes capacity the older one needs.
 // - A request is refused AT ONCE (never after waiting in vain) when its queue is
 //   full, or when the earliest possible admission, counting the units already
-//   waiting ahead of it, is later than its max_wait. A queued request whose
+//   waiting ahead of it (each limit estimates the waves they take), is later
+//   than its max_wait less the scheduling slack (below). A queued request whose
 //   deadline passes, or whose earliest admission moves past its deadline (e.g. a
-//   vendor pause), is refused then.
+//   vendor pause), is refused then; one is never admitted after its deadline
+//   (a late poll refuses it).
+// - The scheduling slack, min(10 ms, max_wait / 10): admissions happen when the
+//   I/O layer's timer fires, a little after the exact moment, and each wave of
+//   a sliding window starts from when the previous one actually went. A
+//   request whose estimate falls in the last 10 ms of its max_wait would miss
+//   its deadline by that lateness and get its 429 only after waiting; it is
+//   refused at arrival instead.
 // - cancel() removes a waiting request (client gone); it consumes nothing.
 // - No polling: next_wakeup() is the exact moment something can change (a head
 //   becoming admissible, or a deadline), kNever when only a release can help.
@@ -41,27 +49,35 @@ namespace sluice::queue {
 
 using TicketId = std::uint64_t;  // unique per controller, never 0
 
+// How much earlier than its deadline a request's estimated admission must be
+// for it to be queued (see the contract above).
+constexpr Nanos kSchedulingSlack{10'000'000};
+constexpr Nanos scheduling_slack(Nanos max_wait) {
+    return max_wait / 10 < kSchedulingSlack ? max_wait / 10 : kSchedulingSlack;
+}
+
 struct AdmissionRequest {
     std::size_t route_index = 0;
     std::vector<limit::LimitUse> uses;  // may be empty: admitted at once
-    Nanos max_wait{0};                  // this request's effective max_wait (route's, or the client's smaller one)
-    std::size_t max_depth = 0;          // the route's queue bound
+    Nanos max_wait{0};          // this request's effective max_wait (route's, or the client's smaller one)
+    std::size_t max_depth = 0;  // the route's queue bound
 };
 
 enum class Outcome { admitted, queued, rejected };
 
 struct QueueState {
-    std::size_t depth = 0;      // waiting requests in this request's queue (after the decision)
+    std::size_t depth = 0;  // waiting requests in this request's queue (after the decision)
     std::size_t max_depth = 0;
 };
 
 struct Admission {
     Outcome outcome = Outcome::rejected;
     TicketId ticket = 0;
-    Errc reason = Errc::ok;       // rejected: queue_full | admission_timeout | key_capacity
-    Nanos retry_after{0};         // rejected: precise delay until a retry could be admitted (0 if unknown)
-    std::optional<std::size_t> limiting_limit;  // the limit that refused / is tightest (index into Config::limits)
-    limit::Decision tightest;     // that limit's decision: limit, remaining, reset (for headers)
+    Errc reason = Errc::ok;  // rejected: queue_full | admission_timeout | key_capacity
+    Nanos retry_after{0};    // rejected: precise delay until a retry could be admitted (0 if unknown)
+    std::optional<std::size_t>
+        limiting_limit;        // the limit that refused / is tightest (index into Config::limits)
+    limit::Decision tightest;  // that limit's decision: limit, remaining, reset (for headers)
     QueueState queue;
 };
 

@@ -300,8 +300,14 @@ TEST_CASE("a request that cannot be admitted within max_wait is refused at once"
     CHECK(late.tightest.remaining == 0);
     CHECK(f.controller->waiting() == 0);
 
-    // Exactly max_wait away is in time: queued, and admitted at its deadline.
-    const Admission just = f.submit(0, on({0}), 800ms);
+    // Within the scheduling slack (10 ms) of max_wait: refused too, a timer a few ms
+    // late would make it miss its deadline.
+    const Admission tight = f.submit(0, on({0}), 809ms);
+    CHECK(tight.outcome == Outcome::rejected);
+    CHECK(tight.reason == Errc::admission_timeout);
+
+    // max_wait less the slack away is in time: queued, and admitted 10 ms before its deadline.
+    const Admission just = f.submit(0, on({0}), 810ms);
     REQUIRE(just.outcome == Outcome::queued);
     REQUIRE(f.next_wakeup() == t0 + 1s);
     f.advance_to(t0 + 1s);
@@ -590,36 +596,42 @@ TEST_CASE("an admission probes only the heads that are due, however many queues 
 }
 
 // Issue 10: 500 clients against 20 per second, a queue of 100, max_wait 2 s.
-// Behind 40 waiters a request would go in the third window, after its
-// deadline: it must get its 429 at arrival, not after waiting 2 s in vain.
-// (The estimate used to be "now + one window" for any number of units ahead
-// beyond the limit, so all 100 were queued and 60 refused at their deadlines.)
+// Behind 20 waiters a request would go in the second window from now, at its
+// deadline (behind 40, in the third, after it): it must get its 429 at
+// arrival, not after waiting 2 s in vain. (The estimate used to be "now + one
+// window" for any number of units ahead beyond the limit, so all 100 were
+// queued and 60 refused at their deadlines.)
 TEST_CASE("behind a queue of several windows, a request that cannot make max_wait is refused at arrival",
           "[queue][overload]") {
+    // max_wait 2 s: the second wave (t0 + 2 s) falls within the scheduling slack of the
+    // deadline; with 10 ms more it is in time. Either way nobody waits in vain.
+    const Nanos max_wait = GENERATE(Nanos{2s}, Nanos{2010ms});
+    const int in_time = max_wait == 2s ? 20 : 40;
+    INFO("max_wait " << max_wait.count() << " ns");
     Fixture f({sliding(20, 1s)});
     const Nanos t0 = f.now();
     REQUIRE(f.submit(0, on({0}, 20)).outcome == Outcome::admitted);
     std::vector<TicketId> queued;
     for (int i = 0; i < 100; ++i) {
-        const Admission a = f.submit(0, on({0}), 2s, 100);
-        if (i < 40) {
+        const Admission a = f.submit(0, on({0}), max_wait, 100);
+        if (i < in_time) {
             REQUIRE(a.outcome == Outcome::queued);
             queued.push_back(a.ticket);
         } else {
-            INFO("request " << i << " behind 40 waiters");
+            INFO("request " << i << " behind " << in_time << " waiters");
             REQUIRE(a.outcome == Outcome::rejected);
             CHECK(a.reason == Errc::admission_timeout);
-            CHECK(a.queue.depth == 40);
-            // It could go in the wave after the 40 ahead (refused requests hold nothing): t0 + 3 s.
-            CHECK(a.retry_after == 3s);
+            CHECK(a.queue.depth == static_cast<std::size_t>(in_time));
+            // It could go in the wave after those ahead (refused requests hold nothing).
+            CHECK(a.retry_after == Nanos{1s} * (in_time / 20 + 1));
         }
     }
-    CHECK(f.controller->waiting() == 40);
-    // The 40 queued go in two waves, the second exactly at their deadline, none refused.
+    CHECK(f.controller->waiting() == static_cast<std::size_t>(in_time));
+    // The queued go in waves of 20, none refused.
     std::size_t next = 0;
-    for (const Nanos wave : {t0 + 1s, t0 + 2s}) {
-        REQUIRE(f.next_wakeup() == wave);
-        f.advance_to(wave);
+    for (int wave = 1; wave <= in_time / 20; ++wave) {
+        REQUIRE(f.next_wakeup() == t0 + Nanos{1s} * wave);
+        f.advance_to(t0 + Nanos{1s} * wave);
         const auto decided = f.poll();
         REQUIRE(decided.size() == 20);
         for (const Admission& a : decided) {
@@ -693,17 +705,17 @@ TEST_CASE("a late poll never admits a waiter after its deadline", "[queue][overl
     const Nanos t0 = f.now();
     REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
     f.advance_to(t0 + 100ms);
-    const Admission q = f.submit(0, on({0}), 900ms);  // admissible exactly at its deadline
+    const Admission q = f.submit(0, on({0}), 910ms);  // admissible at t0 + 1 s, deadline t0 + 1.01 s
     REQUIRE(q.outcome == Outcome::queued);
     REQUIRE(f.next_wakeup() == t0 + 1s);
-    SECTION("on time: admitted at the deadline itself") {
-        f.advance_to(t0 + 1s);
+    SECTION("polled up to its deadline: admitted") {
+        f.advance_to(t0 + 1010ms);
         const auto decided = f.poll();
         REQUIRE(decided.size() == 1);
         CHECK(decided[0].outcome == Outcome::admitted);
     }
-    SECTION("1 ms late: refused, although the window has room") {
-        f.advance_to(t0 + 1s + 1ms);
+    SECTION("polled 1 ns after its deadline: refused, although the window has room") {
+        f.advance_to(t0 + 1010ms + 1ns);
         const auto decided = f.poll();
         REQUIRE(decided.size() == 1);
         CHECK(decided[0].outcome == Outcome::rejected);

@@ -2,15 +2,20 @@
 
 #include <algorithm>
 #include <chrono>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sstream>
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include "sluice/admin/admin_server.hpp"
 #include "sluice/common/log.hpp"
+#include "sluice/common/memory_release.hpp"
 #include "sluice/proxy/client_session.hpp"
 #include "sluice/proxy/synthetic_response.hpp"
 
@@ -33,8 +38,9 @@ constexpr auto kAcceptLogInterval = std::chrono::seconds(1);
 // The answer to a connection over server.max_client_connections, serialised
 // once: the shed path must cost no more than the close it replaces.
 std::string too_many_connections_response() {
-    auto res = make_error_response(Errc::too_many_connections,
-                                   "sluice has reached server.max_client_connections; retry shortly", 11, false);
+    auto res =
+        make_error_response(Errc::too_many_connections,
+                            "sluice has reached server.max_client_connections; retry shortly", 11, false);
     res.set(boost::beast::http::field::retry_after, "1");
     std::ostringstream out;
     out << res;
@@ -42,6 +48,43 @@ std::string too_many_connections_response() {
 }
 
 }  // namespace
+
+// Gives the memory of closed connections back to the OS once their number has
+// dropped (sluice/common/memory_release.hpp): samples the open connection count
+// once a second, on the io_context, and stops with the server.
+class MemoryReleaser : public std::enable_shared_from_this<MemoryReleaser> {
+public:
+    MemoryReleaser(net::io_context& ioc, std::shared_ptr<Runtime> runtime)
+        : timer_(net::make_strand(ioc)), runtime_(std::move(runtime)) {}
+
+    void start() { arm(); }
+    void stop() {
+        net::post(timer_.get_executor(), [self = shared_from_this()] {
+            self->stopped_ = true;
+            self->timer_.cancel();
+        });
+    }
+
+private:
+    void arm() {
+        timer_.expires_after(std::chrono::seconds(1));
+        timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+            const auto self = weak.lock();
+            if (!self || ec || self->stopped_) return;
+            if (self->policy_.observe(self->runtime_->counters.open_client_connections.load())) {
+#if defined(__GLIBC__)
+                ::malloc_trim(0);
+#endif
+            }
+            self->arm();
+        });
+    }
+
+    net::steady_timer timer_;
+    std::shared_ptr<Runtime> runtime_;
+    MemoryReleasePolicy policy_;
+    bool stopped_ = false;
+};
 
 // Accepts connections on one configured listener.
 class Listener : public std::enable_shared_from_this<Listener> {
@@ -119,7 +162,8 @@ private:
         if (now >= next_failure_log_) {
             log::warn("proxy", "accept failed: " + ec.message() + "; pausing accepts for " +
                                    std::to_string(backoff_.count()) + " ms (" +
-                                   std::to_string(suppressed_failure_logs_) + " similar failure(s) not logged)");
+                                   std::to_string(suppressed_failure_logs_) +
+                                   " similar failure(s) not logged)");
             suppressed_failure_logs_ = 0;
             next_failure_log_ = now + kAcceptLogInterval;
         } else {
@@ -163,7 +207,7 @@ private:
     std::shared_ptr<Runtime> runtime_;
     std::size_t index_;
     std::uint16_t port_ = 0;
-    const std::string refusal_;  // the serialised 503 too_many_connections
+    const std::string refusal_;             // the serialised 503 too_many_connections
     std::chrono::milliseconds backoff_{0};  // the current pause after a failed accept; 0 after a success
     std::uint64_t failures_since_success_ = 0;
     std::uint64_t suppressed_failure_logs_ = 0;
@@ -199,11 +243,14 @@ void ProxyServer::start() {
     for (auto& pool : runtime_->pools) pool->start();
     for (auto& listener : listeners_) listener->start();
     if (admin_) admin_->start();
+    memory_releaser_ = std::make_shared<MemoryReleaser>(ioc_, runtime_);
+    memory_releaser_->start();
 }
 
 void ProxyServer::stop() {
     runtime_->draining.store(true);
     for (auto& listener : listeners_) listener->stop();
+    if (memory_releaser_) memory_releaser_->stop();
     // Idle keep-alive connections close now; busy ones after their response
     // (they see `draining`), queued requests get a 503 shutting_down.
     runtime_->idle_sessions.wake_all_for_drain();

@@ -88,6 +88,19 @@ std::size_t wait_for_fds_at_most(pid_t pid, std::size_t fds, std::chrono::millis
     return now;
 }
 
+// sluice's open fds once they stop changing (pooled upstream connections closing at their
+// idle_timeout): two samples 300 ms apart agree, within 3 s.
+std::size_t settled_fds(pid_t pid) {
+    std::size_t last = process_open_fds(pid);
+    for (const auto until = Clock::now() + 3s; Clock::now() < until;) {
+        std::this_thread::sleep_for(300ms);
+        const std::size_t now = process_open_fds(pid);
+        if (now == last) break;
+        last = now;
+    }
+    return last;
+}
+
 double mib(std::uint64_t bytes) {
     return static_cast<double>(bytes) / (1024.0 * 1024.0);
 }
@@ -104,7 +117,6 @@ TEST_CASE(
     constexpr auto kWindow = 1000ms;
     constexpr double kMaxWaitMs = 2000;
     const auto duration = overload_duration();
-    const bool timing = !latency_unreliable();
 
     MockUpstream upstream([](const RecordedRequest&) { return MockReply::fixed(200, "ok"); });
     SluiceProcess sluice(yaml_subst(R"(server:
@@ -134,6 +146,7 @@ routes:
 )",
                                     {{"WORKERS", std::to_string(e2e_workers())}, {"URL", upstream.url()}}));
     const pid_t pid = sluice.pid();
+    const bool timing = !latency_unreliable(pid);  // also memory: ASan's shadow and quarantine
     // Baseline: started, one request served (lazy allocations done), its pooled
     // upstream connection closed again by the 1 s idle_timeout.
     {
@@ -141,7 +154,7 @@ routes:
         REQUIRE(client.get("/baseline").status == 200);
     }
     std::this_thread::sleep_for(1500ms);
-    const std::size_t base_fds = process_open_fds(pid);
+    const std::size_t base_fds = settled_fds(pid);
     const std::uint64_t base_rss = process_rss_bytes(pid);
     const std::size_t upstream_before = upstream.request_count();
 
@@ -222,7 +235,7 @@ routes:
     // Bounded while it ran: one fd per client connection and at most the upstream pool (64)
     // above the baseline; memory within 64 MiB of it.
     CHECK(sampler.max_fds() <= base_fds + kClients + 64 + 8);
-    CHECK(sampler.max_rss() <= base_rss + 64ull * 1024 * 1024);
+    if (timing) CHECK(sampler.max_rss() <= base_rss + 64ull * 1024 * 1024);
     // And back afterwards: every client and upstream connection closed (the pool's idle_timeout
     // is 1 s), memory within 8 MiB of the baseline (allocator caches; ASan keeps a quarantine).
     const std::size_t after_fds = wait_for_fds_at_most(pid, base_fds, 5s);
@@ -249,7 +262,6 @@ TEST_CASE(
         idle_count = fd_limit > 1500 ? static_cast<std::size_t>(fd_limit) - 1000 : 500;
         WARN("RLIMIT_NOFILE hard limit " << fd_limit << ": holding " << idle_count << " idle connections");
     }
-    const bool timing = !latency_unreliable();
 
     MockUpstream upstream([](const RecordedRequest& r) {
         if (r.target.rfind("/big", 0) == 0) return MockReply::stream(kBigBody, false);
@@ -278,6 +290,7 @@ routes:
 )",
                                     {{"WORKERS", std::to_string(e2e_workers())}, {"URL", upstream.url()}}));
     const pid_t pid = sluice.pid();
+    const bool timing = !latency_unreliable(pid);  // also memory: ASan's shadow and quarantine
     const auto port = sluice.port("main");
 
     // Normal latency: 4 clients back to back for `span`, on their own threads.
@@ -308,7 +321,7 @@ routes:
 
     const auto [quiet_ms, quiet_failures] = probe(500ms);
     std::this_thread::sleep_for(1500ms);  // the probes' pooled upstream connections close (idle_timeout 1 s)
-    const std::size_t base_fds = process_open_fds(pid);
+    const std::size_t base_fds = settled_fds(pid);
     const std::uint64_t base_rss = process_rss_bytes(pid);
 
     ResourceSampler sampler(pid);
@@ -327,7 +340,13 @@ routes:
     const double open_s = std::chrono::duration<double>(Clock::now() - opened).count();
     REQUIRE(
         upstream.wait_for_requests(upstream_before + kept_count + kSlowReaders, 5s));  // their responses flow
-    const std::size_t fds_held = process_open_fds(pid);
+    // sluice holds them all once it has accepted them (bounded wait: its accept loop may lag).
+    const std::size_t fds_expected = base_fds + idle_count + kSlowloris + 2 * kSlowReaders - 2;
+    std::size_t fds_held = process_open_fds(pid);
+    for (const auto until = Clock::now() + 2s; fds_held < fds_expected && Clock::now() < until;
+         fds_held = process_open_fds(pid)) {
+        std::this_thread::sleep_for(20ms);
+    }
 
     // While they are all open (before the first timeout), others are served as before.
     const auto [busy_ms, busy_failures] = probe(800ms);
@@ -343,8 +362,8 @@ routes:
     CHECK(busy_failures == 0);
     CHECK(busy_ms.size() >= 100);
     CHECK(held.open_count(HeldSockets::Kind::idle) + held.open_count(HeldSockets::Kind::idle_after_request) ==
-          idle_count);                                      // none cut early
-    CHECK(fds_held >= base_fds + idle_count + kSlowloris);  // sluice holds them all
+          idle_count);                // none cut early
+    CHECK(fds_held >= fds_expected);  // sluice holds them all (client sides, the slow readers' upstreams)
     if (timing) {
         // The upstream answers at once: 200 ms is the whole budget, sluice's share included.
         CHECK(percentile(busy_ms, 0.99) < 200);
@@ -407,7 +426,7 @@ routes:
                        << " MiB (baseline " << mib(base_rss) << " MiB, max " << mib(sampler.max_rss())
                        << ")");
     CHECK(after_fds <= base_fds);
-    CHECK(sampler.max_rss() <= base_rss + 128ull * 1024 * 1024);
+    if (timing) CHECK(sampler.max_rss() <= base_rss + 128ull * 1024 * 1024);
     if (timing) CHECK(after_rss <= base_rss + 16ull * 1024 * 1024);
     // And it still serves.
     HttpClient client(port, 5s);

@@ -36,10 +36,14 @@ std::size_t process_open_fds(pid_t pid);
 // (SluiceProcess uses posix_spawn) inherit it.
 std::uint64_t raise_fd_limit(std::uint64_t want);
 
-// True when latency bounds cannot be asserted honestly: this test binary was
-// built with ASan or TSan (so is the sluice under test, by scripts/ci-checks.sh),
-// or SLUICE_E2E_NO_LATENCY=1 (e.g. SLUICE_E2E_BINARY points to a sanitized sluice).
-bool latency_unreliable();
+// True when sluice (process `pid`) runs with a sanitizer runtime (ASan, TSan).
+bool sanitized_process(pid_t pid);
+
+// True when latency and memory bounds cannot be asserted honestly: this test
+// binary was built with ASan or TSan (so is the sluice under test, by
+// scripts/ci-checks.sh), sluice itself is sanitized (SLUICE_E2E_BINARY pointing
+// to a sanitized build), or SLUICE_E2E_NO_LATENCY=1.
+bool latency_unreliable(pid_t pid);
 
 // p in [0, 1] of `values` (copied and sorted); 0 for none.
 double percentile(std::vector<double> values, double p);

@@ -134,10 +134,10 @@ upstreams:
     connect_timeout: 1s
     response_timeout: 5s
     body_timeout: 5s
-    idle_timeout: 1s
+    idle_timeout: 3s
     feedback: {enabled: false}
 limits:
-  rolling: {algorithm: sliding_window, limit: 20, window: 1s, margin: 50ms}
+  rolling: {algorithm: sliding_window, limit: 20, window: 1s, margin: 100ms}
 queue: {max_depth: 100, max_wait: 2s}
 routes:
   - name: r
@@ -148,12 +148,13 @@ routes:
     const pid_t pid = sluice.pid();
     const bool timing = !latency_unreliable(pid);  // also memory: ASan's shadow and quarantine
     // Baseline: started, one request served (lazy allocations done), its pooled
-    // upstream connection closed again by the 1 s idle_timeout.
+    // upstream connection closed again by the 3 s idle_timeout (long enough to keep
+    // the pool warm between waves: a connect per wave would add forwarding jitter).
     {
         HttpClient client(sluice.port("main"));
         REQUIRE(client.get("/baseline").status == 200);
     }
-    std::this_thread::sleep_for(1500ms);
+    std::this_thread::sleep_for(3500ms);
     const std::size_t base_fds = settled_fds(pid);
     const std::uint64_t base_rss = process_rss_bytes(pid);
     const std::size_t upstream_before = upstream.request_count();
@@ -218,7 +219,10 @@ routes:
         CHECK(percentile(refused_ms, 0.99) < 100);
     }
 
-    // The upstream saw every admitted request, and never more than 20 in any 1 s.
+    // The upstream saw every admitted request, and never more than 20 in any 1 s. The
+    // margin (100 ms) is what absorbs the time from sluice's admission to the upstream's
+    // arrival: on a 2-core machine shared with other work, 500 clients' traffic delayed a
+    // forward by more than 50 ms now and then (a 50 ms margin saw 21 arrivals within 998.7 ms).
     CHECK(at.size() == ok_ms.size());
     std::size_t violations = 0;
     for (std::size_t i = 0; i + kLimit < at.size(); ++i) {
@@ -228,17 +232,21 @@ routes:
                                       << ms_between(at[i], at[i + kLimit]) << " ms apart");
         }
     }
+    double min_gap = 1e9;
+    for (std::size_t i = 0; i + kLimit < at.size(); ++i)
+        min_gap = std::min(min_gap, ms_between(at[i], at[i + kLimit]));
+    WARN("upstream: the shortest span holding 21 arrivals: " << min_gap << " ms");
     CHECK(violations == 0);
-    // And the limit was used: at least 90 % of 20 per (1 s + 50 ms margin) over the run.
-    CHECK(static_cast<double>(at.size()) >= 0.9 * kLimit * (ran_s - 2.5) / 1.05);
+    // And the limit was used: at least 90 % of 20 per (1 s + 100 ms margin) over the run.
+    CHECK(static_cast<double>(at.size()) >= 0.9 * kLimit * (ran_s - 2.5) / 1.1);
 
     // Bounded while it ran: one fd per client connection and at most the upstream pool (64)
     // above the baseline; memory within 64 MiB of it.
     CHECK(sampler.max_fds() <= base_fds + kClients + 64 + 8);
     if (timing) CHECK(sampler.max_rss() <= base_rss + 64ull * 1024 * 1024);
     // And back afterwards: every client and upstream connection closed (the pool's idle_timeout
-    // is 1 s), memory within 8 MiB of the baseline (allocator caches; ASan keeps a quarantine).
-    const std::size_t after_fds = wait_for_fds_at_most(pid, base_fds, 5s);
+    // is 3 s), memory within 8 MiB of the baseline (allocator caches; ASan keeps a quarantine).
+    const std::size_t after_fds = wait_for_fds_at_most(pid, base_fds, 8s);
     const std::uint64_t after_rss = process_rss_bytes(pid);
     WARN("after: fds " << after_fds << " (baseline " << base_fds << "), RSS " << mib(after_rss)
                        << " MiB (baseline " << mib(base_rss) << " MiB)");

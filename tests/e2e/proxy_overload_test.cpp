@@ -17,12 +17,17 @@
 // SLUICE_E2E_NO_LATENCY=1 (support/overload.hpp); everything else is.
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <netinet/in.h>
+#include <poll.h>
 #include <string>
+#include <sys/socket.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -440,4 +445,62 @@ routes:
     HttpClient client(port, 5s);
     CHECK(client.get("/after").status == 200);
     CHECK(sluice.running());
+}
+
+// Issue 10 item 10, found again by the slowloris runs: after a response, a
+// keep-alive connection's next request header is timed by client_idle from the
+// end of that response, not by client_header from its first byte, so a slowloris
+// on a reused connection holds it for client_idle (60 s by default) instead of
+// client_header (10 s). The fix belongs in src/proxy/client_session.cpp (being
+// rewritten); hidden ([.]) until then: run it with "[known-bug]".
+TEST_CASE("a keep-alive connection's next request header trickled a byte at a time is cut at client_header",
+          "[.][e2e][overload][known-bug]") {
+    MockUpstream upstream([](const RecordedRequest&) { return MockReply::fixed(200, "ok"); });
+    ProxyConfig config;
+    config.upstream_url = upstream.url();
+    config.client_header_timeout = "1s";
+    config.client_idle_timeout = "4s";
+    SluiceProcess sluice(config.yaml());
+    // A plain socket: one request, its response read, then the next header a byte every 100 ms.
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(sluice.port("vendor"));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+    const std::string first = "GET /first HTTP/1.1\r\nHost: slow.test\r\n\r\n";
+    REQUIRE(::send(fd, first.data(), first.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(first.size()));
+    std::string reply;
+    char buffer[4096];
+    for (const auto until = Clock::now() + 5s;
+         reply.find("\r\n\r\nok") == std::string::npos && Clock::now() < until;) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) == 1) {
+            const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+            if (n <= 0) break;
+            reply.append(buffer, static_cast<std::size_t>(n));
+        }
+    }
+    REQUIRE(reply.rfind("HTTP/1.1 200", 0) == 0);
+    const std::string next =
+        "GET /second HTTP/1.1\r\nHost: slow.test\r\nX-Pad: "
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    const auto first_byte = Clock::now();
+    bool closed = false;
+    for (std::size_t i = 0; i + 1 < next.size() && !closed; ++i) {
+        if (::send(fd, next.data() + i, 1, MSG_NOSIGNAL) != 1) break;
+        pollfd p{fd, POLLIN | POLLRDHUP, 0};
+        if (::poll(&p, 1, 100) == 1) closed = ::recv(fd, buffer, sizeof buffer, 0) <= 0;
+    }
+    if (!closed) {
+        pollfd p{fd, POLLIN | POLLRDHUP, 0};
+        closed = ::poll(&p, 1, 5000) == 1 && ::recv(fd, buffer, sizeof buffer, 0) <= 0;
+    }
+    ::close(fd);
+    const double after = std::chrono::duration<double>(Clock::now() - first_byte).count();
+    INFO("cut " << after
+                << " s after the first byte of the second header (client_header 1 s, client_idle 4 s)");
+    REQUIRE(closed);
+    CHECK(after <= 1.5);
 }

@@ -113,8 +113,8 @@ double mib(std::uint64_t bytes) {
 }  // namespace
 
 TEST_CASE(
-    "500 clients against 20 per second: answers within max_wait and 429s at arrival; the upstream "
-    "within the limit; resources back to baseline",
+    "500 clients against 20 per second: answers within max_wait and 429s at arrival, the upstream "
+    "within the limit, resources back to baseline",
     "[e2e][overload]") {
     REQUIRE(raise_fd_limit(4096) >= 2048);
     constexpr std::size_t kClients = 500;
@@ -261,8 +261,8 @@ routes:
 }
 
 TEST_CASE(
-    "3000 idle connections and slowloris and slow readers: others served meanwhile; the slow ones "
-    "cut at their timeouts; resources back to baseline",
+    "3000 idle connections and slowloris and slow readers: others served meanwhile, the slow ones "
+    "cut at their timeouts, resources back to baseline",
     "[e2e][overload]") {
     constexpr std::size_t kSlowloris = 200;
     constexpr std::size_t kSlowReaders = 20;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The checks CI runs after scripts/test.sh (.ci/run). Each pass builds into its own folder and
-# fails the script on any finding; they run in this order unless some are named:
-#   asan   clang, -fsanitize=address,undefined (UB does not recover): every unit and e2e test
+# The checks CI runs after scripts/test.sh (.ci/run). Each pass fails the script on any finding;
+# they run in this order unless some are named, and each prints its time:
+#   asan   clang, -fsanitize=address,undefined (UB does not recover): every unit and e2e test,
+#          built in build-asan/, the folder scripts/fuzz.sh uses (SLUICE_FUZZ=ON instruments
+#          every library with ASan+UBSan, so one build serves both passes)
 #   tsan   clang, -fsanitize=thread: sluice + the e2e suite with 2 io threads (ctest -R '^e2e:')
 #   fuzz   scripts/fuzz.sh: every libFuzzer target for SLUICE_FUZZ_SECONDS (default 30) each
 #   lint   scripts/lint.sh: clang-format and clang-tidy (needs build/compile_commands.json)
@@ -36,15 +38,17 @@ sanitized_ctest() {
 }
 
 pass_asan() {
-  CC=clang CXX=clang++ cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DSLUICE_SANITIZE=address,undefined -DSLUICE_BUILD_BENCH=OFF >/dev/null
+  SLUICE_FUZZ_BUILD="$root/build-asan" SLUICE_FUZZ_CONFIGURE_ONLY=1 "$root/scripts/fuzz.sh"
+  # Everything: the tests, and the fuzz targets for the fuzz pass (they share the libraries).
   cmake --build "$root/build-asan" -j "$jobs"
   sanitized_ctest "$root/build-asan" -j "$jobs"
 }
 
 pass_tsan() {
+  local flags="-O1 -gline-tables-only -DNDEBUG"
   CC=clang CXX=clang++ cmake -S "$root" -B "$root/build-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_BENCH=OFF >/dev/null
+    -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_BENCH=OFF "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$flags" \
+    "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$flags" >/dev/null
   cmake --build "$root/build-tsan" -j "$jobs" --target sluice sluice_e2e_tests
   # The e2e tests are RUN_SERIAL: one at a time whatever -j says. Catch2's script drops the
   # prefix's trailing space, so the 2-worker tests are named "e2e:<name>" ("e2e-1w:<name>" the others);
@@ -52,14 +56,17 @@ pass_tsan() {
   sanitized_ctest "$root/build-tsan" -R '^e2e:' --no-tests=error
 }
 
-pass_fuzz() { "$root/scripts/fuzz.sh"; }
+pass_fuzz() { SLUICE_FUZZ_BUILD="$root/build-asan" "$root/scripts/fuzz.sh"; }
 pass_lint() { "$root/scripts/lint.sh"; }
 
 passes=("$@")
 [ ${#passes[@]} -eq 0 ] && passes=(asan tsan fuzz lint)
+times=()
 for pass in "${passes[@]}"; do
   start=$(date +%s)
   echo "ci-checks: $pass"
   "pass_$pass"
+  times+=("$pass $(( $(date +%s) - start ))s")
   echo "ci-checks: $pass passed in $(( $(date +%s) - start ))s"
 done
+echo "ci-checks: all passed (${times[*]})"

@@ -17,16 +17,6 @@ cd "$root"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 FORMAT_PENDING=(
-  include/sluice/admin/admin_server.hpp
-  include/sluice/config/config.hpp
-  include/sluice/config/loader.hpp
-  include/sluice/limit/limiter.hpp
-  include/sluice/queue/admission_controller.hpp
-  src/config/loader.cpp
-  src/main.cpp
-  src/route/request_target.cpp
-  tests/e2e/proxy_feedback_test.cpp
-  tests/unit/route/request_target_test.cpp
 )
 
 status=0

@@ -3,19 +3,20 @@
 //   sluice --config FILE [--ready-file PATH] [--log-level debug|info|warn|error]
 //   sluice --check --config FILE        (or: sluice check FILE)
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <unistd.h>
 #include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
 
 #include "sluice/common/log.hpp"
 #include "sluice/config/loader.hpp"
@@ -56,16 +57,22 @@ Options parse_options(int argc, char** argv) {
             options.config_path = value();
         } else if (arg == "--check" || (i == 0 && arg == "check")) {
             options.check_only = true;
-            if (arg == "check" && i + 1 < args.size() && args[i + 1].rfind("-", 0) != 0) options.config_path = value();
+            if (arg == "check" && i + 1 < args.size() && args[i + 1].rfind("-", 0) != 0)
+                options.config_path = value();
         } else if (arg == "--ready-file") {
             options.ready_file = value();
         } else if (arg == "--log-level") {
             const auto& level = value();
-            if (level == "debug") options.level = sluice::log::Level::debug;
-            else if (level == "info") options.level = sluice::log::Level::info;
-            else if (level == "warn") options.level = sluice::log::Level::warn;
-            else if (level == "error") options.level = sluice::log::Level::error;
-            else usage(("unknown log level '" + level + "'").c_str());
+            if (level == "debug")
+                options.level = sluice::log::Level::debug;
+            else if (level == "info")
+                options.level = sluice::log::Level::info;
+            else if (level == "warn")
+                options.level = sluice::log::Level::warn;
+            else if (level == "error")
+                options.level = sluice::log::Level::error;
+            else
+                usage(("unknown log level '" + level + "'").c_str());
         } else if (arg == "--help" || arg == "-h") {
             usage(nullptr);
         } else {
@@ -122,8 +129,9 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (options.check_only) {
-        std::printf("%s: OK (%zu listeners, %zu upstreams, %zu limits, %zu routes)\n", options.config_path.c_str(),
-                    config->listeners.size(), config->upstreams.size(), config->limits.size(), config->routes.size());
+        std::printf("%s: OK (%zu listeners, %zu upstreams, %zu limits, %zu routes)\n",
+                    options.config_path.c_str(), config->listeners.size(), config->upstreams.size(),
+                    config->limits.size(), config->routes.size());
         return 0;
     }
 
@@ -142,7 +150,8 @@ int main(int argc, char** argv) {
         // SIGHUP's default action kills the process: a sidecar's supervisor sending it
         // to ask for a reload must not take the proxy down.
         net::signal_set hangups(ioc, SIGHUP);
-        std::function<void(boost::system::error_code, int)> on_hangup = [&](boost::system::error_code ec, int) {
+        std::function<void(boost::system::error_code, int)> on_hangup = [&](boost::system::error_code ec,
+                                                                            int) {
             if (ec) return;
             sluice::log::warn("main", "SIGHUP: configuration reload is not supported yet; ignored");
             hangups.async_wait(on_hangup);

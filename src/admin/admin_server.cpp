@@ -123,13 +123,17 @@ std::string status_json(proxy::Runtime& runtime) {
         {"open_client_connections", counters.open_client_connections.load()},
         {"accept_failures", counters.accept_failures.load()},
         {"refused_client_connections", counters.refused_client_connections.load()},
+        {"abandoned_by_client", counters.abandoned_by_client.load()},
+        {"body_timeouts", counters.body_timeouts.load()},
+        {"streamed_body_refusals", counters.streamed_body_refusals.load()},
     };
     json upstreams = json::array();
     for (const auto& pool : runtime.pools) {
         upstreams.push_back({{"name", pool->config().name},
                              {"open_connections", pool->open_connections()},
                              {"idle_connections", pool->idle_connections()},
-                             {"connections_opened", pool->connections_opened()}});
+                             {"connections_opened", pool->connections_opened()},
+                             {"streamed_bodies", pool->streamed_bodies()}});
     }
     out["upstreams"] = std::move(upstreams);
     json feedback = json::object();

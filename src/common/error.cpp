@@ -43,6 +43,7 @@ std::string_view error_code_name(Errc e) noexcept {
         case Errc::shutting_down: return "shutting_down";
         case Errc::not_implemented: return "not_implemented";
         case Errc::too_many_connections: return "too_many_connections";
+        case Errc::request_timeout: return "request_timeout";
     }
     return "unknown";
 }
@@ -55,6 +56,7 @@ unsigned error_http_status(Errc e) noexcept {
         case Errc::header_too_large: return 431;
         case Errc::body_too_large: return 413;
         case Errc::method_not_allowed: return 405;
+        case Errc::request_timeout: return 408;
         case Errc::upstream_connect_failed:
         case Errc::upstream_tls_failed:
         case Errc::upstream_protocol_error:

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -22,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/parser.h>
 #include <yaml-cpp/yaml.h>
 
 #include "sluice/route/route_table.hpp"
@@ -188,13 +191,16 @@ std::vector<std::string> pattern_params(std::string_view pattern) {
 // real vendor, and small enough that no sum of a bound and a time point overflows 64-bit ns.
 constexpr Duration kMaxWindow = std::chrono::hours(24 * 366);  // limit windows: a leap year
 constexpr Duration kMaxMargin = std::chrono::hours(24);
-constexpr Duration kMaxWait = std::chrono::hours(24);          // queue max_wait
-constexpr Duration kMaxTimeout = std::chrono::hours(24);       // client and upstream timeouts
-constexpr Duration kMaxPause = std::chrono::hours(24);         // feedback max_pause, default_pause
+constexpr Duration kMaxWait = std::chrono::hours(24);     // queue max_wait
+constexpr Duration kMaxTimeout = std::chrono::hours(24);  // client and upstream timeouts
+constexpr Duration kMaxPause = std::chrono::hours(24);    // feedback max_pause, default_pause
 
-constexpr std::uint64_t kMaxHeaderBytes = 64 * 1024;
+constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{64} * 1024;
 // A policy cap on streamed bodies: beyond 1 TiB a value is a typo, not a policy.
 constexpr std::uint64_t kMaxBodyBytes = 1ull << 40;
+// Buffered bodies are held in memory per connection: 16 MiB keeps 10,000 connections' worst case
+// a deliberate choice, not an accident.
+constexpr std::uint64_t kMaxBufferedBodyBytes = 16ull << 20;
 
 // "366d", "1d": a bound as the user would write it.
 std::string describe_bound(Duration bound) {
@@ -483,9 +489,10 @@ bool is_wildcard(const Endpoint& endpoint) {
 
 const std::vector<std::string> kTopKeys{"server", "listeners", "upstreams", "limits", "queue", "routes"};
 const std::vector<std::string> kServerKeys{
-    "workers",  "max_header_bytes", "max_body_bytes",     "max_client_connections",
+    "workers",  "max_header_bytes", "max_body_bytes",     "max_buffered_body_bytes", "max_client_connections",
     "timeouts", "forwarded",        "rate_limit_headers", "admin"};
-const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_idle", "client_write"};
+const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_body_total", "client_idle",
+                                            "client_write"};
 const std::vector<std::string> kForwardedKeys{"x_forwarded_for", "x_forwarded_proto"};
 const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
 const std::vector<std::string> kAdminKeys{"enabled", "listen"};
@@ -494,13 +501,14 @@ const std::vector<std::string> kUpstreamKeys{"url",
                                              "tls",
                                              "max_connections",
                                              "max_idle_connections",
+                                             "max_streamed_bodies",
                                              "idle_timeout",
                                              "connect_timeout",
                                              "response_timeout",
                                              "body_timeout",
                                              "feedback"};
-const std::vector<std::string> kFeedbackKeys{"enabled",   "reset_mode",  "body_field",
-                                             "body_field_mode", "max_pause", "default_pause"};
+const std::vector<std::string> kFeedbackKeys{"enabled",         "reset_mode", "body_field",
+                                             "body_field_mode", "max_pause",  "default_pause"};
 const std::vector<std::string> kRetryKeys{"on_vendor_429", "non_idempotent", "max_attempts"};
 const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
 const std::vector<std::string> kLimitKeys{"algorithm", "limit", "window", "rate",    "burst",   "utc_offset",
@@ -508,7 +516,8 @@ const std::vector<std::string> kLimitKeys{"algorithm", "limit", "window", "rate"
 const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param"};
 const std::vector<std::string> kCostKeys{"header", "default", "max"};
 const std::vector<std::string> kQueueKeys{"max_depth", "max_wait"};
-const std::vector<std::string> kRouteKeys{"name", "match", "strip_prefix", "upstream", "limits", "queue", "retry"};
+const std::vector<std::string> kRouteKeys{"name",   "match", "strip_prefix", "upstream",
+                                          "limits", "queue", "retry"};
 const std::vector<std::string> kMatchKeys{"listener", "host", "methods", "path_prefix", "path"};
 
 // Indexed by config::Algorithm: keep the order of the enum.
@@ -543,29 +552,164 @@ std::string why_not_applicable(std::string_view key, Algorithm algorithm) {
 
 // ---------------------------------------------------------------------------
 
+// Whether `text` provably holds `document` and nothing after it: what follows the start of the
+// document's last node (in text order) is that node's own text, the brackets closing the flow
+// collections around it, blanks and comments. A fast, conservative check (no second scan of the
+// file); anything it does not recognise (a block scalar, an anchor, a trailing ',', '---', a
+// multi-line plain scalar) is left to check_single_document.
+bool ends_after_last_node(const YAML::Node& document, std::string_view text) {
+    // Another encoding or a byte order mark: marks may not be byte offsets.
+    if (text.size() >= 2 &&
+        (text[0] == '\0' || text[1] == '\0' || static_cast<unsigned char>(text[0]) >= 0xfe ||
+         static_cast<unsigned char>(text[0]) == 0xef)) {
+        return false;
+    }
+    // Down the last entry of each collection, collecting the closing bracket of each flow one.
+    // YAML::Node's operator= writes through to the node it refers to: reset() rebinds.
+    YAML::Node node;
+    node.reset(document);
+    std::string closers;  // innermost last
+    while (node.IsDefined() && (node.IsMap() || node.IsSequence()) && node.size() > 0) {
+        const YAML::Node& parent = node;
+        YAML::Node last;
+        if (parent.IsSequence()) {
+            last.reset(parent[parent.size() - 1]);
+        } else {
+            for (const auto& entry : parent) last.reset(entry.second);
+        }
+        // A child starts after its parent; an alias to an enclosing node (`&a [*a]`) does not.
+        if (!last.IsDefined() || last.Mark().pos <= parent.Mark().pos) return false;
+        if (parent.Style() == YAML::EmitterStyle::Flow) closers += parent.IsSequence() ? ']' : '}';
+        node.reset(last);
+    }
+    const auto mark = node.Mark();
+    if (mark.is_null() || mark.pos < 0 || static_cast<std::size_t>(mark.pos) > text.size()) return false;
+    std::string_view rest = text.substr(static_cast<std::size_t>(mark.pos));
+    const bool in_flow = !closers.empty();
+    // The last node itself: an empty flow collection, a quoted or a one-line plain scalar.
+    if (node.IsMap() || node.IsSequence()) {
+        if (node.Style() != YAML::EmitterStyle::Flow) return false;
+        closers += node.IsSequence() ? ']' : '}';
+        if (rest.empty() || rest.front() != (node.IsSequence() ? '[' : '{')) return false;
+        rest.remove_prefix(1);
+    } else if (node.IsScalar() && !rest.empty() && (rest.front() == '"' || rest.front() == '\'')) {
+        const char quote = rest.front();
+        std::size_t i = 1;
+        while (true) {
+            if (i >= rest.size()) return false;
+            if (quote == '"' && rest[i] == '\\') {
+                i += 2;
+                continue;
+            }
+            if (rest[i] == quote) {
+                if (quote == '\'' && i + 1 < rest.size() && rest[i + 1] == '\'') {  // '' is a quote
+                    i += 2;
+                    continue;
+                }
+                break;
+            }
+            ++i;
+        }
+        rest.remove_prefix(i + 1);
+    } else if (node.IsScalar()) {
+        if (rest.empty() ||
+            std::string_view("&!*|>%@`#,[]{}'\" \t\r\n").find(rest.front()) != std::string_view::npos) {
+            return false;
+        }
+        std::size_t i = 0;
+        while (i < rest.size()) {
+            const char c = rest[i];
+            if (c == '\n' || c == '\r') break;
+            if (in_flow && std::string_view(",[]{}").find(c) != std::string_view::npos) break;
+            if ((c == ' ' || c == '\t') && i + 1 < rest.size() && rest[i + 1] == '#') break;
+            if (c == ':' && (i + 1 == rest.size() || rest[i + 1] == ' ' || rest[i + 1] == '\t' ||
+                             rest[i + 1] == '\n' || rest[i + 1] == '\r')) {
+                break;
+            }
+            ++i;
+        }
+        rest.remove_prefix(i);
+    } else {
+        return false;  // a null: its mark is wherever the parser stood
+    }
+    // Then only the closing brackets, in order, blanks and comments.
+    std::size_t expected = closers.size();
+    bool after_blank = true;
+    while (!rest.empty()) {
+        const char c = rest.front();
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+            after_blank = true;
+            rest.remove_prefix(1);
+        } else if (c == '#' && after_blank) {
+            const auto end = rest.find('\n');
+            rest.remove_prefix(end == std::string_view::npos ? rest.size() : end);
+        } else if (expected > 0 && c == closers[expected - 1]) {
+            --expected;
+            after_blank = false;
+            rest.remove_prefix(1);
+        } else {
+            return false;
+        }
+    }
+    return expected == 0;
+}
+
+// Counts documents and remembers where the second one's first node is, for
+// check_single_document; builds nothing.
+class DocumentCounter final : public YAML::EventHandler {
+public:
+    std::size_t documents = 0;
+    std::optional<YAML::Mark> start;       // where the latest document began ('---' or its node)
+    std::optional<YAML::Mark> first_node;  // the latest document's first node
+
+    void OnDocumentStart(const YAML::Mark& mark) override {
+        ++documents;
+        start = mark;
+        first_node.reset();
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+        node(mark);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnMapEnd() override {}
+
+private:
+    void node(const YAML::Mark& mark) {
+        if (!first_node) first_node = mark;
+    }
+};
+
 class Loader {
 public:
     explicit Loader(std::string file) : file_(std::move(file)) {}
 
     std::shared_ptr<const Config> load(const std::string& yaml_text) {
-        std::vector<YAML::Node> documents;
+        YAML::Node document;
         try {
-            documents = YAML::LoadAll(yaml_text);
+            document = YAML::Load(yaml_text);  // the first document only, whatever follows it
+            if (!ends_after_last_node(document, yaml_text)) check_single_document(yaml_text);
         } catch (const YAML::Exception& e) {
             throw ConfigError(location_of(file_, e.mark),
                               "invalid YAML: " + e.msg +
                                   "; expected well-formed YAML (check indentation, quoting and brackets)");
         }
-        if (documents.empty() || (documents.size() == 1 && documents.front().IsNull())) {
+        if (document.IsNull()) {
             throw ConfigError(
                 {file_, 1, 1},
                 "the configuration is empty; expected a map with at least 'upstreams' and 'routes'");
         }
-        if (documents.size() > 1) {
-            throw ConfigError(location_of(file_, documents[1].Mark()),
-                              "a second YAML document; expected one document (no '---' separators between)");
-        }
-        const Node root(file_, documents.front(), documents.front().Mark(), "");
+        const Node root(file_, document, document.Mark(), "");
         if (!root.is_map()) root.fail_expected("a map with keys " + join(kTopKeys));
         const Map top(root, kTopKeys);
 
@@ -580,6 +724,33 @@ public:
     }
 
 private:
+    // A file holds one YAML document. When ends_after_last_node cannot tell, this checks it with
+    // yaml-cpp's Parser, one document at a time and stopping at the second, instead of
+    // YAML::LoadAll: yaml-cpp 0.7 cannot consume a ',' at the top level, outside any [ ] or { }
+    // (`&a, []`, `[a], b`, `- a\n,`): each call returns one more empty document without moving
+    // past it, so LoadAll loops forever while its vector of documents grows, and sluice would
+    // hang at start. Here that ',' begins the second document and is reported where it stands.
+    void check_single_document(const std::string& yaml_text) const {
+        std::istringstream in(yaml_text);
+        YAML::Parser parser(in);
+        DocumentCounter counter;
+        while (counter.documents < 2 && parser.HandleNextDocument(counter)) {
+        }
+        if (counter.documents < 2) return;
+        const YAML::Mark at = counter.first_node.value_or(counter.start.value_or(YAML::Mark::null_mark()));
+        const auto begins = [&](const YAML::Mark& mark) -> std::string_view {
+            if (mark.pos < 0 || static_cast<std::size_t>(mark.pos) >= yaml_text.size()) return {};
+            return std::string_view(yaml_text).substr(static_cast<std::size_t>(mark.pos));
+        };
+        if (!begins(counter.start.value_or(YAML::Mark::null_mark())).starts_with(",")) {
+            throw ConfigError(location_of(file_, at),
+                              "a second YAML document; expected one document (no '---' separators between)");
+        }
+        throw ConfigError(location_of(file_, at),
+                          "invalid YAML: ',' after the top-level value; expected one value (',' separates "
+                          "entries only inside [ ] or { })");
+    }
+
     // ---- server -------------------------------------------------------------
     void read_server(const std::optional<Node>& node) {
         auto& server = config_->server;
@@ -591,16 +762,24 @@ private:
         // every field within that.
         if (const auto v = map.get("max_header_bytes")) server.max_header_bytes = v->size(1, kMaxHeaderBytes);
         if (const auto v = map.get("max_body_bytes")) server.max_body_bytes = v->size(0, kMaxBodyBytes);
+        if (const auto v = map.get("max_buffered_body_bytes"))
+            server.max_buffered_body_bytes = v->size(0, kMaxBufferedBodyBytes);
         if (const auto v = map.get("max_client_connections")) {
             server.max_client_connections = static_cast<std::size_t>(v->integer(1, 1'000'000));
         }
         if (const auto v = map.get("timeouts")) {
             const Map timeouts(*v, kTimeoutKeys);
             auto& t = server.timeouts;
-            if (const auto d = timeouts.get("client_header")) t.client_header = d->duration(Sign::positive, kMaxTimeout);
-            if (const auto d = timeouts.get("client_body")) t.client_body = d->duration(Sign::positive, kMaxTimeout);
-            if (const auto d = timeouts.get("client_idle")) t.client_idle = d->duration(Sign::positive, kMaxTimeout);
-            if (const auto d = timeouts.get("client_write")) t.client_write = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_header"))
+                t.client_header = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_body"))
+                t.client_body = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_body_total"))
+                t.client_body_total = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_idle"))
+                t.client_idle = d->duration(Sign::positive, kMaxTimeout);
+            if (const auto d = timeouts.get("client_write"))
+                t.client_write = d->duration(Sign::positive, kMaxTimeout);
         }
         if (const auto v = map.get("forwarded")) {
             const Map forwarded(*v, kForwardedKeys);
@@ -782,17 +961,29 @@ private:
         upstream.max_idle_connections = upstream.max_connections;
         if (const auto v = map.get("max_idle_connections"))
             upstream.max_idle_connections = v->integer(0, 100'000);
+        upstream.max_streamed_bodies = std::max<std::size_t>(1, upstream.max_connections / 2);
+        if (const auto v = map.get("max_streamed_bodies")) {
+            upstream.max_streamed_bodies = v->integer(1, 100'000);
+            if (upstream.max_streamed_bodies > upstream.max_connections) {
+                v->fail("max_streamed_bodies " + std::to_string(upstream.max_streamed_bodies) +
+                            " exceeds max_connections " + std::to_string(upstream.max_connections),
+                        "at most max_connections (each streamed body holds a connection)");
+            }
+        }
         if (upstream.max_idle_connections > upstream.max_connections) {
             const auto at = map.get("max_idle_connections").value_or(map.node());
             at.fail("max_idle_connections " + std::to_string(upstream.max_idle_connections) +
                         " exceeds max_connections " + std::to_string(upstream.max_connections),
                     "at most max_connections (idle connections count towards it)");
         }
-        if (const auto v = map.get("idle_timeout")) upstream.idle_timeout = v->duration(Sign::positive, kMaxTimeout);
-        if (const auto v = map.get("connect_timeout")) upstream.connect_timeout = v->duration(Sign::positive, kMaxTimeout);
+        if (const auto v = map.get("idle_timeout"))
+            upstream.idle_timeout = v->duration(Sign::positive, kMaxTimeout);
+        if (const auto v = map.get("connect_timeout"))
+            upstream.connect_timeout = v->duration(Sign::positive, kMaxTimeout);
         if (const auto v = map.get("response_timeout"))
             upstream.response_timeout = v->duration(Sign::positive, kMaxTimeout);
-        if (const auto v = map.get("body_timeout")) upstream.body_timeout = v->duration(Sign::positive, kMaxTimeout);
+        if (const auto v = map.get("body_timeout"))
+            upstream.body_timeout = v->duration(Sign::positive, kMaxTimeout);
         if (const auto v = map.get("feedback")) upstream.feedback = read_feedback(*v);
         return upstream;
     }
@@ -818,8 +1009,10 @@ private:
                 v->fail_reason("bad body_field: " + why, expected);
         }
         if (const auto v = map.get("body_field_mode")) settings.signals.body_field_mode = read_reset_mode(*v);
-        if (const auto v = map.get("max_pause")) settings.signals.max_pause = v->duration(Sign::positive, kMaxPause);
-        if (const auto v = map.get("default_pause")) settings.default_pause = v->duration(Sign::positive, kMaxPause);
+        if (const auto v = map.get("max_pause"))
+            settings.signals.max_pause = v->duration(Sign::positive, kMaxPause);
+        if (const auto v = map.get("default_pause"))
+            settings.default_pause = v->duration(Sign::positive, kMaxPause);
         if (settings.default_pause > settings.signals.max_pause) {
             map.get("default_pause")
                 .value_or(map.node())
@@ -997,7 +1190,8 @@ private:
         if (count < 1) node.fail("rate " + echoed(text) + ": the count must be at least 1", expected);
         const auto period = parse_duration(period_text);
         if (!period || *period <= Duration::zero()) {
-            node.fail("rate " + echoed(text) + ": " + echoed(text.substr(slash + 1)) + " is not a positive duration",
+            node.fail("rate " + echoed(text) + ": " + echoed(text.substr(slash + 1)) +
+                          " is not a positive duration",
                       expected);
         }
         if (*period > kMaxWindow) {
@@ -1114,7 +1308,8 @@ private:
         route.name = name_node ? name_node->name("a route") : "route-" + std::to_string(index + 1);
         // Indexed, not scanned: comparing each route with every earlier one made loading
         // quadratic (40,000 routes took 5.7 s).
-        if (const auto [first, inserted] = route_lines_.try_emplace(route.name, route.location.line); !inserted) {
+        if (const auto [first, inserted] = route_lines_.try_emplace(route.name, route.location.line);
+            !inserted) {
             (name_node ? *name_node : item)
                 .fail("duplicate route name " + echoed(route.name) + " (first at line " +
                           std::to_string(first->second) + ")",
@@ -1157,7 +1352,8 @@ private:
         const Map map(node, kRetryKeys);
         if (const auto b = map.get("on_vendor_429")) retry.on_vendor_429 = b->boolean();
         if (const auto b = map.get("non_idempotent")) retry.non_idempotent = b->boolean();
-        if (const auto v = map.get("max_attempts")) retry.max_attempts = static_cast<unsigned>(v->integer(1, 10));
+        if (const auto v = map.get("max_attempts"))
+            retry.max_attempts = static_cast<unsigned>(v->integer(1, 10));
         return retry;
     }
 

@@ -1,6 +1,7 @@
 #include "sluice/feedback/vendor_signals.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <initializer_list>
@@ -81,12 +82,20 @@ Number parse_number(std::string_view text) {
 // Seconds from `wall` until a Unix time; 0 when it is past. The difference is taken
 // in integer nanoseconds: as doubles, two timestamps near 1.7e9 s lose the
 // sub-microsecond part and a 750 ms delay would come out as 749.99987 ms.
+// A vendor controls `unix_seconds` (an HTTP-date can say year 0000, -6.2e10 s), and
+// nanoseconds overflow int64 beyond +-292 years from 1970: anything more than a second
+// before `wall` is past (0) before any integer arithmetic, and the rest saturates.
 double seconds_until(double unix_seconds, Nanos wall) {
-    constexpr double kMaxWholeSeconds = 9e9;  // beyond this, nanoseconds overflow int64 (year 2262)
+    constexpr double kMaxWholeSeconds = 9e9;  // |seconds| * 1e9 stays below 2^63 (years 1685..2255)
+    const double wall_seconds = std::chrono::duration<double>(wall).count();
+    if (!(unix_seconds > wall_seconds - 1.0)) return 0.0;         // NaN is not a time either
     if (!(unix_seconds < kMaxWholeSeconds)) return unix_seconds;  // absurd either way; the clamp handles it
+    if (!(unix_seconds > -kMaxWholeSeconds)) return 0.0;          // only a wall clock before 1685 gets here
     const double whole = std::floor(unix_seconds);
-    const std::int64_t ns = static_cast<std::int64_t>(whole) * 1'000'000'000 +
-                            std::llround((unix_seconds - whole) * 1e9) - wall.count();
+    const std::int64_t target = static_cast<std::int64_t>(whole) * 1'000'000'000 +
+                                std::llround((unix_seconds - whole) * 1e9);  // |target| < 9.000000001e18
+    std::int64_t ns = 0;
+    if (__builtin_sub_overflow(target, wall.count(), &ns)) return unix_seconds - wall_seconds;
     return ns <= 0 ? 0.0 : static_cast<double>(ns) / 1e9;
 }
 
@@ -131,7 +140,9 @@ public:
         }
         const Nanos max = std::max(config_.max_pause, Nanos{0});
         const double ns = seconds * 1e9;
-        if (!(ns <= static_cast<double>(max.count()))) {  // also catches +inf
+        // max.count() as a double rounds up to 2^63 near Nanos::max(), where llround would
+        // overflow: such a delay is clamped like any other over the limit.
+        if (!(ns <= static_cast<double>(max.count())) || !(ns < 0x1p63)) {  // also catches +inf
             out_.clamped = true;
             warn(field, raw,
                  (std::isinf(seconds) ? std::string("absurdly large") : seconds_text(seconds) + " from now") +

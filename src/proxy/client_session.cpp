@@ -21,7 +21,7 @@
 #include "sluice/feedback/vendor_signals.hpp"
 #include "sluice/proxy/http_headers.hpp"
 #include "sluice/proxy/message_framing.hpp"
-#include "sluice/route/request_target.hpp"
+#include "sluice/proxy/upstream_request.hpp"
 
 namespace sluice::proxy {
 
@@ -58,9 +58,6 @@ bool status_has_no_body(unsigned status) {
     return status / 100 == 1 || status == 204 || status == 304;
 }
 
-// A request body up to this size is kept while it streams, so that a request the
-// vendor refused with 429 can be sent again; a larger one is relayed once only.
-constexpr std::size_t kReplayBodyLimit = 64 * 1024;
 // How much of a vendor 429 body is read to find the configured JSON field.
 constexpr std::size_t kVendorBodyLimit = 64 * 1024;
 
@@ -129,6 +126,7 @@ ClientSession::~ClientSession() {
     // Whatever path ended the session, nothing taken on its behalf may leak.
     if (waiting_ticket_ != 0) runtime_->limits->cancel(waiting_ticket_);
     release_permits();
+    end_streamed_body();
     release_upstream(false);
     runtime_->counters.open_client_connections.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -184,8 +182,7 @@ void ClientSession::post_to_session(Handler&& handler) {
 }
 
 void ClientSession::start() {
-    net::dispatch(socket_.get_executor(),
-                  step(&ClientSession::do_read_header));
+    net::dispatch(socket_.get_executor(), step(&ClientSession::do_read_header));
 }
 
 std::string ClientSession::describe_request() const {
@@ -196,17 +193,27 @@ std::string ClientSession::describe_request() const {
 // ---------------------------------------------------------------- timeouts
 
 void ClientSession::time_client(Nanos timeout) {
-    set_deadline(TimedSide::client, timeout);
+    set_deadline(TimedSide::client, std::chrono::steady_clock::now() + timeout);
 }
 
 void ClientSession::time_upstream(Nanos timeout) {
-    set_deadline(TimedSide::upstream, timeout);
+    set_deadline(TimedSide::upstream, std::chrono::steady_clock::now() + timeout);
 }
 
-void ClientSession::set_deadline(TimedSide side, Nanos timeout) {
+void ClientSession::time_body_read() {
+    const auto now = std::chrono::steady_clock::now();
+    const auto& timeouts = config().server.timeouts;
+    // A stall timeout alone lets a client trickle a byte just inside it forever.
+    if (body_deadline_ == std::chrono::steady_clock::time_point::max()) {
+        body_deadline_ = now + timeouts.client_body_total;
+    }
+    set_deadline(TimedSide::client, std::min(now + timeouts.client_body, body_deadline_));
+}
+
+void ClientSession::set_deadline(TimedSide side, std::chrono::steady_clock::time_point deadline) {
     timed_side_ = side;
     timed_out_ = false;
-    op_deadline_ = std::chrono::steady_clock::now() + timeout;
+    op_deadline_ = deadline;
     // Deadlines mostly move later (each is "now + a timeout"): the armed timer is
     // then left alone and re-checks when it fires. Only an earlier one re-arms it.
     if (op_deadline_ < watchdog_at_) arm_watchdog(op_deadline_);
@@ -247,7 +254,7 @@ beast::error_code ClientSession::settle(beast::error_code ec) {
 // ---------------------------------------------------------------- reading and writing
 
 bool ClientSession::reads_client(ReadStep step) {
-    return step == ReadStep::request_header || step == ReadStep::request_body;
+    return step == ReadStep::request_header || step == ReadStep::held_body || step == ReadStep::request_body;
 }
 
 template <class Parser>
@@ -287,8 +294,9 @@ void ClientSession::read(ReadStep step) {
         // scheduler trip now and then bounds the stack and lets others run.
         if (++inline_steps_ > kMaxInlineSteps) {
             inline_steps_ = 0;
-            return net::post(socket_.get_executor(),
-                             [self = shared_from_this(), step, ec] { self->guarded([&] { self->read_done(step, ec); }); });
+            return net::post(socket_.get_executor(), [self = shared_from_this(), step, ec] {
+                self->guarded([&] { self->read_done(step, ec); });
+            });
         }
         return read_done(step, ec);
     }
@@ -296,6 +304,21 @@ void ClientSession::read(ReadStep step) {
     const auto room = beast::read_size(buffer, kReadChunk);
     auto handler = this->step(&ClientSession::on_read_some, step);
     if (from_client) return socket_.async_read_some(buffer.prepare(room), std::move(handler));
+    if (step == ReadStep::response_header) {
+        // Often the vendor has answered already: take it without a trip through the
+        // scheduler (the same recv the asynchronous read would try first). Bounded: a
+        // vendor trickling its header must not grow the stack without end.
+        if (!upstream_->is_tls() && ++sync_header_reads_ <= kMaxInlineSteps) {
+            beast::error_code read_ec;
+            const auto bytes = upstream_->socket().read_some(buffer.prepare(room), read_ec);
+            if (read_ec != net::error::would_block && read_ec != net::error::try_again) {
+                return on_read_some(step, read_ec, bytes);
+            }
+        }
+        // The vendor is taking its time: notice meanwhile if the client gives up. The
+        // watch's read becomes the next header's read, so it costs little more than that.
+        if (request_parser_->is_done()) watch_client();
+    }
     upstream_->with_stream(
         [&](auto& stream) { stream.async_read_some(buffer.prepare(room), on_strand(std::move(handler))); });
 }
@@ -318,12 +341,21 @@ void ClientSession::on_read_some(ReadStep step, beast::error_code ec, std::size_
         return read_done(step, ec);
     }
     if (ec) return read_done(step, ec);
+    if (step == ReadStep::request_header && awaiting_first_byte_ && bytes > 0) {
+        // The next request has begun: its header gets client_header from here, not
+        // what is left of the keep-alive wait (docs/configuration.md).
+        awaiting_first_byte_ = false;
+        time_client(config().server.timeouts.client_header);
+    }
     read(step);
 }
 
 void ClientSession::read_done(ReadStep step, beast::error_code ec) {
+    // Abandoned while the upstream read was under way: that read's end hands back the connection.
+    if (closed_ && !reads_client(step)) return do_close();
     switch (step) {
         case ReadStep::request_header: return on_read_header(ec, 0);
+        case ReadStep::held_body: return on_held_body_read(ec, 0);
         case ReadStep::request_body: return on_request_body_read(ec, 0);
         case ReadStep::response_header: return on_response_header(ec, 0);
         case ReadStep::response_body: return on_response_body_read(ec, 0);
@@ -378,6 +410,8 @@ void ClientSession::write(Stream& stream, const RelayWriter::Buffers& buffers, H
 
 void ClientSession::do_read_header() {
     if (closed_) return;
+    // Bytes the watch already took (a pipelined request) are parsed first, with the watch ended.
+    if (buffer_.size() > 0 && end_watch_then(Resume::read_header)) return;
     // The response's fields go first: with both parsers gone the arena starts over.
     response_parser_.reset();
     request_parser_.emplace(std::piecewise_construct, std::make_tuple(),
@@ -389,9 +423,19 @@ void ClientSession::do_read_header() {
     tightest_limit_.reset();
     response_started_ = false;
     attempts_ = 0;
+    body_deadline_ = std::chrono::steady_clock::time_point::max();
     const auto& timeouts = config().server.timeouts;
-    time_client(first_request_ ? timeouts.client_header : timeouts.client_idle);
+    // A new connection, or a request already (partly) buffered, is in its header;
+    // a keep-alive connection waits for the next request's first byte.
+    awaiting_first_byte_ = !first_request_ && buffer_.size() == 0;
+    time_client(awaiting_first_byte_ ? timeouts.client_idle : timeouts.client_header);
     if (!watch_idle_for_drain()) return do_close();
+    if (watching_client_) {
+        // The watch's read, still waiting, is this header's first read: its end (bytes, EOF,
+        // the timeout's or the drain's cancel) goes to on_read_some like any other.
+        resume_after_watch_ = Resume::as_header_read;
+        return;
+    }
     read(ReadStep::request_header);
 }
 
@@ -453,62 +497,33 @@ void ClientSession::handle_request() {
     host_.clear();
     path_.clear();
 
-    if (req.method() == http::verb::connect) {
-        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
-        return send_synthetic(make_error_response(
-            Errc::method_not_allowed, "CONNECT tunnels are not supported; send plain HTTP to sluice",
-            version_, false));
+    // Refused or routed by the head alone (upstream_request.hpp: the same code the request
+    // fuzz target checks against llhttp). A refused request is never counted or forwarded.
+    auto intake = intake_request(req.base(), runtime_->routes, listener_index_);
+    host_ = std::move(intake.host);
+    path_ = std::move(intake.path);
+    if (intake.refusal) {
+        const auto& refusal = *intake.refusal;
+        if (refusal.code == Errc::no_route) {
+            runtime_->counters.no_route.fetch_add(1, std::memory_order_relaxed);
+            log::debug("proxy", "no route for " + describe_request());
+        } else {
+            runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        }
+        return send_synthetic(
+            make_error_response(refusal.code, refusal.message, version_,
+                                refusal.keep_alive_allowed && keep_alive_ && request_parser_->is_done()));
     }
-    // Framing and Host are settled before anything else reads the head: a
-    // request with two readings is never routed, counted or forwarded, and its
-    // connection closes after the answer (RFC 9112 6.3, 3.2).
-    if (const auto refusal = check_request_head(req.base(), version_)) {
-        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
-        return send_synthetic(make_error_response(refusal->code, std::string(refusal->message), version_, false));
-    }
-    const auto host_header = find_field(req.base(), "Host").value_or(std::string_view{});
-    const auto target = route::parse_request_target(req.target(), host_header);
-    if (!target || target->form == route::ParsedTarget::Form::authority ||
-        target->form == route::ParsedTarget::Form::asterisk) {
-        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
-        return send_synthetic(make_error_response(
-            Errc::malformed_request, "unsupported request target " + printable_excerpt(req.target()),
-            version_, false));
-    }
-    if (target->form == route::ParsedTarget::Form::absolute && !beast::iequals(target->scheme, "http")) {
-        // sluice speaks plain HTTP to its clients; forwarding an "ftp://" or
-        // "https://" target as http would pretend to honour a scheme it does not.
-        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
-        return send_synthetic(make_error_response(
-            Errc::malformed_request,
-            "absolute-form targets must use http://, got " + printable_excerpt(target->scheme) + "://",
-            version_, false));
-    }
-    host_.assign(target->host);
-    // Routed, limited and forwarded as the vendor will read it once it removes
-    // dot-segments itself: "/v1/../admin" is "/admin" here too.
-    if (auto normal = route::normalize_path(target->path)) {
-        path_ = std::move(*normal);
-    } else {
-        path_.assign(target->path);
-    }
-
-    const auto match = runtime_->routes.match(route::RequestTarget{listener_index_, host_, method_, path_});
-    if (!match) {
-        runtime_->counters.no_route.fetch_add(1, std::memory_order_relaxed);
-        log::debug("proxy", "no route for " + describe_request());
-        return send_synthetic(make_error_response(Errc::no_route, "no route for " + describe_request(),
-                                                  version_, keep_alive_ && request_parser_->is_done()));
-    }
+    const auto& match = intake.match;
     route_index_ = match->route_index;
     const auto& route_config = config().routes[route_index_];
     upstream_index_ = route_config.upstream_index;
 
     // Keys and costs are read from the request as the client sent it, before any
     // header is rewritten; only hashes are kept.
-    limit::RequestAttributes attributes{
-        method_, target->query, &match->params,
-        [&req](std::string_view name) { return find_field(req.base(), name); }};
+    limit::RequestAttributes attributes{method_, intake.query, &match->params, [&req](std::string_view name) {
+                                            return find_field(req.base(), name);
+                                        }};
     uses_.clear();
     uses_.reserve(route_config.limit_indexes.size());
     for (const auto limit_index : route_config.limit_indexes) {
@@ -534,49 +549,140 @@ void ClientSession::handle_request() {
         }
         max_wait = std::min(max_wait, *parsed);  // a client may wait less, never more than the route allows
     }
-    const std::string query(target->query);
-    if (!prepare_upstream_request(*match, query)) return;
+    if (!prepare_upstream_request(*match, intake.query)) return;
     deadline_ = runtime_->limits->clock().now().mono + max_wait;
+    max_wait_ = max_wait;
     sends_ = 0;
     replay_body_.clear();
     replayable_ = true;
     replaying_ = false;
-    request_admission(max_wait);
+    forward_chunked_ = request_parser_->chunked();
+    take_body();
 }
 
 bool ClientSession::prepare_upstream_request(const route::RouteMatchResult& match, std::string_view query) {
-    auto& req = request_parser_->get();
     const auto& up = upstream_config();
-    expect_continue_ = false;
-    if (const auto expect = find_field(req.base(), "Expect")) {
-        if (!beast::iequals(*expect, "100-continue")) {
-            send_synthetic(make_error_response(Errc::malformed_request,
-                                               "unsupported Expect: " + printable_excerpt(*expect), version_,
-                                               false));
-            return false;
-        }
-        // sluice answers 100 itself once the request is admitted and an upstream
-        // connection is ready; the vendor then sees an ordinary request.
-        expect_continue_ = !request_parser_->is_done();
-        req.erase(http::field::expect);
-    }
-    std::string new_target = match.upstream_path;
-    if (!query.empty()) new_target.append("?").append(query);
-    strip_hop_by_hop(req.base());
-    strip_sluice_fields(req.base());
-    // The vendor reads the body exactly as sluice did: framing written from the
-    // parse, never the client's fields (message_framing.hpp).
-    set_forwarded_framing(req.base(), request_parser_->chunked(), std_optional(request_parser_->content_length()));
-    req.target(new_target);
-    req.version(11);
-    req.set(http::field::host, authority_for(up.scheme, up.host, up.port));
     const auto& forwarded = config().server.forwarded;
-    if (forwarded.x_forwarded_for && !client_address_.empty()) {
-        const auto prior = find_field(req.base(), "X-Forwarded-For");
-        req.set("X-Forwarded-For", prior ? std::string(*prior) + ", " + client_address_ : client_address_);
+    const auto authority = authority_for(up.scheme, up.host, up.port);
+    const auto rewrite = rewrite_for_upstream(
+        request_parser_->get().base(), match, query,
+        ParsedFraming{request_parser_->chunked(), std_optional(request_parser_->content_length()),
+                      request_parser_->is_done()},
+        UpstreamHeadOptions{authority, forwarded.x_forwarded_for, forwarded.x_forwarded_proto,
+                            client_address_});
+    if (rewrite.refusal) {
+        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        send_synthetic(make_error_response(rewrite.refusal->code, rewrite.refusal->message, version_, false));
+        return false;
     }
-    if (forwarded.x_forwarded_proto) req.set("X-Forwarded-Proto", "http");
+    expect_continue_ = rewrite.expect_continue;
     return true;
+}
+
+// ---------------------------------------------------------------- the request body, before admission
+
+void ClientSession::take_body() {
+    if (request_parser_->is_done()) return request_admission(max_wait_);
+    const auto limit = config().server.max_buffered_body_bytes;
+    const auto length = request_parser_->content_length();
+    // A chunked body of unknown size is read up to the limit, then streamed if it goes on.
+    if (length ? *length > limit : limit == 0) return stream_body();
+    if (expect_continue_) {
+        // The client waits for a 100 before it sends the body; a body this small is
+        // worth taking before the request is admitted, even if it ends up refused.
+        expect_continue_ = false;
+        return send_continue(AfterContinue::read_held_body);
+    }
+    read_held_body();
+}
+
+void ClientSession::read_held_body() {
+    if (!body_buffer_) body_buffer_ = std::make_unique<char[]>(kBodyBufferSize);
+    auto& body = request_parser_->get().body();
+    body.data = body_buffer_.get();
+    body.size = kBodyBufferSize;
+    time_body_read();
+    read(ReadStep::held_body);
+}
+
+void ClientSession::on_held_body_read(beast::error_code ec, std::size_t) {
+    ec = settle(ec);
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) return fail_request_body(ec);
+    replay_body_.append(body_buffer_.get(), kBodyBufferSize - request_parser_->get().body().size);
+    if (request_parser_->is_done()) {
+        // Whole: the vendor gets it with a Content-Length (some refuse chunked
+        // uploads), and it can be sent again after a vendor 429.
+        if (forward_chunked_) {
+            forward_chunked_ = false;
+            set_forwarded_framing(request_parser_->get().base(), false, replay_body_.size());
+        }
+        replaying_ = true;
+        return request_admission(max_wait_);
+    }
+    if (replay_body_.size() > config().server.max_buffered_body_bytes) {
+        // A chunked body larger than it may be held: what was read goes first, the rest streams.
+        replaying_ = true;
+        replayable_ = false;
+        return stream_body();
+    }
+    read_held_body();
+}
+
+void ClientSession::stream_body() {
+    auto& pool = *runtime_->pools[upstream_index_];
+    if (!pool.try_begin_streamed_body()) {
+        // Checked before admission: the refused request has taken no quota.
+        runtime_->counters.streamed_body_refusals.fetch_add(1, std::memory_order_relaxed);
+        auto response = make_error_response(
+            Errc::upstream_busy,
+            "upstream '" + upstream_config().name + "' already has " +
+                std::to_string(pool.config().max_streamed_bodies) +
+                " streamed request bodies in progress (max_streamed_bodies); retry shortly",
+            version_, false);
+        response.set(http::field::retry_after, "1");
+        return send_synthetic(std::move(response));
+    }
+    streamed_body_ = true;
+    request_admission(max_wait_);
+}
+
+void ClientSession::end_streamed_body() {
+    if (!std::exchange(streamed_body_, false)) return;
+    runtime_->pools[upstream_index_]->end_streamed_body();
+}
+
+void ClientSession::fail_request_body(beast::error_code ec) {
+    // Whatever the upstream saw of this request is spoiled, and so is its connection.
+    release_upstream(false);
+    if (ec == http::error::body_limit) {
+        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        return send_synthetic(make_error_response(
+            Errc::body_too_large,
+            "the request body exceeds " + std::to_string(config().server.max_body_bytes) + " bytes", version_,
+            false));
+    }
+    if (ec == beast::error::timeout) {
+        runtime_->counters.body_timeouts.fetch_add(1, std::memory_order_relaxed);
+        const bool total = std::chrono::steady_clock::now() >= body_deadline_;
+        const auto& timeouts = config().server.timeouts;
+        const auto seconds = std::chrono::duration_cast<std::chrono::duration<double>>(
+            total ? timeouts.client_body_total : timeouts.client_body);
+        log::debug("proxy", "client body too slow: " + describe_request());
+        return send_synthetic(make_error_response(
+            Errc::request_timeout,
+            total ? "the request body did not arrive within client_body_total (" +
+                        std::to_string(seconds.count()) + "s)"
+                  : "the request body stalled for client_body (" + std::to_string(seconds.count()) + "s)",
+            version_, false));
+    }
+    if (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
+        ec == http::error::partial_message) {
+        return do_close();  // the client left mid-body: nobody to answer
+    }
+    runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+    send_synthetic(make_error_response(Errc::malformed_request, "malformed request body: " + ec.message(),
+                                       version_, false));
 }
 
 // ---------------------------------------------------------------- admission
@@ -592,7 +698,7 @@ void ClientSession::request_admission(Nanos max_wait) {
     switch (admission.outcome) {
         case queue::Outcome::queued:
             waiting_ticket_ = admission.ticket;
-            watch_client_while_queued();
+            watch_client();
             return;
         case queue::Outcome::admitted:
         case queue::Outcome::rejected: apply_admission(admission); return;
@@ -606,15 +712,7 @@ void ClientSession::on_queued_decision(const queue::Admission& admission) {
         return;
     }
     waiting_ticket_ = 0;
-    if (watching_client_) {
-        // The watch's read owns part of the read buffer: the exchange goes on once
-        // it has ended (its handler runs next, aborted or with bytes to keep).
-        decided_while_watching_ = admission;
-        beast::error_code ignored;
-        socket_.cancel(ignored);
-        return;
-    }
-    apply_admission(admission);
+    apply_admission(admission);  // the watch goes on, if it was on: until the response begins
 }
 
 void ClientSession::apply_admission(const queue::Admission& admission) {
@@ -637,64 +735,100 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
     on_admitted();
 }
 
-void ClientSession::watch_client_while_queued() {
-    // A queued client has nothing to wait for but its answer, so a read ends
-    // only with EOF (it left: leave the queue, consume nothing) or with bytes it
-    // sent ahead (a body, a pipelined request), which are kept in the read buffer
-    // for the parser and the watch goes on. A read, not a readiness wait: Asio
-    // re-registers the socket with epoll for every wait, and a wait cannot tell
-    // bytes from a close without a second system call. When the read-ahead room
-    // is used up the watch stops (the buffer is bounded); the client is then
-    // noticed leaving only when its request is decided.
+void ClientSession::watch_client() {
+    // A read, not a readiness wait: Asio re-registers the socket with epoll for
+    // every wait, and a wait cannot tell bytes from a close without a second
+    // system call. When the read-ahead room is used up the watch stops (the
+    // buffer is bounded); the client is then noticed leaving only when sluice
+    // next writes to it.
+    if (watching_client_ || closed_) return;
     const auto room = std::min(beast::read_size(buffer_, kReadChunk), buffer_.max_size() - buffer_.size());
     if (room == 0) return;
     watching_client_ = true;
-    socket_.async_read_some(
-        buffer_.prepare(room),
-        step(&ClientSession::on_client_read_while_queued));
+    socket_.async_read_some(buffer_.prepare(room), step(&ClientSession::on_client_watch_read));
 }
 
-void ClientSession::on_client_read_while_queued(beast::error_code ec, std::size_t bytes) {
+bool ClientSession::end_watch_then(Resume next) {
+    if (!watching_client_) return false;
+    // The watch's read owns the buffer's free space until its handler runs; no
+    // write is under way at the points that call this, so cancel() ends only that read.
+    resume_after_watch_ = next;
+    beast::error_code ignored;
+    socket_.cancel(ignored);
+    return true;
+}
+
+void ClientSession::on_client_watch_read(beast::error_code ec, std::size_t bytes) {
     watching_client_ = false;
+    const auto resume = std::exchange(resume_after_watch_, Resume::none);
+    if (resume == Resume::as_header_read) return on_read_some(ReadStep::request_header, ec, bytes);
     buffer_.commit(bytes);
-    if (decided_while_watching_) {
-        const auto admission = *std::exchange(decided_while_watching_, std::nullopt);
-        if (!ec || ec == net::error::operation_aborted) return apply_admission(admission);
-        // Decided just as the client left: send nothing to the vendor.
-        if (admission.outcome == queue::Outcome::admitted) runtime_->limits->release(uses_);
-        log::debug("proxy", "client left as its request was decided: " + describe_request());
+    if (closed_) return;
+    switch (resume) {
+        // What the watch read, or that the client closed, the resumed read finds.
+        case Resume::read_header: return do_read_header();
+        case Resume::request_body: return relay_request_body();
+        case Resume::held_body: return read_held_body();
+        case Resume::as_header_read:  // handled above
+        case Resume::none: break;
+    }
+    if (!ec) return watch_client();                   // bytes sent ahead (a pipelined request): still there
+    if (ec == net::error::operation_aborted) return;  // a client-side timeout cancelled it
+    if (waiting_ticket_ != 0) {
+        log::debug("proxy", "client left while queued: " + describe_request() + " (" + ec.message() + ")");
+        // If the decision is already posted, on_queued_decision() sees closed_ and releases.
+        runtime_->limits->cancel(std::exchange(waiting_ticket_, 0));
         return do_close();
     }
-    if (waiting_ticket_ == 0 || closed_) return;
-    if (!ec) return watch_client_while_queued();  // bytes sent ahead: still there
-    log::debug("proxy", "client left while queued: " + describe_request() + " (" + ec.message() + ")");
-    const auto ticket = waiting_ticket_;
-    waiting_ticket_ = 0;
-    closed_ = true;
-    if (!runtime_->limits->cancel(ticket)) {
-        // The decision is already posted; on_queued_decision() sees closed_ and releases.
+    if (synthetic_ || response_started_) {
+        keep_alive_ = false;  // the answer under way is written; the connection ends with it
+        return;
     }
-    do_close();
+    abandon_exchange();
+}
+
+void ClientSession::abandon_exchange() {
+    // Admitted, its answer not begun, and nobody left to read it: stop what was
+    // done on the client's behalf. The concurrency permits and the upstream
+    // connection go back; rate-limit units stay spent (the vendor may have
+    // counted the request already).
+    runtime_->counters.abandoned_by_client.fetch_add(1, std::memory_order_relaxed);
+    log::debug("proxy", "client left before its response began: " + describe_request());
+    if (upstream_ && timed_side_ == TimedSide::upstream) {
+        // A read or write on the upstream connection is under way: it keeps the
+        // connection until its handler has run (read_done, on_request_written).
+        beast::error_code ignored;
+        upstream_->socket().cancel(ignored);
+        closed_ = true;
+        release_permits();
+        socket_.close(ignored);
+        return;
+    }
+    do_close();  // a pool wait in progress hands its connection back in on_upstream_acquired
 }
 
 void ClientSession::on_admitted() {
     runtime_->counters.forwarded.fetch_add(1, std::memory_order_relaxed);
-    if (expect_continue_) return send_continue_then_acquire();
+    if (expect_continue_) return send_continue(AfterContinue::acquire_upstream);
     acquire_upstream();
 }
 
-void ClientSession::send_continue_then_acquire() {
+void ClientSession::send_continue(AfterContinue next) {
     static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
     time_client(config().server.timeouts.client_write);
     net::async_write(socket_, net::buffer(kContinue, sizeof kContinue - 1),
-                     on_strand(step(&ClientSession::on_continue_written)));
+                     on_strand(step(&ClientSession::on_continue_written, next)));
 }
 
 // ---------------------------------------------------------------- upstream exchange
 
-void ClientSession::on_continue_written(beast::error_code ec, std::size_t) {
+void ClientSession::on_continue_written(AfterContinue next, beast::error_code ec, std::size_t) {
     ec = settle(ec);
     if (ec) return do_close();
+    if (next == AfterContinue::read_held_body) {
+        if (end_watch_then(Resume::held_body)) return;
+        return read_held_body();
+    }
     acquire_upstream();
 }
 
@@ -703,6 +837,8 @@ void ClientSession::acquire_upstream() {
     if (auto idle = runtime_->pools[upstream_index_]->try_acquire_idle()) {
         return on_upstream_acquired({}, std::move(idle));
     }
+    // Waiting for a connection: notice meanwhile if the client gives up.
+    if (request_parser_->is_done()) watch_client();
     runtime_->pools[upstream_index_]->async_acquire(socket_.get_executor(),
                                                     step(&ClientSession::on_upstream_acquired));
 }
@@ -728,7 +864,7 @@ void ClientSession::write_request_header() {
     auto& req = request_parser_->get();
     if (replaying_ && replay_body_.empty()) replaying_ = false;
     // A chunked request always has a body on the wire (its last-chunk at least).
-    const bool chunked = request_parser_->chunked();
+    const bool chunked = forward_chunked_;
     const bool bodyless = !replaying_ && request_parser_->is_done() && !chunked;
     request_writer_.start_request(req.base(), chunked, bodyless);
     // With a body, the head leaves together with its first piece, in one write.
@@ -738,41 +874,29 @@ void ClientSession::write_request_header() {
 
 void ClientSession::relay_request_body() {
     if (replaying_) {
-        // A retry after a vendor 429: the whole body was kept the first time.
+        // The body read before admission (or kept for a retry after a vendor 429),
+        // or the start of a long chunked one whose rest streams after it.
         replaying_ = false;
-        return write_to_upstream(request_writer_.next(replay_body_.data(), replay_body_.size(), true));
+        return write_to_upstream(
+            request_writer_.next(replay_body_.data(), replay_body_.size(), request_parser_->is_done()));
     }
     if (request_parser_->is_done()) return write_to_upstream(request_writer_.next(nullptr, 0, true));
+    if (end_watch_then(Resume::request_body)) return;
     if (!body_buffer_) body_buffer_ = std::make_unique<char[]>(kBodyBufferSize);
     auto& body = request_parser_->get().body();
     body.data = body_buffer_.get();
     body.size = kBodyBufferSize;
-    time_client(config().server.timeouts.client_body);
+    time_body_read();
     read(ReadStep::request_body);
 }
 
 void ClientSession::on_request_body_read(beast::error_code ec, std::size_t) {
     ec = settle(ec);
     if (ec == http::error::need_buffer) ec = {};
-    if (ec) {
-        release_upstream(false);  // the upstream saw part of a request: that connection is spoiled
-        if (ec == http::error::body_limit) {
-            return send_synthetic(make_error_response(
-                Errc::body_too_large,
-                "the request body exceeds " + std::to_string(config().server.max_body_bytes) + " bytes",
-                version_, false));
-        }
-        if (ec == beast::error::timeout) {
-            log::debug("proxy", "client body stalled: " + describe_request());
-        } else if (ec != http::error::end_of_stream && ec != net::error::connection_reset) {
-            return send_synthetic(make_error_response(
-                Errc::malformed_request, "malformed request body: " + ec.message(), version_, false));
-        }
-        return do_close();
-    }
+    if (ec) return fail_request_body(ec);
     const std::size_t size = kBodyBufferSize - request_parser_->get().body().size;
     if (replayable_) {
-        if (replay_body_.size() + size <= kReplayBodyLimit) {
+        if (replay_body_.size() + size <= config().server.max_buffered_body_bytes) {
             replay_body_.append(body_buffer_.get(), size);
         } else {
             replayable_ = false;
@@ -785,13 +909,12 @@ void ClientSession::on_request_body_read(beast::error_code ec, std::size_t) {
 void ClientSession::write_to_upstream(const RelayWriter::Buffers& buffers) {
     if (total_size(buffers) == 0) return on_request_written({}, 0);  // an empty piece: read on
     time_upstream(upstream_config().body_timeout);
-    upstream_->with_stream([&](auto& stream) {
-        write(stream, buffers,
-              step(&ClientSession::on_request_written), true);
-    });
+    upstream_->with_stream(
+        [&](auto& stream) { write(stream, buffers, step(&ClientSession::on_request_written), true); });
 }
 
 void ClientSession::on_request_written(beast::error_code ec, std::size_t) {
+    if (closed_) return do_close();  // abandoned while this write was under way: the connection goes back
     ec = settle(ec);
     if (ec) {
         if (retry_on_fresh_connection(ec)) return;
@@ -804,6 +927,7 @@ void ClientSession::on_request_written(beast::error_code ec, std::size_t) {
 }
 
 void ClientSession::read_response_header() {
+    sync_header_reads_ = 0;
     response_parser_.emplace(std::piecewise_construct, std::make_tuple(),
                              std::make_tuple(ArenaAllocator<char>(&header_arena_)));
     response_parser_->body_limit(
@@ -1041,7 +1165,8 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
         // it can still be told, with a 502, instead of an empty reply.
         response_started_ = false;
         return fail_upstream(Errc::upstream_protocol_error,
-                             "bad response body from '" + upstream_config().name + "': " + ec.message(), false);
+                             "bad response body from '" + upstream_config().name + "': " + ec.message(),
+                             false);
     }
     if (ec) {
         // The client already has the status line: all that is left is to cut the
@@ -1059,8 +1184,7 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
 void ClientSession::write_to_client(const RelayWriter::Buffers& buffers) {
     if (total_size(buffers) == 0) return on_response_written({}, 0);  // an empty piece: read on
     time_client(config().server.timeouts.client_write);
-    write(socket_, buffers,
-          step(&ClientSession::on_response_written), false);
+    write(socket_, buffers, step(&ClientSession::on_response_written), false);
 }
 
 void ClientSession::on_response_written(beast::error_code ec, std::size_t) {
@@ -1075,6 +1199,7 @@ void ClientSession::on_response_written(beast::error_code ec, std::size_t) {
 
 void ClientSession::finish_exchange() {
     release_permits();
+    end_streamed_body();
     release_upstream(upstream_reusable_ && response_parser_ && response_parser_->is_done() &&
                      request_writer_.done());
     if (keep_alive_ && request_parser_->is_done()) return do_read_header();
@@ -1085,21 +1210,20 @@ void ClientSession::finish_exchange() {
 
 bool ClientSession::retry_on_fresh_connection(const beast::error_code& ec) {
     // A pooled connection the upstream closed at the same moment we reused it
-    // fails before any response byte. Retrying is safe only when nothing of the
-    // request body has been consumed from the client and the connection was a
-    // reused one (a fresh connection failing is a real failure).
+    // fails before any response byte. Retrying is safe only when the whole body
+    // is still at hand and the connection was a reused one (a fresh connection
+    // failing is a real failure).
     const bool race = ec == http::error::end_of_stream || ec == net::error::eof ||
                       ec == net::error::connection_reset || ec == net::error::broken_pipe;
     if (!race || !upstream_ || upstream_->requests_served == 0 || attempts_ > 1) return false;
     // The request was written, perhaps whole: the vendor may have acted on it.
     // Only a method that may be repeated is sent again (RFC 9112 9.3.1).
     if (!is_idempotent(request_parser_->get().method())) return false;
-    if (!request_parser_->is_done() || request_parser_->get().has_content_length() ||
-        request_parser_->get().chunked()) {
-        return false;
-    }
+    // The whole body must be at hand to send it again (a held one is).
+    if (!request_parser_->is_done() || !replayable_) return false;
     log::debug("proxy", "pooled connection to '" + upstream_config().name + "' was closed; retrying once");
     release_upstream(false);
+    replaying_ = true;
     acquire_upstream();
     return true;
 }
@@ -1120,14 +1244,14 @@ void ClientSession::send_synthetic(SyntheticResponse response) {
     synthetic_->version(version_ < 11 ? 10 : 11);
     synthetic_->keep_alive(keep_alive_);
     time_client(config().server.timeouts.client_write);
-    http::async_write(socket_, *synthetic_,
-                      step(&ClientSession::on_synthetic_written));
+    http::async_write(socket_, *synthetic_, step(&ClientSession::on_synthetic_written));
 }
 
 void ClientSession::on_synthetic_written(beast::error_code ec, std::size_t) {
     ec = settle(ec);
     synthetic_.reset();
     release_permits();
+    end_streamed_body();
     release_upstream(false);
     if (!ec && keep_alive_ && request_parser_ && request_parser_->is_done()) return do_read_header();
     do_close();
@@ -1150,6 +1274,7 @@ void ClientSession::do_close() {
     timed_side_ = TimedSide::none;
     watchdog_.cancel();
     release_permits();
+    end_streamed_body();
     release_upstream(false);
     beast::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_send, ignored);

@@ -72,7 +72,8 @@ std::optional<ParsedTarget> parse_request_target(std::string_view target, std::s
         auto rest = target.substr(scheme_end + 3);
         const auto authority_end = rest.find_first_of("/?#");
         auto authority = rest.substr(0, authority_end);
-        if (authority.find('@') != std::string_view::npos) return std::nullopt;  // userinfo is deprecated (RFC 9110 4.2.4)
+        if (authority.find('@') != std::string_view::npos)
+            return std::nullopt;  // userinfo is deprecated (RFC 9110 4.2.4)
         if (!split_authority(authority, out.host, out.port) || out.host.empty()) return std::nullopt;
         rest = authority_end == std::string_view::npos ? std::string_view{} : rest.substr(authority_end);
         split_path_query(rest, out);

@@ -238,6 +238,10 @@ void ConnectionPool::release(ConnectionPtr connection, bool reusable) {
             if (waiter->done) waiter.reset();
         }
         if (waiter) waiter->done = true;
+        // Handed straight on, a connection gets the check an idle one gets before it is lent:
+        // bytes the upstream sent past its response (or its close) would otherwise be read as
+        // the next client's response.
+        if (reusable && waiter && peer_closed(*connection)) reusable = false;
         if (reusable && waiter) {
             // lent straight on: open_ unchanged
         } else if (reusable && idle_.size() < config_.max_idle_connections) {
@@ -265,6 +269,18 @@ void ConnectionPool::release(ConnectionPtr connection, bool reusable) {
             deliver(waiter->executor, std::move(waiter->handler), {}, std::move(connection));
         }
     }
+}
+
+bool ConnectionPool::try_begin_streamed_body() {
+    auto streaming = streamed_bodies_.load(std::memory_order_relaxed);
+    do {
+        if (streaming >= config_.max_streamed_bodies) return false;
+    } while (!streamed_bodies_.compare_exchange_weak(streaming, streaming + 1, std::memory_order_relaxed));
+    return true;
+}
+
+void ConnectionPool::end_streamed_body() {
+    streamed_bodies_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ConnectionPool::on_connect_failed() {

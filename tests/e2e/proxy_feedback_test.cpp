@@ -18,10 +18,10 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "support/proxy_config.hpp"
 #include "support/http_client.hpp"
 #include "support/mock_upstream.hpp"
 #include "support/mock_vendor.hpp"
+#include "support/proxy_config.hpp"
 #include "support/sluice_process.hpp"
 
 using namespace sluice::test;

@@ -134,8 +134,10 @@ TEST_CASE("a chunked request is forwarded with sluice's own framing fields only"
     CHECK(response.status == 200);
     REQUIRE(upstream.wait_for_complete_requests(1, 2s));
     const auto sent = upstream.requests().back();
-    CHECK(sent.header("Transfer-Encoding") == "chunked");
-    CHECK_FALSE(sent.has_header("Content-Length"));
+    // Small enough to be read whole before admission: framed by the length sluice counted
+    // (a body that streams is re-chunked instead: proxy_request_body_test.cpp).
+    CHECK_FALSE(sent.has_header("Transfer-Encoding"));
+    CHECK(sent.header("Content-Length") == "5");
     CHECK(sent.body_prefix == "hello");
     check_next_client_intact(sluice, upstream, 1);
 }

@@ -6,10 +6,11 @@
 //                 as hashes, never raw values), the queue size
 // Small bodies only (string_body, bounded request size).
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <memory>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "sluice/proxy/runtime.hpp"
 

@@ -30,6 +30,7 @@ enum class Errc {
     shutting_down,            // 503: sluice is draining after SIGTERM; queued requests are answered with it
     too_many_connections,     // 503: server.max_client_connections reached; written before closing the new connection
     not_implemented,          // 501: e.g. a request transfer coding other than chunked
+    request_timeout,          // 408: the request body stalled (client_body) or ran past client_body_total
 };
 
 const std::error_category& sluice_category() noexcept;

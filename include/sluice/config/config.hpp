@@ -35,6 +35,7 @@ struct SourceLocation {
 struct Timeouts {
     Duration client_header = 10s;  // first byte to end of request header
     Duration client_body = 30s;    // each read of the request body (stall timeout)
+    Duration client_body_total = 300s;  // the whole request body, from its first read to its end
     Duration client_idle = 60s;    // keep-alive: between the end of a response and the next request
     Duration client_write = 30s;   // each write to the client (stall timeout)
 };
@@ -53,7 +54,8 @@ enum class RateLimitHeaderStyle {
 
 struct RateLimitHeaders {
     RateLimitHeaderStyle style = RateLimitHeaderStyle::both;  // on sluice's own 429s
-    bool on_proxied = false;  // also add them to relayed vendor responses (off: the vendor's own headers pass untouched)
+    bool on_proxied =
+        false;  // also add them to relayed vendor responses (off: the vendor's own headers pass untouched)
 };
 
 struct AdminConfig {
@@ -65,7 +67,11 @@ struct AdminConfig {
 struct ServerConfig {
     unsigned workers = 1;                      // io_context threads
     std::size_t max_header_bytes = 16 * 1024;  // request header limit -> 431
-    std::uint64_t max_body_bytes = 1ull << 30; // request body limit -> 413 (bodies stream; this is a policy cap)
+    std::uint64_t max_body_bytes = 1ull
+                                   << 30;  // request body limit -> 413 (bodies stream; this is a policy cap)
+    // A request body up to this size is read whole before the request takes quota or an upstream
+    // connection (a slow client then holds neither); larger ones are streamed.
+    std::size_t max_buffered_body_bytes = 64 * 1024;
     std::size_t max_client_connections = 10'000;
     Timeouts timeouts;
     ForwardedHeaders forwarded;
@@ -74,9 +80,9 @@ struct ServerConfig {
 };
 
 struct ListenerConfig {
-    std::string name;                  // "default" when not given for the first listener, else "listener-N"
+    std::string name;  // "default" when not given for the first listener, else "listener-N"
     std::string address = "127.0.0.1";
-    std::uint16_t port = 8080;         // 0 = ephemeral (tests); the bound port is logged
+    std::uint16_t port = 8080;  // 0 = ephemeral (tests); the bound port is logged
     SourceLocation location;
 };
 
@@ -88,9 +94,9 @@ struct TlsConfig {
 
 // What sluice does with the vendor's own rate-limit signals (docs/feedback.md).
 struct FeedbackSettings {
-    bool enabled = true;                 // read 429s, Retry-After and rate-limit headers and act on them
-    feedback::FeedbackConfig signals;    // reset_mode, body_field, body_field_mode, max_pause
-    Duration default_pause = 1s;         // pause after a 429 that says nothing about when to retry
+    bool enabled = true;               // read 429s, Retry-After and rate-limit headers and act on them
+    feedback::FeedbackConfig signals;  // reset_mode, body_field, body_field_mode, max_pause
+    Duration default_pause = 1s;       // pause after a 429 that says nothing about when to retry
 };
 
 struct UpstreamConfig {
@@ -100,12 +106,15 @@ struct UpstreamConfig {
     std::uint16_t port = 0;  // defaulted from the scheme (80/443) when the URL has none
     std::string base_path;   // "" or "/v1" (no trailing slash): prepended to forwarded paths
     TlsConfig tls;
-    std::size_t max_connections = 64;   // open connections (busy + idle) to this upstream
+    std::size_t max_connections = 64;       // open connections (busy + idle) to this upstream
     std::size_t max_idle_connections = 64;  // defaults to max_connections
-    Duration idle_timeout = 60s;        // an idle pooled connection is closed after this
-    Duration connect_timeout = 5s;      // DNS + TCP connect + TLS handshake
-    Duration response_timeout = 30s;    // request sent -> response header received
-    Duration body_timeout = 30s;        // each read of the response body (stall timeout)
+    Duration idle_timeout = 60s;            // an idle pooled connection is closed after this
+    Duration connect_timeout = 5s;          // DNS + TCP connect + TLS handshake
+    Duration response_timeout = 30s;        // request sent -> response header received
+    Duration body_timeout = 30s;            // each read of the response body (stall timeout)
+    // A request body up to this size is read whole before the request takes quota or an upstream
+    // connection (a slow client then holds neither); larger ones are streamed.
+    std::size_t max_buffered_body_bytes = 64 * 1024;
     FeedbackSettings feedback;
     SourceLocation location;
 };
@@ -127,9 +136,9 @@ struct KeySource {
 };
 
 struct CostConfig {
-    std::string header;               // empty: every request costs `fixed`
-    std::int64_t fixed = 1;           // the cost, or the default when the header is absent
-    std::int64_t max = 1'000'000'000; // a header value above this is clamped (and logged)
+    std::string header;                // empty: every request costs `fixed`
+    std::int64_t fixed = 1;            // the cost, or the default when the header is absent
+    std::int64_t max = 1'000'000'000;  // a header value above this is clamped (and logged)
 };
 
 struct LimitConfig {
@@ -139,14 +148,15 @@ struct LimitConfig {
     // token_bucket: tokens added per `window` (the rate is limit/window).
     // concurrency: requests in flight.
     std::int64_t limit = 0;
-    Duration window{0};              // sliding: rolling length; fixed: period aligned to the UTC clock; token: rate period
-    std::int64_t burst = 0;          // token_bucket only: bucket size (defaults to limit)
-    Duration utc_offset{0};          // fixed_window only: where the period starts, e.g. -5h for a US-Eastern day
-    Duration margin{0};              // widens the window (sliding/fixed) or slows the refill (token) to absorb jitter
-    std::vector<KeySource> key;      // empty: one shared bucket
+    Duration window{
+        0};  // sliding: rolling length; fixed: period aligned to the UTC clock; token: rate period
+    std::int64_t burst = 0;  // token_bucket only: bucket size (defaults to limit)
+    Duration utc_offset{0};  // fixed_window only: where the period starts, e.g. -5h for a US-Eastern day
+    Duration margin{0};      // widens the window (sliding/fixed) or slows the refill (token) to absorb jitter
+    std::vector<KeySource> key;  // empty: one shared bucket
     CostConfig cost;
-    bool enforce = true;             // false = shadow mode: counted and reported, never delays or refuses
-    std::size_t max_keys = 10'000;   // keyed limits: tracked keys at most
+    bool enforce = true;            // false = shadow mode: counted and reported, never delays or refuses
+    std::size_t max_keys = 10'000;  // keyed limits: tracked keys at most
     SourceLocation location;
 };
 
@@ -155,7 +165,8 @@ struct RouteMatch {
     std::vector<std::string> hosts;      // "api.example.com" or "*.example.com"; empty = any host
     std::vector<std::string> methods;    // upper case; empty = any method
     std::string path_prefix;             // at most one of path_prefix / path
-    std::string path;                    // pattern: /api/v2.*/publisher/{publisher_id}/lead-result/{lead_id}, trailing /** = rest
+    std::string
+        path;  // pattern: /api/v2.*/publisher/{publisher_id}/lead-result/{lead_id}, trailing /** = rest
 };
 
 // What happens to a request the vendor answered 429.
@@ -166,15 +177,15 @@ struct RetryConfig {
 };
 
 struct RouteConfig {
-    std::string name;           // "route-N" (1-based) when not given
+    std::string name;  // "route-N" (1-based) when not given
     RouteMatch match;
     bool strip_prefix = false;  // remove match.path_prefix before forwarding
     std::string upstream;
-    std::size_t upstream_index = 0;     // index into Config::upstreams
+    std::size_t upstream_index = 0;  // index into Config::upstreams
     std::vector<std::string> limits;
-    std::vector<std::size_t> limit_indexes;   // into Config::limits, same order
+    std::vector<std::size_t> limit_indexes;     // into Config::limits, same order
     std::vector<std::size_t> listener_indexes;  // into Config::listeners, same order as match.listeners
-    QueueConfig queue;          // the top-level `queue` defaults with this route's overrides applied
+    QueueConfig queue;  // the top-level `queue` defaults with this route's overrides applied
     RetryConfig retry;
     SourceLocation location;
 };
@@ -186,7 +197,7 @@ struct Config {
     std::vector<UpstreamConfig> upstreams;  // file order
     std::vector<LimitConfig> limits;        // file order
     QueueConfig queue_defaults;
-    std::vector<RouteConfig> routes;        // file order = match priority (first match wins)
+    std::vector<RouteConfig> routes;  // file order = match priority (first match wins)
 
     const UpstreamConfig* find_upstream(std::string_view name) const;
     const LimitConfig* find_limit(std::string_view name) const;

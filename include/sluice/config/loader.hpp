@@ -8,10 +8,10 @@
 
 #include <memory>
 #include <optional>
-#include <string_view>
-#include <utility>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "sluice/config/config.hpp"
 
@@ -20,8 +20,8 @@ namespace sluice::config {
 class ConfigError : public std::runtime_error {
 public:
     ConfigError(SourceLocation where, const std::string& message)
-        : std::runtime_error(where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) +
-                             ": " + message),
+        : std::runtime_error(where.file + ":" + std::to_string(where.line) + ":" +
+                             std::to_string(where.column) + ": " + message),
           where_(std::move(where)) {}
     const SourceLocation& where() const noexcept { return where_; }
 
@@ -33,7 +33,8 @@ private:
 std::shared_ptr<const Config> load_config_file(const std::string& path);
 
 // Same, from text; `source_name` stands in for the file name in messages.
-std::shared_ptr<const Config> load_config_string(const std::string& yaml, const std::string& source_name = "<string>");
+std::shared_ptr<const Config> load_config_string(const std::string& yaml,
+                                                 const std::string& source_name = "<string>");
 
 // "250ms", "10s", "5m", "1h", "1d", also "1500us", "20ns" and compound "1m30s". A bare number is rejected
 // (a unit is required). Negative only where allowed ("-5h" for utc_offset). Returns nullopt if malformed.

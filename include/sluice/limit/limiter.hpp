@@ -31,13 +31,13 @@ using KeyHash = std::uint64_t;  // 0 is the key of an unkeyed limit
 // A limiter's answer, a value from which the 429, Retry-After, the RateLimit
 // headers and metrics are all derived.
 struct Decision {
-    bool allowed = false;           // `cost` could be consumed now (behind `ahead`)
-    bool key_capacity = false;      // refused because max_keys keys are tracked and none may be forgotten
-    Nanos earliest{0};              // mono time at which it could be admitted (== now when allowed);
-                                    // kNever when not predictable (concurrency waits for a release)
-    std::int64_t limit = 0;         // the configured limit (units per window, burst, or max in flight)
-    std::int64_t remaining = 0;     // units available now, before this request
-    Nanos reset{0};                 // mono time at which `remaining` is back to `limit` if nothing more is admitted
+    bool allowed = false;        // `cost` could be consumed now (behind `ahead`)
+    bool key_capacity = false;   // refused because max_keys keys are tracked and none may be forgotten
+    Nanos earliest{0};           // mono time at which it could be admitted (== now when allowed);
+                                 // kNever when not predictable (concurrency waits for a release)
+    std::int64_t limit = 0;      // the configured limit (units per window, burst, or max in flight)
+    std::int64_t remaining = 0;  // units available now, before this request
+    Nanos reset{0};  // mono time at which `remaining` is back to `limit` if nothing more is admitted
 };
 
 // Admin/metrics view of one key.

@@ -63,7 +63,8 @@ private:
     enum class TimedSide : std::uint8_t { none, client, upstream };
     void time_client(Nanos timeout);
     void time_upstream(Nanos timeout);
-    void set_deadline(TimedSide side, Nanos timeout);
+    void time_body_read();  // client_body per read, within client_body_total for the whole body
+    void set_deadline(TimedSide side, std::chrono::steady_clock::time_point deadline);
     void arm_watchdog(std::chrono::steady_clock::time_point at);
     void on_watchdog(boost::beast::error_code ec);
     boost::beast::error_code settle(boost::beast::error_code ec);
@@ -74,6 +75,7 @@ private:
     // its handler below, with no composed operation in between.
     enum class ReadStep : std::uint8_t {
         request_header,
+        held_body,  // a body read whole before admission
         request_body,
         response_header,
         response_body,
@@ -102,17 +104,39 @@ private:
     void on_drain_while_idle();
     bool prepare_upstream_request(const route::RouteMatchResult& match, std::string_view query);
 
+    // The request body, before admission. One up to server.max_buffered_body_bytes is
+    // read whole first (a slow client then holds no quota and no upstream connection,
+    // and the vendor gets it with a Content-Length); a larger one is streamed, within
+    // its upstream's max_streamed_bodies share of the pool.
+    void take_body();
+    void read_held_body();
+    void on_held_body_read(boost::beast::error_code ec, std::size_t);
+    void stream_body();
+    void end_streamed_body();
+    void fail_request_body(boost::beast::error_code ec);
+
     // Admission.
     void request_admission(Nanos max_wait);
     void on_queued_decision(const queue::Admission& admission);
     void apply_admission(const queue::Admission& admission);
     void on_admitted();
-    void watch_client_while_queued();
-    void on_client_read_while_queued(boost::beast::error_code ec, std::size_t bytes);
+
+    // Watching the client from the request's end until its response begins: a read
+    // that ends with EOF means the client left (leave the queue, or abandon the
+    // upstream exchange and give back its connection and permits); bytes it sent
+    // ahead are kept for the parser. Whatever next reads the client socket first
+    // ends the watch and resumes once its read has completed.
+    // as_header_read: the watch's read, still waiting, is the next header's first read.
+    enum class Resume : std::uint8_t { none, read_header, request_body, held_body, as_header_read };
+    void watch_client();
+    bool end_watch_then(Resume next);
+    void on_client_watch_read(boost::beast::error_code ec, std::size_t bytes);
+    void abandon_exchange();
 
     // Upstream exchange.
-    void send_continue_then_acquire();
-    void on_continue_written(boost::beast::error_code ec, std::size_t);
+    enum class AfterContinue : std::uint8_t { read_held_body, acquire_upstream };
+    void send_continue(AfterContinue next);
+    void on_continue_written(AfterContinue next, boost::beast::error_code ec, std::size_t);
     void acquire_upstream();
     void on_upstream_acquired(std::error_code ec, upstream::ConnectionPtr connection);
     void write_request_header();
@@ -158,8 +182,9 @@ private:
     std::chrono::steady_clock::time_point op_deadline_{};
     std::chrono::steady_clock::time_point watchdog_at_ = std::chrono::steady_clock::time_point::max();
     TimedSide timed_side_ = TimedSide::none;
-    bool timed_out_ = false;     // the watchdog cancelled the operation under way
-    unsigned inline_steps_ = 0;  // read steps completed without a trip through the scheduler, in a row
+    bool timed_out_ = false;          // the watchdog cancelled the operation under way
+    unsigned inline_steps_ = 0;       // read steps completed without a trip through the scheduler, in a row
+    unsigned sync_header_reads_ = 0;  // synchronous reads of this response header (read())
 
     HeaderArena header_arena_;  // before the parsers: it must outlive their fields
     std::optional<RequestParser> request_parser_;
@@ -177,8 +202,8 @@ private:
     std::optional<std::size_t> tightest_limit_;
     bool holds_permits_ = false;
     queue::TicketId waiting_ticket_ = 0;
-    bool watching_client_ = false;                            // the disconnect watch's read is under way
-    std::optional<queue::Admission> decided_while_watching_;  // applied when that read has ended
+    bool watching_client_ = false;  // the watch's read is under way (it owns the read buffer's free space)
+    Resume resume_after_watch_ = Resume::none;  // what to do once that read has ended
     upstream::ConnectionPtr upstream_;
     bool upstream_reusable_ = false;
     bool keep_alive_ = false;
@@ -186,13 +211,18 @@ private:
     bool head_request_ = false;
     bool response_started_ = false;
     unsigned version_ = 11;
-    int attempts_ = 0;                // connection acquisitions for this send (stale-connection retry)
-    unsigned sends_ = 0;              // times this request was sent to the vendor (vendor-429 retries)
-    Nanos deadline_{0};               // mono: the request's max_wait ends here, retries included
-    std::string replay_body_;         // the request body, kept while <= 64 KiB, to send it again
-    bool replayable_ = true;          // replay_body_ holds the whole body read so far
-    bool replaying_ = false;          // the next body write sends replay_body_
-    std::string vendor_body_;         // a vendor 429 body read ahead (bounded) for its JSON field
+    int attempts_ = 0;    // connection acquisitions for this send (stale-connection retry)
+    unsigned sends_ = 0;  // times this request was sent to the vendor (vendor-429 retries)
+    Nanos deadline_{0};   // mono: the request's max_wait ends here, retries included
+    Nanos max_wait_{0};   // the request's max_wait, for its admission after the body is read
+    std::chrono::steady_clock::time_point body_deadline_;  // client_body_total ends here
+    bool awaiting_first_byte_ = false;  // a keep-alive wait (client_idle) until the next request's first byte
+    std::string replay_body_;           // the request body read so far, while <= max_buffered_body_bytes
+    bool replayable_ = true;            // replay_body_ holds the whole body read so far
+    bool replaying_ = false;        // the next body write sends replay_body_ (then streams the rest, if any)
+    bool forward_chunked_ = false;  // the vendor gets the body chunked (streamed), else with a Content-Length
+    bool streamed_body_ = false;    // holds one of the upstream's max_streamed_bodies
+    std::string vendor_body_;       // a vendor 429 body read ahead (bounded) for its JSON field
     bool relay_vendor_body_ = false;  // vendor_body_ goes to the client before the rest of the body
     std::string method_;
     std::string host_;

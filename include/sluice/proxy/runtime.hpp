@@ -32,6 +32,9 @@ struct ProxyCounters {
     std::atomic<std::uint64_t> session_exceptions{0};  // sessions closed by the crash barrier
     std::atomic<std::uint64_t> accept_failures{0};          // accept() errors (EMFILE, ENFILE, ENOBUFS...)
     std::atomic<std::uint64_t> refused_client_connections{0};  // over max_client_connections: 503 and close
+    std::atomic<std::uint64_t> abandoned_by_client{0};   // client left after admission, before its response began
+    std::atomic<std::uint64_t> body_timeouts{0};         // 408: a request body stalled or ran past client_body_total
+    std::atomic<std::uint64_t> streamed_body_refusals{0};  // 503: an upstream's max_streamed_bodies was in use
 };
 
 // The client sessions waiting for their next request header. On drain every one

@@ -12,6 +12,7 @@
 // Thread-safe: a mutex guards the pool's lists; completions are delivered on the
 // executor the caller's handler is bound to (through the caller's own binding).
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -57,6 +58,13 @@ public:
     // and both sides allow keep-alive. Otherwise it is closed.
     void release(ConnectionPtr connection, bool reusable);
 
+    // A request whose body is streamed (too large to read whole first) holds its connection for
+    // as long as its client takes to send it; at most config().max_streamed_bodies may do so at
+    // once, so slow uploads leave the rest of the pool to other requests. false: over the share.
+    bool try_begin_streamed_body();
+    void end_streamed_body();
+    std::size_t streamed_bodies() const { return streamed_bodies_.load(std::memory_order_relaxed); }
+
     const config::UpstreamConfig& config() const { return config_; }
     std::size_t open_connections() const;
     std::size_t idle_connections() const;
@@ -87,6 +95,7 @@ private:
     std::size_t open_ = 0;
     std::uint64_t opened_total_ = 0;
     bool stopped_ = false;
+    std::atomic<std::size_t> streamed_bodies_{0};
     boost::asio::steady_timer sweep_timer_;
 };
 

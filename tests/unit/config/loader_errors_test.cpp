@@ -1,6 +1,10 @@
 // Invalid configurations: one test per kind of mistake, asserting the whole message
 // (file:line:column, what was wrong, what is expected), since the message is the feature.
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -48,6 +52,17 @@ constexpr const char* kListenExpected =
     "expected an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\" (quoted; port 0 = any free "
     "port)";
 
+// error_of, but a load that has not returned after 10 s fails the whole test executable: a hang
+// cannot be abandoned (the thread cannot be stopped, and the future's destructor would wait).
+std::string bounded_error_of(const std::string& yaml) {
+    auto result = std::async(std::launch::async, [yaml] { return error_of(yaml); });
+    if (result.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+        std::fprintf(stderr, "load_config_string did not return within 10 s\n");
+        std::_Exit(EXIT_FAILURE);
+    }
+    return result.get();
+}
+
 }  // namespace
 
 // ---- the file itself ---------------------------------------------------------
@@ -57,6 +72,44 @@ TEST_CASE("error: YAML syntax", "[config][errors]") {
           "t.yaml:2:1: invalid YAML: end of sequence flow not found; expected well-formed YAML (check "
           "indentation, "
           "quoting and brackets)");
+}
+
+// Regression: yaml-cpp 0.7's LoadAll never gets past a ',' outside any [ ] or { } at the top
+// level: it returned empty documents forever while memory grew (found by the config fuzzer,
+// tests/fuzz/corpus/config/loadall-hang-top-level-comma.yaml), so sluice hung at start.
+TEST_CASE("error: a ',' at the top level is refused, not loaded forever", "[config][errors][yaml]") {
+    const std::string comma =
+        "invalid YAML: ',' after the top-level value; expected one value (',' separates entries only inside "
+        "[ ] or { })";
+    CHECK(bounded_error_of("&a, []\n") == "t.yaml:1:3: " + comma);
+    CHECK(bounded_error_of("&a,") == "t.yaml:1:3: " + comma);
+    CHECK(bounded_error_of("!!map , x\n") == "t.yaml:1:7: " + comma);
+    CHECK(bounded_error_of(", x\n") == "t.yaml:1:1: " + comma);
+    CHECK(bounded_error_of("[a], b\n") == "t.yaml:1:4: " + comma);
+    CHECK(bounded_error_of("--- {a: 1} , b\n") == "t.yaml:1:12: " + comma);
+    CHECK(bounded_error_of("- a\n- b\n,\n") == "t.yaml:3:1: " + comma);
+    // A ',' inside a value, or nested in a collection, was always fine or a plain syntax error.
+    CHECK(bounded_error_of("a, b\n") ==
+          "t.yaml:1:1: got 'a, b'; expected a map with keys server, listeners, "
+          "upstreams, limits, queue, routes");
+    CHECK(bounded_error_of("k: &a, []\n") ==
+          "t.yaml:1:6: invalid YAML: end of map not found; expected well-formed YAML (check indentation, "
+          "quoting and brackets)");
+    // The fast path that spares most files a second parse walks down the last entries: an alias to
+    // an enclosing collection must not send it round in circles (found by the config fuzzer).
+    CHECK(bounded_error_of("&a [*a, *a]\n") ==
+          "t.yaml:1:1: got a list; expected a map with keys server, listeners, upstreams, limits, queue, "
+          "routes");
+    CHECK(bounded_error_of("&a {x: *a}\n") ==
+          "t.yaml:1:5: unknown key 'x'; expected one of server, listeners, "
+          "upstreams, limits, queue, routes");
+    // Whatever follows the last value that is not a closing bracket, a blank or a comment is read
+    // by the exact check.
+    CHECK(bounded_error_of(kRest + "# done\n...\n---\nx: 1\n") ==
+          "t.yaml:8:1: a second YAML document; expected one document (no '---' separators between)");
+    // A second document after the ',' case is still a second document.
+    CHECK(bounded_error_of(kRest + "---\n&a, []\n") ==
+          "t.yaml:6:1: a second YAML document; expected one document (no '---' separators between)");
 }
 
 TEST_CASE("error: unreadable file", "[config][errors]") {
@@ -86,7 +139,7 @@ TEST_CASE("error: empty file, second document, not a map", "[config][errors]") {
 TEST_CASE("error: unknown key", "[config][errors]") {
     CHECK(error_of("server:\n  wokers: 2\n" + kRest) ==
           "t.yaml:2:3: server: unknown key 'wokers' (did you mean 'workers'?); expected one of workers, "
-          "max_header_bytes, max_body_bytes, max_client_connections, timeouts, forwarded, "
+          "max_header_bytes, max_body_bytes, max_buffered_body_bytes, max_client_connections, timeouts, forwarded, "
           "rate_limit_headers, admin");
     CHECK(error_of(kRest + "routs: []\n") ==
           "t.yaml:5:1: unknown key 'routs' (did you mean 'routes'?); expected one of server, listeners, "
@@ -118,7 +171,7 @@ TEST_CASE("error: wrong type", "[config][errors]") {
           "t.yaml:2:12: server.workers: got a map; expected an integer from 1 to 64");
     CHECK(error_of("server: 5\n" + kRest) ==
           "t.yaml:1:9: server: got '5'; expected a map with keys workers, max_header_bytes, max_body_bytes, "
-          "max_client_connections, timeouts, forwarded, rate_limit_headers, admin");
+          "max_buffered_body_bytes, max_client_connections, timeouts, forwarded, rate_limit_headers, admin");
     CHECK(error_of("server:\n  forwarded: {x_forwarded_for: yes}\n" + kRest) ==
           "t.yaml:2:32: server.forwarded.x_forwarded_for: got 'yes'; expected true or false");
     CHECK(error_of("upstreams: [api]\nroutes:\n  - upstream: api\n") ==
@@ -641,7 +694,9 @@ TEST_CASE("error: echoed values are escaped and capped", "[config][errors][echo]
     // A 10 MB value was echoed whole, twice; now 64 characters of it and its length.
     const std::string huge(10'000'000, 'a');
     const auto message = limit_error("x: {algorithm: sliding_window, limit: 1, window: " + huge + "}");
-    CHECK(message == "t.yaml:4:52: limit 'x' window: '" + std::string(64, 'a') + "'... (10000000 bytes) is not a "
-                     "duration; " + kDurationExpected);
+    CHECK(message == "t.yaml:4:52: limit 'x' window: '" + std::string(64, 'a') +
+                         "'... (10000000 bytes) is not a "
+                         "duration; " +
+                         kDurationExpected);
     CHECK(message.size() < 400);
 }

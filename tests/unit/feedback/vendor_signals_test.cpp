@@ -154,6 +154,31 @@ TEST_CASE("Retry-After dates in the past mean now", "[feedback][retry-after]") {
     CHECK(read(429, {{"Retry-After", "Tue, 14 Nov 2023 22:13:20 GMT"}}).pause == 0s);
 }
 
+// Regression: seconds_until multiplied the date's Unix seconds by 1e9 in int64, which overflows
+// before 1678: UB (UBSan aborts), and in a plain build a wrapped value, e.g. year 1500 came out
+// as ~60 years ahead and paused for max_pause.
+TEST_CASE("Retry-After dates centuries in the past mean now, without overflow",
+          "[feedback][retry-after][overflow]") {
+    for (const char* past :
+         {"Sat, 01 Jan 1500 00:00:00 GMT", "Mon, 14 Nov 1294 22:13:20 GMT", "Sat, 01 Jan 0000 00:00:00 GMT",
+          "Fri, 31 Dec 1677 23:59:59 GMT", "Sun Jan  1 00:00:00 1600"}) {
+        INFO(past);
+        const auto s = read(429, {{"Retry-After", past}});
+        CHECK(s.pause == 0s);
+        CHECK_FALSE(s.clamped);
+        CHECK(s.warnings.empty());
+        CHECK(sluice::feedback::parse_retry_after(past, kNow) == 0.0);
+    }
+    // The same dates against a wall clock at the far ends of Nanos (1677 and 2262).
+    const Instant early{Nanos{5s}, Nanos::min() + 1s};
+    const Instant late{Nanos{5s}, Nanos::max() - 1s};
+    CHECK(sluice::feedback::parse_retry_after("Sat, 01 Jan 0000 00:00:00 GMT", early) == 0.0);
+    CHECK(sluice::feedback::parse_retry_after("Sat, 01 Jan 0000 00:00:00 GMT", late) == 0.0);
+    const auto far_ahead = sluice::feedback::parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", early);
+    REQUIRE(far_ahead);
+    CHECK(*far_ahead > 2.5e11);  // absurd, but positive: to_delay clamps it to max_pause
+}
+
 TEST_CASE("malformed Retry-After is ignored with a warning", "[feedback][retry-after]") {
     for (const char* bad : {"", "soon", "1e3", "0x10", "nan", "NaN", "inf", "Infinity", "5s", "1,5", "1.",
                             ".5", "+5", "120, 120", "Tue, 14 Nov 2023 22:14:20", "\x01\x02"}) {

@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "sluice/route/request_target.hpp"
+
+#include <catch2/catch.hpp>
 
 using sluice::route::parse_request_target;
 using Form = sluice::route::ParsedTarget::Form;

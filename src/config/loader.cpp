@@ -488,11 +488,17 @@ bool is_wildcard(const Endpoint& endpoint) {
 // ---------------------------------------------------------------------------
 
 const std::vector<std::string> kTopKeys{"server", "listeners", "upstreams", "limits", "queue", "routes"};
-const std::vector<std::string> kServerKeys{
-    "workers",  "max_header_bytes", "max_body_bytes",     "max_buffered_body_bytes", "max_client_connections",
-    "timeouts", "forwarded",        "rate_limit_headers", "admin"};
-const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_body_total", "client_idle",
-                                            "client_write"};
+const std::vector<std::string> kServerKeys{"workers",
+                                           "max_header_bytes",
+                                           "max_body_bytes",
+                                           "max_buffered_body_bytes",
+                                           "max_client_connections",
+                                           "timeouts",
+                                           "forwarded",
+                                           "rate_limit_headers",
+                                           "admin"};
+const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_body_total",
+                                            "client_idle", "client_write"};
 const std::vector<std::string> kForwardedKeys{"x_forwarded_for", "x_forwarded_proto"};
 const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
 const std::vector<std::string> kAdminKeys{"enabled", "listen"};

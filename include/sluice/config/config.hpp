@@ -33,11 +33,11 @@ struct SourceLocation {
 };
 
 struct Timeouts {
-    Duration client_header = 10s;  // first byte to end of request header
-    Duration client_body = 30s;    // each read of the request body (stall timeout)
+    Duration client_header = 10s;       // first byte to end of request header
+    Duration client_body = 30s;         // each read of the request body (stall timeout)
     Duration client_body_total = 300s;  // the whole request body, from its first read to its end
-    Duration client_idle = 60s;    // keep-alive: between the end of a response and the next request
-    Duration client_write = 30s;   // each write to the client (stall timeout)
+    Duration client_idle = 60s;         // keep-alive: between the end of a response and the next request
+    Duration client_write = 30s;        // each write to the client (stall timeout)
 };
 
 struct ForwardedHeaders {
@@ -67,8 +67,8 @@ struct AdminConfig {
 struct ServerConfig {
     unsigned workers = 1;                      // io_context threads
     std::size_t max_header_bytes = 16 * 1024;  // request header limit -> 431
-    std::uint64_t max_body_bytes = 1ull
-                                   << 30;  // request body limit -> 413 (bodies stream; this is a policy cap)
+    // Request body limit -> 413 (bodies stream; this is a policy cap).
+    std::uint64_t max_body_bytes = 1ull << 30;
     // A request body up to this size is read whole before the request takes quota or an upstream
     // connection (a slow client then holds neither); larger ones are streamed.
     std::size_t max_buffered_body_bytes = 64 * 1024;
@@ -112,9 +112,10 @@ struct UpstreamConfig {
     Duration connect_timeout = 5s;          // DNS + TCP connect + TLS handshake
     Duration response_timeout = 30s;        // request sent -> response header received
     Duration body_timeout = 30s;            // each read of the response body (stall timeout)
-    // A request body up to this size is read whole before the request takes quota or an upstream
-    // connection (a slow client then holds neither); larger ones are streamed.
-    std::size_t max_buffered_body_bytes = 64 * 1024;
+    // Requests whose body is streamed (larger than server.max_buffered_body_bytes) hold a
+    // connection for as long as the client takes to send it: at most this many at once, so slow
+    // uploads cannot take the whole pool. Defaults to half of max_connections (at least 1).
+    std::size_t max_streamed_bodies = 32;
     FeedbackSettings feedback;
     SourceLocation location;
 };

@@ -19,9 +19,10 @@
 // earliest() is exact: with k the last window (among those s counts in) that
 // cannot take the units, the first moment s no longer counts in it is
 // boundary(k+1) + M. Mono time is derived as now.mono + (that - now.wall).
-// For more units than one window holds (units ahead), the same moment is a
-// lower bound: any window that holds units now would also have to take all
-// the units ahead.
+// For more units than the current window has room for (units ahead), each
+// later window takes at most `limit` of them: the last one goes no earlier
+// than the start of window now + ceil(spill / limit). The later of the two
+// moments is a lower bound (exact without a margin).
 
 #include <algorithm>
 #include <array>
@@ -68,7 +69,24 @@ public:
         }
         PolicyView v;
         v.allowed = blocking == kFar;
-        if (!v.allowed) v.earliest = released(blocking, w, now);
+        if (!v.allowed) {
+            v.earliest = released(blocking, w, now);
+            // More units than the current window has room for: units admitted
+            // during window k count in window k at least, so each window from
+            // the next one on takes at most `limit` of them, and the last one
+            // goes no earlier than the start of the window that takes it (a
+            // lower bound; the margin only delays it further).
+            const std::int64_t k_now = window_of(w);
+            const std::int64_t spill = units - std::max<std::int64_t>(limit_ - s.counts[slot(k_now)], 0);
+            if (limit_ <= 0) {
+                v.earliest = kNever;
+            } else if (spill > 0) {
+                const std::int64_t windows = (spill + limit_ - 1) / limit_;
+                const detail::Int128 start =
+                    (static_cast<detail::Int128>(k_now) + windows) * period_ - offset_;
+                v.earliest = std::max(v.earliest, detail::to_nanos(now.mono.count() + (start - w)));
+            }
+        }
         v.remaining = limit_ - fullest;
         v.reset = used == kFar ? now.mono : released(used, w, now);
         return v;

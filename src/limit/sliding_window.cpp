@@ -32,10 +32,15 @@
 //
 // earliest() for n = ahead + cost units: the moment the (count + n - limit)
 // oldest counted units have left (exact for the log; for the ring, exactly when
-// the ring itself will admit). When n exceeds what leaving units can free
-// (n > limit), the units ahead are admitted no earlier than now and leave no
-// earlier than now + D, so max(now + D, when the newest counted unit leaves) is
-// a lower bound, as the contract requires.
+// the ring itself will admit). When n exceeds the limit, the units ahead go
+// in waves: unit j of the log followed by the n to come can go only when unit
+// j - limit has left, so the last one goes h = ceil(n / limit) windows after
+// unit count + n - h * limit of the log (or h - 1 windows after a unit admitted
+// now, when that index is not in the log). Exact for units going one by one as
+// early as this limit allows; requests whose units go together, or that other
+// limits hold back, can only go later: a lower bound, as the contract requires,
+// and not the loose "now + D" that let a request queue behind five windows of
+// waiters with a two-window max_wait, to be refused only at its deadline.
 
 #include <algorithm>
 #include <cstdint>
@@ -113,16 +118,28 @@ public:
         PolicyView v;
         v.allowed = count + units <= limit_;
         if (!v.allowed) {
-            const std::int64_t k = count + units - limit_;  // units that must leave first
-            std::int64_t leaves = 0;
-            if (k <= lump) {
-                leaves = s.block[1] + span_;
-            } else if (k <= count) {
-                leaves = at(s, static_cast<std::uint32_t>(k - lump - 1)) + span_;
+            // Units go as early as the window allows, unit by unit: the j-th unit
+            // of the log followed by the `units` to come is admitted when the
+            // (j - limit)-th has left, so the last one is admitted `hops` windows
+            // after the `first`-th unit counted now (1-based), or, when that
+            // index is not in the log, `hops - 1` windows after a unit that
+            // fits now. Exact when units <= limit; beyond, a lower bound (a
+            // request's units go together, which can only be later).
+            const std::int64_t hops = (units + limit_ - 1) / std::max<std::int64_t>(limit_, 1);
+            const std::int64_t first = count + units - hops * limit_;
+            std::int64_t base = 0;
+            std::int64_t windows = hops;
+            if (first <= 0) {
+                base = std::max(t, newest(s));
+                windows = hops - 1;
+            } else if (first <= lump) {
+                base = s.block[1];
             } else {
-                leaves = std::max(t, newest(s)) + span_;
+                base = at(s, static_cast<std::uint32_t>(first - lump - 1));
             }
-            v.earliest = Nanos{leaves};
+            v.earliest = limit_ == 0 ? kNever
+                                     : detail::to_nanos(static_cast<detail::Int128>(base) +
+                                                        static_cast<detail::Int128>(windows) * span_);
         }
         v.remaining = limit_ - count;
         v.reset = count > 0 ? Nanos{newest(s) + span_} : now.mono;
@@ -296,6 +313,7 @@ public:
     static constexpr std::int64_t kMask = kSlots - 1;
     static_assert((kSlots & kMask) == 0, "the bucket count must be a power of two");
     static constexpr std::int64_t kFar = std::numeric_limits<std::int64_t>::min() / 4;  // "before any time"
+    static constexpr std::int64_t kExactWaves = 1024;  // waves of units ahead followed bucket by bucket
 
     // The newest bucket's count is kept inline (in the key's table slot), not
     // in the ring: a key's units mostly land in the bucket of its previous
@@ -340,18 +358,39 @@ public:
         PolicyView v;
         v.allowed = s.total + units <= limit_;
         if (!v.allowed) {
-            const std::int64_t k = s.total + units - limit_;
-            if (k <= s.total) {
-                // The head bucket holds the rest (k <= total): no need to read it.
-                std::int64_t freed = 0;
-                std::int64_t b = s.tail;
-                for (; b < s.head; ++b) {
-                    freed += s.counts[b & kMask];
-                    if (freed >= k) break;
-                }
-                v.earliest = Nanos{expiry(b)};
+            // As for the log: the last of `units` goes `hops - 1` waves after
+            // the `first`-th counted unit (1-based) leaves, or `hops - 2` waves
+            // after a unit admitted now leaves, when that index is not counted
+            // now. A unit admitted at a is counted until its bucket expires, so
+            // each wave is followed bucket by bucket: exact for the ring itself
+            // when units go one by one as early as it allows (a lower bound
+            // otherwise).
+            if (limit_ == 0) {
+                v.earliest = kNever;
             } else {
-                v.earliest = Nanos{std::max(t + span_, s.total > 0 ? expiry(s.head) : t)};
+                const std::int64_t hops = (units + limit_ - 1) / limit_;
+                const std::int64_t first = s.total + units - hops * limit_;
+                std::int64_t leaves = 0;
+                std::int64_t waves = hops - 1;
+                if (first >= 1) {
+                    // The head bucket holds the rest (first <= total): no need to read it.
+                    std::int64_t freed = 0;
+                    std::int64_t b = s.tail;
+                    for (; b < s.head; ++b) {
+                        freed += s.counts[b & kMask];
+                        if (freed >= first) break;
+                    }
+                    leaves = expiry(b);
+                } else {
+                    leaves = expiry(std::max(floor_div(t, width_), s.head));
+                    waves = hops - 2;
+                }
+                // Wave by wave while it stays cheap; beyond, whole windows (a lower bound).
+                const std::int64_t exact = std::min<std::int64_t>(waves, kExactWaves);
+                for (std::int64_t i = 0; i < exact && leaves < kNever.count() / 2; ++i)
+                    leaves = expiry(floor_div(leaves, width_));
+                v.earliest = detail::to_nanos(static_cast<detail::Int128>(leaves) +
+                                              static_cast<detail::Int128>(waves - exact) * span_);
             }
         }
         v.remaining = limit_ - s.total;

@@ -2,17 +2,22 @@
 
 #include <algorithm>
 #include <chrono>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sstream>
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include "sluice/admin/admin_server.hpp"
 #include "sluice/common/crash_barrier.hpp"
 #include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
+#include "sluice/common/memory_release.hpp"
 #include "sluice/proxy/client_session.hpp"
 #include "sluice/proxy/synthetic_response.hpp"
 
@@ -45,6 +50,43 @@ std::string too_many_connections_response() {
 }
 
 }  // namespace
+
+// Gives the memory of closed connections back to the OS once their number has
+// dropped (sluice/common/memory_release.hpp): samples the open connection count
+// once a second, on the io_context, and stops with the server.
+class MemoryReleaser : public std::enable_shared_from_this<MemoryReleaser> {
+public:
+    MemoryReleaser(net::io_context& ioc, std::shared_ptr<Runtime> runtime)
+        : timer_(net::make_strand(ioc)), runtime_(std::move(runtime)) {}
+
+    void start() { arm(); }
+    void stop() {
+        net::post(timer_.get_executor(), [self = shared_from_this()] {
+            self->stopped_ = true;
+            self->timer_.cancel();
+        });
+    }
+
+private:
+    void arm() {
+        timer_.expires_after(std::chrono::seconds(1));
+        timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+            const auto self = weak.lock();
+            if (!self || ec || self->stopped_) return;
+            if (self->policy_.observe(self->runtime_->counters.open_client_connections.load())) {
+#if defined(__GLIBC__)
+                ::malloc_trim(0);
+#endif
+            }
+            self->arm();
+        });
+    }
+
+    net::steady_timer timer_;
+    std::shared_ptr<Runtime> runtime_;
+    MemoryReleasePolicy policy_;
+    bool stopped_ = false;
+};
 
 // Accepts connections on one configured listener.
 class Listener : public std::enable_shared_from_this<Listener> {
@@ -236,11 +278,14 @@ void ProxyServer::start() {
     for (auto& pool : runtime_->pools) pool->start();
     for (auto& listener : listeners_) listener->start();
     if (admin_) admin_->start();
+    memory_releaser_ = std::make_shared<MemoryReleaser>(ioc_, runtime_);
+    memory_releaser_->start();
 }
 
 void ProxyServer::stop() {
     runtime_->draining.store(true);
     for (auto& listener : listeners_) listener->stop();
+    if (memory_releaser_) memory_releaser_->stop();
     // Idle keep-alive connections close now; busy ones after their response
     // (they see `draining`), queued requests get a 503 shutting_down.
     runtime_->idle_sessions.wake_all_for_drain();

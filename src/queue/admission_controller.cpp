@@ -361,10 +361,15 @@ struct AdmissionController::Impl {
 
     // What can be decided about a head at `now`: ok (admit), a refusal, or
     // nothing yet (nullopt).
+    //
+    // Past its deadline a waiter is refused even if its limits allow it now: a
+    // late timer (a busy io thread) must not forward a request after the
+    // max_wait its client was promised; at the deadline itself it may still go.
     std::optional<Errc> verdict(const Waiter& w, const Evaluation& ev, const Instant& now) {
         if (ev.key_capacity) return Errc::key_capacity;
+        if (w.deadline < now.mono) return Errc::admission_timeout;
         if (ev.admissible) return Errc::ok;
-        if (w.deadline <= now.mono || doomed(w, ev, now)) return Errc::admission_timeout;
+        if (w.deadline == now.mono || doomed(w, ev, now)) return Errc::admission_timeout;
         return std::nullopt;
     }
 
@@ -507,7 +512,8 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         return m.enforced(use.limit_index) && use.cost > capacity(m.limiters[use.limit_index]->config());
     });
     if (impossible || request.max_wait <= Nanos{0} ||
-        (ev.earliest != kNever && ev.earliest - now.mono > request.max_wait)) {
+        (ev.earliest != kNever &&
+         ev.earliest - now.mono > request.max_wait - scheduling_slack(request.max_wait))) {
         return reject(Errc::admission_timeout);
     }
 
@@ -553,13 +559,15 @@ std::vector<Admission> AdmissionController::poll(const Instant& now) {
     m.pass(now, decided);
     // What is left past its deadline waits behind a head, so it cannot be
     // admitted now either, or heads its queue (not due, or exposed by the
-    // sweep itself): a head may still go if its limits allow it right now.
+    // sweep itself): a head whose deadline is exactly now may still go if its
+    // limits allow it; one whose deadline has passed (a late poll) never does.
     bool swept = false;
     while (!m.deadlines.empty() && m.deadlines.begin()->first <= now.mono) {
         const auto it = m.index.at(m.deadlines.begin()->second);
         const Impl::Evaluation ev = m.evaluate_waiter(*it, now);
         const bool head = it == it->queue->waiters.begin();
-        const Errc reason = head && ev.admissible ? Errc::ok : Errc::admission_timeout;
+        const bool in_time = it->deadline == now.mono;  // never admitted after its deadline
+        const Errc reason = head && in_time && ev.admissible ? Errc::ok : Errc::admission_timeout;
         if (Impl::Queue* q = m.decide_waiter(it, ev, reason, now, decided)) m.index_head(q, Nanos::min());
         swept = true;
     }
@@ -583,8 +591,7 @@ std::vector<Admission> AdmissionController::reject_all(Errc reason, const Instan
     std::vector<std::pair<AdmissionOrder, TicketId>> order;
     order.reserve(m.index.size());
     for (const auto& [ticket, it] : m.index) order.emplace_back(it->order, ticket);
-    std::sort(order.begin(), order.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     for (const auto& [unused, ticket] : order) {
         // No probe: the refusal does not depend on the limits, so no Retry-After beyond the minimum.
         Impl::Evaluation none;

@@ -22,6 +22,7 @@ class AdminServer;
 namespace sluice::proxy {
 
 class Listener;
+class MemoryReleaser;
 
 class ProxyServer {
 public:
@@ -50,6 +51,7 @@ private:
     std::shared_ptr<Runtime> runtime_;
     std::vector<std::shared_ptr<Listener>> listeners_;
     std::shared_ptr<admin::AdminServer> admin_;
+    std::shared_ptr<MemoryReleaser> memory_releaser_;
 };
 
 }  // namespace sluice::proxy

@@ -18,9 +18,17 @@
 //   is blocked on another limit, but never takes capacity the older one needs.
 // - A request is refused AT ONCE (never after waiting in vain) when its queue is
 //   full, or when the earliest possible admission, counting the units already
-//   waiting ahead of it, is later than its max_wait. A queued request whose
+//   waiting ahead of it (each limit estimates the waves they take), is later
+//   than its max_wait less the scheduling slack (below). A queued request whose
 //   deadline passes, or whose earliest admission moves past its deadline (e.g. a
-//   vendor pause), is refused then.
+//   vendor pause), is refused then; one is never admitted after its deadline
+//   (a late poll refuses it).
+// - The scheduling slack, min(10 ms, max_wait / 10): admissions happen when the
+//   I/O layer's timer fires, a little after the exact moment, and each wave of
+//   a sliding window starts from when the previous one actually went. A
+//   request whose estimate falls in the last 10 ms of its max_wait would miss
+//   its deadline by that lateness and get its 429 only after waiting; it is
+//   refused at arrival instead.
 // - cancel() removes a waiting request (client gone); it consumes nothing.
 // - No polling: next_wakeup() is the exact moment something can change (a head
 //   becoming admissible, or a deadline), kNever when only a release can help.
@@ -40,6 +48,13 @@
 namespace sluice::queue {
 
 using TicketId = std::uint64_t;  // unique per controller, never 0
+
+// How much earlier than its deadline a request's estimated admission must be
+// for it to be queued (see the contract above).
+constexpr Nanos kSchedulingSlack{10'000'000};
+constexpr Nanos scheduling_slack(Nanos max_wait) {
+    return max_wait / 10 < kSchedulingSlack ? max_wait / 10 : kSchedulingSlack;
+}
 
 struct AdmissionRequest {
     std::size_t route_index = 0;

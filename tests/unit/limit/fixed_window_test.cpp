@@ -149,8 +149,12 @@ TEST_CASE("fixed window: cost > 1, cost > limit, units ahead", "[limit][fixed]")
     CHECK(l->probe(0, 11, 0, clock.now()).earliest == kNever);
     CHECK(l->probe(0, 1, 4, clock.now()).allowed);
     CHECK(l->probe(0, 1, 5, clock.now()).earliest == clock.now().mono + 30s);
-    // More ahead than a window holds: next boundary is still a lower bound.
+    // More ahead than the next window holds: 5 fit now, 10 in each later window.
     CHECK(l->probe(0, 3, 8, clock.now()).earliest == clock.now().mono + 30s);
+    CHECK(l->probe(0, 1, 14, clock.now()).earliest == clock.now().mono + 30s);
+    CHECK(l->probe(0, 1, 15, clock.now()).earliest == clock.now().mono + 90s);
+    CHECK(l->probe(0, 1, 24, clock.now()).earliest == clock.now().mono + 90s);
+    CHECK(l->probe(0, 1, 25, clock.now()).earliest == clock.now().mono + 150s);
 }
 
 TEST_CASE("fixed window: hour-long ticks over several days, and 1 ns ticks", "[limit][fixed]") {

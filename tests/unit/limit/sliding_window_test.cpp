@@ -141,9 +141,61 @@ TEST_CASE("sliding window: units ahead", "[limit][sliding]") {
     // 6 ahead + 1 = 7: 5 must leave, one of them from 200 ms.
     CHECK(l->probe(0, 1, 6, clock.now()).earliest == t0 + 1200ms);
     CHECK(l->probe(0, 1, 1, clock.now()).allowed);
-    // More ahead than the limit: a lower bound, no earlier than now + window.
-    const auto d = l->probe(0, 1, 15, clock.now());
-    CHECK(d.earliest == clock.now().mono + 1s);
+    // More ahead than the limit: the units go in waves. Number the 8 counted
+    // units and those to come 1, 2, ...: unit j goes when unit j - 10 has left,
+    // so 9-10 go now (t0 + 200 ms), 11-14 at t0 + 1 s, 15-20 at t0 + 1.2 s,
+    // 21-24 at t0 + 2 s, 25-30 at t0 + 2.2 s, 31-34 at t0 + 3 s, ...
+    CHECK(l->probe(0, 1, 12, clock.now()).earliest == t0 + 2s);      // unit 21
+    CHECK(l->probe(0, 1, 15, clock.now()).earliest == t0 + 2s);      // unit 24
+    CHECK(l->probe(0, 1, 16, clock.now()).earliest == t0 + 2200ms);  // unit 25
+    CHECK(l->probe(0, 1, 28, clock.now()).earliest == t0 + 3200ms);  // unit 37
+    CHECK(l->probe(0, 1, 32, clock.now()).earliest == t0 + 4s);      // unit 41
+}
+
+// The estimate behind a long queue is what refuses a request at arrival: it must
+// agree with a unit-by-unit simulation of the waves, for every number ahead.
+TEST_CASE("sliding window: units ahead agree with a unit-by-unit simulation", "[limit][sliding]") {
+    for (const std::int64_t limit : {1, 3, 20, 256, 257, 1000}) {
+        FakeClock clock;
+        auto l = make_limiter(sliding(limit, 1s, 50ms));
+        const Nanos span = 1050ms;
+        // An uneven history: some units at each of a few instants.
+        std::vector<Nanos> log;
+        for (int step = 0; step < 5; ++step) {
+            const std::int64_t n =
+                std::min<std::int64_t>(limit / 5 + step % 2, limit - static_cast<std::int64_t>(log.size()));
+            if (n > 0) {
+                admit(*l, clock, n);
+                for (std::int64_t i = 0; i < n; ++i) log.push_back(clock.now().mono);
+            }
+            clock.advance(130ms);
+        }
+        const Nanos now = clock.now().mono;
+        // Simulate: unit j (0-based, log then future) goes at max(now, unit j - limit + span).
+        std::vector<Nanos> seq = log;
+        const Nanos granularity = sluice::limit::sliding_window_granularity(sliding(limit, 1s, 50ms));
+        for (std::int64_t ahead = 0; ahead <= 4 * limit + 3; ahead += std::max<std::int64_t>(limit / 7, 1)) {
+            while (static_cast<std::int64_t>(seq.size()) <
+                   static_cast<std::int64_t>(log.size()) + ahead + 1) {
+                const auto j = static_cast<std::int64_t>(seq.size());
+                seq.push_back(j < limit ? now
+                                        : std::max(now, seq[static_cast<std::size_t>(j - limit)] + span));
+            }
+            const Nanos truth = seq.back();
+            const auto d = l->probe(0, 1, ahead, clock.now());
+            INFO("limit " << limit << " ahead " << ahead);
+            CHECK(d.allowed == (truth == now));
+            if (granularity == 0ns) {
+                CHECK(d.earliest == truth);
+            } else {
+                // The ring rounds each unit's leaving up to its bucket's: never early, at most a
+                // granule late per wave.
+                const std::int64_t waves = (static_cast<std::int64_t>(log.size()) + ahead) / limit + 1;
+                CHECK(d.earliest >= truth);
+                CHECK(d.earliest <= truth + granularity * waves);
+            }
+        }
+    }
 }
 
 TEST_CASE("sliding window: 1 ns ticks and hour-long gaps", "[limit][sliding]") {

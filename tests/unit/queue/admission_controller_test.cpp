@@ -1,5 +1,9 @@
 #include "sluice/queue/admission_controller.hpp"
 
+#include <algorithm>
+#include <map>
+#include <vector>
+
 #include <catch2/catch.hpp>
 
 #include "sluice/common/clock.hpp"
@@ -296,8 +300,14 @@ TEST_CASE("a request that cannot be admitted within max_wait is refused at once"
     CHECK(late.tightest.remaining == 0);
     CHECK(f.controller->waiting() == 0);
 
-    // Exactly max_wait away is in time: queued, and admitted at its deadline.
-    const Admission just = f.submit(0, on({0}), 800ms);
+    // Within the scheduling slack (10 ms) of max_wait: refused too, a timer a few ms
+    // late would make it miss its deadline.
+    const Admission tight = f.submit(0, on({0}), 809ms);
+    CHECK(tight.outcome == Outcome::rejected);
+    CHECK(tight.reason == Errc::admission_timeout);
+
+    // max_wait less the slack away is in time: queued, and admitted 10 ms before its deadline.
+    const Admission just = f.submit(0, on({0}), 810ms);
     REQUIRE(just.outcome == Outcome::queued);
     REQUIRE(f.next_wakeup() == t0 + 1s);
     f.advance_to(t0 + 1s);
@@ -583,4 +593,133 @@ TEST_CASE("an admission probes only the heads that are due, however many queues 
     probes = 0;
     REQUIRE(controller.next_wakeup(clock.now()) == clock.now().mono + 1ms);
     CHECK(probes == 0);
+}
+
+// Issue 10: 500 clients against 20 per second, a queue of 100, max_wait 2 s.
+// Behind 20 waiters a request would go in the second window from now, at its
+// deadline (behind 40, in the third, after it): it must get its 429 at
+// arrival, not after waiting 2 s in vain. (The estimate used to be "now + one
+// window" for any number of units ahead beyond the limit, so all 100 were
+// queued and 60 refused at their deadlines.)
+TEST_CASE("behind a queue of several windows, a request that cannot make max_wait is refused at arrival",
+          "[queue][overload]") {
+    // max_wait 2 s: the second wave (t0 + 2 s) falls within the scheduling slack of the
+    // deadline; with 10 ms more it is in time. Either way nobody waits in vain.
+    const Nanos max_wait = GENERATE(Nanos{2s}, Nanos{2010ms});
+    const int in_time = max_wait == 2s ? 20 : 40;
+    INFO("max_wait " << max_wait.count() << " ns");
+    Fixture f({sliding(20, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0}, 20)).outcome == Outcome::admitted);
+    std::vector<TicketId> queued;
+    for (int i = 0; i < 100; ++i) {
+        const Admission a = f.submit(0, on({0}), max_wait, 100);
+        if (i < in_time) {
+            REQUIRE(a.outcome == Outcome::queued);
+            queued.push_back(a.ticket);
+        } else {
+            INFO("request " << i << " behind " << in_time << " waiters");
+            REQUIRE(a.outcome == Outcome::rejected);
+            CHECK(a.reason == Errc::admission_timeout);
+            CHECK(a.queue.depth == static_cast<std::size_t>(in_time));
+            // It could go in the wave after those ahead (refused requests hold nothing).
+            CHECK(a.retry_after == Nanos{1s} * (in_time / 20 + 1));
+        }
+    }
+    CHECK(f.controller->waiting() == static_cast<std::size_t>(in_time));
+    // The queued go in waves of 20, none refused.
+    std::size_t next = 0;
+    for (int wave = 1; wave <= in_time / 20; ++wave) {
+        REQUIRE(f.next_wakeup() == t0 + Nanos{1s} * wave);
+        f.advance_to(t0 + Nanos{1s} * wave);
+        const auto decided = f.poll();
+        REQUIRE(decided.size() == 20);
+        for (const Admission& a : decided) {
+            CHECK(a.outcome == Outcome::admitted);
+            CHECK(a.ticket == queued[next++]);
+        }
+    }
+    CHECK(f.controller->waiting() == 0);
+}
+
+// The same load as a steady stream on the fake clock: 100 arrivals a second
+// for 20 s, the timer firing exactly at next_wakeup(). Every refusal is given
+// at arrival; every queued request is admitted, by its deadline; the limit
+// holds in every window and is used in full.
+TEST_CASE("under a steady overload, every refusal is at arrival and every waiter is admitted in time",
+          "[queue][overload]") {
+    for (const bool ring : {false, true}) {
+        // 20 per second as an exact log, or 300 per 15 s (the bucket ring), both 5 windows of queue.
+        const std::int64_t limit = ring ? 300 : 20;
+        const Nanos window = ring ? Nanos{15s} : Nanos{1s};
+        const Nanos gap = window / (limit * 5);  // 5 times the limit arrives
+        const Nanos max_wait = 2 * window;
+        const std::size_t max_depth = static_cast<std::size_t>(5 * limit);
+        Fixture f({sliding(limit, window)});
+        const Nanos t0 = f.now();
+        std::map<TicketId, Nanos> deadlines;
+        std::vector<Nanos> admitted;
+        std::size_t refused_at_arrival = 0;
+        const auto take = [&](const std::vector<Admission>& decided) {
+            for (const Admission& a : decided) {
+                INFO("ticket " << a.ticket << " at " << (f.now() - t0).count() << " ns");
+                REQUIRE(a.outcome == Outcome::admitted);
+                REQUIRE(f.now() <= deadlines.at(a.ticket));
+                deadlines.erase(a.ticket);
+                admitted.push_back(f.now());
+            }
+        };
+        for (Nanos arrival = t0; arrival < t0 + 20 * window; arrival += gap) {
+            while (f.next_wakeup() <= arrival) {
+                f.advance_to(f.next_wakeup());
+                take(f.poll());
+            }
+            f.advance_to(arrival);
+            const Admission a = f.submit(0, on({0}), max_wait, max_depth);
+            if (a.outcome == Outcome::admitted) admitted.push_back(f.now());
+            if (a.outcome == Outcome::queued) deadlines.emplace(a.ticket, f.now() + max_wait);
+            if (a.outcome == Outcome::rejected) {
+                CHECK(a.reason == Errc::admission_timeout);  // the queue never fills: it is refused first
+                ++refused_at_arrival;
+            }
+        }
+        while (f.next_wakeup() != kNever) {
+            f.advance_to(f.next_wakeup());
+            take(f.poll());
+        }
+        CHECK(deadlines.empty());
+        CHECK(refused_at_arrival > 0);
+        // Never more than `limit` in any window, and the limit used in full (one window lost
+        // to the ring's granules at most).
+        std::sort(admitted.begin(), admitted.end());
+        for (std::size_t i = static_cast<std::size_t>(limit); i < admitted.size(); ++i)
+            REQUIRE(admitted[i] - admitted[i - static_cast<std::size_t>(limit)] >= window);
+        CHECK(static_cast<std::int64_t>(admitted.size()) >= 21 * limit - limit);
+    }
+}
+
+// A busy io thread polls late: a waiter whose deadline has passed is refused,
+// never forwarded after the max_wait its client was promised.
+TEST_CASE("a late poll never admits a waiter after its deadline", "[queue][overload]") {
+    Fixture f({sliding(1, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    f.advance_to(t0 + 100ms);
+    const Admission q = f.submit(0, on({0}), 910ms);  // admissible at t0 + 1 s, deadline t0 + 1.01 s
+    REQUIRE(q.outcome == Outcome::queued);
+    REQUIRE(f.next_wakeup() == t0 + 1s);
+    SECTION("polled up to its deadline: admitted") {
+        f.advance_to(t0 + 1010ms);
+        const auto decided = f.poll();
+        REQUIRE(decided.size() == 1);
+        CHECK(decided[0].outcome == Outcome::admitted);
+    }
+    SECTION("polled 1 ns after its deadline: refused, although the window has room") {
+        f.advance_to(t0 + 1010ms + 1ns);
+        const auto decided = f.poll();
+        REQUIRE(decided.size() == 1);
+        CHECK(decided[0].outcome == Outcome::rejected);
+        CHECK(decided[0].reason == Errc::admission_timeout);
+        CHECK(f.remaining(0) == 1);  // nothing consumed
+    }
 }

@@ -384,8 +384,8 @@ routes:
     }
 
     // Slowloris: cut at client_header, although bytes keep coming. For a connection's first
-    // request sluice counts client_header from the accept (a little stricter than "from the
-    // first byte"), so the delay is measured from the connect.
+    // request sluice counts client_header from the accept (docs/configuration.md), so the
+    // delay is measured from the connect.
     REQUIRE(held.wait_closed(HeldSockets::Kind::slowloris, 6s));
     const auto loris = held.close_delays(HeldSockets::Kind::slowloris);
     // Fresh connections that send nothing: cut at client_header from the connect (no

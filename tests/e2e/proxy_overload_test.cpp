@@ -384,8 +384,8 @@ routes:
     }
 
     // Slowloris: cut at client_header, although bytes keep coming. For a connection's first
-    // request sluice counts client_header from the accept (a little stricter than "from the
-    // first byte"), so the delay is measured from the connect.
+    // request sluice counts client_header from the accept (docs/configuration.md), so the
+    // delay is measured from the connect.
     REQUIRE(held.wait_closed(HeldSockets::Kind::slowloris, 6s));
     const auto loris = held.close_delays(HeldSockets::Kind::slowloris);
     // Fresh connections that send nothing: cut at client_header from the connect (no
@@ -421,7 +421,7 @@ routes:
     CHECK(percentile(loris, 1) <= kHeaderTimeout + 1.0);
     CHECK(percentile(fresh, 0) >= kHeaderTimeout - 0.1);
     CHECK(percentile(fresh, 1) <= kHeaderTimeout + 1.0);
-    CHECK(percentile(kept, 0) >= kIdleTimeout - 0.25);  // the reply may be noticed late, the close not
+    CHECK(percentile(kept, 0) >= kIdleTimeout - 0.5);  // the reply may be noticed late, the close not
     CHECK(percentile(kept, 1) <= kIdleTimeout + 1.0);
     CHECK(readers_cut);
     CHECK(percentile(readers, 0) >= kWriteTimeout - 0.15);  // the send queue is sampled every 50 ms

@@ -12,6 +12,7 @@
 # A sanitizer report from the tests or from the sluice processes they start goes to a log file
 # (log_path), and any such file fails the pass even when the test itself passed (a child's
 # report does not change the test's exit status).
+# tests/sanitizers/ubsan.supp lists the false positives UBSan is told to ignore, each with its reason.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -25,7 +26,7 @@ sanitized_ctest() {
   local status=0
   (cd "$build" &&
     ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:log_path=$logs/asan" \
-    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan" \
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan:suppressions=$root/tests/sanitizers/ubsan.supp" \
     TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:history_size=4:log_path=$logs/tsan" \
     ctest --output-on-failure --timeout 600 "$@") || status=$?
   if compgen -G "$logs/*" >/dev/null; then

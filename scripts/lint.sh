@@ -17,6 +17,9 @@ cd "$root"
 jobs=$(nproc 2>/dev/null || echo 2)
 
 FORMAT_PENDING=(
+  # Being rewritten on another branch (it needs clang-format since the request-path hardening
+  # merge); formatted by whoever merges that rewrite.
+  src/proxy/client_session.cpp
 )
 
 status=0

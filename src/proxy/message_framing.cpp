@@ -22,9 +22,9 @@ std::string_view trim_ows(std::string_view s) {
 // 5.3: several fields are one comma-separated list).
 struct TransferCodings {
     bool present = false;
-    unsigned chunked = 0;     // how many codings are "chunked"
-    unsigned others = 0;      // how many are something else (gzip, identity, "xchunked", ...)
-    unsigned empty = 0;       // empty list members ("chunked,,")
+    unsigned chunked = 0;  // how many codings are "chunked"
+    unsigned others = 0;   // how many are something else (gzip, identity, "xchunked", ...)
+    unsigned empty = 0;    // empty list members ("chunked,,")
     bool last_chunked = false;
 
     void add_field(std::string_view value) {
@@ -183,8 +183,8 @@ void set_forwarded_framing(http::basic_fields<Allocator>& fields, bool chunked,
             if (field.value() != "chunked") canonical = false;
         }
     }
-    const bool as_wanted = chunked ? (codings == 1 && lengths == 0)
-                                   : (codings == 0 && lengths == (content_length ? 1u : 0u));
+    const bool as_wanted =
+        chunked ? (codings == 1 && lengths == 0) : (codings == 0 && lengths == (content_length ? 1u : 0u));
     if (canonical && as_wanted) return;
     fields.erase(http::field::content_length);
     fields.erase(http::field::transfer_encoding);
@@ -195,9 +195,9 @@ void set_forwarded_framing(http::basic_fields<Allocator>& fields, bool chunked,
     }
 }
 
-#define SLUICE_MESSAGE_FRAMING_INSTANTIATE(Alloc)                                                              \
-    template std::optional<HeadRefusal> check_request_head(const http::basic_fields<Alloc>&, unsigned);       \
-    template bool response_framing_is_ambiguous(const http::basic_fields<Alloc>&);                            \
+#define SLUICE_MESSAGE_FRAMING_INSTANTIATE(Alloc)                                                       \
+    template std::optional<HeadRefusal> check_request_head(const http::basic_fields<Alloc>&, unsigned); \
+    template bool response_framing_is_ambiguous(const http::basic_fields<Alloc>&);                      \
     template void set_forwarded_framing(http::basic_fields<Alloc>&, bool, std::optional<std::uint64_t>);
 SLUICE_MESSAGE_FRAMING_INSTANTIATE(std::allocator<char>)
 SLUICE_MESSAGE_FRAMING_INSTANTIATE(ArenaAllocator<char>)

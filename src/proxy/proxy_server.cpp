@@ -33,8 +33,9 @@ constexpr auto kAcceptLogInterval = std::chrono::seconds(1);
 // The answer to a connection over server.max_client_connections, serialised
 // once: the shed path must cost no more than the close it replaces.
 std::string too_many_connections_response() {
-    auto res = make_error_response(Errc::too_many_connections,
-                                   "sluice has reached server.max_client_connections; retry shortly", 11, false);
+    auto res =
+        make_error_response(Errc::too_many_connections,
+                            "sluice has reached server.max_client_connections; retry shortly", 11, false);
     res.set(boost::beast::http::field::retry_after, "1");
     std::ostringstream out;
     out << res;
@@ -119,7 +120,8 @@ private:
         if (now >= next_failure_log_) {
             log::warn("proxy", "accept failed: " + ec.message() + "; pausing accepts for " +
                                    std::to_string(backoff_.count()) + " ms (" +
-                                   std::to_string(suppressed_failure_logs_) + " similar failure(s) not logged)");
+                                   std::to_string(suppressed_failure_logs_) +
+                                   " similar failure(s) not logged)");
             suppressed_failure_logs_ = 0;
             next_failure_log_ = now + kAcceptLogInterval;
         } else {
@@ -163,7 +165,7 @@ private:
     std::shared_ptr<Runtime> runtime_;
     std::size_t index_;
     std::uint16_t port_ = 0;
-    const std::string refusal_;  // the serialised 503 too_many_connections
+    const std::string refusal_;             // the serialised 503 too_many_connections
     std::chrono::milliseconds backoff_{0};  // the current pause after a failed accept; 0 after a success
     std::uint64_t failures_since_success_ = 0;
     std::uint64_t suppressed_failure_logs_ = 0;

@@ -583,8 +583,7 @@ std::vector<Admission> AdmissionController::reject_all(Errc reason, const Instan
     std::vector<std::pair<AdmissionOrder, TicketId>> order;
     order.reserve(m.index.size());
     for (const auto& [ticket, it] : m.index) order.emplace_back(it->order, ticket);
-    std::sort(order.begin(), order.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     for (const auto& [unused, ticket] : order) {
         // No probe: the refusal does not depend on the limits, so no Retry-After beyond the minimum.
         Impl::Evaluation none;

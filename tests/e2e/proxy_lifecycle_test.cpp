@@ -113,7 +113,8 @@ TEST_CASE("at the fd limit sluice backs off accepting, logs a little, and serves
 
     boost::asio::io_context ioc;
     std::vector<boost::asio::ip::tcp::socket> held;
-    const boost::asio::ip::tcp::endpoint proxy(boost::asio::ip::make_address("127.0.0.1"), sluice.port("vendor"));
+    const boost::asio::ip::tcp::endpoint proxy(boost::asio::ip::make_address("127.0.0.1"),
+                                               sluice.port("vendor"));
     for (int i = 0; i < 24; ++i) {  // the kernel completes these handshakes from the listen backlog
         held.emplace_back(ioc);
         held.back().connect(proxy);
@@ -147,7 +148,8 @@ TEST_CASE("at the fd limit sluice backs off accepting, logs a little, and serves
 TEST_CASE("a connection over max_client_connections gets 503 too_many_connections with Retry-After",
           "[e2e][lifecycle][connections]") {
     MockUpstream upstream;
-    SluiceProcess sluice(with_server_keys(ProxyConfig{upstream.url()}.yaml(), "  max_client_connections: 2\n"));
+    SluiceProcess sluice(
+        with_server_keys(ProxyConfig{upstream.url()}.yaml(), "  max_client_connections: 2\n"));
     HttpClient first(sluice.port("vendor"), 5s);
     HttpClient second(sluice.port("vendor"), 5s);
     REQUIRE(first.get("/a").status == 200);
@@ -187,8 +189,8 @@ TEST_CASE("SIGTERM answers queued requests 503 shutting_down at once", "[e2e][li
             answered[i] = Clock::now();
         });
     }
-    const bool queued = wait_until(
-        [&] { return admin_status(sluice)["queue"].value("waiting", 0) == kQueued; }, 5s);
+    const bool queued =
+        wait_until([&] { return admin_status(sluice)["queue"].value("waiting", 0) == kQueued; }, 5s);
     const auto signalled = Clock::now();
     ::kill(sluice.pid(), SIGTERM);
     for (auto& t : clients) t.join();
@@ -224,7 +226,8 @@ TEST_CASE("SIGTERM closes an idle keep-alive client connection promptly", "[e2e]
 
 TEST_CASE("while draining /readyz answers 503 and /healthz 200 until the in-flight exchange ends",
           "[e2e][lifecycle][drain][admin]") {
-    MockUpstream upstream([](const RecordedRequest&) { return MockReply::fixed(200, "slow").with_delay(1500ms); });
+    MockUpstream upstream(
+        [](const RecordedRequest&) { return MockReply::fixed(200, "slow").with_delay(1500ms); });
     SluiceProcess sluice(ProxyConfig{upstream.url()}.yaml());
     HttpResponse in_flight;
     std::thread client_thread([&] {

@@ -30,19 +30,37 @@ struct RefusedCase {
 std::vector<RefusedCase> refused_cases() {
     const std::string chunked_hello = "5\r\nhello\r\n0\r\n\r\n";
     return {
-        {"Transfer-Encoding xchunked", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: xchunked\r\n\r\n" + chunked_hello, 400},
-        {"Transfer-Encoding chunkedx", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunkedx\r\n\r\n" + chunked_hello, 400},
-        {"Transfer-Encoding chunked, identity", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked, identity\r\n\r\n" + chunked_hello, 400},
-        {"Transfer-Encoding chunked, chunked", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked, chunked\r\n\r\n" + chunked_hello, 400},
-        {"Transfer-Encoding in two fields", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked_hello, 400},
-        {"Transfer-Encoding identity with a chunked body", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: identity\r\n\r\n" + chunked_hello, 400},
-        {"Transfer-Encoding gzip with Content-Length", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello", 400},
-        {"Transfer-Encoding gzip, chunked", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: gzip, chunked\r\n\r\n" + chunked_hello, 501},
-        {"Transfer-Encoding chunked with Content-Length", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n" + chunked_hello, 400},
-        {"Transfer-Encoding in HTTP/1.0", "POST /s HTTP/1.0\r\n" + kHost + "Transfer-Encoding: chunked\r\n\r\n" + chunked_hello, 400},
-        {"Content-Length list with differing members", "POST /s HTTP/1.1\r\n" + kHost + "Content-Length: 5, 6\r\n\r\nhello!", 400},
-        {"two Content-Length fields that differ", "POST /s HTTP/1.1\r\n" + kHost + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400},
-        {"Content-Length with a sign", "POST /s HTTP/1.1\r\n" + kHost + "Content-Length: +5\r\n\r\nhello", 400},
+        {"Transfer-Encoding xchunked",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: xchunked\r\n\r\n" + chunked_hello, 400},
+        {"Transfer-Encoding chunkedx",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunkedx\r\n\r\n" + chunked_hello, 400},
+        {"Transfer-Encoding chunked, identity",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked, identity\r\n\r\n" + chunked_hello,
+         400},
+        {"Transfer-Encoding chunked, chunked",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked, chunked\r\n\r\n" + chunked_hello, 400},
+        {"Transfer-Encoding in two fields",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n" +
+             chunked_hello,
+         400},
+        {"Transfer-Encoding identity with a chunked body",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: identity\r\n\r\n" + chunked_hello, 400},
+        {"Transfer-Encoding gzip with Content-Length",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\nhello", 400},
+        {"Transfer-Encoding gzip, chunked",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: gzip, chunked\r\n\r\n" + chunked_hello, 501},
+        {"Transfer-Encoding chunked with Content-Length",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n" +
+             chunked_hello,
+         400},
+        {"Transfer-Encoding in HTTP/1.0",
+         "POST /s HTTP/1.0\r\n" + kHost + "Transfer-Encoding: chunked\r\n\r\n" + chunked_hello, 400},
+        {"Content-Length list with differing members",
+         "POST /s HTTP/1.1\r\n" + kHost + "Content-Length: 5, 6\r\n\r\nhello!", 400},
+        {"two Content-Length fields that differ",
+         "POST /s HTTP/1.1\r\n" + kHost + "Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!", 400},
+        {"Content-Length with a sign", "POST /s HTTP/1.1\r\n" + kHost + "Content-Length: +5\r\n\r\nhello",
+         400},
         {"HTTP/1.1 without Host", "GET /s HTTP/1.1\r\n\r\n", 400},
         {"two Host fields", "GET /s HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n", 400},
         {"Host with userinfo", "GET /s HTTP/1.1\r\nHost: user@a.test\r\n\r\n", 400},
@@ -51,19 +69,30 @@ std::vector<RefusedCase> refused_cases() {
         {"an ftp absolute-form target", "GET ftp://127.0.0.1/s HTTP/1.1\r\n" + kHost + "\r\n", 400},
         {"an https absolute-form target", "GET https://127.0.0.1/s HTTP/1.1\r\n" + kHost + "\r\n", 400},
         {"userinfo in the target", "GET http://u:p@127.0.0.1/s HTTP/1.1\r\n" + kHost + "\r\n", 400},
-        {"obs-text in Sluice-Max-Wait", "GET /s HTTP/1.1\r\n" + kHost + "Sluice-Max-Wait: \xff\xfe\r\n\r\n", 400},
-        {"obs-text in Expect", "POST /s HTTP/1.1\r\n" + kHost + "Expect: \xff\r\nContent-Length: 1\r\n\r\nx", 400},
+        {"obs-text in Sluice-Max-Wait", "GET /s HTTP/1.1\r\n" + kHost + "Sluice-Max-Wait: \xff\xfe\r\n\r\n",
+         400},
+        {"obs-text in Expect", "POST /s HTTP/1.1\r\n" + kHost + "Expect: \xff\r\nContent-Length: 1\r\n\r\nx",
+         400},
         {"bare LF line endings", "GET /s HTTP/1.1\n" + std::string("Host: 127.0.0.1\n\n"), 400},
         {"a space before the colon", "GET /s HTTP/1.1\r\n" + kHost + "X-A : b\r\n\r\n", 400},
-        {"a control byte in a value", "GET /s HTTP/1.1\r\n" + kHost + "X-A: a\x01" "b\r\n\r\n", 400},
+        {"a control byte in a value",
+         "GET /s HTTP/1.1\r\n" + kHost +
+             "X-A: a\x01"
+             "b\r\n\r\n",
+         400},
         {"a bare CR in a value", "GET /s HTTP/1.1\r\n" + kHost + "X-A: a\rb\r\n\r\n", 400},
         {"a NUL in a field name", std::string("GET /s HTTP/1.1\r\nHo\0st: a\r\n\r\n", 29), 400},
-        {"a chunk size that overflows", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\nhello\r\n0\r\n\r\n", 400},
-        {"a negative chunk size", "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", 400},
+        {"a chunk size that overflows",
+         "POST /s HTTP/1.1\r\n" + kHost +
+             "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+         400},
+        {"a negative chunk size",
+         "POST /s HTTP/1.1\r\n" + kHost + "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", 400},
         {"HTTP/0.9", "GET /s\r\n\r\n", 400},
         {"the HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400},
         {"CONNECT", "CONNECT 127.0.0.1:443 HTTP/1.1\r\n" + kHost + "\r\n", 405},
-        {"a malformed request with a pipelined one behind it", "GET /s HTTP/1.1\r\n\r\nGET /smuggled HTTP/1.1\r\n" + kHost + "\r\n", 400},
+        {"a malformed request with a pipelined one behind it",
+         "GET /s HTTP/1.1\r\n\r\nGET /smuggled HTTP/1.1\r\n" + kHost + "\r\n", 400},
     };
 }
 
@@ -145,10 +174,10 @@ TEST_CASE("dot-segments are removed before routing and the normalized path is fo
     MockUpstream upstream;
     SluiceProcess sluice(ProxyConfig{upstream.url() + "/base"}.yaml());
     HttpClient client(sluice.port("vendor"));
-    for (const auto& [sent, forwarded] : std::vector<std::pair<std::string, std::string>>{
-             {"/up/../../etc/passwd", "/base/etc/passwd"},
-             {"/v1/%2e%2e/%2E%2e/admin?x=1", "/base/admin?x=1"},
-             {"/a/./b/", "/base/a/b/"}}) {
+    for (const auto& [sent, forwarded] :
+         std::vector<std::pair<std::string, std::string>>{{"/up/../../etc/passwd", "/base/etc/passwd"},
+                                                          {"/v1/%2e%2e/%2E%2e/admin?x=1", "/base/admin?x=1"},
+                                                          {"/a/./b/", "/base/a/b/"}}) {
         INFO("target: " << sent);
         const auto response = client.get(sent);
         REQUIRE(response.status == 200);

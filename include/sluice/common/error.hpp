@@ -28,7 +28,8 @@ enum class Errc {
     key_capacity,             // 429: a keyed limit holds max_keys keys and none can be forgotten safely
     vendor_rate_limited,      // 429: the vendor paused this limit (feedback) beyond max_wait
     shutting_down,            // 503: sluice is draining after SIGTERM; queued requests are answered with it
-    too_many_connections,     // 503: server.max_client_connections reached; written before closing the new connection
+    too_many_connections,     // 503: server.max_client_connections reached; written before closing the new
+                              // connection
     not_implemented,          // 501: e.g. a request transfer coding other than chunked
 };
 

@@ -54,9 +54,9 @@ template <class Allocator>
 void set_forwarded_framing(boost::beast::http::basic_fields<Allocator>& fields, bool chunked,
                            std::optional<std::uint64_t> content_length);
 
-#define SLUICE_MESSAGE_FRAMING_EXTERN(Alloc)                                                         \
-    extern template std::optional<HeadRefusal> check_request_head(                                   \
-        const boost::beast::http::basic_fields<Alloc>&, unsigned);                                   \
+#define SLUICE_MESSAGE_FRAMING_EXTERN(Alloc)                                                            \
+    extern template std::optional<HeadRefusal> check_request_head(                                      \
+        const boost::beast::http::basic_fields<Alloc>&, unsigned);                                      \
     extern template bool response_framing_is_ambiguous(const boost::beast::http::basic_fields<Alloc>&); \
     extern template void set_forwarded_framing(boost::beast::http::basic_fields<Alloc>&, bool,          \
                                                std::optional<std::uint64_t>);

@@ -29,8 +29,8 @@ struct ProxyCounters {
     std::atomic<std::uint64_t> upstream_errors{0};
     std::atomic<std::uint64_t> client_errors{0};
     std::atomic<std::int64_t> open_client_connections{0};
-    std::atomic<std::uint64_t> session_exceptions{0};  // sessions closed by the crash barrier
-    std::atomic<std::uint64_t> accept_failures{0};          // accept() errors (EMFILE, ENFILE, ENOBUFS...)
+    std::atomic<std::uint64_t> session_exceptions{0};          // sessions closed by the crash barrier
+    std::atomic<std::uint64_t> accept_failures{0};             // accept() errors (EMFILE, ENFILE, ENOBUFS...)
     std::atomic<std::uint64_t> refused_client_connections{0};  // over max_client_connections: 503 and close
 };
 

@@ -12,9 +12,15 @@
 # A sanitizer report from the tests or from the sluice processes they start goes to a log file
 # (log_path), and any such file fails the pass even when the test itself passed (a child's
 # report does not change the test's exit status).
+# Not under sanitizers (scripts/test.sh runs it): the e2e test "at the fd limit sluice backs off
+# accepting..." exhausts sluice's file descriptors on purpose, and a sanitizer runtime then dies
+# at its first message, unable to open its log file; the first message is itself a false
+# positive: UBSan's vptr check probes the vtable's memory with pipe(), which fails with EMFILE,
+# so accept()'s error_code category "has an invalid vptr" ("<memory cannot be printed>").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
+fd_limit_test='at the fd limit sluice backs off accepting'
 "$root/scripts/install-deps.sh"
 
 # Runs ctest in $1 with sanitizer logs in a temporary folder; fails on a failed test or a report.
@@ -41,7 +47,7 @@ pass_asan() {
   SLUICE_FUZZ_BUILD="$root/build-asan" SLUICE_FUZZ_CONFIGURE_ONLY=1 "$root/scripts/fuzz.sh"
   # Everything: the tests, and the fuzz targets for the fuzz pass (they share the libraries).
   cmake --build "$root/build-asan" -j "$jobs"
-  sanitized_ctest "$root/build-asan" -j "$jobs"
+  sanitized_ctest "$root/build-asan" -j "$jobs" -E "$fd_limit_test"
 }
 
 pass_tsan() {
@@ -53,7 +59,7 @@ pass_tsan() {
   # The e2e tests are RUN_SERIAL: one at a time whatever -j says. Catch2's script drops the
   # prefix's trailing space, so the 2-worker tests are named "e2e:<name>" ("e2e-1w:<name>" the others);
   # --no-tests=error: a filter that matches nothing must not pass.
-  sanitized_ctest "$root/build-tsan" -R '^e2e:' --no-tests=error
+  sanitized_ctest "$root/build-tsan" -R '^e2e:' -E "$fd_limit_test" --no-tests=error
 }
 
 pass_fuzz() { SLUICE_FUZZ_BUILD="$root/build-asan" "$root/scripts/fuzz.sh"; }

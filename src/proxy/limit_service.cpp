@@ -73,7 +73,7 @@ void LimitService::stop() {
         for (auto& refusal : controller_.reject_all(Errc::shutting_down, clock_.now())) {
             auto it = waiters_.find(refusal.ticket);
             if (it == waiters_.end()) continue;
-            ready.emplace_back(std::move(it->second), std::move(refusal));
+            ready.emplace_back(std::move(it->second), refusal);  // Admission is trivially copyable
             waiters_.erase(it);
         }
     }

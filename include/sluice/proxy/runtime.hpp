@@ -38,11 +38,12 @@ struct ProxyCounters {
     std::atomic<std::uint64_t> admin_unauthorized{0};  // admin requests refused 401 (no or a wrong token)
     std::atomic<std::uint64_t> accept_failures{0};     // accept() errors (EMFILE, ENFILE, ENOBUFS...)
     std::atomic<std::uint64_t> refused_client_connections{0};  // over max_client_connections: 503 and close
-    std::atomic<std::uint64_t> abandoned_by_client{
-        0};                                       // client left after admission, before its response began
-    std::atomic<std::uint64_t> body_timeouts{0};  // 408: a request body stalled or ran past client_body_total
-    std::atomic<std::uint64_t> streamed_body_refusals{
-        0};  // 503: an upstream's max_streamed_bodies was in use
+    // The client left after admission, before its response began.
+    std::atomic<std::uint64_t> abandoned_by_client{0};
+    // 408: a request body stalled, or ran past client_body_total.
+    std::atomic<std::uint64_t> body_timeouts{0};
+    // 503: an upstream's max_streamed_bodies were all in use.
+    std::atomic<std::uint64_t> streamed_body_refusals{0};
 };
 
 // The client sessions waiting for their next request header. On drain every one

@@ -373,7 +373,10 @@ routes:
                                      << " ms (" << busy_ms.size() << ")");
     CHECK(quiet_failures == 0);
     CHECK(busy_failures == 0);
-    CHECK(busy_ms.size() >= 100);
+    CHECK_FALSE(busy_ms.empty());
+    // How many probes fit in the 800 ms is a rate: asserted only where latencies are (not under
+    // sanitizers, which slow sluice down several times: 79 under TSan on a busy machine).
+    if (timing) CHECK(busy_ms.size() >= 100);
     CHECK(held.open_count(HeldSockets::Kind::idle) + held.open_count(HeldSockets::Kind::idle_after_request) ==
           idle_count);                // none cut early
     CHECK(fds_held >= fds_expected);  // sluice holds them all (client sides, the slow readers' upstreams)

@@ -18,6 +18,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "support/admin_status.hpp"
 #include "support/http_client.hpp"
 #include "support/mock_upstream.hpp"
 #include "support/mock_vendor.hpp"
@@ -63,13 +64,6 @@ upstreams:
 
 double ms(Clock::duration d) {
     return std::chrono::duration<double, std::milli>(d).count();
-}
-
-nlohmann::json admin_status(const SluiceProcess& sluice) {
-    HttpClient admin(sluice.admin_port());
-    const auto response = admin.get("/status");
-    REQUIRE(response.status == 200);
-    return response.json();
 }
 
 nlohmann::json feedback_counters(const SluiceProcess& sluice) {

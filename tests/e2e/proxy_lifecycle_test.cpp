@@ -19,6 +19,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <catch2/catch.hpp>
 
+#include "support/admin_status.hpp"
 #include "support/http_client.hpp"
 #include "support/mock_upstream.hpp"
 #include "support/proxy_config.hpp"
@@ -30,15 +31,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-        if (done()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return done();
-}
 
 std::size_t count_lines_containing(const std::string& text, const std::string& needle) {
     std::size_t n = 0;
@@ -90,11 +82,6 @@ routes:
     limits: [one-per-window]
 )",
                       {{"WORKERS", std::to_string(e2e_workers())}, {"URL", upstream.url()}});
-}
-
-nlohmann::json admin_status(const SluiceProcess& sluice) {
-    HttpClient admin(sluice.admin_port(), 5s);
-    return admin.get("/status").json();
 }
 
 }  // namespace

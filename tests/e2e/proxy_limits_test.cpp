@@ -23,6 +23,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "support/admin_status.hpp"
 #include "support/http_client.hpp"
 #include "support/mock_upstream.hpp"
 #include "support/proxy_config.hpp"
@@ -83,13 +84,6 @@ std::vector<Clock::time_point> arrivals(const MockUpstream& upstream) {
     for (const auto& r : upstream.requests()) out.push_back(r.arrival);
     std::sort(out.begin(), out.end());
     return out;
-}
-
-nlohmann::json admin_status(const SluiceProcess& sluice) {
-    HttpClient admin(sluice.admin_port(), 5s);
-    const auto res = admin.get("/status");
-    REQUIRE(res.status == 200);
-    return res.json();
 }
 
 std::size_t waiting(const SluiceProcess& sluice) {

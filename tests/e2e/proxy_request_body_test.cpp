@@ -23,6 +23,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/admin_status.hpp"
 #include "support/http_client.hpp"
 #include "support/mock_upstream.hpp"
 #include "support/proxy_config.hpp"
@@ -84,20 +85,6 @@ routes:
              {"QUEUE", queue}});
     }
 };
-
-nlohmann::json admin_status(const SluiceProcess& sluice) {
-    HttpClient admin(sluice.admin_port(), 5s);
-    return admin.get("/status").json();
-}
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-        if (done()) return true;
-        std::this_thread::sleep_for(10ms);
-    }
-    return done();
-}
 
 double seconds_since(Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();

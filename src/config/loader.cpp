@@ -12,9 +12,11 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -28,6 +30,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "sluice/common/excerpt.hpp"
+#include "sluice/common/zoned_days.hpp"
 #include "sluice/route/route_table.hpp"
 
 namespace sluice::config {
@@ -497,9 +500,10 @@ const std::vector<std::string> kFeedbackKeys{"enabled",         "reset_mode", "b
                                              "body_field_mode", "max_pause",  "default_pause"};
 const std::vector<std::string> kRetryKeys{"on_vendor_429", "non_idempotent", "max_attempts"};
 const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
-const std::vector<std::string> kLimitKeys{"algorithm", "limit", "window", "rate",    "burst",   "utc_offset",
-                                          "margin",    "key",   "cost",   "enforce", "max_keys"};
-const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param"};
+const std::vector<std::string> kLimitKeys{"algorithm", "limit",  "window", "rate", "burst",   "utc_offset",
+                                          "time_zone", "margin", "key",    "cost", "enforce", "max_keys"};
+const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param", "group_by"};
+const std::vector<std::string> kGroupByKeys{"file", "groups", "unmapped"};
 const std::vector<std::string> kCostKeys{"header", "default", "max"};
 const std::vector<std::string> kQueueKeys{"max_depth", "max_wait"};
 const std::vector<std::string> kRouteKeys{"name",   "match", "strip_prefix", "upstream",
@@ -518,7 +522,9 @@ std::vector<std::string> limit_keys_for(Algorithm algorithm) {
     switch (algorithm) {
         case Algorithm::token_bucket: keys.insert(keys.end(), {"rate", "window", "burst", "margin"}); break;
         case Algorithm::sliding_window: keys.insert(keys.end(), {"window", "margin"}); break;
-        case Algorithm::fixed_window: keys.insert(keys.end(), {"window", "utc_offset", "margin"}); break;
+        case Algorithm::fixed_window:
+            keys.insert(keys.end(), {"window", "utc_offset", "time_zone", "margin"});
+            break;
         case Algorithm::concurrency:
         case Algorithm::vendor_gate: break;  // not selectable in YAML (not in kAlgorithmNames)
     }
@@ -533,6 +539,7 @@ std::string why_not_applicable(std::string_view key, Algorithm algorithm) {
     if (key == "rate") return "rate is the token_bucket shorthand for limit/window";
     if (key == "burst") return "burst is the bucket size of a token_bucket";
     if (key == "utc_offset") return "utc_offset shifts the calendar periods of a fixed_window";
+    if (key == "time_zone") return "time_zone sets the calendar day of a fixed_window";
     return "it is not used by this algorithm";
 }
 
@@ -1153,6 +1160,21 @@ private:
         if (const auto v = map.get("margin")) limit.margin = v->duration(Sign::non_negative, kMaxMargin);
         if (limit.algorithm == Algorithm::fixed_window)
             check_calendar_window(map.require("window", ""), limit.window);
+        if (const auto v = map.get("time_zone")) {
+            if (const auto* offset = map.find("utc_offset")) {
+                offset->key_node.fail(
+                    "both 'utc_offset' and 'time_zone' are given",
+                    "either a fixed utc_offset or a time_zone that follows daylight saving");
+            }
+            if (limit.window % kDay != Duration::zero()) {
+                v->fail("time_zone needs a window of whole days (got window " +
+                            map.require("window", "").text("") + ")",
+                        "window: 1d (or 7d, ...); shorter windows keep their UTC alignment, use utc_offset");
+            }
+            limit.time_zone = v->string("an IANA time zone name, e.g. America/New_York");
+            if (const auto error = check_time_zone(limit.time_zone); !error.empty())
+                v->fail(error, "an IANA time zone name from the system's tz database, e.g. America/New_York");
+        }
 
         if (const auto v = map.get("key")) limit.key = read_key(*v);
         if (const auto v = map.get("cost")) read_cost(*v, limit, algorithm_name);
@@ -1205,9 +1227,10 @@ private:
                   "a window such as 1s, 1m, 5m, 1h, 6h, 1d or 7d");
     }
 
-    static std::vector<KeySource> read_key(const Node& node) {
+    std::vector<KeySource> read_key(const Node& node) {
         constexpr std::string_view expected =
-            "method, {header: NAME}, {query: NAME}, {path_param: NAME}, or a list of these";
+            "method, {header: NAME}, {query: NAME}, {path_param: NAME} (each optionally with group_by), or a "
+            "list of these";
         std::vector<KeySource> key;
         const auto items = node.is_list() ? node.items(expected) : std::vector<Node>{node};
         for (const auto& item : items) {
@@ -1218,9 +1241,11 @@ private:
                 source.kind = KeySource::Kind::method;
             } else {
                 const Map map(item, kKeySourceKeys);
-                if (map.entries().size() != 1)
+                const auto sources = map.entries().size() - (map.find("group_by") ? 1 : 0);
+                if (sources != 1)
                     item.fail("a key source needs exactly one of header, query, path_param", expected);
-                const auto& entry = map.entries().front();
+                const auto& entry = *std::find_if(map.entries().begin(), map.entries().end(),
+                                                  [](const Entry& e) { return e.key != "group_by"; });
                 if (entry.key == "header") {
                     source.kind = KeySource::Kind::header;
                     source.name = entry.value.text("a header name");
@@ -1236,10 +1261,104 @@ private:
                         entry.value.fail_expected("a path parameter name of letters, digits, '_' and '-'");
                     }
                 }
+                if (const auto v = map.get("group_by")) source.group_by = read_group_by(*v);
             }
             key.push_back(std::move(source));
         }
         return key;
+    }
+
+    // `group_by: {file: orgs.yaml}` or `group_by: {groups: {acme: [k1, k2]}}`, plus
+    // `unmapped: shared | own`. A file is read relative to the configuration's directory, once
+    // however many limits name it.
+    std::shared_ptr<const KeyGroups> read_group_by(const Node& node) {
+        constexpr std::string_view expected =
+            "{file: PATH} or {groups: {GROUP: [VALUE, ...]}}, optionally with unmapped: shared | own";
+        if (!node.is_map()) node.fail_expected(expected);
+        const Map map(node, kGroupByKeys);
+        const auto* file = map.find("file");
+        const auto* inline_groups = map.find("groups");
+        if ((file != nullptr) == (inline_groups != nullptr))
+            node.fail("group_by needs exactly one of file, groups", expected);
+        auto unmapped = KeyGroups::Unmapped::shared;
+        if (const auto v = map.get("unmapped")) {
+            const auto text = v->text("shared or own");
+            if (text == "own") {
+                unmapped = KeyGroups::Unmapped::own;
+            } else if (text != "shared") {
+                v->fail("unknown unmapped policy " + echoed(text), "shared or own");
+            }
+        }
+        std::shared_ptr<KeyGroups> groups;
+        if (inline_groups) {
+            groups = std::make_shared<KeyGroups>();
+            read_groups(inline_groups->value, *groups);
+        } else {
+            const auto path = resolve_relative(file->value.string("a file path"));
+            auto& cached =
+                group_files_[path.string() + (unmapped == KeyGroups::Unmapped::own ? "\n1" : "\n0")];
+            if (!cached) cached = load_group_file(file->value, path);
+            return cached;
+        }
+        groups->unmapped = unmapped;
+        return groups;
+    }
+
+    std::filesystem::path resolve_relative(const std::string& name) const {
+        std::filesystem::path path(name);
+        if (path.is_relative() && file_ != "<string>")
+            path = std::filesystem::path(file_).parent_path() / path;
+        return path;
+    }
+
+    std::shared_ptr<KeyGroups> load_group_file(const Node& at, const std::filesystem::path& path) {
+        constexpr std::uintmax_t kMaxGroupFileBytes = 64u << 20;
+        const std::string expected = "a readable YAML file mapping group names to lists of key values";
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(path, ec))
+            at.fail("group file " + echoed(path.string()) + " does not exist or is not a regular file",
+                    expected);
+        if (std::filesystem::file_size(path, ec) > kMaxGroupFileBytes)
+            at.fail("group file " + echoed(path.string()) + " is larger than 64 MiB", expected);
+        std::ifstream in(path, std::ios::binary);
+        std::ostringstream text;
+        if (in) text << in.rdbuf();
+        if (!in || in.bad()) at.fail("cannot read group file " + echoed(path.string()), expected);
+        // Node keeps a pointer to its file's name: keep the name alive as long as the loader.
+        const std::string& name = group_file_names_.emplace_back(path.string());
+        YAML::Node document;
+        try {
+            document = YAML::Load(text.str());
+        } catch (const YAML::Exception& e) {
+            throw ConfigError(location_of(name, e.mark), "invalid YAML: " + e.msg + "; expected " + expected);
+        }
+        auto groups = std::make_shared<KeyGroups>();
+        groups->source = path.string();
+        read_groups(Node(name, document, document.Mark(), "group file"), *groups);
+        return groups;
+    }
+
+    static void read_groups(const Node& node, KeyGroups& groups) {
+        constexpr std::string_view expected = "a map from group names to lists of key values";
+        if (node.is_null()) return;  // no groups: every value is unmapped
+        if (!node.is_map()) node.fail_expected(expected);
+        const Map map(node, {}, "group");
+        std::unordered_map<std::string, int> first_line;  // value -> line it was listed on
+        for (const auto& entry : map.entries()) {
+            if (entry.key.empty()) entry.key_node.fail("a group name is empty", expected);
+            ++groups.group_count;
+            for (const auto& item : entry.value.items("a list of key values", true)) {
+                auto value = item.text("a key value (a string)");
+                const auto [seen, inserted] = first_line.try_emplace(value, item.line());
+                // Values are API keys: an error names where, never what.
+                if (!inserted) {
+                    item.fail(
+                        "this key value is listed twice (first at line " + std::to_string(seen->second) + ")",
+                        "each value in one group only");
+                }
+                groups.group_of.emplace(std::move(value), entry.key);
+            }
+        }
     }
 
     static void read_cost(const Node& node, LimitConfig& limit, const std::string& algorithm_name) {
@@ -1453,7 +1572,9 @@ private:
     // 100,000 definitions.
     std::unordered_map<std::string, std::size_t> upstream_indexes_;
     std::unordered_map<std::string, std::size_t> limit_indexes_;
-    std::unordered_map<std::string, int> route_lines_;  // route name -> line of its definition
+    std::unordered_map<std::string, int> route_lines_;               // route name -> line of its definition
+    std::map<std::string, std::shared_ptr<KeyGroups>> group_files_;  // path + unmapped -> its groups
+    std::deque<std::string> group_file_names_;  // stable addresses: Nodes point at their file's name
 };
 
 }  // namespace

@@ -155,7 +155,7 @@ TEST_CASE("error: unknown key", "[config][errors]") {
     CHECK(limit_error("x: {algorithm: sliding_window, limit: 5, window: 1s, windw: 2s}") ==
           "t.yaml:4:56: limit 'x': unknown key 'windw' (did you mean 'window'?); expected one of algorithm, "
           "limit, "
-          "window, rate, burst, utc_offset, margin, key, cost, enforce, max_keys");
+          "window, rate, burst, utc_offset, time_zone, margin, key, cost, enforce, max_keys");
     CHECK(upstream_error("api: {url: https://a.example.com, tls: {verfy: false}}") ==
           "t.yaml:2:43: upstream 'api' tls: unknown key 'verfy' (did you mean 'verify'?); expected one of "
           "verify, "
@@ -426,7 +426,8 @@ TEST_CASE("error: a key the algorithm does not use", "[config][errors]") {
     CHECK(
         limit_error("x: {algorithm: fixed_window, limit: 5, window: 1s, rate: 5/1s}") ==
         "t.yaml:4:54: limit 'x': 'rate' does not apply to a fixed_window limit (rate is the token_bucket "
-        "shorthand for limit/window); expected only algorithm, limit, window, utc_offset, margin, key, cost, "
+        "shorthand for limit/window); expected only algorithm, limit, window, utc_offset, time_zone, margin, "
+        "key, cost, "
         "enforce, max_keys for fixed_window");
 }
 
@@ -510,15 +511,17 @@ TEST_CASE("error: max_keys < 1", "[config][errors]") {
 
 TEST_CASE("error: bad key source", "[config][errors]") {
     CHECK(limit_error("x: {limit: 5, window: 1s, key: {cookie: a}}") ==
-          "t.yaml:4:35: limit 'x' key: unknown key 'cookie'; expected one of header, query, path_param");
+          "t.yaml:4:35: limit 'x' key: unknown key 'cookie'; expected one of header, query, path_param, "
+          "group_by");
     CHECK(limit_error("x: {limit: 5, window: 1s, key: [method, path]}") ==
           "t.yaml:4:43: limit 'x' key[2]: unknown key source 'path'; expected method, {header: NAME}, "
           "{query: NAME}, "
-          "{path_param: NAME}, or a list of these");
+          "{path_param: NAME} (each optionally with group_by), or a list of these");
     CHECK(limit_error("x: {limit: 5, window: 1s, key: {header: a, query: b}}") ==
           "t.yaml:4:34: limit 'x' key: a key source needs exactly one of header, query, path_param; expected "
           "method, "
-          "{header: NAME}, {query: NAME}, {path_param: NAME}, or a list of these");
+          "{header: NAME}, {query: NAME}, {path_param: NAME} (each optionally with group_by), or a list of "
+          "these");
     CHECK(limit_error("x: {limit: 5, window: 1s, key: {header: \"X Key\"}}") ==
           "t.yaml:4:43: limit 'x' key.header: got 'X Key'; expected a header name (an HTTP token)");
 }

@@ -13,6 +13,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "sluice/config/config_printer.hpp"
+
 namespace sluice::config {
 namespace {
 
@@ -204,8 +206,7 @@ Int capacity(const LimitConfig& limit, Duration window, std::optional<Duration> 
             if (rule_period && rule_offset && rule_period->count() % p == 0) {
                 const auto shift =
                     (rule_offset->count() - limit.utc_offset.count()) % static_cast<Duration::rep>(p);
-                if (shift == 0)
-                    return saturate(static_cast<Wide>(limit.limit) * (rule_period->count() / p));
+                if (shift == 0) return saturate(static_cast<Wide>(limit.limit) * (rule_period->count() / p));
             }
             return saturate(static_cast<Wide>(limit.limit) * (ceil_div(W, p) + 1));
         }
@@ -352,20 +353,6 @@ std::pair<Int, std::vector<std::string>> cheapest_cover(const std::vector<Bound>
     }
     if (count == 0) return {0, {}};
     return {best, best_names};
-}
-
-std::string format_duration(Duration d) {
-    const auto ns = d.count();
-    struct Unit {
-        Duration::rep size;
-        const char* name;
-    };
-    for (const auto& unit :
-         {Unit{86'400'000'000'000, "d"}, Unit{3'600'000'000'000, "h"}, Unit{60'000'000'000, "m"},
-          Unit{1'000'000'000, "s"}, Unit{1'000'000, "ms"}, Unit{1'000, "us"}}) {
-        if (ns != 0 && ns % unit.size == 0) return std::to_string(ns / unit.size) + unit.name;
-    }
-    return std::to_string(ns) + "ns";
 }
 
 Duration scale(Duration d, double time_scale) {

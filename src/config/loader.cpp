@@ -953,7 +953,7 @@ private:
         preset_documents_.push_back(document);
 
         ExpandedVendor vendor{VendorInstance{}, entry.key_node, "", {}, {}, {}};
-        const auto at = node.where();
+        const auto at = entry.key_node.where();
         vendor.context = "vendors." + instance_name + " at " + at.file + ":" + std::to_string(at.line) + ":" +
                          std::to_string(at.column) + " uses preset " + echoed(preset_name) + " from " +
                          preset_file;

@@ -225,7 +225,7 @@ TEST_CASE("preset: errors name the user's file and the preset's", "[config][pres
     CHECK(
         error_of("vendors:\n  tiny:\n    preset: tiny\n    limits: {rolling: {window: 10}}\n", options) ==
         "user.yaml:4:32: limit 'tiny.rolling' window: '10' has no unit; expected a positive duration with a "
-        "unit (ns, us, ms, s, m, h, d), e.g. 250ms, 10s, 1m30s (vendors.tiny at user.yaml:3:5 uses preset "
+        "unit (ns, us, ms, s, m, h, d), e.g. 250ms, 10s, 1m30s (vendors.tiny at user.yaml:2:3 uses preset "
         "'tiny' from " +
             preset_file + "; the preset's definition is at " + preset_file + ":5:3)");
 
@@ -234,7 +234,7 @@ TEST_CASE("preset: errors name the user's file and the preset's", "[config][pres
         error_of("vendors:\n  tiny:\n    preset: tiny\n    limits: {concurrent: {window: 1s}}\n", options) ==
         "user.yaml:4:27: limit 'tiny.concurrent': 'window' does not apply to a concurrency limit (a "
         "concurrency limit caps requests in flight and has no time window); expected only algorithm, limit, "
-        "key, cost, enforce, max_keys for concurrency (vendors.tiny at user.yaml:3:5 uses preset 'tiny' "
+        "key, cost, enforce, max_keys for concurrency (vendors.tiny at user.yaml:2:3 uses preset 'tiny' "
         "from " +
             preset_file + "; the preset's definition is at " + preset_file + ":6:3)");
 
@@ -242,7 +242,7 @@ TEST_CASE("preset: errors name the user's file and the preset's", "[config][pres
     CHECK(error_of("vendors:\n  tiny:\n    preset: tiny\n    limits: {roling: {limit: 1}}\n", options) ==
           "user.yaml:4:14: vendor 'tiny' limits: the preset has no limit 'roling' (did you mean 'rolling'?); "
           "expected one of rolling, concurrent (the preset's limits are at " +
-              preset_file + ":5:3) (vendors.tiny at user.yaml:3:5 uses preset 'tiny' from " + preset_file +
+              preset_file + ":5:3) (vendors.tiny at user.yaml:2:3 uses preset 'tiny' from " + preset_file +
               "; the preset's definition is at " + preset_file + ":1:1)");
 
     // An unknown preset lists the available ones.
@@ -267,7 +267,7 @@ TEST_CASE("preset: errors name the user's file and the preset's", "[config][pres
           broken +
               ":6:14: preset 'broken' routes[1].limits[1]: unknown limit 'b'; expected one of the preset's "
               "limits: a "
-              "(vendors.b at user.yaml:2:6 uses preset 'broken' from " +
+              "(vendors.b at user.yaml:2:3 uses preset 'broken' from " +
               broken + "; the preset's definition is at " + broken + ":1:1)");
 
     // A name clash with the file's own definitions.

@@ -223,14 +223,34 @@ struct RouteConfig {
     SourceLocation location;
 };
 
+struct VendorPolicy;  // vendor_policy.hpp
+
+// A `vendors:` entry: a preset expanded under an instance name (docs/configuration.md,
+// "vendors"). Its upstreams, limits and routes are ordinary entries of Config (named
+// "<instance>" or "<instance>.<name>"); this records where they came from, for
+// `sluice check --vendor` and --check --print.
+struct VendorInstance {
+    std::string name;         // the instance name (the key under `vendors:`)
+    std::string preset;       // the preset's name
+    std::string preset_file;  // the file it was read from
+    std::string tier;         // the tier chosen ("" = the policy's default)
+    std::vector<std::size_t> upstream_indexes;  // into Config::upstreams
+    std::shared_ptr<const VendorPolicy> policy;  // the preset's vendor_policy; null if it has none
+    SourceLocation location;                     // of the `vendors:` entry
+};
+
 struct Config {
     std::string source_file;  // the file it was loaded from ("<string>" for tests)
+    // Every limit window, margin, utc_offset and fixed-window period was divided by this at load
+    // (LoadOptions::time_scale, --time-scale): for tests and demos only.
+    double time_scale = 1.0;
     ServerConfig server;
     std::vector<ListenerConfig> listeners;  // at least one (default 127.0.0.1:8080)
     std::vector<UpstreamConfig> upstreams;  // file order
     std::vector<LimitConfig> limits;        // file order
     QueueConfig queue_defaults;
     std::vector<RouteConfig> routes;  // file order = match priority (first match wins)
+    std::vector<VendorInstance> vendors;  // `vendors:` order; their routes follow the file's own
 
     const UpstreamConfig* find_upstream(std::string_view name) const;
     const LimitConfig* find_limit(std::string_view name) const;

@@ -91,7 +91,7 @@ TEST_CASE("error: a ',' at the top level is refused, not loaded forever", "[conf
     // A ',' inside a value, or nested in a collection, was always fine or a plain syntax error.
     CHECK(bounded_error_of("a, b\n") ==
           "t.yaml:1:1: got 'a, b'; expected a map with keys server, listeners, "
-          "upstreams, limits, queue, routes");
+          "upstreams, limits, queue, routes, vendors, presets_dir");
     CHECK(bounded_error_of("k: &a, []\n") ==
           "t.yaml:1:6: invalid YAML: end of map not found; expected well-formed YAML (check indentation, "
           "quoting and brackets)");
@@ -99,10 +99,10 @@ TEST_CASE("error: a ',' at the top level is refused, not loaded forever", "[conf
     // an enclosing collection must not send it round in circles (found by the config fuzzer).
     CHECK(bounded_error_of("&a [*a, *a]\n") ==
           "t.yaml:1:1: got a list; expected a map with keys server, listeners, upstreams, limits, queue, "
-          "routes");
+          "routes, vendors, presets_dir");
     CHECK(bounded_error_of("&a {x: *a}\n") ==
           "t.yaml:1:5: unknown key 'x'; expected one of server, listeners, "
-          "upstreams, limits, queue, routes");
+          "upstreams, limits, queue, routes, vendors, presets_dir");
     // Whatever follows the last value that is not a closing bracket, a blank or a comment is read
     // by the exact check.
     CHECK(bounded_error_of(kRest + "# done\n...\n---\nx: 1\n") ==
@@ -133,7 +133,7 @@ TEST_CASE("error: empty file, second document, not a map", "[config][errors]") {
           "t.yaml:6:1: a second YAML document; expected one document (no '---' separators between)");
     CHECK(error_of("- a\n- b\n") ==
           "t.yaml:1:1: got a list; expected a map with keys server, listeners, upstreams, limits, queue, "
-          "routes");
+          "routes, vendors, presets_dir");
 }
 
 TEST_CASE("error: unknown key", "[config][errors]") {
@@ -145,7 +145,7 @@ TEST_CASE("error: unknown key", "[config][errors]") {
     CHECK(error_of(kRest + "routs: []\n") ==
           "t.yaml:5:1: unknown key 'routs' (did you mean 'routes'?); expected one of server, listeners, "
           "upstreams, "
-          "limits, queue, routes");
+          "limits, queue, routes, vendors, presets_dir");
     CHECK(
         error_of(
             "upstreams:\n  api: {url: https://api.example.com}\nroutes:\n  - name: r\n    upstrem: api\n") ==
@@ -308,7 +308,8 @@ TEST_CASE("error: duplicate listen address", "[config][errors]") {
 
 TEST_CASE("error: no upstreams", "[config][errors]") {
     CHECK(error_of("routes:\n  - upstream: api\n") ==
-          "t.yaml:1:1: missing 'upstreams'; expected an 'upstreams' map with at least one upstream");
+          "t.yaml:1:1: missing 'upstreams'; expected an 'upstreams' map with at least one upstream (or a "
+          "'vendors' entry)");
     CHECK(error_of("upstreams: {}\nroutes:\n  - upstream: api\n") ==
           "t.yaml:1:12: upstreams: no upstreams; expected at least one upstream, e.g. upstreams: {intercom: "
           "{url: "
@@ -554,7 +555,8 @@ TEST_CASE("error: max_depth < 0 or max_wait < 0", "[config][errors]") {
 
 TEST_CASE("error: no routes", "[config][errors]") {
     CHECK(error_of("upstreams:\n  api: {url: https://api.example.com}\n") ==
-          "t.yaml:1:1: missing 'routes'; expected a 'routes' list with at least one route");
+          "t.yaml:1:1: missing 'routes'; expected a 'routes' list with at least one route (or a 'vendors' "
+          "entry)");
     CHECK(error_of("upstreams:\n  api: {url: https://api.example.com}\nroutes: []\n") ==
           "t.yaml:3:9: routes: no routes; expected at least one route");
 }
@@ -607,7 +609,7 @@ TEST_CASE("error: strip_prefix without path_prefix", "[config][errors]") {
 TEST_CASE("error: both path_prefix and path", "[config][errors]") {
     CHECK(route_error("    match: {path_prefix: /a/, path: /b}\n    upstream: api\n") ==
           "t.yaml:5:31: route 'r' match: both 'path_prefix' and 'path' are given; expected at most one of "
-          "path_prefix and path");
+          "path_prefix and path, or strip_prefix: true (the path then matches what follows the prefix)");
 }
 
 TEST_CASE("error: invalid path pattern or prefix", "[config][errors]") {

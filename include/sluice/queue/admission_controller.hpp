@@ -56,6 +56,19 @@ constexpr Nanos scheduling_slack(Nanos max_wait) {
     return max_wait / 10 < kSchedulingSlack ? max_wait / 10 : kSchedulingSlack;
 }
 
+// How much a younger request may borrow from older waiters that cannot go yet
+// (see the contract above).
+struct AdmissionOptions {
+    // Off: the strict rule alone (a head goes only with room for every older
+    // unit waiting on its keys). For comparisons and tests.
+    bool work_conserving = true;
+    // A concurrency permit is lent to a younger request only while every older
+    // waiter on that limit is held back by its time-based limits for at least
+    // this long; an older waiter is delayed only by a lent exchange that lasts
+    // longer than this, and by at most its excess.
+    Nanos lend_horizon{500'000'000};
+};
+
 struct AdmissionRequest {
     std::size_t route_index = 0;
     std::vector<limit::LimitUse> uses;  // may be empty: admitted at once
@@ -84,7 +97,8 @@ struct Admission {
 class AdmissionController {
 public:
     // `limiters[i]` enforces Config::limits[i]; the controller owns them.
-    explicit AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters);
+    explicit AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters,
+                                 AdmissionOptions options = {});
     ~AdmissionController();
 
     // Admitted now, queued (ticket to wait on), or rejected now.

@@ -39,3 +39,40 @@ TEST_CASE("WaitingUnits counts the units pushed before an entry, across removals
         }
     }
 }
+
+TEST_CASE("WaitingUnits gives the earliest bound among older entries, across removals and compaction",
+          "[queue]") {
+    struct Entry {
+        sluice::Nanos bound;
+        WaitingUnits::Position position;
+    };
+    std::mt19937_64 rng(11);
+    WaitingUnits line;
+    std::list<Entry> entries;
+    for (int step = 0; step < 20'000; ++step) {
+        const auto r = rng() % 100;
+        if (entries.empty() || r < 45) {
+            entries.push_back(Entry{sluice::kNever, 0});
+            line.push(1, &entries.back().position);
+        } else if (r < 70) {
+            auto it = entries.begin();
+            std::advance(it, static_cast<long>(rng() % entries.size()));
+            it->bound =
+                rng() % 5 == 0 ? sluice::kNever : sluice::Nanos{static_cast<std::int64_t>(rng() % 1000)};
+            line.set_bound(it->position, it->bound);
+        } else {
+            auto it = entries.begin();
+            if (rng() % 3 == 0) std::advance(it, static_cast<long>(rng() % entries.size()));
+            line.erase(it->position);
+            entries.erase(it);
+        }
+        if (step % 7 == 0 || entries.size() < 5) {
+            sluice::Nanos before = sluice::kNever;
+            for (const Entry& e : entries) {
+                REQUIRE(line.min_bound_before(e.position) == before);
+                before = std::min(before, e.bound);
+            }
+            REQUIRE(line.min_bound() == before);
+        }
+    }
+}

@@ -13,9 +13,17 @@
 //   marks every head due, and the next poll() or next_wakeup() re-probes all.
 //   An admission never does: the units it consumes at now were already counted
 //   ahead of every younger head on its keys, so no younger head's earliest can
-//   move earlier, and each stored time stays a lower bound.
+//   move earlier, and each stored time stays a lower bound (an admission that
+//   went ahead of older heads only takes capacity from them: later, not earlier);
+// - for work conservation, each head's bound (when its time-based limits could
+//   first admit it) is kept in every WaitingUnits it waits on, so "the earliest
+//   any older waiter on this key could go" is one O(log n) query per key, asked
+//   only for a head refused behind older units. Heads are probed oldest first,
+//   so the bounds a head reads are current; after a change that can bring a
+//   head forward (all_due), nothing is lent until the heads are probed again.
 // A waiting request is never touched until it heads its queue and is due, or
-// its deadline comes; each admission costs O(uses * log n + log queues).
+// its deadline comes; each admission costs O(uses * log n + log queues). A
+// request admitted at once with nothing waiting on its keys pays nothing more.
 
 #include "sluice/queue/admission_controller.hpp"
 
@@ -172,7 +180,6 @@ struct AdmissionController::Impl {
         bool admissible = true;  // every enforced limit allows, behind the units ahead (or lent)
         bool key_capacity = false;
         bool ahead_counted = false;           // some limit was probed with ahead > 0
-        bool lent = false;                    // admissible only by going ahead of older waiters
         Nanos earliest{0};                    // latest of the enforced limits' earliest (ahead counted)
         Nanos bound{0};                       // the same over the time-based limits only (see set_head_bound)
         Nanos alone_earliest{0};              // latest earliest with nothing counted ahead
@@ -295,7 +302,6 @@ struct AdmissionController::Impl {
         }
         if (ev.alone_earliest <= now.mono) {
             ev.admissible = true;
-            ev.lent = true;
         } else {
             ev.wake = std::min(ev.earliest, ev.alone_earliest);
         }

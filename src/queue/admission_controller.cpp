@@ -229,13 +229,18 @@ struct AdmissionController::Impl {
                 ev.limiting_decision = d;
                 return ev;
             }
-            Nanos alone_earliest = d.allowed ? now.mono : d.earliest;
+            // Where it is refused: when it could go with nothing ahead (the
+            // refusal's own time, unless only the units ahead refuse it).
+            Nanos alone_earliest = d.earliest;
             if (units_ahead > 0) {
                 ev.ahead_counted = true;
                 // consume() is promised a probe with ahead = 0 that allowed.
                 if (d.allowed) {
                     const Decision alone = limiter.probe(use.key, use.cost, 0, now);
-                    if (!alone.allowed) d = alone;
+                    if (!alone.allowed) {
+                        d = alone;
+                        alone_earliest = alone.earliest;
+                    }
                 } else if (options.work_conserving) {
                     // Refused behind older units: could it go if they let it?
                     const Decision alone = limiter.probe(use.key, use.cost, 0, now);
@@ -244,11 +249,12 @@ struct AdmissionController::Impl {
                     if (i < 64) ev.behind |= std::uint64_t{1} << i;
                 }
             }
-            ev.alone_earliest = std::max(ev.alone_earliest, alone_earliest);
-            if (limiter.config().algorithm != config::Algorithm::concurrency)
-                ev.bound = std::max(ev.bound, d.allowed ? now.mono : d.earliest);
             if (!d.allowed) {
+                // Only a refusal moves these off `now`: an admission pays nothing for them.
                 ev.admissible = false;
+                ev.alone_earliest = std::max(ev.alone_earliest, alone_earliest);
+                if (limiter.config().algorithm != config::Algorithm::concurrency)
+                    ev.bound = std::max(ev.bound, d.earliest);
                 if (!blocking || d.earliest > blocking_decision.earliest) {
                     blocking = i;
                     blocking_decision = d;
@@ -597,7 +603,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     Impl::Evaluation ev = m.evaluate(uses, ahead, now);
     // A newcomer heading a new queue may go ahead of the waiters on its keys
     // (all older) on the same terms as a head, while their bounds are current.
-    if (depth == 0 && !m.all_due && m.options.work_conserving) {
+    if (!ev.admissible && depth == 0 && !m.all_due && m.options.work_conserving) {
         m.try_lend(
             uses, ev, ahead,
             [&](std::size_t i) {

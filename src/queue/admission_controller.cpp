@@ -202,7 +202,10 @@ struct AdmissionController::Impl {
     // Probes every enforced limit of `uses`; `ahead(i)` gives the units that
     // arrived earlier and wait on use i's (limit, key). Records nothing.
     template <class Uses, class Ahead>
-    Evaluation evaluate(const Uses& uses, Ahead&& ahead, const Instant& now) {
+    // `may_lend`: the request could go ahead of older ones (work conservation
+    // is on and it heads its queue, or would); only then is it worth asking
+    // whether its own limits have room with nothing ahead.
+    Evaluation evaluate(const Uses& uses, Ahead&& ahead, const Instant& now, bool may_lend = false) {
         Evaluation ev;
         ev.earliest = now.mono;
         ev.bound = now.mono;
@@ -241,7 +244,7 @@ struct AdmissionController::Impl {
                         d = alone;
                         alone_earliest = alone.earliest;
                     }
-                } else if (options.work_conserving) {
+                } else if (may_lend) {
                     // Refused behind older units: could it go if they let it?
                     const Decision alone = limiter.probe(use.key, use.cost, 0, now);
                     alone_earliest = alone.allowed ? now.mono : alone.earliest;
@@ -319,8 +322,9 @@ struct AdmissionController::Impl {
         const auto ahead = [&](std::size_t i) {
             return w.uses[i].line ? w.uses[i].line->before(w.uses[i].position) : 0;
         };
-        Evaluation ev = evaluate(w.uses, ahead, now);
-        if (may_lend && options.work_conserving) {
+        may_lend = may_lend && options.work_conserving;
+        Evaluation ev = evaluate(w.uses, ahead, now, may_lend);
+        if (may_lend) {
             try_lend(
                 w.uses, ev, ahead,
                 [&](std::size_t i) { return w.uses[i].line->min_bound_before(w.uses[i].position); }, now);
@@ -422,9 +426,9 @@ struct AdmissionController::Impl {
             queues.erase(queues.find(*q->key));
             return nullptr;
         }
-        if (!was_head) return nullptr;
-        set_head_bound(q, Nanos::min());  // not probed yet
-        return q;
+        // The new head's bound is still kNever: a pass probes it before any
+        // younger head reads it; outside a pass, index_head() marks it unknown.
+        return was_head ? q : nullptr;
     }
 
     // Removes a waiter outside a pass; a new head is probed by the next pass.
@@ -600,10 +604,11 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         const WaitingUnits* line = line_of(i);
         return line ? line->total() : std::int64_t{0};
     };
-    Impl::Evaluation ev = m.evaluate(uses, ahead, now);
+    const bool may_lend = depth == 0 && !m.all_due && m.options.work_conserving;
+    Impl::Evaluation ev = m.evaluate(uses, ahead, now, may_lend);
     // A newcomer heading a new queue may go ahead of the waiters on its keys
     // (all older) on the same terms as a head, while their bounds are current.
-    if (!ev.admissible && depth == 0 && !m.all_due && m.options.work_conserving) {
+    if (!ev.admissible && may_lend) {
         m.try_lend(
             uses, ev, ahead,
             [&](std::size_t i) {

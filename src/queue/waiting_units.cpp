@@ -21,7 +21,7 @@ void WaitingUnits::push(std::int64_t units, Position* handle) {
     tree_.push_back(units + prefix(i - 1) - prefix(i - lowbit(i)));
     slots_.push_back(Slot{units, handle, kNever});
     // The new leaf is already kNever (never set, or cleared by erase); only a full tree grows.
-    if (slots_.size() > leaves_) build_bounds();
+    if (tracking_ && slots_.size() > leaves_) build_bounds();
     *handle = i - 1;
     ++live_;
     total_ += units;
@@ -38,6 +38,7 @@ void WaitingUnits::erase(Position position) {
         tree_.clear();
         bounds_.clear();
         leaves_ = 0;
+        tracking_ = false;
     }
 }
 
@@ -47,6 +48,7 @@ std::int64_t WaitingUnits::before(Position position) const {
 
 void WaitingUnits::set_bound(Position position, Nanos bound) {
     slots_[position].bound = bound;
+    if (!tracking_) return;
     std::size_t node = leaves_ + position;
     bounds_[node] = bound;
     for (node /= 2; node > 0; node /= 2) {
@@ -56,7 +58,14 @@ void WaitingUnits::set_bound(Position position, Nanos bound) {
     }
 }
 
+Nanos WaitingUnits::min_bound() const {
+    if (slots_.empty()) return kNever;
+    if (!tracking_) build_bounds();
+    return bounds_[1];
+}
+
 Nanos WaitingUnits::min_bound_before(Position position) const {
+    if (!tracking_) build_bounds();
     Nanos m = kNever;
     for (std::size_t lo = leaves_, hi = leaves_ + position; lo < hi; lo /= 2, hi /= 2) {
         if (lo & 1) m = std::min(m, bounds_[lo++]);
@@ -65,7 +74,8 @@ Nanos WaitingUnits::min_bound_before(Position position) const {
     return m;
 }
 
-void WaitingUnits::build_bounds() {
+void WaitingUnits::build_bounds() const {
+    tracking_ = true;
     leaves_ = 16;
     while (leaves_ < slots_.size()) leaves_ *= 2;
     bounds_.assign(2 * leaves_, kNever);
@@ -99,7 +109,7 @@ void WaitingUnits::compact() {
         const std::size_t parent = i + lowbit(i);
         if (parent <= kept) tree_[parent - 1] += tree_[i - 1];
     }
-    build_bounds();
+    if (tracking_) build_bounds();
 }
 
 }  // namespace sluice::queue

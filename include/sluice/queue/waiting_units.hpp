@@ -16,8 +16,10 @@
 // controller sets it on queue heads to the earliest moment the head could be
 // admitted, and asks "what is the earliest bound among the entries that arrived
 // before this one?" to decide whether a younger request may go first. A
-// segment tree over the same positions answers in O(log n); an entry whose
-// bound is never set costs nothing there.
+// segment tree over the same positions answers in O(log n). It is built on the
+// first question only: a line that only one queue waits on (one route's
+// backlog) is never asked, and there setting a bound is one store. Once asked,
+// it is kept up to date until the line empties.
 
 #include <cstddef>
 #include <cstdint>
@@ -45,7 +47,7 @@ public:
     // The earliest bound among the entries pushed before `position` (kNever if none).
     Nanos min_bound_before(Position position) const;
     // The earliest bound of all entries present.
-    Nanos min_bound() const noexcept { return bounds_.empty() ? kNever : bounds_[1]; }
+    Nanos min_bound() const;
 
     std::int64_t total() const noexcept { return total_; }
     std::size_t size() const noexcept { return live_; }
@@ -61,12 +63,14 @@ private:
     void add(Position position, std::int64_t delta);
     std::int64_t prefix(std::size_t count) const;  // sum of slots [0, count)
     void compact();
-    void build_bounds();  // sizes the segment tree for slots_ and fills it from the slots
+    void build_bounds() const;  // sizes the segment tree for slots_ and fills it from the slots
 
     std::vector<Slot> slots_;
     std::vector<std::int64_t> tree_;  // Fenwick tree, tree_[i - 1] covers slots (i - lowbit(i), i]
-    std::vector<Nanos> bounds_;       // segment tree: node n covers 2n, 2n+1; leaves at leaves_ + position
-    std::size_t leaves_ = 0;          // a power of two, >= slots_.size()
+    // Segment tree (while `tracking_`): node n covers 2n, 2n+1; leaves at leaves_ + position.
+    mutable std::vector<Nanos> bounds_;
+    mutable std::size_t leaves_ = 0;  // a power of two, >= slots_.size()
+    mutable bool tracking_ = false;   // asked for a bound since the line was last empty
     std::size_t live_ = 0;
     std::int64_t total_ = 0;
 };

@@ -76,3 +76,24 @@ TEST_CASE("WaitingUnits gives the earliest bound among older entries, across rem
         }
     }
 }
+
+TEST_CASE("WaitingUnits answers the first bound question from bounds set before it", "[queue]") {
+    // Until asked, a bound is only stored (a line one queue waits on is never asked).
+    WaitingUnits line;
+    std::list<WaitingUnits::Position> positions;
+    for (int i = 0; i < 100; ++i) {
+        positions.push_back(0);
+        line.push(1, &positions.back());
+    }
+    auto it = positions.begin();
+    std::advance(it, 40);
+    line.set_bound(*it, sluice::Nanos{70});
+    line.set_bound(positions.front(), sluice::Nanos{90});
+    line.erase(positions.front());
+    positions.pop_front();
+    CHECK(line.min_bound() == sluice::Nanos{70});
+    CHECK(line.min_bound_before(*it) == sluice::kNever);
+    CHECK(line.min_bound_before(positions.back()) == sluice::Nanos{70});
+    line.set_bound(positions.back(), sluice::Nanos{5});  // now kept up to date at once
+    CHECK(line.min_bound() == sluice::Nanos{5});
+}

@@ -10,16 +10,28 @@
 //      would admit now, and an admission_timeout at submit is only given when
 //      the request could not have been admitted within max_wait behind the
 //      units ahead of it (state frozen: the most favourable case);
-//  (3) FIFO within each queue, and across queues a head is admitted only behind
-//      every older unit waiting on its keys;
+//  (3) FIFO within each queue; across queues, whatever the strict rule admits
+//      (room behind every older unit waiting on its keys) is admitted, and with
+//      work conservation off nothing else is;
 //  (4) every ticket is decided exactly once (or cancelled);
 //  (5) no admission later than necessary: after each step no head is
 //      admissible, and next_wakeup() is never later than the first moment a
-//      head becomes admissible or a deadline passes.
+//      head becomes admissible or a deadline passes;
+//  (6) work conservation never costs an older waiter: a request admitted
+//      although the strict rule refuses it heads its queue (or has none), its
+//      own limits have room now, and for every older waiter sharing a limit
+//      with it, the moment that waiter's time-based limits first let it go
+//      (behind the units ahead of it) is no later after the admission than
+//      before; and a concurrency permit the strict rule would keep is taken
+//      only while every older waiter on that limit is held back by time for at
+//      least lend_horizon (so it waits for a lent permit at most the lent
+//      exchange's duration less the horizon). Checked at every such admission,
+//      by brute force, with lend_horizon drawn per scenario.
 //
 // The policy the oracle holds the controller to: a request may go at t when it
 // heads its queue and every enforced limit has room at t for its cost plus the
-// units of all older waiting requests on the same (limit, key).
+// units of all older waiting requests on the same (limit, key) (the strict
+// rule), or when (6) allows it.
 
 #include <array>
 #include <map>

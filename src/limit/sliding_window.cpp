@@ -430,10 +430,18 @@ public:
         const std::int64_t t = now.mono.count();
         advance(s, t);
         const std::int64_t first = floor_div(then.count() - span_ + 1, width_);
+        // Whichever side of `first` has fewer buckets is summed: at most kSlots / 2.
         std::int64_t count = 0;
-        if (s.total > 0) {
-            if (s.head >= first) count += s.head_count;
-            for (std::int64_t b = std::max(s.tail, first); b < s.head; ++b) count += s.counts[b & kMask];
+        if (s.total > 0 && s.head >= first) {
+            if (first <= s.tail) {
+                count = s.total;
+            } else if (first - s.tail <= s.head - first) {
+                count = s.total;
+                for (std::int64_t b = s.tail; b < first; ++b) count -= s.counts[b & kMask];
+            } else {
+                count = s.head_count;
+                for (std::int64_t b = first; b < s.head; ++b) count += s.counts[b & kMask];
+            }
         }
         if (std::max({floor_div(t, width_), s.head, s.tail}) >= first) count += cost;
         return count + units <= limit_;

@@ -787,3 +787,35 @@ TEST_CASE("a late poll never admits a waiter after its deadline", "[queue][overl
         CHECK(f.remaining(0) == 1);  // nothing consumed
     }
 }
+
+TEST_CASE("a lent permit held past the horizon delays the older waiter by at most its excess",
+          "[queue][work-conserving]") {
+    std::vector<std::unique_ptr<sluice::limit::Limiter>> owned;
+    owned.push_back(build(sliding(1, 10s)));
+    owned.push_back(build(concurrency(1)));
+    sluice::queue::AdmissionOptions options;
+    options.lend_horizon = 2s;
+    AdmissionController controller(std::move(owned), options);
+    FakeClock clock;
+    const Nanos t0 = clock.now().mono;
+    const auto submit = [&](std::size_t route, std::vector<LimitUse> uses) {
+        return controller.submit(AdmissionRequest{route, std::move(uses), 20s, 100}, clock.now());
+    };
+    REQUIRE(submit(0, on({0})).outcome == Outcome::admitted);
+    const Admission a = submit(1, on({0, 1}));  // the strict rule would admit it at t0 + 10 s
+    REQUIRE(a.outcome == Outcome::queued);
+    // 2.1 s before `a` can go: the permit is lent, to an exchange that lasts 3 s.
+    clock.advance(7900ms);
+    REQUIRE(submit(2, on({1})).outcome == Outcome::admitted);
+    clock.advance(t0 + 10s - clock.now().mono);
+    CHECK(controller.poll(clock.now()).empty());             // `a` may go by time, but the permit is out
+    CHECK(controller.next_wakeup(clock.now()) == t0 + 20s);  // its deadline: only the release can help
+    clock.advance(t0 + 10900ms - clock.now().mono);
+    controller.release(on({1}), clock.now());
+    const auto decided = controller.poll(clock.now());
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == a.ticket);
+    CHECK(decided[0].outcome == Outcome::admitted);
+    // Delayed by 0.9 s: the exchange's 3 s less the 2 s horizon, at most.
+    CHECK(clock.now().mono - (t0 + 10s) <= 3s - options.lend_horizon);
+}

@@ -97,6 +97,26 @@ public:
         return v;
     }
 
+    // Every window an admission at `then` would count in must hold its units,
+    // `cost` admitted now where it counts, and `units`. Wall time at `then` is
+    // derived from mono as in released(); beyond the windows the state holds,
+    // nothing is counted, so a far `then` is clamped to that.
+    bool room_later(State& s, std::int64_t cost, std::int64_t units, Nanos then, const Instant& now) const {
+        const std::int64_t w = wall(now);
+        const std::int64_t lo = window_of(w - margin_);
+        const std::int64_t hi = window_of(w + margin_);
+        shift(s, lo);
+        const std::int64_t ahead =
+            std::min<std::int64_t>((then - now.mono).count(), (kSlots + 1) * period_ + 2 * margin_);
+        const std::int64_t w_then = w + std::max<std::int64_t>(ahead, 0);
+        for (std::int64_t k = window_of(w_then - margin_); k <= window_of(w_then + margin_); ++k) {
+            std::int64_t c = (k >= s.base && k < s.base + kSlots) ? s.counts[slot(k)] : 0;
+            if (k >= lo && k <= hi) c += cost;
+            if (c + units > limit_) return false;
+        }
+        return true;
+    }
+
     void consume(State& s, std::int64_t cost, const Instant& now) const {
         const std::int64_t w = wall(now);
         const std::int64_t lo = window_of(w - margin_);

@@ -345,3 +345,14 @@ TEST_CASE("preset: routes mounted under a prefix match the vendor's paths", "[co
     }
     CHECK_FALSE(table.match({0, "", "GET", "/elsewhere"}).has_value());
 }
+
+TEST_CASE("preset: a preset whose aliases make it infinite is refused, not walked forever",
+          "[config][preset]") {
+    PresetFolder folder;
+    const auto file = folder.write("loop", "upstream: {url: https://x.example}\nlimits: &a {x: *a}\n");
+    CHECK(error_of("vendors:\n  l: {preset: loop}\n", folder.options()) ==
+          file +
+              ":1:1: preset 'loop' is nested more than 32 levels deep (an alias to an enclosing node?); "
+              "expected a "
+              "preset as documented");
+}

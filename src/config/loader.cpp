@@ -724,18 +724,24 @@ private:
     }
 };
 
-// Tags every node of a preset's tree (keys too) with its origin (see NodeOrigin).
-void tag_origin(YAML::Node node, const std::string& tag) {
+// Tags every node of a preset's tree (keys too) with its origin (see NodeOrigin). Returns false
+// for a tree deeper than any preset needs: an alias to an enclosing node (`&a [*a]`) makes the
+// tree infinite, and walking it would never end.
+bool tag_origin(YAML::Node node, const std::string& tag, int depth = 0) {
+    if (depth > 32) return false;
     node.SetTag(tag);
     if (node.IsMap()) {
         for (auto it = node.begin(); it != node.end(); ++it) {
             YAML::Node key = it->first;
             key.SetTag(tag);
-            tag_origin(it->second, tag);
+            if (!tag_origin(it->second, tag, depth + 1)) return false;
         }
     } else if (node.IsSequence()) {
-        for (auto item : node) tag_origin(item, tag);
+        for (auto item : node) {
+            if (!tag_origin(item, tag, depth + 1)) return false;
+        }
     }
+    return true;
 }
 
 // The value under `key` in a map node, as the node stored in the map (assigning to it changes
@@ -955,7 +961,11 @@ private:
                                                                     echoed(preset_name) + ": " + e.msg +
                                                                     "; expected well-formed YAML");
         }
-        tag_origin(document, origin_tag({preset_file, std::nullopt}));
+        if (!tag_origin(document, origin_tag({preset_file, std::nullopt}))) {
+            throw ConfigError({preset_file, 1, 1}, "preset " + echoed(preset_name) +
+                                                       " is nested more than 32 levels deep (an alias to an "
+                                                       "enclosing node?); expected a preset as documented");
+        }
         preset_documents_.push_back(document);
 
         ExpandedVendor vendor{VendorInstance{}, entry.key_node, "", {}, {}, {}};

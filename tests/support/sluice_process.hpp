@@ -93,7 +93,9 @@ struct CheckResult {
     std::string config_path;  // where the YAML was written (its name appears in error messages)
 };
 
-// Writes `yaml` to a temporary `file_name` and runs `sluice --check --config FILE` (bounded: 10 s).
-CheckResult run_sluice_check(const std::string& yaml, const std::string& file_name = "sluice.yaml");
+// Writes `yaml` to a temporary `file_name` and runs `sluice --check --config FILE [extra_args...]`
+// (bounded: 10 s).
+CheckResult run_sluice_check(const std::string& yaml, const std::string& file_name = "sluice.yaml",
+                             const std::vector<std::string>& extra_args = {});
 
 }  // namespace sluice::test

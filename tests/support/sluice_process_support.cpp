@@ -263,13 +263,15 @@ void SluiceProcess::dump_stderr(const char* why) {
               << "----- end of sluice stderr -----\n";
 }
 
-CheckResult run_sluice_check(const std::string& yaml, const std::string& file_name) {
+CheckResult run_sluice_check(const std::string& yaml, const std::string& file_name,
+                             const std::vector<std::string>& extra_args) {
     const auto dir = make_temp_dir("sluice-check-");
     CheckResult result;
     result.config_path = dir + "/" + file_name;
     write_file(result.config_path, yaml);
-    const pid_t pid = spawn_process({sluice_binary(), "--check", "--config", result.config_path},
-                                    dir + "/stdout.log", dir + "/stderr.log");
+    std::vector<std::string> args{sluice_binary(), "--check", "--config", result.config_path};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    const pid_t pid = spawn_process(args, dir + "/stdout.log", dir + "/stderr.log");
     int status = 0;
     bool exited = false;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

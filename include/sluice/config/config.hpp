@@ -230,11 +230,11 @@ struct VendorPolicy;  // vendor_policy.hpp
 // "<instance>" or "<instance>.<name>"); this records where they came from, for
 // `sluice check --vendor` and --check --print.
 struct VendorInstance {
-    std::string name;         // the instance name (the key under `vendors:`)
-    std::string preset;       // the preset's name
-    std::string preset_file;  // the file it was read from
-    std::string tier;         // the tier chosen ("" = the policy's default)
-    std::vector<std::size_t> upstream_indexes;  // into Config::upstreams
+    std::string name;                            // the instance name (the key under `vendors:`)
+    std::string preset;                          // the preset's name
+    std::string preset_file;                     // the file it was read from
+    std::string tier;                            // the tier chosen ("" = the policy's default)
+    std::vector<std::size_t> upstream_indexes;   // into Config::upstreams
     std::shared_ptr<const VendorPolicy> policy;  // the preset's vendor_policy; null if it has none
     SourceLocation location;                     // of the `vendors:` entry
 };
@@ -249,7 +249,7 @@ struct Config {
     std::vector<UpstreamConfig> upstreams;  // file order
     std::vector<LimitConfig> limits;        // file order
     QueueConfig queue_defaults;
-    std::vector<RouteConfig> routes;  // file order = match priority (first match wins)
+    std::vector<RouteConfig> routes;      // file order = match priority (first match wins)
     std::vector<VendorInstance> vendors;  // `vendors:` order; their routes follow the file's own
 
     const UpstreamConfig* find_upstream(std::string_view name) const;

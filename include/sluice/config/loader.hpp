@@ -54,8 +54,8 @@ std::shared_ptr<const Config> load_config_string(const std::string& yaml,
 // (relative to the file's folder), `presets/` in the file's folder, then the installed presets
 // (SLUICE_PRESETS_DIR, set at build time: the source tree's config/presets, or the image's
 // /usr/local/share/sluice/presets). The first folder holding NAME.yaml wins.
-std::vector<std::string> preset_search_path(const std::string& config_file, const std::string& presets_dir_key,
-                                            const LoadOptions& options);
+std::vector<std::string> preset_search_path(const std::string& config_file,
+                                            const std::string& presets_dir_key, const LoadOptions& options);
 
 // The presets available on that path (names, sorted, without duplicates).
 std::vector<std::string> available_presets(const std::vector<std::string>& search_path);

@@ -9,6 +9,7 @@
 
 #include "sluice/config/loader.hpp"
 #include "sluice/config/vendor_policy.hpp"
+#include "sluice/route/route_table.hpp"
 
 using namespace sluice::config;
 using namespace std::chrono_literals;
@@ -308,4 +309,50 @@ TEST_CASE("time scale divides every window, margin and offset", "[config][preset
     options.time_scale = 0;
     CHECK(error_of("vendors:\n  i: {preset: intercom}\n", options) ==
           "user.yaml:1:1: time scale 0.000000 is out of range; expected a number > 0 (e.g. 30)");
+}
+
+TEST_CASE("preset: routes mounted under a prefix match the vendor's paths", "[config][preset]") {
+    const auto config = load(R"(vendors:
+  convertr: {preset: convertr, path_prefix: /convertr/}
+  cc: {preset: constant-contact, path_prefix: /cc}
+)");
+    const sluice::route::RouteTable table(*config);
+    const auto route_of = [&](std::string_view method, std::string_view path) {
+        const auto found = table.match({0, "", method, path});
+        REQUIRE(found.has_value());
+        return std::make_pair(config->routes[found->route_index].name, *found);
+    };
+    {
+        const auto [name, result] = route_of("GET", "/convertr/api/v2.1/publisher/7/lead-result/42");
+        CHECK(name == "convertr.lead-result");
+        CHECK(result.upstream_path == "/api/v2.1/publisher/7/lead-result/42");
+        CHECK(sluice::route::find_param(result.params, "publisher_id") ==
+              std::optional<std::string_view>("7"));
+    }
+    CHECK(route_of("POST", "/convertr/api/v2.3/login").first == "convertr.login");
+    CHECK(route_of("GET", "/convertr/api/v2.3/login").first == "convertr.other");  // login is POST only
+    // The pattern matches what follows the prefix, not the whole path.
+    CHECK(route_of("POST", "/convertr/x/api/v2.3/login").first == "convertr.other");
+    {
+        const auto [name, result] = route_of("POST", "/cc/oauth2/default/v1/token");
+        CHECK(name == "cc.token");
+        CHECK(result.upstream_path == "/oauth2/default/v1/token");
+    }
+    {
+        const auto [name, result] = route_of("GET", "/cc/contacts");
+        CHECK(name == "cc.api");
+        CHECK(result.upstream_path == "/v3/contacts");  // the api upstream's base path
+    }
+    CHECK_FALSE(table.match({0, "", "GET", "/elsewhere"}).has_value());
+}
+
+TEST_CASE("preset: a preset whose aliases make it infinite is refused, not walked forever",
+          "[config][preset]") {
+    PresetFolder folder;
+    const auto file = folder.write("loop", "upstream: {url: https://x.example}\nlimits: &a {x: *a}\n");
+    CHECK(error_of("vendors:\n  l: {preset: loop}\n", folder.options()) ==
+          file +
+              ":1:1: preset 'loop' is nested more than 32 levels deep (an alias to an enclosing node?); "
+              "expected a "
+              "preset as documented");
 }

@@ -1680,7 +1680,8 @@ private:
         if (const auto v = map.get("margin")) limit.margin = v->duration(Sign::non_negative, kMaxMargin);
         if (limit.algorithm == Algorithm::fixed_window)
             check_calendar_window(map.require("window", ""), limit.window);
-        if (const auto v = map.get("time_zone")) {
+        // `time_zone: null` is no zone: an override can take a preset's zone away.
+        if (const auto v = map.get("time_zone"); v && !v->is_null()) {
             if (const auto* offset = map.find("utc_offset")) {
                 offset->key_node.fail(
                     "both 'utc_offset' and 'time_zone' are given",

@@ -194,7 +194,7 @@ bool shadows(const Config& config, const RouteConfig& earlier, const RouteConfig
 // Capacity of `limit` over a half-open window of `window`, in its own units. `aligned_period`:
 // the rule's calendar period, when the rule is a fixed window starting at `rule_offset`.
 Int capacity(const LimitConfig& limit, Duration window, std::optional<Duration> rule_period,
-             std::optional<Duration> rule_offset) {
+             std::optional<Duration> rule_offset, std::string_view rule_zone) {
     const Wide W = window.count();
     switch (limit.algorithm) {
         case Algorithm::sliding_window: {
@@ -203,6 +203,14 @@ Int capacity(const LimitConfig& limit, Duration window, std::optional<Duration> 
         }
         case Algorithm::fixed_window: {
             const Wide p = std::max<Duration::rep>(limit.window.count(), 1);
+            if (!limit.time_zone.empty()) {
+                // Local days: the same calendar as a rule in the same zone; against any other,
+                // periods as short as 23 hours (a daylight saving change) may cut the window.
+                if (rule_period && limit.time_zone == rule_zone && rule_period->count() % p == 0)
+                    return saturate(static_cast<Wide>(limit.limit) * (rule_period->count() / p));
+                const Wide shortest = std::max<Wide>(p - std::chrono::nanoseconds(std::chrono::hours(1)).count(), 1);
+                return saturate(static_cast<Wide>(limit.limit) * (ceil_div(W, shortest) + 1));
+            }
             if (rule_period && rule_offset && rule_period->count() % p == 0) {
                 const auto shift =
                     (rule_offset->count() - limit.utc_offset.count()) % static_cast<Duration::rep>(p);
@@ -475,7 +483,12 @@ VendorCheck check_vendor(const Config& config, const std::string& instance_name)
         std::optional<Duration> period;
         if (rule->kind == PolicyRuleKind::fixed) {
             period = verdict.window;
-            if (!rule->time_zone.empty()) {
+            if (!rule->time_zone.empty() && config.time_scale != 1.0) {
+                // The loader aligns a scaled time_zone limit to UTC (local days cannot shrink);
+                // the vendor's scaled day is read the same way.
+                offsets = {Duration::zero()};
+                note("time zone " + rule->time_zone + ": aligned to UTC under --time-scale, as the limits are");
+            } else if (!rule->time_zone.empty()) {
                 const auto zone = zone_offsets(rule->time_zone);
                 if (zone) {
                     offsets.assign(zone->begin(), zone->end());
@@ -496,7 +509,7 @@ VendorCheck check_vendor(const Config& config, const std::string& instance_name)
         for (const auto& offset : offsets) {
             // A zone's offsets are real hours; the vendor's period is scaled: scale them alike.
             const std::optional<Duration> scaled_offset =
-                offset && !rule->time_zone.empty()
+                offset && !rule->time_zone.empty() && config.time_scale == 1.0
                     ? std::optional<Duration>(scale(*offset, config.time_scale))
                     : offset;
             std::vector<Bound> bounds;
@@ -525,7 +538,7 @@ VendorCheck check_vendor(const Config& config, const std::string& instance_name)
                         concurrent ? limit.limit
                                    : capacity(limit, verdict.window,
                                               rule->kind == PolicyRuleKind::fixed ? period : std::nullopt,
-                                              scaled_offset);
+                                              scaled_offset, rule->time_zone);
                     const Int units = in_rule_units(limit, *rule, own, why);
                     if (units == kInfinite) {
                         note("limit " + limit.name + " " + why);

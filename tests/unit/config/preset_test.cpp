@@ -186,19 +186,19 @@ TEST_CASE("preset: a tier's numbers apply, then the user's", "[config][preset]")
     const auto standard = load("vendors:\n  cc: {preset: constant-contact}\n");
     CHECK(standard->vendors[0].tier == "standard");
     CHECK(limit(*standard, "cc.rate").limit == 4);
-    CHECK(limit(*standard, "cc.daily-est").limit == 10000);
+    CHECK(limit(*standard, "cc.daily").limit == 10000);
+    CHECK(limit(*standard, "cc.daily").time_zone == "America/New_York");
     const auto partner = load("vendors:\n  cc: {preset: constant-contact, tier: partner}\n");
     CHECK(partner->vendors[0].tier == "partner");
     CHECK(limit(*partner, "cc.rate").limit == 10);
     CHECK(limit(*partner, "cc.rate").window == 1s);
     CHECK(limit(*partner, "cc.rate").burst == 1);
-    CHECK(limit(*partner, "cc.daily-est").limit == 250000);
-    CHECK(limit(*partner, "cc.daily-edt").limit == 250000);
+    CHECK(limit(*partner, "cc.daily").limit == 250000);
     const auto own = load(
         "vendors:\n  cc:\n    preset: constant-contact\n    tier: partner\n    limits: "
-        "{daily-est: {limit: 200000}}\n");
-    CHECK(limit(*own, "cc.daily-est").limit == 200000);
-    CHECK(limit(*own, "cc.daily-edt").limit == 250000);
+        "{daily: {limit: 200000}, rate: {rate: 8/1s}}\n");
+    CHECK(limit(*own, "cc.daily").limit == 200000);
+    CHECK(limit(*own, "cc.rate").limit == 8);
     // Two upstreams, named after the instance.
     REQUIRE(standard->upstreams.size() == 2);
     CHECK(standard->upstreams[0].name == "cc.api");
@@ -304,8 +304,10 @@ TEST_CASE("time scale divides every window, margin and offset", "[config][preset
     CHECK(limit(*config, "convertr.all").window == 10s);
     CHECK(limit(*config, "convertr.all").margin == std::chrono::nanoseconds(2s) / 30);
     CHECK(limit(*config, "convertr.concurrent").limit == 9);
-    CHECK(limit(*config, "cc.daily-est").window == 48min);
-    CHECK(limit(*config, "cc.daily-est").utc_offset == -10min);
+    CHECK(limit(*config, "cc.daily").window == 48min);
+    // A zone's local days cannot shrink: the scaled days are aligned to UTC.
+    CHECK(limit(*config, "cc.daily").time_zone.empty());
+    CHECK(limit(*config, "cc.daily").utc_offset == 0min);
     options.time_scale = 0;
     CHECK(error_of("vendors:\n  i: {preset: intercom}\n", options) ==
           "user.yaml:1:1: time scale 0.000000 is out of range; expected a number > 0 (e.g. 30)");

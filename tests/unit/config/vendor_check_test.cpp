@@ -175,14 +175,24 @@ TEST_CASE("check: a per-key limit does not bound an account-wide rule", "[config
 }
 
 TEST_CASE("check: fixed windows, calendars and time zones", "[config][vendor_check]") {
-    // The EDT window raised: on summer days the EST window alone is not aligned with the vendor's
-    // day and two of its days may overlap one of the vendor's.
+    // The preset's day follows New York (time_zone), like the vendor's: aligned, 10,000.
+    const auto preset = check_vendor(*load("vendors:\n  cc: {preset: constant-contact}\n"), "cc");
+    CHECK(verdict(preset, "per-day").kept);
+    CHECK(*verdict(preset, "per-day").worst_case == 10000);
+    // A day at a fixed -5h is the vendor's day in winter only: in summer two of its days overlap
+    // one of the vendor's.
     const auto config =
-        load("vendors:\n  cc:\n    preset: constant-contact\n    limits: {daily-edt: {limit: 1000000}}\n");
+        load("vendors:\n  cc:\n    preset: constant-contact\n    limits: {daily: {time_zone: null, "
+             "utc_offset: -5h}}\n");
     const auto check = check_vendor(*config, "cc");
     const auto& v = verdict(check, "per-day");
     CHECK_FALSE(v.kept);
     CHECK(*v.worst_case == 20000);
+    // Another zone: its days are as short as 23 hours against the vendor's.
+    const auto tokyo = check_vendor(
+        *load("vendors:\n  cc:\n    preset: constant-contact\n    limits: {daily: {time_zone: Asia/Tokyo}}\n"),
+        "cc");
+    CHECK_FALSE(verdict(tokyo, "per-day").kept);
     const auto offsets = zone_offsets("America/New_York");
     REQUIRE(offsets.has_value());
     CHECK(*offsets == std::vector<Duration>{-5h, -4h});

@@ -1,0 +1,306 @@
+// The scenario suite (issue 11): for each vendor, sluice configured with the vendor's rules in
+// front of a simulator that enforces them, under more load than the vendor allows. Each scenario
+// asserts zero vendor 429s, that no rule ever saw more than its limit in any window, that the
+// binding rule's quota was used (>= 95 % over the saturated middle of the run), and that every
+// request got an answer; two harder ones (a vendor stricter than published, a second consumer of
+// the same key) bound the vendor 429s instead. Windows are scaled by each scenario's time scale,
+// in the simulator and in sluice alike. A one-line summary per scenario goes to stdout.
+
+#include <catch2/catch.hpp>
+
+#include "scenarios/scenario.hpp"
+
+using namespace sluice::test::sim;
+using namespace std::chrono_literals;
+
+namespace {
+
+Fields api_key(int key) {
+    return {{"Authorization", "Bearer key-" + std::to_string(key)}};
+}
+
+ClientGroup group(std::string name, int clients, std::string method,
+                  std::function<std::string(int, std::uint64_t)> target,
+                  std::function<Fields(int)> headers = {}, std::chrono::milliseconds pace = 0ms) {
+    ClientGroup g;
+    g.name = std::move(name);
+    g.clients = clients;
+    g.method = std::move(method);
+    g.target = std::move(target);
+    g.headers = std::move(headers);
+    g.pace = pace;
+    return g;
+}
+
+Rule rolling(std::string name, std::int64_t limit, std::chrono::nanoseconds window,
+             std::optional<Match> match = std::nullopt) {
+    Rule rule;
+    rule.name = std::move(name);
+    rule.kind = Rule::Kind::rolling;
+    rule.limit = limit;
+    rule.window = window;
+    rule.match = std::move(match);
+    return rule;
+}
+
+// Intercom: 166 per rolling 10 s (its 1,000 per minute, enforced per 10 s), X-RateLimit-* with
+// the reset as a Unix time on every response. 50 clients ask for ~3x the quota.
+Scenario intercom_base() {
+    Scenario s;
+    s.name = "intercom";
+    s.rules = {rolling("intercom", 166, 10s)};
+    s.vendor.vendor = "intercom";
+    s.time_scale = 2;  // 10 s -> 5 s: the reset's whole seconds stay small against the window
+    s.routes = {{"api", std::nullopt, {"intercom"}}};
+    s.feedback = {"reset_mode: unix_seconds"};
+    s.consumers = {{group(
+        "contacts", 50, "GET",
+        [](int c, std::uint64_t n) { return "/contacts/" + std::to_string(c) + "-" + std::to_string(n); }, {},
+        30ms)}};
+    s.duration = 18s;
+    s.measure_after = 2500ms;
+    s.binding = {"intercom"};
+    return s;
+}
+
+// Close: per endpoint group, 20/s per API key and 60/s per organization; headers for the limit
+// closest to being hit on every response, 429s with retry-after and the JSON body.
+Scenario close_base() {
+    Scenario s;
+    s.name = "close";
+    const Match lead_read{{"GET"}, "", "/api/v1/lead/"};
+    Rule key = rolling("close-lead-read-key", 20, 1s, lead_read);
+    key.per = Per{"Authorization"};
+    Rule org = rolling("close-lead-read-org", 60, 1s, lead_read);
+    org.per = Per{"Authorization"};
+    org.per_group = "organization";
+    s.rules = {key, org};
+    s.vendor.vendor = "close";
+    s.vendor.style = Style::close;
+    for (int k = 0; k < 4; ++k) s.vendor.key_groups["Bearer key-" + std::to_string(k)] = "org-1";
+    s.routes = {{"lead-read", lead_read, {"close-lead-read-key", "close-lead-read-org"}}};
+    s.feedback = {"reset_mode: delta_seconds", "body_field: error.rate_reset"};
+    // 4 keys, 3 clients each: 80/s of key quota against 60/s for the organization.
+    s.consumers = {{group(
+        "leads", 12, "GET",
+        [](int c, std::uint64_t n) {
+            return "/api/v1/lead/?c=" + std::to_string(c) + "&n=" + std::to_string(n);
+        },
+        [](int c) { return api_key(c % 4); })}};
+    s.duration = 8s;
+    s.measure_after = 1s;
+    s.binding = {"close-lead-read-org"};
+    return s;
+}
+
+// Convertr: rolling 5-minute windows, account-wide: 100 logins, 1,400 lead-results, 3,000 over
+// every endpoint (a lead-result or a login counts against both), at most 9 in flight. The logins
+// are saturated (12 clients for 100 per window): while they wait for their own window, the
+// blanket must keep serving the others.
+Scenario convertr_base() {
+    Scenario s;
+    s.name = "convertr";
+    const Match login{{"POST"}, "/api/v2.*/login", ""};
+    const Match lead_result{{}, "/api/v2.*/publisher/{publisher_id}/lead-result/{lead_id}", ""};
+    Rule concurrent;
+    concurrent.name = "convertr-concurrent";
+    concurrent.kind = Rule::Kind::concurrency;
+    concurrent.limit = 9;  // "keep concurrent requests under 10"
+    s.rules = {rolling("convertr-login", 100, 5min, login),
+               rolling("convertr-lead-result", 1400, 5min, lead_result), rolling("convertr-all", 3000, 5min),
+               concurrent};
+    s.vendor.vendor = "convertr";
+    s.time_scale = 30;  // 5 min -> 10 s
+    s.routes = {{"login", login, {"convertr-login", "convertr-all", "convertr-concurrent"}},
+                {"lead-result", lead_result, {"convertr-lead-result", "convertr-all", "convertr-concurrent"}},
+                {"other", std::nullopt, {"convertr-all", "convertr-concurrent"}}};
+    s.consumers = {
+        {group("login", 12, "POST", [](int, std::uint64_t) { return std::string("/api/v2.1/login"); })},
+        {group("lead-result", 6, "GET",
+               [](int c, std::uint64_t n) {
+                   return "/api/v2.1/publisher/" + std::to_string(c) + "/lead-result/" + std::to_string(n);
+               })},
+        {group("other", 6, "GET", [](int c, std::uint64_t n) {
+            return "/api/v4/leads?client=" + std::to_string(c) + "&page=" + std::to_string(n);
+        })}};
+    s.duration = 16s;
+    s.measure_after = 5s;  // the middle of the first window: one whole window to the end
+    s.binding = {"convertr-all", "convertr-login"};
+    return s;
+}
+
+// Constant Contact: 4/s and 10,000 per day (a day from midnight US Eastern) per API key, the
+// OAuth token endpoint 1/s. Three keys saturated, and a client refreshing its token in a loop.
+Scenario constant_contact_base() {
+    Scenario s;
+    s.name = "constant-contact";
+    const Match api{{}, "", "/v3/"};
+    Rule rate = rolling("cc-rate", 4, 1s, api);
+    rate.per = Per{"Authorization"};
+    Rule daily = rolling("cc-daily", 10'000, 24h, api);
+    daily.kind = Rule::Kind::fixed;
+    daily.utc_offset = -5h;
+    daily.per = Per{"Authorization"};
+    s.rules = {rate, daily, rolling("cc-token", 1, 1s, Match{{"POST"}, "/oauth2/default/v1/token", ""})};
+    s.vendor.vendor = "constant-contact";
+    s.routes = {{"token", Match{{"POST"}, "/oauth2/default/v1/token", ""}, {"cc-token"}},
+                {"api", api, {"cc-rate", "cc-daily"}}};
+    s.consumers = {{group(
+                       "contacts", 6, "GET",
+                       [](int c, std::uint64_t n) {
+                           return "/v3/contacts?client=" + std::to_string(c) + "&n=" + std::to_string(n);
+                       },
+                       [](int c) { return api_key(c % 3); })},
+                   {group("token", 2, "POST",
+                          [](int, std::uint64_t) { return std::string("/oauth2/default/v1/token"); })}};
+    s.duration = 8s;
+    s.measure_after = 1s;
+    s.binding = {"cc-rate", "cc-token"};
+    return s;
+}
+
+// Amplemarket: 500 per minute across endpoints, /people/search 30 per minute, email validations
+// 15,000 units per hour (units from a header), and credits that run out: the vendor's
+// insufficient_credits error reaches the client as it was, sent once.
+Scenario amplemarket_base() {
+    Scenario s;
+    s.name = "amplemarket";
+    const Match search{{}, "", "/people/search"};
+    const Match validations{{}, "", "/email-validations"};
+    Rule units = rolling("am-validation-units", 15'000, 1h, validations);
+    units.cost = Cost{"X-Units", 100'000};
+    s.rules = {rolling("am-all", 500, 1min), rolling("am-search", 30, 1min, search), units};
+    s.vendor.vendor = "amplemarket";
+    s.vendor.credits =
+        Credits{validations, 12'500, "X-Units", 402,
+                R"({"_errors":[{"code":"insufficient_credits","title":"Insufficient credits"}]})"};
+    s.time_scale = 30;  // 1 min -> 2 s, 1 h -> 2 min
+    s.routes = {{"search", search, {"am-search", "am-all"}},
+                {"validations", validations, {"am-validation-units", "am-all"}},
+                {"other", std::nullopt, {"am-all"}}};
+    s.max_wait = 5s;  // a validation that would wait for the hour is refused at once (a queue bound)
+    s.consumers = {
+        {group(
+            "people", 10, "GET",
+            [](int c, std::uint64_t n) { return "/people/" + std::to_string(c) + "-" + std::to_string(n); })},
+        {group("search", 4, "POST", [](int, std::uint64_t) { return std::string("/people/search"); })},
+        {group(
+            "validations", 2, "POST", [](int, std::uint64_t) { return std::string("/email-validations"); },
+            [](int) {
+                return Fields{{"X-Units", "2500"}};
+            },
+            200ms)}};
+    s.duration = 10s;
+    s.measure_after = 1s;
+    s.binding = {"am-all", "am-search"};
+    return s;
+}
+
+// The stricter vendor: Intercom's published 166 per 10 s, but the vendor really allows 100 and
+// says so only with a 429 and a Retry-After (no Remaining). sluice must learn the real limit.
+Scenario stricter_intercom() {
+    Scenario s = intercom_base();
+    s.name = "stricter-intercom";
+    s.vendor.enforced_limits = {{"intercom", 100}};
+    s.vendor.style = Style::bare;
+    s.vendor.retry_after = true;
+    s.feedback = {};
+    s.duration = 20s;
+    return s;
+}
+
+// A second consumer on the same key: another process spends about a quarter of the key's
+// 20 per second straight at the vendor; Close's headers and 429s are all sluice has to go by.
+Scenario close_second_consumer() {
+    Scenario s = close_base();
+    s.name = "close-second-consumer";
+    s.rules.pop_back();  // one key: the organization limit is not in play
+    s.vendor.key_groups.clear();
+    s.routes = {{"lead-read", s.rules[0].match, {"close-lead-read-key"}}};
+    s.consumers = {{group(
+                       "leads", 4, "GET",
+                       [](int c, std::uint64_t n) {
+                           return "/api/v1/lead/?c=" + std::to_string(c) + "&n=" + std::to_string(n);
+                       },
+                       [](int) { return api_key(0); })},
+                   {group(
+                        "other-process", 1, "GET",
+                        [](int, std::uint64_t n) { return "/api/v1/lead/?direct=" + std::to_string(n); },
+                        [](int) {
+                            return Fields{{"Authorization", "Bearer key-0"}, {kConsumerHeader, "direct"}};
+                        },
+                        200ms),
+                    true}};
+    s.binding = {"close-lead-read-key"};
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("intercom: 166 per rolling 10 s, X-RateLimit-* on every response", "[scenario][intercom]") {
+    const auto s = intercom_base();
+    check_scenario(s, run_scenario(s), Targets{});
+}
+
+TEST_CASE("close: 20/s per key and 60/s per organization, headers for the closest limit",
+          "[scenario][close]") {
+    const auto s = close_base();
+    check_scenario(s, run_scenario(s), Targets{});
+}
+
+TEST_CASE("convertr: 100 logins, 1,400 lead-results, 3,000 in all per rolling 5 min, 9 in flight",
+          "[scenario][convertr]") {
+    const auto s = convertr_base();
+    check_scenario(s, run_scenario(s), Targets{});
+}
+
+TEST_CASE("constant contact: 4/s and 10,000/day per key, the token endpoint 1/s",
+          "[scenario][constant-contact]") {
+    const auto s = constant_contact_base();
+    check_scenario(s, run_scenario(s), Targets{});
+}
+
+TEST_CASE("amplemarket: 500/min, search 30/min, validation units per hour, insufficient_credits relayed once",
+          "[scenario][amplemarket]") {
+    const auto s = amplemarket_base();
+    const auto r = run_scenario(s);
+    check_scenario(s, r, Targets{});
+    CHECK(r.credits_refused >= 1);
+    CHECK(r.credits_sent_twice == 0);  // never retried
+    std::size_t relayed = 0;
+    for (const auto& e : r.load.exchanges) {
+        if (e.status == 402 && e.from_vendor && e.body.find("insufficient_credits") != std::string::npos)
+            ++relayed;
+    }
+    CHECK(relayed == r.credits_refused);  // each reached its client unchanged
+    CHECK(r.rule("am-validation-units").max_arrivals <= 15'000);
+}
+
+TEST_CASE("a vendor stricter than published: sluice learns the real limit", "[scenario][stricter]") {
+    const auto s = stricter_intercom();
+    Targets targets;
+    // The first burst is the price of learning: up to the 66 the published limit exceeds the real
+    // one by, each of them maybe refused once more on its retry. After the first half window:
+    // at most 5 (issue 11), and at least 90 % of the real allowance used.
+    targets.max_vendor_429 = 2 * 66;
+    targets.max_vendor_429_late = 5;
+    targets.min_utilization = 0.90;
+    targets.sent_within_limits = false;
+    targets.allowed_synthetic.insert("vendor_rate_limited");
+    check_scenario(s, run_scenario(s), targets);
+}
+
+TEST_CASE("a second consumer on the same key: sluice takes what is left without a 429 storm",
+          "[scenario][second-consumer]") {
+    const auto s = close_second_consumer();
+    Targets targets;
+    // The other process's share changes from one second to the next, and only the vendor's
+    // answers tell: a 429 now and then is the price; after the first second, at most 5 in 7 s,
+    // and the key's quota (both consumers together) used at least 90 %.
+    targets.max_vendor_429 = 8;
+    targets.max_vendor_429_late = 5;
+    targets.min_utilization = 0.90;
+    targets.sent_within_limits = false;
+    targets.allowed_synthetic.insert("vendor_rate_limited");
+    check_scenario(s, run_scenario(s), targets);
+}

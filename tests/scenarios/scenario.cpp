@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 #include <catch2/catch.hpp>
 
@@ -87,7 +89,12 @@ std::string sluice_yaml(const Scenario& scenario, const std::string& vendor_url)
     out << "listeners:\n  - name: main\n    listen: \"127.0.0.1:0\"\n";
     out << "upstreams:\n  vendor:\n    url: \"" << vendor_url << "\"\n";
     out << "    connect_timeout: 1s\n    response_timeout: 5s\n";
-    if (!scenario.feedback.empty()) {
+    // SLUICE_SCENARIO_FEEDBACK=off: the same scenario with sluice deaf to the vendor's signals
+    // (the control run that tells what listening costs or gains).
+    const char* feedback = std::getenv("SLUICE_SCENARIO_FEEDBACK");
+    if (feedback && std::string_view(feedback) == "off") {
+        out << "    feedback:\n      enabled: false\n";
+    } else if (!scenario.feedback.empty()) {
         out << "    feedback:\n";
         for (const auto& line : scenario.feedback) out << "      " << line << "\n";
     }

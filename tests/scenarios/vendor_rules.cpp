@@ -346,6 +346,8 @@ std::pair<std::uint64_t, Reply> VendorRules::arrive(const Request& request, Nano
         if (!accepted) arrival.refused_by = st.rules[refusal->rule].name;
     }
     for (const auto& s : standings) {
+        if (arrival.key.empty() && st.rules[s.rule].per)
+            arrival.key = find_field(request.headers, st.rules[s.rule].per->header).value_or("");
         arrival.partitions[s.rule] = s.partition;
         arrival.costs[s.rule] = s.units;
     }

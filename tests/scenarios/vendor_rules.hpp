@@ -112,6 +112,7 @@ struct Arrival {
     Nanos unix_at = 0;       // the same instant on the Unix clock (calendar periods)
     Nanos done = 0;          // when its answer had been written (concurrency); 0 until then
     std::string consumer;    // X-Consumer, or "sluice"
+    std::string key;         // the API key: the value of the first matching keyed rule's header
     std::string request_id;  // X-Scenario-Id, to find a request sent twice
     std::string method;
     std::string path;

@@ -38,7 +38,8 @@ std::string field(const Reply& reply, const std::string& name) {
 }  // namespace
 
 TEST_CASE(
-    "a rolling rule accepts at most its limit in any window; a request leaves it after exactly one window",
+    "a rolling rule accepts at most its limit in any window, and a request leaves it after exactly one "
+    "window",
     "[simulator]") {
     VendorRules v({rolling("r", 2, 1s)}, {});
     CHECK(status(v, get("/a"), 0) == 200);
@@ -108,7 +109,7 @@ TEST_CASE("per key and per organization: one counter per key, and one per organi
     CHECK(v.log()[5].partitions[1] == "org-b");
 }
 
-TEST_CASE("a fixed rule counts per calendar period, aligned to Unix time plus its utc_offset",
+TEST_CASE("a fixed rule counts per calendar period, aligned to Unix time minus its utc_offset",
           "[simulator]") {
     Rule day = rolling("day", 2, 24h);
     day.kind = Rule::Kind::fixed;
@@ -123,7 +124,8 @@ TEST_CASE("a fixed rule counts per calendar period, aligned to Unix time plus it
     CHECK(status(v, get("/"), 6, day_start + 2) == 429);
 }
 
-TEST_CASE("a concurrency rule refuses while its slots are busy; an answer frees its slot", "[simulator]") {
+TEST_CASE("a concurrency rule refuses while its slots are busy, and an answer frees its slot",
+          "[simulator]") {
     Rule slots;
     slots.name = "slots";
     slots.kind = Rule::Kind::concurrency;
@@ -139,7 +141,7 @@ TEST_CASE("a concurrency rule refuses while its slots are busy; an answer frees 
     CHECK(reports[0].max_arrivals == 3);  // the refused one was at the vendor too, if briefly
 }
 
-TEST_CASE("units come from a header, clamped to the rule's max; invalid or absent is 1", "[simulator]") {
+TEST_CASE("units come from a header, clamped to the rule's max (invalid or absent: 1)", "[simulator]") {
     Rule units = rolling("units", 100, 1s);
     units.cost = Cost{"X-Units", 60};
     VendorRules v({units}, {});
@@ -179,7 +181,7 @@ TEST_CASE("Intercom's answers: X-RateLimit-* on every response, the reset a Unix
     CHECK(field(reply, "X-RateLimit-Reset") == "1700000011");  // when the first leaves
 }
 
-TEST_CASE("Close's answers describe the limit closest to being hit; a 429 names its limit in the body",
+TEST_CASE("Close's answers describe the limit closest to being hit, and a 429 names its limit in the body",
           "[simulator]") {
     Rule key = rolling("lead-key", 2, 1s);
     key.per = Per{"Authorization"};

@@ -48,10 +48,11 @@ Rule rolling(std::string name, std::int64_t limit, std::chrono::nanoseconds wind
 Scenario intercom_base() {
     Scenario s;
     s.name = "intercom";
-    s.rules = {rolling("intercom", 166, 10s)};
+    // The preset also publishes 1,000 per rolling minute, kept by 166 per 10 s (6 x 166 = 996).
+    s.rules = {rolling("per-10s", 166, 10s), rolling("per-minute", 1000, 1min)};
     s.vendor.vendor = "intercom";
     s.time_scale = 2;  // 10 s -> 5 s: the reset's whole seconds stay small against the window
-    s.routes = {{"api", std::nullopt, {"intercom"}}};
+    s.routes = {{"all", std::nullopt, {"per-10s", "per-minute"}}};
     s.feedback = {"reset_mode: unix_seconds"};
     s.consumers = {{group(
         "contacts", 50, "GET",
@@ -59,7 +60,7 @@ Scenario intercom_base() {
         30ms)}};
     s.duration = 18s;
     s.measure_after = 2500ms;
-    s.binding = {"intercom"};
+    s.binding = {"per-10s"};
     return s;
 }
 
@@ -69,16 +70,16 @@ Scenario close_base() {
     Scenario s;
     s.name = "close";
     const Match lead_read{{"GET"}, "", "/api/v1/lead/"};
-    Rule key = rolling("close-lead-read-key", 20, 1s, lead_read);
+    Rule key = rolling("lead-read-key", 20, 1s, lead_read);
     key.per = Per{"Authorization"};
-    Rule org = rolling("close-lead-read-org", 60, 1s, lead_read);
+    Rule org = rolling("lead-read-org", 60, 1s, lead_read);
     org.per = Per{"Authorization"};
     org.per_group = "organization";
     s.rules = {key, org};
     s.vendor.vendor = "close";
     s.vendor.style = Style::close;
     for (int k = 0; k < 4; ++k) s.vendor.key_groups["Bearer key-" + std::to_string(k)] = "org-1";
-    s.routes = {{"lead-read", lead_read, {"close-lead-read-key", "close-lead-read-org"}}};
+    s.routes = {{"lead-read", lead_read, {"lead-read-key", "lead-read-org"}}};
     s.feedback = {"reset_mode: delta_seconds", "body_field: error.rate_reset"};
     // 4 keys, 3 clients each: 80/s of key quota against 60/s for the organization.
     s.consumers = {{group(
@@ -89,7 +90,7 @@ Scenario close_base() {
         [](int c) { return api_key(c % 4); })}};
     s.duration = 8s;
     s.measure_after = 1s;
-    s.binding = {"close-lead-read-org"};
+    s.binding = {"lead-read-org"};
     return s;
 }
 
@@ -103,17 +104,16 @@ Scenario convertr_base() {
     const Match login{{"POST"}, "/api/v2.*/login", ""};
     const Match lead_result{{}, "/api/v2.*/publisher/{publisher_id}/lead-result/{lead_id}", ""};
     Rule concurrent;
-    concurrent.name = "convertr-concurrent";
+    concurrent.name = "concurrent";
     concurrent.kind = Rule::Kind::concurrency;
     concurrent.limit = 9;  // "keep concurrent requests under 10"
-    s.rules = {rolling("convertr-login", 100, 5min, login),
-               rolling("convertr-lead-result", 1400, 5min, lead_result), rolling("convertr-all", 3000, 5min),
-               concurrent};
+    s.rules = {rolling("login", 100, 5min, login), rolling("lead-result", 1400, 5min, lead_result),
+               rolling("blanket", 3000, 5min), concurrent};
     s.vendor.vendor = "convertr";
     s.time_scale = 30;  // 5 min -> 10 s
-    s.routes = {{"login", login, {"convertr-login", "convertr-all", "convertr-concurrent"}},
-                {"lead-result", lead_result, {"convertr-lead-result", "convertr-all", "convertr-concurrent"}},
-                {"other", std::nullopt, {"convertr-all", "convertr-concurrent"}}};
+    s.routes = {{"login", login, {"login", "blanket", "concurrent"}},
+                {"lead-result", lead_result, {"lead-result", "blanket", "concurrent"}},
+                {"other", std::nullopt, {"blanket", "concurrent"}}};
     s.consumers = {
         {group("login", 12, "POST", [](int, std::uint64_t) { return std::string("/api/v2.1/login"); })},
         {group("lead-result", 6, "GET",
@@ -125,7 +125,7 @@ Scenario convertr_base() {
         })}};
     s.duration = 16s;
     s.measure_after = 5s;  // the middle of the first window: one whole window to the end
-    s.binding = {"convertr-all", "convertr-login"};
+    s.binding = {"blanket", "login"};
     return s;
 }
 
@@ -135,16 +135,16 @@ Scenario constant_contact_base() {
     Scenario s;
     s.name = "constant-contact";
     const Match api{{}, "", "/v3/"};
-    Rule rate = rolling("cc-rate", 4, 1s, api);
+    Rule rate = rolling("per-second", 4, 1s, api);
     rate.per = Per{"Authorization"};
-    Rule daily = rolling("cc-daily", 10'000, 24h, api);
+    Rule daily = rolling("per-day", 10'000, 24h, api);
     daily.kind = Rule::Kind::fixed;
     daily.utc_offset = -5h;
     daily.per = Per{"Authorization"};
-    s.rules = {rate, daily, rolling("cc-token", 1, 1s, Match{{"POST"}, "/oauth2/default/v1/token", ""})};
+    s.rules = {rate, daily, rolling("token", 1, 1s, Match{{"POST"}, "/oauth2/default/v1/token", ""})};
     s.vendor.vendor = "constant-contact";
-    s.routes = {{"token", Match{{"POST"}, "/oauth2/default/v1/token", ""}, {"cc-token"}},
-                {"api", api, {"cc-rate", "cc-daily"}}};
+    s.routes = {{"token", Match{{"POST"}, "/oauth2/default/v1/token", ""}, {"token"}},
+                {"api", api, {"per-second", "per-day"}}};
     s.consumers = {{group(
                        "contacts", 6, "GET",
                        [](int c, std::uint64_t n) {
@@ -155,44 +155,57 @@ Scenario constant_contact_base() {
                           [](int, std::uint64_t) { return std::string("/oauth2/default/v1/token"); })}};
     s.duration = 8s;
     s.measure_after = 1s;
-    s.binding = {"cc-rate", "cc-token"};
+    s.binding = {"per-second", "token"};
     return s;
 }
 
-// Amplemarket: 500 per minute across endpoints, /people/search 30 per minute, email validations
-// 15,000 units per hour (units from a header), and credits that run out: the vendor's
-// insufficient_credits error reaches the client as it was, sent once.
+// Amplemarket: per API key, 500 per minute across endpoints, /people/search 30 per minute, email
+// validations 15,000 units per hour (units from a header), and credits that run out: the
+// vendor's insufficient_credits error reaches the client as it was, sent once.
 Scenario amplemarket_base() {
     Scenario s;
     s.name = "amplemarket";
-    const Match search{{}, "", "/people/search"};
-    const Match validations{{}, "", "/email-validations"};
-    Rule units = rolling("am-validation-units", 15'000, 1h, validations);
+    const Match search{{}, "/people/search", ""};
+    const Match validations{{"POST"}, "/email-validations/**", ""};
+    const auto per_key = [](Rule rule) {
+        rule.per = Per{"Authorization"};
+        return rule;
+    };
+    Rule units = per_key(rolling("email-validations", 15'000, 1h, validations));
     units.cost = Cost{"X-Units", 100'000};
-    s.rules = {rolling("am-all", 500, 1min), rolling("am-search", 30, 1min, search), units};
+    s.rules = {per_key(rolling("per-minute", 500, 1min)), per_key(rolling("people-search", 30, 1min, search)),
+               units};
     s.vendor.vendor = "amplemarket";
     s.vendor.credits =
         Credits{validations, 12'500, "X-Units", 402,
                 R"({"_errors":[{"code":"insufficient_credits","title":"Insufficient credits"}]})"};
     s.time_scale = 30;  // 1 min -> 2 s, 1 h -> 2 min
-    s.routes = {{"search", search, {"am-search", "am-all"}},
-                {"validations", validations, {"am-validation-units", "am-all"}},
-                {"other", std::nullopt, {"am-all"}}};
+    s.routes = {{"search", search, {"people-search", "per-minute"}},
+                {"validations", validations, {"email-validations", "per-minute"}},
+                {"other", std::nullopt, {"per-minute"}}};
     s.max_wait = 5s;  // a validation that would wait for the hour is refused at once (a queue bound)
+    const auto key = [](int) { return api_key(0); };
     s.consumers = {
         {group(
             "people", 10, "GET",
-            [](int c, std::uint64_t n) { return "/people/" + std::to_string(c) + "-" + std::to_string(n); })},
-        {group("search", 4, "POST", [](int, std::uint64_t) { return std::string("/people/search"); })},
+            [](int c, std::uint64_t n) { return "/people/" + std::to_string(c) + "-" + std::to_string(n); },
+            key)},
         {group(
-            "validations", 2, "POST", [](int, std::uint64_t) { return std::string("/email-validations"); },
+            "search", 4, "POST", [](int, std::uint64_t) { return std::string("/people/search"); }, key)},
+        {group(
+            "validations", 2, "POST",
+            [](int c, std::uint64_t n) {
+                return "/email-validations/" + std::to_string(c) + "-" + std::to_string(n);
+            },
             [](int) {
-                return Fields{{"X-Units", "2500"}};
+                auto fields = api_key(0);
+                fields.emplace_back("X-Units", "2500");
+                return fields;
             },
             200ms)}};
     s.duration = 10s;
     s.measure_after = 1s;
-    s.binding = {"am-all", "am-search"};
+    s.binding = {"per-minute", "people-search"};
     return s;
 }
 
@@ -201,7 +214,7 @@ Scenario amplemarket_base() {
 Scenario stricter_intercom() {
     Scenario s = intercom_base();
     s.name = "stricter-intercom";
-    s.vendor.enforced_limits = {{"intercom", 100}};
+    s.vendor.enforced_limits = {{"per-10s", 100}};
     s.vendor.style = Style::bare;
     s.vendor.retry_after = true;
     s.feedback = {};
@@ -216,7 +229,7 @@ Scenario close_second_consumer() {
     s.name = "close-second-consumer";
     s.rules.pop_back();  // one key: the organization limit is not in play
     s.vendor.key_groups.clear();
-    s.routes = {{"lead-read", s.rules[0].match, {"close-lead-read-key"}}};
+    s.routes = {{"lead-read", s.rules[0].match, {"lead-read-key"}}};
     s.consumers = {{group(
                        "leads", 4, "GET",
                        [](int c, std::uint64_t n) {
@@ -231,7 +244,7 @@ Scenario close_second_consumer() {
                         },
                         200ms),
                     true}};
-    s.binding = {"close-lead-read-key"};
+    s.binding = {"lead-read-key"};
     return s;
 }
 
@@ -273,7 +286,7 @@ TEST_CASE("amplemarket: 500/min, search 30/min, validation units per hour, insuf
             ++relayed;
     }
     CHECK(relayed == r.credits_refused);  // each reached its client unchanged
-    CHECK(r.rule("am-validation-units").max_arrivals <= 15'000);
+    CHECK(r.rule("email-validations").max_arrivals <= 15'000);
 }
 
 TEST_CASE("a vendor stricter than published: sluice learns the real limit", "[scenario][stricter]") {

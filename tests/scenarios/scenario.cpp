@@ -8,10 +8,14 @@
 #include <sstream>
 #include <stdexcept>
 #include <string_view>
+#include <time.h>
 
 #include <catch2/catch.hpp>
 
 #include "scenarios/vendor_simulator.hpp"
+#if SLUICE_SCENARIOS_FROM_PRESETS
+#include "sluice/config/vendor_policy.hpp"
+#endif
 #include "support/sluice_process.hpp"
 
 namespace sluice::test::sim {
@@ -82,11 +86,89 @@ const RuleReport& ScenarioResult::rule(const std::string& wanted) const {
     throw std::invalid_argument("no rule named " + wanted);
 }
 
+namespace {
+
+#if SLUICE_SCENARIOS_FROM_PRESETS
+// A zone's offset from UTC now (IANA name, from the system's tz database): GCC 12 has no
+// std::chrono::zoned_time. Called while setting a scenario up, before any thread starts.
+std::chrono::nanoseconds utc_offset_now(const std::string& zone) {
+    const char* before = std::getenv("TZ");
+    const std::string saved = before ? before : "";
+    setenv("TZ", zone.c_str(), 1);
+    tzset();
+    const std::time_t now = std::time(nullptr);
+    std::tm local{};
+    localtime_r(&now, &local);
+    const long offset = local.tm_gmtoff;
+    if (before) {
+        setenv("TZ", saved.c_str(), 1);
+    } else {
+        unsetenv("TZ");
+    }
+    tzset();
+    return std::chrono::seconds(offset);
+}
+#endif
+
+// The preset's entry under `vendors:`: the simulator as its upstream(s), the scenario's queue.
+std::string vendor_entry_yaml(const Scenario& scenario, const std::string& vendor_url) {
+    const char* feedback = std::getenv("SLUICE_SCENARIO_FEEDBACK");
+    const bool deaf = feedback && std::string_view(feedback) == "off";
+    const auto upstream = [&](const std::string& path) {
+        return std::string("{url: \"") + vendor_url + path + "\", connect_timeout: 1s, response_timeout: 5s" +
+               (deaf ? ", feedback: {enabled: false}" : "") + "}";
+    };
+    std::ostringstream out;
+    out << "vendors:\n  " << scenario.preset << ":\n    preset: " << scenario.preset << "\n";
+    out << "    listeners: [main]\n";
+    if (scenario.upstreams.size() == 1 && scenario.upstreams.front().first.empty()) {
+        out << "    upstream: " << upstream(scenario.upstreams.front().second) << "\n";
+    } else {
+        out << "    upstreams:\n";
+        for (const auto& [name, path] : scenario.upstreams)
+            out << "      " << name << ": " << upstream(path) << "\n";
+    }
+    out << "    queue: {max_depth: " << scenario.max_depth << ", max_wait: " << scenario.max_wait.count()
+        << "ms}\n";
+    return out.str();
+}
+
+}  // namespace
+
+#if SLUICE_SCENARIOS_FROM_PRESETS
+std::vector<Rule> preset_rules(const std::string& preset) {
+    const auto policy =
+        config::load_vendor_policy(std::string(SLUICE_SOURCE_DIR) + "/config/presets/" + preset + ".yaml");
+    std::vector<Rule> rules;
+    for (const auto* published : policy.rules_for_tier("")) {
+        Rule rule;
+        rule.name = published->name;
+        switch (published->kind) {
+            case config::PolicyRuleKind::rolling: rule.kind = Rule::Kind::rolling; break;
+            case config::PolicyRuleKind::fixed: rule.kind = Rule::Kind::fixed; break;
+            case config::PolicyRuleKind::concurrency: rule.kind = Rule::Kind::concurrency; break;
+        }
+        rule.limit = published->limit;
+        rule.window = published->window;
+        rule.utc_offset =
+            published->time_zone.empty() ? published->utc_offset : utc_offset_now(published->time_zone);
+        if (!published->match.matches_everything())
+            rule.match = Match{published->match.methods, published->match.path, published->match.path_prefix};
+        if (!published->per_header.empty()) rule.per = Per{published->per_header};
+        rule.per_group = published->per_group;
+        if (published->counts_units) rule.cost = Cost{published->cost.header, published->cost.max};
+        rules.push_back(std::move(rule));
+    }
+    return rules;
+}
+#endif
+
 std::string sluice_yaml(const Scenario& scenario, const std::string& vendor_url) {
-    const auto rules = scaled(scenario.rules, scenario.time_scale);
     std::ostringstream out;
     out << "server:\n  admin:\n    listen: \"127.0.0.1:0\"\n";
     out << "listeners:\n  - name: main\n    listen: \"127.0.0.1:0\"\n";
+    if (!scenario.preset.empty()) return out.str() + vendor_entry_yaml(scenario, vendor_url);
+    const auto rules = scaled(scenario.rules, scenario.time_scale);
     out << "upstreams:\n  vendor:\n    url: \"" << vendor_url << "\"\n";
     out << "    connect_timeout: 1s\n    response_timeout: 5s\n";
     // SLUICE_SCENARIO_FEEDBACK=off: the same scenario with sluice deaf to the vendor's signals
@@ -127,7 +209,10 @@ ScenarioResult run_scenario(const Scenario& scenario) {
     VendorSimulator vendor(scaled(scenario.rules, scenario.time_scale), scenario.vendor,
                            scenario.service_time);
     const auto yaml = sluice_yaml(scenario, vendor.url());
-    SluiceProcess sluice(yaml);
+    SluiceProcess::Options options;
+    // A preset's windows are scaled by sluice itself, as a user's demo would.
+    if (!scenario.preset.empty()) options.extra_args = {"--time-scale", std::to_string(scenario.time_scale)};
+    SluiceProcess sluice(yaml, options);
     LoadPlan plan;
     plan.duration = scenario.duration;
     for (const auto& consumer : scenario.consumers) {

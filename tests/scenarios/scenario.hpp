@@ -3,9 +3,13 @@
 // process configured to keep them, and closed-loop clients pushing more than the vendor allows.
 // Every window is divided by the scenario's time scale, in the simulator and in sluice alike.
 //
-// sluice_yaml() is the one place a scenario's sluice configuration is written: the rules become
-// sluice limits field by field (rolling -> sliding_window, fixed -> fixed_window, concurrency ->
-// concurrency; per -> key; cost -> cost), routed as the scenario's routes say.
+// sluice_yaml() is the one place a scenario's sluice configuration is written. A scenario names a
+// preset (config/presets/<name>.yaml): sluice loads it through a `vendors:` entry whose only
+// overrides are the upstream URL (the simulator) and the queue, with `--time-scale`; the
+// simulator enforces the same preset's vendor_policy, so the suite proves the shipped presets.
+// Without a preset, the rules become sluice limits field by field (rolling -> sliding_window,
+// fixed -> fixed_window, concurrency -> concurrency; per -> key; cost -> cost), routed as the
+// scenario's routes say.
 //
 // run_scenario() returns what the vendor and the clients saw; check_scenario() asserts the
 // suite's targets on it (Catch2) and summary() is the one line a CI log shows.
@@ -35,14 +39,29 @@ struct Consumer {
     bool direct = false;  // sends to the vendor itself (a second consumer of the quota), not through sluice
 };
 
+// Once the tree has presets with their published policy (config/presets/*.yaml, vendor_policy.hpp)
+// the scenarios load them; until then each scenario's rules and routes are written by hand.
+#if __has_include("sluice/config/vendor_policy.hpp")
+#define SLUICE_SCENARIOS_FROM_PRESETS 1
+// The published rules of a preset's vendor_policy (default tier), as simulator rules; a fixed
+// rule's time_zone becomes the zone's UTC offset now.
+std::vector<Rule> preset_rules(const std::string& preset);
+#else
+#define SLUICE_SCENARIOS_FROM_PRESETS 0
+#endif
+
 struct Scenario {
     std::string name;
-    std::vector<Rule> rules;  // as the vendor publishes them (unscaled)
-    Options vendor;           // how the simulated vendor answers; stricter limits, key groups, credits
+    std::string preset;       // sluice loads this preset; empty: `routes` and the rules below
+    std::vector<Rule> rules;  // as the vendor publishes them (unscaled); preset_rules(preset) with a preset
+    // With a preset: the preset's upstreams (by name; "" for a preset's single `upstream`), each
+    // pointed at the simulator with this path after its URL.
+    std::vector<std::pair<std::string, std::string>> upstreams{{"", ""}};
+    Options vendor;  // how the simulated vendor answers; stricter limits, key groups, credits
     std::int64_t time_scale = 1;
     std::chrono::microseconds service_time{500};  // how long the vendor takes to answer
 
-    // sluice's side.
+    // sluice's side, without a preset.
     std::vector<SluiceRoute> routes;
     std::vector<std::string> feedback;                               // lines under upstreams.vendor.feedback
     std::vector<std::string> retry;                                  // lines under each route's retry

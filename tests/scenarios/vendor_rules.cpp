@@ -86,7 +86,10 @@ std::optional<std::string> find_field(const Fields& fields, std::string_view nam
 }
 
 std::vector<Rule> scaled(std::vector<Rule> rules, std::int64_t factor) {
-    for (auto& rule : rules) rule.window /= factor;
+    for (auto& rule : rules) {
+        rule.window /= factor;
+        rule.utc_offset /= factor;  // as sluice's --time-scale does
+    }
     return rules;
 }
 

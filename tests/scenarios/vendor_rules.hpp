@@ -60,7 +60,8 @@ struct Rule {
     std::optional<Cost> cost;
 };
 
-// Divides every window of `rules` by `factor` (the scenario's time scale); limits stay.
+// Divides every window and utc_offset of `rules` by `factor` (the scenario's time scale), as
+// sluice's --time-scale does; limits stay.
 std::vector<Rule> scaled(std::vector<Rule> rules, std::int64_t factor);
 
 // How the vendor answers.

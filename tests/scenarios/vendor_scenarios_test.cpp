@@ -1,5 +1,6 @@
-// The scenario suite (issue 11): for each vendor, sluice configured with the vendor's rules in
-// front of a simulator that enforces them, under more load than the vendor allows. Each scenario
+// The scenario suite (issue 11): for each vendor, sluice loading the vendor's preset
+// (config/presets/<vendor>.yaml) in front of a simulator that enforces the same preset's published
+// rules (its vendor_policy), under more load than the vendor allows. Each scenario
 // asserts zero vendor 429s, that no rule ever saw more than its limit in any window, that the
 // binding rule's quota was used (>= 95 % over the saturated middle of the run), and that every
 // request got an answer; two harder ones (a vendor stricter than published, a second consumer of
@@ -32,6 +33,7 @@ ClientGroup group(std::string name, int clients, std::string method,
     return g;
 }
 
+#if !SLUICE_SCENARIOS_FROM_PRESETS
 Rule rolling(std::string name, std::int64_t limit, std::chrono::nanoseconds window,
              std::optional<Match> match = std::nullopt) {
     Rule rule;
@@ -42,18 +44,25 @@ Rule rolling(std::string name, std::int64_t limit, std::chrono::nanoseconds wind
     rule.match = std::move(match);
     return rule;
 }
+#endif
 
-// Intercom: 166 per rolling 10 s (its 1,000 per minute, enforced per 10 s), X-RateLimit-* with
-// the reset as a Unix time on every response. 50 clients ask for ~3x the quota.
+// Intercom: 166 per rolling 10 s (its 1,000 per minute, enforced per 10 s; the preset also
+// publishes the minute), X-RateLimit-* with the reset as a Unix time on every response. 50
+// clients ask for many times the quota.
 Scenario intercom_base() {
     Scenario s;
     s.name = "intercom";
-    // The preset also publishes 1,000 per rolling minute, kept by 166 per 10 s (6 x 166 = 996).
+#if SLUICE_SCENARIOS_FROM_PRESETS
+    s.preset = "intercom";
+    s.rules = preset_rules(s.preset);
+#else
     s.rules = {rolling("per-10s", 166, 10s), rolling("per-minute", 1000, 1min)};
-    s.vendor.vendor = "intercom";
-    s.time_scale = 2;  // 10 s -> 5 s: the reset's whole seconds stay small against the window
     s.routes = {{"all", std::nullopt, {"per-10s", "per-minute"}}};
     s.feedback = {"reset_mode: unix_seconds"};
+#endif
+    s.vendor.vendor = "intercom";
+    s.vendor.style = Style::intercom;
+    s.time_scale = 2;  // 10 s -> 5 s: the reset's whole seconds stay small against the window
     s.consumers = {{group(
         "contacts", 50, "GET",
         [](int c, std::uint64_t n) { return "/contacts/" + std::to_string(c) + "-" + std::to_string(n); }, {},
@@ -69,18 +78,23 @@ Scenario intercom_base() {
 Scenario close_base() {
     Scenario s;
     s.name = "close";
-    const Match lead_read{{"GET"}, "", "/api/v1/lead/"};
+#if SLUICE_SCENARIOS_FROM_PRESETS
+    s.preset = "close";
+    s.rules = preset_rules(s.preset);  // lead reads and activity writes, per key and per organization
+#else
+    const Match lead_read{{"GET"}, "/api/v1/lead/**", ""};
     Rule key = rolling("lead-read-key", 20, 1s, lead_read);
     key.per = Per{"Authorization"};
     Rule org = rolling("lead-read-org", 60, 1s, lead_read);
     org.per = Per{"Authorization"};
     org.per_group = "organization";
     s.rules = {key, org};
+    s.routes = {{"lead-read", lead_read, {"lead-read-key", "lead-read-org"}}};
+    s.feedback = {"reset_mode: delta_seconds", "body_field: error.rate_reset"};
+#endif
     s.vendor.vendor = "close";
     s.vendor.style = Style::close;
     for (int k = 0; k < 4; ++k) s.vendor.key_groups["Bearer key-" + std::to_string(k)] = "org-1";
-    s.routes = {{"lead-read", lead_read, {"lead-read-key", "lead-read-org"}}};
-    s.feedback = {"reset_mode: delta_seconds", "body_field: error.rate_reset"};
     // 4 keys, 3 clients each: 80/s of key quota against 60/s for the organization.
     s.consumers = {{group(
         "leads", 12, "GET",
@@ -101,6 +115,10 @@ Scenario close_base() {
 Scenario convertr_base() {
     Scenario s;
     s.name = "convertr";
+#if SLUICE_SCENARIOS_FROM_PRESETS
+    s.preset = "convertr";
+    s.rules = preset_rules(s.preset);
+#else
     const Match login{{"POST"}, "/api/v2.*/login", ""};
     const Match lead_result{{}, "/api/v2.*/publisher/{publisher_id}/lead-result/{lead_id}", ""};
     Rule concurrent;
@@ -109,11 +127,12 @@ Scenario convertr_base() {
     concurrent.limit = 9;  // "keep concurrent requests under 10"
     s.rules = {rolling("login", 100, 5min, login), rolling("lead-result", 1400, 5min, lead_result),
                rolling("blanket", 3000, 5min), concurrent};
-    s.vendor.vendor = "convertr";
-    s.time_scale = 30;  // 5 min -> 10 s
     s.routes = {{"login", login, {"login", "blanket", "concurrent"}},
                 {"lead-result", lead_result, {"lead-result", "blanket", "concurrent"}},
                 {"other", std::nullopt, {"blanket", "concurrent"}}};
+#endif
+    s.vendor.vendor = "convertr";
+    s.time_scale = 30;  // 5 min -> 10 s
     s.consumers = {
         {group("login", 12, "POST", [](int, std::uint64_t) { return std::string("/api/v2.1/login"); })},
         {group("lead-result", 6, "GET",
@@ -129,11 +148,19 @@ Scenario convertr_base() {
     return s;
 }
 
-// Constant Contact: 4/s and 10,000 per day (a day from midnight US Eastern) per API key, the
-// OAuth token endpoint 1/s. Three keys saturated, and a client refreshing its token in a loop.
+// Constant Contact: 4/s and 10,000 per day (from midnight in New York), the OAuth token endpoint
+// 1/s. API calls from three keys saturate the 4/s, a client refreshing its token in a loop the
+// token endpoint.
 Scenario constant_contact_base() {
     Scenario s;
     s.name = "constant-contact";
+#if SLUICE_SCENARIOS_FROM_PRESETS
+    // The preset's two upstreams (the API under /v3, the auth host) both lead to the simulator.
+    s.preset = "constant-contact";
+    s.rules = preset_rules(s.preset);
+    s.upstreams = {{"api", "/v3"}, {"auth", ""}};
+    const std::string api_path = "/contacts";
+#else
     const Match api{{}, "", "/v3/"};
     Rule rate = rolling("per-second", 4, 1s, api);
     rate.per = Per{"Authorization"};
@@ -142,13 +169,15 @@ Scenario constant_contact_base() {
     daily.utc_offset = -5h;
     daily.per = Per{"Authorization"};
     s.rules = {rate, daily, rolling("token", 1, 1s, Match{{"POST"}, "/oauth2/default/v1/token", ""})};
-    s.vendor.vendor = "constant-contact";
     s.routes = {{"token", Match{{"POST"}, "/oauth2/default/v1/token", ""}, {"token"}},
                 {"api", api, {"per-second", "per-day"}}};
+    const std::string api_path = "/v3/contacts";
+#endif
+    s.vendor.vendor = "constant-contact";
     s.consumers = {{group(
                        "contacts", 6, "GET",
-                       [](int c, std::uint64_t n) {
-                           return "/v3/contacts?client=" + std::to_string(c) + "&n=" + std::to_string(n);
+                       [api_path](int c, std::uint64_t n) {
+                           return api_path + "?client=" + std::to_string(c) + "&n=" + std::to_string(n);
                        },
                        [](int c) { return api_key(c % 3); })},
                    {group("token", 2, "POST",
@@ -165,8 +194,12 @@ Scenario constant_contact_base() {
 Scenario amplemarket_base() {
     Scenario s;
     s.name = "amplemarket";
-    const Match search{{}, "/people/search", ""};
     const Match validations{{"POST"}, "/email-validations/**", ""};
+#if SLUICE_SCENARIOS_FROM_PRESETS
+    s.preset = "amplemarket";
+    s.rules = preset_rules(s.preset);
+#else
+    const Match search{{}, "/people/search", ""};
     const auto per_key = [](Rule rule) {
         rule.per = Per{"Authorization"};
         return rule;
@@ -175,15 +208,16 @@ Scenario amplemarket_base() {
     units.cost = Cost{"X-Units", 100'000};
     s.rules = {per_key(rolling("per-minute", 500, 1min)), per_key(rolling("people-search", 30, 1min, search)),
                units};
+    s.routes = {{"search", search, {"people-search", "per-minute"}},
+                {"validations", validations, {"email-validations", "per-minute"}},
+                {"other", std::nullopt, {"per-minute"}}};
+#endif
     s.vendor.vendor = "amplemarket";
     s.vendor.credits =
         Credits{validations, 12'500, "X-Units", 402,
                 R"({"_errors":[{"code":"insufficient_credits","title":"Insufficient credits"}]})"};
     s.time_scale = 30;  // 1 min -> 2 s, 1 h -> 2 min
-    s.routes = {{"search", search, {"people-search", "per-minute"}},
-                {"validations", validations, {"email-validations", "per-minute"}},
-                {"other", std::nullopt, {"per-minute"}}};
-    s.max_wait = 5s;  // a validation that would wait for the hour is refused at once (a queue bound)
+    s.max_wait = 5s;    // a validation that would wait for the hour is refused at once (a queue bound)
     const auto key = [](int) { return api_key(0); };
     s.consumers = {
         {group(
@@ -217,19 +251,15 @@ Scenario stricter_intercom() {
     s.vendor.enforced_limits = {{"per-10s", 100}};
     s.vendor.style = Style::bare;
     s.vendor.retry_after = true;
-    s.feedback = {};
     s.duration = 20s;
     return s;
 }
 
-// A second consumer on the same key: another process spends about a quarter of the key's
+// A second consumer on the same key: another process spends about a quarter of a Close key's
 // 20 per second straight at the vendor; Close's headers and 429s are all sluice has to go by.
 Scenario close_second_consumer() {
     Scenario s = close_base();
     s.name = "close-second-consumer";
-    s.rules.pop_back();  // one key: the organization limit is not in play
-    s.vendor.key_groups.clear();
-    s.routes = {{"lead-read", s.rules[0].match, {"lead-read-key"}}};
     s.consumers = {{group(
                        "leads", 4, "GET",
                        [](int c, std::uint64_t n) {
@@ -267,8 +297,7 @@ TEST_CASE("convertr: 100 logins, 1,400 lead-results, 3,000 in all per rolling 5 
     check_scenario(s, run_scenario(s), Targets{});
 }
 
-TEST_CASE("constant contact: 4/s and 10,000/day per key, the token endpoint 1/s",
-          "[scenario][constant-contact]") {
+TEST_CASE("constant contact: 4/s and 10,000/day, the token endpoint 1/s", "[scenario][constant-contact]") {
     const auto s = constant_contact_base();
     check_scenario(s, run_scenario(s), Targets{});
 }

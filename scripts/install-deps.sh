@@ -6,6 +6,8 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config libboost1.81-dev libssl-dev openssl libyaml-cpp-dev
           nlohmann-json3-dev catch2 curl ca-certificates
+          # fixed windows in a time zone (time_zone:): the date/tz library and the tz database
+          libhowardhinnant-date-dev tzdata
           # scripts/ci-checks.sh: sanitizer and libFuzzer builds (clang and its runtimes), lint,
           # and llhttp's C sources (the tests' independent HTTP parser, tests/CMakeLists.txt)
           clang libclang-rt-14-dev clang-format clang-tidy node-llhttp "$@")

@@ -1,13 +1,16 @@
 // sluice: an egress rate-limiting proxy. See README.md and docs/.
 //
 //   sluice --config FILE [--ready-file PATH] [--log-level debug|info|warn|error]
-//   sluice --check --config FILE        (or: sluice check FILE)
+//          [--presets-dir DIR] [--time-scale N]
+//   sluice --check --config FILE [--print] [--vendor NAME|all]...   (or: sluice check FILE ...)
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -21,7 +24,10 @@
 #include "sluice/common/crash_barrier.hpp"
 #include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
+#include "sluice/config/config_printer.hpp"
 #include "sluice/config/loader.hpp"
+#include "sluice/config/vendor_check.hpp"
+#include "sluice/config/vendor_policy.hpp"
 #include "sluice/proxy/proxy_server.hpp"
 
 namespace {
@@ -35,14 +41,23 @@ struct Options {
     std::string config_path = "config/sluice.yaml";
     std::string ready_file;
     bool check_only = false;
+    bool print = false;                // --check --print: the effective configuration as YAML
+    std::vector<std::string> vendors;  // --vendor: instances to check against their vendor's policy
+    sluice::config::LoadOptions load;  // --time-scale, --presets-dir
     sluice::log::Level level = sluice::log::Level::info;
 };
 
 [[noreturn]] void usage(const char* why) {
     if (why) std::fprintf(stderr, "sluice: %s\n", why);
-    std::fprintf(stderr,
-                 "usage: sluice --config FILE [--ready-file PATH] [--log-level debug|info|warn|error]\n"
-                 "       sluice --check --config FILE   (or: sluice check FILE)\n");
+    std::fprintf(
+        stderr,
+        "usage: sluice --config FILE [--ready-file PATH] [--log-level debug|info|warn|error]\n"
+        "              [--presets-dir DIR] [--time-scale N]\n"
+        "       sluice --check --config FILE [--print] [--vendor NAME|all]...   (or: sluice check FILE ...)\n"
+        "  --print        print the effective configuration (presets expanded, defaults filled) as YAML\n"
+        "  --vendor NAME  check a vendors: instance against its vendor's published limits (exit 1 if "
+        "exceeded)\n"
+        "  --time-scale N divide every limit window by N (tests and demos only)\n");
     std::exit(2);
 }
 
@@ -63,6 +78,19 @@ Options parse_options(int argc, char** argv) {
                 options.config_path = value();
         } else if (arg == "--ready-file") {
             options.ready_file = value();
+        } else if (arg == "--print") {
+            options.print = true;
+        } else if (arg == "--vendor") {
+            options.vendors.push_back(value());
+        } else if (arg == "--presets-dir") {
+            options.load.presets_dir = value();
+        } else if (arg == "--time-scale") {
+            const auto& text = value();
+            char* end = nullptr;
+            const double scale = std::strtod(text.c_str(), &end);
+            if (end == text.c_str() || *end != '\0' || !(scale > 0) || scale > 1e9)
+                usage(("--time-scale needs a number > 0, got '" + text + "'").c_str());
+            options.load.time_scale = scale;
         } else if (arg == "--log-level") {
             const auto& level = value();
             if (level == "debug")
@@ -81,6 +109,8 @@ Options parse_options(int argc, char** argv) {
             usage(("unknown argument '" + arg + "'").c_str());
         }
     }
+    if ((options.print || !options.vendors.empty()) && !options.check_only)
+        usage("--print and --vendor go with --check");
     return options;
 }
 
@@ -117,6 +147,39 @@ void drain_then_stop(net::io_context& ioc, sluice::proxy::ProxyServer& server,
     });
 }
 
+// --check: the file is valid; with --print, the effective configuration on stdout (as YAML that
+// loads back, so the summary goes to stderr); with --vendor, each instance's policy check.
+int check(const Options& options, const sluice::config::Config& config) {
+    const auto summary = options.config_path + ": OK (" + std::to_string(config.listeners.size()) +
+                         " listeners, " + std::to_string(config.upstreams.size()) + " upstreams, " +
+                         std::to_string(config.limits.size()) + " limits, " +
+                         std::to_string(config.routes.size()) + " routes)\n";
+    std::FILE* reports = options.print ? stderr : stdout;
+    if (options.print) {
+        std::fputs(sluice::config::print_config(config).c_str(), stdout);
+    }
+    std::fputs(summary.c_str(), reports);
+    std::vector<std::string> names = options.vendors;
+    if (names.size() == 1 && names.front() == "all") {
+        names.clear();
+        for (const auto& vendor : config.vendors) {
+            if (vendor.policy) names.push_back(vendor.name);
+        }
+    }
+    bool kept = true;
+    for (const auto& name : names) {
+        try {
+            const auto result = sluice::config::check_vendor(config, name);
+            std::fputs(sluice::config::format_vendor_check(result).c_str(), reports);
+            kept = kept && result.kept();
+        } catch (const std::invalid_argument& e) {
+            std::fprintf(stderr, "sluice: --vendor: %s\n", e.what());
+            return 2;
+        }
+    }
+    return kept ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,16 +193,16 @@ int main(int argc, char** argv) {
 
     std::shared_ptr<const sluice::config::Config> config;
     try {
-        config = sluice::config::load_config_file(options.config_path);
+        config = sluice::config::load_config_file(options.config_path, options.load);
     } catch (const sluice::config::ConfigError& e) {
         std::fprintf(stderr, "sluice: invalid configuration: %s\n", e.what());
         return 1;
     }
-    if (options.check_only) {
-        std::printf("%s: OK (%zu listeners, %zu upstreams, %zu limits, %zu routes)\n",
-                    options.config_path.c_str(), config->listeners.size(), config->upstreams.size(),
-                    config->limits.size(), config->routes.size());
-        return 0;
+    if (options.check_only) return check(options, *config);
+    if (options.load.time_scale != 1.0) {
+        sluice::log::warn("main", "--time-scale " + std::to_string(options.load.time_scale) +
+                                      ": every limit window is divided by it; for tests and demos only, the "
+                                      "vendors' own windows do not shrink");
     }
 
     try {

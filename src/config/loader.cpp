@@ -12,9 +12,11 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -28,6 +30,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "sluice/common/excerpt.hpp"
+#include "sluice/common/zoned_days.hpp"
+#include "sluice/config/vendor_policy.hpp"
 #include "sluice/route/route_table.hpp"
 
 namespace sluice::config {
@@ -192,6 +196,32 @@ std::string describe_bound(Duration bound) {
 
 enum class Sign { positive, non_negative, any };
 
+// Where the nodes of an expanded preset came from. A `vendors:` entry merges the user's
+// overrides into the preset's YAML tree, so one tree holds nodes of two files; yaml-cpp marks
+// carry line and column but no file. Each node read from a preset is tagged
+// "!sluice-origin/N" (a tag sluice itself never reads otherwise), and N indexes this table.
+// Nodes sluice synthesizes (a route's mount prefix) have no mark: their origin gives the place
+// to show instead. Set for the duration of one load (Loader::load), on the loading thread.
+struct NodeOrigin {
+    std::string file;
+    std::optional<SourceLocation> fixed;  // for synthesized nodes: the place that asked for them
+};
+thread_local const std::vector<NodeOrigin>* t_node_origins = nullptr;
+// The file being loaded: an untagged node is the user's, even under a preset's map (an override).
+thread_local const std::string* t_config_file = nullptr;
+constexpr std::string_view kOriginTag = "!sluice-origin/";
+
+const NodeOrigin* origin_of(const YAML::Node& yaml) {
+    if (t_node_origins == nullptr || !yaml.IsDefined()) return nullptr;
+    const auto& tag = yaml.Tag();
+    if (!std::string_view(tag).starts_with(kOriginTag)) return nullptr;
+    std::size_t index = 0;
+    const auto digits = std::string_view(tag).substr(kOriginTag.size());
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+    if (ec != std::errc() || index >= t_node_origins->size()) return nullptr;
+    return &(*t_node_origins)[index];
+}
+
 // One YAML value, where it was written, and its name in messages.
 class Node {
 public:
@@ -199,7 +229,13 @@ public:
         : file_(&file), yaml_(yaml), mark_(mark), path_(std::move(path)) {}
 
     const std::string& path() const { return path_; }
-    SourceLocation where() const { return location_of(*file_, mark_); }
+    SourceLocation where() const {
+        if (const auto* origin = origin_of(yaml_)) {
+            if (origin->fixed && (mark_.is_null() || mark_.line < 0)) return *origin->fixed;
+            return location_of(origin->file, mark_);
+        }
+        return location_of(t_config_file != nullptr ? *t_config_file : *file_, mark_);
+    }
     int line() const { return where().line; }
 
     // The same value under another name: "upstreams.intercom" reads better as "upstream 'intercom'".
@@ -467,7 +503,15 @@ bool is_wildcard(const Endpoint& endpoint) {
 
 // ---------------------------------------------------------------------------
 
-const std::vector<std::string> kTopKeys{"server", "listeners", "upstreams", "limits", "queue", "routes"};
+const std::vector<std::string> kTopKeys{"server", "listeners", "upstreams", "limits",
+                                        "queue",  "routes",    "vendors",   "presets_dir"};
+const std::vector<std::string> kVendorKeys{"preset",   "path_prefix", "listeners", "hosts", "tier",
+                                           "upstream", "upstreams",   "limits",    "queue", "retry"};
+const std::vector<std::string> kPresetKeys{"upstream", "upstreams", "limits",
+                                           "routes",   "tiers",     "vendor_policy"};
+const std::vector<std::string> kPresetRouteKeys{"name", "match", "upstream", "limits", "queue", "retry"};
+const std::vector<std::string> kPresetMatchKeys{"methods", "path"};
+const std::vector<std::string> kPresetTierKeys{"limits"};
 const std::vector<std::string> kServerKeys{"workers",
                                            "max_header_bytes",
                                            "max_body_bytes",
@@ -497,9 +541,10 @@ const std::vector<std::string> kFeedbackKeys{"enabled",         "reset_mode", "b
                                              "body_field_mode", "max_pause",  "default_pause"};
 const std::vector<std::string> kRetryKeys{"on_vendor_429", "non_idempotent", "max_attempts"};
 const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
-const std::vector<std::string> kLimitKeys{"algorithm", "limit", "window", "rate",    "burst",   "utc_offset",
-                                          "margin",    "key",   "cost",   "enforce", "max_keys"};
-const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param"};
+const std::vector<std::string> kLimitKeys{"algorithm", "limit",  "window", "rate", "burst",   "utc_offset",
+                                          "time_zone", "margin", "key",    "cost", "enforce", "max_keys"};
+const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param", "group_by"};
+const std::vector<std::string> kGroupByKeys{"file", "groups", "unmapped"};
 const std::vector<std::string> kCostKeys{"header", "default", "max"};
 const std::vector<std::string> kQueueKeys{"max_depth", "max_wait"};
 const std::vector<std::string> kRouteKeys{"name",   "match", "strip_prefix", "upstream",
@@ -518,7 +563,9 @@ std::vector<std::string> limit_keys_for(Algorithm algorithm) {
     switch (algorithm) {
         case Algorithm::token_bucket: keys.insert(keys.end(), {"rate", "window", "burst", "margin"}); break;
         case Algorithm::sliding_window: keys.insert(keys.end(), {"window", "margin"}); break;
-        case Algorithm::fixed_window: keys.insert(keys.end(), {"window", "utc_offset", "margin"}); break;
+        case Algorithm::fixed_window:
+            keys.insert(keys.end(), {"window", "utc_offset", "time_zone", "margin"});
+            break;
         case Algorithm::concurrency:
         case Algorithm::vendor_gate: break;  // not selectable in YAML (not in kAlgorithmNames)
     }
@@ -533,6 +580,7 @@ std::string why_not_applicable(std::string_view key, Algorithm algorithm) {
     if (key == "rate") return "rate is the token_bucket shorthand for limit/window";
     if (key == "burst") return "burst is the bucket size of a token_bucket";
     if (key == "utc_offset") return "utc_offset shifts the calendar periods of a fixed_window";
+    if (key == "time_zone") return "time_zone sets the calendar day of a fixed_window";
     return "it is not used by this algorithm";
 }
 
@@ -676,11 +724,108 @@ private:
     }
 };
 
+// Tags every node of a preset's tree (keys too) with its origin (see NodeOrigin).
+void tag_origin(YAML::Node node, const std::string& tag) {
+    node.SetTag(tag);
+    if (node.IsMap()) {
+        for (auto it = node.begin(); it != node.end(); ++it) {
+            YAML::Node key = it->first;
+            key.SetTag(tag);
+            tag_origin(it->second, tag);
+        }
+    } else if (node.IsSequence()) {
+        for (auto item : node) tag_origin(item, tag);
+    }
+}
+
+// The value under `key` in a map node, as the node stored in the map (assigning to it changes
+// the map), or an undefined node.
+YAML::Node map_value(YAML::Node map, std::string_view key) {
+    if (!map.IsMap()) return YAML::Node(YAML::NodeType::Undefined);
+    for (auto it = map.begin(); it != map.end(); ++it) {
+        if (it->first.IsScalar() && it->first.Scalar() == key) return it->second;
+    }
+    return YAML::Node(YAML::NodeType::Undefined);
+}
+
+void erase_key(YAML::Node map, std::string_view key) {
+    if (map.IsMap()) map.remove(std::string(key));
+}
+
+// The merge rule of `vendors:` (docs/configuration.md): the override's keys are merged into
+// `base` in place; where both values are maps they merge the same way, key by key; anything
+// else (a scalar, a list, a map over a scalar) replaces the preset's value whole. The
+// override's nodes keep their marks, so an error in one points at the user's file.
+void merge_into(YAML::Node base, const YAML::Node& override_node) {
+    for (auto it = override_node.begin(); it != override_node.end(); ++it) {
+        YAML::Node existing = map_value(base, it->first.Scalar());
+        if (existing.IsDefined() && existing.IsMap() && it->second.IsMap()) {
+            merge_into(existing, it->second);
+        } else if (existing.IsDefined()) {
+            existing = it->second;  // set_ref: the map now holds the override's node
+        } else {
+            base.force_insert(it->first, it->second);
+        }
+    }
+}
+
+std::string read_text_file(const std::string& path, const SourceLocation& asked_at, const std::string& what) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw ConfigError(asked_at, "cannot read " + what + " " + echoed(path) + ": " + std::strerror(errno) +
+                                        "; expected a readable YAML file");
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+// The folder of a config file ("" for "<string>" and bare names: the current directory).
+std::filesystem::path folder_of(const std::string& config_file) {
+    if (config_file.empty() || config_file.front() == '<') return {};
+    return std::filesystem::path(config_file).parent_path();
+}
+
+// A `vendors:` entry after expansion: the preset's definitions with the overrides merged in,
+// named after the instance, ready for the ordinary readers (read_upstream, read_limit,
+// read_route), so they are validated exactly like hand-written ones.
+struct ExpandedVendor {
+    VendorInstance instance;
+    Node entry_node;      // the instance's key under `vendors:` (the user's file)
+    std::string context;  // appended to errors from its definitions: both files
+    std::vector<Entry> upstreams;
+    std::vector<Entry> limits;
+    std::vector<Node> routes;
+};
+
+#ifndef SLUICE_PRESETS_DIR
+#define SLUICE_PRESETS_DIR "/usr/local/share/sluice/presets"
+#endif
+
 class Loader {
 public:
-    explicit Loader(std::string file) : file_(std::move(file)) {}
+    Loader(std::string file, LoadOptions options) : file_(std::move(file)), options_(std::move(options)) {}
 
     std::shared_ptr<const Config> load(const std::string& yaml_text) {
+        // Node::where() reads the origins of preset nodes from here during this load.
+        struct OriginScope {
+            OriginScope(const std::vector<NodeOrigin>* origins, const std::string* file)
+                : previous(t_node_origins), previous_file(t_config_file) {
+                t_node_origins = origins;
+                t_config_file = file;
+            }
+            ~OriginScope() {
+                t_node_origins = previous;
+                t_config_file = previous_file;
+            }
+            const std::vector<NodeOrigin>* previous;
+            const std::string* previous_file;
+        } scope(&origins_, &file_);
+        return load_document(yaml_text);
+    }
+
+private:
+    std::shared_ptr<const Config> load_document(const std::string& yaml_text) {
         YAML::Node document;
         try {
             document = YAML::Load(yaml_text);  // the first document only, whatever follows it
@@ -702,14 +847,16 @@ public:
         config_->source_file = file_;
         read_server(top.get("server"));
         read_listeners(top.get("listeners"));
+        if (const auto v = top.get("vendors")) expand_vendors(*v, top.get("presets_dir"));
         read_upstreams(top);
         read_limits(top.get("limits"));
+        read_vendor_limits();
         if (const auto queue = top.get("queue")) config_->queue_defaults = read_queue(*queue, QueueConfig{});
         read_routes(top);
+        apply_time_scale();
         return config_;
     }
 
-private:
     // A file holds one YAML document. When ends_after_last_node cannot tell, this checks it with
     // yaml-cpp's Parser, one document at a time and stopping at the second, instead of
     // YAML::LoadAll: yaml-cpp 0.7 cannot consume a ',' at the top level, outside any [ ] or { }
@@ -735,6 +882,319 @@ private:
         throw ConfigError(location_of(file_, at),
                           "invalid YAML: ',' after the top-level value; expected one value (',' separates "
                           "entries only inside [ ] or { })");
+    }
+
+    // ---- vendors (presets) -----------------------------------------------------
+    // An error in a preset's definition names the user's `vendors:` entry too, and an error in
+    // an override names the preset's definition: the message says where both are.
+    template <typename Read>
+    void with_context(const ExpandedVendor& vendor, const Node& definition, Read&& read) {
+        try {
+            read();
+        } catch (const ConfigError& e) {
+            const auto& where = e.where();
+            const std::string prefix =
+                where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": ";
+            std::string message = e.what();
+            if (message.starts_with(prefix)) message.erase(0, prefix.size());
+            const auto defined = definition.where();
+            throw ConfigError(where, message + " (" + vendor.context + "; the preset's definition is at " +
+                                         defined.file + ":" + std::to_string(defined.line) + ":" +
+                                         std::to_string(defined.column) + ")");
+        }
+    }
+
+    std::string origin_tag(NodeOrigin origin) {
+        origins_.push_back(std::move(origin));
+        return std::string(kOriginTag) + std::to_string(origins_.size() - 1);
+    }
+
+    const std::string& keep_file_name(std::string name) {
+        return preset_files_.emplace_back(std::move(name));
+    }
+
+    void expand_vendors(const Node& node, const std::optional<Node>& presets_dir) {
+        std::string presets_dir_key;
+        if (presets_dir) presets_dir_key = presets_dir->string("a folder holding presets (NAME.yaml)");
+        const auto search = preset_search_path(file_, presets_dir_key, options_);
+        const Map vendors(node, {}, "vendor instance");
+        for (const auto& entry : vendors.entries()) expanded_.push_back(expand_vendor(entry, search));
+    }
+
+    ExpandedVendor expand_vendor(const Entry& entry, const std::vector<std::string>& search) {
+        const auto instance_name = entry.key_node.name("a vendor instance");
+        const Node node = entry.value.renamed("vendor " + echoed(instance_name));
+        const Map fields(node, kVendorKeys);
+        const auto preset_node = fields.require("preset", "the preset to use, e.g. preset: intercom");
+        const auto preset_name = preset_node.name("a preset");
+
+        // Where the preset is: the first folder of the search path holding NAME.yaml.
+        std::string preset_path;
+        for (const auto& folder : search) {
+            std::error_code ec;
+            const auto candidate = std::filesystem::path(folder) / (preset_name + ".yaml");
+            if (std::filesystem::is_regular_file(candidate, ec)) {
+                preset_path = candidate.string();
+                break;
+            }
+        }
+        if (preset_path.empty()) {
+            const auto names = available_presets(search);
+            preset_node.fail(
+                "unknown preset " + echoed(preset_name) + suggestion(preset_name, names),
+                (names.empty() ? std::string("a preset file NAME.yaml") : "one of " + join(names)) + " in " +
+                    join(search));
+        }
+        const auto& preset_file = keep_file_name(preset_path);
+        const auto text = read_text_file(preset_file, preset_node.where(), "preset");
+        YAML::Node document;
+        try {
+            document = YAML::Load(text);
+        } catch (const YAML::Exception& e) {
+            throw ConfigError(location_of(preset_file, e.mark), "invalid YAML in preset " +
+                                                                    echoed(preset_name) + ": " + e.msg +
+                                                                    "; expected well-formed YAML");
+        }
+        tag_origin(document, origin_tag({preset_file, std::nullopt}));
+        preset_documents_.push_back(document);
+
+        ExpandedVendor vendor{VendorInstance{}, entry.key_node, "", {}, {}, {}};
+        const auto at = entry.key_node.where();
+        vendor.context = "vendors." + instance_name + " at " + at.file + ":" + std::to_string(at.line) + ":" +
+                         std::to_string(at.column) + " uses preset " + echoed(preset_name) + " from " +
+                         preset_file;
+        auto& instance = vendor.instance;
+        instance.name = instance_name;
+        instance.preset = preset_name;
+        instance.preset_file = preset_file;
+        instance.location = entry.key_node.where();
+
+        const Node root(preset_file, document, document.Mark(), "preset " + echoed(preset_name));
+        if (!root.is_map()) root.fail_expected("a preset: a map with keys " + join(kPresetKeys));
+        const Map preset(root, kPresetKeys);
+
+        // The policy first: the tier names are its.
+        if (preset.get("vendor_policy")) {
+            instance.policy = std::make_shared<VendorPolicy>(parse_vendor_policy(text, preset_file));
+        }
+        std::vector<std::string> tier_names;
+        if (instance.policy) tier_names = instance.policy->tiers;
+        const auto preset_tiers = preset.get("tiers");
+        if (preset_tiers) {
+            const Map tiers(*preset_tiers, {}, "tier");
+            for (const auto& tier : tiers.entries()) {
+                if (std::find(tier_names.begin(), tier_names.end(), tier.key) == tier_names.end()) {
+                    tier.key_node.fail("tier " + echoed(tier.key) + " is not in vendor_policy.tiers",
+                                       tier_names.empty() ? std::string("a vendor_policy with tiers: [...]")
+                                                          : "one of " + join(tier_names));
+                }
+            }
+        }
+        if (const auto v = fields.get("tier")) {
+            instance.tier = v->name("a tier");
+            if (std::find(tier_names.begin(), tier_names.end(), instance.tier) == tier_names.end()) {
+                v->fail("unknown tier " + echoed(instance.tier) + " for preset " + echoed(preset_name) +
+                            suggestion(instance.tier, tier_names),
+                        tier_names.empty() ? std::string("no tier (this preset has none)")
+                                           : "one of " + join(tier_names));
+            }
+        } else if (!tier_names.empty()) {
+            instance.tier = tier_names.front();
+        }
+
+        with_context(vendor, preset.node(), [&] {
+            expand_upstreams(vendor, preset, fields);
+            expand_limits(vendor, preset, fields, preset_tiers);
+            expand_routes(vendor, preset, fields);
+        });
+        return vendor;
+    }
+
+    // `upstream:` (one, named after the instance) or `upstreams:` (several, "<instance>.<name>").
+    void expand_upstreams(ExpandedVendor& vendor, const Map& preset, const Map& fields) {
+        const auto& name = vendor.instance.name;
+        const auto single = preset.get("upstream");
+        const auto several = preset.get("upstreams");
+        if (single.has_value() == several.has_value()) {
+            preset.node().fail(single ? "both 'upstream' and 'upstreams'" : "no upstream",
+                               "either upstream: {url: ...} or upstreams: {NAME: {url: ...}, ...}");
+        }
+        if (single) {
+            if (const auto* wrong = fields.find("upstreams")) {
+                wrong->key_node.fail("the preset has one upstream",
+                                     "upstream: {url: ...} to override it (the preset is at " +
+                                         describe(single->where()) + ")");
+            }
+            if (const auto v = fields.get("upstream")) merge_map(*single, *v, "upstream");
+            vendor.upstreams.push_back({name, vendor.entry_node, *single});
+            return;
+        }
+        const Map locals(*several, {}, "upstream name");
+        std::vector<std::string> names;
+        for (const auto& e : locals.entries()) names.push_back(e.key_node.name("an upstream"));
+        if (const auto* wrong = fields.find("upstream")) {
+            wrong->key_node.fail("the preset has several upstreams",
+                                 "upstreams: {NAME: {...}} with NAME one of " + join(names));
+        }
+        if (const auto v = fields.get("upstreams")) {
+            const Map overrides(*v, {}, "upstream name");
+            for (const auto& o : overrides.entries()) {
+                const auto* target = locals.find(o.key);
+                if (target == nullptr) {
+                    o.key_node.fail("the preset has no upstream " + echoed(o.key) + suggestion(o.key, names),
+                                    "one of " + join(names) + " (the preset's upstreams are at " +
+                                        describe(several->where()) + ")");
+                }
+                merge_map(target->value, o.value, "upstream " + echoed(o.key));
+            }
+        }
+        for (const auto& e : locals.entries())
+            vendor.upstreams.push_back({name + "." + e.key, e.key_node, e.value});
+    }
+
+    void expand_limits(ExpandedVendor& vendor, const Map& preset, const Map& fields,
+                       const std::optional<Node>& preset_tiers) {
+        const auto given = preset.get("limits");
+        const Map locals(given.value_or(preset.node().renamed("limits")), {}, "limit name");
+        std::vector<std::string> names;
+        for (const auto& e : locals.entries()) names.push_back(e.key_node.name("a limit"));
+        const auto apply = [&](const Node& overrides, const std::string& where_defined) {
+            const Map overrides_map(overrides, {}, "limit name");
+            for (const auto& o : overrides_map.entries()) {
+                const auto* target = locals.find(o.key);
+                if (target == nullptr) {
+                    o.key_node.fail("the preset has no limit " + echoed(o.key) + suggestion(o.key, names),
+                                    names.empty()
+                                        ? std::string("no limit overrides (the preset has no limits)")
+                                        : "one of " + join(names) + " (" + where_defined + ")");
+                }
+                // `rate:` and `limit`+`window` are two spellings of one thing: an override in one
+                // replaces the other (otherwise the merged limit would have both).
+                if (o.value.is_map() && target->value.is_map()) {
+                    if (map_value(o.value.yaml(), "rate").IsDefined()) {
+                        erase_key(target->value.yaml(), "limit");
+                        erase_key(target->value.yaml(), "window");
+                    } else if (map_value(o.value.yaml(), "limit").IsDefined() ||
+                               map_value(o.value.yaml(), "window").IsDefined()) {
+                        if (map_value(target->value.yaml(), "rate").IsDefined()) {
+                            o.key_node.fail("the preset writes this limit as rate: N/duration (at " +
+                                                describe(target->value.where()) + ")",
+                                            "an override with rate: N/duration");
+                        }
+                    }
+                }
+                merge_map(target->value, o.value, "limit " + echoed(o.key));
+            }
+        };
+        const auto where_defined = "the preset's limits are at " + describe(locals.node().where());
+        // The tier's numbers first, then the user's overrides over both.
+        if (preset_tiers && !vendor.instance.tier.empty()) {
+            const Map tiers(*preset_tiers, {}, "tier");
+            if (const auto tier = tiers.get(vendor.instance.tier)) {
+                const Map tier_fields(*tier, kPresetTierKeys);
+                if (const auto v = tier_fields.get("limits")) apply(*v, where_defined);
+            }
+        }
+        if (const auto v = fields.get("limits")) apply(*v, where_defined);
+        for (const auto& e : locals.entries()) {
+            vendor.limits.push_back({vendor.instance.name + "." + e.key, e.key_node, e.value});
+        }
+        local_limits_ = std::move(names);
+    }
+
+    void expand_routes(ExpandedVendor& vendor, const Map& preset, const Map& fields) {
+        const auto& instance = vendor.instance.name;
+        const auto routes_node = preset.require("routes", "the preset's routes, e.g. routes: [{name: all}]");
+        const auto items = routes_node.items("a list of routes");
+        if (items.empty()) routes_node.fail("no routes", "at least one route");
+        const auto single_upstream = preset.get("upstream").has_value();
+        std::vector<std::string> upstream_names;
+        if (!single_upstream) {
+            const Map upstreams(*preset.get("upstreams"), {}, "upstream name");
+            for (const auto& e : upstreams.entries()) upstream_names.push_back(e.key);
+        }
+        // What the instance adds to every route's match, from the user's file.
+        const auto path_prefix = fields.get("path_prefix");
+        const auto listeners = fields.get("listeners");
+        const auto hosts = fields.get("hosts");
+        for (const auto& item : items) {
+            const Map route(item, kPresetRouteKeys);
+            const auto name = route.require("name", "a route name, unique in the preset").name("a route");
+            YAML::Node yaml = item.yaml();
+            yaml["name"] = instance + "." + name;  // in place: keeps the preset's mark and tag
+            // A synthesized node (a match the preset did not write) points at this route.
+            const auto synthesized_tag = origin_tag({file_, item.where()});
+            const auto upstream = route.get("upstream");
+            if (single_upstream) {
+                if (upstream) upstream->fail("the preset has one upstream", "no 'upstream' on its routes");
+                YAML::Node value(instance);
+                value.SetTag(synthesized_tag);
+                yaml.force_insert(YAML::Node("upstream"), value);
+            } else {
+                if (!upstream) item.fail("missing 'upstream'", "one of " + join(upstream_names));
+                const auto local = upstream->text("an upstream name");
+                if (std::find(upstream_names.begin(), upstream_names.end(), local) == upstream_names.end()) {
+                    upstream->fail("unknown upstream " + echoed(local) + suggestion(local, upstream_names),
+                                   "one of " + join(upstream_names));
+                }
+                map_value(yaml, "upstream") = instance + "." + local;
+            }
+            if (const auto limits = route.get("limits")) {
+                for (const auto& limit_item : limits->items("a list of the preset's limit names", true)) {
+                    const auto local = limit_item.text("a limit name");
+                    if (std::find(local_limits_.begin(), local_limits_.end(), local) == local_limits_.end()) {
+                        limit_item.fail("unknown limit " + echoed(local) + suggestion(local, local_limits_),
+                                        "one of the preset's limits: " + join(local_limits_));
+                    }
+                    YAML::Node scalar = limit_item.yaml();
+                    scalar = instance + "." + local;
+                }
+            }
+            YAML::Node match = map_value(yaml, "match");
+            if (match.IsDefined() && !match.IsNull()) {
+                const Map check_keys(
+                    route.get("match")->renamed("route " + echoed(instance + "." + name) + " match"),
+                    kPresetMatchKeys);
+            } else {
+                YAML::Node fresh(YAML::NodeType::Map);
+                fresh.SetTag(synthesized_tag);
+                if (match.IsDefined()) yaml.remove("match");
+                yaml.force_insert(YAML::Node("match"), fresh);
+                match.reset(fresh);
+            }
+            if (path_prefix) {
+                match.force_insert(YAML::Node("path_prefix"), path_prefix->yaml());
+                YAML::Node strip(true);
+                strip.SetTag(synthesized_tag);
+                yaml.force_insert(YAML::Node("strip_prefix"), strip);
+            }
+            if (listeners) match.force_insert(YAML::Node("listener"), listeners->yaml());
+            if (hosts) match.force_insert(YAML::Node("host"), hosts->yaml());
+            for (const auto* key : {"queue", "retry"}) {
+                const auto override_node = fields.get(key);
+                if (!override_node) continue;
+                if (const auto existing = route.get(key)) {
+                    merge_map(*existing, *override_node, key);
+                } else {
+                    if (!override_node->is_map()) override_node->fail_expected("a map");
+                    yaml.force_insert(YAML::Node(key), override_node->yaml());
+                }
+            }
+            vendor.routes.push_back(Node(file_, yaml, item.yaml().Mark(), "routes"));
+        }
+    }
+
+    static void merge_map(const Node& base, const Node& override_node, const std::string& what) {
+        if (!override_node.is_map())
+            override_node.fail_expected("a map of keys to override in the preset's " + what);
+        if (!base.is_map()) base.fail_expected("a map");
+        // Keys checked by the reader afterwards; duplicates refused here, as everywhere.
+        Map checked(override_node, {});
+        merge_into(base.yaml(), override_node.yaml());
+    }
+
+    static std::string describe(const SourceLocation& where) {
+        return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
     }
 
     // ---- server -------------------------------------------------------------
@@ -911,16 +1371,73 @@ private:
 
     // ---- upstreams ----------------------------------------------------------
     void read_upstreams(const Map& top) {
-        const auto node = top.require("upstreams", "an 'upstreams' map with at least one upstream");
-        const Map upstreams(node, {}, "upstream name");
-        if (upstreams.entries().empty()) {
-            node.fail("no upstreams",
-                      "at least one upstream, e.g. upstreams: {intercom: {url: https://api.intercom.io}}");
+        // With `vendors:`, the presets bring upstreams and a file needs none of its own.
+        const auto given = top.get("upstreams");
+        if (!given && expanded_.empty()) {
+            top.require("upstreams", "an 'upstreams' map with at least one upstream (or a 'vendors' entry)");
         }
-        for (const auto& entry : upstreams.entries()) {
-            entry.key_node.name("an upstream");
-            upstream_indexes_.emplace(entry.key, config_->upstreams.size());
-            config_->upstreams.push_back(read_upstream(entry));
+        if (given) {
+            const auto& node = *given;
+            const Map upstreams(node, {}, "upstream name");
+            if (upstreams.entries().empty() && expanded_.empty()) {
+                node.fail(
+                    "no upstreams",
+                    "at least one upstream, e.g. upstreams: {intercom: {url: https://api.intercom.io}}");
+            }
+            for (const auto& entry : upstreams.entries()) {
+                entry.key_node.name("an upstream");
+                upstream_indexes_.emplace(entry.key, config_->upstreams.size());
+                config_->upstreams.push_back(read_upstream(entry));
+            }
+        }
+        for (auto& vendor : expanded_) {
+            for (const auto& entry : vendor.upstreams) {
+                if (const auto found = upstream_indexes_.find(entry.key); found != upstream_indexes_.end()) {
+                    vendor.entry_node.fail(
+                        "the preset's upstream " + echoed(entry.key) +
+                            " is also defined under 'upstreams' (line " +
+                            std::to_string(config_->upstreams[found->second].location.line) + ")",
+                        "one definition per upstream name (rename the vendor instance)");
+                }
+                upstream_indexes_.emplace(entry.key, config_->upstreams.size());
+                vendor.instance.upstream_indexes.push_back(config_->upstreams.size());
+                with_context(vendor, entry.value,
+                             [&] { config_->upstreams.push_back(read_upstream(entry)); });
+            }
+        }
+    }
+
+    void read_vendor_limits() {
+        for (auto& vendor : expanded_) {
+            for (const auto& entry : vendor.limits) {
+                if (const auto found = limit_indexes_.find(entry.key); found != limit_indexes_.end()) {
+                    vendor.entry_node.fail(
+                        "the preset's limit " + echoed(entry.key) + " is also defined under 'limits' (line " +
+                            std::to_string(config_->limits[found->second].location.line) + ")",
+                        "one definition per limit name");
+                }
+                limit_indexes_.emplace(entry.key, config_->limits.size());
+                with_context(vendor, entry.key_node, [&] { config_->limits.push_back(read_limit(entry)); });
+            }
+        }
+    }
+
+    // --time-scale: every window shrinks by the same factor, so a preset's rules keep their
+    // proportions at N times the speed. After validation: the scaled windows need not tile a day.
+    void apply_time_scale() {
+        config_->time_scale = options_.time_scale;
+        if (options_.time_scale == 1.0) return;
+        const auto scaled = [&](Duration d) {
+            const auto ns = static_cast<double>(d.count()) / options_.time_scale;
+            return Duration(static_cast<Duration::rep>(ns));
+        };
+        for (auto& limit : config_->limits) {
+            if (limit.algorithm == Algorithm::concurrency) continue;
+            limit.window = std::max(scaled(limit.window), Duration(1));
+            limit.margin = scaled(limit.margin);
+            limit.utc_offset = scaled(limit.utc_offset);
+            // A zone's local days cannot shrink: scaled periods are aligned to UTC instead.
+            limit.time_zone.clear();
         }
     }
 
@@ -1153,6 +1670,21 @@ private:
         if (const auto v = map.get("margin")) limit.margin = v->duration(Sign::non_negative, kMaxMargin);
         if (limit.algorithm == Algorithm::fixed_window)
             check_calendar_window(map.require("window", ""), limit.window);
+        if (const auto v = map.get("time_zone")) {
+            if (const auto* offset = map.find("utc_offset")) {
+                offset->key_node.fail(
+                    "both 'utc_offset' and 'time_zone' are given",
+                    "either a fixed utc_offset or a time_zone that follows daylight saving");
+            }
+            if (limit.window % kDay != Duration::zero()) {
+                v->fail("time_zone needs a window of whole days (got window " +
+                            map.require("window", "").text("") + ")",
+                        "window: 1d (or 7d, ...); shorter windows keep their UTC alignment, use utc_offset");
+            }
+            limit.time_zone = v->string("an IANA time zone name, e.g. America/New_York");
+            if (const auto error = check_time_zone(limit.time_zone); !error.empty())
+                v->fail(error, "an IANA time zone name from the system's tz database, e.g. America/New_York");
+        }
 
         if (const auto v = map.get("key")) limit.key = read_key(*v);
         if (const auto v = map.get("cost")) read_cost(*v, limit, algorithm_name);
@@ -1205,9 +1737,10 @@ private:
                   "a window such as 1s, 1m, 5m, 1h, 6h, 1d or 7d");
     }
 
-    static std::vector<KeySource> read_key(const Node& node) {
+    std::vector<KeySource> read_key(const Node& node) {
         constexpr std::string_view expected =
-            "method, {header: NAME}, {query: NAME}, {path_param: NAME}, or a list of these";
+            "method, {header: NAME}, {query: NAME}, {path_param: NAME} (each optionally with group_by), or a "
+            "list of these";
         std::vector<KeySource> key;
         const auto items = node.is_list() ? node.items(expected) : std::vector<Node>{node};
         for (const auto& item : items) {
@@ -1218,9 +1751,11 @@ private:
                 source.kind = KeySource::Kind::method;
             } else {
                 const Map map(item, kKeySourceKeys);
-                if (map.entries().size() != 1)
+                const auto sources = map.entries().size() - (map.find("group_by") ? 1 : 0);
+                if (sources != 1)
                     item.fail("a key source needs exactly one of header, query, path_param", expected);
-                const auto& entry = map.entries().front();
+                const auto& entry = *std::find_if(map.entries().begin(), map.entries().end(),
+                                                  [](const Entry& e) { return e.key != "group_by"; });
                 if (entry.key == "header") {
                     source.kind = KeySource::Kind::header;
                     source.name = entry.value.text("a header name");
@@ -1236,10 +1771,110 @@ private:
                         entry.value.fail_expected("a path parameter name of letters, digits, '_' and '-'");
                     }
                 }
+                if (const auto v = map.get("group_by")) source.group_by = read_group_by(*v);
             }
             key.push_back(std::move(source));
         }
         return key;
+    }
+
+    // `group_by: {file: orgs.yaml}` or `group_by: {groups: {acme: [k1, k2]}}`, plus
+    // `unmapped: shared | own`. A file is read relative to the configuration's directory, once
+    // however many limits name it.
+    std::shared_ptr<const KeyGroups> read_group_by(const Node& node) {
+        constexpr std::string_view expected =
+            "{file: PATH} or {groups: {GROUP: [VALUE, ...]}}, optionally with unmapped: shared | own";
+        if (!node.is_map()) node.fail_expected(expected);
+        const Map map(node, kGroupByKeys);
+        const auto* file = map.find("file");
+        const auto* inline_groups = map.find("groups");
+        if ((file != nullptr) == (inline_groups != nullptr))
+            node.fail("group_by needs exactly one of file, groups", expected);
+        auto unmapped = KeyGroups::Unmapped::shared;
+        if (const auto v = map.get("unmapped")) {
+            const auto text = v->text("shared or own");
+            if (text == "own") {
+                unmapped = KeyGroups::Unmapped::own;
+            } else if (text != "shared") {
+                v->fail("unknown unmapped policy " + echoed(text), "shared or own");
+            }
+        }
+        std::shared_ptr<KeyGroups> groups;
+        if (inline_groups) {
+            groups = std::make_shared<KeyGroups>();
+            read_groups(inline_groups->value, *groups);
+        } else {
+            const auto path = resolve_relative(file->value.string("a file path"));
+            auto& cached =
+                group_files_[path.string() + (unmapped == KeyGroups::Unmapped::own ? "\n1" : "\n0")];
+            if (!cached) cached = load_group_file(file->value, path);
+            return cached;
+        }
+        groups->unmapped = unmapped;
+        return groups;
+    }
+
+    std::filesystem::path resolve_relative(const std::string& name) const {
+        std::filesystem::path path(name);
+        if (path.is_relative() && file_ != "<string>")
+            path = std::filesystem::path(file_).parent_path() / path;
+        return path;
+    }
+
+    std::shared_ptr<KeyGroups> load_group_file(const Node& at, const std::filesystem::path& path) {
+        constexpr std::uintmax_t kMaxGroupFileBytes = 64u << 20;
+        const std::string expected = "a readable YAML file mapping group names to lists of key values";
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(path, ec))
+            at.fail("group file " + echoed(path.string()) + " does not exist or is not a regular file",
+                    expected);
+        if (std::filesystem::file_size(path, ec) > kMaxGroupFileBytes)
+            at.fail("group file " + echoed(path.string()) + " is larger than 64 MiB", expected);
+        std::ifstream in(path, std::ios::binary);
+        std::ostringstream text;
+        if (in) text << in.rdbuf();
+        if (!in || in.bad()) at.fail("cannot read group file " + echoed(path.string()), expected);
+        // Node keeps a pointer to its file's name: keep the name alive as long as the loader.
+        const std::string& name = group_file_names_.emplace_back(path.string());
+        YAML::Node document;
+        try {
+            document = YAML::Load(text.str());
+        } catch (const YAML::Exception& e) {
+            throw ConfigError(location_of(name, e.mark), "invalid YAML: " + e.msg + "; expected " + expected);
+        }
+        auto groups = std::make_shared<KeyGroups>();
+        groups->source = path.string();
+        // Untagged nodes are placed in the file being loaded (Node::where): here, the group file.
+        struct FileScope {
+            explicit FileScope(const std::string* file) : previous(t_config_file) { t_config_file = file; }
+            ~FileScope() { t_config_file = previous; }
+            const std::string* previous;
+        } scope(&name);
+        read_groups(Node(name, document, document.Mark(), "group file"), *groups);
+        return groups;
+    }
+
+    static void read_groups(const Node& node, KeyGroups& groups) {
+        constexpr std::string_view expected = "a map from group names to lists of key values";
+        if (node.is_null()) return;  // no groups: every value is unmapped
+        if (!node.is_map()) node.fail_expected(expected);
+        const Map map(node, {}, "group");
+        std::unordered_map<std::string, int> first_line;  // value -> line it was listed on
+        for (const auto& entry : map.entries()) {
+            if (entry.key.empty()) entry.key_node.fail("a group name is empty", expected);
+            ++groups.group_count;
+            for (const auto& item : entry.value.items("a list of key values", true)) {
+                auto value = item.text("a key value (a string)");
+                const auto [seen, inserted] = first_line.try_emplace(value, item.line());
+                // Values are API keys: an error names where, never what.
+                if (!inserted) {
+                    item.fail(
+                        "this key value is listed twice (first at line " + std::to_string(seen->second) + ")",
+                        "each value in one group only");
+                }
+                groups.group_of.emplace(std::move(value), entry.key);
+            }
+        }
     }
 
     static void read_cost(const Node& node, LimitConfig& limit, const std::string& algorithm_name) {
@@ -1284,11 +1919,25 @@ private:
 
     // ---- routes -------------------------------------------------------------
     void read_routes(const Map& top) {
-        const auto node = top.require("routes", "a 'routes' list with at least one route");
-        const auto items =
-            node.items("a list of routes, e.g. [{match: {path_prefix: /intercom/}, upstream: intercom}]");
-        if (items.empty()) node.fail("no routes", "at least one route");
-        for (std::size_t i = 0; i < items.size(); ++i) config_->routes.push_back(read_route(items[i], i));
+        const auto given = top.get("routes");
+        if (!given && expanded_.empty()) {
+            top.require("routes", "a 'routes' list with at least one route (or a 'vendors' entry)");
+        }
+        if (given) {
+            const auto items = given->items(
+                "a list of routes, e.g. [{match: {path_prefix: /intercom/}, upstream: intercom}]");
+            if (items.empty() && expanded_.empty()) given->fail("no routes", "at least one route");
+            for (std::size_t i = 0; i < items.size(); ++i) config_->routes.push_back(read_route(items[i], i));
+        }
+        // The vendors' routes follow the file's own: a route written by hand for one endpoint
+        // (e.g. a stricter limit) is matched before the preset's catch-all.
+        for (auto& vendor : expanded_) {
+            for (const auto& item : vendor.routes) {
+                with_context(vendor, item,
+                             [&] { config_->routes.push_back(read_route(item, config_->routes.size())); });
+            }
+            config_->vendors.push_back(std::move(vendor.instance));
+        }
     }
 
     RouteConfig read_route(const Node& item, std::size_t index) {
@@ -1311,8 +1960,9 @@ private:
         const Node node = item.renamed("route " + echoed(route.name));
         const Map fields(node, kRouteKeys);
 
-        if (const auto v = fields.get("match")) read_match(*v, route);
-        if (const auto v = fields.get("strip_prefix")) {
+        const auto strip = fields.get("strip_prefix");
+        if (const auto v = fields.get("match")) read_match(*v, route, strip && strip->boolean());
+        if (const auto v = strip) {
             route.strip_prefix = v->boolean();
             if (route.strip_prefix && route.match.path_prefix.empty()) {
                 fields.find("strip_prefix")
@@ -1348,7 +1998,9 @@ private:
         return retry;
     }
 
-    void read_match(const Node& node, RouteConfig& route) {
+    // `strips`: the route has strip_prefix: true, so a `path` may go with the path_prefix (it then
+    // matches what follows the prefix: how a preset's routes are mounted under `path_prefix`).
+    void read_match(const Node& node, RouteConfig& route, bool strips) {
         auto& match = route.match;
         const Map map(node, kMatchKeys);
         if (const auto v = map.get("listener")) {
@@ -1402,9 +2054,10 @@ private:
             constexpr std::string_view expected =
                 "a path pattern starting with '/', e.g. "
                 "/api/v2.*/publisher/{publisher_id}/lead-result/{lead_id}";
-            if (map.get("path_prefix")) {
+            if (map.get("path_prefix") && !strips) {
                 map.find("path")->key_node.fail("both 'path_prefix' and 'path' are given",
-                                                "at most one of path_prefix and path");
+                                                "at most one of path_prefix and path, or strip_prefix: true "
+                                                "(the path then matches what follows the prefix)");
             }
             match.path = v->string(expected);
             if (match.path.front() != '/') v->fail(echoed(match.path) + " does not start with '/'", expected);
@@ -1447,22 +2100,68 @@ private:
     }
 
     std::string file_;
+    LoadOptions options_;
     std::shared_ptr<Config> config_ = std::make_shared<Config>();
     std::optional<Node> admin_listen_;
+    std::vector<NodeOrigin> origins_;           // see NodeOrigin; indexed by the tag's number
+    std::deque<std::string> preset_files_;      // Nodes point at these names: stable addresses
+    std::vector<YAML::Node> preset_documents_;  // the expanded presets, alive while their Nodes are read
+    std::vector<ExpandedVendor> expanded_;
+    std::vector<std::string> local_limits_;  // the preset being expanded: its limit names
     // Name -> index, so that resolving a route's references costs the same with 10 or
     // 100,000 definitions.
     std::unordered_map<std::string, std::size_t> upstream_indexes_;
     std::unordered_map<std::string, std::size_t> limit_indexes_;
-    std::unordered_map<std::string, int> route_lines_;  // route name -> line of its definition
+    std::unordered_map<std::string, int> route_lines_;               // route name -> line of its definition
+    std::map<std::string, std::shared_ptr<KeyGroups>> group_files_;  // path + unmapped -> its groups
+    std::deque<std::string> group_file_names_;  // stable addresses: Nodes point at their file's name
 };
 
 }  // namespace
 
-std::shared_ptr<const Config> load_config_string(const std::string& yaml, const std::string& source_name) {
-    return Loader(source_name).load(yaml);
+std::shared_ptr<const Config> load_config_string(const std::string& yaml, const std::string& source_name,
+                                                 const LoadOptions& options) {
+    if (!(options.time_scale > 0) || options.time_scale > 1e9) {
+        throw ConfigError({source_name, 1, 1}, "time scale " + std::to_string(options.time_scale) +
+                                                   " is out of range; expected a number > 0 (e.g. 30)");
+    }
+    return Loader(source_name, options).load(yaml);
 }
 
-std::shared_ptr<const Config> load_config_file(const std::string& path) {
+std::vector<std::string> preset_search_path(const std::string& config_file,
+                                            const std::string& presets_dir_key, const LoadOptions& options) {
+    std::vector<std::string> out;
+    const auto add = [&](const std::filesystem::path& folder) {
+        auto text = folder.empty() ? std::string(".") : folder.lexically_normal().string();
+        if (std::find(out.begin(), out.end(), text) == out.end()) out.push_back(std::move(text));
+    };
+    const auto base = folder_of(config_file);
+    if (!options.presets_dir.empty()) add(options.presets_dir);
+    if (!presets_dir_key.empty()) {
+        const std::filesystem::path given(presets_dir_key);
+        add(given.is_absolute() ? given : base / given);
+    }
+    add(base / "presets");
+    add(SLUICE_PRESETS_DIR);
+    return out;
+}
+
+std::vector<std::string> available_presets(const std::vector<std::string>& search_path) {
+    std::vector<std::string> names;
+    for (const auto& folder : search_path) {
+        std::error_code ec;
+        for (auto it = std::filesystem::directory_iterator(folder, ec);
+             !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+            const auto& path = it->path();
+            if (path.extension() == ".yaml") names.push_back(path.stem().string());
+        }
+    }
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    return names;
+}
+
+std::shared_ptr<const Config> load_config_file(const std::string& path, const LoadOptions& options) {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) {
         throw ConfigError({path, 1, 1},
@@ -1478,7 +2177,7 @@ std::shared_ptr<const Config> load_config_file(const std::string& path) {
     if (in.bad()) {
         throw ConfigError({path, 1, 1}, "error while reading the file; expected a readable YAML file");
     }
-    return load_config_string(text.str(), path);
+    return load_config_string(text.str(), path, options);
 }
 
 }  // namespace sluice::config

@@ -33,6 +33,12 @@ public:
         return v;
     }
 
+    // As if nothing in flight ever came back: the controller lends permits by
+    // its own time-bounded rule, never on this answer alone.
+    bool room_later(State& s, std::int64_t cost, std::int64_t units, Nanos, const Instant&) const {
+        return s.in_flight + cost + units <= limit_;
+    }
+
     void consume(State& s, std::int64_t cost, const Instant&) const { s.in_flight += cost; }
 
     void release(State& s, std::int64_t cost) const {

@@ -23,10 +23,15 @@
 // later window takes at most `limit` of them: the last one goes no earlier
 // than the start of window now + ceil(spill / limit). The later of the two
 // moments is a lower bound (exact without a margin).
+//
+// With a time_zone, windows are whole local days instead (common/zoned_days.hpp):
+// window k starts at local midnight of day k * days, so P varies (23 h, 25 h) and
+// every use of k * P - O above goes through start_of(k); the rest is unchanged.
 
 #include <algorithm>
 #include <array>
 
+#include "sluice/common/zoned_days.hpp"
 #include "sluice/limit/algorithms.hpp"
 #include "sluice/limit/keyed_limiter.hpp"
 
@@ -46,8 +51,9 @@ public:
         std::array<std::int64_t, kSlots> counts{};
     };
 
-    FixedWindowPolicy(std::int64_t limit, std::int64_t period, std::int64_t offset, std::int64_t margin)
-        : limit_(limit), period_(period), offset_(offset), margin_(margin) {}
+    FixedWindowPolicy(std::int64_t limit, std::int64_t period, std::int64_t offset, std::int64_t margin,
+                      std::shared_ptr<const ZonedDays> zone)
+        : limit_(limit), period_(period), offset_(offset), margin_(margin), zone_(std::move(zone)) {}
 
     std::int64_t capacity() const noexcept { return limit_; }
     State make_state() const { return State{}; }
@@ -82,14 +88,33 @@ public:
                 v.earliest = kNever;
             } else if (spill > 0) {
                 const std::int64_t windows = (spill + limit_ - 1) / limit_;
-                const detail::Int128 start =
-                    (static_cast<detail::Int128>(k_now) + windows) * period_ - offset_;
+                const detail::Int128 start = start_of(static_cast<detail::Int128>(k_now) + windows);
                 v.earliest = std::max(v.earliest, detail::to_nanos(now.mono.count() + (start - w)));
             }
         }
         v.remaining = limit_ - fullest;
         v.reset = used == kFar ? now.mono : released(used, w, now);
         return v;
+    }
+
+    // Every window an admission at `then` would count in must hold its units,
+    // `cost` admitted now where it counts, and `units`. Wall time at `then` is
+    // derived from mono as in released(); beyond the windows the state holds,
+    // nothing is counted, so a far `then` is clamped to that.
+    bool room_later(State& s, std::int64_t cost, std::int64_t units, Nanos then, const Instant& now) const {
+        const std::int64_t w = wall(now);
+        const std::int64_t lo = window_of(w - margin_);
+        const std::int64_t hi = window_of(w + margin_);
+        shift(s, lo);
+        const std::int64_t ahead =
+            std::min<std::int64_t>((then - now.mono).count(), (kSlots + 1) * period_ + 2 * margin_);
+        const std::int64_t w_then = w + std::max<std::int64_t>(ahead, 0);
+        for (std::int64_t k = window_of(w_then - margin_); k <= window_of(w_then + margin_); ++k) {
+            std::int64_t c = (k >= s.base && k < s.base + kSlots) ? s.counts[slot(k)] : 0;
+            if (k >= lo && k <= hi) c += cost;
+            if (c + units > limit_) return false;
+        }
+        return true;
     }
 
     void consume(State& s, std::int64_t cost, const Instant& now) const {
@@ -117,13 +142,27 @@ public:
 private:
     static std::size_t slot(std::int64_t k) noexcept { return static_cast<std::size_t>(k & (kSlots - 1)); }
 
-    std::int64_t window_of(std::int64_t wall) const noexcept { return floor_div(wall + offset_, period_); }
+    std::int64_t window_of(std::int64_t wall) const {
+        return zone_ ? zone_->period_of(wall) : floor_div(wall + offset_, period_);
+    }
+
+    // Where window k starts (Unix ns). Int128: k may be far beyond any real window.
+    detail::Int128 start_of(detail::Int128 k) const {
+        if (zone_) {
+            // Windows beyond a few thousand years are "never" anyway; keep the zone's
+            // arithmetic in range.
+            constexpr detail::Int128 kFarDays = std::int64_t{1} << 40;
+            if (k > kFarDays) return static_cast<detail::Int128>(kNever.count());
+            return zone_->start_of(static_cast<std::int64_t>(k));
+        }
+        return k * period_ - offset_;
+    }
 
     // The mono time at which wall time reaches the end of window k plus the
     // margin: from then on no admission counts in window k.
-    Nanos released(std::int64_t k, std::int64_t w, const Instant& now) const noexcept {
-        const std::int64_t end = (k + 1) * period_ - offset_ + margin_;
-        return Nanos{now.mono.count() + (end - w)};
+    Nanos released(std::int64_t k, std::int64_t w, const Instant& now) const {
+        const detail::Int128 end = start_of(static_cast<detail::Int128>(k) + 1) + margin_;
+        return detail::to_nanos(now.mono.count() + (end - w));
     }
 
     // Windows below `lo` can no longer receive units nor block any: forget them.
@@ -146,9 +185,10 @@ private:
     }
 
     std::int64_t limit_;
-    std::int64_t period_;  // P, ns
-    std::int64_t offset_;  // O = utc_offset, ns
-    std::int64_t margin_;  // M, ns, <= P
+    std::int64_t period_;                    // P, ns
+    std::int64_t offset_;                    // O = utc_offset, ns
+    std::int64_t margin_;                    // M, ns, <= P
+    std::shared_ptr<const ZonedDays> zone_;  // null: windows of period_ shifted by offset_
     mutable std::int64_t wall_high_ = std::numeric_limits<std::int64_t>::min();
 };
 
@@ -161,9 +201,15 @@ Nanos fixed_window_effective_margin(const config::LimitConfig& config) {
 
 std::unique_ptr<Limiter> make_fixed_window(const config::LimitConfig& config) {
     const std::int64_t period = std::max<std::int64_t>(config.window.count(), 1);
+    std::shared_ptr<const ZonedDays> zone;
+    if (!config.time_zone.empty()) {
+        // The loader accepts a time_zone only with a window of whole days.
+        zone = std::make_shared<const ZonedDays>(
+            config.time_zone, std::max<std::int64_t>(config.window / std::chrono::hours(24), 1));
+    }
     return std::make_unique<KeyedLimiter<FixedWindowPolicy>>(
         config, FixedWindowPolicy(std::max<std::int64_t>(config.limit, 0), period, config.utc_offset.count(),
-                                  fixed_window_effective_margin(config).count()));
+                                  fixed_window_effective_margin(config).count(), std::move(zone)));
 }
 
 }  // namespace sluice::limit

@@ -19,7 +19,10 @@ namespace {
 //   string = length (one word), then its bytes in words of 8, the last one
 //            zero-padded (unambiguous because the length came first)
 //   key    = string(limit name), then per source: word(kind), string(name),
-//            then word(kPresent) + string(value), or word(kAbsent)
+//            then word(kPresent) + string(value), or word(kAbsent); a grouped source
+//            (group_by) writes word(kGroup) + string(group) for a listed value, or
+//            word(kUnmapped) when unlisted values share one bucket
+//   (a source without group_by hashes exactly as before groups existed)
 class KeyHasher {
 public:
     void bytes(std::string_view s) noexcept {
@@ -52,6 +55,8 @@ private:
 
 constexpr std::uint64_t kAbsent = 0;
 constexpr std::uint64_t kPresent = 1;
+constexpr std::uint64_t kGroup = 2;
+constexpr std::uint64_t kUnmapped = 3;
 
 // The first `name` parameter of a raw query string ("a=1&b=&c"): its raw value,
 // "" when written without '='. No percent-decoding: `a%20b=1` is the parameter
@@ -98,8 +103,20 @@ KeyHash request_key(const config::LimitConfig& limit, const RequestAttributes& r
         h.word(static_cast<std::uint64_t>(source.kind));
         h.bytes(source.name);
         if (const auto value = source_value(source, request)) {
-            h.word(kPresent);
-            h.bytes(*value);
+            if (const auto* groups = source.group_by.get()) {
+                if (const auto found = groups->group_of.find(*value); found != groups->group_of.end()) {
+                    h.word(kGroup);
+                    h.bytes(found->second);
+                } else if (groups->unmapped == config::KeyGroups::Unmapped::shared) {
+                    h.word(kUnmapped);
+                } else {
+                    h.word(kPresent);
+                    h.bytes(*value);
+                }
+            } else {
+                h.word(kPresent);
+                h.bytes(*value);
+            }
         } else {
             h.word(kAbsent);
         }

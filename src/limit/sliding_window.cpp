@@ -146,6 +146,30 @@ public:
         return v;
     }
 
+    // The units still counted at `then` are the log's suffix newer than
+    // then - D (a binary search: the log is in time order), the lump if its
+    // time is, and `cost` recorded now (at the newest time, as consume() would).
+    bool room_later(State& s, std::int64_t cost, std::int64_t units, Nanos then, const Instant& now) const {
+        const std::int64_t t = now.mono.count();
+        expire(s, t);
+        const std::int64_t cutoff = then.count() - span_;
+        std::int64_t count = (s.overflowed && s.block[1] > cutoff) ? s.block[0] : 0;
+        std::uint32_t lo = 0;
+        std::uint32_t hi = s.size;
+        while (lo < hi) {
+            const std::uint32_t mid = lo + (hi - lo) / 2;
+            if (at(s, mid) > cutoff) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        count += s.size - lo;
+        const std::int64_t when = (s.size > 0 || s.overflowed) ? std::max(t, newest(s)) : t;
+        if (when > cutoff) count += cost;
+        return count + units <= limit_;
+    }
+
     void consume(State& s, std::int64_t cost, const Instant& now) const {
         const std::int64_t t = now.mono.count();
         expire(s, t);
@@ -396,6 +420,31 @@ public:
         v.remaining = limit_ - s.total;
         v.reset = s.total > 0 ? Nanos{expiry(s.head)} : now.mono;
         return v;
+    }
+
+    // A bucket still counts at `then` iff its expiry is later, i.e. from bucket
+    // `first` on; `cost` recorded now lands in the bucket consume() would pick.
+    // At most kSlots buckets are summed: this is asked only when a request may
+    // go ahead of older waiters, never on the common path.
+    bool room_later(State& s, std::int64_t cost, std::int64_t units, Nanos then, const Instant& now) const {
+        const std::int64_t t = now.mono.count();
+        advance(s, t);
+        const std::int64_t first = floor_div(then.count() - span_ + 1, width_);
+        // Whichever side of `first` has fewer buckets is summed: at most kSlots / 2.
+        std::int64_t count = 0;
+        if (s.total > 0 && s.head >= first) {
+            if (first <= s.tail) {
+                count = s.total;
+            } else if (first - s.tail <= s.head - first) {
+                count = s.total;
+                for (std::int64_t b = s.tail; b < first; ++b) count -= s.counts[b & kMask];
+            } else {
+                count = s.head_count;
+                for (std::int64_t b = first; b < s.head; ++b) count += s.counts[b & kMask];
+            }
+        }
+        if (std::max({floor_div(t, width_), s.head, s.tail}) >= first) count += cost;
+        return count + units <= limit_;
     }
 
     void consume(State& s, std::int64_t cost, const Instant& now) const {

@@ -65,6 +65,14 @@ public:
         return v;
     }
 
+    // GCRA after `cost` taken now: the TAT moves on by cost * period; then the
+    // admission test at `then` (time only refills, so this is exact).
+    bool room_later(State& s, std::int64_t cost, std::int64_t units, Nanos then, const Instant& now) const {
+        const Int128 tat = std::max(s.tat(), scaled(now.mono)) + static_cast<Int128>(cost) * period_;
+        const Int128 at = scaled(then);
+        return std::max(tat, at) + static_cast<Int128>(units - burst_) * period_ <= at;
+    }
+
     void consume(State& s, std::int64_t cost, const Instant& now) const {
         const Int128 t = scaled(now.mono);
         const Int128 tat = std::max(s.tat(), t) + static_cast<Int128>(cost) * period_;

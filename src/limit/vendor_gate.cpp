@@ -26,6 +26,7 @@ public:
         return v;
     }
 
+    bool room_later(State&, std::int64_t, std::int64_t, Nanos, const Instant&) const { return true; }
     void consume(State&, std::int64_t, const Instant&) const {}
     void release(State&, std::int64_t) const {}
     Nanos fresh_at(const State&, const Instant&) const { return Nanos::min(); }

@@ -13,9 +13,17 @@
 //   marks every head due, and the next poll() or next_wakeup() re-probes all.
 //   An admission never does: the units it consumes at now were already counted
 //   ahead of every younger head on its keys, so no younger head's earliest can
-//   move earlier, and each stored time stays a lower bound.
+//   move earlier, and each stored time stays a lower bound (an admission that
+//   went ahead of older heads only takes capacity from them: later, not earlier);
+// - for work conservation, each head's bound (when its time-based limits could
+//   first admit it) is kept in every WaitingUnits it waits on, so "the earliest
+//   any older waiter on this key could go" is one O(log n) query per key, asked
+//   only for a head refused behind older units. Heads are probed oldest first,
+//   so the bounds a head reads are current; after a change that can bring a
+//   head forward (all_due), nothing is lent until the heads are probed again.
 // A waiting request is never touched until it heads its queue and is due, or
-// its deadline comes; each admission costs O(uses * log n + log queues).
+// its deadline comes; each admission costs O(uses * log n + log queues). A
+// request admitted at once with nothing waiting on its keys pays nothing more.
 
 #include "sluice/queue/admission_controller.hpp"
 
@@ -135,6 +143,7 @@ struct AdmissionController::Impl {
         TicketId ticket = 0;
         AdmissionOrder order;
         Nanos deadline{0};
+        Nanos bound = kNever;  // while heading its queue: its bound in every line (see set_head_bound)
         std::vector<WaitingUse> uses;
         Queue* queue = nullptr;
     };
@@ -168,18 +177,22 @@ struct AdmissionController::Impl {
 
     // What the limits say about one request at one instant.
     struct Evaluation {
-        bool admissible = true;  // every enforced limit allows, behind the units ahead
+        bool admissible = true;  // every enforced limit allows, behind the units ahead (or lent)
         bool key_capacity = false;
         bool ahead_counted = false;           // some limit was probed with ahead > 0
         Nanos earliest{0};                    // latest of the enforced limits' earliest (ahead counted)
+        Nanos bound{0};                       // the same over the time-based limits only (see set_head_bound)
+        Nanos alone_earliest{0};              // latest earliest with nothing counted ahead
+        Nanos wake{0};                        // when to look again if not admissible
+        std::uint64_t behind = 0;             // uses (first 64) refused only for the units ahead
         std::optional<std::size_t> limiting;  // index into the uses: refusing (latest earliest) or tightest
         Decision limiting_decision;
         std::optional<std::size_t> tightest;  // among enforced uses, for admission headers
         Decision tightest_decision;
     };
 
-    explicit Impl(std::vector<std::unique_ptr<limit::Limiter>> limiters_in)
-        : limiters(std::move(limiters_in)) {}
+    Impl(std::vector<std::unique_ptr<limit::Limiter>> limiters_in, AdmissionOptions options_in)
+        : limiters(std::move(limiters_in)), options(options_in) {}
 
     bool enforced(std::size_t limit_index) const { return limiters[limit_index]->config().enforce; }
 
@@ -189,9 +202,14 @@ struct AdmissionController::Impl {
     // Probes every enforced limit of `uses`; `ahead(i)` gives the units that
     // arrived earlier and wait on use i's (limit, key). Records nothing.
     template <class Uses, class Ahead>
-    Evaluation evaluate(const Uses& uses, Ahead&& ahead, const Instant& now) {
+    // `may_lend`: the request could go ahead of older ones (work conservation
+    // is on and it heads its queue, or would); only then is it worth asking
+    // whether its own limits have room with nothing ahead.
+    Evaluation evaluate(const Uses& uses, Ahead&& ahead, const Instant& now, bool may_lend = false) {
         Evaluation ev;
         ev.earliest = now.mono;
+        ev.bound = now.mono;
+        ev.alone_earliest = now.mono;
         // The keys' slots are in different tables: start every load now, so that
         // across many keys the request waits for one cache miss, not one per limit.
         // (Shadow limits too: they are consumed on admission.)
@@ -214,16 +232,32 @@ struct AdmissionController::Impl {
                 ev.limiting_decision = d;
                 return ev;
             }
+            // Where it is refused: when it could go with nothing ahead (the
+            // refusal's own time, unless only the units ahead refuse it).
+            Nanos alone_earliest = d.earliest;
             if (units_ahead > 0) {
                 ev.ahead_counted = true;
                 // consume() is promised a probe with ahead = 0 that allowed.
                 if (d.allowed) {
                     const Decision alone = limiter.probe(use.key, use.cost, 0, now);
-                    if (!alone.allowed) d = alone;
+                    if (!alone.allowed) {
+                        d = alone;
+                        alone_earliest = alone.earliest;
+                    }
+                } else if (may_lend) {
+                    // Refused behind older units: could it go if they let it?
+                    const Decision alone = limiter.probe(use.key, use.cost, 0, now);
+                    alone_earliest = alone.allowed ? now.mono : alone.earliest;
+                    if (alone.key_capacity) alone_earliest = kNever;
+                    if (i < 64) ev.behind |= std::uint64_t{1} << i;
                 }
             }
             if (!d.allowed) {
+                // Only a refusal moves these off `now`: an admission pays nothing for them.
                 ev.admissible = false;
+                ev.alone_earliest = std::max(ev.alone_earliest, alone_earliest);
+                if (limiter.config().algorithm != config::Algorithm::concurrency)
+                    ev.bound = std::max(ev.bound, d.earliest);
                 if (!blocking || d.earliest > blocking_decision.earliest) {
                     blocking = i;
                     blocking_decision = d;
@@ -242,14 +276,60 @@ struct AdmissionController::Impl {
             ev.limiting = ev.tightest;
             ev.limiting_decision = ev.tightest_decision;
         }
+        ev.wake = ev.earliest;
         return ev;
     }
 
-    Evaluation evaluate_waiter(const Waiter& w, const Instant& now) {
-        return evaluate(
-            w.uses,
-            [&](std::size_t i) { return w.uses[i].line ? w.uses[i].line->before(w.uses[i].position) : 0; },
-            now);
+    // Work conservation: a request refused only for the units of older waiters
+    // (`behind`) may go now if that cannot delay any of them. `older_bound(i)`
+    // is a lower bound of when the older waiters on use i's (limit, key) can
+    // first be admitted (the least of their queue heads' bounds). On a
+    // time-based limit, the request's cost taken now must leave room at that
+    // moment for every older unit (room only grows with time, so then for each
+    // older waiter at its own turn too). On a concurrency limit, a permit is
+    // lent only while that moment is at least lend_horizon away: an exchange
+    // shorter than that is over before any older waiter needs the permit.
+    // Marks `ev` admissible (lent), or sets when to look again: once its own
+    // limits have room, if lending would then be allowed, else when the strict
+    // rule could admit it.
+    template <class Uses, class Ahead, class OlderBound>
+    void try_lend(const Uses& uses, Evaluation& ev, Ahead&& ahead, OlderBound&& older_bound,
+                  const Instant& now) {
+        if (ev.admissible || ev.key_capacity || ev.behind == 0 || uses.size() > 64) return;
+        for (std::size_t i = 0; i < uses.size(); ++i) {
+            if ((ev.behind >> i & 1) == 0) continue;
+            const LimitUse& use = use_of(uses[i]);
+            const Nanos older = older_bound(i);
+            if (older == kNever) continue;  // no older waiter there can ever go by time
+            if (older <= now.mono) return;  // one may go now: it goes first
+            limit::Limiter& limiter = *limiters[use.limit_index];
+            if (limiter.config().algorithm == config::Algorithm::concurrency) {
+                if (older - now.mono < options.lend_horizon) return;
+            } else if (!limiter.room_later(use.key, use.cost, ahead(i), older, now)) {
+                return;
+            }
+        }
+        if (ev.alone_earliest <= now.mono) {
+            ev.admissible = true;
+        } else {
+            ev.wake = std::min(ev.earliest, ev.alone_earliest);
+        }
+    }
+
+    // `may_lend`: every queue head's bound is current for the heads older than
+    // `w` (false after a change that can bring heads forward, until re-probed).
+    Evaluation evaluate_waiter(const Waiter& w, const Instant& now, bool may_lend) {
+        const auto ahead = [&](std::size_t i) {
+            return w.uses[i].line ? w.uses[i].line->before(w.uses[i].position) : 0;
+        };
+        may_lend = may_lend && options.work_conserving;
+        Evaluation ev = evaluate(w.uses, ahead, now, may_lend);
+        if (may_lend) {
+            try_lend(
+                w.uses, ev, ahead,
+                [&](std::size_t i) { return w.uses[i].line->min_bound_before(w.uses[i].position); }, now);
+        }
+        return ev;
     }
 
     // A waiting request that provably cannot be admitted by its deadline even
@@ -297,10 +377,27 @@ struct AdmissionController::Impl {
         a.tightest = ev.limiting_decision;
     }
 
-    void index_head(Queue* q, Nanos due) {
+    // A queue head's bound, in each line it waits on: no earlier than this can
+    // it be admitted under the strict rule, as far as its time-based limits say
+    // (concurrency is left out: a permit's return is not predictable, and lent
+    // permits have their own rule). Younger requests read it to know how long
+    // the capacity they would borrow stays unused. Nanos::min() for a head not
+    // probed yet: it might go now, so nothing is lent past it. Waiters behind a
+    // head keep kNever: their head, older, bounds them.
+    void set_head_bound(Queue* q, Nanos bound) {
+        Waiter& w = q->waiters.front();
+        if (w.bound == bound) return;
+        w.bound = bound;
+        for (const WaitingUse& wu : w.uses) {
+            if (wu.line) wu.line->set_bound(wu.position, bound);
+        }
+    }
+
+    void index_head(Queue* q, Nanos due, Nanos bound) {
         q->due = due;
         q->indexed = true;
         heads.insert(Head{due, q->waiters.front().order, q});
+        set_head_bound(q, bound);
     }
 
     void unindex_head(Queue* q) {
@@ -329,12 +426,14 @@ struct AdmissionController::Impl {
             queues.erase(queues.find(*q->key));
             return nullptr;
         }
+        // The new head's bound is still kNever: a pass probes it before any
+        // younger head reads it; outside a pass, index_head() marks it unknown.
         return was_head ? q : nullptr;
     }
 
     // Removes a waiter outside a pass; a new head is probed by the next pass.
     void remove_and_reindex(std::list<Waiter>::iterator it) {
-        if (Queue* q = remove(it)) index_head(q, Nanos::min());
+        if (Queue* q = remove(it)) index_head(q, Nanos::min(), Nanos::min());
     }
 
     // Decides a head or any waiter; returns the queue whose head changed, as remove().
@@ -405,12 +504,14 @@ struct AdmissionController::Impl {
             while (it != pending.end()) {
                 const Pending head = *it;
                 const auto waiter = head.queue->waiters.begin();
-                const Evaluation ev = evaluate_waiter(*waiter, now);
+                // Older heads were visited first: their bounds are current,
+                // unless a refusal in this round may have brought some forward.
+                const Evaluation ev = evaluate_waiter(*waiter, now, !all_due);
                 if (const auto reason = verdict(*waiter, ev, now)) {
                     if (Queue* q = decide_waiter(waiter, ev, *reason, now, decided))
                         pending.insert(Pending{q->waiters.front().order, q});
                 } else {
-                    index_head(head.queue, wake_time(ev.earliest, now));
+                    index_head(head.queue, wake_time(ev.wake, now), ev.bound);
                 }
                 it = pending.upper_bound(head);
             }
@@ -421,17 +522,29 @@ struct AdmissionController::Impl {
     // next_wakeup() after a change that can bring a head forward: probes every
     // head without deciding anything. Returns now if one can be decided now;
     // otherwise re-keys them all by their new earliest.
+    //
+    // Oldest first, each head's bound updated before younger heads read it.
     Nanos reprobe_all(const Instant& now) {
+        std::vector<Queue*> by_age;
+        by_age.reserve(heads.size());
+        for (const Head& h : heads) by_age.push_back(h.queue);
+        std::sort(by_age.begin(), by_age.end(), [](const Queue* a, const Queue* b) {
+            return a->waiters.front().order < b->waiters.front().order;
+        });
         std::vector<std::pair<Queue*, Nanos>> keyed;
-        keyed.reserve(heads.size());
-        for (const Head& h : heads) {
-            const Waiter& w = h.queue->waiters.front();
-            const Evaluation ev = evaluate_waiter(w, now);
-            if (verdict(w, ev, now)) return now.mono;
-            keyed.emplace_back(h.queue, wake_time(ev.earliest, now));
+        keyed.reserve(by_age.size());
+        for (Queue* q : by_age) {
+            const Waiter& w = q->waiters.front();
+            const Evaluation ev = evaluate_waiter(w, now, true);
+            if (verdict(w, ev, now)) return now.mono;  // all_due stays: poll() probes them all again
+            set_head_bound(q, ev.bound);
+            keyed.emplace_back(q, wake_time(ev.wake, now));
         }
         heads.clear();
-        for (const auto& [q, due] : keyed) index_head(q, due);
+        for (const auto& [q, due] : keyed) {
+            q->due = due;
+            heads.insert(Head{due, q->waiters.front().order, q});
+        }
         all_due = false;
         return first_due();
     }
@@ -441,6 +554,7 @@ struct AdmissionController::Impl {
     Nanos first_deadline() const { return deadlines.empty() ? kNever : deadlines.begin()->first; }
 
     std::vector<std::unique_ptr<limit::Limiter>> limiters;
+    AdmissionOptions options;
     std::unordered_map<QueueKey, Queue, QueueKeyHash> queues;      // non-empty queues only
     std::unordered_map<LineKey, WaitingUnits, LineKeyHash> lines;  // enforced (limit, key) with units waiting
     std::unordered_map<TicketId, std::list<Waiter>::iterator> index;
@@ -454,8 +568,9 @@ struct AdmissionController::Impl {
     bool all_due = false;
 };
 
-AdmissionController::AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters)
-    : impl_(std::make_unique<Impl>(std::move(limiters))) {}
+AdmissionController::AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters,
+                                         AdmissionOptions options)
+    : impl_(std::make_unique<Impl>(std::move(limiters), options)) {}
 
 AdmissionController::~AdmissionController() = default;
 
@@ -480,14 +595,28 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     const std::size_t depth = queue ? queue->waiters.size() : 0;
 
     // Every unit waiting on one of our keys arrived before us: it is ahead, even in another queue.
-    const Impl::Evaluation ev = m.evaluate(
-        uses,
-        [&](std::size_t i) {
-            if (m.lines.empty()) return std::int64_t{0};
-            const auto line = m.lines.find(LineKey{uses[i].limit_index, uses[i].key});
-            return line == m.lines.end() ? std::int64_t{0} : line->second.total();
-        },
-        now);
+    const auto line_of = [&](std::size_t i) -> const WaitingUnits* {
+        if (m.lines.empty()) return nullptr;
+        const auto line = m.lines.find(LineKey{uses[i].limit_index, uses[i].key});
+        return line == m.lines.end() ? nullptr : &line->second;
+    };
+    const auto ahead = [&](std::size_t i) {
+        const WaitingUnits* line = line_of(i);
+        return line ? line->total() : std::int64_t{0};
+    };
+    const bool may_lend = depth == 0 && !m.all_due && m.options.work_conserving;
+    Impl::Evaluation ev = m.evaluate(uses, ahead, now, may_lend);
+    // A newcomer heading a new queue may go ahead of the waiters on its keys
+    // (all older) on the same terms as a head, while their bounds are current.
+    if (!ev.admissible && may_lend) {
+        m.try_lend(
+            uses, ev, ahead,
+            [&](std::size_t i) {
+                const WaitingUnits* line = line_of(i);
+                return line ? line->min_bound() : kNever;
+            },
+            now);
+    }
 
     Admission a;
     a.queue = QueueState{depth, request.max_depth};
@@ -544,7 +673,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     // A newcomer is behind everyone on its keys, so no other head moves. Heading
     // a new queue, it was probed with every unit waiting on its keys ahead,
     // exactly the units older than it: its earliest is known.
-    if (new_head) m.index_head(queue, wake_time(ev.earliest, now));
+    if (new_head) m.index_head(queue, wake_time(ev.wake, now), ev.bound);
 
     a.outcome = Outcome::queued;
     a.ticket = w.ticket;
@@ -564,11 +693,12 @@ std::vector<Admission> AdmissionController::poll(const Instant& now) {
     bool swept = false;
     while (!m.deadlines.empty() && m.deadlines.begin()->first <= now.mono) {
         const auto it = m.index.at(m.deadlines.begin()->second);
-        const Impl::Evaluation ev = m.evaluate_waiter(*it, now);
+        const Impl::Evaluation ev = m.evaluate_waiter(*it, now, !m.all_due);
         const bool head = it == it->queue->waiters.begin();
         const bool in_time = it->deadline == now.mono;  // never admitted after its deadline
         const Errc reason = head && in_time && ev.admissible ? Errc::ok : Errc::admission_timeout;
-        if (Impl::Queue* q = m.decide_waiter(it, ev, reason, now, decided)) m.index_head(q, Nanos::min());
+        if (Impl::Queue* q = m.decide_waiter(it, ev, reason, now, decided))
+            m.index_head(q, Nanos::min(), Nanos::min());
         swept = true;
     }
     // Their units no longer count ahead of younger heads, which may go now.

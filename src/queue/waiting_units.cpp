@@ -1,5 +1,7 @@
 #include "sluice/queue/waiting_units.hpp"
 
+#include <algorithm>
+
 namespace sluice::queue {
 
 namespace {
@@ -17,7 +19,9 @@ void WaitingUnits::push(std::int64_t units, Position* handle) {
     const std::size_t i = slots_.size() + 1;  // 1-based Fenwick index of the new slot
     // tree_[i - 1] covers (i - lowbit(i), i]: the new slot plus a range that already exists.
     tree_.push_back(units + prefix(i - 1) - prefix(i - lowbit(i)));
-    slots_.push_back(Slot{units, handle});
+    slots_.push_back(Slot{units, handle, kNever});
+    // The new leaf is already kNever (never set, or cleared by erase); only a full tree grows.
+    if (tracking_ && slots_.size() > leaves_) build_bounds();
     *handle = i - 1;
     ++live_;
     total_ += units;
@@ -27,15 +31,57 @@ void WaitingUnits::erase(Position position) {
     Slot& slot = slots_[position];
     add(position, -slot.units);
     total_ -= slot.units;
+    if (slot.bound != kNever) set_bound(position, kNever);
     slot = Slot{};
     if (--live_ == 0) {
         slots_.clear();
         tree_.clear();
+        bounds_.clear();
+        leaves_ = 0;
+        tracking_ = false;
     }
 }
 
 std::int64_t WaitingUnits::before(Position position) const {
     return prefix(position);
+}
+
+void WaitingUnits::set_bound(Position position, Nanos bound) {
+    slots_[position].bound = bound;
+    if (!tracking_) return;
+    std::size_t node = leaves_ + position;
+    bounds_[node] = bound;
+    for (node /= 2; node > 0; node /= 2) {
+        const Nanos m = std::min(bounds_[2 * node], bounds_[2 * node + 1]);
+        if (bounds_[node] == m) break;  // nothing above changes either
+        bounds_[node] = m;
+    }
+}
+
+Nanos WaitingUnits::min_bound() const {
+    if (slots_.empty()) return kNever;
+    if (!tracking_) build_bounds();
+    return bounds_[1];
+}
+
+Nanos WaitingUnits::min_bound_before(Position position) const {
+    if (!tracking_) build_bounds();
+    Nanos m = kNever;
+    for (std::size_t lo = leaves_, hi = leaves_ + position; lo < hi; lo /= 2, hi /= 2) {
+        if (lo & 1) m = std::min(m, bounds_[lo++]);
+        if (hi & 1) m = std::min(m, bounds_[--hi]);
+    }
+    return m;
+}
+
+void WaitingUnits::build_bounds() const {
+    tracking_ = true;
+    leaves_ = 16;
+    while (leaves_ < slots_.size()) leaves_ *= 2;
+    bounds_.assign(2 * leaves_, kNever);
+    for (std::size_t i = 0; i < slots_.size(); ++i) bounds_[leaves_ + i] = slots_[i].bound;
+    for (std::size_t node = leaves_ - 1; node > 0; --node)
+        bounds_[node] = std::min(bounds_[2 * node], bounds_[2 * node + 1]);
 }
 
 void WaitingUnits::add(Position position, std::int64_t delta) {
@@ -63,6 +109,7 @@ void WaitingUnits::compact() {
         const std::size_t parent = i + lowbit(i);
         if (parent <= kept) tree_[parent - 1] += tree_[i - 1];
     }
+    if (tracking_) build_bounds();
 }
 
 }  // namespace sluice::queue

@@ -235,9 +235,22 @@ struct RouteTable::CompiledRoute {
         return false;
     }
 
+    // What a `path` pattern is matched against: the whole path, or, on a route that strips its
+    // path_prefix (a preset mounted under a prefix), what is left after it, so the pattern is
+    // the vendor's own path. Always starts with '/'.
+    std::string_view pattern_subject(std::string_view path) const noexcept {
+        if (!strip_prefix || path_prefix.empty()) return path;
+        // "/intercom/" from "/intercom/x" leaves "/x" (keep the '/'); "/intercom" from "/intercom"
+        // leaves "", which the vendor sees as "/".
+        const auto keep = path_prefix.back() == '/' ? path_prefix.size() - 1 : path_prefix.size();
+        const auto rest = path.substr(keep);
+        return rest.empty() ? std::string_view("/") : rest;
+    }
+
     bool path_matches(std::string_view path) const noexcept {
         if (!path_prefix.empty() && !prefix_matches(path, path_prefix)) return false;
         if (!pattern) return true;
+        path = pattern_subject(path);
         const auto& segs = pattern->segments;
         const auto end = walk_segments(
             path, segs.size(), [&](std::size_t i, std::string_view seg) { return segs[i].matches(seg); });
@@ -260,6 +273,7 @@ struct RouteTable::CompiledRoute {
     PathParams capture(std::string_view path) const {
         PathParams params;
         if (!pattern) return params;
+        path = pattern_subject(path);
         const auto& segs = pattern->segments;
         walk_segments(path, segs.size(), [&](std::size_t i, std::string_view seg) {
             if (segs[i].kind == SegmentMatcher::Kind::capture) params.emplace_back(segs[i].text, seg);

@@ -12,9 +12,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "sluice/feedback/vendor_signals.hpp"
@@ -133,11 +136,33 @@ struct QueueConfig {
 // vendor feedback pauses for routes without limits of their own (limit/vendor_gate.hpp).
 enum class Algorithm { token_bucket, sliding_window, fixed_window, concurrency, vendor_gate };
 
+// Key values mapped to the group they belong to (`group_by`), e.g. API keys to their vendor
+// organization, so that a limit keyed by the group holds every key of one organization together
+// (Close's organization limit) while another limit on the same header stays per key.
+struct KeyGroups {
+    // Lookup by a string_view of the request's value, without building a std::string.
+    struct Hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    // What a value listed in no group is keyed as. `shared`: all such values share one bucket (safe:
+    // a key whose organization is unknown cannot add a second organization's worth of traffic).
+    // `own`: each is its own group (as if ungrouped).
+    enum class Unmapped { shared, own };
+
+    std::string source;  // the file it was read from, or "" when written inline
+    std::unordered_map<std::string, std::string, Hash, std::equal_to<>> group_of;  // value -> group
+    std::size_t group_count = 0;
+    Unmapped unmapped = Unmapped::shared;
+};
+
 // What partitions a keyed limit. Several sources combine into one key.
 struct KeySource {
     enum class Kind { header, query, path_param, method };
     Kind kind = Kind::header;
     std::string name;  // header name (case-insensitive), query parameter, or path parameter; empty for method
+    // Non-null: the value is replaced by its group before it is hashed (not for `method`).
+    std::shared_ptr<const KeyGroups> group_by;
 };
 
 struct CostConfig {
@@ -157,7 +182,10 @@ struct LimitConfig {
         0};  // sliding: rolling length; fixed: period aligned to the UTC clock; token: rate period
     std::int64_t burst = 0;  // token_bucket only: bucket size (defaults to limit)
     Duration utc_offset{0};  // fixed_window only: where the period starts, e.g. -5h for a US-Eastern day
-    Duration margin{0};      // widens the window (sliding/fixed) or slows the refill (token) to absorb jitter
+    // fixed_window of whole days only: periods start at local midnight in this IANA zone (e.g.
+    // America/New_York), following its daylight saving changes; "" = utc_offset applies.
+    std::string time_zone;
+    Duration margin{0};  // widens the window (sliding/fixed) or slows the refill (token) to absorb jitter
     std::vector<KeySource> key;  // empty: one shared bucket
     CostConfig cost;
     bool enforce = true;            // false = shadow mode: counted and reported, never delays or refuses
@@ -195,14 +223,34 @@ struct RouteConfig {
     SourceLocation location;
 };
 
+struct VendorPolicy;  // vendor_policy.hpp
+
+// A `vendors:` entry: a preset expanded under an instance name (docs/configuration.md,
+// "vendors"). Its upstreams, limits and routes are ordinary entries of Config (named
+// "<instance>" or "<instance>.<name>"); this records where they came from, for
+// `sluice check --vendor` and --check --print.
+struct VendorInstance {
+    std::string name;         // the instance name (the key under `vendors:`)
+    std::string preset;       // the preset's name
+    std::string preset_file;  // the file it was read from
+    std::string tier;         // the tier chosen ("" = the policy's default)
+    std::vector<std::size_t> upstream_indexes;  // into Config::upstreams
+    std::shared_ptr<const VendorPolicy> policy;  // the preset's vendor_policy; null if it has none
+    SourceLocation location;                     // of the `vendors:` entry
+};
+
 struct Config {
     std::string source_file;  // the file it was loaded from ("<string>" for tests)
+    // Every limit window, margin, utc_offset and fixed-window period was divided by this at load
+    // (LoadOptions::time_scale, --time-scale): for tests and demos only.
+    double time_scale = 1.0;
     ServerConfig server;
     std::vector<ListenerConfig> listeners;  // at least one (default 127.0.0.1:8080)
     std::vector<UpstreamConfig> upstreams;  // file order
     std::vector<LimitConfig> limits;        // file order
     QueueConfig queue_defaults;
     std::vector<RouteConfig> routes;  // file order = match priority (first match wins)
+    std::vector<VendorInstance> vendors;  // `vendors:` order; their routes follow the file's own
 
     const UpstreamConfig* find_upstream(std::string_view name) const;
     const LimitConfig* find_limit(std::string_view name) const;

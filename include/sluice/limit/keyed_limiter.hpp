@@ -15,6 +15,9 @@
 //   PolicyView probe(State&, std::int64_t units, const Instant&) const;
 //       could `units` (ahead + cost) be admitted now? May normalise the state
 //       (drop history that no longer counts) but records nothing.
+//   bool room_later(State&, std::int64_t cost, std::int64_t units, Nanos then, const Instant&) const;
+//       would `units` fit at `then` (>= now) after `cost` consumed now and
+//       nothing else? Never optimistic. May normalise the state as probe().
 //   void consume(State&, std::int64_t cost, const Instant&) const;
 //   void release(State&, std::int64_t cost) const;  concurrency only; else a no-op
 //   Nanos fresh_at(const State&, const Instant&) const;
@@ -120,6 +123,26 @@ public:
             return finish(policy_.probe(scratch_, units, now), nullptr, cost, units, now);
         }
         return finish(policy_.probe(entry->value, units, now), overlay_of(*entry), cost, units, now);
+    }
+
+    // The vendor overlays hold at `then` as they would for an admission then: a
+    // pause still running refuses; a cap still holding must cover `cost` spent
+    // now and `units` then.
+    bool room_later(KeyHash key, std::int64_t cost, std::int64_t units, Nanos then,
+                    const Instant& now) override {
+        cost = clamp_units(cost);
+        units = clamp_units(units);
+        then = std::max(then, now.mono);
+        Entry* entry = find(key);
+        if (entry == nullptr) {
+            policy_.reset(scratch_);
+            return policy_.room_later(scratch_, cost, units, then, now);
+        }
+        if (const VendorOverlay* o = overlay_of(*entry)) {
+            if (o->paused_until > then) return false;
+            if (o->capped(then) && detail::saturating_add(cost, units) > o->cap_left) return false;
+        }
+        return policy_.room_later(entry->value, cost, units, then, now);
     }
 
     void consume(KeyHash key, std::int64_t cost, const Instant& now) override {

@@ -109,6 +109,20 @@ public:
     // permits; a no-op for rate algorithms, whose admissions stay counted.
     virtual void release(KeyHash key, std::int64_t cost, const Instant& now) = 0;
 
+    // Would `units` units fit at mono time `then` (>= now) if `cost` units were
+    // consumed now and nothing else were admitted in between? Records nothing.
+    // The admission controller asks it before letting a younger request go
+    // ahead of older waiters that cannot be admitted before `then`: if the
+    // answer is yes, the younger one's admission now cannot delay them. Must
+    // never be optimistic (say false when unsure). Concurrency limits answer as
+    // if nothing in flight ever returned (the controller lends permits by its
+    // own, time-bounded rule). The default, for a limiter that cannot tell,
+    // is false: nothing is ever lent from it.
+    virtual bool room_later(KeyHash /*key*/, std::int64_t /*cost*/, std::int64_t /*units*/, Nanos /*then*/,
+                            const Instant& /*now*/) {
+        return false;
+    }
+
     // A hint that probe() or consume() on `key` follows soon: the in-memory
     // limiters start loading the key's slot, so that a request using several
     // limits waits for their cache misses once, in parallel, not one after the

@@ -10,16 +10,45 @@
 //   are counted but never block.
 // - Waiting requests sit in a FIFO queue per (route, keys of its limits),
 //   bounded by max_depth. Within a queue, strict FIFO: only the head may be
-//   admitted. Across queues, whenever capacity appears the oldest admissible
-//   head goes first, so requests that compete for a limit are served in arrival
-//   order and nobody starves. Precisely: a head may go when every enforced
-//   limit has room for its cost plus the units of all OLDER waiting requests
-//   on the same (limit, key), so a younger request may pass an older one that
-//   is blocked on another limit, but never takes capacity the older one needs.
+//   admitted. Across queues, heads are visited oldest first whenever capacity
+//   appears, and a head (or a newcomer with no queue of its own) may go when
+//   either rule allows it:
+//   * the strict rule: every enforced limit has room now for its cost plus the
+//     units of all OLDER waiting requests on the same (limit, key). Requests
+//     that compete for a limit are served in arrival order; nobody starves.
+//   * work conservation (AdmissionOptions::work_conserving, on by default):
+//     every enforced limit has room now for its own cost, and on each
+//     (limit, key) where older requests wait, it cannot delay them. Let B be
+//     the earliest moment any of those older requests could be admitted by
+//     its time-based limits under the strict rule (the least bound of their
+//     queue heads, a lower bound). Then
+//       - time-based limits (sliding, fixed, token bucket, vendor gate): after
+//         its cost is taken now, the limit still has room at B for ALL the
+//         older units (Limiter::room_later). Room only grows with time, so
+//         each older request still has room at its own turn: its earliest
+//         admission is exactly what it was.
+//       - concurrency: B is at least lend_horizon away. A lent permit is one
+//         the strict rule would have kept idle for lend_horizon or longer; if
+//         the exchange holding it outlasts that, an older request that could
+//         otherwise go waits for it, by at most (that exchange's duration -
+//         lend_horizon), so never longer than the upstream timeout less the
+//         horizon. Meanwhile nothing more is lent on that limit (B is then
+//         closer than lend_horizon), and the permits go back in arrival order.
+//     So each older request keeps the earliest admission the strict rule gave
+//     it when it was overtaken (rate limits), or gets it later by at most the
+//     lent exchange's excess over lend_horizon (concurrency). If a request
+//     further ahead leaves afterwards (cancel, timeout), its turn comes sooner
+//     and it may not gain all of that, but never ends up later than that time.
+//     An older request that may go now (B <= now) lends nothing: it goes first.
+//     Older units that need several windows (a backlog) rarely all fit at B,
+//     so behind such a backlog the strict rule decides alone.
+//   The oracle test (tests/unit/queue/admission_oracle_test.cpp) checks both
+//   rules against brute-force models at every admission.
 // - A request is refused AT ONCE (never after waiting in vain) when its queue is
 //   full, or when the earliest possible admission, counting the units already
 //   waiting ahead of it (each limit estimates the waves they take), is later
-//   than its max_wait less the scheduling slack (below). A queued request whose
+//   than its max_wait less the scheduling slack (below). (That estimate follows
+//   the strict rule: lending might have let it go sooner, never later.) A queued request whose
 //   deadline passes, or whose earliest admission moves past its deadline (e.g. a
 //   vendor pause), is refused then; one is never admitted after its deadline
 //   (a late poll refuses it).
@@ -32,6 +61,10 @@
 // - cancel() removes a waiting request (client gone); it consumes nothing.
 // - No polling: next_wakeup() is the exact moment something can change (a head
 //   becoming admissible, or a deadline), kNever when only a release can help.
+//   For a head that could be lent capacity once its own limits have room, that
+//   moment; otherwise the moment the strict rule could admit it (a head that
+//   becomes lendable because an older one's bound moved later is seen at its
+//   next probe: on a release, cancel, feedback, refusal, or its own time).
 
 #include <cstddef>
 #include <cstdint>
@@ -55,6 +88,19 @@ constexpr Nanos kSchedulingSlack{10'000'000};
 constexpr Nanos scheduling_slack(Nanos max_wait) {
     return max_wait / 10 < kSchedulingSlack ? max_wait / 10 : kSchedulingSlack;
 }
+
+// How much a younger request may borrow from older waiters that cannot go yet
+// (see the contract above).
+struct AdmissionOptions {
+    // Off: the strict rule alone (a head goes only with room for every older
+    // unit waiting on its keys). For comparisons and tests.
+    bool work_conserving = true;
+    // A concurrency permit is lent to a younger request only while every older
+    // waiter on that limit is held back by its time-based limits for at least
+    // this long; an older waiter is delayed only by a lent exchange that lasts
+    // longer than this, and by at most its excess.
+    Nanos lend_horizon{500'000'000};
+};
 
 struct AdmissionRequest {
     std::size_t route_index = 0;
@@ -84,7 +130,8 @@ struct Admission {
 class AdmissionController {
 public:
     // `limiters[i]` enforces Config::limits[i]; the controller owns them.
-    explicit AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters);
+    explicit AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters,
+                                 AdmissionOptions options = {});
     ~AdmissionController();
 
     // Admitted now, queued (ticket to wait on), or rejected now.

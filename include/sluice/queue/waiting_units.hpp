@@ -11,10 +11,21 @@
 // removals have left as many holes as live entries), so memory stays O(live)
 // however long an old entry waits while younger ones come and go. A handle must
 // therefore stay at the same address while its entry is present.
+//
+// Each entry may also carry a bound, a mono time (kNever unless set): the
+// controller sets it on queue heads to the earliest moment the head could be
+// admitted, and asks "what is the earliest bound among the entries that arrived
+// before this one?" to decide whether a younger request may go first. A
+// segment tree over the same positions answers in O(log n). It is built on the
+// first question only: a line that only one queue waits on (one route's
+// backlog) is never asked, and there setting a bound is one store. Once asked,
+// it is kept up to date until the line empties.
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "sluice/common/clock.hpp"
 
 namespace sluice::queue {
 
@@ -31,6 +42,13 @@ public:
     // Units of the entries present that were pushed before `position`.
     std::int64_t before(Position position) const;
 
+    // Sets the bound of the entry at `position`; kNever clears it.
+    void set_bound(Position position, Nanos bound);
+    // The earliest bound among the entries pushed before `position` (kNever if none).
+    Nanos min_bound_before(Position position) const;
+    // The earliest bound of all entries present.
+    Nanos min_bound() const;
+
     std::int64_t total() const noexcept { return total_; }
     std::size_t size() const noexcept { return live_; }
     bool empty() const noexcept { return live_ == 0; }
@@ -39,14 +57,20 @@ private:
     struct Slot {
         std::int64_t units = 0;
         Position* handle = nullptr;  // null once erased
+        Nanos bound = kNever;
     };
 
     void add(Position position, std::int64_t delta);
     std::int64_t prefix(std::size_t count) const;  // sum of slots [0, count)
     void compact();
+    void build_bounds() const;  // sizes the segment tree for slots_ and fills it from the slots
 
     std::vector<Slot> slots_;
     std::vector<std::int64_t> tree_;  // Fenwick tree, tree_[i - 1] covers slots (i - lowbit(i), i]
+    // Segment tree (while `tracking_`): node n covers 2n, 2n+1; leaves at leaves_ + position.
+    mutable std::vector<Nanos> bounds_;
+    mutable std::size_t leaves_ = 0;  // a power of two, >= slots_.size()
+    mutable bool tracking_ = false;   // asked for a bound since the line was last empty
     std::size_t live_ = 0;
     std::int64_t total_ = 0;
 };

@@ -49,7 +49,8 @@ struct RouteMatchResult {
     std::size_t route_index = 0;  // into Config::routes
     PathParams params;
     // The path to send upstream: the request path with the route's path_prefix stripped
-    // (when strip_prefix; a `path` pattern is never stripped) and the upstream's
+    // (when strip_prefix; a `path` pattern alone is never stripped, and with both a stripped
+    // path_prefix and a `path`, the pattern matches what follows the prefix) and the upstream's
     // base_path prepended. Always starts with '/'.
     std::string upstream_path;
 };

@@ -91,7 +91,7 @@ TEST_CASE("error: a ',' at the top level is refused, not loaded forever", "[conf
     // A ',' inside a value, or nested in a collection, was always fine or a plain syntax error.
     CHECK(bounded_error_of("a, b\n") ==
           "t.yaml:1:1: got 'a, b'; expected a map with keys server, listeners, "
-          "upstreams, limits, queue, routes");
+          "upstreams, limits, queue, routes, vendors, presets_dir");
     CHECK(bounded_error_of("k: &a, []\n") ==
           "t.yaml:1:6: invalid YAML: end of map not found; expected well-formed YAML (check indentation, "
           "quoting and brackets)");
@@ -99,10 +99,10 @@ TEST_CASE("error: a ',' at the top level is refused, not loaded forever", "[conf
     // an enclosing collection must not send it round in circles (found by the config fuzzer).
     CHECK(bounded_error_of("&a [*a, *a]\n") ==
           "t.yaml:1:1: got a list; expected a map with keys server, listeners, upstreams, limits, queue, "
-          "routes");
+          "routes, vendors, presets_dir");
     CHECK(bounded_error_of("&a {x: *a}\n") ==
           "t.yaml:1:5: unknown key 'x'; expected one of server, listeners, "
-          "upstreams, limits, queue, routes");
+          "upstreams, limits, queue, routes, vendors, presets_dir");
     // Whatever follows the last value that is not a closing bracket, a blank or a comment is read
     // by the exact check.
     CHECK(bounded_error_of(kRest + "# done\n...\n---\nx: 1\n") ==
@@ -133,7 +133,7 @@ TEST_CASE("error: empty file, second document, not a map", "[config][errors]") {
           "t.yaml:6:1: a second YAML document; expected one document (no '---' separators between)");
     CHECK(error_of("- a\n- b\n") ==
           "t.yaml:1:1: got a list; expected a map with keys server, listeners, upstreams, limits, queue, "
-          "routes");
+          "routes, vendors, presets_dir");
 }
 
 TEST_CASE("error: unknown key", "[config][errors]") {
@@ -145,7 +145,7 @@ TEST_CASE("error: unknown key", "[config][errors]") {
     CHECK(error_of(kRest + "routs: []\n") ==
           "t.yaml:5:1: unknown key 'routs' (did you mean 'routes'?); expected one of server, listeners, "
           "upstreams, "
-          "limits, queue, routes");
+          "limits, queue, routes, vendors, presets_dir");
     CHECK(
         error_of(
             "upstreams:\n  api: {url: https://api.example.com}\nroutes:\n  - name: r\n    upstrem: api\n") ==
@@ -155,7 +155,7 @@ TEST_CASE("error: unknown key", "[config][errors]") {
     CHECK(limit_error("x: {algorithm: sliding_window, limit: 5, window: 1s, windw: 2s}") ==
           "t.yaml:4:56: limit 'x': unknown key 'windw' (did you mean 'window'?); expected one of algorithm, "
           "limit, "
-          "window, rate, burst, utc_offset, margin, key, cost, enforce, max_keys");
+          "window, rate, burst, utc_offset, time_zone, margin, key, cost, enforce, max_keys");
     CHECK(upstream_error("api: {url: https://a.example.com, tls: {verfy: false}}") ==
           "t.yaml:2:43: upstream 'api' tls: unknown key 'verfy' (did you mean 'verify'?); expected one of "
           "verify, "
@@ -308,7 +308,8 @@ TEST_CASE("error: duplicate listen address", "[config][errors]") {
 
 TEST_CASE("error: no upstreams", "[config][errors]") {
     CHECK(error_of("routes:\n  - upstream: api\n") ==
-          "t.yaml:1:1: missing 'upstreams'; expected an 'upstreams' map with at least one upstream");
+          "t.yaml:1:1: missing 'upstreams'; expected an 'upstreams' map with at least one upstream (or a "
+          "'vendors' entry)");
     CHECK(error_of("upstreams: {}\nroutes:\n  - upstream: api\n") ==
           "t.yaml:1:12: upstreams: no upstreams; expected at least one upstream, e.g. upstreams: {intercom: "
           "{url: "
@@ -426,7 +427,8 @@ TEST_CASE("error: a key the algorithm does not use", "[config][errors]") {
     CHECK(
         limit_error("x: {algorithm: fixed_window, limit: 5, window: 1s, rate: 5/1s}") ==
         "t.yaml:4:54: limit 'x': 'rate' does not apply to a fixed_window limit (rate is the token_bucket "
-        "shorthand for limit/window); expected only algorithm, limit, window, utc_offset, margin, key, cost, "
+        "shorthand for limit/window); expected only algorithm, limit, window, utc_offset, time_zone, margin, "
+        "key, cost, "
         "enforce, max_keys for fixed_window");
 }
 
@@ -510,15 +512,17 @@ TEST_CASE("error: max_keys < 1", "[config][errors]") {
 
 TEST_CASE("error: bad key source", "[config][errors]") {
     CHECK(limit_error("x: {limit: 5, window: 1s, key: {cookie: a}}") ==
-          "t.yaml:4:35: limit 'x' key: unknown key 'cookie'; expected one of header, query, path_param");
+          "t.yaml:4:35: limit 'x' key: unknown key 'cookie'; expected one of header, query, path_param, "
+          "group_by");
     CHECK(limit_error("x: {limit: 5, window: 1s, key: [method, path]}") ==
           "t.yaml:4:43: limit 'x' key[2]: unknown key source 'path'; expected method, {header: NAME}, "
           "{query: NAME}, "
-          "{path_param: NAME}, or a list of these");
+          "{path_param: NAME} (each optionally with group_by), or a list of these");
     CHECK(limit_error("x: {limit: 5, window: 1s, key: {header: a, query: b}}") ==
           "t.yaml:4:34: limit 'x' key: a key source needs exactly one of header, query, path_param; expected "
           "method, "
-          "{header: NAME}, {query: NAME}, {path_param: NAME}, or a list of these");
+          "{header: NAME}, {query: NAME}, {path_param: NAME} (each optionally with group_by), or a list of "
+          "these");
     CHECK(limit_error("x: {limit: 5, window: 1s, key: {header: \"X Key\"}}") ==
           "t.yaml:4:43: limit 'x' key.header: got 'X Key'; expected a header name (an HTTP token)");
 }
@@ -551,7 +555,8 @@ TEST_CASE("error: max_depth < 0 or max_wait < 0", "[config][errors]") {
 
 TEST_CASE("error: no routes", "[config][errors]") {
     CHECK(error_of("upstreams:\n  api: {url: https://api.example.com}\n") ==
-          "t.yaml:1:1: missing 'routes'; expected a 'routes' list with at least one route");
+          "t.yaml:1:1: missing 'routes'; expected a 'routes' list with at least one route (or a 'vendors' "
+          "entry)");
     CHECK(error_of("upstreams:\n  api: {url: https://api.example.com}\nroutes: []\n") ==
           "t.yaml:3:9: routes: no routes; expected at least one route");
 }
@@ -604,7 +609,7 @@ TEST_CASE("error: strip_prefix without path_prefix", "[config][errors]") {
 TEST_CASE("error: both path_prefix and path", "[config][errors]") {
     CHECK(route_error("    match: {path_prefix: /a/, path: /b}\n    upstream: api\n") ==
           "t.yaml:5:31: route 'r' match: both 'path_prefix' and 'path' are given; expected at most one of "
-          "path_prefix and path");
+          "path_prefix and path, or strip_prefix: true (the path then matches what follows the prefix)");
 }
 
 TEST_CASE("error: invalid path pattern or prefix", "[config][errors]") {

@@ -213,13 +213,17 @@ TEST_CASE("across queues that share a limit, the oldest goes first", "[queue]") 
 }
 
 TEST_CASE("a newcomer does not take capacity promised to an older request blocked elsewhere", "[queue]") {
-    // Limit 0 is tight (1 per 10 s); limit 1 is shared (2 per second).
+    // Limit 0 is tight (1 per 10 s); limit 1 is shared (2 per second). `a`
+    // needs both and can go at t0 + 10 s; a newcomer on limit 1 alone may only
+    // take what is free again by then (the work-conserving rule).
     Fixture f({sliding(1, 10s), sliding(2, 1s)});
     const Nanos t0 = f.now();
     REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    f.advance_to(t0 + 9500ms);
     const Admission a = f.submit(1, on({0, 1}), 20s);
     REQUIRE(a.outcome == Outcome::queued);
-    // Limit 1 has 2 free units, but one is promised to `a`: a cost-2 newcomer cannot go now.
+    // Limit 1 has 2 free units, but one is promised to `a`, and a unit taken
+    // now is still in limit 1's window at t0 + 10 s: a cost-2 newcomer cannot go.
     const Admission b = f.submit(2, on({1}, 2), 0s);
     CHECK(b.outcome == Outcome::rejected);
     CHECK(b.reason == Errc::admission_timeout);
@@ -229,7 +233,67 @@ TEST_CASE("a newcomer does not take capacity promised to an older request blocke
     CHECK(f.submit(3, on({1}, 1)).outcome == Outcome::queued);
     f.advance_to(t0 + 10s);
     const auto decided = f.poll();
-    REQUIRE(decided.size() == 2);
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == a.ticket);
+}
+
+TEST_CASE("a newcomer goes ahead of an older request blocked elsewhere when it cannot delay it",
+          "[queue][work-conserving]") {
+    // As above, but `a` can go only 10 s later and limit 1's window is 1 s:
+    // whatever a newcomer takes from limit 1 now has left it by then.
+    Fixture f({sliding(1, 10s), sliding(2, 1s)});
+    const Nanos t0 = f.now();
+    REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    const Admission a = f.submit(1, on({0, 1}), 20s);
+    REQUIRE(a.outcome == Outcome::queued);
+    // The strict rule would keep one of limit 1's units for `a` and refuse this one.
+    CHECK(f.submit(2, on({1}, 2), 0s).outcome == Outcome::admitted);
+    const Admission c = f.submit(2, on({1}, 1));
+    REQUIRE(c.outcome == Outcome::queued);  // limit 1 is full: it waits its own turn
+    f.advance_to(f.next_wakeup());
+    CHECK(f.now() == t0 + 1s);
+    auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == c.ticket);
+    // `a` is admitted at exactly the moment the strict rule would have admitted it.
+    f.advance_to(t0 + 10s);
+    decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == a.ticket);
+    CHECK(decided[0].outcome == Outcome::admitted);
+}
+
+TEST_CASE("concurrency permits are lent only while the older waiter is held back for the lend horizon",
+          "[queue][work-conserving]") {
+    // `a` needs limit 0 (free at t0 + 10 s) and a permit; 1 permit in all.
+    auto make = [] {
+        std::vector<std::unique_ptr<sluice::limit::Limiter>> owned;
+        owned.push_back(build(sliding(1, 10s)));
+        owned.push_back(build(concurrency(1)));
+        sluice::queue::AdmissionOptions options;
+        options.lend_horizon = 2s;
+        return std::make_unique<AdmissionController>(std::move(owned), options);
+    };
+    auto controller = make();
+    FakeClock clock;
+    const Nanos t0 = clock.now().mono;
+    const auto submit = [&](std::size_t route, std::vector<LimitUse> uses) {
+        return controller->submit(AdmissionRequest{route, std::move(uses), 20s, 100}, clock.now());
+    };
+    REQUIRE(submit(0, on({0})).outcome == Outcome::admitted);
+    const Admission a = submit(1, on({0, 1}));
+    REQUIRE(a.outcome == Outcome::queued);
+    // 10 s before `a` can go: the permit is lent, and returned.
+    CHECK(submit(2, on({1})).outcome == Outcome::admitted);
+    controller->release(on({1}), clock.now());
+    CHECK(controller->poll(clock.now()).empty());
+    // 1.5 s before: within the horizon, the permit stays for `a`.
+    clock.advance(t0 + 8500ms - clock.now().mono);
+    const Admission late = submit(2, on({1}));
+    CHECK(late.outcome == Outcome::queued);
+    clock.advance(t0 + 10s - clock.now().mono);
+    const auto decided = controller->poll(clock.now());
+    REQUIRE(decided.size() == 1);
     CHECK(decided[0].ticket == a.ticket);
 }
 
@@ -722,4 +786,36 @@ TEST_CASE("a late poll never admits a waiter after its deadline", "[queue][overl
         CHECK(decided[0].reason == Errc::admission_timeout);
         CHECK(f.remaining(0) == 1);  // nothing consumed
     }
+}
+
+TEST_CASE("a lent permit held past the horizon delays the older waiter by at most its excess",
+          "[queue][work-conserving]") {
+    std::vector<std::unique_ptr<sluice::limit::Limiter>> owned;
+    owned.push_back(build(sliding(1, 10s)));
+    owned.push_back(build(concurrency(1)));
+    sluice::queue::AdmissionOptions options;
+    options.lend_horizon = 2s;
+    AdmissionController controller(std::move(owned), options);
+    FakeClock clock;
+    const Nanos t0 = clock.now().mono;
+    const auto submit = [&](std::size_t route, std::vector<LimitUse> uses) {
+        return controller.submit(AdmissionRequest{route, std::move(uses), 20s, 100}, clock.now());
+    };
+    REQUIRE(submit(0, on({0})).outcome == Outcome::admitted);
+    const Admission a = submit(1, on({0, 1}));  // the strict rule would admit it at t0 + 10 s
+    REQUIRE(a.outcome == Outcome::queued);
+    // 2.1 s before `a` can go: the permit is lent, to an exchange that lasts 3 s.
+    clock.advance(7900ms);
+    REQUIRE(submit(2, on({1})).outcome == Outcome::admitted);
+    clock.advance(t0 + 10s - clock.now().mono);
+    CHECK(controller.poll(clock.now()).empty());             // `a` may go by time, but the permit is out
+    CHECK(controller.next_wakeup(clock.now()) == t0 + 20s);  // its deadline: only the release can help
+    clock.advance(t0 + 10900ms - clock.now().mono);
+    controller.release(on({1}), clock.now());
+    const auto decided = controller.poll(clock.now());
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == a.ticket);
+    CHECK(decided[0].outcome == Outcome::admitted);
+    // Delayed by 0.9 s: the exchange's 3 s less the 2 s horizon, at most.
+    CHECK(clock.now().mono - (t0 + 10s) <= 3s - options.lend_horizon);
 }

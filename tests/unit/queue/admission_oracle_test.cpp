@@ -10,16 +10,28 @@
 //      would admit now, and an admission_timeout at submit is only given when
 //      the request could not have been admitted within max_wait behind the
 //      units ahead of it (state frozen: the most favourable case);
-//  (3) FIFO within each queue, and across queues a head is admitted only behind
-//      every older unit waiting on its keys;
+//  (3) FIFO within each queue; across queues, whatever the strict rule admits
+//      (room behind every older unit waiting on its keys) is admitted, and with
+//      work conservation off nothing else is;
 //  (4) every ticket is decided exactly once (or cancelled);
 //  (5) no admission later than necessary: after each step no head is
 //      admissible, and next_wakeup() is never later than the first moment a
-//      head becomes admissible or a deadline passes.
+//      head becomes admissible or a deadline passes;
+//  (6) work conservation never costs an older waiter: a request admitted
+//      although the strict rule refuses it heads its queue (or has none), its
+//      own limits have room now, and for every older waiter sharing a limit
+//      with it, the moment that waiter's time-based limits first let it go
+//      (behind the units ahead of it) is no later after the admission than
+//      before; and a concurrency permit the strict rule would keep is taken
+//      only while every older waiter on that limit is held back by time for at
+//      least lend_horizon (so it waits for a lent permit at most the lent
+//      exchange's duration less the horizon). Checked at every such admission,
+//      by brute force, with lend_horizon drawn per scenario.
 //
 // The policy the oracle holds the controller to: a request may go at t when it
 // heads its queue and every enforced limit has room at t for its cost plus the
-// units of all older waiting requests on the same (limit, key).
+// units of all older waiting requests on the same (limit, key) (the strict
+// rule), or when (6) allows it.
 
 #include <array>
 #include <map>
@@ -49,6 +61,7 @@ using sluice::limit::KeyHash;
 using sluice::limit::LimitUse;
 using sluice::queue::Admission;
 using sluice::queue::AdmissionController;
+using sluice::queue::AdmissionOptions;
 using sluice::queue::AdmissionRequest;
 using sluice::queue::Outcome;
 using sluice::queue::TicketId;
@@ -361,7 +374,7 @@ struct Waiting {
 struct Stats {
     std::size_t scenarios = 0, submitted = 0, admitted_at_once = 0, queued = 0, admitted_later = 0,
                 queue_full = 0, timeout_at_once = 0, timeout_later = 0, cancelled = 0, wakeups = 0,
-                idle_wakeups = 0;
+                idle_wakeups = 0, lent = 0, lent_permits = 0;
 };
 
 std::uint64_t queue_identity(const AdmissionRequest& r) {
@@ -395,10 +408,14 @@ public:
         return true;
     }
 
-    Nanos first_admissible(const std::vector<LimitUse>& uses, const Units& ahead, Nanos t) const {
+    // With `time_only`, concurrency limits are left out: the moment the
+    // request's time-based limits first let it go behind the units ahead.
+    Nanos first_admissible(const std::vector<LimitUse>& uses, const Units& ahead, Nanos t,
+                           bool time_only = false) const {
         Nanos first = t;
         for (const auto& u : uses) {
             if (!model_.config(u.limit_index).enforce) continue;
+            if (time_only && model_.config(u.limit_index).algorithm == Algorithm::concurrency) continue;
             first = std::max(first, model_.first_room(u.limit_index, u.key, ahead_of(ahead, u) + u.cost, t));
         }
         return first;
@@ -428,6 +445,27 @@ public:
             add_units(p.ahead, waiting_[i]);
         }
         return std::nullopt;
+    }
+
+    // For each of the first `count` waiters, the units of the waiters before it.
+    std::vector<Units> ahead_of_each(std::size_t count) const {
+        std::vector<Units> each;
+        Units ahead{};
+        for (std::size_t i = 0; i < count && i < waiting_.size(); ++i) {
+            each.push_back(ahead);
+            add_units(ahead, waiting_[i]);
+        }
+        return each;
+    }
+
+    bool shares_enforced_line(const std::vector<LimitUse>& a, const std::vector<LimitUse>& b) const {
+        for (const auto& x : a) {
+            if (!model_.config(x.limit_index).enforce) continue;
+            for (const auto& y : b) {
+                if (x.limit_index == y.limit_index && x.key == y.key) return true;
+            }
+        }
+        return false;
     }
 
     void enqueue(Waiting w) { waiting_.push_back(std::move(w)); }
@@ -479,10 +517,11 @@ private:
 // next_wakeup(), whichever comes first, and every answer is checked.
 class ScenarioRun {
 public:
-    ScenarioRun(const Scenario& s, Factory factory, Stats& stats)
+    ScenarioRun(const Scenario& s, Factory factory, Stats& stats, AdmissionOptions options)
         : s_(s),
           stats_(stats),
-          controller_(build(s, factory)),
+          options_(options),
+          controller_(build(s, factory, options)),
           oracle_(s),
           clock_(s.start),
           driver_(s.driver_seed) {}
@@ -528,10 +567,67 @@ public:
     }
 
 private:
-    static AdmissionController build(const Scenario& s, Factory factory) {
+    static AdmissionController build(const Scenario& s, Factory factory, AdmissionOptions options) {
         std::vector<std::unique_ptr<sluice::limit::Limiter>> limiters;
         for (const auto& c : s.limits) limiters.push_back(factory(c));
-        return AdmissionController(std::move(limiters));
+        return AdmissionController(std::move(limiters), options);
+    }
+
+    // A request about to be admitted at t although the strict rule refuses it:
+    // it goes ahead of the first `older` waiters. Checks that this is allowed
+    // (6) and returns what (6) checks once it is recorded.
+    struct Lending {
+        std::vector<std::size_t> older;    // indexes of the older waiters sharing a line with it
+        std::vector<Nanos> time_earliest;  // their time-based earliest before it went
+    };
+    Lending check_lending(const std::vector<LimitUse>& uses, std::size_t older, Nanos t) {
+        REQUIRE(options_.work_conserving);
+        // Its own limits have room now, nothing counted ahead.
+        REQUIRE(oracle_.admissible(uses, Units{}, t));
+        const auto ahead = oracle_.ahead_of_each(older);
+        Lending lending;
+        for (std::size_t j = 0; j < older; ++j) {
+            const Waiting& o = oracle_.waiting()[j];
+            if (!oracle_.shares_enforced_line(uses, o.uses)) continue;
+            lending.older.push_back(j);
+            lending.time_earliest.push_back(oracle_.first_admissible(o.uses, ahead[j], t, true));
+        }
+        // A concurrency permit the strict rule keeps for older waiters is lent
+        // only while each of them is held back by time for lend_horizon more.
+        Units all_older{};
+        if (older > 0) {
+            all_older = ahead.back();
+            for (const auto& u : oracle_.waiting()[older - 1].uses) {
+                if (s_.limits[u.limit_index].enforce) all_older[line_of(u.limit_index, u.key)] += u.cost;
+            }
+        }
+        for (const auto& u : uses) {
+            const LimitConfig& c = s_.limits[u.limit_index];
+            if (!c.enforce || c.algorithm != Algorithm::concurrency) continue;
+            if (oracle_.admissible({u}, all_older, t)) continue;  // the strict rule lets it have this one
+            for (std::size_t k = 0; k < lending.older.size(); ++k) {
+                const Waiting& o = oracle_.waiting()[lending.older[k]];
+                const bool on_line = std::any_of(o.uses.begin(), o.uses.end(), [&](const LimitUse& x) {
+                    return x.limit_index == u.limit_index && x.key == u.key;
+                });
+                if (on_line) REQUIRE(lending.time_earliest[k] >= t + options_.lend_horizon);
+            }
+            ++stats_.lent_permits;
+        }
+        ++stats_.lent;
+        return lending;
+    }
+
+    // (6) after the lent admission is recorded: no older waiter's time-based
+    // earliest moved later.
+    void check_lent(const Lending& lending, Nanos t) {
+        const auto ahead = oracle_.ahead_of_each(oracle_.waiting().size());
+        for (std::size_t k = 0; k < lending.older.size(); ++k) {
+            const Waiting& o = oracle_.waiting()[lending.older[k]];
+            INFO("older ticket " << o.ticket);
+            REQUIRE(oracle_.first_admissible(o.uses, ahead[lending.older[k]], t, true) <=
+                    lending.time_earliest[k]);
+        }
     }
 
     Nanos now() const { return clock_.now().mono; }
@@ -591,11 +687,15 @@ private:
         const Waiting w = oracle_.waiting()[place->index];
         REQUIRE(a.queue.depth == oracle_.depth(w.queue) - 1);
         if (a.outcome == Outcome::admitted) {
-            REQUIRE(place->head);                                  // (3) FIFO in its queue
-            REQUIRE(t <= w.deadline);                              // never after its deadline
-            REQUIRE(oracle_.admissible(w.uses, place->ahead, t));  // (3) behind older units
+            REQUIRE(place->head);      // (3) FIFO in its queue
+            REQUIRE(t <= w.deadline);  // never after its deadline
+            // (3) behind older units, or (6) ahead of them without delaying them.
+            std::optional<Lending> lending;
+            if (!oracle_.admissible(w.uses, place->ahead, t))
+                lending = check_lending(w.uses, place->index, t);
             oracle_.remove(place->index);
             admitted(w.uses, queued_.at(a.ticket));
+            if (lending) check_lent(*lending, t);
             ++stats_.admitted_later;
         } else {
             REQUIRE(a.outcome == Outcome::rejected);
@@ -621,12 +721,25 @@ private:
             ++stats_.submitted;
             INFO("submit at " << t.count() << " depth " << depth << " max_wait "
                               << arrival.request.max_wait.count());
-            REQUIRE((a.outcome == Outcome::admitted) == admissible_now);  // (2), (3)
+            // (2), (3): what the strict rule admits is admitted; with work
+            // conservation a newcomer heading a new queue may go ahead (6).
+            if (options_.work_conserving) {
+                if (admissible_now) REQUIRE(a.outcome == Outcome::admitted);
+            } else {
+                REQUIRE((a.outcome == Outcome::admitted) == admissible_now);
+            }
             switch (a.outcome) {
-                case Outcome::admitted:
+                case Outcome::admitted: {
+                    std::optional<Lending> lending;
+                    if (!admissible_now) {
+                        REQUIRE(depth == 0);
+                        lending = check_lending(arrival.request.uses, oracle_.waiting().size(), t);
+                    }
                     admitted(arrival.request.uses, arrival);
+                    if (lending) check_lent(*lending, t);
                     ++stats_.admitted_at_once;
                     break;
+                }
                 case Outcome::queued:
                     REQUIRE(depth < arrival.request.max_depth);
                     REQUIRE(arrival.request.max_wait > 0ns);
@@ -668,6 +781,7 @@ private:
 
     const Scenario& s_;
     Stats& stats_;
+    AdmissionOptions options_;
     AdmissionController controller_;
     Oracle oracle_;
     FakeClock clock_;
@@ -681,13 +795,21 @@ private:
     std::map<TicketId, Arrival> queued_;
 };
 
-void run_oracle(Factory factory, std::uint64_t seed, int scenarios) {
+void run_oracle(Factory factory, std::uint64_t seed, int scenarios, bool work_conserving = true) {
     std::mt19937_64 rng(seed);
+    std::mt19937_64 horizons(seed + 1);  // apart, so the scenarios are the same in both modes
     Stats stats;
     for (int i = 0; i < scenarios; ++i) {
         const Scenario s = make_scenario(rng, true);
-        INFO("scenario " << i << " of seed " << seed);
-        ScenarioRun(s, factory, stats).run();
+        AdmissionOptions options;
+        options.work_conserving = work_conserving;
+        options.lend_horizon = pick(horizons, std::vector<Nanos>{0ms, 20ms, 100ms, 500ms});
+        INFO("scenario " << i << " of seed " << seed << ", lend_horizon " << options.lend_horizon.count());
+        ScenarioRun(s, factory, stats, options).run();
+    }
+    if (work_conserving) {
+        CHECK(stats.lent > 0);
+        CHECK(stats.lent_permits > 0);
     }
     // The patterns must actually exercise every path.
     CHECK(stats.admitted_at_once > 0);
@@ -700,7 +822,8 @@ void run_oracle(Factory factory, std::uint64_t seed, int scenarios) {
                       << stats.queued << ", admitted later " << stats.admitted_later << ", queue_full "
                       << stats.queue_full << ", timeout at once " << stats.timeout_at_once
                       << ", timeout later " << stats.timeout_later << ", cancelled " << stats.cancelled
-                      << ", wake-ups " << stats.wakeups << " (" << stats.idle_wakeups << " idle)");
+                      << ", wake-ups " << stats.wakeups << " (" << stats.idle_wakeups << " idle), lent "
+                      << stats.lent << " (" << stats.lent_permits << " concurrency permits)");
 }
 
 }  // namespace
@@ -712,5 +835,10 @@ TEST_CASE("oracle: random arrivals against the real limiters", "[queue][oracle]"
 // The same patterns over the test's reference limiters: a failure here and not
 // above (or the reverse) points at the limiters rather than the controller.
 TEST_CASE("oracle: random arrivals against exact reference limiters", "[queue][oracle]") {
-    run_oracle(&sluice::queue::testing::make_exact_limiter, 20240602, 300);
+    run_oracle(&sluice::queue::testing::make_exact_limiter, 20240602, 600);
+}
+
+// work_conserving off: the strict rule, exactly (3) as it was.
+TEST_CASE("oracle: the strict rule alone", "[queue][oracle]") {
+    run_oracle(&sluice::limit::make_limiter, 20240603, 500, false);
 }

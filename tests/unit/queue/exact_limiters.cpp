@@ -78,6 +78,17 @@ public:
         algorithm_release(key, cost, now);
     }
 
+    bool room_later(KeyHash key, std::int64_t cost, std::int64_t units, Nanos then,
+                    const Instant& now) override {
+        then = std::max(then, now.mono);
+        if (const auto it = keys_.find(key); it != keys_.end()) {
+            const Feedback& f = it->second;
+            if (f.paused_until > then) return false;
+            if (f.cap_until > then && cost + units > f.cap_left) return false;
+        }
+        return algorithm_room_later(key, cost, units, then, now);
+    }
+
     void pause_until(KeyHash key, Nanos until, const Instant&) override {
         Feedback& f = keys_[key];
         f.paused_until = std::max(f.paused_until, until);
@@ -100,6 +111,9 @@ protected:
                                      const Instant& now) = 0;
     virtual void algorithm_consume(KeyHash key, std::int64_t cost, const Instant& now) = 0;
     virtual void algorithm_release(KeyHash, std::int64_t, const Instant&) {}
+    // `units` fit at `then` after `cost` consumed now, nothing else admitted.
+    virtual bool algorithm_room_later(KeyHash key, std::int64_t cost, std::int64_t units, Nanos then,
+                                      const Instant& now) = 0;
 
 private:
     struct Feedback {
@@ -145,6 +159,15 @@ protected:
         expire(key, now).emplace_back(now.mono, cost);
     }
 
+    bool algorithm_room_later(KeyHash key, std::int64_t cost, std::int64_t units, Nanos then,
+                              const Instant& now) override {
+        std::int64_t count = now.mono + span() > then ? cost : 0;
+        for (const auto& [t, c] : expire(key, now)) {
+            if (t + span() > then) count += c;
+        }
+        return count + units <= config().limit;
+    }
+
 private:
     Nanos span() const { return config().window + config().margin; }
     std::deque<std::pair<Nanos, std::int64_t>>& expire(KeyHash key, const Instant& now) {
@@ -183,6 +206,15 @@ protected:
         tat = std::max(tat, scaled(now.mono)) + static_cast<Int128>(cost) * period();
     }
 
+    bool algorithm_room_later(KeyHash key, std::int64_t cost, std::int64_t units, Nanos then,
+                              const Instant& now) override {
+        const auto it = tats_.find(key);
+        const Int128 tat = std::max(it == tats_.end() ? Int128{0} : it->second, scaled(now.mono)) +
+                           static_cast<Int128>(cost) * period();
+        const Int128 at = scaled(then);
+        return std::max(tat, at) + (units - capacity()) * period() <= at;
+    }
+
 private:
     Int128 limit() const { return config().limit; }
     Int128 period() const { return (config().window + config().margin).count(); }
@@ -215,6 +247,18 @@ protected:
         w.second += cost;
     }
 
+    bool algorithm_room_later(KeyHash key, std::int64_t cost, std::int64_t units, Nanos then,
+                              const Instant& now) override {
+        // Far ahead, no window counted now matters: three windows on is as good.
+        const Nanos ahead = std::min(then - now.mono, 3 * config().window);
+        const Instant later{now.mono + ahead, now.wall + ahead};
+        const Nanos start = window_start(later);
+        const auto it = windows_.find(key);
+        std::int64_t count = it != windows_.end() && it->second.first == start ? it->second.second : 0;
+        if (window_start(now) == start) count += cost;
+        return count + units <= config().limit;
+    }
+
 private:
     Nanos local(const Instant& now) const { return now.wall + config().utc_offset; }
     Nanos window_start(const Instant& now) const { return floor_div_window(local(now), config().window); }
@@ -237,6 +281,11 @@ protected:
     }
     void algorithm_consume(KeyHash key, std::int64_t cost, const Instant&) override {
         in_flight_[key] += cost;
+    }
+    bool algorithm_room_later(KeyHash key, std::int64_t cost, std::int64_t units, Nanos,
+                              const Instant&) override {
+        const auto it = in_flight_.find(key);
+        return (it == in_flight_.end() ? 0 : it->second) + cost + units <= config().limit;
     }
     void algorithm_release(KeyHash key, std::int64_t cost, const Instant&) override {
         in_flight_[key] -= cost;

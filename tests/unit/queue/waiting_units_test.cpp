@@ -39,3 +39,61 @@ TEST_CASE("WaitingUnits counts the units pushed before an entry, across removals
         }
     }
 }
+
+TEST_CASE("WaitingUnits gives the earliest bound among older entries, across removals and compaction",
+          "[queue]") {
+    struct Entry {
+        sluice::Nanos bound;
+        WaitingUnits::Position position;
+    };
+    std::mt19937_64 rng(11);
+    WaitingUnits line;
+    std::list<Entry> entries;
+    for (int step = 0; step < 20'000; ++step) {
+        const auto r = rng() % 100;
+        if (entries.empty() || r < 45) {
+            entries.push_back(Entry{sluice::kNever, 0});
+            line.push(1, &entries.back().position);
+        } else if (r < 70) {
+            auto it = entries.begin();
+            std::advance(it, static_cast<long>(rng() % entries.size()));
+            it->bound =
+                rng() % 5 == 0 ? sluice::kNever : sluice::Nanos{static_cast<std::int64_t>(rng() % 1000)};
+            line.set_bound(it->position, it->bound);
+        } else {
+            auto it = entries.begin();
+            if (rng() % 3 == 0) std::advance(it, static_cast<long>(rng() % entries.size()));
+            line.erase(it->position);
+            entries.erase(it);
+        }
+        if (step % 7 == 0 || entries.size() < 5) {
+            sluice::Nanos before = sluice::kNever;
+            for (const Entry& e : entries) {
+                REQUIRE(line.min_bound_before(e.position) == before);
+                before = std::min(before, e.bound);
+            }
+            REQUIRE(line.min_bound() == before);
+        }
+    }
+}
+
+TEST_CASE("WaitingUnits answers the first bound question from bounds set before it", "[queue]") {
+    // Until asked, a bound is only stored (a line one queue waits on is never asked).
+    WaitingUnits line;
+    std::list<WaitingUnits::Position> positions;
+    for (int i = 0; i < 100; ++i) {
+        positions.push_back(0);
+        line.push(1, &positions.back());
+    }
+    auto it = positions.begin();
+    std::advance(it, 40);
+    line.set_bound(*it, sluice::Nanos{70});
+    line.set_bound(positions.front(), sluice::Nanos{90});
+    line.erase(positions.front());
+    positions.pop_front();
+    CHECK(line.min_bound() == sluice::Nanos{70});
+    CHECK(line.min_bound_before(*it) == sluice::kNever);
+    CHECK(line.min_bound_before(positions.back()) == sluice::Nanos{70});
+    line.set_bound(positions.back(), sluice::Nanos{5});  // now kept up to date at once
+    CHECK(line.min_bound() == sluice::Nanos{5});
+}

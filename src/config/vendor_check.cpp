@@ -208,7 +208,8 @@ Int capacity(const LimitConfig& limit, Duration window, std::optional<Duration> 
                 // periods as short as 23 hours (a daylight saving change) may cut the window.
                 if (rule_period && limit.time_zone == rule_zone && rule_period->count() % p == 0)
                     return saturate(static_cast<Wide>(limit.limit) * (rule_period->count() / p));
-                const Wide shortest = std::max<Wide>(p - std::chrono::nanoseconds(std::chrono::hours(1)).count(), 1);
+                const Wide shortest =
+                    std::max<Wide>(p - std::chrono::nanoseconds(std::chrono::hours(1)).count(), 1);
                 return saturate(static_cast<Wide>(limit.limit) * (ceil_div(W, shortest) + 1));
             }
             if (rule_period && rule_offset && rule_period->count() % p == 0) {
@@ -487,7 +488,8 @@ VendorCheck check_vendor(const Config& config, const std::string& instance_name)
                 // The loader aligns a scaled time_zone limit to UTC (local days cannot shrink);
                 // the vendor's scaled day is read the same way.
                 offsets = {Duration::zero()};
-                note("time zone " + rule->time_zone + ": aligned to UTC under --time-scale, as the limits are");
+                note("time zone " + rule->time_zone +
+                     ": aligned to UTC under --time-scale, as the limits are");
             } else if (!rule->time_zone.empty()) {
                 const auto zone = zone_offsets(rule->time_zone);
                 if (zone) {

@@ -181,16 +181,17 @@ TEST_CASE("check: fixed windows, calendars and time zones", "[config][vendor_che
     CHECK(*verdict(preset, "per-day").worst_case == 10000);
     // A day at a fixed -5h is the vendor's day in winter only: in summer two of its days overlap
     // one of the vendor's.
-    const auto config =
-        load("vendors:\n  cc:\n    preset: constant-contact\n    limits: {daily: {time_zone: null, "
-             "utc_offset: -5h}}\n");
+    const auto config = load(
+        "vendors:\n  cc:\n    preset: constant-contact\n    limits: {daily: {time_zone: null, "
+        "utc_offset: -5h}}\n");
     const auto check = check_vendor(*config, "cc");
     const auto& v = verdict(check, "per-day");
     CHECK_FALSE(v.kept);
     CHECK(*v.worst_case == 20000);
     // Another zone: its days are as short as 23 hours against the vendor's.
     const auto tokyo = check_vendor(
-        *load("vendors:\n  cc:\n    preset: constant-contact\n    limits: {daily: {time_zone: Asia/Tokyo}}\n"),
+        *load(
+            "vendors:\n  cc:\n    preset: constant-contact\n    limits: {daily: {time_zone: Asia/Tokyo}}\n"),
         "cc");
     CHECK_FALSE(verdict(tokyo, "per-day").kept);
     const auto offsets = zone_offsets("America/New_York");

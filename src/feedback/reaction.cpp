@@ -66,10 +66,10 @@ void learn_from_refusal(const ReactionInput& in, const std::vector<bool>& target
         if (rule == MatchRule::all_limits && signal.limit && *signal.limit > 0)
             learned = std::min(learned, *signal.limit);
         learned = std::max<std::int64_t>(learned, 1);
-        if (learned < use.limit_in_force) {
-            out.actions.push_back({Kind::lower_limit, i, Nanos{0}, learned});
-            out.lowered = true;
-        }
+        // Every reading below the configured limit goes to the limiter, which
+        // averages the readings of one window's refusals (keyed_limiter.hpp).
+        if (learned < use.config->limit) out.actions.push_back({Kind::lower_limit, i, Nanos{0}, learned});
+        if (learned < use.limit_in_force) out.lowered = true;
     }
 }
 

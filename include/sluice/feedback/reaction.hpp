@@ -97,9 +97,10 @@ Reaction react(const ReactionInput& input);
 std::vector<bool> match_limits(const VendorSignal& signal, std::span<const LimitInUse> limits,
                                MatchRule& rule);
 
-// The number of units the vendor accepted in this limit's window before
-// refusing the request: what the limit counts, less the request itself and
-// what was admitted after it (the vendor answered those later).
+// What the vendor accepted in this limit's window before refusing the request:
+// what the limit counts, less the request itself and what was admitted after it
+// (those reached the vendor after the refusal). Requests that overtake each
+// other on the way to the vendor make it approximate (low, mostly).
 std::int64_t accepted_before_refusal(const LimitInUse& use) noexcept;
 
 }  // namespace sluice::feedback

@@ -102,8 +102,9 @@ struct LearnedLimit {
     std::int64_t base = 0;  // 0: nothing learned
     Nanos lowered_at{0};
     std::int64_t probe_windows = 1;
-    Nanos episode_until{0};  // refusals before this belong to the current episode
-    std::int64_t floor = 0;  // no lower than this within the episode
+    Nanos episode_until{0};             // refusals before this belong to the current episode
+    std::int64_t floor = 0;             // no lower than this within the episode
+    std::int64_t episode_refusals = 0;  // refusals read in the current episode
 
     bool active() const noexcept { return base > 0; }
     std::int64_t interval(Nanos window) const noexcept { return probe_windows * window.count(); }
@@ -256,19 +257,25 @@ public:
         LearnedLimit& l = o.learned;
         const std::int64_t in_force = l.limit(now.mono, capacity, window);
         if (now.mono >= l.episode_until) {
-            // The first refusal of an episode (a window's worth of them).
+            // The first refusal of an episode (the 429s of one window: a burst
+            // comes back as several).
             l.episode_until = now.mono + window;
             l.floor = std::max<std::int64_t>(in_force / 2, 1);
+            l.episode_refusals = 0;
+            if (l.active() && in_force < capacity && in_force > l.base) {
+                // Refused after a raise: the probe found the vendor's limit; probe more rarely.
+                l.probe_windows = std::min(l.probe_windows * 2, LearnedLimit::kMaxProbeWindows);
+            } else if (!l.active() || in_force >= capacity) {
+                l.probe_windows = 1;
+            }
         }
-        limit = std::max(limit, l.floor);
-        if (limit >= in_force) return;  // a learned limit only ever goes down here
-        if (!l.active() || in_force >= capacity) {
-            l.probe_windows = 1;
-        } else if (in_force > l.base) {
-            // Refused after a raise: the probe found the vendor's limit; probe more rarely.
-            l.probe_windows = std::min(l.probe_windows * 2, LearnedLimit::kMaxProbeWindows);
-        }
-        l.base = limit;
+        // Each refusal reads what the vendor accepted before it (what sluice
+        // admitted before it); requests overtaking each other on the way make
+        // some readings low, never lower than the episode's floor.
+        ++l.episode_refusals;
+        const std::int64_t learned = std::max(limit, l.floor);
+        if (learned >= in_force) return;
+        l.base = learned;
         l.lowered_at = now.mono;
     }
 

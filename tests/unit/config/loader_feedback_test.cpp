@@ -101,7 +101,8 @@ TEST_CASE("error: bad feedback settings", "[config][errors][feedback]") {
     CHECK(error_of(with_feedback("{enable: true}")) ==
           "t.yaml:4:16: upstream 'api' feedback: unknown key 'enable' (did you mean 'enabled'?); expected "
           "one of "
-          "enabled, reset_mode, body_field, body_field_mode, max_pause, default_pause");
+          "enabled, pause_on_429, cap_from_remaining, learn, reset_mode, body_field, body_field_mode, "
+          "limit_type_field, max_pause, default_pause");
 }
 
 TEST_CASE("error: bad retry settings", "[config][errors][feedback]") {

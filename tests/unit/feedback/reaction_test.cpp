@@ -251,11 +251,16 @@ TEST_CASE("learning: a 429 lowers the refusing limit to what the vendor accepted
         CHECK(lowered[0].units == 100);
         CHECK(r.lowered);
     }
-    SECTION("never raised by a refusal") {
+    SECTION(
+        "a reading above the limit in force is passed on (the limiter averages), not counted as lowered") {
         const std::vector<LimitInUse> uses{{&a, 1, 0, 120, 100}};  // learned 100 already in force
         const auto r = run(refusal(1s), uses, 429);
-        CHECK(of_kind(r, Kind::lower_limit).empty());
+        CHECK(of_kind(r, Kind::lower_limit).at(0).units == 119);
         CHECK_FALSE(r.lowered);
+    }
+    SECTION("nothing at or above the configured limit") {
+        const std::vector<LimitInUse> uses{{&a, 1, 0, 170, 166}};
+        CHECK(of_kind(run(refusal(1s), uses, 429), Kind::lower_limit).empty());
     }
     SECTION("switched off") {
         FeedbackSettings settings;

@@ -140,6 +140,16 @@ TEST_CASE("an overlay that has expired lets the key be forgotten", "[limit][feed
     CHECK(l->key_count() == 0);
 }
 
+TEST_CASE("the lowest reading of a burst is learned, never raised by a later one", "[limit][feedback]") {
+    FakeClock clock;
+    auto l = make_limiter(limit_of(Algorithm::sliding_window, 166, 1s));
+    l->lower_learned(0, 100, clock.now());
+    clock.advance(10ms);
+    l->lower_learned(0, 95, clock.now());   // a refusal overtaken on the way
+    l->lower_learned(0, 120, clock.now());  // not a raise
+    CHECK(l->feedback_view(0, clock.now()).limit == 95);
+}
+
 TEST_CASE("the refusals of one window lower a learned limit at most to half", "[limit][feedback]") {
     // A second consumer that spent the vendor's whole window makes sluice's next
     // requests look like a limit of 1: that must not be learned at once.

@@ -90,9 +90,11 @@ public:
         const auto& routes = runtime.config->routes;
         for (std::size_t i = 0; i < routes.size() && i < runtime.feedback.size(); ++i) {
             const auto& c = runtime.feedback[i];
-            feedback[routes[i].name] = {{"vendor_429", c.vendor_429.load()},   {"paused", c.paused.load()},
-                                        {"capped", c.capped.load()},           {"retried", c.retried.load()},
-                                        {"relayed_429", c.relayed_429.load()}, {"clamped", c.clamped.load()}};
+            feedback[routes[i].name] = {
+                {"vendor_429", c.vendor_429.load()}, {"paused", c.paused.load()},
+                {"capped", c.capped.load()},         {"lowered", c.lowered.load()},
+                {"retried", c.retried.load()},       {"relayed_429", c.relayed_429.load()},
+                {"clamped", c.clamped.load()}};
         }
         out_["feedback"] = std::move(feedback);
         runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant&) {
@@ -131,6 +133,16 @@ public:
                            key.reset == kNever ? json(nullptr) : json(seconds_between(now.mono, key.reset))}};
             if (key.paused_until > now.mono)
                 entry["paused_for"] = seconds_between(now.mono, key.paused_until);
+            if (key.learned.limit > 0) {
+                // A limit learned from the vendor's refusals (docs/feedback.md): times as seconds ago.
+                json learned = {{"limit", key.learned.limit},
+                                {"lowered_ago", seconds_between(key.learned.lowered_at, now.mono)},
+                                {"probe_windows", key.learned.probe_windows}};
+                learned["raised_ago"] = key.learned.raised_at > Nanos::zero()
+                                            ? json(seconds_between(key.learned.raised_at, now.mono))
+                                            : json(nullptr);
+                entry["learned"] = std::move(learned);
+            }
             entries.push_back(std::move(entry));
         }
         limits_.push_back(

@@ -537,12 +537,15 @@ const std::vector<std::string> kUpstreamKeys{"url",
                                              "response_timeout",
                                              "body_timeout",
                                              "feedback"};
-const std::vector<std::string> kFeedbackKeys{"enabled",         "reset_mode", "body_field",
-                                             "body_field_mode", "max_pause",  "default_pause"};
+const std::vector<std::string> kFeedbackKeys{
+    "enabled",    "pause_on_429",    "cap_from_remaining", "learn",     "reset_mode",
+    "body_field", "body_field_mode", "limit_type_field",   "max_pause", "default_pause"};
+const std::vector<std::string> kLimitFeedbackKeys{"vendor_limit", "vendor_limit_type"};
 const std::vector<std::string> kRetryKeys{"on_vendor_429", "non_idempotent", "max_attempts"};
 const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
-const std::vector<std::string> kLimitKeys{"algorithm", "limit",  "window", "rate", "burst",   "utc_offset",
-                                          "time_zone", "margin", "key",    "cost", "enforce", "max_keys"};
+const std::vector<std::string> kLimitKeys{"algorithm",  "limit",     "window",  "rate", "burst",
+                                          "utc_offset", "time_zone", "margin",  "key",  "cost",
+                                          "enforce",    "max_keys",  "feedback"};
 const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param", "group_by"};
 const std::vector<std::string> kGroupByKeys{"file", "groups", "unmapped"};
 const std::vector<std::string> kCostKeys{"header", "default", "max"};
@@ -569,7 +572,7 @@ std::vector<std::string> limit_keys_for(Algorithm algorithm) {
         case Algorithm::concurrency:
         case Algorithm::vendor_gate: break;  // not selectable in YAML (not in kAlgorithmNames)
     }
-    keys.insert(keys.end(), {"key", "cost", "enforce", "max_keys"});
+    keys.insert(keys.end(), {"key", "cost", "enforce", "max_keys", "feedback"});
     return keys;
 }
 
@@ -1519,6 +1522,16 @@ private:
         FeedbackSettings settings;
         const Map map(node, kFeedbackKeys);
         if (const auto b = map.get("enabled")) settings.enabled = b->boolean();
+        if (const auto b = map.get("pause_on_429")) settings.pause_on_429 = b->boolean();
+        if (const auto b = map.get("cap_from_remaining")) settings.cap_from_remaining = b->boolean();
+        if (const auto b = map.get("learn")) settings.learn = b->boolean();
+        if (const auto v = map.get("limit_type_field")) {
+            constexpr std::string_view expected = "a dotted JSON path, e.g. error.rate_limit_type";
+            settings.signals.limit_type_field = v->text(expected);
+            if (const auto why = feedback::validate_body_field(settings.signals.limit_type_field);
+                !why.empty())
+                v->fail_reason("bad limit_type_field: " + why, expected);
+        }
         if (const auto v = map.get("reset_mode")) settings.signals.reset_mode = read_reset_mode(*v);
         if (const auto v = map.get("body_field")) {
             constexpr std::string_view expected = "a dotted JSON path, e.g. error.rate_reset";
@@ -1701,7 +1714,22 @@ private:
         if (const auto v = map.get("cost")) read_cost(*v, limit, algorithm_name);
         if (const auto v = map.get("enforce")) limit.enforce = v->boolean();
         if (const auto v = map.get("max_keys")) limit.max_keys = v->integer(1);
+        if (const auto v = map.get("feedback")) limit.feedback = read_limit_feedback(*v);
         return limit;
+    }
+
+    // Which of the vendor's limits this one is (docs/feedback.md, "Which limit a signal describes").
+    static LimitFeedback read_limit_feedback(const Node& node) {
+        LimitFeedback feedback;
+        const Map map(node, kLimitFeedbackKeys);
+        if (const auto v = map.get("vendor_limit")) feedback.vendor_limit = v->integer(1);
+        if (const auto v = map.get("vendor_limit_type")) {
+            constexpr std::string_view expected = "the name the vendor gives this limit, e.g. key or org";
+            feedback.vendor_limit_type = v->text(expected);
+            if (feedback.vendor_limit_type.empty() || feedback.vendor_limit_type.size() > 64)
+                v->fail("vendor_limit_type must be 1 to 64 characters", expected);
+        }
+        return feedback;
     }
 
     static void read_rate(const Node& node, LimitConfig& limit) {

@@ -357,14 +357,26 @@ public:
         }
     }
 
-    void body_field(std::string_view body) {
-        const auto& path = config_.body_field;
+    // The JSON body of a 429: parsed once for both configured fields.
+    void body(std::string_view body) {
         const auto json =
             nlohmann::json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
         if (json.is_discarded()) {
-            warn("body", body, "not JSON; " + path + " ignored");
+            warn("body", body, "not JSON; " + describe_fields() + " ignored");
             return;
         }
+        if (!config_.body_field.empty()) body_field(json, body);
+        if (!config_.limit_type_field.empty()) limit_type_field(json, body);
+    }
+
+private:
+    std::string describe_fields() const {
+        if (config_.body_field.empty()) return config_.limit_type_field;
+        if (config_.limit_type_field.empty()) return config_.body_field;
+        return config_.body_field + " and " + config_.limit_type_field;
+    }
+
+    static const nlohmann::json* find_path(const nlohmann::json& json, std::string_view path) {
         const nlohmann::json* node = &json;
         std::string_view rest = path;
         while (node) {
@@ -383,6 +395,12 @@ public:
             if (dot == std::string_view::npos) break;
             rest.remove_prefix(dot + 1);
         }
+        return node;
+    }
+
+    void body_field(const nlohmann::json& json, std::string_view body) {
+        const auto& path = config_.body_field;
+        const nlohmann::json* node = find_path(json, path);
         if (!node) {
             warn("body", body, "no field " + path + "; ignored");
             return;
@@ -405,7 +423,24 @@ public:
         }
     }
 
-private:
+    // A short name ("key", "org"): compared with the limits' vendor_limit_type, so
+    // anything longer than a name, or not a string, is ignored.
+    void limit_type_field(const nlohmann::json& json, std::string_view body) {
+        const auto& path = config_.limit_type_field;
+        const nlohmann::json* node = find_path(json, path);
+        if (!node) {
+            warn("body", body, "no field " + path + "; ignored");
+            return;
+        }
+        if (!node->is_string() || node->get_ref<const std::string&>().size() > kMaxLimitType) {
+            warn(path, dump(*node), "not a limit type name (a string of at most 64 bytes); ignored");
+            return;
+        }
+        out_.limit_type = node->get<std::string>();
+    }
+
+    static constexpr std::size_t kMaxLimitType = 64;
+
     const HeaderLookup& header_;
     const FeedbackConfig& config_;
     Instant now_;
@@ -435,7 +470,7 @@ std::optional<double> parse_retry_after(std::string_view value, Instant now) {
 }
 
 bool wants_body(unsigned status, const FeedbackConfig& config) noexcept {
-    return status == 429 && !config.body_field.empty();
+    return status == 429 && (!config.body_field.empty() || !config.limit_type_field.empty());
 }
 
 std::string validate_body_field(std::string_view path) {
@@ -459,7 +494,7 @@ VendorSignal read_vendor_signals(unsigned status, const HeaderLookup& header,
     reader.retry_after();
     reader.x_ratelimit();
     reader.ietf();
-    if (body && !body->empty() && wants_body(status, config)) reader.body_field(*body);
+    if (body && !body->empty() && wants_body(status, config)) reader.body(*body);
 
     // RFC 9110 15.6.4: a 503 may be an outage; only a Retry-After makes it a request to slow down.
     out.rate_limited = status == 429 || (status == 503 && out.retry_after);

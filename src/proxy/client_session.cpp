@@ -415,6 +415,8 @@ void ClientSession::do_read_header() {
     if (buffer_.size() > 0 && end_watch_then(Resume::read_header)) return;
     // The response's fields go first: with both parsers gone the arena starts over.
     response_parser_.reset();
+    kept_refusal_ = false;
+    retry_after_body_ = false;
     request_parser_.emplace(std::piecewise_construct, std::make_tuple(),
                             std::make_tuple(ArenaAllocator<char>(&header_arena_)));
     request_parser_->header_limit(static_cast<std::uint32_t>(
@@ -720,6 +722,7 @@ void ClientSession::on_queued_decision(const queue::Admission& admission) {
 void ClientSession::apply_admission(const queue::Admission& admission) {
     tightest_ = admission.tightest;
     tightest_limit_ = admission.limiting_limit;
+    if (admission.outcome == queue::Outcome::rejected && kept_refusal_) return relay_kept_refusal();
     if (admission.outcome == queue::Outcome::rejected) {
         runtime_->counters.rejected_by_limits.fetch_add(1, std::memory_order_relaxed);
         const auto now = runtime_->limits->clock().now();
@@ -734,6 +737,12 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
     holds_permits_ = std::any_of(uses_.begin(), uses_.end(), [this](const limit::LimitUse& use) {
         return runtime_->limit_config(use.limit_index).algorithm == config::Algorithm::concurrency;
     });
+    admitted_marks_.clear();
+    if (upstream_config().feedback.enabled) {
+        auto& tally = runtime_->limits->tally();
+        for (const auto& use : uses_)
+            admitted_marks_.push_back(tally.add(use.limit_index, use.key, use.cost));
+    }
     on_admitted();
 }
 
@@ -863,6 +872,12 @@ void ClientSession::on_upstream_acquired(std::error_code ec, upstream::Connectio
 
 void ClientSession::write_request_header() {
     ++sends_;
+    if (kept_refusal_) {
+        // The retry after a vendor 429 is on its way: the refusal kept for the
+        // client is no longer needed, and only now does the retry count.
+        kept_refusal_ = false;
+        runtime_->feedback[route_index_].retried.fetch_add(1, std::memory_order_relaxed);
+    }
     auto& req = request_parser_->get();
     if (replaying_ && replay_body_.empty()) replaying_ = false;
     // A chunked request always has a body on the wire (its last-chunk at least).
@@ -1005,6 +1020,19 @@ void ClientSession::on_vendor_body_read(beast::error_code ec, std::size_t) {
     }
     auto& body = response_parser_->get().body();
     vendor_body_.append(body_buffer_.get(), kBodyBufferSize - body.size);
+    if (retry_after_body_) {
+        // Reading the 429 whole, to keep it for the client while its retry waits.
+        if (response_parser_->is_done()) {
+            retry_after_body_ = false;
+            return retry_after_vendor_refusal();
+        }
+        if (vendor_body_.size() < kVendorBodyLimit) return read_vendor_body();
+        // Too long to keep: no retry, the client gets this 429 (the rest streams after what was read).
+        retry_after_body_ = false;
+        runtime_->feedback[route_index_].relayed_429.fetch_add(1, std::memory_order_relaxed);
+        relay_vendor_body_ = true;
+        return relay_response_header();
+    }
     if (response_parser_->is_done()) return on_vendor_response(true);
     // Too long to be a rate-limit notice worth parsing: decide on the headers, and
     // relay what was read ahead of the rest of the stream.
@@ -1026,77 +1054,92 @@ void ClientSession::on_vendor_response(bool have_body) {
         SLUICE_LOG_LIMITED(log::Level::warn, "feedback", "route '" + route_name + "': " + warning);
     if (signal.clamped || !signal.warnings.empty()) counters.clamped.fetch_add(1, std::memory_order_relaxed);
 
-    std::optional<Nanos> pause = signal.pause;
-    if (signal.rate_limited) {
-        counters.vendor_429.fetch_add(1, std::memory_order_relaxed);
-        if (!pause) pause = settings.default_pause;
-    }
-    if (pause && *pause > Nanos::zero()) {
-        // Every limit this request used, for its own key: the vendor counts it
-        // there, so that is where the next request would be refused.
-        counters.paused.fetch_add(1, std::memory_order_relaxed);
-        const Nanos until = now.mono + *pause;
-        for (const auto& use : uses_) runtime_->limits->pause_until(use.limit_index, use.key, until);
+    // What each limit admitted for its key after this request: the vendor had not
+    // counted those when it answered.
+    std::vector<std::int64_t> admitted_after(uses_.size(), 0);
+    const auto& tally = runtime_->limits->tally();
+    for (std::size_t i = 0; i < uses_.size() && i < admitted_marks_.size(); ++i)
+        admitted_after[i] = tally.since(uses_[i].limit_index, uses_[i].key, admitted_marks_[i]);
+    const auto reaction =
+        runtime_->limits->react(uses_, admitted_after, signal, settings, status, may_retry(), deadline_);
+
+    if (reaction.vendor_429) counters.vendor_429.fetch_add(1, std::memory_order_relaxed);
+    if (reaction.paused) counters.paused.fetch_add(1, std::memory_order_relaxed);
+    if (reaction.capped) counters.capped.fetch_add(1, std::memory_order_relaxed);
+    if (reaction.lowered) counters.lowered.fetch_add(1, std::memory_order_relaxed);
+    if (reaction.paused && signal.rate_limited) {
         SLUICE_LOG_LIMITED(log::Level::info, "feedback",
                            "route '" + route_name + "': vendor " + std::to_string(status) + " (" +
                                std::string(feedback::signal_source_name(signal.pause_source)) +
-                               "), pausing " + std::to_string(uses_.size()) + " limit(s) for " +
-                               std::to_string(seconds_of(*pause)) + "s");
-    } else if (signal.remaining && signal.reset_after && *signal.reset_after > Nanos::zero()) {
-        // The vendor knows of traffic sluice does not (another consumer of the
-        // quota): hold the rest of its window to what it says remains, less the
-        // requests already on their way to it, which its count does not show yet.
-        const auto& pool = *runtime_->pools[upstream_index_];
-        const auto others_in_flight =
-            static_cast<std::int64_t>(pool.open_connections() - pool.idle_connections()) - 1;
-        const std::int64_t allowance =
-            std::max<std::int64_t>(0, *signal.remaining - std::max<std::int64_t>(0, others_in_flight));
-        const Nanos reset_at = now.mono + *signal.reset_after;
-        // tightest_ is the limit as it stood just after this request was admitted.
-        if (tightest_limit_ && allowance < tightest_.remaining) {
-            counters.capped.fetch_add(1, std::memory_order_relaxed);
-            log::debug("feedback", "route '" + route_name + "': vendor reports " +
-                                       std::to_string(*signal.remaining) +
-                                       " remaining, capping the allowance to " + std::to_string(allowance));
+                               ", matched by " + std::string(feedback::match_rule_name(reaction.matched_by)) +
+                               "), pausing for " +
+                               std::to_string(seconds_of(reaction.pause.value_or(Nanos::zero()))) + "s");
+    }
+    if (reaction.lowered) {
+        for (const auto& action : reaction.actions) {
+            if (action.kind != feedback::FeedbackAction::Kind::lower_limit) continue;
+            SLUICE_LOG_LIMITED(log::Level::info, "feedback",
+                               "route '" + route_name + "': limit '" +
+                                   runtime_->limit_config(uses_[action.limit].limit_index).name +
+                                   "' learned from the vendor: " + std::to_string(action.units) +
+                                   " per window");
         }
-        for (const auto& use : uses_)
-            runtime_->limits->cap_remaining(use.limit_index, use.key, allowance, reset_at);
+    }
+    if (reaction.capped) {
+        log::debug("feedback", "route '" + route_name + "': vendor reports " +
+                                   std::to_string(signal.remaining.value_or(0)) + " remaining (matched by " +
+                                   std::string(feedback::match_rule_name(reaction.matched_by)) + ")");
     }
 
-    if (signal.rate_limited) {
-        if (may_retry(pause.value_or(Nanos::zero()), now.mono)) {
-            counters.retried.fetch_add(1, std::memory_order_relaxed);
-            return retry_after_vendor_refusal();
+    if (reaction.retry()) {
+        // The retry waits in the queue; the client gets this 429 if it cannot be
+        // admitted in time, so the whole response is read and kept first.
+        if (!response_parser_->is_done()) {
+            retry_after_body_ = true;
+            return read_vendor_body();
         }
-        counters.relayed_429.fetch_add(1, std::memory_order_relaxed);
+        return retry_after_vendor_refusal();
     }
+    if (reaction.relayed_429) counters.relayed_429.fetch_add(1, std::memory_order_relaxed);
     relay_vendor_body_ = !vendor_body_.empty();
     relay_response_header();
 }
 
-bool ClientSession::may_retry(Nanos pause, Nanos now) const {
+// Whether this request may be sent again after a vendor 429, the pause aside
+// (the reaction checks that the pause ends before the request's deadline).
+bool ClientSession::may_retry() const {
     const auto& retry = config().routes[route_index_].retry;
     if (!retry.on_vendor_429 || closed_ || sends_ >= retry.max_attempts) return false;
     if (!is_idempotent(request_parser_->get().method()) && !retry.non_idempotent) return false;
     // The whole body must be at hand to send it again.
-    if (!request_parser_->is_done() || !replayable_) return false;
-    return now + pause <= deadline_;
+    return request_parser_->is_done() && replayable_;
 }
 
 void ClientSession::retry_after_vendor_refusal() {
     log::debug("feedback", "retrying " + describe_request() + " after a vendor 429");
-    // The refused exchange is over: its connection is reusable only if the 429
-    // was read to its end, and its concurrency permits go back now. Rate permits
-    // stay spent: the vendor counted the request too.
+    // The refused exchange is over (its response read whole): its connection
+    // goes back, and its concurrency permits too. Rate permits stay spent: the
+    // vendor counted the request too. The response itself is kept, for the client
+    // if the retry cannot be admitted.
     release_upstream(upstream_reusable_ && response_parser_->is_done());
     release_permits();
-    response_parser_.reset();
-    vendor_body_.clear();
+    kept_refusal_ = true;
     replaying_ = true;
     expect_continue_ = false;  // the client already sent its body
     attempts_ = 0;
     const Nanos now = runtime_->limits->clock().now().mono;
     request_admission(std::max(Nanos::zero(), deadline_ - now));
+}
+
+// The retry of a vendor 429 was refused (queue full, the pause outlasting the
+// deadline, draining): the client gets the vendor's own 429, as if never retried.
+void ClientSession::relay_kept_refusal() {
+    kept_refusal_ = false;
+    runtime_->feedback[route_index_].relayed_429.fetch_add(1, std::memory_order_relaxed);
+    log::debug("feedback",
+               "the retry of " + describe_request() + " was not admitted; relaying the vendor's 429");
+    relay_vendor_body_ = !vendor_body_.empty();
+    relay_response_header();
 }
 
 void ClientSession::relay_response_header() {

@@ -9,7 +9,10 @@ namespace net = boost::asio;
 
 LimitService::LimitService(net::io_context& ioc, const Clock& clock,
                            std::vector<std::unique_ptr<limit::Limiter>> limiters)
-    : clock_(clock), controller_(std::move(limiters)), timer_(net::make_strand(ioc)) {}
+    : clock_(clock),
+      controller_(std::move(limiters)),
+      timer_(net::make_strand(ioc)),
+      tally_(controller_.limiter_count()) {}
 
 bool LimitService::cancel(queue::TicketId ticket) {
     Ready ready;
@@ -48,6 +51,49 @@ void LimitService::pause_until(std::size_t limit_index, limit::KeyHash key, Nano
         poll_locked(now, ready);
     }
     dispatch(ready);
+}
+
+feedback::Reaction LimitService::react(const std::vector<limit::LimitUse>& uses,
+                                       const std::vector<std::int64_t>& admitted_after,
+                                       const feedback::VendorSignal& signal,
+                                       const config::FeedbackSettings& settings, unsigned status,
+                                       bool retry_eligible, Nanos deadline) {
+    Ready ready;
+    feedback::Reaction reaction;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        std::vector<feedback::LimitInUse> limits;
+        limits.reserve(uses.size());
+        for (std::size_t i = 0; i < uses.size(); ++i) {
+            auto& limiter = controller_.feedback_target(uses[i].limit_index);
+            const auto view = limiter.feedback_view(uses[i].key, now);
+            limits.push_back(feedback::LimitInUse{&limiter.config(), uses[i].cost,
+                                                  i < admitted_after.size() ? admitted_after[i] : 0,
+                                                  view.counted, view.limit});
+        }
+        reaction = feedback::react(
+            feedback::ReactionInput{status, &signal, &settings, limits, retry_eligible, deadline, now});
+        bool changed = false;
+        for (const auto& action : reaction.actions) {
+            using Kind = feedback::FeedbackAction::Kind;
+            if (action.kind == Kind::retry || action.kind == Kind::relay) continue;
+            const auto& use = uses[action.limit];
+            auto& limiter = controller_.feedback_target(use.limit_index);
+            changed = true;
+            switch (action.kind) {
+                case Kind::pause: limiter.pause_until(use.key, action.until, now); break;
+                case Kind::cap: limiter.cap_remaining(use.key, action.units, action.until, now); break;
+                case Kind::deficit: limiter.set_deficit(use.key, action.units, action.until, now); break;
+                case Kind::lower_limit: limiter.lower_learned(use.key, action.units, now); break;
+                case Kind::retry:
+                case Kind::relay: break;
+            }
+        }
+        if (changed) poll_locked(now, ready);
+    }
+    dispatch(ready);
+    return reaction;
 }
 
 void LimitService::cap_remaining(std::size_t limit_index, limit::KeyHash key, std::int64_t remaining,

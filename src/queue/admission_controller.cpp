@@ -760,6 +760,11 @@ void AdmissionController::cap_remaining(std::size_t limit_index, limit::KeyHash 
     impl_->all_due = true;
 }
 
+limit::Limiter& AdmissionController::feedback_target(std::size_t limit_index) {
+    impl_->all_due = true;
+    return *impl_->limiters[limit_index];
+}
+
 std::size_t AdmissionController::waiting() const {
     return impl_->index.size();
 }

@@ -47,6 +47,9 @@ struct VendorStyle {
     bool ietf = false;              // RateLimit: "default";r=R;t=T and RateLimit-Policy: "default";q=L;w=W
     bool retry_after = false;       // on 429: Retry-After delay-seconds
     bool retry_after_date = false;  // on 429: Retry-After as an IMF-fixdate (instead of delay-seconds)
+    // on 429: Retry-After as decimal seconds, millisecond precision ("0.347"): with windows
+    // scaled down 10x, whole seconds would round 10x more than the vendor's own do.
+    bool retry_after_decimal = false;
     bool body_rate_reset = false;  // on 429: {"error":{"message":...,"rate_reset":S,"rate_limit_type":"key"}}
 
     // Close as documented: x-rate-limit-* everywhere, Retry-After and the JSON body on 429s.
@@ -74,6 +77,11 @@ public:
         Window kind = Window::rolling;
         std::string key_header;  // empty: one window shared by every request
         VendorStyle style;
+        // Close's organization level: when > 0, a second window of this many, shared by
+        // every key, applies on top of the per-key one. A request must fit both; the
+        // rate headers describe whichever has fewer remaining, and a 429's body names
+        // the one that refused ("key" or "org").
+        std::int64_t org_limit = 0;
     };
 
     struct Answer {

@@ -89,24 +89,64 @@ struct MockVendor::State {
         a.retry_at = now;
 
         const std::lock_guard<std::mutex> lock(mutex);
-        bool accepted = false;
-        Clock::duration reset{0};
-        if (options.kind == Window::rolling) {
-            auto& window = windows[a.key];
-            while (!window.empty() && window.front() + options.window <= now) window.pop_front();
-            accepted = static_cast<std::int64_t>(window.size()) < options.limit;
-            if (accepted) window.push_back(now);
-            a.remaining = options.limit - static_cast<std::int64_t>(window.size());
-            reset = window.empty() ? Clock::duration::zero() : window.front() + options.window - now;
-        } else {
-            const auto start = period_start(now);
-            auto& period = periods[a.key];
-            if (period.start != start) period = Period{start, 0};
-            accepted = period.accepted < options.limit;
-            if (accepted) ++period.accepted;
-            a.remaining = options.limit - period.accepted;
-            reset = start + options.window - now;
+        // One level's window (a key's, or the organization's): whether one more
+        // fits, and, once the decision is made, what remains and when it resets.
+        struct Level {
+            std::int64_t limit = 0;
+            std::int64_t used = 0;
+            Clock::duration reset{0};
+        };
+        const auto look = [&](const std::string& id, std::int64_t limit) {
+            Level level;
+            level.limit = limit;
+            if (options.kind == Window::rolling) {
+                auto& window = windows[id];
+                while (!window.empty() && window.front() + options.window <= now) window.pop_front();
+                level.used = static_cast<std::int64_t>(window.size());
+            } else {
+                const auto start = period_start(now);
+                auto& period = periods[id];
+                if (period.start != start) period = Period{start, 0};
+                level.used = period.accepted;
+            }
+            return level;
+        };
+        const auto take = [&](const std::string& id, Level& level) {
+            if (options.kind == Window::rolling) {
+                windows[id].push_back(now);
+            } else {
+                ++periods[id].accepted;
+            }
+            ++level.used;
+        };
+        const auto reset_of = [&](const std::string& id) -> Clock::duration {
+            if (options.kind == Window::rolling) {
+                const auto& window = windows[id];
+                return window.empty() ? Clock::duration::zero() : window.front() + options.window - now;
+            }
+            return period_start(now) + options.window - now;
+        };
+        static const std::string kOrg = "\x01org";
+        Level key_level = look(a.key, options.limit);
+        std::optional<Level> org_level;
+        if (options.org_limit > 0) org_level = look(kOrg, options.org_limit);
+        const bool key_room = key_level.used < key_level.limit;
+        const bool org_room = !org_level || org_level->used < org_level->limit;
+        const bool accepted = key_room && org_room;
+        if (accepted) {
+            take(a.key, key_level);
+            if (org_level) take(kOrg, *org_level);
         }
+        // The level the headers describe: the one that refused, else the closest to its limit.
+        bool describe_org = false;
+        if (org_level) {
+            describe_org = accepted ? org_level->limit - org_level->used < key_level.limit - key_level.used
+                                    : !org_room && key_room;
+        }
+        const Level& described = describe_org ? *org_level : key_level;
+        const std::int64_t described_limit = described.limit;
+        a.remaining = described.limit - described.used;
+        const Clock::duration reset = reset_of(describe_org ? kOrg : a.key);
         a.status = accepted ? 200 : 429;
 
         auto reply = accepted ? MockReply::echo() : MockReply::fixed(429);
@@ -118,7 +158,7 @@ struct MockVendor::State {
             const auto w = ceil_seconds(options.window);
             reply = reply.with_header(
                 "RateLimit", "\"default\";r=" + std::to_string(a.remaining) + ";t=" + std::to_string(t));
-            reply = reply.with_header("RateLimit-Policy", "\"default\";q=" + std::to_string(options.limit) +
+            reply = reply.with_header("RateLimit-Policy", "\"default\";q=" + std::to_string(described_limit) +
                                                               ";w=" + std::to_string(w));
             a.retry_at = now + std::chrono::seconds(t);
         }
@@ -126,7 +166,7 @@ struct MockVendor::State {
             case VendorStyle::RateHeaders::none: break;
             case VendorStyle::RateHeaders::close: {
                 const auto ms = ceil_millis(reset);
-                reply = reply.with_header("x-rate-limit-limit", std::to_string(options.limit))
+                reply = reply.with_header("x-rate-limit-limit", std::to_string(described_limit))
                             .with_header("x-rate-limit-remaining", std::to_string(a.remaining))
                             .with_header("x-rate-limit-reset", decimal_seconds(ms));
                 a.retry_at = now + std::chrono::milliseconds(ms);
@@ -134,7 +174,7 @@ struct MockVendor::State {
             }
             case VendorStyle::RateHeaders::intercom: {
                 const auto at = unix_seconds_ceil(wall_now + reset);
-                reply = reply.with_header("X-RateLimit-Limit", std::to_string(options.limit))
+                reply = reply.with_header("X-RateLimit-Limit", std::to_string(described_limit))
                             .with_header("X-RateLimit-Remaining", std::to_string(a.remaining))
                             .with_header("X-RateLimit-Reset", std::to_string(at));
                 a.retry_at = steady_of(at);
@@ -146,6 +186,10 @@ struct MockVendor::State {
                 const auto at = unix_seconds_ceil(wall_now + reset);
                 reply = reply.with_header("Retry-After", imf_fixdate(at));
                 a.retry_at = steady_of(at);
+            } else if (style.retry_after_decimal) {
+                const auto ms = ceil_millis(reset);
+                reply = reply.with_header("Retry-After", decimal_seconds(ms));
+                a.retry_at = now + std::chrono::milliseconds(ms);
             } else if (style.retry_after) {
                 const auto s = ceil_seconds(reset);
                 reply = reply.with_header("Retry-After", std::to_string(s));
@@ -154,7 +198,8 @@ struct MockVendor::State {
             if (style.body_rate_reset) {
                 const auto ms = ceil_millis(reset);
                 reply.body = R"({"error":{"message":"API rate limit exceeded","rate_reset":)" +
-                             decimal_seconds(ms) + R"(,"rate_limit_type":"key"}})";
+                             decimal_seconds(ms) + R"(,"rate_limit_type":")" +
+                             (describe_org ? "org" : "key") + R"("}})";
                 reply = reply.with_header("Content-Type", "application/json");
                 a.retry_at = now + std::chrono::milliseconds(ms);
             }

@@ -102,7 +102,10 @@ struct TlsConfig {
 // What sluice does with the vendor's own rate-limit signals (docs/feedback.md).
 struct FeedbackSettings {
     bool enabled = true;               // read 429s, Retry-After and rate-limit headers and act on them
-    feedback::FeedbackConfig signals;  // reset_mode, body_field, body_field_mode, max_pause
+    bool pause_on_429 = true;          // a vendor 429 pauses the limit(s) it describes
+    bool cap_from_remaining = true;    // a Remaining/Reset report caps the limit(s) it describes
+    bool learn = true;                 // a vendor 429 lowers a learned limit kept across windows
+    feedback::FeedbackConfig signals;  // reset_mode, body_field, limit_type_field, max_pause, ...
     Duration default_pause = 1s;       // pause after a 429 that says nothing about when to retry
 };
 
@@ -171,6 +174,17 @@ struct CostConfig {
     std::int64_t max = 1'000'000'000;  // a header value above this is clamped (and logged)
 };
 
+// Which of the vendor's limits this limit is (docs/feedback.md, "Which limit a signal
+// describes"): a vendor signal is applied to the limits it names, and only to them.
+struct LimitFeedback {
+    // The X-RateLimit-Limit (or IETF quota) value the vendor sends for this limit;
+    // unset: this limit's own `limit`.
+    std::optional<std::int64_t> vendor_limit;
+    // The value of the upstream's limit_type_field (Close: error.rate_limit_type, "key"
+    // or "org") that names this limit; empty: matched by value only.
+    std::string vendor_limit_type;
+};
+
 struct LimitConfig {
     std::string name;
     Algorithm algorithm = Algorithm::sliding_window;
@@ -190,6 +204,7 @@ struct LimitConfig {
     CostConfig cost;
     bool enforce = true;            // false = shadow mode: counted and reported, never delays or refuses
     std::size_t max_keys = 10'000;  // keyed limits: tracked keys at most
+    LimitFeedback feedback;
     SourceLocation location;
 };
 

@@ -45,6 +45,9 @@ inline constexpr double kUnixTimestampThreshold = 1e9;
 struct FeedbackConfig {
     ResetMode reset_mode = ResetMode::automatic;  // X-RateLimit-Reset (and x-rate-limit-reset)
     std::string body_field;                       // dotted path into a 429's JSON body; "" = bodies not read
+    // Dotted path into a 429's JSON body to a string naming which of the vendor's
+    // limits refused (Close: error.rate_limit_type, "key" or "org"); "" = not read.
+    std::string limit_type_field;
     ResetMode body_field_mode = ResetMode::automatic;  // how the body field's number is read
     Nanos max_pause = std::chrono::minutes{5};         // no signal ever asks for a longer pause than this
 };
@@ -86,6 +89,7 @@ struct VendorSignal {
     SignalSource reset_source = SignalSource::none;
     std::optional<std::int64_t> limit;      // X-RateLimit-Limit, else the IETF quota
     std::optional<std::int64_t> remaining;  // X-RateLimit-Remaining, else the IETF remaining
+    std::string limit_type;  // the 429 body's limit_type_field ("key", "org"), at most 64 bytes; "" = none
 
     bool clamped = false;               // some delay exceeded max_pause and was cut to it
     std::vector<std::string> warnings;  // one line per value clamped or ignored, and why

@@ -89,15 +89,64 @@ struct PolicyView {
     Nanos reset{0};
 };
 
-// Vendor feedback layered on one key. Both parts expire on their own, so a key
+// A limit learned from the vendor's refusals, for one key: `base` at the last
+// lowering, then one unit more per `probe_windows` windows without a lowering
+// (computed lazily from the elapsed time, no timer), until the configured limit
+// is reached and the learning is over. A lowering that follows a raise (the
+// probe drew a 429: the vendor's limit is the level below) doubles
+// probe_windows, up to kMaxProbeWindows, so a vendor that really is stricter is
+// probed ever more rarely; one lowered by a passing second consumer climbs back
+// by one unit per window. The refusals of one window (a burst comes back as
+// several 429s) lower it at most to half of what was in force before them:
+// a consumer that spent the vendor's whole window cannot teach "1".
+struct LearnedLimit {
+    static constexpr std::int64_t kMaxProbeWindows = 32;
+
+    std::int64_t base = 0;  // 0: nothing learned
+    Nanos lowered_at{0};
+    std::int64_t probe_windows = 1;
+    Nanos episode_until{0};             // refusals before this belong to the current episode
+    std::int64_t floor = 0;             // no lower than this within the episode
+    std::int64_t episode_refusals = 0;  // refusals read in the current episode
+
+    bool active() const noexcept { return base > 0; }
+    std::int64_t interval(Nanos window) const noexcept { return probe_windows * window.count(); }
+    std::int64_t raises(Nanos now, Nanos window) const noexcept {
+        const std::int64_t step = interval(window);
+        return step <= 0 || now <= lowered_at ? 0 : (now - lowered_at).count() / step;
+    }
+    // The limit in force at `now`; `capacity` once it has climbed back.
+    std::int64_t limit(Nanos now, std::int64_t capacity, Nanos window) const noexcept {
+        if (!active()) return capacity;
+        const std::int64_t r = raises(now, window);
+        return r >= capacity - base ? capacity : base + r;
+    }
+    // When the limit is back at `capacity` (the learning has nothing left to hold).
+    Nanos over_at(std::int64_t capacity, Nanos window) const noexcept {
+        if (!active()) return Nanos::min();
+        const detail::Int128 end = static_cast<detail::Int128>(lowered_at.count()) +
+                                   static_cast<detail::Int128>(capacity - base) * interval(window);
+        return detail::to_nanos(end);
+    }
+    Nanos raised_at(Nanos now, Nanos window) const noexcept {
+        const std::int64_t r = raises(now, window);
+        return r == 0 ? Nanos{0} : lowered_at + Nanos{r * interval(window)};
+    }
+};
+
+// Vendor feedback layered on one key. Every part expires on its own, so a key
 // whose overlays have expired is as forgettable as one that never had any.
 struct VendorOverlay {
     Nanos paused_until{0};      // no admission before this (mono)
     Nanos cap_until{0};         // the cap holds before this (mono)
     std::int64_t cap_left = 0;  // units that may still be admitted while the cap holds
+    Nanos deficit_until{0};     // the deficit counts before this (mono)
+    std::int64_t deficit = 0;   // units the vendor counts that this limit does not (another consumer)
+    LearnedLimit learned;
 
     bool paused(Nanos now) const noexcept { return paused_until > now; }
     bool capped(Nanos now) const noexcept { return cap_until > now; }
+    bool in_deficit(Nanos now) const noexcept { return deficit > 0 && deficit_until > now; }
 };
 
 template <class Policy>
@@ -122,7 +171,10 @@ public:
             policy_.reset(scratch_);
             return finish(policy_.probe(scratch_, units, now), nullptr, cost, units, now);
         }
-        return finish(policy_.probe(entry->value, units, now), overlay_of(*entry), cost, units, now);
+        const VendorOverlay* overlay = overlay_of(*entry);
+        if (overlay == nullptr)
+            return finish(policy_.probe(entry->value, units, now), nullptr, cost, units, now);
+        return finish(probe_with_overlay(entry->value, *overlay, units, now), overlay, cost, units, now);
     }
 
     // The vendor overlays hold at `then` as they would for an admission then: a
@@ -202,6 +254,64 @@ public:
         }
     }
 
+    void set_deficit(KeyHash key, std::int64_t units, Nanos until, const Instant& now) override {
+        Entry* entry = find(key);
+        if (units <= 0 || until <= now.mono) {
+            // Nothing the vendor counts beyond this limit's own: an earlier deficit is over.
+            if (entry != nullptr && entry->flag) overlays_.at(key).deficit = 0;
+            return;
+        }
+        if (entry == nullptr) entry = find_or_insert(key, now);
+        if (entry == nullptr) return;
+        VendorOverlay& o = overlay_for(*entry);
+        o.deficit = std::min(units, detail::kMaxUnits);
+        o.deficit_until = until;
+    }
+
+    void lower_learned(KeyHash key, std::int64_t limit, const Instant& now) override {
+        const Nanos window = probe_window();
+        if (window <= Nanos::zero()) return;  // nothing to count windows by (concurrency, vendor gate)
+        limit = std::max<std::int64_t>(limit, 1);
+        const std::int64_t capacity = policy_.capacity();
+        if (limit >= capacity) return;
+        Entry* entry = find_or_insert(key, now);
+        if (entry == nullptr) return;
+        VendorOverlay& o = overlay_for(*entry);
+        LearnedLimit& l = o.learned;
+        const std::int64_t in_force = l.limit(now.mono, capacity, window);
+        if (now.mono >= l.episode_until) {
+            // The first refusal of an episode (the 429s of one window: a burst
+            // comes back as several).
+            l.episode_until = now.mono + window;
+            l.floor = std::max<std::int64_t>(in_force / 2, 1);
+            l.episode_refusals = 0;
+            if (l.active() && in_force < capacity && in_force > l.base) {
+                // Refused after a raise: the probe found the vendor's limit; probe more rarely.
+                l.probe_windows = std::min(l.probe_windows * 2, LearnedLimit::kMaxProbeWindows);
+            } else if (!l.active() || in_force >= capacity) {
+                l.probe_windows = 1;
+            }
+        }
+        // Each refusal reads what the vendor accepted before it (what sluice
+        // admitted before it); requests overtaking each other on the way make
+        // some readings low, never lower than the episode's floor.
+        ++l.episode_refusals;
+        const std::int64_t learned = std::max(limit, l.floor);
+        if (learned >= in_force) return;
+        l.base = learned;
+        l.lowered_at = now.mono;
+    }
+
+    FeedbackView feedback_view(KeyHash key, const Instant& now) override {
+        const std::int64_t capacity = policy_.capacity();
+        Entry* entry = find(key);
+        if (entry == nullptr) return FeedbackView{0, capacity};
+        const PolicyView view = policy_.probe(entry->value, 0, now);
+        const VendorOverlay* o = overlay_of(*entry);
+        return FeedbackView{std::max<std::int64_t>(0, capacity - view.remaining),
+                            o ? o->learned.limit(now.mono, capacity, probe_window()) : capacity};
+    }
+
     std::size_t key_count() const override { return entries_.size(); }
 
     void evict_idle(const Instant& now) override {
@@ -224,13 +334,24 @@ public:
     }
 
     void status_step(const Instant& now, StatusScan& scan, std::size_t max_slots) const override {
-        const auto [next, examined] =
-            entries_.for_each_slot_from(scan.next_slot, max_slots, [&](Entry& entry) {
-                const VendorOverlay* o = overlay_of(entry);
-                const Decision d = finish(policy_.probe(entry.value, 0, now), o, 0, 0, now);
-                scan.offer(KeyStatus{entry.key, d.remaining, d.reset,
-                                     o && o->paused(now.mono) ? o->paused_until : Nanos{0}});
-            });
+        const auto [next,
+                    examined] = entries_.for_each_slot_from(scan.next_slot, max_slots, [&](Entry& entry) {
+            const VendorOverlay* o = overlay_of(entry);
+            const Decision d = o ? finish(probe_with_overlay(entry.value, *o, 0, now), o, 0, 0, now)
+                                 : finish(policy_.probe(entry.value, 0, now), nullptr, 0, 0, now);
+            KeyStatus status{
+                entry.key, d.remaining, d.reset, o && o->paused(now.mono) ? o->paused_until : Nanos{0}, {}};
+            if (o && o->learned.active()) {
+                const Nanos window = probe_window();
+                const std::int64_t in_force = o->learned.limit(now.mono, policy_.capacity(), window);
+                if (in_force < policy_.capacity()) {
+                    status.learned =
+                        LearnedLimitStatus{in_force, o->learned.lowered_at,
+                                           o->learned.raised_at(now.mono, window), o->learned.probe_windows};
+                }
+            }
+            scan.offer(status);
+        });
         scan.advance(next, examined, next >= entries_.capacity());
     }
 
@@ -306,7 +427,48 @@ private:
     Nanos fresh_at(const Entry& entry, const Instant& now) const {
         const Nanos fresh = policy_.fresh_at(entry.value, now);
         const VendorOverlay* o = overlay_of(entry);
-        return o ? std::max({fresh, o->paused_until, o->cap_until}) : fresh;
+        if (o == nullptr) return fresh;
+        return std::max({fresh, o->paused_until, o->cap_until,
+                         o->deficit > 0 ? o->deficit_until : Nanos::min(),
+                         o->learned.over_at(policy_.capacity(), probe_window())});
+    }
+
+    // The length of one window of this limit, by which a learned limit is raised
+    // (0 when the algorithm has none: a learned limit is then not kept).
+    Nanos probe_window() const noexcept {
+        const auto& c = config();
+        if (c.algorithm == config::Algorithm::concurrency || c.algorithm == config::Algorithm::vendor_gate)
+            return Nanos::zero();
+        return c.window + c.margin;
+    }
+
+    // The policy's view with the units a learned limit and a deficit hold back
+    // counted as admitted: `extra` units more make the policy itself compute
+    // when `units` fit under the lower limit (exact, wave by wave). The result's
+    // remaining is the learned limit's; its limit is reported through finish().
+    PolicyView probe_with_overlay(State& state, const VendorOverlay& o, std::int64_t units,
+                                  const Instant& now) const {
+        const std::int64_t capacity = policy_.capacity();
+        const std::int64_t learned_extra = capacity - o.learned.limit(now.mono, capacity, probe_window());
+        const std::int64_t deficit = o.in_deficit(now.mono) ? o.deficit : 0;
+        const std::int64_t extra = learned_extra + deficit;
+        if (extra <= 0) return policy_.probe(state, units, now);
+        PolicyView view = policy_.probe(state, detail::saturating_add(units, extra), now);
+        if (!view.allowed && deficit > 0) {
+            // The deficit ends at deficit_until: from then on only the learned limit holds.
+            const PolicyView after = policy_.probe(state, detail::saturating_add(units, learned_extra), now);
+            const Nanos without = after.allowed ? now.mono : after.earliest;
+            view.earliest = std::min(view.earliest, std::max(without, o.deficit_until));
+        }
+        if (!view.allowed && learned_extra > 0) {
+            // The learned limit goes up by one at the next raise, which may be enough.
+            const Nanos next_raise =
+                o.learned.lowered_at +
+                Nanos{(o.learned.raises(now.mono, probe_window()) + 1) * o.learned.interval(probe_window())};
+            view.earliest = std::min(view.earliest, std::max(next_raise, now.mono));
+        }
+        view.remaining -= extra;
+        return view;
     }
 
     // Keeps next_scan_at_ a lower bound after a key's fresh_at may have moved earlier.
@@ -331,6 +493,8 @@ private:
                     std::int64_t units, const Instant& now) const {
         Decision d;
         d.limit = policy_.capacity();
+        if (overlay != nullptr && overlay->learned.active())
+            d.limit = overlay->learned.limit(now.mono, d.limit, probe_window());
         d.allowed = view.allowed;
         d.earliest = view.allowed ? now.mono : std::max(view.earliest, now.mono);
         d.remaining = std::max<std::int64_t>(view.remaining, 0);
@@ -353,7 +517,7 @@ private:
                 }
             }
         }
-        if (cost > d.limit) {  // can never fit, whatever the state
+        if (cost > policy_.capacity()) {  // can never fit, whatever the state (a learned limit climbs back)
             d.allowed = false;
             d.earliest = kNever;
         }

@@ -40,12 +40,29 @@ struct Decision {
     Nanos reset{0};  // mono time at which `remaining` is back to `limit` if nothing more is admitted
 };
 
+// A limit learned from the vendor's refusals (docs/feedback.md, "Learning a
+// stricter vendor"): lower than the configured limit, raised again by one unit
+// per clean probe interval until it is back at the configured limit.
+struct LearnedLimitStatus {
+    std::int64_t limit = 0;  // the limit in force now; 0 = nothing learned (the configured limit holds)
+    Nanos lowered_at{0};     // mono: the last lowering
+    Nanos raised_at{0};      // mono: the last +1 since then (0 = not raised since)
+    std::int64_t probe_windows = 0;  // windows per +1 (doubles when a raise draws a 429)
+};
+
+// What vendor feedback needs to know of one key (Limiter::feedback_view).
+struct FeedbackView {
+    std::int64_t counted = 0;  // units the algorithm counts now (in the window; in flight for concurrency)
+    std::int64_t limit = 0;    // the limit in force: the configured one, or a learned lower one
+};
+
 // Admin/metrics view of one key.
 struct KeyStatus {
     KeyHash key = 0;
     std::int64_t remaining = 0;
     Nanos reset{0};
     Nanos paused_until{0};  // vendor feedback: no admission before this (0 = not paused)
+    LearnedLimitStatus learned;
 };
 
 // Most constrained first: the fewest units remaining, then the longest vendor
@@ -137,6 +154,24 @@ public:
     // `reset_at` (mono). Lowers the allowance for that span, never raises it above
     // what the algorithm itself allows.
     virtual void cap_remaining(KeyHash key, std::int64_t remaining, Nanos reset_at, const Instant& now) = 0;
+
+    // Vendor feedback on a limit that describes the vendor's own (same limit,
+    // same window): the vendor has counted `units` more in its current window
+    // than this limit has (another consumer of the quota), until `until` (mono).
+    // They count as admitted until then; a later report replaces the earlier.
+    // Unlike cap_remaining, units this limit frees itself stay free. Default: ignored.
+    virtual void set_deficit(KeyHash /*key*/, std::int64_t /*units*/, Nanos /*until*/,
+                             const Instant& /*now*/) {}
+
+    // Vendor feedback: the vendor refused at `limit` units per window; the key's
+    // limit is lowered to it (never raised) and probed back up (keyed_limiter.hpp).
+    // Default: ignored.
+    virtual void lower_learned(KeyHash /*key*/, std::int64_t /*limit*/, const Instant& /*now*/) {}
+
+    // Counted units and the limit in force for `key`. Default: nothing counted, the configured limit.
+    virtual FeedbackView feedback_view(KeyHash /*key*/, const Instant& /*now*/) {
+        return FeedbackView{0, config_.limit};
+    }
 
     virtual std::size_t key_count() const = 0;
 

@@ -157,8 +157,9 @@ private:
     void read_vendor_body();
     void on_vendor_body_read(boost::beast::error_code ec, std::size_t);
     void on_vendor_response(bool have_body);
-    bool may_retry(Nanos pause, Nanos now) const;
+    bool may_retry() const;
     void retry_after_vendor_refusal();
+    void relay_kept_refusal();
 
     // Failure paths.
     void fail_upstream(Errc code, const std::string& why, bool response_started);
@@ -223,6 +224,13 @@ private:
     bool forward_chunked_ = false;  // the vendor gets the body chunked (streamed), else with a Content-Length
     bool streamed_body_ = false;    // holds one of the upstream's max_streamed_bodies
     std::string vendor_body_;       // a vendor 429 body read ahead (bounded) for its JSON field
+    // Per use: the admission tally's total for its limit and key just after this
+    // request was admitted (feedback/admission_tally.hpp); empty when feedback is off.
+    std::vector<std::uint64_t> admitted_marks_;
+    bool retry_after_body_ = false;  // the 429's body is being read whole before the retry
+    // The vendor's 429 (head in response_parser_, body in vendor_body_) is kept while
+    // its retry waits: if the retry is refused, the client gets it instead.
+    bool kept_refusal_ = false;
     bool relay_vendor_body_ = false;  // vendor_body_ goes to the client before the rest of the body
     std::string method_;
     std::string host_;

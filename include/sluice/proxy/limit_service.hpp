@@ -20,6 +20,8 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "sluice/common/clock.hpp"
+#include "sluice/feedback/admission_tally.hpp"
+#include "sluice/feedback/reaction.hpp"
 #include "sluice/queue/admission_controller.hpp"
 
 namespace sluice::proxy {
@@ -64,6 +66,19 @@ public:
     // The admitted exchange ended (any reason): concurrency permits go back.
     void release(const std::vector<limit::LimitUse>& uses);
 
+    // Vendor feedback (feedback/reaction.hpp), under the lock: reads each limit's
+    // count and limit in force for the request's key, runs the pure reaction on
+    // them and carries out its limit actions (pause, cap, deficit, lower a
+    // learned limit); the retry or relay is the caller's. `admitted_after[i]` is
+    // what uses[i]'s limit admitted for its key after the request.
+    feedback::Reaction react(const std::vector<limit::LimitUse>& uses,
+                             const std::vector<std::int64_t>& admitted_after,
+                             const feedback::VendorSignal& signal, const config::FeedbackSettings& settings,
+                             unsigned status, bool retry_eligible, Nanos deadline);
+
+    // Running totals of units admitted per limit and key (admission_tally.hpp).
+    feedback::AdmissionTally& tally() noexcept { return tally_; }
+
     void pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until);
     void cap_remaining(std::size_t limit_index, limit::KeyHash key, std::int64_t remaining, Nanos reset_at);
 
@@ -100,6 +115,7 @@ private:
     boost::asio::steady_timer timer_;
     Nanos armed_for_ = kNever;
     bool stopped_ = false;
+    feedback::AdmissionTally tally_;  // after controller_: sized by its limiter count
 };
 
 }  // namespace sluice::proxy

@@ -92,7 +92,8 @@ struct RouteFeedbackCounters {
     std::atomic<std::uint64_t> vendor_429{0};   // 429s (and 503s with Retry-After) from the vendor
     std::atomic<std::uint64_t> paused{0};       // pauses applied (after a 429, or Remaining: 0)
     std::atomic<std::uint64_t> capped{0};       // allowances lowered to the vendor's Remaining
-    std::atomic<std::uint64_t> retried{0};      // requests sent again after a vendor 429
+    std::atomic<std::uint64_t> lowered{0};      // learned limits lowered after a vendor 429
+    std::atomic<std::uint64_t> retried{0};      // requests sent again after a vendor 429 (counted when sent)
     std::atomic<std::uint64_t> relayed_429{0};  // vendor 429s passed back to the client unchanged
     std::atomic<std::uint64_t> clamped{0};      // signals cut to max_pause or ignored as malformed
 };

@@ -161,6 +161,11 @@ public:
     void cap_remaining(std::size_t limit_index, limit::KeyHash key, std::int64_t remaining, Nanos reset_at,
                        const Instant& now);
 
+    // Vendor feedback that needs more than the two calls above (a deficit, a
+    // learned limit, a count to read): the limiter to act on, with the queue
+    // told that its heads may have changed. Call poll() after.
+    limit::Limiter& feedback_target(std::size_t limit_index);
+
     std::size_t waiting() const;      // requests queued across all queues
     std::size_t queue_count() const;  // non-empty queues (an empty queue is forgotten at once)
     const limit::Limiter& limiter(std::size_t limit_index) const;

@@ -101,7 +101,8 @@ TEST_CASE("error: bad feedback settings", "[config][errors][feedback]") {
     CHECK(error_of(with_feedback("{enable: true}")) ==
           "t.yaml:4:16: upstream 'api' feedback: unknown key 'enable' (did you mean 'enabled'?); expected "
           "one of "
-          "enabled, reset_mode, body_field, body_field_mode, max_pause, default_pause");
+          "enabled, pause_on_429, cap_from_remaining, learn, reset_mode, body_field, body_field_mode, "
+          "limit_type_field, max_pause, default_pause");
 }
 
 TEST_CASE("error: bad retry settings", "[config][errors][feedback]") {
@@ -113,4 +114,57 @@ TEST_CASE("error: bad retry settings", "[config][errors][feedback]") {
     CHECK(error_of(with_retry("{on_429: true}")) ==
           "t.yaml:5:13: route 'route-1' retry: unknown key 'on_429'; expected one of on_vendor_429, "
           "non_idempotent, max_attempts");
+}
+
+TEST_CASE("issue 11: the switches, the limit type field and each limit's vendor match are read",
+          "[config][feedback]") {
+    const auto defaults = load(with_feedback("{}"));
+    CHECK(defaults->upstreams[0].feedback.pause_on_429);
+    CHECK(defaults->upstreams[0].feedback.cap_from_remaining);
+    CHECK(defaults->upstreams[0].feedback.learn);
+    CHECK(defaults->upstreams[0].feedback.signals.limit_type_field.empty());
+
+    const auto config = load(
+        "upstreams:\n"
+        "  close:\n"
+        "    url: https://api.close.com\n"
+        "    feedback:\n"
+        "      pause_on_429: false\n"
+        "      cap_from_remaining: false\n"
+        "      learn: false\n"
+        "      limit_type_field: error.rate_limit_type\n"
+        "limits:\n"
+        "  key-level:\n"
+        "    limit: 20\n"
+        "    window: 1s\n"
+        "    feedback: {vendor_limit: 1200, vendor_limit_type: key}\n"
+        "  org-level:\n"
+        "    limit: 60\n"
+        "    window: 1s\n"
+        "routes:\n"
+        "  - upstream: close\n"
+        "    limits: [key-level, org-level]\n");
+    const auto& fb = config->upstreams[0].feedback;
+    CHECK_FALSE(fb.pause_on_429);
+    CHECK_FALSE(fb.cap_from_remaining);
+    CHECK_FALSE(fb.learn);
+    CHECK(fb.signals.limit_type_field == "error.rate_limit_type");
+    CHECK(config->limits[0].feedback.vendor_limit == 1200);
+    CHECK(config->limits[0].feedback.vendor_limit_type == "key");
+    CHECK_FALSE(config->limits[1].feedback.vendor_limit);
+    CHECK(config->limits[1].feedback.vendor_limit_type.empty());
+}
+
+TEST_CASE("issue 11: mistakes in the new feedback keys", "[config][feedback]") {
+    CHECK_THAT(error_of(with_feedback("{limit_type_field: error..type}")),
+               Catch::Contains("bad limit_type_field"));
+    CHECK_THAT(error_of(with_feedback("{learn: maybe}")), Catch::Contains("learn"));
+    const std::string limit_with =
+        "upstreams:\n  api: {url: https://api.example.com}\nlimits:\n  l:\n    limit: 5\n"
+        "    window: 1s\n    feedback: ";
+    const std::string route = "\nroutes:\n  - upstream: api\n    limits: [l]\n";
+    CHECK_THAT(error_of(limit_with + "{vendor_limit: 0}" + route), Catch::Contains("vendor_limit"));
+    CHECK_THAT(error_of(limit_with + "{vendor_limit_type: ''}" + route),
+               Catch::Contains("vendor_limit_type"));
+    CHECK_THAT(error_of(limit_with + "{match: 5}" + route), Catch::Contains("match"));
 }

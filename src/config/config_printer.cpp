@@ -127,10 +127,15 @@ void print_upstream(YAML::Emitter& out, const UpstreamConfig& upstream) {
     const auto& f = upstream.feedback;
     out << YAML::Key << "feedback" << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "enabled" << YAML::Value << f.enabled;
+    out << YAML::Key << "pause_on_429" << YAML::Value << f.pause_on_429;
+    out << YAML::Key << "cap_from_remaining" << YAML::Value << f.cap_from_remaining;
+    out << YAML::Key << "learn" << YAML::Value << f.learn;
     out << YAML::Key << "reset_mode" << YAML::Value << reset_mode_name(f.signals.reset_mode);
     if (!f.signals.body_field.empty())
         out << YAML::Key << "body_field" << YAML::Value << f.signals.body_field;
     out << YAML::Key << "body_field_mode" << YAML::Value << reset_mode_name(f.signals.body_field_mode);
+    if (!f.signals.limit_type_field.empty())
+        out << YAML::Key << "limit_type_field" << YAML::Value << f.signals.limit_type_field;
     out << YAML::Key << "max_pause" << YAML::Value << format_duration(f.signals.max_pause);
     out << YAML::Key << "default_pause" << YAML::Value << format_duration(f.default_pause);
     out << YAML::EndMap;
@@ -203,6 +208,14 @@ void print_limit(YAML::Emitter& out, const LimitConfig& limit) {
     }
     out << YAML::Key << "enforce" << YAML::Value << limit.enforce;
     out << YAML::Key << "max_keys" << YAML::Value << limit.max_keys;
+    if (limit.feedback.vendor_limit || !limit.feedback.vendor_limit_type.empty()) {
+        out << YAML::Key << "feedback" << YAML::Value << YAML::Flow << YAML::BeginMap;
+        if (limit.feedback.vendor_limit)
+            out << YAML::Key << "vendor_limit" << YAML::Value << *limit.feedback.vendor_limit;
+        if (!limit.feedback.vendor_limit_type.empty())
+            out << YAML::Key << "vendor_limit_type" << YAML::Value << limit.feedback.vendor_limit_type;
+        out << YAML::EndMap;
+    }
     out << YAML::EndMap;
 }
 

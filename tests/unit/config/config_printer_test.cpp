@@ -60,7 +60,8 @@ vendors:
 limits:
   by-query: {algorithm: sliding_window, limit: 5, window: 1m30s, key: [method, {query: account}], cost: 2}
   by-param: {algorithm: token_bucket, rate: 10/1m, burst: 3, key: {path_param: id}, enforce: false}
-  daily-ny: {algorithm: fixed_window, limit: 100, window: 1d, time_zone: America/New_York}
+  daily-ny: {algorithm: fixed_window, limit: 100, window: 1d, time_zone: America/New_York,
+             feedback: {vendor_limit: 120, vendor_limit_type: day}}
   by-org: {algorithm: sliding_window, limit: 60, window: 1s,
            key: {header: Authorization, group_by: {groups: {acme: [], globex: []}, unmapped: own}}}
 routes:
@@ -89,6 +90,8 @@ routes:
             CHECK(a.margin == b.margin);
             CHECK(a.utc_offset == b.utc_offset);
             CHECK(a.time_zone == b.time_zone);
+            CHECK(a.feedback.vendor_limit == b.feedback.vendor_limit);
+            CHECK(a.feedback.vendor_limit_type == b.feedback.vendor_limit_type);
             CHECK(a.key.size() == b.key.size());
             for (std::size_t k = 0; k < a.key.size() && k < b.key.size(); ++k) {
                 CHECK(static_cast<bool>(a.key[k].group_by) == static_cast<bool>(b.key[k].group_by));
@@ -119,6 +122,12 @@ routes:
             CHECK(first->upstreams[i].base_path == second->upstreams[i].base_path);
             CHECK(first->upstreams[i].feedback.signals.body_field ==
                   second->upstreams[i].feedback.signals.body_field);
+            CHECK(first->upstreams[i].feedback.signals.limit_type_field ==
+                  second->upstreams[i].feedback.signals.limit_type_field);
+            CHECK(first->upstreams[i].feedback.pause_on_429 == second->upstreams[i].feedback.pause_on_429);
+            CHECK(first->upstreams[i].feedback.cap_from_remaining ==
+                  second->upstreams[i].feedback.cap_from_remaining);
+            CHECK(first->upstreams[i].feedback.learn == second->upstreams[i].feedback.learn);
         }
     }
 }

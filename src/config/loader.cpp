@@ -2001,7 +2001,8 @@ private:
 
         const auto strip = fields.get("strip_prefix");
         if (const auto v = fields.get("match")) read_match(*v, route, strip && strip->boolean());
-        if (const auto v = strip) {
+        if (strip) {
+            const auto& v = strip;
             route.strip_prefix = v->boolean();
             if (route.strip_prefix && route.match.path_prefix.empty()) {
                 fields.find("strip_prefix")

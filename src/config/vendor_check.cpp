@@ -195,11 +195,11 @@ bool shadows(const Config& config, const RouteConfig& earlier, const RouteConfig
 // the rule's calendar period, when the rule is a fixed window starting at `rule_offset`.
 Int capacity(const LimitConfig& limit, Duration window, std::optional<Duration> rule_period,
              std::optional<Duration> rule_offset, std::string_view rule_zone) {
-    const Wide W = window.count();
+    const Wide span_ns = window.count();
     switch (limit.algorithm) {
         case Algorithm::sliding_window: {
             const Wide span = std::max<Duration::rep>((limit.window + limit.margin).count(), 1);
-            return saturate(static_cast<Wide>(limit.limit) * ceil_div(W, span));
+            return saturate(static_cast<Wide>(limit.limit) * ceil_div(span_ns, span));
         }
         case Algorithm::fixed_window: {
             const Wide p = std::max<Duration::rep>(limit.window.count(), 1);
@@ -210,18 +210,18 @@ Int capacity(const LimitConfig& limit, Duration window, std::optional<Duration> 
                     return saturate(static_cast<Wide>(limit.limit) * (rule_period->count() / p));
                 const Wide shortest =
                     std::max<Wide>(p - std::chrono::nanoseconds(std::chrono::hours(1)).count(), 1);
-                return saturate(static_cast<Wide>(limit.limit) * (ceil_div(W, shortest) + 1));
+                return saturate(static_cast<Wide>(limit.limit) * (ceil_div(span_ns, shortest) + 1));
             }
             if (rule_period && rule_offset && rule_period->count() % p == 0) {
                 const auto shift =
                     (rule_offset->count() - limit.utc_offset.count()) % static_cast<Duration::rep>(p);
                 if (shift == 0) return saturate(static_cast<Wide>(limit.limit) * (rule_period->count() / p));
             }
-            return saturate(static_cast<Wide>(limit.limit) * (ceil_div(W, p) + 1));
+            return saturate(static_cast<Wide>(limit.limit) * (ceil_div(span_ns, p) + 1));
         }
         case Algorithm::token_bucket: {
             const Wide period = std::max<Duration::rep>((limit.window + limit.margin).count(), 1);
-            return add(limit.burst, saturate(static_cast<Wide>(limit.limit) * W / period));
+            return add(limit.burst, saturate(static_cast<Wide>(limit.limit) * span_ns / period));
         }
         case Algorithm::concurrency:
         case Algorithm::vendor_gate: return kInfinite;

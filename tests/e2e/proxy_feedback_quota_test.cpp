@@ -21,6 +21,7 @@
 #include "support/http_client.hpp"
 #include "support/mock_upstream.hpp"
 #include "support/mock_vendor.hpp"
+#include "support/overload.hpp"
 #include "support/proxy_config.hpp"
 #include "support/sluice_process.hpp"
 
@@ -115,6 +116,7 @@ struct LearnRun {
     int errors = 0;
     nlohmann::json learned;  // the limit's most constrained key on /status
     nlohmann::json counters;
+    bool timing = true;  // false under a sanitizer or a loaded machine: rates are not comparable
 };
 
 // The vendor allows 100 per rolling second and says only 429 + Retry-After;
@@ -137,6 +139,7 @@ LearnRun run_stricter_vendor(bool learn) {
         sluice.port("main"), 50, Clock::now() + 6500ms, [](int) { return Headers{}; }, result);
 
     LearnRun run;
+    run.timing = !latency_unreliable(sluice.pid());
     const auto answers = vendor.answers();
     const auto t0 = first_answer(answers);
     run.refused_first_window = answers_between(answers, 429, t0, t0 + 1s);
@@ -164,6 +167,7 @@ LearnRun run_stricter_vendor(bool learn) {
 // ---------------------------------------------------------------- utilization with headers
 
 struct UtilizationRun {
+    bool timing = true;  // false under a sanitizer or a loaded machine: rates are not comparable
     std::size_t accepted = 0;
     std::size_t refused = 0;
     double utilization = 0;
@@ -195,6 +199,7 @@ UtilizationRun run_intercom(bool feedback) {
     push(
         sluice.port("main"), 40, start + 4200ms, [](int) { return Headers{}; }, result);
     UtilizationRun run;
+    run.timing = !latency_unreliable(sluice.pid());
     const auto answers = vendor.answers();
     run.accepted = answers_between(answers, 200, start, start + 4s);
     run.refused = vendor.count(kSluiceConsumer, 429);
@@ -251,6 +256,7 @@ UtilizationRun run_close(bool feedback) {
         },
         result);
     UtilizationRun run;
+    run.timing = !latency_unreliable(sluice.pid());
     const auto answers = vendor.answers();
     run.accepted = answers_between(answers, 200, start, start + 4s);
     run.refused = vendor.count(kSluiceConsumer, 429);
@@ -275,12 +281,16 @@ TEST_CASE(
         CHECK(run.errors == 0);
         CHECK(run.not_ok == 0);                // every refused GET was retried to a 200
         CHECK(run.refused_first_window >= 1);  // the price of learning
-        // The issue's target is at most 5; measured 0 and 6 in two runs (a loaded 2-core machine).
-        CHECK(run.refused_after <= 10);
-        // The issue's target is 90 %; measured 83-87 %: requests overtaking each other on the
-        // way to the vendor make the learned limit start low (82-95) and it climbs back by one
-        // per window (docs/feedback.md, "Limits of this design").
-        CHECK(run.utilization >= 0.80);
+        // Rates mean nothing under a sanitizer (sluice several times slower): the counts and
+        // shares below are checked only where latency is reliable (support/overload.hpp).
+        if (run.timing) {
+            // The issue's target is at most 5; measured 0 and 6 in two runs (a loaded 2-core machine).
+            CHECK(run.refused_after <= 10);
+            // The issue's target is 90 %; measured 83-87 %: requests overtaking each other on the
+            // way to the vendor make the learned limit start low (82-95) and it climbs back by one
+            // per window (docs/feedback.md, "Limits of this design").
+            CHECK(run.utilization >= 0.80);
+        }
         REQUIRE(run.learned.is_object());  // the learned limit is on the status page
         CHECK(run.learned["limit"].get<int>() <= 101);
         CHECK(run.learned["limit"].get<int>() >= 70);
@@ -289,7 +299,7 @@ TEST_CASE(
     SECTION("the control: without learning the vendor refuses again in every window") {
         const auto run = run_stricter_vendor(false);
         CHECK(run.errors == 0);
-        CHECK(run.refused_after >= 20);
+        if (run.timing) CHECK(run.refused_after >= 20);
         CHECK(run.learned.is_null());
     }
 }
@@ -299,8 +309,10 @@ TEST_CASE("listening to Intercom's headers costs no capacity", "[e2e][feedback][
     const auto on = run_intercom(true);
     CHECK(off.refused == 0);
     CHECK(on.refused == 0);
-    CHECK(on.utilization >= off.utilization - 0.02);
-    CHECK(on.utilization >= 0.95);
+    if (on.timing && off.timing) {  // shares of a rate: not under a sanitizer
+        CHECK(on.utilization >= off.utilization - 0.02);
+        CHECK(on.utilization >= 0.95);
+    }
 }
 
 TEST_CASE("listening to Close's key and org headers costs no capacity", "[e2e][feedback][utilization]") {
@@ -308,8 +320,10 @@ TEST_CASE("listening to Close's key and org headers costs no capacity", "[e2e][f
     const auto on = run_close(true);
     CHECK(off.refused == 0);
     CHECK(on.refused == 0);
-    CHECK(on.utilization >= off.utilization - 0.02);
-    CHECK(on.utilization >= 0.95);
+    if (on.timing && off.timing) {  // shares of a rate: not under a sanitizer
+        CHECK(on.utilization >= off.utilization - 0.02);
+        CHECK(on.utilization >= 0.95);
+    }
 }
 
 TEST_CASE("a vendor 429 whose retry cannot be admitted reaches the client as the vendor's own",

@@ -192,7 +192,7 @@ struct AdmissionController::Impl {
     };
 
     Impl(std::vector<std::unique_ptr<limit::Limiter>> limiters_in, AdmissionOptions options_in)
-        : limiters(std::move(limiters_in)), options(options_in) {}
+        : limiters(std::move(limiters_in)), options(options_in), activity(limiters.size()) {}
 
     bool enforced(std::size_t limit_index) const { return limiters[limit_index]->config().enforce; }
 
@@ -370,6 +370,11 @@ struct AdmissionController::Impl {
         a.tightest = d;
     }
 
+    // A refusal is the limiting limit's (none: a refusal no limit made, e.g. on drain).
+    void count_refusal(const Admission& a) {
+        if (a.limiting_limit && a.reason != Errc::shutting_down) ++activity[*a.limiting_limit].refused;
+    }
+
     template <class Uses>
     static void fill_limiting(Admission& a, const Uses& uses, const Evaluation& ev) {
         if (!ev.limiting) return;
@@ -412,6 +417,7 @@ struct AdmissionController::Impl {
         Waiter& w = *it;
         Queue* q = w.queue;
         for (const WaitingUse& wu : w.uses) {
+            --activity[wu.use.limit_index].waiting;
             if (!wu.line) continue;
             wu.line->erase(wu.position);
             if (wu.line->empty()) lines.erase(LineKey{wu.use.limit_index, wu.use.key});
@@ -446,11 +452,13 @@ struct AdmissionController::Impl {
             consume_all(it->uses, now);
             a.outcome = Outcome::admitted;
             fill_tightest(a, it->uses, ev, now);
+            for (const WaitingUse& wu : it->uses) ++activity[wu.use.limit_index].admitted;
         } else {
             a.outcome = Outcome::rejected;
             a.reason = reason;
             a.retry_after = retry_after(ev.earliest, now);
             fill_limiting(a, it->uses, ev);
+            count_refusal(a);
             // Its units no longer count ahead of younger heads, which may go sooner.
             all_due = true;
         }
@@ -555,6 +563,7 @@ struct AdmissionController::Impl {
 
     std::vector<std::unique_ptr<limit::Limiter>> limiters;
     AdmissionOptions options;
+    std::vector<LimitActivity> activity;  // per limiter (after `limiters`: sized from it)
     std::unordered_map<QueueKey, Queue, QueueKeyHash> queues;      // non-empty queues only
     std::unordered_map<LineKey, WaitingUnits, LineKeyHash> lines;  // enforced (limit, key) with units waiting
     std::unordered_map<TicketId, std::list<Waiter>::iterator> index;
@@ -625,6 +634,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         a.reason = reason;
         a.retry_after = reason == Errc::key_capacity ? Nanos{0} : retry_after(ev.earliest, now);
         Impl::fill_limiting(a, uses, ev);
+        m.count_refusal(a);
         return a;
     };
     if (ev.key_capacity) return reject(Errc::key_capacity);
@@ -634,6 +644,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         m.consume_all(uses, now);
         a.outcome = Outcome::admitted;
         m.fill_tightest(a, uses, ev, now);
+        for (const LimitUse& use : uses) ++m.activity[use.limit_index].admitted;
         return a;
     }
     if (depth >= request.max_depth) return reject(Errc::queue_full);
@@ -664,6 +675,9 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     for (std::size_t i = 0; i < uses.size(); ++i) {
         Impl::WaitingUse& wu = w.uses[i];
         wu.use = uses[i];
+        LimitActivity& activity = m.activity[wu.use.limit_index];
+        ++activity.queued;
+        ++activity.waiting;
         if (!m.enforced(wu.use.limit_index)) continue;
         wu.line = &m.lines[LineKey{wu.use.limit_index, wu.use.key}];
         wu.line->push(wu.use.cost, &wu.position);
@@ -767,6 +781,10 @@ limit::Limiter& AdmissionController::feedback_target(std::size_t limit_index) {
 
 std::size_t AdmissionController::waiting() const {
     return impl_->index.size();
+}
+
+const LimitActivity& AdmissionController::activity(std::size_t limit_index) const {
+    return impl_->activity[limit_index];
 }
 
 std::size_t AdmissionController::queue_count() const {

@@ -111,6 +111,18 @@ struct AdmissionRequest {
 
 enum class Outcome { admitted, queued, rejected };
 
+// What one limit did to the requests that used it, since the controller began
+// (metrics and the admin pages). A request counts once on each limit it uses
+// when admitted, queued or waiting; a refusal counts only on the limit that
+// refused it (Admission::limiting_limit). Refusals on drain (shutting_down)
+// and cancels are not the limit's doing: they only end a wait.
+struct LimitActivity {
+    std::uint64_t admitted = 0;  // admitted at once or after waiting
+    std::uint64_t queued = 0;    // had to wait (then admitted, refused or cancelled)
+    std::uint64_t refused = 0;   // queue_full, admission_timeout or key_capacity, on this limit
+    std::size_t waiting = 0;     // waiting now
+};
+
 struct QueueState {
     std::size_t depth = 0;  // waiting requests in this request's queue (after the decision)
     std::size_t max_depth = 0;
@@ -166,7 +178,8 @@ public:
     // told that its heads may have changed. Call poll() after.
     limit::Limiter& feedback_target(std::size_t limit_index);
 
-    std::size_t waiting() const;      // requests queued across all queues
+    std::size_t waiting() const;  // requests queued across all queues
+    const LimitActivity& activity(std::size_t limit_index) const;
     std::size_t queue_count() const;  // non-empty queues (an empty queue is forgotten at once)
     const limit::Limiter& limiter(std::size_t limit_index) const;
     std::size_t limiter_count() const;

@@ -819,3 +819,43 @@ TEST_CASE("a lent permit held past the horizon delays the older waiter by at mos
     // Delayed by 0.9 s: the exchange's 3 s less the 2 s horizon, at most.
     CHECK(clock.now().mono - (t0 + 10s) <= 3s - options.lend_horizon);
 }
+
+TEST_CASE("each limit counts what it admitted, made wait and refused; waiting ends with every decision",
+          "[queue][activity]") {
+    Fixture f({sliding(2, 1s), sliding(100, 1s)});
+    const auto& tight = f.controller->activity(0);
+    const auto& wide = f.controller->activity(1);
+    REQUIRE(f.submit(0, on({0, 1})).outcome == Outcome::admitted);
+    REQUIRE(f.submit(0, on({0, 1})).outcome == Outcome::admitted);
+    const Admission queued = f.submit(0, on({0, 1}));  // waits for the window to slide
+    REQUIRE(queued.outcome == Outcome::queued);
+    const Admission cancelled = f.submit(0, on({0, 1}));
+    REQUIRE(cancelled.outcome == Outcome::queued);
+    CHECK(tight.waiting == 2);
+    CHECK(wide.waiting == 2);
+    // Refused at once: it cannot be admitted within its max_wait; the refusal is the tight limit's.
+    REQUIRE(f.submit(1, on({0, 1}), 0s).outcome == Outcome::rejected);
+    CHECK(tight.refused == 1);
+    CHECK(wide.refused == 0);
+    REQUIRE(f.controller->cancel(cancelled.ticket, f.clock.now()));
+    CHECK(tight.waiting == 1);
+    f.advance_to(f.next_wakeup());
+    const auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].outcome == Outcome::admitted);
+    CHECK(tight.admitted == 3);
+    CHECK(wide.admitted == 3);
+    CHECK(tight.queued == 2);
+    CHECK(wide.queued == 2);
+    CHECK(tight.waiting == 0);
+    CHECK(wide.waiting == 0);
+    CHECK(tight.refused == 1);  // a cancel is the client's doing, not the limit's
+    // Refused after waiting, at the deadline.
+    const Admission late = f.submit(0, on({0}), 50ms);
+    if (late.outcome == Outcome::queued) {
+        f.advance_to(f.now() + 60ms);
+        f.poll();
+    }
+    CHECK(tight.refused == 2);
+    CHECK(tight.waiting == 0);
+}

@@ -330,7 +330,7 @@ void AdminServer::bind() {
     if (ec) throw std::runtime_error(where + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
     log::info("admin", "listening on " + cfg.address + ":" + std::to_string(port_) +
-                           (token_ ? " (token required but for /healthz and /readyz)" : ""));
+                           (token_ ? " (token required but for /healthz, /readyz and the page at /)" : ""));
     if (!address.is_loopback() && !token_) {
         // The status page shows limit state and traffic counters: off loopback it
         // is readable by anyone who can reach the port.

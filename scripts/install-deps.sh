@@ -10,7 +10,9 @@ packages=(build-essential cmake pkg-config libboost1.81-dev libssl-dev openssl l
           libhowardhinnant-date-dev tzdata
           # scripts/ci-checks.sh: sanitizer and libFuzzer builds (clang and its runtimes), lint,
           # and llhttp's C sources (the tests' independent HTTP parser, tests/CMakeLists.txt)
-          clang libclang-rt-14-dev clang-format clang-tidy node-llhttp "$@")
+          clang libclang-rt-14-dev clang-format clang-tidy node-llhttp
+          # the status page's e2e test renders it in headless Chromium (tests/e2e/proxy_status_page_test.cpp)
+          chromium "$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -594,8 +594,10 @@ public:
     void release(sluice::limit::KeyHash key, std::int64_t cost, const Instant& now) override {
         inner_->release(key, cost, now);
     }
-    void pause_until(sluice::limit::KeyHash key, Nanos until, const Instant& now) override {
-        inner_->pause_until(key, until, now);
+    using Limiter::pause_until;
+    void pause_until(sluice::limit::KeyHash key, Nanos until, const Instant& now,
+                     sluice::limit::PauseReason reason) override {
+        inner_->pause_until(key, until, now, reason);
     }
     void cap_remaining(sluice::limit::KeyHash key, std::int64_t remaining, Nanos reset_at,
                        const Instant& now) override {

@@ -1,0 +1,88 @@
+#include "sluice/access_log/line_buffer.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace sluice::access_log {
+
+LineBuffer::LineBuffer(std::size_t capacity_bytes)
+    : capacity_(std::max<std::size_t>(capacity_bytes, 1)), data_(std::make_unique<char[]>(capacity_)) {}
+
+bool LineBuffer::try_append(std::string_view line) noexcept {
+    bool wake_writer = false;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (line.size() > capacity_ - static_cast<std::size_t>(head_ - tail_)) {
+            dropped_.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        }
+        const auto at = static_cast<std::size_t>(head_ % capacity_);
+        const auto first = std::min(line.size(), capacity_ - at);
+        std::memcpy(data_.get() + at, line.data(), first);
+        std::memcpy(data_.get(), line.data() + first, line.size() - first);
+        head_ += line.size();
+        wake_writer = writer_waiting_;
+        writer_waiting_ = false;  // one wake-up per batch: the writer takes all there is
+    }
+    if (wake_writer) ready_.notify_one();
+    return true;
+}
+
+LineBuffer::Pending LineBuffer::pending_locked() const {
+    const auto used = static_cast<std::size_t>(head_ - tail_);
+    const auto at = static_cast<std::size_t>(tail_ % capacity_);
+    const auto first = std::min(used, capacity_ - at);
+    return {std::string_view(data_.get() + at, first), std::string_view(data_.get(), used - first)};
+}
+
+LineBuffer::Pending LineBuffer::pending() const {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return pending_locked();
+}
+
+LineBuffer::Pending LineBuffer::wait_pending(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (head_ == tail_ && !woken_) {
+        writer_waiting_ = true;
+        ready_.wait_for(lock, timeout, [this] { return head_ != tail_ || woken_; });
+        writer_waiting_ = false;
+    }
+    woken_ = false;
+    return pending_locked();
+}
+
+std::size_t LineBuffer::consume(std::size_t bytes) noexcept {
+    // Only the writer thread consumes, and appenders never touch unconsumed bytes: the
+    // lines are counted outside the lock. Lines end in '\n' and contain no other, so
+    // counting them in what was written counts the lines written, with no per-line
+    // bookkeeping on the io threads.
+    const auto unread = pending();
+    bytes = std::min(bytes, unread.size());
+    const auto in_first = std::min(bytes, unread.first.size());
+    std::size_t lines = 0;
+    lines +=
+        static_cast<std::size_t>(std::count(unread.first.begin(), unread.first.begin() + in_first, '\n'));
+    lines += static_cast<std::size_t>(
+        std::count(unread.second.begin(), unread.second.begin() + (bytes - in_first), '\n'));
+    const std::lock_guard<std::mutex> lock(mutex_);
+    tail_ += bytes;
+    return lines;
+}
+
+void LineBuffer::consume_written(std::size_t bytes) noexcept {
+    written_.fetch_add(consume(bytes), std::memory_order_relaxed);
+}
+
+void LineBuffer::consume_lost(std::size_t bytes) noexcept {
+    dropped_.fetch_add(consume(bytes), std::memory_order_relaxed);
+}
+
+void LineBuffer::wake() {
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        woken_ = true;
+    }
+    ready_.notify_one();
+}
+
+}  // namespace sluice::access_log

@@ -5,6 +5,26 @@
 
 namespace sluice::access_log {
 
+namespace {
+
+// memchr jumps from line end to line end (vectorised in glibc): a few instructions per
+// line, where a byte-by-byte count took about eight per byte.
+std::size_t count_lines(std::string_view text) {
+    std::size_t lines = 0;
+    const char* at = text.data();
+    const char* const end = text.data() + text.size();
+    while (at < end) {
+        const auto* newline =
+            static_cast<const char*>(std::memchr(at, '\n', static_cast<std::size_t>(end - at)));
+        if (newline == nullptr) break;
+        ++lines;
+        at = newline + 1;
+    }
+    return lines;
+}
+
+}  // namespace
+
 LineBuffer::LineBuffer(std::size_t capacity_bytes)
     : capacity_(std::max<std::size_t>(capacity_bytes, 1)), data_(std::make_unique<char[]>(capacity_)) {}
 
@@ -21,8 +41,12 @@ bool LineBuffer::try_append(std::string_view line) noexcept {
         std::memcpy(data_.get() + at, line.data(), first);
         std::memcpy(data_.get(), line.data() + first, line.size() - first);
         head_ += line.size();
-        wake_writer = writer_waiting_;
-        writer_waiting_ = false;  // one wake-up per batch: the writer takes all there is
+        // The writer wakes on its own every interval and takes all there is; it is woken
+        // early only once the buffer is half full, so a line costs no system call.
+        if (writer_waiting_ && head_ - tail_ >= capacity_ / 2) {
+            wake_writer = true;
+            writer_waiting_ = false;
+        }
     }
     if (wake_writer) ready_.notify_one();
     return true;
@@ -42,9 +66,9 @@ LineBuffer::Pending LineBuffer::pending() const {
 
 LineBuffer::Pending LineBuffer::wait_pending(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (head_ == tail_ && !woken_) {
+    if (head_ - tail_ < capacity_ / 2 && !woken_) {
         writer_waiting_ = true;
-        ready_.wait_for(lock, timeout, [this] { return head_ != tail_ || woken_; });
+        ready_.wait_for(lock, timeout, [this] { return head_ - tail_ >= capacity_ / 2 || woken_; });
         writer_waiting_ = false;
     }
     woken_ = false;
@@ -59,11 +83,8 @@ std::size_t LineBuffer::consume(std::size_t bytes) noexcept {
     const auto unread = pending();
     bytes = std::min(bytes, unread.size());
     const auto in_first = std::min(bytes, unread.first.size());
-    std::size_t lines = 0;
-    lines +=
-        static_cast<std::size_t>(std::count(unread.first.begin(), unread.first.begin() + in_first, '\n'));
-    lines += static_cast<std::size_t>(
-        std::count(unread.second.begin(), unread.second.begin() + (bytes - in_first), '\n'));
+    const auto lines = count_lines(unread.first.substr(0, in_first)) +
+                       count_lines(unread.second.substr(0, bytes - in_first));
     const std::lock_guard<std::mutex> lock(mutex_);
     tail_ += bytes;
     return lines;

@@ -852,6 +852,7 @@ void ClientSession::on_continue_written(AfterContinue next, beast::error_code ec
 
 void ClientSession::acquire_upstream() {
     ++attempts_;
+    if (access_log_) note_sent();
     if (auto idle = runtime_->pools[upstream_index_]->try_acquire_idle()) {
         return on_upstream_acquired({}, std::move(idle));
     }
@@ -879,7 +880,6 @@ void ClientSession::on_upstream_acquired(std::error_code ec, upstream::Connectio
 
 void ClientSession::write_request_header() {
     ++sends_;
-    if (access_log_) note_sent();
     if (kept_refusal_) {
         // The retry after a vendor 429 is on its way: the refusal kept for the
         // client is no longer needed, and only now does the retry count.

@@ -33,7 +33,9 @@ public:
         std::size_t size() const { return first.size() + second.size(); }
     };
     Pending pending() const;
-    // Waits up to `timeout` for bytes to write, or until wake() is called.
+    // What there is to write after `timeout`, or earlier once the buffer is half full or
+    // wake() is called: the writer takes lines in batches, and an append wakes it (a
+    // system call) only when a batch is due before the timeout.
     Pending wait_pending(std::chrono::milliseconds timeout);
     // Marks `bytes` from the start of pending() as done with: written (their lines
     // count in lines_written()) or lost to a write error (counted as dropped).

@@ -29,10 +29,10 @@ struct RequestRecord {
     unsigned status = 0;      // 0: no response reached the client
     std::string answered_by;  // "vendor", a sluice error code, or empty: nobody answered
     std::chrono::nanoseconds queue_wait{0};
-    std::optional<std::chrono::nanoseconds> upstream_time;  // none: never sent to the vendor
+    std::optional<std::chrono::nanoseconds> upstream_time;  // none: no send to the vendor was tried
     std::uint64_t bytes_in = 0;   // request bytes read from the client (head and body)
     std::uint64_t bytes_out = 0;  // response bytes written to the client (head and body)
-    unsigned attempts = 0;        // sends to the vendor (retries after a vendor 429 included)
+    unsigned attempts = 0;        // sends to the vendor tried, from taking a connection (retries included)
     std::array<std::string_view, kMaxDelayedBy> delayed_by{};
     std::size_t delayed_by_count = 0;
     bool complete = false;  // the whole response was written (else the connection was cut or left)

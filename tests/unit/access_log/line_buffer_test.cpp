@@ -76,16 +76,30 @@ TEST_CASE("the ring wraps: a line may come back in two pieces, in order", "[acce
     CHECK(buffer.lines_dropped() == 1);
 }
 
-TEST_CASE("wait_pending returns at once with bytes, after the timeout without, and on wake", "[access-log]") {
+TEST_CASE("wait_pending takes a batch: after the timeout, or at once when half full or woken",
+          "[access-log]") {
     LineBuffer buffer(64);
     CHECK(buffer.wait_pending(std::chrono::milliseconds(1)).size() == 0);
     REQUIRE(buffer.try_append("x\n"));
-    CHECK(buffer.wait_pending(std::chrono::hours(1)).size() == 2);
+    CHECK(buffer.wait_pending(std::chrono::milliseconds(1)).size() == 2);  // less than half: the timeout
     buffer.consume_written(2);
+    REQUIRE(buffer.try_append(std::string(31, 'y') + "\n"));  // half full
+    // Returns at once (an hour is the test's failure, not a wait it relies on).
+    CHECK(buffer.wait_pending(std::chrono::hours(1)).size() == 32);
+    buffer.consume_written(32);
     std::thread waker([&buffer] { buffer.wake(); });
-    // Returns once woken (an hour is the test's failure, not a wait it relies on).
     CHECK(buffer.wait_pending(std::chrono::hours(1)).size() == 0);
     waker.join();
+}
+
+TEST_CASE("an append that fills half the buffer wakes a waiting writer", "[access-log]") {
+    LineBuffer buffer(64);
+    std::thread appender([&buffer] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // most likely after the wait began
+        buffer.try_append(std::string(40, 'z') + "\n");
+    });
+    CHECK(buffer.wait_pending(std::chrono::hours(1)).size() == 41);
+    appender.join();
 }
 
 TEST_CASE("lines appended from several threads all arrive whole or are counted as dropped", "[access-log]") {

@@ -326,7 +326,8 @@ std::string checked_token(std::string token, const std::string& where) {
     const bool visible = std::all_of(token.begin(), token.end(), [](char c) { return c > 0x20 && c < 0x7f; });
     // The message never quotes the content: it is (or is close to) a secret.
     if (token.size() < 16 || token.size() > 4096 || !visible) {
-        throw std::runtime_error(where + ": expected one line of 16 to 4096 visible ASCII characters (no spaces)");
+        throw std::runtime_error(where +
+                                 ": expected one line of 16 to 4096 visible ASCII characters (no spaces)");
     }
     return token;
 }
@@ -339,7 +340,8 @@ std::string read_token_file(const std::string& path) {
     // Bounded read: a token is short, whatever the file is.
     char chunk[4097];
     in.read(chunk, sizeof chunk);
-    return checked_token(std::string(chunk, static_cast<std::size_t>(in.gcount())), "admin token_file " + path);
+    return checked_token(std::string(chunk, static_cast<std::size_t>(in.gcount())),
+                         "admin token_file " + path);
 }
 
 std::string read_token_env(const std::string& name) {
@@ -382,10 +384,11 @@ void AdminServer::bind() {
     if (!address.is_loopback() && !token_) {
         // The status page shows limit state and traffic counters: off loopback it
         // is readable by anyone who can reach the port.
-        log::warn("admin",
-                  "the admin listener is not on loopback and has no token_file or token_env: /status is open to "
-                  "anyone who can reach " +
-                      cfg.address + ":" + std::to_string(port_));
+        log::warn(
+            "admin",
+            "the admin listener is not on loopback and has no token_file or token_env: /status is open to "
+            "anyone who can reach " +
+                cfg.address + ":" + std::to_string(port_));
     }
 }
 

@@ -188,8 +188,8 @@ constexpr std::int64_t kMaxStatusKeys = 1000;
 // The access log's buffer: room for a few long lines at least; at most what a sidecar
 // should hold in memory for lines its reader is not taking.
 constexpr std::uint64_t kMinAccessLogBufferBytes = 64 * 1024;
-constexpr std::uint64_t kMaxAccessLogBufferBytes = 256ull << 20;             // keys per limit on /status
-constexpr Duration kMaxPause = std::chrono::hours(24);    // feedback max_pause, default_pause
+constexpr std::uint64_t kMaxAccessLogBufferBytes = 256ull << 20;  // keys per limit on /status
+constexpr Duration kMaxPause = std::chrono::hours(24);            // feedback max_pause, default_pause
 
 constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{64} * 1024;
 // A policy cap on streamed bodies: beyond 1 TiB a value is a typo, not a policy.
@@ -1297,7 +1297,8 @@ private:
                     "the name of an environment variable holding the admin token (letters, digits, '_')";
                 server.admin.token_env = e->string(expected);
                 if (!is_environment_name(server.admin.token_env)) {
-                    e->fail(echoed(server.admin.token_env) + " is not an environment variable name", expected);
+                    e->fail(echoed(server.admin.token_env) + " is not an environment variable name",
+                            expected);
                 }
                 if (!server.admin.token_file.empty()) {
                     e->fail("token_file and token_env are both given",

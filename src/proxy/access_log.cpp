@@ -39,7 +39,8 @@ access_log::LineOptions line_options(const config::Config& config) {
         for (const auto& source : limit.key) {
             if (source.kind != config::KeySource::Kind::query) continue;
             auto& names = options.redacted_query_params;
-            if (std::find(names.begin(), names.end(), source.name) == names.end()) names.push_back(source.name);
+            if (std::find(names.begin(), names.end(), source.name) == names.end())
+                names.push_back(source.name);
         }
     }
     return options;
@@ -58,7 +59,8 @@ AccessLog::AccessLog(const config::Config& config)
     } else {
         fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (fd_ < 0) {
-            throw std::runtime_error("access_log path " + path_ + ": cannot be opened: " + std::strerror(errno));
+            throw std::runtime_error("access_log path " + path_ +
+                                     ": cannot be opened: " + std::strerror(errno));
         }
         owns_fd_ = true;
     }

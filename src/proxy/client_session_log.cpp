@@ -48,7 +48,8 @@ void ClientSession::note_request(const RequestIntake& intake) {
 
 void ClientSession::note_queued(const queue::Admission& admission) {
     queued_at_ = std::chrono::steady_clock::now();
-    if (admission.limiting_limit) record_.add_delayed_by(runtime_->limit_config(*admission.limiting_limit).name);
+    if (admission.limiting_limit)
+        record_.add_delayed_by(runtime_->limit_config(*admission.limiting_limit).name);
 }
 
 void ClientSession::note_admission(const queue::Admission& admission) {

@@ -2,17 +2,16 @@
 // path, no secret in any line (nor in /status or /metrics), a blocked stdout that
 // never slows requests, the flush at shutdown; and the admin token from the environment.
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <chrono>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
 #include <string>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -85,8 +84,7 @@ const std::regex kRfc3339Ms(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)");
 
 }  // namespace
 
-TEST_CASE("each request becomes one exact JSON line on stdout, whatever answered it",
-          "[e2e][access-log]") {
+TEST_CASE("each request becomes one exact JSON line on stdout, whatever answered it", "[e2e][access-log]") {
     MockUpstream upstream([](const RecordedRequest& request) {
         return request.method == "POST" ? MockReply::fixed(201, "created") : MockReply::fixed(200, "hello");
     });
@@ -137,15 +135,15 @@ routes:
         CHECK(line["bytes_out"].get<std::uint64_t>() > 0);
         CHECK(line.size() == 15);  // no field beyond the documented ones (query is off)
     }
-    CHECK(stable_fields(lines[0]) == json::parse(R"({"route":"items","method":"GET","host":"api.example.com",
+    CHECK(stable_fields(lines[0]) ==
+          json::parse(R"({"route":"items","method":"GET","host":"api.example.com",
         "path":"/v1/items","status":200,"answered_by":"vendor","bytes_in":)" +
-                                                 std::to_string(get.size()) +
-                                                 R"(,"attempts":1,"delayed_by":[],"complete":true})"));
+                      std::to_string(get.size()) + R"(,"attempts":1,"delayed_by":[],"complete":true})"));
     CHECK(lines[0]["upstream_seconds"].get<double>() >= 0.0);
-    CHECK(stable_fields(lines[1]) == json::parse(R"({"route":"items","method":"POST","host":"api.example.com",
+    CHECK(stable_fields(lines[1]) ==
+          json::parse(R"({"route":"items","method":"POST","host":"api.example.com",
         "path":"/v1/items","status":201,"answered_by":"vendor","bytes_in":)" +
-                                                 std::to_string(post.size()) +
-                                                 R"(,"attempts":1,"delayed_by":[],"complete":true})"));
+                      std::to_string(post.size()) + R"(,"attempts":1,"delayed_by":[],"complete":true})"));
     CHECK(stable_fields(lines[2]) == json::parse(R"({"route":null,"method":"GET","host":"127.0.0.1",
         "path":"/elsewhere","status":404,"answered_by":"no_route","bytes_in":)" +
                                                  std::to_string(lines[2]["bytes_in"].get<std::uint64_t>()) +
@@ -206,7 +204,8 @@ routes:
     CHECK(lines[1]["status"] == 200);
 }
 
-TEST_CASE("no secret a client sends reaches the access log, /status or /metrics", "[e2e][access-log][security]") {
+TEST_CASE("no secret a client sends reaches the access log, /status or /metrics",
+          "[e2e][access-log][security]") {
     MockUpstream upstream;
     const auto yaml = yaml_subst(R"(server:
   workers: {WORKERS}
@@ -226,7 +225,7 @@ routes:
                                  {{"WORKERS", std::to_string(e2e_workers())}, {"URL", upstream.url()}});
     SluiceProcess sluice(yaml);
     const std::vector<std::string> secrets = {"SECRETauthorization1", "SECRETcookie2", "SECRETproxyauth3",
-                                              "SECRETkeyheader4", "SECRETquery5", "SECRETquerycase6",
+                                              "SECRETkeyheader4",     "SECRETquery5",  "SECRETquerycase6",
                                               "SECRETqueryenc7"};
     HttpClient client(sluice.port("main"));
     const Headers headers = {{"Authorization", "Bearer " + secrets[0]},
@@ -237,8 +236,8 @@ routes:
     REQUIRE(client.get("/v1/b?API_KEY=" + secrets[5] + "&page=2", headers).status == 200);
     REQUIRE(client.get("/v1/c?api%5Fkey=" + secrets[6], headers).status == 200);
     // Refused before routing, and a malformed one: their lines carry no secret either.
-    client.write_raw("GET /v1/d?api_key=" + secrets[4] + " HTTP/1.1\r\nHost: a\r\nHost: b\r\nAuthorization: " +
-                     secrets[0] + "\r\n\r\n");
+    client.write_raw("GET /v1/d?api_key=" + secrets[4] +
+                     " HTTP/1.1\r\nHost: a\r\nHost: b\r\nAuthorization: " + secrets[0] + "\r\n\r\n");
     REQUIRE(client.read_response().status == 400);
 
     const auto lines = wait_for_lines(sluice.dir() + "/stdout.log", 4);
@@ -264,12 +263,13 @@ routes:
     }
 }
 
-TEST_CASE("a stdout pipe nobody reads neither slows requests nor stops shutdown; lines are dropped and counted",
-          "[e2e][access-log]") {
+TEST_CASE(
+    "a stdout pipe nobody reads neither slows requests nor stops shutdown; lines are dropped and counted",
+    "[e2e][access-log]") {
     // The test holds the read end open and never reads: the pipe's 64 KiB fill, then the
     // 64 KiB buffer, and every later line is dropped.
-    const auto fifo = std::filesystem::temp_directory_path() /
-                      ("sluice-access-log-fifo-" + std::to_string(::getpid()));
+    const auto fifo =
+        std::filesystem::temp_directory_path() / ("sluice-access-log-fifo-" + std::to_string(::getpid()));
     std::filesystem::remove(fifo);
     REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
     const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
@@ -294,8 +294,8 @@ TEST_CASE("a stdout pipe nobody reads neither slows requests nor stops shutdown;
             slowest = std::max(slowest, std::chrono::steady_clock::now() - sent);
         }
         const auto took = std::chrono::steady_clock::now() - began;
-        INFO(kRequests << " requests took " << std::chrono::duration<double>(took).count() << " s, the slowest "
-                                   << std::chrono::duration<double>(slowest).count() << " s");
+        INFO(kRequests << " requests took " << std::chrono::duration<double>(took).count()
+                       << " s, the slowest " << std::chrono::duration<double>(slowest).count() << " s");
         // A writer that blocked the io thread would stop every request at the first full
         // pipe; bounds for a loaded machine under a sanitizer.
         CHECK(slowest < 3s);
@@ -339,8 +339,9 @@ TEST_CASE("the access log goes to a file when given a path, and nowhere when off
     std::filesystem::remove(file);
     for (const bool enabled : {true, false}) {
         auto yaml = config.yaml();
-        yaml.insert(yaml.find("server:\n") + 8, "  access_log: {enabled: " + std::string(enabled ? "true" : "false") +
-                                                    ", path: \"" + file.string() + "\"}\n");
+        yaml.insert(yaml.find("server:\n") + 8,
+                    "  access_log: {enabled: " + std::string(enabled ? "true" : "false") + ", path: \"" +
+                        file.string() + "\"}\n");
         SluiceProcess sluice(yaml);
         HttpClient client(sluice.port("vendor"));
         REQUIRE(client.get("/to-the-file").status == 200);

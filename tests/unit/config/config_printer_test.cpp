@@ -190,7 +190,8 @@ routes:
 TEST_CASE("print: the access log and admin token_env load back; the variable is named, never read",
           "[config][print]") {
     const auto config = load_config_string(
-        "server:\n  admin: {token_env: SLUICE_ADMIN_TOKEN}\n  access_log: {path: /var/log/a.jsonl, log_query: "
+        "server:\n  admin: {token_env: SLUICE_ADMIN_TOKEN}\n  access_log: {path: /var/log/a.jsonl, "
+        "log_query: "
         "true, buffer_bytes: 2MiB}\nvendors:\n  i: {preset: intercom}\n",
         "user.yaml", shipped());
     const auto printed = print_config(*config);

@@ -8,12 +8,14 @@
 #
 # Load: curl sends REQUESTS (default 2000) GETs over one keep-alive connection to a route with
 # one (never binding) limit, in front of a tiny keep-alive upstream (python3, fixed 200 "ok").
-# Counters are zeroed after WARMUP (default 200) requests. Needs valgrind, curl and python3.
+# Counters are zeroed after WARMUP (default 200) requests. valgrind and python3 come from
+# scripts/install-deps.sh (SKIP_INSTALL=1 skips it).
 # KEEP_TMP=1 keeps the callgrind dumps (callgrind_annotate them for the cost by function).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 SLUICE_BIN=${1:-$root/build-dev/sluice}
+[ "${SKIP_INSTALL:-0}" = 1 ] || "$root/scripts/install-deps.sh" valgrind python3
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-200}
 tmp=$(mktemp -d)

@@ -41,6 +41,7 @@ bool LineBuffer::try_append(std::string_view line) noexcept {
         std::memcpy(data_.get() + at, line.data(), first);
         std::memcpy(data_.get(), line.data() + first, line.size() - first);
         head_ += line.size();
+        ++lines_appended_;
         // The writer wakes on its own every interval and takes all there is; it is woken
         // early only once the buffer is half full, so a line costs no system call.
         if (writer_waiting_ && head_ - tail_ >= capacity_ / 2) {
@@ -56,7 +57,8 @@ LineBuffer::Pending LineBuffer::pending_locked() const {
     const auto used = static_cast<std::size_t>(head_ - tail_);
     const auto at = static_cast<std::size_t>(tail_ % capacity_);
     const auto first = std::min(used, capacity_ - at);
-    return {std::string_view(data_.get() + at, first), std::string_view(data_.get(), used - first)};
+    return {std::string_view(data_.get() + at, first), std::string_view(data_.get(), used - first),
+            lines_appended_};
 }
 
 LineBuffer::Pending LineBuffer::pending() const {
@@ -75,27 +77,32 @@ LineBuffer::Pending LineBuffer::wait_pending(std::chrono::milliseconds timeout) 
     return pending_locked();
 }
 
-std::size_t LineBuffer::consume(std::size_t bytes) noexcept {
+std::size_t LineBuffer::consume(const Pending& from, std::size_t bytes) noexcept {
     // Only the writer thread consumes, and appenders never touch unconsumed bytes: the
-    // lines are counted outside the lock. Lines end in '\n' and contain no other, so
-    // counting them in what was written counts the lines written, with no per-line
-    // bookkeeping on the io threads.
-    const auto unread = pending();
-    bytes = std::min(bytes, unread.size());
-    const auto in_first = std::min(bytes, unread.first.size());
-    const auto lines = count_lines(unread.first.substr(0, in_first)) +
-                       count_lines(unread.second.substr(0, bytes - in_first));
+    // lines are counted outside the lock. Usually all that was pending was written, and
+    // its lines are known; after a partial write the line ends in the written bytes are
+    // counted (a line holds no '\n' but its last byte).
+    bytes = std::min(bytes, from.size());
+    std::size_t lines = 0;
+    if (bytes == from.size()) {
+        lines = static_cast<std::size_t>(from.lines_through - lines_consumed_);
+    } else {
+        const auto in_first = std::min(bytes, from.first.size());
+        lines = count_lines(from.first.substr(0, in_first)) +
+                count_lines(from.second.substr(0, bytes - in_first));
+    }
+    lines_consumed_ += lines;
     const std::lock_guard<std::mutex> lock(mutex_);
     tail_ += bytes;
     return lines;
 }
 
-void LineBuffer::consume_written(std::size_t bytes) noexcept {
-    written_.fetch_add(consume(bytes), std::memory_order_relaxed);
+void LineBuffer::consume_written(const Pending& from, std::size_t bytes) noexcept {
+    written_.fetch_add(consume(from, bytes), std::memory_order_relaxed);
 }
 
-void LineBuffer::consume_lost(std::size_t bytes) noexcept {
-    dropped_.fetch_add(consume(bytes), std::memory_order_relaxed);
+void LineBuffer::consume_lost(const Pending& from, std::size_t bytes) noexcept {
+    dropped_.fetch_add(consume(from, bytes), std::memory_order_relaxed);
 }
 
 void LineBuffer::wake() {

@@ -110,10 +110,33 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
     return length;
 }
 
+// Whether any of 8 bytes needs more than a copy: below 0x20, 0x7f and above, '"' or '\\'
+// (the classic "has a byte less than n" and "has a zero byte" word tricks: exact as to
+// whether one exists).
+bool word_needs_escaping(std::uint64_t word) {
+    constexpr std::uint64_t kOnes = 0x0101010101010101ull;
+    constexpr std::uint64_t kHigh = 0x8080808080808080ull;
+    const auto has_zero = [](std::uint64_t x) { return (x - kOnes) & ~x & kHigh; };
+    const auto below_space = (word - kOnes * 0x20) & ~word & kHigh;
+    return (below_space | (word & kHigh) | has_zero(word ^ (kOnes * '"')) | has_zero(word ^ (kOnes * '\\')) |
+            has_zero(word ^ (kOnes * 0x7f))) != 0;
+}
+
 void Cursor::escaped(std::string_view text) {
     std::size_t i = 0;
     const std::size_t size = text.size();
     while (i < size) {
+        // Eight plain bytes at a time: paths and names are mostly plain ASCII.
+        if (size - i >= 8) {
+            std::uint64_t word;
+            std::memcpy(&word, text.data() + i, 8);
+            if (!word_needs_escaping(word)) {
+                std::memcpy(at_, &word, 8);
+                at_ += 8;
+                i += 8;
+                continue;
+            }
+        }
         const auto c = static_cast<unsigned char>(text[i]);
         const auto kind = kByteClass[c];
         if (kind == 0) {

@@ -123,9 +123,9 @@ void AccessLog::run() {
         if (pending.size() == 0) continue;
         const long written = write_some(pending);
         if (written > 0) {
-            buffer_.consume_written(static_cast<std::size_t>(written));
+            buffer_.consume_written(pending, static_cast<std::size_t>(written));
         } else if (written < 0) {
-            buffer_.consume_lost(pending.size());
+            buffer_.consume_lost(pending, pending.size());
         }
     }
 }

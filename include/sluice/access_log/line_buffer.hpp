@@ -30,6 +30,7 @@ public:
     struct Pending {
         std::string_view first;
         std::string_view second;
+        std::uint64_t lines_through = 0;  // lines appended since the start, up to the end of `second`
         std::size_t size() const { return first.size() + second.size(); }
     };
     Pending pending() const;
@@ -39,8 +40,12 @@ public:
     Pending wait_pending(std::chrono::milliseconds timeout);
     // Marks `bytes` from the start of pending() as done with: written (their lines
     // count in lines_written()) or lost to a write error (counted as dropped).
-    void consume_written(std::size_t bytes) noexcept;
-    void consume_lost(std::size_t bytes) noexcept;
+    // `from` is the pending() the bytes were taken from (when all of it was written, its
+    // lines are known without looking at the bytes); without it, pending() now.
+    void consume_written(const Pending& from, std::size_t bytes) noexcept;
+    void consume_lost(const Pending& from, std::size_t bytes) noexcept;
+    void consume_written(std::size_t bytes) noexcept { consume_written(pending(), bytes); }
+    void consume_lost(std::size_t bytes) noexcept { consume_lost(pending(), bytes); }
     // Ends a wait_pending() under way (shutdown).
     void wake();
 
@@ -49,7 +54,7 @@ public:
     std::uint64_t lines_dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
 private:
-    std::size_t consume(std::size_t bytes) noexcept;  // returns the lines it ended
+    std::size_t consume(const Pending& from, std::size_t bytes) noexcept;  // returns the lines it ended
     Pending pending_locked() const;
 
     const std::size_t capacity_;
@@ -58,6 +63,8 @@ private:
     std::condition_variable ready_;
     std::uint64_t head_ = 0;  // bytes appended since the start (the write position is head_ % capacity_)
     std::uint64_t tail_ = 0;  // bytes consumed since the start
+    std::uint64_t lines_appended_ = 0;
+    std::uint64_t lines_consumed_ = 0;  // the writer's alone
     bool writer_waiting_ = false;
     bool woken_ = false;
     std::atomic<std::uint64_t> written_{0};

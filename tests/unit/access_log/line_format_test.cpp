@@ -170,3 +170,22 @@ TEST_CASE("delayed_by names each limit once and at most four", "[access-log]") {
     const auto parsed = nlohmann::json::parse(line_of(r));
     CHECK(parsed["delayed_by"] == nlohmann::json::array({"a", "b", "c", "d"}));
 }
+
+TEST_CASE("escaping is the same at every position of a long string (the 8-byte fast path)", "[access-log]") {
+    // Each special byte at each offset of a 20-byte plain string: the word-at-a-time path
+    // must hand every one of them to the byte-by-byte escaping.
+    const std::vector<std::pair<std::string, std::string>> specials = {
+        {"\"", "\\\""},      {"\\", "\\\\"},      {"\n", "\\n"},       {std::string(1, '\0'), "\\u0000"},
+        {"\x1f", "\\u001f"}, {"\x7f", "\\u007f"}, {"\x80", "\\ufffd"}, {"\xc3\xa9", "\xc3\xa9"},
+        {" ", " "},          {"~", "~"},          {"\xff", "\\ufffd"}};
+    for (const auto& [raw, escaped] : specials) {
+        for (std::size_t at = 0; at <= 20; ++at) {
+            std::string text(20, 'a');
+            text.insert(at, raw);
+            std::string expected(20, 'a');
+            expected.insert(at, escaped);
+            INFO("byte " << nlohmann::json(escaped).dump() << " at " << at);
+            CHECK(json_string(text) == "\"" + expected + "\"");
+        }
+    }
+}

@@ -10,6 +10,7 @@
 # one (never binding) limit, in front of a tiny keep-alive upstream (python3, fixed 200 "ok").
 # Counters are zeroed after WARMUP (default 200) requests. valgrind and python3 come from
 # scripts/install-deps.sh (SKIP_INSTALL=1 skips it).
+# Then CPU time per request (kernel included) without valgrind: CPU_REPS (3) x CPU_REQUESTS (20000).
 # KEEP_TMP=1 keeps the callgrind dumps (callgrind_annotate them for the cost by function).
 set -euo pipefail
 
@@ -97,7 +98,42 @@ YAML
   awk -v a="$total" -v b="$REQUESTS" 'BEGIN { printf "%.0f\n", a / b }'
 }
 
+# CPU time (user + system, kernel included) per request without valgrind, CPU_REPS times each
+# way, alternating so that the machine's load hits both alike: noisy on a shared machine, but
+# it counts the system calls that callgrind does not.
+cpu_per_request() {  # $1 = true | false; prints microseconds of CPU per request
+  local enabled=$1 port dir="$tmp/cpu-$1" pid before after
+  mkdir -p "$dir"
+  port=$(free_port)
+  sed -e "s/listen: \"127.0.0.1:[0-9]*\"/listen: \"127.0.0.1:$port\"/" "$tmp/run-$enabled/sluice.yaml" |
+    sed -e "s#path: \"[^\"]*\"#path: \"$dir/access.log\"#" >"$dir/sluice.yaml"
+  "$SLUICE_BIN" --config "$dir/sluice.yaml" --log-level warn >/dev/null 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  wait_port "$port"
+  curl -s -o /dev/null "http://127.0.0.1:$port/warmup/[1-$WARMUP]"
+  before=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  curl -s -o /dev/null "http://127.0.0.1:$port/v1/items/[1-$CPU_REQUESTS]?page=2"
+  sleep 0.3
+  after=$(awk '{ print $14 + $15 }' "/proc/$pid/stat")
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$CPU_REQUESTS" 'BEGIN { printf "%.2f\n", t * 1e6 / hz / n }'
+}
+
 off=$(measure false)
 on=$(measure true)
 echo "instructions per request (sluice, all threads, $REQUESTS requests): access log off $off, on $on," \
   "difference $((on - off)) ($(awk -v a="$on" -v b="$off" 'BEGIN { printf "%+.1f", (a - b) * 100 / b }') %)"
+CPU_REPS=${CPU_REPS:-3}
+CPU_REQUESTS=${CPU_REQUESTS:-20000}
+if [ "$CPU_REPS" -gt 0 ]; then
+  cpu_off=()
+  cpu_on=()
+  for _ in $(seq "$CPU_REPS"); do
+    cpu_off+=("$(cpu_per_request false)")
+    cpu_on+=("$(cpu_per_request true)")
+  done
+  echo "CPU (user + system) per request, us, $CPU_REQUESTS requests x $CPU_REPS: access log off ${cpu_off[*]}," \
+    "on ${cpu_on[*]}"
+fi

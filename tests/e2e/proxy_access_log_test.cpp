@@ -2,6 +2,7 @@
 // path, no secret in any line (nor in /status or /metrics), a blocked stdout that
 // never slows requests, the flush at shutdown; and the admin token from the environment.
 
+#include <algorithm>
 #include <chrono>
 #include <fcntl.h>
 #include <filesystem>
@@ -140,8 +141,14 @@ routes:
     garbage.write_raw(malformed);
     REQUIRE(garbage.read_response().status == 400);
 
-    const auto lines = wait_for_lines(log_path, 7);
+    auto lines = wait_for_lines(log_path, 7);
     REQUIRE(lines.size() == 7);
+    // One connection's lines come in its order; the malformed request's, on a connection of
+    // its own, may come before the last of them (another io thread): it goes last here.
+    const auto malformed_line =
+        std::find_if(lines.begin(), lines.end(), [](const json& line) { return line["method"].is_null(); });
+    REQUIRE(malformed_line != lines.end());
+    std::rotate(malformed_line, malformed_line + 1, lines.end());
     for (const auto& line : lines) {
         INFO(line.dump());
         CHECK(std::regex_match(line["time"].get<std::string>(), kRfc3339Ms));
@@ -217,7 +224,7 @@ routes:
     CHECK(lines[1]["status"] == 200);
 }
 
-TEST_CASE("no secret a client sends reaches the access log, /status or /metrics",
+TEST_CASE("no secret a client sends reaches the access log, stderr, /status, /metrics or /v1/limits",
           "[e2e][access-log][security]") {
     MockUpstream upstream;
     const auto yaml = yaml_subst(R"(server:
@@ -267,7 +274,10 @@ routes:
         {"stdout (the access log)", read_text(sluice.dir() + "/stdout.log")},
         {"stderr", sluice.stderr_text()},
         {"/status", status.body}};
+    // /metrics and /v1/limits come with issue 12's other parts: checked once they exist.
     if (metrics.status == 200) places.emplace_back("/metrics", metrics.body);
+    const auto limits = admin.get("/v1/limits");
+    if (limits.status == 200) places.emplace_back("/v1/limits", limits.body);
     for (const auto& [where, text] : places) {
         for (const auto& secret : secrets) {
             INFO(where << " must not contain " << secret);

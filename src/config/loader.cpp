@@ -184,12 +184,12 @@ constexpr Duration kMaxWindow = std::chrono::hours(24 * 366);  // limit windows:
 constexpr Duration kMaxMargin = std::chrono::hours(24);
 constexpr Duration kMaxWait = std::chrono::hours(24);     // queue max_wait
 constexpr Duration kMaxTimeout = std::chrono::hours(24);  // client and upstream timeouts
-constexpr std::int64_t kMaxStatusKeys = 1000;
+constexpr std::int64_t kMaxStatusKeys = 1000;             // keys per limit on /status
+constexpr Duration kMaxPause = std::chrono::hours(24);    // feedback max_pause, default_pause
 // The access log's buffer: room for a few long lines at least; at most what a sidecar
 // should hold in memory for lines its reader is not taking.
-constexpr std::uint64_t kMinAccessLogBufferBytes = 64 * 1024;
-constexpr std::uint64_t kMaxAccessLogBufferBytes = 256ull << 20;  // keys per limit on /status
-constexpr Duration kMaxPause = std::chrono::hours(24);            // feedback max_pause, default_pause
+constexpr std::uint64_t kMinAccessLogBufferBytes = 64ull * 1024;
+constexpr std::uint64_t kMaxAccessLogBufferBytes = 256ull << 20;
 
 constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{64} * 1024;
 // A policy cap on streamed bodies: beyond 1 TiB a value is a typo, not a policy.

@@ -252,6 +252,8 @@ int main(int argc, char** argv) {
         for (unsigned i = 1; i < workers; ++i) threads.emplace_back(run);
         run();
         for (auto& t : threads) t.join();
+        // Every exchange has ended and logged its line: what is buffered goes out now.
+        if (const auto& access_log = server.runtime()->access_log) access_log->stop();
         sluice::log::info("main", "stopped");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "sluice: %s\n", e.what());

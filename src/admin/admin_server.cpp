@@ -1,6 +1,7 @@
 #include "sluice/admin/admin_server.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <stdexcept>
@@ -79,6 +80,11 @@ public:
                 {"clamped", c.clamped.load()}};
         }
         out_["feedback"] = std::move(feedback);
+        // Lines that reached the log's destination, and lines lost (buffer full, write errors).
+        const auto* access_log = runtime.access_log.get();
+        out_["access_log"] = {{"enabled", access_log != nullptr},
+                              {"written", access_log ? access_log->lines_written() : 0},
+                              {"dropped", access_log ? access_log->lines_dropped() : 0}};
         runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant&) {
             out_["queue"] = {{"waiting", controller.waiting()}};
             walk_.set_limit_count(controller.limiter_count());
@@ -290,22 +296,43 @@ bool bearer_token_matches(std::string_view authorization, std::string_view token
     return diff == 0;
 }
 
-std::string read_token_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error("admin token_file " + path + ": cannot be read");
-    std::string token;
-    // Bounded read: a token is short, whatever the file is.
-    char chunk[4097];
-    in.read(chunk, sizeof chunk);
-    token.assign(chunk, static_cast<std::size_t>(in.gcount()));
+namespace {
+
+// The same rules wherever the token comes from; `where` names the source, never the content.
+std::string checked_token(std::string token, const std::string& where) {
     while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
     const bool visible = std::all_of(token.begin(), token.end(), [](char c) { return c > 0x20 && c < 0x7f; });
     // The message never quotes the content: it is (or is close to) a secret.
     if (token.size() < 16 || token.size() > 4096 || !visible) {
-        throw std::runtime_error("admin token_file " + path +
+        throw std::runtime_error(where +
                                  ": expected one line of 16 to 4096 visible ASCII characters (no spaces)");
     }
     return token;
+}
+
+}  // namespace
+
+std::string read_token_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("admin token_file " + path + ": cannot be read");
+    // Bounded read: a token is short, whatever the file is.
+    char chunk[4097];
+    in.read(chunk, sizeof chunk);
+    return checked_token(std::string(chunk, static_cast<std::size_t>(in.gcount())),
+                         "admin token_file " + path);
+}
+
+std::string read_token_env(const std::string& name) {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) {
+        throw std::runtime_error("admin token_env " + name + ": the environment variable is not set");
+    }
+    const std::string_view text(value);
+    if (text.size() > 4097) {
+        throw std::runtime_error("admin token_env " + name +
+                                 ": expected one line of 16 to 4096 visible ASCII characters (no spaces)");
+    }
+    return checked_token(std::string(text), "admin token_env " + name);
 }
 
 AdminServer::AdminServer(net::io_context& ioc, std::shared_ptr<proxy::Runtime> runtime)
@@ -318,6 +345,7 @@ void AdminServer::bind() {
     const auto& cfg = runtime_->config->server.admin;
     if (!cfg.token_file.empty())
         token_ = std::make_shared<const std::string>(read_token_file(cfg.token_file));
+    if (!cfg.token_env.empty()) token_ = std::make_shared<const std::string>(read_token_env(cfg.token_env));
     const auto where = "admin listener on " + cfg.address + ":" + std::to_string(cfg.port);
     boost::system::error_code ec;
     const auto address = net::ip::make_address(cfg.address, ec);
@@ -334,10 +362,11 @@ void AdminServer::bind() {
     if (!address.is_loopback() && !token_) {
         // The status page shows limit state and traffic counters: off loopback it
         // is readable by anyone who can reach the port.
-        log::warn("admin",
-                  "the admin listener is not on loopback and has no token_file: /status is open to "
-                  "anyone who can reach " +
-                      cfg.address + ":" + std::to_string(port_));
+        log::warn(
+            "admin",
+            "the admin listener is not on loopback and has no token_file or token_env: /status is open to "
+            "anyone who can reach " +
+                cfg.address + ":" + std::to_string(port_));
     }
 }
 

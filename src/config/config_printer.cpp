@@ -100,8 +100,19 @@ void print_server(YAML::Emitter& out, const ServerConfig& server) {
         // The path only: the token itself is never read by --check (config.hpp, AdminConfig).
         out << YAML::Key << "token_file" << YAML::Value << admin.token_file;
     }
+    if (!admin.token_env.empty()) {
+        // The variable's name only, like token_file: its value is read at start.
+        out << YAML::Key << "token_env" << YAML::Value << admin.token_env;
+    }
     out << YAML::Key << "status_keys" << YAML::Value << admin.status_keys;
     out << YAML::Key << "limits_top_keys" << YAML::Value << admin.limits_top_keys;
+    out << YAML::EndMap;
+    const auto& access_log = server.access_log;
+    out << YAML::Key << "access_log" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "enabled" << YAML::Value << access_log.enabled;
+    out << YAML::Key << "path" << YAML::Value << YAML::DoubleQuoted << access_log.path;
+    out << YAML::Key << "log_query" << YAML::Value << access_log.log_query;
+    out << YAML::Key << "buffer_bytes" << YAML::Value << access_log.buffer_bytes;
     out << YAML::EndMap;
     out << YAML::EndMap;
 }

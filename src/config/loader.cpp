@@ -105,6 +105,14 @@ bool valid_name(std::string_view name) {
     });
 }
 
+// POSIX's portable environment variable names: what a shell can export.
+bool is_environment_name(std::string_view text) {
+    if (text.empty() || (text[0] >= '0' && text[0] <= '9')) return false;
+    return std::all_of(text.begin(), text.end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    });
+}
+
 // RFC 9110 section 5.6.2 token: what a method or a header name may be made of.
 bool is_http_token(std::string_view text) {
     if (text.empty()) return false;
@@ -178,6 +186,10 @@ constexpr Duration kMaxWait = std::chrono::hours(24);     // queue max_wait
 constexpr Duration kMaxTimeout = std::chrono::hours(24);  // client and upstream timeouts
 constexpr std::int64_t kMaxStatusKeys = 1000;             // keys per limit on /status
 constexpr Duration kMaxPause = std::chrono::hours(24);    // feedback max_pause, default_pause
+// The access log's buffer: room for a few long lines at least; at most what a sidecar
+// should hold in memory for lines its reader is not taking.
+constexpr std::uint64_t kMinAccessLogBufferBytes = 64ull * 1024;
+constexpr std::uint64_t kMaxAccessLogBufferBytes = 256ull << 20;
 
 constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{64} * 1024;
 // A policy cap on streamed bodies: beyond 1 TiB a value is a typo, not a policy.
@@ -520,13 +532,15 @@ const std::vector<std::string> kServerKeys{"workers",
                                            "timeouts",
                                            "forwarded",
                                            "rate_limit_headers",
-                                           "admin"};
+                                           "admin",
+                                           "access_log"};
 const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_body_total",
                                             "client_idle", "client_write"};
 const std::vector<std::string> kForwardedKeys{"x_forwarded_for", "x_forwarded_proto"};
 const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
-const std::vector<std::string> kAdminKeys{"enabled", "listen", "token_file", "status_keys",
+const std::vector<std::string> kAdminKeys{"enabled", "listen", "token_file", "token_env", "status_keys",
                                           "limits_top_keys"};
+const std::vector<std::string> kAccessLogKeys{"enabled", "path", "log_query", "buffer_bytes"};
 const std::vector<std::string> kListenerKeys{"name", "listen"};
 const std::vector<std::string> kUpstreamKeys{"url",
                                              "tls",
@@ -1279,10 +1293,33 @@ private:
             if (const auto f = admin.get("token_file")) {
                 server.admin.token_file = f->string("a path to a file holding the admin token");
             }
+            if (const auto e = admin.get("token_env")) {
+                constexpr std::string_view expected =
+                    "the name of an environment variable holding the admin token (letters, digits, '_')";
+                server.admin.token_env = e->string(expected);
+                if (!is_environment_name(server.admin.token_env)) {
+                    e->fail(echoed(server.admin.token_env) + " is not an environment variable name",
+                            expected);
+                }
+                if (!server.admin.token_file.empty()) {
+                    e->fail("token_file and token_env are both given",
+                            "one of them: the token is read from a file or from an environment variable");
+                }
+            }
             if (const auto n = admin.get("status_keys"))
                 server.admin.status_keys = static_cast<std::size_t>(n->integer(0, kMaxStatusKeys));
             if (const auto n = admin.get("limits_top_keys"))
                 server.admin.limits_top_keys = static_cast<std::size_t>(n->integer(0, kMaxStatusKeys));
+        }
+        if (const auto v = map.get("access_log")) {
+            const Map log(*v, kAccessLogKeys);
+            auto& access_log = server.access_log;
+            if (const auto b = log.get("enabled")) access_log.enabled = b->boolean();
+            if (const auto p = log.get("path"))
+                access_log.path = p->string("stdout, stderr, or the path of a file to append to");
+            if (const auto b = log.get("log_query")) access_log.log_query = b->boolean();
+            if (const auto n = log.get("buffer_bytes"))
+                access_log.buffer_bytes = n->size(kMinAccessLogBufferBytes, kMaxAccessLogBufferBytes);
         }
     }
 

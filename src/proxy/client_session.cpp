@@ -121,6 +121,7 @@ ClientSession::ClientSession(tcp::socket socket, std::shared_ptr<Runtime> runtim
     socket_.set_option(tcp::no_delay(true), ec);
     socket_.non_blocking(true, ec);  // writes are tried synchronously first: they must never block
     runtime_->counters.open_client_connections.fetch_add(1, std::memory_order_relaxed);
+    access_log_ = runtime_->access_log.get();
 }
 
 ClientSession::~ClientSession() {
@@ -264,6 +265,7 @@ bool ClientSession::parse_buffered(Parser& parser, beast::flat_buffer& buffer, b
     while (buffer.size() > 0 && !(header_only ? parser.is_header_done() : parser.is_done())) {
         const auto used = parser.put(buffer.data(), ec);
         buffer.consume(used);
+        if constexpr (std::is_same_v<Parser, RequestParser>) record_.bytes_in += used;
         // need_more: what is buffered ends inside a line or a chunk header; read on.
         if (ec == http::error::need_more) {
             ec = {};
@@ -413,6 +415,7 @@ void ClientSession::do_read_header() {
     if (closed_) return;
     // Bytes the watch already took (a pipelined request) are parsed first, with the watch ended.
     if (buffer_.size() > 0 && end_watch_then(Resume::read_header)) return;
+    record_.bytes_in = 0;
     // The response's fields go first: with both parsers gone the arena starts over.
     response_parser_.reset();
     kept_refusal_ = false;
@@ -467,6 +470,7 @@ void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
         ec == net::error::connection_reset || ec == net::error::operation_aborted) {
         return do_close();
     }
+    if (access_log_) begin_record();
     version_ = 11;
     keep_alive_ = false;
     if (ec) {
@@ -506,6 +510,7 @@ void ClientSession::handle_request() {
     auto intake = intake_request(req.base(), runtime_->routes, listener_index_);
     host_ = std::move(intake.host);
     path_ = std::move(intake.path);
+    if (access_log_) note_request(intake);
     if (intake.refusal) {
         const auto& refusal = *intake.refusal;
         if (refusal.code == Errc::no_route) {
@@ -701,6 +706,7 @@ void ClientSession::request_admission(Nanos max_wait) {
     });
     switch (admission.outcome) {
         case queue::Outcome::queued:
+            if (access_log_) note_queued(admission);
             waiting_ticket_ = admission.ticket;
             watch_client();
             return;
@@ -720,6 +726,7 @@ void ClientSession::on_queued_decision(const queue::Admission& admission) {
 }
 
 void ClientSession::apply_admission(const queue::Admission& admission) {
+    if (access_log_) note_admission(admission);
     tightest_ = admission.tightest;
     tightest_limit_ = admission.limiting_limit;
     if (admission.outcome == queue::Outcome::rejected && kept_refusal_) return relay_kept_refusal();
@@ -845,6 +852,7 @@ void ClientSession::on_continue_written(AfterContinue next, beast::error_code ec
 
 void ClientSession::acquire_upstream() {
     ++attempts_;
+    if (access_log_) note_sent();
     if (auto idle = runtime_->pools[upstream_index_]->try_acquire_idle()) {
         return on_upstream_acquired({}, std::move(idle));
     }
@@ -957,6 +965,7 @@ void ClientSession::read_response_header() {
 
 void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
     ec = settle(ec);
+    if (access_log_) note_answered();
     if (ec) {
         if (retry_on_fresh_connection(ec)) return;
         if (ec == beast::error::timeout) {
@@ -1145,6 +1154,10 @@ void ClientSession::relay_kept_refusal() {
 void ClientSession::relay_response_header() {
     auto& res = response_parser_->get();
     const unsigned status = res.result_int();
+    if (access_log_) {
+        record_.status = status;
+        record_.answered_by.assign("vendor");
+    }
     strip_hop_by_hop(res.base());
     if (config().server.rate_limit_headers.on_proxied && tightest_limit_) {
         add_rate_limit_headers(res.base(), config().server.rate_limit_headers.style,
@@ -1229,7 +1242,8 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
 }
 
 void ClientSession::write_to_client(const RelayWriter::Buffers& buffers) {
-    if (total_size(buffers) == 0) return on_response_written({}, 0);  // an empty piece: read on
+    client_write_size_ = total_size(buffers);
+    if (client_write_size_ == 0) return on_response_written({}, 0);  // an empty piece: read on
     time_client(config().server.timeouts.client_write);
     write(socket_, buffers, step(&ClientSession::on_response_written), false);
 }
@@ -1240,11 +1254,13 @@ void ClientSession::on_response_written(beast::error_code ec, std::size_t) {
         release_upstream(false);
         return do_close();
     }
+    record_.bytes_out += client_write_size_;
     if (response_writer_.done()) return finish_exchange();
     relay_response_body();
 }
 
 void ClientSession::finish_exchange() {
+    if (access_log_) end_record(true);
     release_permits();
     end_streamed_body();
     release_upstream(upstream_reusable_ && response_parser_ && response_parser_->is_done() &&
@@ -1286,6 +1302,7 @@ void ClientSession::fail_upstream(Errc code, const std::string& why, bool) {
 
 void ClientSession::send_synthetic(SyntheticResponse response) {
     if (closed_) return;
+    if (access_log_) note_synthetic(response);
     if (!response.keep_alive() || runtime_->draining.load(std::memory_order_relaxed)) keep_alive_ = false;
     synthetic_.emplace(std::move(response));
     synthetic_->version(version_ < 11 ? 10 : 11);
@@ -1294,8 +1311,12 @@ void ClientSession::send_synthetic(SyntheticResponse response) {
     http::async_write(socket_, *synthetic_, step(&ClientSession::on_synthetic_written));
 }
 
-void ClientSession::on_synthetic_written(beast::error_code ec, std::size_t) {
+void ClientSession::on_synthetic_written(beast::error_code ec, std::size_t bytes) {
     ec = settle(ec);
+    if (access_log_) {
+        record_.bytes_out += bytes;
+        end_record(!ec);
+    }
     synthetic_.reset();
     release_permits();
     end_streamed_body();
@@ -1318,6 +1339,7 @@ void ClientSession::release_permits() {
 
 void ClientSession::do_close() {
     closed_ = true;
+    end_record(false);  // a request cut short (the client left, or the answer could not be finished)
     timed_side_ = TimedSide::none;
     watchdog_.cancel();
     release_permits();

@@ -273,6 +273,9 @@ void ProxyServer::start() {
                           "traffic, API keys included");
         }
     }
+    // Opened before anything listens: a path that cannot be written is a start error.
+    if (runtime_->config->server.access_log.enabled)
+        runtime_->access_log = std::make_unique<AccessLog>(*runtime_->config);
     for (auto& listener : listeners_) listener->bind();
     if (admin_) admin_->bind();
     for (auto& pool : runtime_->pools) pool->start();

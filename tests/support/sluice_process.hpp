@@ -34,6 +34,9 @@ public:
         std::vector<std::string> extra_args;   // e.g. {"--log-level", "debug"}
         std::vector<std::string> environment;  // added to the test's own, e.g. {"SLUICE_FAILPOINTS=..."}
         std::chrono::milliseconds ready_timeout{10'000};
+        // Where sluice's stdout goes (e.g. a FIFO the test holds open and never reads);
+        // empty: DIR/stdout.log.
+        std::string stdout_path;
     };
 
     explicit SluiceProcess(const std::string& yaml);

@@ -175,7 +175,8 @@ std::string sluice_binary() {
 void SluiceProcess::spawn(const Options& options) {
     std::vector<std::string> args = {sluice_binary(), "--config", config_path_, "--ready-file", ready_path_};
     args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
-    pid_ = spawn_process(args, dir_ + "/stdout.log", stderr_path_, options.environment);
+    pid_ = spawn_process(args, options.stdout_path.empty() ? dir_ + "/stdout.log" : options.stdout_path,
+                         stderr_path_, options.environment);
 }
 
 void SluiceProcess::wait_ready(std::chrono::milliseconds timeout) {

@@ -10,7 +10,7 @@
 //                 every second (src/admin/status_page.html)
 // Small bodies only (string_body, bounded request size).
 //
-// With server.admin.token_file set, every endpoint but /healthz and /readyz (the
+// With server.admin.token_file or token_env set, every endpoint but /healthz and /readyz (the
 // probes an orchestrator sends without credentials) and the page at / (static,
 // no data: it asks the user for the token) needs `Authorization: Bearer <token>`,
 // compared in constant time; anything else gets 401. The token is never logged
@@ -64,5 +64,7 @@ bool bearer_token_matches(std::string_view authorization, std::string_view token
 // Reads and checks an admin token file: 16 to 4096 visible ASCII characters
 // (a trailing newline is ignored). Throws std::runtime_error naming the file.
 std::string read_token_file(const std::string& path);
+// The same, from an environment variable (server.admin.token_env); unset is an error too.
+std::string read_token_env(const std::string& name);
 
 }  // namespace sluice::admin

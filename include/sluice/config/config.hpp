@@ -68,8 +68,20 @@ struct AdminConfig {
     // A file holding the bearer token every admin endpoint but /healthz and /readyz
     // requires (read at start, never by --check, never logged); empty: no token.
     std::string token_file;
+    // Or the name of an environment variable holding it (read at start, same checks); at
+    // most one of the two. Never the token itself: a config file gets copied and printed.
+    std::string token_env;
     std::size_t status_keys = 20;      // keys shown per limit on /status, the most constrained
     std::size_t limits_top_keys = 20;  // keys shown per limit on /v1/limits (and the page at /), by pressure
+};
+
+// The access log (docs/operations-access-log.md): one JSON line per request.
+struct AccessLogConfig {
+    bool enabled = true;
+    std::string path = "stdout";  // "stdout", "stderr", or a file (appended to, created if missing)
+    bool log_query = false;       // the query string, with the values of limits' query keys redacted
+    // Lines waiting for the writer thread; a line that does not fit is dropped and counted.
+    std::size_t buffer_bytes = 1 << 20;
 };
 
 struct ServerConfig {
@@ -85,6 +97,7 @@ struct ServerConfig {
     ForwardedHeaders forwarded;
     RateLimitHeaders rate_limit_headers;
     AdminConfig admin;
+    AccessLogConfig access_log;
 };
 
 struct ListenerConfig {

@@ -19,6 +19,7 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 
+#include "sluice/access_log/request_record.hpp"
 #include "sluice/limit/request_key.hpp"
 #include "sluice/proxy/header_arena.hpp"
 #include "sluice/proxy/relay_writer.hpp"
@@ -28,6 +29,8 @@
 #include "sluice/upstream/connection_pool.hpp"
 
 namespace sluice::proxy {
+
+struct RequestIntake;  // upstream_request.hpp
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
 public:
@@ -170,6 +173,17 @@ private:
     void release_permits();
     void do_close();
 
+    // The access log (client_session_log.cpp): each is called only when the log is on
+    // (access_log_ set), at the points of a request's life that it records.
+    void begin_record();
+    void note_request(const RequestIntake& intake);
+    void note_queued(const queue::Admission& admission);
+    void note_admission(const queue::Admission& admission);
+    void note_sent();
+    void note_answered();
+    void note_synthetic(const SyntheticResponse& response);
+    void end_record(bool complete) noexcept;
+
     const config::Config& config() const { return *runtime_->config; }
     const config::UpstreamConfig& upstream_config() const { return config().upstreams[upstream_index_]; }
     std::string describe_request() const;
@@ -238,6 +252,15 @@ private:
     bool first_request_ = true;
     bool closed_ = false;
     std::uint64_t idle_watch_ = 0;  // the registration in runtime_->idle_sessions while waiting for a header
+
+    // The access log: null when it is off, and then nothing below is filled but two counters.
+    AccessLog* access_log_ = nullptr;
+    access_log::RequestRecord record_;
+    bool record_open_ = false;           // a request has begun and its line is not written yet
+    std::size_t client_write_size_ = 0;  // the response bytes of the write under way
+    std::chrono::steady_clock::time_point queued_at_{};  // set while waiting in the queue
+    std::chrono::steady_clock::time_point sent_at_{};    // set from a send until the vendor answers
+    std::string log_line_;                               // reused: no allocation per line
 };
 
 }  // namespace sluice::proxy

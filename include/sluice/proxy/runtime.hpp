@@ -15,6 +15,7 @@
 
 #include "sluice/config/config.hpp"
 #include "sluice/limit/vendor_gate.hpp"
+#include "sluice/proxy/access_log.hpp"
 #include "sluice/proxy/limit_service.hpp"
 #include "sluice/route/route_table.hpp"
 #include "sluice/upstream/connection_pool.hpp"
@@ -110,6 +111,8 @@ struct Runtime {
     std::vector<RouteFeedbackCounters> feedback;  // index = Config::routes index
     std::atomic<bool> draining{false};
     IdleSessionRegistry idle_sessions;
+    // Null when server.access_log is off: sessions then collect and format nothing.
+    std::unique_ptr<AccessLog> access_log;
 
     Runtime(std::shared_ptr<const config::Config> cfg, route::RouteTable table)
         : config(std::move(cfg)), routes(std::move(table)), feedback(config->routes.size()) {

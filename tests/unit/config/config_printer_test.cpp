@@ -186,3 +186,22 @@ routes:
     CHECK(printed.find("acme") != std::string::npos);
     CHECK(printed.find("unmapped: shared") != std::string::npos);
 }
+
+TEST_CASE("print: the access log and admin token_env load back; the variable is named, never read",
+          "[config][print]") {
+    const auto config = load_config_string(
+        "server:\n  admin: {token_env: SLUICE_ADMIN_TOKEN}\n  access_log: {path: /var/log/a.jsonl, "
+        "log_query: "
+        "true, buffer_bytes: 2MiB}\nvendors:\n  i: {preset: intercom}\n",
+        "user.yaml", shipped());
+    const auto printed = print_config(*config);
+    INFO(printed);
+    CHECK(printed.find("token_env: SLUICE_ADMIN_TOKEN") != std::string::npos);
+    CHECK(printed.find("access_log:\n    enabled: true\n    path: \"/var/log/a.jsonl\"\n    log_query: true\n"
+                       "    buffer_bytes: 2097152\n") != std::string::npos);
+    const auto again = load_config_string(printed, "printed.yaml", shipped());
+    CHECK(again->server.admin.token_env == "SLUICE_ADMIN_TOKEN");
+    CHECK(again->server.access_log.path == "/var/log/a.jsonl");
+    CHECK(again->server.access_log.log_query);
+    CHECK(again->server.access_log.buffer_bytes == 2 * 1024 * 1024);
+}

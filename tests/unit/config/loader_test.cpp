@@ -465,4 +465,54 @@ TEST_CASE("admin limits_top_keys: 20 by default, 0 to 1000", "[config][loader][a
     CHECK_THROWS_WITH(load_config_string("server:\n  admin: {limits_top_keys: 1001}\n" + rest, "t.yaml"),
                       "t.yaml:2:28: server.admin.limits_top_keys: 1001 is out of range; expected an integer "
                       "from 0 to 1000");
+
+TEST_CASE("admin token_env: a variable's name, not together with token_file", "[config][loader][admin]") {
+    const std::string rest =
+        "upstreams:\n  api: {url: https://api.example.com}\nroutes:\n  - upstream: api\n";
+    CHECK(load_config_string(rest, "t.yaml")->server.admin.token_env.empty());
+    const auto set =
+        load_config_string("server:\n  admin: {token_env: SLUICE_ADMIN_TOKEN}\n" + rest, "t.yaml");
+    CHECK(set->server.admin.token_env == "SLUICE_ADMIN_TOKEN");
+    CHECK(set->server.admin.token_file.empty());
+    CHECK_THROWS_WITH(
+        load_config_string("server:\n  admin: {token_env: 1BAD-NAME}\n" + rest, "t.yaml"),
+        "t.yaml:2:22: server.admin.token_env: '1BAD-NAME' is not an environment variable name; expected the "
+        "name of an environment variable holding the admin token (letters, digits, '_')");
+    CHECK_THROWS_WITH(
+        load_config_string("server:\n  admin: {token_env: TOKEN, token_file: /run/secrets/admin}\n" + rest,
+                           "t.yaml"),
+        "t.yaml:2:22: server.admin.token_env: token_file and token_env are both given; expected one of them: "
+        "the token is read from a file or from an environment variable");
+    // The token itself has no key: it never sits in the YAML.
+    CHECK_THROWS_WITH(load_config_string("server:\n  admin: {token: abcdefabcdefabcdef}\n" + rest, "t.yaml"),
+                      Catch::Contains("token"));
+}
+
+TEST_CASE("server.access_log: on to stdout by default; path, log_query and buffer_bytes",
+          "[config][loader][access-log]") {
+    const std::string rest =
+        "upstreams:\n  api: {url: https://api.example.com}\nroutes:\n  - upstream: api\n";
+    const auto defaults = load_config_string(rest, "t.yaml");
+    CHECK(defaults->server.access_log.enabled);
+    CHECK(defaults->server.access_log.path == "stdout");
+    CHECK_FALSE(defaults->server.access_log.log_query);
+    CHECK(defaults->server.access_log.buffer_bytes == 1024 * 1024);
+    const auto set = load_config_string(
+        "server:\n  access_log: {enabled: false, path: /var/log/sluice.jsonl, log_query: true, "
+        "buffer_bytes: 4MiB}\n" +
+            rest,
+        "t.yaml");
+    CHECK_FALSE(set->server.access_log.enabled);
+    CHECK(set->server.access_log.path == "/var/log/sluice.jsonl");
+    CHECK(set->server.access_log.log_query);
+    CHECK(set->server.access_log.buffer_bytes == 4 * 1024 * 1024);
+    CHECK_THROWS_WITH(load_config_string("server:\n  access_log: {buffer_bytes: 1KiB}\n" + rest, "t.yaml"),
+                      "t.yaml:2:30: server.access_log.buffer_bytes: '1KiB' is out of range; expected a size "
+                      "from 65536 to 268435456 bytes");
+    CHECK_THROWS_WITH(
+        load_config_string("server:\n  access_log: {path: \"\"}\n" + rest, "t.yaml"),
+        "t.yaml:2:22: server.access_log.path: got ''; expected stdout, stderr, or the path of a "
+        "file to append to");
+    CHECK_THROWS_WITH(load_config_string("server:\n  access_log: {format: text}\n" + rest, "t.yaml"),
+                      Catch::Contains("format"));
 }

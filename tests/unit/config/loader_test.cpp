@@ -465,6 +465,7 @@ TEST_CASE("admin limits_top_keys: 20 by default, 0 to 1000", "[config][loader][a
     CHECK_THROWS_WITH(load_config_string("server:\n  admin: {limits_top_keys: 1001}\n" + rest, "t.yaml"),
                       "t.yaml:2:28: server.admin.limits_top_keys: 1001 is out of range; expected an integer "
                       "from 0 to 1000");
+}
 
 TEST_CASE("admin token_env: a variable's name, not together with token_file", "[config][loader][admin]") {
     const std::string rest =

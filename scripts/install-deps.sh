@@ -10,7 +10,10 @@ packages=(build-essential cmake pkg-config libboost1.81-dev libssl-dev openssl l
           libhowardhinnant-date-dev tzdata
           # scripts/ci-checks.sh: sanitizer and libFuzzer builds (clang and its runtimes), lint,
           # and llhttp's C sources (the tests' independent HTTP parser, tests/CMakeLists.txt)
-          clang libclang-rt-14-dev clang-format clang-tidy node-llhttp "$@")
+          clang libclang-rt-14-dev clang-format clang-tidy node-llhttp
+          # /metrics: prometheus-cpp's TextSerializer; the e2e test parses a scrape with the
+          # Python client's parser (text_string_to_metric_families)
+          prometheus-cpp-dev python3 python3-prometheus-client "$@")
 
 missing=()
 for p in "${packages[@]}"; do

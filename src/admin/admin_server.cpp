@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "sluice/admin/metrics_page.hpp"
 #include "sluice/common/crash_barrier.hpp"
 #include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
@@ -103,6 +104,7 @@ public:
             return 0;
         });
         out_["status_keys_per_limit"] = keep_;
+        add_status_metrics(out_, runtime);
     }
 
     // One bounded step. True once every limit has been scanned.
@@ -229,6 +231,8 @@ private:
             const bool draining = runtime_->draining.load();
             respond(draining ? http::status::service_unavailable : http::status::ok, "application/json",
                     draining ? "{\"status\":\"draining\"}\n" : "{\"status\":\"ready\"}\n");
+        } else if (path == "/metrics") {
+            respond(http::status::ok, kMetricsContentType, render_metrics(*runtime_));
         } else if (path == "/status") {
             status_.emplace(runtime_->config->server.admin.status_keys);
             status_->begin(*runtime_);

@@ -238,6 +238,7 @@ private:
     bool first_request_ = true;
     bool closed_ = false;
     std::uint64_t idle_watch_ = 0;  // the registration in runtime_->idle_sessions while waiting for a header
+    metrics::ExchangeMarks metrics_marks_;  // the current request, for runtime_->metrics
 };
 
 }  // namespace sluice::proxy

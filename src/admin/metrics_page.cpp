@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <initializer_list>
+#include <iterator>
 #include <limits>
 #include <prometheus/text_serializer.h>
 #include <sstream>
@@ -67,10 +69,12 @@ public:
         f.metric.push_back(std::move(m));
     }
 
-    std::vector<MetricFamily> take() { return std::move(families_); }
+    std::vector<MetricFamily> take() {
+        return {std::make_move_iterator(families_.begin()), std::make_move_iterator(families_.end())};
+    }
 
 private:
-    std::vector<MetricFamily> families_;
+    std::deque<MetricFamily> families_;  // a deque: family() hands out references that must stay valid
 };
 
 // The codes whose responses a routed request can get from sluice (per route,
@@ -215,9 +219,11 @@ void add_limits(Families& out, proxy::Runtime& runtime) {
                                   "The configured limit: units per window, burst, or requests in flight "
                                   "(vendor gates have none)",
                                   MetricType::Gauge);
-    auto& used = out.family("sluice_limit_used_units",
-                            "Units counted now against an unkeyed limit (in the window, or in flight)",
-                            MetricType::Gauge);
+    auto& used = out.family(
+        "sluice_limit_used_units",
+        "Units counted now against an unkeyed limit (in the window, or in flight; at most the limit, "
+        "a shadow limit's overdraft included)",
+        MetricType::Gauge);
     auto& keys = out.family("sluice_limit_tracked_keys", "Keys a keyed limit tracks now", MetricType::Gauge);
     auto& waiting =
         out.family("sluice_limit_waiting_requests", "Requests waiting on the limit now", MetricType::Gauge);

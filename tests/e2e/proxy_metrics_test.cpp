@@ -7,11 +7,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -285,4 +287,30 @@ TEST_CASE("a scrape of /metrics counts each kind of request exactly and parses w
         CHECK(upstream["responses"]["4xx"] == 1);
         CHECK(upstream["responses_429"] == 1);
     }
+}
+
+TEST_CASE("with admin.token_file, /metrics answers only with the bearer token", "[e2e][metrics][security]") {
+    const std::string token = "metrics-scrape-token-0123456789";
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("sluice-metrics-token-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const auto token_path = (dir / "token").string();
+    std::ofstream(token_path) << token << "\n";
+    MockUpstream upstream;
+    ProxyConfig config{upstream.url()};
+    config.admin = {"token_file: \"" + token_path + "\""};
+    SluiceProcess sluice(config.yaml());
+    HttpClient admin(sluice.admin_port(), 5s);
+    const auto refused = admin.get("/metrics");
+    CHECK(refused.status == 401);
+    CHECK(refused.body.find("sluice_") == std::string::npos);
+    const auto wrong = admin.get("/metrics", {{"Authorization", "Bearer " + token + "x"}});
+    CHECK(wrong.status == 401);
+    const auto scraped = admin.get("/metrics", {{"Authorization", "Bearer " + token}});
+    CHECK(scraped.status == 200);
+    CHECK(scraped.body.find("# TYPE sluice_requests_total counter") != std::string::npos);
+    // The token is no label value and is nowhere in the scrape.
+    CHECK(scraped.body.find(token) == std::string::npos);
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
 }

@@ -4,6 +4,7 @@
 //   GET /readyz   200 once listening, 503 while draining
 //   GET /status   JSON: counters, upstream pools, and each limit's state (keys
 //                 as hashes, never raw values), the queue size
+//   GET /metrics  Prometheus text format 0.0.4 (admin/metrics_page.hpp)
 // Small bodies only (string_body, bounded request size).
 //
 // With server.admin.token_file set, every endpoint but /healthz and /readyz (the

@@ -249,11 +249,15 @@ void add_limits(Families& out, proxy::Runtime& runtime) {
             if (!gate) Families::gauge(configured, labels, static_cast<double>(cfg.limit));
             if (cfg.key.empty()) {
                 if (!gate) {
-                    // One key at most: status() looks at that one slot.
+                    // One key at most: status() looks at that one slot. A token bucket's
+                    // remaining is its tokens: used is what its burst is short of.
+                    const std::int64_t capacity =
+                        cfg.algorithm == config::Algorithm::token_bucket && cfg.burst > 0 ? cfg.burst
+                                                                                          : cfg.limit;
                     const auto status = limiter.status(now, 1);
-                    const std::int64_t remaining = status.empty() ? cfg.limit : status.front().remaining;
+                    const std::int64_t remaining = status.empty() ? capacity : status.front().remaining;
                     Families::gauge(used, labels,
-                                    static_cast<double>(std::max<std::int64_t>(0, cfg.limit - remaining)));
+                                    static_cast<double>(std::max<std::int64_t>(0, capacity - remaining)));
                 }
             } else {
                 Families::gauge(keys, labels, static_cast<double>(limiter.key_count()));

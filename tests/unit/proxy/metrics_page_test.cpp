@@ -34,11 +34,12 @@ limits:
   per_minute: {algorithm: sliding_window, limit: 10, window: 1m}
   per_key: {algorithm: sliding_window, limit: 5, window: 1m, key: [{header: X-Api-Key}]}
   dry_run: {algorithm: fixed_window, limit: 1, window: 1m, enforce: false}
+  bucket: {algorithm: token_bucket, rate: 10/1h, burst: 4}
 routes:
   - name: chat
     match: {path_prefix: /chat/}
     upstream: vendor
-    limits: [per_minute, dry_run]
+    limits: [per_minute, dry_run, bucket]
   - name: keyed.v1
     upstream: vendor
     limits: [per_key]
@@ -113,7 +114,7 @@ TEST_CASE("the metrics page writes known counters as Prometheus text, line by li
     // Three admissions on per_minute (and the shadow dry_run, which would refuse two),
     // two keys on per_key.
     for (int i = 0; i < 3; ++i)
-        REQUIRE(f.submit(0, {{0, 0, 1}, {2, 0, 1}}).outcome == queue::Outcome::admitted);
+        REQUIRE(f.submit(0, {{0, 0, 1}, {2, 0, 1}, {3, 0, 1}}).outcome == queue::Outcome::admitted);
     REQUIRE(f.submit(1, {{1, 11, 1}}).outcome == queue::Outcome::admitted);
     REQUIRE(f.submit(1, {{1, 12, 1}}).outcome == queue::Outcome::admitted);
 
@@ -161,6 +162,9 @@ TEST_CASE("the metrics page writes known counters as Prometheus text, line by li
         // A shadow limit counts past its limit; the gauge stops at the limit.
         R"(sluice_limit_used_units{limit="dry_run"} 1)",
         R"(sluice_limit_tracked_keys{limit="per_key"} 2)",
+        // A token bucket: 3 of its burst of 4 taken (10 per hour refill nothing in between).
+        R"(sluice_limit_configured{limit="bucket"} 10)",
+        R"(sluice_limit_used_units{limit="bucket"} 3)",
         R"(sluice_limit_waiting_requests{limit="per_minute"} 0)",
         R"(sluice_limit_waiting_requests{limit="upstream:vendor"} 0)",
         R"(sluice_limit_admitted_total{limit="per_minute"} 3)",

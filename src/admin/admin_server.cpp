@@ -11,7 +11,10 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "sluice/admin/limits_view.hpp"
 #include "sluice/admin/metrics_page.hpp"
+#include "sluice/admin/status_page_html.hpp"
+#include "sluice/admin/stepped_page.hpp"
 #include "sluice/common/crash_barrier.hpp"
 #include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
@@ -25,38 +28,17 @@ using tcp = net::ip::tcp;
 
 namespace {
 
-// Key slots one /status step examines under the admission lock. Measured
-// (tests/unit/limit/status_scan_test.cpp, "[.status-bench]"): 1,024 slots take
-// well under 100 us; the whole walk over 100,000 keys took milliseconds.
-constexpr std::size_t kSlotsPerStep = 1024;
 // The pause after a failed accept (EMFILE) or a contained exception in the accept loop.
 constexpr auto kAcceptPause = std::chrono::milliseconds(100);
 
-const char* algorithm_name(config::Algorithm a) {
-    switch (a) {
-        case config::Algorithm::token_bucket: return "token_bucket";
-        case config::Algorithm::sliding_window: return "sliding_window";
-        case config::Algorithm::fixed_window: return "fixed_window";
-        case config::Algorithm::concurrency: return "concurrency";
-        case config::Algorithm::vendor_gate: return "vendor_gate";
-    }
-    return "?";
-}
-
-double seconds_between(Nanos from, Nanos to) {
-    return std::max<double>(0.0, static_cast<double>((to - from).count()) / 1e9);
-}
-
-// The body of GET /status, built in bounded steps: begin() takes everything
-// but the limits' keys (one short look under the admission lock), then each
-// advance() scans at most kSlotsPerStep key slots of one limit under the lock.
-// The caller posts each advance() separately, so other work (admissions on the
-// same io thread included) runs in between.
-class StatusPage {
+// The body of GET /status, built in bounded steps (stepped_page.hpp): begin()
+// takes everything but the limits' keys, then each advance() walks a bounded
+// number of key slots of one limit under the lock.
+class StatusPage final : public SteppedPage {
 public:
-    explicit StatusPage(std::size_t keys_per_limit) : keep_(keys_per_limit) {}
+    explicit StatusPage(std::size_t keys_per_limit) : keep_(keys_per_limit), walk_(keys_per_limit) {}
 
-    void begin(proxy::Runtime& runtime) {
+    void begin(proxy::Runtime& runtime) override {
         const auto& counters = runtime.counters;
         out_["draining"] = runtime.draining.load();
         out_["counters"] = {
@@ -100,7 +82,7 @@ public:
         out_["feedback"] = std::move(feedback);
         runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant&) {
             out_["queue"] = {{"waiting", controller.waiting()}};
-            limit_count_ = controller.limiter_count();
+            walk_.set_limit_count(controller.limiter_count());
             return 0;
         });
         out_["status_keys_per_limit"] = keep_;
@@ -108,40 +90,28 @@ public:
     }
 
     // One bounded step. True once every limit has been scanned.
-    bool advance(proxy::Runtime& runtime) {
-        if (limit_ >= limit_count_) return true;
-        if (!scan_) scan_.emplace(keep_);
-        const limit::Limiter* limiter = nullptr;
-        Instant now;
-        std::size_t tracked = 0;
-        runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant& at) {
-            limiter = &controller.limiter(limit_);
-            limiter->status_step(at, *scan_, kSlotsPerStep);
-            now = at;
-            if (scan_->done()) tracked = limiter->key_count();
-            return 0;
-        });
-        if (!scan_->done()) return false;
-        const auto keys = scan_->take();
-        scan_.reset();
+    bool advance(proxy::Runtime& runtime) override {
+        const auto walked =
+            walk_.step(*runtime.limits, [](const queue::AdmissionController&, WalkedLimit&) {});
+        if (!walked) return walk_.done();
+        const Nanos now = walked->at.mono;
         // A limiter's config is an immutable copy: read outside the lock.
-        const auto& cfg = limiter->config();
+        const auto& cfg = walked->limiter->config();
         json entries = json::array();
-        for (const auto& key : keys) {
-            json entry = {{"key", limit::key_label(key.key)},
-                          {"remaining", key.remaining},
-                          // null: no time can tell (a concurrency limit waits for a release)
-                          {"reset_in",
-                           key.reset == kNever ? json(nullptr) : json(seconds_between(now.mono, key.reset))}};
-            if (key.paused_until > now.mono)
-                entry["paused_for"] = seconds_between(now.mono, key.paused_until);
+        for (const auto& key : walked->keys) {
+            json entry = {
+                {"key", limit::key_label(key.key)},
+                {"remaining", key.remaining},
+                // null: no time can tell (a concurrency limit waits for a release)
+                {"reset_in", key.reset == kNever ? json(nullptr) : json(seconds_between(now, key.reset))}};
+            if (key.paused_until > now) entry["paused_for"] = seconds_between(now, key.paused_until);
             if (key.learned.limit > 0) {
                 // A limit learned from the vendor's refusals (docs/feedback.md): times as seconds ago.
                 json learned = {{"limit", key.learned.limit},
-                                {"lowered_ago", seconds_between(key.learned.lowered_at, now.mono)},
+                                {"lowered_ago", seconds_between(key.learned.lowered_at, now)},
                                 {"probe_windows", key.learned.probe_windows}};
                 learned["raised_ago"] = key.learned.raised_at > Nanos::zero()
-                                            ? json(seconds_between(key.learned.raised_at, now.mono))
+                                            ? json(seconds_between(key.learned.raised_at, now))
                                             : json(nullptr);
                 entry["learned"] = std::move(learned);
             }
@@ -152,12 +122,12 @@ public:
              {"algorithm", algorithm_name(cfg.algorithm)},
              {"limit", cfg.algorithm == config::Algorithm::vendor_gate ? json(nullptr) : json(cfg.limit)},
              {"enforce", cfg.enforce},
-             {"tracked_keys", tracked},
+             {"tracked_keys", walked->tracked_keys},
              {"keys", std::move(entries)}});
-        return ++limit_ >= limit_count_;
+        return walk_.done();
     }
 
-    std::string finish() {
+    std::string finish() override {
         out_["limits"] = std::move(limits_);
         // Names and labels are ASCII today; replace, never throw, if that changes.
         return out_.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
@@ -168,9 +138,7 @@ private:
     std::size_t keep_;
     json out_;
     json limits_ = json::array();
-    std::size_t limit_ = 0;
-    std::size_t limit_count_ = 0;
-    std::optional<limit::StatusScan> scan_;
+    LimitKeyWalk walk_;
 };
 
 log::RateLimitedSite g_admin_exception_log;
@@ -216,10 +184,12 @@ private:
         response_.keep_alive(req.keep_alive());
         const std::string_view target = req.target();
         const auto path = target.substr(0, target.find('?'));
-        // Orchestrators probe health without credentials; everything else, unknown
-        // paths included (no probing for what exists), needs the token when one is set.
-        const bool probe = path == "/healthz" || path == "/readyz";
-        if (!probe && token_ && !authorized(req)) {
+        // Orchestrators probe health without credentials, and a browser opens the
+        // status page (static: no data in it; it asks for the token and sends it on
+        // its own requests, never in a URL); everything else, unknown paths
+        // included (no probing for what exists), needs the token when one is set.
+        const bool open = path == "/healthz" || path == "/readyz" || path == "/";
+        if (!open && token_ && !authorized(req)) {
             runtime_->counters.admin_unauthorized.fetch_add(1, std::memory_order_relaxed);
             response_.set(http::field::www_authenticate, "Bearer realm=\"sluice-admin\"");
             respond(http::status::unauthorized, "application/json", "{\"error\":\"unauthorized\"}\n");
@@ -234,9 +204,11 @@ private:
         } else if (path == "/metrics") {
             respond(http::status::ok, kMetricsContentType, render_metrics(*runtime_));
         } else if (path == "/status") {
-            status_.emplace(runtime_->config->server.admin.status_keys);
-            status_->begin(*runtime_);
-            return net::post(stream_.get_executor(), step(&AdminSession::on_status_step));
+            return start_page(std::make_unique<StatusPage>(runtime_->config->server.admin.status_keys));
+        } else if (path == "/v1/limits") {
+            return start_page(std::make_unique<LimitsView>(runtime_->config->server.admin.limits_top_keys));
+        } else if (path == "/") {
+            respond(http::status::ok, "text/html; charset=utf-8", std::string(kStatusPageHtml));
         } else {
             respond(http::status::not_found, "application/json", "{\"error\":\"not_found\"}\n");
         }
@@ -249,11 +221,17 @@ private:
         return bearer_token_matches(req[http::field::authorization], *token_);
     }
 
-    void on_status_step() {
-        if (!status_->advance(*runtime_))
-            return net::post(stream_.get_executor(), step(&AdminSession::on_status_step));
-        respond(http::status::ok, "application/json", status_->finish());
-        status_.reset();
+    void start_page(std::unique_ptr<SteppedPage> page) {
+        page_ = std::move(page);
+        page_->begin(*runtime_);
+        net::post(stream_.get_executor(), step(&AdminSession::on_page_step));
+    }
+
+    void on_page_step() {
+        if (!page_->advance(*runtime_))
+            return net::post(stream_.get_executor(), step(&AdminSession::on_page_step));
+        respond(http::status::ok, "application/json", page_->finish());
+        page_.reset();
         write();
     }
 
@@ -286,7 +264,7 @@ private:
     std::shared_ptr<const std::string> token_;
     std::optional<http::request_parser<http::string_body>> parser_;
     http::response<http::string_body> response_;
-    std::optional<StatusPage> status_;
+    std::unique_ptr<SteppedPage> page_;  // the page being built (/status, /v1/limits)
 };
 
 void AdminSession::start() {
@@ -356,7 +334,7 @@ void AdminServer::bind() {
     if (ec) throw std::runtime_error(where + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
     log::info("admin", "listening on " + cfg.address + ":" + std::to_string(port_) +
-                           (token_ ? " (token required but for /healthz and /readyz)" : ""));
+                           (token_ ? " (token required but for /healthz, /readyz and the page at /)" : ""));
     if (!address.is_loopback() && !token_) {
         // The status page shows limit state and traffic counters: off loopback it
         // is readable by anyone who can reach the port.

@@ -101,6 +101,7 @@ void print_server(YAML::Emitter& out, const ServerConfig& server) {
         out << YAML::Key << "token_file" << YAML::Value << admin.token_file;
     }
     out << YAML::Key << "status_keys" << YAML::Value << admin.status_keys;
+    out << YAML::Key << "limits_top_keys" << YAML::Value << admin.limits_top_keys;
     out << YAML::EndMap;
     out << YAML::EndMap;
 }

@@ -525,7 +525,8 @@ const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "cli
                                             "client_idle", "client_write"};
 const std::vector<std::string> kForwardedKeys{"x_forwarded_for", "x_forwarded_proto"};
 const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
-const std::vector<std::string> kAdminKeys{"enabled", "listen", "token_file", "status_keys"};
+const std::vector<std::string> kAdminKeys{"enabled", "listen", "token_file", "status_keys",
+                                          "limits_top_keys"};
 const std::vector<std::string> kListenerKeys{"name", "listen"};
 const std::vector<std::string> kUpstreamKeys{"url",
                                              "tls",
@@ -1280,6 +1281,8 @@ private:
             }
             if (const auto n = admin.get("status_keys"))
                 server.admin.status_keys = static_cast<std::size_t>(n->integer(0, kMaxStatusKeys));
+            if (const auto n = admin.get("limits_top_keys"))
+                server.admin.limits_top_keys = static_cast<std::size_t>(n->integer(0, kMaxStatusKeys));
         }
     }
 

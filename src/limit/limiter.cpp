@@ -19,6 +19,15 @@ std::unique_ptr<Limiter> make_limiter(const config::LimitConfig& config) {
     return make_sliding_window(config);  // unreachable: every enumerator is handled above
 }
 
+std::string_view pause_cause_name(PauseCause cause) noexcept {
+    switch (cause) {
+        case PauseCause::unspecified: return "unspecified";
+        case PauseCause::vendor_refused: return "vendor_refused";
+        case PauseCause::quota_spent: return "quota_spent";
+    }
+    return "unspecified";
+}
+
 bool more_constrained(const KeyStatus& a, const KeyStatus& b) noexcept {
     if (a.remaining != b.remaining) return a.remaining < b.remaining;
     if (a.paused_until != b.paused_until) return a.paused_until > b.paused_until;

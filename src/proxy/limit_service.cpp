@@ -7,6 +7,21 @@ namespace sluice::proxy {
 
 namespace net = boost::asio;
 
+namespace {
+
+// What a pause from this signal is kept as (the admin pages' "why"). A refusal
+// pauses for the signal's pause, or the upstream's default_pause when it gave
+// none; a 0 remaining pauses until the reset it gave.
+limit::PauseReason pause_reason_of(const feedback::VendorSignal& signal) {
+    if (signal.rate_limited) {
+        return {limit::PauseCause::vendor_refused,
+                signal.pause ? feedback::signal_source_name(signal.pause_source) : "default_pause"};
+    }
+    return {limit::PauseCause::quota_spent, feedback::signal_source_name(signal.reset_source)};
+}
+
+}  // namespace
+
 LimitService::LimitService(net::io_context& ioc, const Clock& clock,
                            std::vector<std::unique_ptr<limit::Limiter>> limiters)
     : clock_(clock),
@@ -82,7 +97,9 @@ feedback::Reaction LimitService::react(const std::vector<limit::LimitUse>& uses,
             auto& limiter = controller_.feedback_target(use.limit_index);
             changed = true;
             switch (action.kind) {
-                case Kind::pause: limiter.pause_until(use.key, action.until, now); break;
+                case Kind::pause:
+                    limiter.pause_until(use.key, action.until, now, pause_reason_of(signal));
+                    break;
                 case Kind::cap: limiter.cap_remaining(use.key, action.units, action.until, now); break;
                 case Kind::deficit: limiter.set_deficit(use.key, action.units, action.until, now); break;
                 case Kind::lower_limit: limiter.lower_learned(use.key, action.units, now); break;

@@ -34,6 +34,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "sluice/queue/arrival_list.hpp"
 #include "sluice/queue/waiting_units.hpp"
 
 namespace sluice::queue {
@@ -137,6 +138,17 @@ struct AdmissionController::Impl {
         LimitUse use;
         WaitingUnits* line = nullptr;  // null for shadow limits: they hold nobody back
         WaitingUnits::Position position = 0;
+        // Its place among the requests waiting on the limit, and on the (limit, key)
+        // (enforced limits only, with `line`): the admin pages' oldest waiter.
+        ArrivalList::Link on_limit;
+        ArrivalList::Link on_key;
+        ArrivalList* key_arrivals = nullptr;
+    };
+
+    // The requests waiting on one enforced (limit, key).
+    struct Line {
+        WaitingUnits units;
+        ArrivalList arrivals;
     };
 
     struct Waiter {
@@ -192,7 +204,10 @@ struct AdmissionController::Impl {
     };
 
     Impl(std::vector<std::unique_ptr<limit::Limiter>> limiters_in, AdmissionOptions options_in)
-        : limiters(std::move(limiters_in)), options(options_in), activity(limiters.size()) {}
+        : limiters(std::move(limiters_in)),
+          options(options_in),
+          activity(limiters.size()),
+          arrivals(limiters.size()) {}
 
     bool enforced(std::size_t limit_index) const { return limiters[limit_index]->config().enforce; }
 
@@ -426,9 +441,11 @@ struct AdmissionController::Impl {
     Queue* remove(std::list<Waiter>::iterator it) {
         Waiter& w = *it;
         Queue* q = w.queue;
-        for (const WaitingUse& wu : w.uses) {
+        for (WaitingUse& wu : w.uses) {
             --activity[wu.use.limit_index].waiting;
+            arrivals[wu.use.limit_index].erase(wu.on_limit);
             if (!wu.line) continue;
+            wu.key_arrivals->erase(wu.on_key);
             wu.line->erase(wu.position);
             if (wu.line->empty()) lines.erase(LineKey{wu.use.limit_index, wu.use.key});
         }
@@ -574,8 +591,9 @@ struct AdmissionController::Impl {
     std::vector<std::unique_ptr<limit::Limiter>> limiters;
     AdmissionOptions options;
     std::vector<LimitActivity> activity;  // per limiter (after `limiters`: sized from it)
-    std::unordered_map<QueueKey, Queue, QueueKeyHash> queues;      // non-empty queues only
-    std::unordered_map<LineKey, WaitingUnits, LineKeyHash> lines;  // enforced (limit, key) with units waiting
+    std::vector<ArrivalList> arrivals;    // per limiter: who waits on it, oldest first
+    std::unordered_map<QueueKey, Queue, QueueKeyHash> queues;  // non-empty queues only
+    std::unordered_map<LineKey, Line, LineKeyHash> lines;      // enforced (limit, key) with units waiting
     std::unordered_map<TicketId, std::list<Waiter>::iterator> index;
     std::vector<std::size_t> route_queues;  // non-empty queues per route: most submits find none
     std::set<Head> heads;                   // one per queue (outside a pass), by when it is due
@@ -617,7 +635,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     const auto line_of = [&](std::size_t i) -> const WaitingUnits* {
         if (m.lines.empty()) return nullptr;
         const auto line = m.lines.find(LineKey{uses[i].limit_index, uses[i].key});
-        return line == m.lines.end() ? nullptr : &line->second;
+        return line == m.lines.end() ? nullptr : &line->second.units;
     };
     const auto ahead = [&](std::size_t i) {
         const WaitingUnits* line = line_of(i);
@@ -688,9 +706,13 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         LimitActivity& activity = m.activity[wu.use.limit_index];
         ++activity.queued;
         ++activity.waiting;
+        m.arrivals[wu.use.limit_index].push_back(wu.on_limit, now.mono);
         if (!m.enforced(wu.use.limit_index)) continue;
-        wu.line = &m.lines[LineKey{wu.use.limit_index, wu.use.key}];
+        Impl::Line& line = m.lines[LineKey{wu.use.limit_index, wu.use.key}];
+        wu.line = &line.units;
         wu.line->push(wu.use.cost, &wu.position);
+        wu.key_arrivals = &line.arrivals;
+        line.arrivals.push_back(wu.on_key, now.mono);
     }
     m.index.emplace(w.ticket, std::prev(queue->waiters.end()));
     m.deadlines.emplace(w.deadline, w.ticket);
@@ -795,6 +817,19 @@ std::size_t AdmissionController::waiting() const {
 
 const LimitActivity& AdmissionController::activity(std::size_t limit_index) const {
     return impl_->activity[limit_index];
+}
+
+Nanos AdmissionController::oldest_waiting_since(std::size_t limit_index) const {
+    return impl_->arrivals[limit_index].oldest_arrival();
+}
+
+std::optional<KeyWaiting> AdmissionController::waiting_on(std::size_t limit_index, limit::KeyHash key) const {
+    const Impl& m = *impl_;
+    if (!m.enforced(limit_index)) return std::nullopt;
+    const auto found = m.lines.find(LineKey{limit_index, key});
+    if (found == m.lines.end()) return KeyWaiting{};
+    const Impl::Line& line = found->second;
+    return KeyWaiting{line.units.size(), line.units.total(), line.arrivals.oldest_arrival()};
 }
 
 std::size_t AdmissionController::queue_count() const {

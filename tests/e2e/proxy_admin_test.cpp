@@ -155,7 +155,7 @@ TEST_CASE("with admin.token_file, every admin endpoint but the probes needs the 
             {{"Authorization", bearer}, {"Authorization", bearer}},  // two credentials are none
         };
         for (const auto& headers : refused) {
-            for (const char* path : {"/status", "/metrics", "/nonexistent"}) {
+            for (const char* path : {"/status", "/v1/limits", "/metrics", "/nonexistent"}) {
                 const auto res = admin.get(path, headers);
                 INFO(path << " " << (headers.empty() ? "(none)" : headers.front().second));
                 CHECK(res.status == 401);

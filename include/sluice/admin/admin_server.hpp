@@ -4,17 +4,22 @@
 //   GET /readyz   200 once listening, 503 while draining
 //   GET /status   JSON: counters, upstream pools, and each limit's state (keys
 //                 as hashes, never raw values), the queue size
+//   GET /v1/limits JSON: every limit, its parameters and activity, its most
+//                 pressed keys with their queues and vendor pauses (limits_view.hpp)
+//   GET /         the live status page: static HTML that reads the two above
+//                 every second (src/admin/status_page.html)
 //   GET /metrics  Prometheus text format 0.0.4 (admin/metrics_page.hpp)
 // Small bodies only (string_body, bounded request size).
 //
 // With server.admin.token_file set, every endpoint but /healthz and /readyz (the
-// probes an orchestrator sends without credentials) needs
-// `Authorization: Bearer <token>`, compared in constant time; anything else gets
-// 401. The token is never logged or echoed.
+// probes an orchestrator sends without credentials) and the page at / (static,
+// no data: it asks the user for the token) needs `Authorization: Bearer <token>`,
+// compared in constant time; anything else gets 401. The token is never logged
+// or echoed.
 //
 // Every handler runs behind a crash barrier (common/crash_barrier.hpp): an
 // exception closes that one admin connection and is counted in
-// counters.admin_exceptions. /status is built in steps posted to the io_context,
+// counters.admin_exceptions. /status and /v1/limits are built in steps posted to the io_context,
 // each holding the admission lock for a bounded number of key slots, so a page
 // over 100,000 keys neither stalls admissions nor the io thread.
 

@@ -68,7 +68,8 @@ struct AdminConfig {
     // A file holding the bearer token every admin endpoint but /healthz and /readyz
     // requires (read at start, never by --check, never logged); empty: no token.
     std::string token_file;
-    std::size_t status_keys = 20;  // keys shown per limit on /status, the most constrained
+    std::size_t status_keys = 20;      // keys shown per limit on /status, the most constrained
+    std::size_t limits_top_keys = 20;  // keys shown per limit on /v1/limits (and the page at /), by pressure
 };
 
 struct ServerConfig {

@@ -138,6 +138,7 @@ struct LearnedLimit {
 // whose overlays have expired is as forgettable as one that never had any.
 struct VendorOverlay {
     Nanos paused_until{0};      // no admission before this (mono)
+    PauseReason pause_reason;   // why (admin pages)
     Nanos cap_until{0};         // the cap holds before this (mono)
     std::int64_t cap_left = 0;  // units that may still be admitted while the cap holds
     Nanos deficit_until{0};     // the deficit counts before this (mono)
@@ -227,13 +228,17 @@ public:
 
     void prefetch(KeyHash key) const noexcept override { entries_.prefetch(key); }
 
-    void pause_until(KeyHash key, Nanos until, const Instant& now) override {
+    using Limiter::pause_until;
+    void pause_until(KeyHash key, Nanos until, const Instant& now, PauseReason reason) override {
         if (until <= now.mono) return;
         Entry* entry = find_or_insert(key, now);
         if (entry == nullptr)
             return;  // no room: the key cannot be admitted anyway until some key is forgotten
         VendorOverlay& o = overlay_for(*entry);
-        o.paused_until = std::max(o.paused_until, until);
+        if (until > o.paused_until) {
+            o.paused_until = until;
+            o.pause_reason = reason;
+        }
     }
 
     // Within one vendor window (a reset no later than the current cap's) the
@@ -334,24 +339,26 @@ public:
     }
 
     void status_step(const Instant& now, StatusScan& scan, std::size_t max_slots) const override {
-        const auto [next,
-                    examined] = entries_.for_each_slot_from(scan.next_slot, max_slots, [&](Entry& entry) {
-            const VendorOverlay* o = overlay_of(entry);
-            const Decision d = o ? finish(probe_with_overlay(entry.value, *o, 0, now), o, 0, 0, now)
-                                 : finish(policy_.probe(entry.value, 0, now), nullptr, 0, 0, now);
-            KeyStatus status{
-                entry.key, d.remaining, d.reset, o && o->paused(now.mono) ? o->paused_until : Nanos{0}, {}};
-            if (o && o->learned.active()) {
-                const Nanos window = probe_window();
-                const std::int64_t in_force = o->learned.limit(now.mono, policy_.capacity(), window);
-                if (in_force < policy_.capacity()) {
-                    status.learned =
-                        LearnedLimitStatus{in_force, o->learned.lowered_at,
-                                           o->learned.raised_at(now.mono, window), o->learned.probe_windows};
+        const auto [next, examined] =
+            entries_.for_each_slot_from(scan.next_slot, max_slots, [&](Entry& entry) {
+                const VendorOverlay* o = overlay_of(entry);
+                const Decision d = o ? finish(probe_with_overlay(entry.value, *o, 0, now), o, 0, 0, now)
+                                     : finish(policy_.probe(entry.value, 0, now), nullptr, 0, 0, now);
+                const bool paused = o && o->paused(now.mono);
+                KeyStatus status{entry.key, d.remaining,
+                                 d.reset,   paused ? o->paused_until : Nanos{0},
+                                 {},        paused ? o->pause_reason : PauseReason{}};
+                if (o && o->learned.active()) {
+                    const Nanos window = probe_window();
+                    const std::int64_t in_force = o->learned.limit(now.mono, policy_.capacity(), window);
+                    if (in_force < policy_.capacity()) {
+                        status.learned = LearnedLimitStatus{in_force, o->learned.lowered_at,
+                                                            o->learned.raised_at(now.mono, window),
+                                                            o->learned.probe_windows};
+                    }
                 }
-            }
-            scan.offer(status);
-        });
+                scan.offer(status);
+            });
         scan.advance(next, examined, next >= entries_.capacity());
     }
 

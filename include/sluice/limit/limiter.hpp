@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sluice/common/clock.hpp"
@@ -56,6 +57,22 @@ struct FeedbackView {
     std::int64_t limit = 0;    // the limit in force: the configured one, or a learned lower one
 };
 
+// Why vendor feedback paused a key, kept with the pause for the admin pages.
+enum class PauseCause : std::uint8_t {
+    unspecified,     // the caller gave no reason
+    vendor_refused,  // the vendor refused (429, or 503 with Retry-After): held as long as it asked
+    quota_spent,     // a response said 0 remaining: held until the reset it gave
+};
+std::string_view pause_cause_name(PauseCause cause) noexcept;  // "vendor_refused", ...
+
+struct PauseReason {
+    PauseCause cause = PauseCause::unspecified;
+    // Where the pause's length came from ("retry_after", "x_ratelimit", "default_pause", ...):
+    // a string with static storage (a literal), so keeping it costs nothing.
+    std::string_view signal;
+    bool operator==(const PauseReason&) const = default;
+};
+
 // Admin/metrics view of one key.
 struct KeyStatus {
     KeyHash key = 0;
@@ -63,6 +80,7 @@ struct KeyStatus {
     Nanos reset{0};
     Nanos paused_until{0};  // vendor feedback: no admission before this (0 = not paused)
     LearnedLimitStatus learned;
+    PauseReason pause_reason;  // why, while paused_until is set
 };
 
 // Most constrained first: the fewest units remaining, then the longest vendor
@@ -147,8 +165,10 @@ public:
     virtual void prefetch(KeyHash /*key*/) const noexcept {}
 
     // Vendor feedback (feedback/): the vendor said "no more until `until`" (mono).
-    // probe() refuses with earliest >= until before then.
-    virtual void pause_until(KeyHash key, Nanos until, const Instant& now) = 0;
+    // probe() refuses with earliest >= until before then. A pause never shortens
+    // one in force; the reason kept is the one of the pause that ends last.
+    virtual void pause_until(KeyHash key, Nanos until, const Instant& now, PauseReason reason) = 0;
+    void pause_until(KeyHash key, Nanos until, const Instant& now) { pause_until(key, until, now, {}); }
 
     // Vendor feedback: the vendor reports only `remaining` units left until
     // `reset_at` (mono). Lowers the allowance for that span, never raises it above

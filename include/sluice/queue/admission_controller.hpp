@@ -125,6 +125,13 @@ struct LimitActivity {
     std::uint64_t shadow_would_refuse = 0;
 };
 
+// The requests waiting on one (limit, key) (admin pages).
+struct KeyWaiting {
+    std::size_t requests = 0;
+    std::int64_t units = 0;       // their cost on this limit
+    Nanos oldest_since = kNever;  // mono arrival of the oldest (kNever: none waits)
+};
+
 struct QueueState {
     std::size_t depth = 0;  // waiting requests in this request's queue (after the decision)
     std::size_t max_depth = 0;
@@ -183,6 +190,13 @@ public:
 
     std::size_t waiting() const;  // requests queued across all queues
     const LimitActivity& activity(std::size_t limit_index) const;
+    // When the oldest request waiting on this limit arrived (mono; kNever: none
+    // waits). O(1): cheap enough to ask under the admission lock for every limit.
+    Nanos oldest_waiting_since(std::size_t limit_index) const;
+    // The requests waiting on one key of an enforced limit, O(1) (a hash lookup);
+    // nullopt for a shadow limit (enforce: false), which holds nobody back and so
+    // keeps no per-key line (its waiting requests wait on other limits).
+    std::optional<KeyWaiting> waiting_on(std::size_t limit_index, limit::KeyHash key) const;
     std::size_t queue_count() const;  // non-empty queues (an empty queue is forgotten at once)
     const limit::Limiter& limiter(std::size_t limit_index) const;
     std::size_t limiter_count() const;

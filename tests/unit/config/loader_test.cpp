@@ -455,3 +455,14 @@ TEST_CASE("admin token_file and status_keys", "[config][loader][admin]") {
         "t.yaml:2:24: server.admin.status_keys: 1001 is out of range; expected an integer from 0 "
         "to 1000");
 }
+
+TEST_CASE("admin limits_top_keys: 20 by default, 0 to 1000", "[config][loader][admin]") {
+    const std::string rest =
+        "upstreams:\n  api: {url: https://api.example.com}\nroutes:\n  - upstream: api\n";
+    CHECK(load_config_string(rest, "t.yaml")->server.admin.limits_top_keys == 20);
+    CHECK(load_config_string("server:\n  admin: {limits_top_keys: 3}\n" + rest, "t.yaml")
+              ->server.admin.limits_top_keys == 3);
+    CHECK_THROWS_WITH(load_config_string("server:\n  admin: {limits_top_keys: 1001}\n" + rest, "t.yaml"),
+                      "t.yaml:2:28: server.admin.limits_top_keys: 1001 is out of range; expected an integer "
+                      "from 0 to 1000");
+}

@@ -260,3 +260,36 @@ TEST_CASE("keyed: an unkeyed limit uses key 0 like any other", "[limit][keys]") 
     CHECK_FALSE(l->probe(0, 1, 0, clock.now()).allowed);
     CHECK(l->key_count() == 1);
 }
+
+TEST_CASE("keyed: a pause keeps the reason of the pause that ends last, and shows it only while paused",
+          "[limit][overlay]") {
+    using sluice::limit::PauseCause;
+    using sluice::limit::PauseReason;
+    for (const auto algorithm : kAll) {
+        FakeClock clock;
+        auto l = make_limiter(config_for(algorithm, 5, 10s));
+        l->pause_until(3, clock.now().mono + 2s, clock.now(),
+                       PauseReason{PauseCause::quota_spent, "x_ratelimit"});
+        // Shorter: neither the pause nor its reason changes.
+        l->pause_until(3, clock.now().mono + 1s, clock.now(),
+                       PauseReason{PauseCause::vendor_refused, "retry_after"});
+        auto status = l->status(clock.now(), 10);
+        REQUIRE(status.size() == 1);
+        CHECK(status[0].paused_until == clock.now().mono + 2s);
+        CHECK(status[0].pause_reason == PauseReason{PauseCause::quota_spent, "x_ratelimit"});
+        // Longer: it replaces both.
+        l->pause_until(3, clock.now().mono + 4s, clock.now(),
+                       PauseReason{PauseCause::vendor_refused, "body_field"});
+        status = l->status(clock.now(), 10);
+        REQUIRE(status.size() == 1);
+        CHECK(status[0].pause_reason.cause == PauseCause::vendor_refused);
+        CHECK(status[0].pause_reason.signal == "body_field");
+        CHECK(sluice::limit::pause_cause_name(status[0].pause_reason.cause) == "vendor_refused");
+        clock.advance(4s);  // over: no pause, no reason
+        status = l->status(clock.now(), 10);
+        for (const auto& key : status) {
+            CHECK(key.paused_until == Nanos{0});
+            CHECK(key.pause_reason == PauseReason{});
+        }
+    }
+}

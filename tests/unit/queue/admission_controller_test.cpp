@@ -594,8 +594,10 @@ public:
     void release(sluice::limit::KeyHash key, std::int64_t cost, const Instant& now) override {
         inner_->release(key, cost, now);
     }
-    void pause_until(sluice::limit::KeyHash key, Nanos until, const Instant& now) override {
-        inner_->pause_until(key, until, now);
+    using Limiter::pause_until;
+    void pause_until(sluice::limit::KeyHash key, Nanos until, const Instant& now,
+                     sluice::limit::PauseReason reason) override {
+        inner_->pause_until(key, until, now, reason);
     }
     void cap_remaining(sluice::limit::KeyHash key, std::int64_t remaining, Nanos reset_at,
                        const Instant& now) override {
@@ -850,12 +852,27 @@ TEST_CASE("each limit counts what it admitted, made wait and refused; waiting en
     CHECK(tight.waiting == 0);
     CHECK(wide.waiting == 0);
     CHECK(tight.refused == 1);  // a cancel is the client's doing, not the limit's
-    // Refused after waiting, at the deadline.
-    const Admission late = f.submit(0, on({0}), 50ms);
-    if (late.outcome == Outcome::queued) {
-        f.advance_to(f.now() + 60ms);
-        f.poll();
-    }
+    // The window is full again (one admitted at its slide, one more fits): the next request,
+    // with 50 ms to wait where 1 s would be needed, is refused at once.
+    REQUIRE(f.submit(0, on({0}), 50ms).outcome == Outcome::admitted);
+    CHECK(f.submit(0, on({0}), 50ms).outcome == Outcome::rejected);
     CHECK(tight.refused == 2);
+    CHECK(tight.admitted == 4);
     CHECK(tight.waiting == 0);
+}
+
+TEST_CASE("a refusal after waiting counts on the limit that refused it", "[queue][activity]") {
+    Fixture f({sliding(1, 1s)});
+    const auto& activity = f.controller->activity(0);
+    REQUIRE(f.submit(0, on({0})).outcome == Outcome::admitted);
+    REQUIRE(f.submit(0, on({0}), 2s).outcome == Outcome::queued);
+    // A vendor pause moves its earliest admission past its deadline: refused now, not at 2 s.
+    f.controller->pause_until(0, 0, f.now() + 10s, f.clock.now());
+    const auto decided = f.poll();
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].outcome == Outcome::rejected);
+    CHECK(activity.queued == 1);
+    CHECK(activity.refused == 1);
+    CHECK(activity.waiting == 0);
+    CHECK(activity.admitted == 1);
 }

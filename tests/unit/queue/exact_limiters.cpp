@@ -89,7 +89,8 @@ public:
         return algorithm_room_later(key, cost, units, then, now);
     }
 
-    void pause_until(KeyHash key, Nanos until, const Instant&) override {
+    using Limiter::pause_until;
+    void pause_until(KeyHash key, Nanos until, const Instant&, sluice::limit::PauseReason) override {
         Feedback& f = keys_[key];
         f.paused_until = std::max(f.paused_until, until);
     }

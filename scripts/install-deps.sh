@@ -12,7 +12,10 @@ packages=(build-essential cmake pkg-config libboost1.81-dev libssl-dev openssl l
           # and llhttp's C sources (the tests' independent HTTP parser, tests/CMakeLists.txt)
           clang libclang-rt-14-dev clang-format clang-tidy node-llhttp
           # the status page's e2e test renders it in headless Chromium (tests/e2e/proxy_status_page_test.cpp)
-          chromium "$@")
+          chromium
+          # /metrics: prometheus-cpp's TextSerializer; the e2e test parses a scrape with the
+          # Python client's parser (text_string_to_metric_families)
+          prometheus-cpp-dev python3 python3-prometheus-client "$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/admin/limits_view.hpp"
+#include "sluice/admin/metrics_page.hpp"
 #include "sluice/admin/status_page_html.hpp"
 #include "sluice/admin/stepped_page.hpp"
 #include "sluice/common/crash_barrier.hpp"
@@ -91,6 +92,7 @@ public:
             return 0;
         });
         out_["status_keys_per_limit"] = keep_;
+        add_status_metrics(out_, runtime);
     }
 
     // One bounded step. True once every limit has been scanned.
@@ -205,6 +207,8 @@ private:
             const bool draining = runtime_->draining.load();
             respond(draining ? http::status::service_unavailable : http::status::ok, "application/json",
                     draining ? "{\"status\":\"draining\"}\n" : "{\"status\":\"ready\"}\n");
+        } else if (path == "/metrics") {
+            respond(http::status::ok, kMetricsContentType, render_metrics(*runtime_));
         } else if (path == "/status") {
             return start_page(std::make_unique<StatusPage>(runtime_->config->server.admin.status_keys));
         } else if (path == "/v1/limits") {

@@ -22,6 +22,7 @@
 #include "sluice/feedback/vendor_signals.hpp"
 #include "sluice/proxy/http_headers.hpp"
 #include "sluice/proxy/message_framing.hpp"
+#include "sluice/proxy/request_metrics.hpp"
 #include "sluice/proxy/upstream_request.hpp"
 
 namespace sluice::proxy {
@@ -130,6 +131,7 @@ ClientSession::~ClientSession() {
     release_permits();
     end_streamed_body();
     release_upstream(false);
+    runtime_->metrics.session_ended(metrics_marks_);
     runtime_->counters.open_client_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -464,6 +466,7 @@ void ClientSession::on_drain_while_idle() {
 
 void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
     runtime_->idle_sessions.remove(std::exchange(idle_watch_, 0));
+    metrics::ProxyMetrics::begin_request(metrics_marks_);
     ec = settle(ec);
     first_request_ = false;
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
@@ -527,6 +530,7 @@ void ClientSession::handle_request() {
     route_index_ = match->route_index;
     const auto& route_config = config().routes[route_index_];
     upstream_index_ = route_config.upstream_index;
+    metrics::ProxyMetrics::routed(metrics_marks_, route_index_, upstream_index_);
 
     // Keys and costs are read from the request as the client sent it, before any
     // header is rewritten; only hashes are kept.
@@ -707,6 +711,7 @@ void ClientSession::request_admission(Nanos max_wait) {
     switch (admission.outcome) {
         case queue::Outcome::queued:
             if (access_log_) note_queued(admission);
+            runtime_->metrics.queued(metrics_marks_, steady_nanos());
             waiting_ticket_ = admission.ticket;
             watch_client();
             return;
@@ -739,6 +744,8 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
                                                       config().server.rate_limit_headers.style, now, version_,
                                                       keep_alive_ && request_parser_->is_done()));
     }
+    runtime_->metrics.admitted(metrics_marks_, metrics_marks_.waiting ? steady_nanos() : Nanos::zero(),
+                               admission.shadow_would_refuse);
     // Only concurrency permits go back when the exchange ends; rate permits stay
     // spent, so an exchange that took none skips the release (and its poll).
     holds_permits_ = std::any_of(uses_.begin(), uses_.end(), [this](const limit::LimitUse& use) {
@@ -880,6 +887,7 @@ void ClientSession::on_upstream_acquired(std::error_code ec, upstream::Connectio
 
 void ClientSession::write_request_header() {
     ++sends_;
+    metrics::ProxyMetrics::sent(metrics_marks_, steady_nanos());
     if (kept_refusal_) {
         // The retry after a vendor 429 is on its way: the refusal kept for the
         // client is no longer needed, and only now does the retry count.
@@ -992,6 +1000,7 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
         }
         return read_response_header();  // interim (100, 103): the final answer follows
     }
+    runtime_->metrics.upstream_responded(metrics_marks_, status, steady_nanos());
     // The upstream's own view (a close-delimited body ends with the connection);
     // a head that another parser could frame differently leaves bytes nobody can
     // place, so its connection carries no second exchange.
@@ -1074,6 +1083,10 @@ void ClientSession::on_vendor_response(bool have_body) {
 
     if (reaction.vendor_429) counters.vendor_429.fetch_add(1, std::memory_order_relaxed);
     if (reaction.paused) counters.paused.fetch_add(1, std::memory_order_relaxed);
+    if (reaction.paused && reaction.pause)
+        counters.paused_nanos.fetch_add(
+            static_cast<std::uint64_t>(std::max(Nanos::zero(), *reaction.pause).count()),
+            std::memory_order_relaxed);
     if (reaction.capped) counters.capped.fetch_add(1, std::memory_order_relaxed);
     if (reaction.lowered) counters.lowered.fetch_add(1, std::memory_order_relaxed);
     if (reaction.paused && signal.rate_limited) {
@@ -1152,6 +1165,7 @@ void ClientSession::relay_kept_refusal() {
 }
 
 void ClientSession::relay_response_header() {
+    runtime_->metrics.relayed(metrics_marks_);
     auto& res = response_parser_->get();
     const unsigned status = res.result_int();
     if (access_log_) {
@@ -1234,6 +1248,7 @@ void ClientSession::on_response_body_read(beast::error_code ec, std::size_t) {
                            "upstream '" + upstream_config().name + "' failed mid-body for " +
                                describe_request() + ": " + ec.message());
         runtime_->counters.upstream_errors.fetch_add(1, std::memory_order_relaxed);
+        runtime_->metrics.failed_mid_body(metrics_marks_);
         release_upstream(false);
         return do_close();
     }
@@ -1303,6 +1318,7 @@ void ClientSession::fail_upstream(Errc code, const std::string& why, bool) {
 void ClientSession::send_synthetic(SyntheticResponse response) {
     if (closed_) return;
     if (access_log_) note_synthetic(response);
+    record_synthetic_outcome(runtime_->metrics, metrics_marks_, response);
     if (!response.keep_alive() || runtime_->draining.load(std::memory_order_relaxed)) keep_alive_ = false;
     synthetic_.emplace(std::move(response));
     synthetic_->version(version_ < 11 ? 10 : 11);

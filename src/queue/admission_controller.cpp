@@ -364,12 +364,22 @@ struct AdmissionController::Impl {
         return earliest != kNever && earliest > w.deadline;
     }
 
+    // True if a shadow limit (enforce: false) among `uses` would have refused:
+    // probed before it consumes (only shadow limits pay for that probe), and
+    // counted on that limit's activity.
     template <class Uses>
-    void consume_all(const Uses& uses, const Instant& now) {
+    bool consume_all(const Uses& uses, const Instant& now) {
+        bool shadow_would_refuse = false;
         for (const auto& u : uses) {
             const LimitUse& use = use_of(u);
-            limiters[use.limit_index]->consume(use.key, use.cost, now);
+            limit::Limiter& limiter = *limiters[use.limit_index];
+            if (!limiter.config().enforce && !limiter.probe(use.key, use.cost, 0, now).allowed) {
+                ++activity[use.limit_index].shadow_would_refuse;
+                shadow_would_refuse = true;
+            }
+            limiter.consume(use.key, use.cost, now);
         }
+        return shadow_would_refuse;
     }
 
     // The tightest limit as it stands after this admission, for rate-limit headers.
@@ -466,7 +476,7 @@ struct AdmissionController::Impl {
         a.ticket = it->ticket;
         a.queue = QueueState{it->queue->waiters.size() - 1, it->queue->max_depth};
         if (reason == Errc::ok) {
-            consume_all(it->uses, now);
+            a.shadow_would_refuse = consume_all(it->uses, now);
             a.outcome = Outcome::admitted;
             fill_tightest(a, it->uses, ev, now);
             for (const WaitingUse& wu : it->uses) ++activity[wu.use.limit_index].admitted;
@@ -659,7 +669,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     if (depth == 0 && ev.admissible) {
         // Consuming here cannot delay any waiting head: we were admissible with
         // all of their units counted ahead on every key we touch.
-        m.consume_all(uses, now);
+        a.shadow_would_refuse = m.consume_all(uses, now);
         a.outcome = Outcome::admitted;
         m.fill_tightest(a, uses, ev, now);
         for (const LimitUse& use : uses) ++m.activity[use.limit_index].admitted;

@@ -336,6 +336,8 @@ void ConnectionPool::connect_new(net::any_io_executor executor, AcquireHandler h
         // A vendor that is down fails every attempt: one line a second says so.
         SLUICE_LOG_LIMITED(log::Level::warn, "upstream",
                            describe(self->config_) + ": " + std::string(error_code_name(code)) + ": " + why);
+        (code == Errc::upstream_tls_failed ? self->tls_failures_ : self->connect_failures_)
+            .fetch_add(1, std::memory_order_relaxed);
         attempt->deadline_timer.cancel();
         beast::error_code ignored;
         attempt->connection->socket().close(ignored);

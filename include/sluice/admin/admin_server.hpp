@@ -8,6 +8,7 @@
 //                 pressed keys with their queues and vendor pauses (limits_view.hpp)
 //   GET /         the live status page: static HTML that reads the two above
 //                 every second (src/admin/status_page.html)
+//   GET /metrics  Prometheus text format 0.0.4 (admin/metrics_page.hpp)
 // Small bodies only (string_body, bounded request size).
 //
 // With server.admin.token_file or token_env set, every endpoint but /healthz and /readyz (the

@@ -6,6 +6,7 @@
 // shared_ptr; a reload (roadmap) builds a new Runtime and swaps the pointer.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -16,6 +17,7 @@
 #include "sluice/config/config.hpp"
 #include "sluice/limit/vendor_gate.hpp"
 #include "sluice/proxy/access_log.hpp"
+#include "sluice/metrics/proxy_metrics.hpp"
 #include "sluice/proxy/limit_service.hpp"
 #include "sluice/route/route_table.hpp"
 #include "sluice/upstream/connection_pool.hpp"
@@ -90,13 +92,14 @@ private:
 
 // What listening to the vendor did, per route (docs/feedback.md).
 struct RouteFeedbackCounters {
-    std::atomic<std::uint64_t> vendor_429{0};   // 429s (and 503s with Retry-After) from the vendor
-    std::atomic<std::uint64_t> paused{0};       // pauses applied (after a 429, or Remaining: 0)
-    std::atomic<std::uint64_t> capped{0};       // allowances lowered to the vendor's Remaining
-    std::atomic<std::uint64_t> lowered{0};      // learned limits lowered after a vendor 429
-    std::atomic<std::uint64_t> retried{0};      // requests sent again after a vendor 429 (counted when sent)
-    std::atomic<std::uint64_t> relayed_429{0};  // vendor 429s passed back to the client unchanged
-    std::atomic<std::uint64_t> clamped{0};      // signals cut to max_pause or ignored as malformed
+    std::atomic<std::uint64_t> vendor_429{0};    // 429s (and 503s with Retry-After) from the vendor
+    std::atomic<std::uint64_t> paused{0};        // pauses applied (after a 429, or Remaining: 0)
+    std::atomic<std::uint64_t> capped{0};        // allowances lowered to the vendor's Remaining
+    std::atomic<std::uint64_t> lowered{0};       // learned limits lowered after a vendor 429
+    std::atomic<std::uint64_t> retried{0};       // requests sent again after a vendor 429 (counted when sent)
+    std::atomic<std::uint64_t> relayed_429{0};   // vendor 429s passed back to the client unchanged
+    std::atomic<std::uint64_t> clamped{0};       // signals cut to max_pause or ignored as malformed
+    std::atomic<std::uint64_t> paused_nanos{0};  // the pauses' lengths added up (as applied, after clamping)
 };
 
 struct Runtime {
@@ -109,13 +112,24 @@ struct Runtime {
     std::shared_ptr<LimitService> limits;
     ProxyCounters counters;
     std::vector<RouteFeedbackCounters> feedback;  // index = Config::routes index
+    // Per route and per upstream (index = Config::routes / Config::upstreams index):
+    // outcomes, admission waits, upstream responses (docs/operations-metrics.md).
+    metrics::ProxyMetrics metrics;
+    // Unix time at which this runtime (the process's config) was built: the
+    // process start time and the config's load time as far as metrics tell.
+    Nanos started_wall;
     std::atomic<bool> draining{false};
     IdleSessionRegistry idle_sessions;
     // Null when server.access_log is off: sessions then collect and format nothing.
     std::unique_ptr<AccessLog> access_log;
 
     Runtime(std::shared_ptr<const config::Config> cfg, route::RouteTable table)
-        : config(std::move(cfg)), routes(std::move(table)), feedback(config->routes.size()) {
+        : config(std::move(cfg)),
+          routes(std::move(table)),
+          feedback(config->routes.size()),
+          metrics(config->routes.size(), config->upstreams.size()),
+          started_wall(
+              std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())) {
         for (const auto& upstream : config->upstreams)
             vendor_gates.push_back(limit::vendor_gate_config(upstream.name));
     }

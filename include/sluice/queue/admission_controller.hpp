@@ -121,6 +121,8 @@ struct LimitActivity {
     std::uint64_t queued = 0;    // had to wait (then admitted, refused or cancelled)
     std::uint64_t refused = 0;   // queue_full, admission_timeout or key_capacity, on this limit
     std::size_t waiting = 0;     // waiting now
+    // Shadow limits (enforce: false) only: admissions this limit would have refused.
+    std::uint64_t shadow_would_refuse = 0;
 };
 
 // The requests waiting on one (limit, key) (admin pages).
@@ -144,6 +146,7 @@ struct Admission {
         limiting_limit;        // the limit that refused / is tightest (index into Config::limits)
     limit::Decision tightest;  // that limit's decision: limit, remaining, reset (for headers)
     QueueState queue;
+    bool shadow_would_refuse = false;  // admitted: a shadow limit (enforce: false) would have refused
 };
 
 class AdmissionController {

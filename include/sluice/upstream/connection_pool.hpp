@@ -69,6 +69,10 @@ public:
     std::size_t open_connections() const;
     std::size_t idle_connections() const;
     std::uint64_t connections_opened() const;
+    // Connection attempts that failed: DNS, TCP connect or a connect timeout; the TLS handshake
+    // or certificate verification (metrics).
+    std::uint64_t connect_failures() const { return connect_failures_.load(std::memory_order_relaxed); }
+    std::uint64_t tls_failures() const { return tls_failures_.load(std::memory_order_relaxed); }
 
 private:
     struct Waiter;
@@ -96,6 +100,8 @@ private:
     std::uint64_t opened_total_ = 0;
     bool stopped_ = false;
     std::atomic<std::size_t> streamed_bodies_{0};
+    std::atomic<std::uint64_t> connect_failures_{0};
+    std::atomic<std::uint64_t> tls_failures_{0};
     boost::asio::steady_timer sweep_timer_;
 };
 

@@ -1,0 +1,129 @@
+#pragma once
+// The request path's own metrics storage (docs/operations-metrics.md): counters
+// and histograms per route and per upstream, in arrays sized and indexed once,
+// when the Runtime is built from the config. The request path only does relaxed
+// atomic adds on them: no lock, no allocation, no lookup by name. The admin
+// listener reads them at scrape time (admin/metrics_page) and turns them into
+// Prometheus families there; this folder knows nothing of the format.
+//
+// A request's outcome is counted exactly once, when its answer is decided:
+// the vendor's response head relayed (forwarded, or queued_then_forwarded if
+// it waited for admission), or a response sluice wrote itself (by its error
+// code). ExchangeMarks carries what a session knows of its current request
+// between those points; the session calls one record_*() per point.
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "sluice/common/clock.hpp"
+#include "sluice/common/error.hpp"
+#include "sluice/metrics/histogram.hpp"
+
+namespace sluice::metrics {
+
+// Every Errc value, ok included (an index into the per-code counters).
+inline constexpr std::size_t kErrcCount = static_cast<std::size_t>(Errc::request_timeout) + 1;
+
+// The outcome label of a request (sluice_requests_total{outcome}).
+enum class Outcome : std::uint8_t {
+    forwarded,              // the vendor's answer relayed, admitted at once
+    queued_then_forwarded,  // the same, after waiting in the admission queue
+    no_route,               // 404 no_route
+    client_error,           // the request was refused as malformed, too large, too slow...
+    synthetic_429,          // refused by a limit (queue_full, admission_timeout, key_capacity, vendor pause)
+    upstream_error,         // sluice answered 502/503/504 for an upstream that failed or was busy
+    unavailable,            // 503: draining, or too many client connections
+};
+inline constexpr std::size_t kOutcomeCount = 7;
+
+Outcome outcome_of(Errc code) noexcept;
+std::string_view outcome_name(Outcome outcome) noexcept;
+// The Errc whose error_code_name() is `name` (a synthetic response's Sluice-Error).
+std::optional<Errc> errc_from_name(std::string_view name) noexcept;
+
+inline constexpr std::size_t kCacheLine = 64;
+
+// One route's counters, on cache lines of their own: sessions on different
+// io threads serving different routes never share a line.
+struct alignas(kCacheLine) RouteMetrics {
+    std::atomic<std::uint64_t> forwarded{0};
+    std::atomic<std::uint64_t> queued_then_forwarded{0};
+    // Admitted requests that a shadow limit (enforce: false) would have refused:
+    // also counted under their real outcome.
+    std::atomic<std::uint64_t> shadow_would_refuse{0};
+    std::array<std::atomic<std::uint64_t>, kErrcCount> synthetic{};  // by Errc
+    std::atomic<std::int64_t> waiting{0};  // requests of this route in the admission queue now
+    AdmissionWaitHistogram admission_wait;
+};
+
+// One upstream's responses as the vendor sent them (before any retry).
+struct alignas(kCacheLine) UpstreamMetrics {
+    std::array<std::atomic<std::uint64_t>, 5> responses_by_class{};  // 1xx..5xx (final responses)
+    std::atomic<std::uint64_t> responses_429{0};
+    // The vendor's response failed after its head had gone to the client (the
+    // connection to the client was cut): not an outcome of its own, the request
+    // already counted as forwarded.
+    std::atomic<std::uint64_t> failed_mid_body{0};
+    ResponseTimeHistogram response_time;
+};
+
+// What a session knows of its current request, between the record_*() calls.
+// Plain data, one per session, reset when a request begins.
+struct ExchangeMarks {
+    static constexpr std::size_t kUnrouted = static_cast<std::size_t>(-1);
+    std::size_t route = kUnrouted;
+    std::size_t upstream = 0;
+    bool waiting = false;     // queued for admission now (waiting_since is set)
+    bool was_queued = false;  // waited for admission at least once
+    bool answered = false;    // counted as forwarded: the vendor's head was relayed
+    Nanos waiting_since{0};   // steady clock
+    Nanos sent_at{0};         // steady clock: the request's head went to the upstream
+};
+
+class ProxyMetrics {
+public:
+    ProxyMetrics(std::size_t route_count, std::size_t upstream_count);
+
+    // The request path. `now` is the steady clock, read by the caller only where needed.
+    static void begin_request(ExchangeMarks& marks) noexcept { marks = ExchangeMarks{}; }
+    static void routed(ExchangeMarks& marks, std::size_t route, std::size_t upstream) noexcept {
+        marks.route = route;
+        marks.upstream = upstream;
+    }
+    void queued(ExchangeMarks& marks, Nanos now) noexcept;
+    // `now` is read only when the request waited (marks.waiting); else pass zero.
+    void admitted(ExchangeMarks& marks, Nanos now, bool shadow_would_refuse) noexcept;
+    static void sent(ExchangeMarks& marks, Nanos now) noexcept { marks.sent_at = now; }
+    void upstream_responded(const ExchangeMarks& marks, unsigned status, Nanos now) noexcept;
+    void relayed(ExchangeMarks& marks) noexcept;
+    void synthetic(ExchangeMarks& marks, Errc code) noexcept;
+    void failed_mid_body(const ExchangeMarks& marks) noexcept;
+    // The session is gone (the client left while queued, among others).
+    void session_ended(ExchangeMarks& marks) noexcept { stop_waiting(marks); }
+
+    // Scrape time.
+    std::size_t route_count() const noexcept { return route_count_; }
+    std::size_t upstream_count() const noexcept { return upstream_count_; }
+    const RouteMetrics& route(std::size_t index) const noexcept { return routes_[index]; }
+    // Requests that ended before a route was known (no_route, a malformed head, ...).
+    const RouteMetrics& unrouted() const noexcept { return routes_[route_count_]; }
+    const UpstreamMetrics& upstream(std::size_t index) const noexcept { return upstreams_[index]; }
+
+private:
+    void stop_waiting(ExchangeMarks& marks) noexcept;
+    RouteMetrics& slot(const ExchangeMarks& marks) noexcept {
+        return routes_[marks.route < route_count_ ? marks.route : route_count_];
+    }
+
+    std::size_t route_count_;
+    std::size_t upstream_count_;
+    std::unique_ptr<RouteMetrics[]> routes_;  // route_count_ + 1: the last is "unrouted"
+    std::unique_ptr<UpstreamMetrics[]> upstreams_;
+};
+
+}  // namespace sluice::metrics

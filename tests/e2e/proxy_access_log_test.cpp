@@ -1,4 +1,4 @@
-// The access log (docs/operations-access-log.md): one JSON line per request on every
+// The access log (docs/operations.md, "The access log"): one JSON line per request on every
 // path, no secret in any line (nor in /status or /metrics), a blocked stdout that
 // never slows requests, the flush at shutdown; and the admin token from the environment.
 
@@ -274,10 +274,11 @@ routes:
         {"stdout (the access log)", read_text(sluice.dir() + "/stdout.log")},
         {"stderr", sluice.stderr_text()},
         {"/status", status.body}};
-    // /metrics and /v1/limits come with issue 12's other parts: checked once they exist.
-    if (metrics.status == 200) places.emplace_back("/metrics", metrics.body);
+    REQUIRE(metrics.status == 200);
+    places.emplace_back("/metrics", metrics.body);
     const auto limits = admin.get("/v1/limits");
-    if (limits.status == 200) places.emplace_back("/v1/limits", limits.body);
+    REQUIRE(limits.status == 200);
+    places.emplace_back("/v1/limits", limits.body);
     for (const auto& [where, text] : places) {
         for (const auto& secret : secrets) {
             INFO(where << " must not contain " << secret);
@@ -328,6 +329,11 @@ TEST_CASE(
         CHECK(counts["dropped"].get<std::uint64_t>() > 0);
         CHECK(counts["written"].get<std::uint64_t>() + counts["dropped"].get<std::uint64_t>() <= kRequests);
         CHECK(counts["written"].get<std::uint64_t>() < kRequests);
+        // /metrics exports the same counters (the writer may have written a few more since).
+        const auto metrics = admin.get("/metrics").body;
+        CHECK(metrics.find("\nsluice_access_log_dropped_total " +
+                           std::to_string(counts["dropped"].get<std::uint64_t>())) != std::string::npos);
+        CHECK(metrics.find("\nsluice_access_log_lines_total ") != std::string::npos);
         // Shutdown gives up on the pipe after the flush timeout (2 s) instead of hanging.
         const auto stopped_at = std::chrono::steady_clock::now();
         const auto exit = sluice.stop(std::chrono::seconds(15));

@@ -1,4 +1,4 @@
-// GET /v1/limits and the live status page at / (docs/operations-status.md):
+// GET /v1/limits and the live status page at / (docs/operations.md, "The status page"):
 // known traffic, then the JSON's exact values, then the page as headless
 // Chromium renders it (Debian's chromium, scripts/install-deps.sh), read back
 // from the DOM through the page's stable ids and data-* attributes.

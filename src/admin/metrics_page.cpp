@@ -323,6 +323,17 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
                                  "Requests whose client left after admission, before the response began",
                                  MetricType::Counter),
                       {}, load(c.abandoned_by_client));
+    if (runtime.access_log) {
+        // Present only when the access log is on (server.access_log).
+        Families::counter(out.family("sluice_access_log_lines_written_total", "Access log lines written",
+                                     MetricType::Counter),
+                          {}, static_cast<double>(runtime.access_log->lines_written()));
+        Families::counter(out.family("sluice_access_log_lines_dropped_total",
+                                     "Access log lines dropped: the bounded buffer was full (a slow disk or "
+                                     "pipe) or a write failed",
+                                     MetricType::Counter),
+                          {}, static_cast<double>(runtime.access_log->lines_dropped()));
+    }
     Families::gauge(out.family("sluice_process_start_time_seconds",
                                "Start time of the process (Unix seconds)", MetricType::Gauge),
                     {}, seconds_of(runtime.started_wall));

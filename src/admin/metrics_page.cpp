@@ -323,14 +323,15 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
                                  "Requests whose client left after admission, before the response began",
                                  MetricType::Counter),
                       {}, load(c.abandoned_by_client));
-    // The access log's lines (server.access_log); absent while it is off. A drop is a line the
-    // bounded buffer had no room for: the writer (a slow disk or pipe) fell behind.
     if (runtime.access_log) {
-        Families::counter(out.family("sluice_access_log_lines_total",
-                                     "Access log lines written to their destination", MetricType::Counter),
+        // Present only when the access log is on (server.access_log).
+        Families::counter(out.family("sluice_access_log_lines_written_total", "Access log lines written",
+                                     MetricType::Counter),
                           {}, static_cast<double>(runtime.access_log->lines_written()));
-        Families::counter(out.family("sluice_access_log_dropped_total",
-                                     "Access log lines dropped: the bounded buffer was full", MetricType::Counter),
+        Families::counter(out.family("sluice_access_log_lines_dropped_total",
+                                     "Access log lines dropped: the bounded buffer was full (a slow disk or "
+                                     "pipe) or a write failed",
+                                     MetricType::Counter),
                           {}, static_cast<double>(runtime.access_log->lines_dropped()));
     }
     Families::gauge(out.family("sluice_process_start_time_seconds",

@@ -331,9 +331,9 @@ TEST_CASE(
         CHECK(counts["written"].get<std::uint64_t>() < kRequests);
         // /metrics exports the same counters (the writer may have written a few more since).
         const auto metrics = admin.get("/metrics").body;
-        CHECK(metrics.find("\nsluice_access_log_dropped_total " +
+        CHECK(metrics.find("\nsluice_access_log_lines_dropped_total " +
                            std::to_string(counts["dropped"].get<std::uint64_t>())) != std::string::npos);
-        CHECK(metrics.find("\nsluice_access_log_lines_total ") != std::string::npos);
+        CHECK(metrics.find("\nsluice_access_log_lines_written_total ") != std::string::npos);
         // Shutdown gives up on the pipe after the flush timeout (2 s) instead of hanging.
         const auto stopped_at = std::chrono::steady_clock::now();
         const auto exit = sluice.stop(std::chrono::seconds(15));

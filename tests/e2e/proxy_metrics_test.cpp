@@ -257,6 +257,8 @@ TEST_CASE("a scrape of /metrics counts each kind of request exactly and parses w
     CHECK(s.at(R"(sluice_feedback_pauses_total{route="api"})") == 0);
     // Process.
     CHECK(s.at("sluice_config_generation") == 1);
+    // The access log is on by default (stdout): nothing dropped on a quiet run.
+    CHECK(s.at("sluice_access_log_lines_dropped_total") == 0);
     CHECK(s.at("sluice_config_last_load_success") == 1);
     CHECK(s.at("sluice_process_start_time_seconds") > 1.7e9);
     CHECK(s.text.find("sluice_build_info{commit=\"") != std::string::npos);

@@ -427,7 +427,9 @@ routes:
     CHECK(percentile(kept, 0) >= kIdleTimeout - 0.5);  // the reply may be noticed late, the close not
     CHECK(percentile(kept, 1) <= kIdleTimeout + 1.0);
     CHECK(readers_cut);
-    CHECK(percentile(readers, 0) >= kWriteTimeout - 0.15);  // the send queue is sampled every 50 ms
+    // The stall is seen by sampling the send queue every 50 ms; on a loaded machine the sampler
+    // runs late (1.79 s measured once for 2 s), which shortens the delay it reports.
+    CHECK(percentile(readers, 0) >= kWriteTimeout - 0.3);
     // Their writes stall once sluice's send buffer is full, a moment after the connect.
     CHECK(percentile(readers, 1) <= kWriteTimeout + 2.0);
     CHECK(readers_closed);

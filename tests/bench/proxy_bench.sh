@@ -35,6 +35,8 @@
 #   BUILD_DIR=build-bench SLUICE_BIN=$BUILD_DIR/sluice SKIP_INSTALL=0 SKIP_BUILD=0
 #   FLOOR_BIN=$BUILD_DIR/tests/bench/sluice_floor_relay
 #   FLOOR_RELAY_TRIGGER=edge        the floor relay's epoll mode (level: level-triggered)
+#   SLUICE_ACCESS_LOG=false        sluice's access log (false, as nginx's and HAProxy's are off;
+#                                   true: on, to a file; omit: no key, for binaries built before it)
 #   SLUICE_POOL="max_connections: 2048, max_idle_connections: 1024"
 #                                   sluice's upstream pool, as free as nginx's (keepalive 1024) and
 #                                   HAProxy's (no cap); SLUICE_POOL= for sluice's defaults (64/16)
@@ -376,10 +378,15 @@ EOF
         limits="  bench-open: {algorithm: sliding_window, limit: 1000000, window: 1s}"
         routes="  - {name: bench, match: {path_prefix: /}, upstream: up, limits: [bench-open]}"
       fi
+      # The access log is off like nginx's and HAProxy's here (SLUICE_ACCESS_LOG=true: on, to a
+      # file; =omit: no key at all, for binaries older than the access log).
+      access_log="  access_log: {enabled: ${SLUICE_ACCESS_LOG:-false}, path: \"$dir/access.log\"}"
+      [ "${SLUICE_ACCESS_LOG:-false}" = omit ] && access_log=""
       cat >"$dir/sluice.yaml" <<EOF
 server:
   workers: 1
   admin: {enabled: false}
+$access_log
 listeners:
   - {name: default, listen: "127.0.0.1:$port"}
 upstreams:

@@ -48,6 +48,10 @@ public:
         m.counter.value = value;
         f.metric.push_back(std::move(m));
     }
+    // Counts as Prometheus writes them (a double: exact up to 2^53, far beyond any count here).
+    static void counter(MetricFamily& f, Labels labels, std::uint64_t count) {
+        counter(f, std::move(labels), static_cast<double>(count));
+    }
     static void gauge(MetricFamily& f, Labels labels, double value) {
         ClientMetric m;
         m.label = std::move(labels);

@@ -538,8 +538,8 @@ const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "cli
                                             "client_idle", "client_write"};
 const std::vector<std::string> kForwardedKeys{"x_forwarded_for", "x_forwarded_proto"};
 const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
-const std::vector<std::string> kAdminKeys{"enabled", "listen", "token_file", "token_env", "status_keys",
-                                          "limits_top_keys"};
+const std::vector<std::string> kAdminKeys{"enabled",   "listen",      "token_file",
+                                          "token_env", "status_keys", "limits_top_keys"};
 const std::vector<std::string> kAccessLogKeys{"enabled", "path", "log_query", "buffer_bytes"};
 const std::vector<std::string> kListenerKeys{"name", "listen"};
 const std::vector<std::string> kUpstreamKeys{"url",

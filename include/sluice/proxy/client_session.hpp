@@ -261,7 +261,7 @@ private:
     std::chrono::steady_clock::time_point queued_at_{};  // set while waiting in the queue
     std::chrono::steady_clock::time_point sent_at_{};    // set from a send until the vendor answers
     std::string log_line_;                               // reused: no allocation per line
-    metrics::ExchangeMarks metrics_marks_;  // the current request, for runtime_->metrics
+    metrics::ExchangeMarks metrics_marks_;               // the current request, for runtime_->metrics
 };
 
 }  // namespace sluice::proxy

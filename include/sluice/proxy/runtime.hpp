@@ -16,8 +16,8 @@
 
 #include "sluice/config/config.hpp"
 #include "sluice/limit/vendor_gate.hpp"
-#include "sluice/proxy/access_log.hpp"
 #include "sluice/metrics/proxy_metrics.hpp"
+#include "sluice/proxy/access_log.hpp"
 #include "sluice/proxy/limit_service.hpp"
 #include "sluice/route/route_table.hpp"
 #include "sluice/upstream/connection_pool.hpp"

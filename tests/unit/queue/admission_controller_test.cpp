@@ -876,3 +876,45 @@ TEST_CASE("a refusal after waiting counts on the limit that refused it", "[queue
     CHECK(activity.waiting == 0);
     CHECK(activity.admitted == 1);
 }
+
+TEST_CASE("the oldest waiter's arrival is kept per limit and per key, whoever leaves first",
+          "[queue][activity]") {
+    // Limit 0: 1 per second per key; limit 1: shadow (counts, holds nobody back).
+    Fixture f({sliding(1, 1s), shadow(sliding(1, 1s))});
+    const Nanos t0 = f.now();
+    CHECK(f.controller->oldest_waiting_since(0) == kNever);
+    CHECK(f.controller->waiting_on(0, 7)->requests == 0);
+    CHECK_FALSE(f.controller->waiting_on(1, 7).has_value());  // shadow: no per-key line
+    REQUIRE(f.submit(0, on({0, 1}, 1, 7)).outcome == Outcome::admitted);
+    REQUIRE(f.submit(0, on({0, 1}, 1, 9)).outcome == Outcome::admitted);
+    f.advance_to(t0 + 100ms);
+    const Admission a = f.submit(0, on({0, 1}, 1, 7));  // key 7, oldest waiter overall
+    f.advance_to(t0 + 200ms);
+    const Admission b = f.submit(1, on({0, 1}, 1, 9));  // key 9, another queue
+    f.advance_to(t0 + 300ms);
+    const Admission c = f.submit(0, on({0, 1}, 1, 7));  // key 7, behind a
+    REQUIRE(a.outcome == Outcome::queued);
+    REQUIRE(b.outcome == Outcome::queued);
+    REQUIRE(c.outcome == Outcome::queued);
+    CHECK(f.controller->oldest_waiting_since(0) == t0 + 100ms);
+    CHECK(f.controller->oldest_waiting_since(1) == t0 + 100ms);  // a shadow limit still sees who waits
+    const auto key7 = f.controller->waiting_on(0, 7);
+    REQUIRE(key7.has_value());
+    CHECK(key7->requests == 2);
+    CHECK(key7->units == 2);
+    CHECK(key7->oldest_since == t0 + 100ms);
+    CHECK(f.controller->waiting_on(0, 9)->oldest_since == t0 + 200ms);
+    // The oldest leaves by cancel: the next oldest on the limit is b, on key 7 it is c.
+    REQUIRE(f.controller->cancel(a.ticket, f.clock.now()));
+    CHECK(f.controller->oldest_waiting_since(0) == t0 + 200ms);
+    CHECK(f.controller->waiting_on(0, 7)->oldest_since == t0 + 300ms);
+    CHECK(f.controller->waiting_on(0, 7)->requests == 1);
+    // The windows slide: b and c are admitted; nothing waits.
+    f.advance_to(t0 + 1s);
+    const auto decided = f.poll();
+    CHECK(decided.size() == 2);
+    CHECK(f.controller->oldest_waiting_since(0) == kNever);
+    CHECK(f.controller->oldest_waiting_since(1) == kNever);
+    CHECK(f.controller->waiting_on(0, 7)->requests == 0);
+    CHECK(f.controller->waiting_on(0, 7)->oldest_since == kNever);
+}

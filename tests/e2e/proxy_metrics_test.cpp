@@ -4,6 +4,7 @@
 // exactly, and Prometheus's own Python parser (python3-prometheus-client) must
 // read the scrape back to the same values.
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -164,14 +165,17 @@ TEST_CASE("a scrape of /metrics counts each kind of request exactly and parses w
     }
     // A slow one (2 s) holds the only permit; the next one waits in the queue (depth 1),
     // and two more find the queue full.
-    std::thread slow([port] {
+    // Catch2's assertions are not thread-safe: the threads keep their statuses, checked after join().
+    std::atomic<unsigned> slow_status{0};
+    std::atomic<unsigned> queued_status{0};
+    std::thread slow([port, &slow_status] {
         HttpClient client(port);
-        CHECK(client.get("/api/slow").status == 200);
+        slow_status = client.get("/api/slow").status;
     });
     REQUIRE(vendor.wait_for_requests(4, 5s));
-    std::thread queued([port] {
+    std::thread queued([port, &queued_status] {
         HttpClient client(port);
-        CHECK(client.get("/api/queued").status == 200);
+        queued_status = client.get("/api/queued").status;
     });
     REQUIRE(wait_until(
         [&] { return scrape(sluice).at(R"(sluice_route_waiting_requests{route="api"})") == 1; }, 3s));
@@ -185,6 +189,8 @@ TEST_CASE("a scrape of /metrics counts each kind of request exactly and parses w
     }
     slow.join();
     queued.join();
+    CHECK(slow_status == 200);
+    CHECK(queued_status == 200);
     {
         HttpClient client(port);
         CHECK(client.get("/nowhere").status == 404);    // no route

@@ -10,6 +10,7 @@
 // - a keep-alive request's header gets client_header from its first byte;
 // - a pooled connection handed straight to a waiter gets the stale-bytes check.
 
+#include <atomic>
 #include <arpa/inet.h>
 #include <chrono>
 #include <functional>
@@ -327,9 +328,10 @@ TEST_CASE("a client that leaves while waiting for a pooled connection is never f
     config.upstream_lines = "    max_connections: 1\n";
     SluiceProcess sluice(config.yaml());
 
+    std::atomic<unsigned> holder_status{0};  // checked after join(): Catch2's CHECK is not thread-safe
     std::thread holder([&] {
         HttpClient client(sluice.port("main"), 5s);
-        CHECK(client.get("/hold").status == 200);
+        holder_status = client.get("/hold").status;
     });
     REQUIRE(upstream.wait_for_requests(1, 2s));
     {
@@ -338,6 +340,7 @@ TEST_CASE("a client that leaves while waiting for a pooled connection is never f
         std::this_thread::sleep_for(200ms);
     }
     holder.join();
+    CHECK(holder_status == 200);
     std::this_thread::sleep_for(300ms);
     CHECK(upstream.request_count() == 1);
     CHECK(admin_status(sluice)["counters"].value("abandoned_by_client", 0) == 1);

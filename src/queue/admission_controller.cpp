@@ -154,6 +154,7 @@ struct AdmissionController::Impl {
     struct Waiter {
         TicketId ticket = 0;
         AdmissionOrder order;
+        Nanos arrived{0};  // mono
         Nanos deadline{0};
         Nanos bound = kNever;  // while heading its queue: its bound in every line (see set_head_bound)
         std::vector<WaitingUse> uses;
@@ -207,7 +208,9 @@ struct AdmissionController::Impl {
         : limiters(std::move(limiters_in)),
           options(options_in),
           activity(limiters.size()),
-          arrivals(limiters.size()) {}
+          arrivals(limiters.size()),
+          successor(limiters.size()),
+          retired(limiters.size(), false) {}
 
     bool enforced(std::size_t limit_index) const { return limiters[limit_index]->config().enforce; }
 
@@ -584,6 +587,53 @@ struct AdmissionController::Impl {
         return first_due();
     }
 
+    Queue& queue_for(QueueKey key) {
+        const std::size_t route = key.route_index;
+        const auto [it, inserted] = queues.emplace(std::move(key), Queue{});
+        Queue& queue = it->second;
+        if (inserted) {
+            queue.key = &it->first;
+            if (route_queues.size() <= route) route_queues.resize(route + 1);
+            ++route_queues[route];
+        }
+        return queue;
+    }
+
+    // Appends a waiter to `queue` and to the lines of its keys (the caller
+    // indexes a new head). Waiters are enqueued in arrival order.
+    Waiter& enqueue(Queue& queue, std::size_t max_depth, TicketId ticket, AdmissionOrder order, Nanos arrived,
+                    Nanos deadline, const std::vector<LimitUse>& uses) {
+        queue.max_depth = max_depth;
+        Waiter& w = queue.waiters.emplace_back();
+        w.ticket = ticket;
+        w.order = order;
+        w.arrived = arrived;
+        w.deadline = deadline;
+        w.queue = &queue;
+        w.uses.resize(uses.size());  // sized once: the positions below are handles into it
+        for (std::size_t i = 0; i < uses.size(); ++i) {
+            WaitingUse& wu = w.uses[i];
+            wu.use = uses[i];
+            ++activity[wu.use.limit_index].waiting;
+            arrivals[wu.use.limit_index].push_back(wu.on_limit, arrived);
+            if (!enforced(wu.use.limit_index)) continue;
+            Line& line = lines[LineKey{wu.use.limit_index, wu.use.key}];
+            wu.line = &line.units;
+            wu.line->push(wu.use.cost, &wu.position);
+            wu.key_arrivals = &line.arrivals;
+            line.arrivals.push_back(wu.on_key, arrived);
+        }
+        index.emplace(w.ticket, std::prev(queue.waiters.end()));
+        deadlines.emplace(w.deadline, w.ticket);
+        return w;
+    }
+
+    // The live limit that stands for `slot`: itself, or the successor a reload gave it.
+    std::size_t live(std::size_t slot) const {
+        while (successor[slot]) slot = *successor[slot];
+        return slot;
+    }
+
     Nanos first_due() const { return heads.empty() ? kNever : heads.begin()->due; }
 
     Nanos first_deadline() const { return deadlines.empty() ? kNever : deadlines.begin()->first; }
@@ -592,6 +642,11 @@ struct AdmissionController::Impl {
     AdmissionOptions options;
     std::vector<LimitActivity> activity;  // per limiter (after `limiters`: sized from it)
     std::vector<ArrivalList> arrivals;    // per limiter: who waits on it, oldest first
+    // Per limiter: set when a reload retired it and another limit took over its
+    // state (retire()); what still refers to it (an exchange admitted before)
+    // reaches that one.
+    std::vector<std::optional<std::size_t>> successor;
+    std::vector<bool> retired;
     std::unordered_map<QueueKey, Queue, QueueKeyHash> queues;  // non-empty queues only
     std::unordered_map<LineKey, Line, LineKeyHash> lines;      // enforced (limit, key) with units waiting
     std::unordered_map<TicketId, std::list<Waiter>::iterator> index;
@@ -685,41 +740,14 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         return reject(Errc::admission_timeout);
     }
 
-    if (!queue) {
-        const auto [it, inserted] = m.queues.emplace(make_key(), Impl::Queue{});
-        queue = &it->second;
-        queue->key = &it->first;
-        if (m.route_queues.size() <= request.route_index) m.route_queues.resize(request.route_index + 1);
-        ++m.route_queues[request.route_index];
-    }
-    queue->max_depth = request.max_depth;
-    const bool new_head = queue->waiters.empty();
-    Impl::Waiter& w = queue->waiters.emplace_back();
-    w.ticket = m.next_ticket++;
-    w.order = AdmissionOrder{m.next_seq++};
-    w.deadline = saturating_add(now.mono, request.max_wait);
-    w.queue = queue;
-    w.uses.resize(uses.size());  // sized once: the positions below are handles into it
-    for (std::size_t i = 0; i < uses.size(); ++i) {
-        Impl::WaitingUse& wu = w.uses[i];
-        wu.use = uses[i];
-        LimitActivity& activity = m.activity[wu.use.limit_index];
-        ++activity.queued;
-        ++activity.waiting;
-        m.arrivals[wu.use.limit_index].push_back(wu.on_limit, now.mono);
-        if (!m.enforced(wu.use.limit_index)) continue;
-        Impl::Line& line = m.lines[LineKey{wu.use.limit_index, wu.use.key}];
-        wu.line = &line.units;
-        wu.line->push(wu.use.cost, &wu.position);
-        wu.key_arrivals = &line.arrivals;
-        line.arrivals.push_back(wu.on_key, now.mono);
-    }
-    m.index.emplace(w.ticket, std::prev(queue->waiters.end()));
-    m.deadlines.emplace(w.deadline, w.ticket);
+    if (!queue) queue = &m.queue_for(make_key());
+    Impl::Waiter& w = m.enqueue(*queue, request.max_depth, m.next_ticket++, AdmissionOrder{m.next_seq++}, now.mono,
+                                saturating_add(now.mono, request.max_wait), uses);
+    for (const LimitUse& use : uses) ++m.activity[use.limit_index].queued;
     // A newcomer is behind everyone on its keys, so no other head moves. Heading
     // a new queue, it was probed with every unit waiting on its keys ahead,
     // exactly the units older than it: its earliest is known.
-    if (new_head) m.index_head(queue, wake_time(ev.wake, now), ev.bound);
+    if (queue->waiters.size() == 1) m.index_head(queue, wake_time(ev.wake, now), ev.bound);
 
     a.outcome = Outcome::queued;
     a.ticket = w.ticket;
@@ -790,25 +818,96 @@ bool AdmissionController::cancel(TicketId ticket, const Instant& /*now*/) {
 
 void AdmissionController::release(const std::vector<limit::LimitUse>& uses, const Instant& now) {
     Impl& m = *impl_;
-    for (const LimitUse& use : uses) m.limiters[use.limit_index]->release(use.key, use.cost, now);
+    for (const LimitUse& use : uses) {
+        m.limiters[use.limit_index]->release(use.key, use.cost, now);
+        // A successor that carried this limit's permits in flight gets them back too.
+        const std::size_t live = m.live(use.limit_index);
+        if (live != use.limit_index) m.limiters[live]->release(use.key, use.cost, now);
+    }
     if (!uses.empty()) m.all_due = true;
 }
 
 void AdmissionController::pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until,
                                       const Instant& now) {
-    impl_->limiters[limit_index]->pause_until(key, until, now);
+    impl_->limiters[impl_->live(limit_index)]->pause_until(key, until, now);
     impl_->all_due = true;  // heads on this key may now be doomed
 }
 
 void AdmissionController::cap_remaining(std::size_t limit_index, limit::KeyHash key, std::int64_t remaining,
                                         Nanos reset_at, const Instant& now) {
-    impl_->limiters[limit_index]->cap_remaining(key, remaining, reset_at, now);
+    impl_->limiters[impl_->live(limit_index)]->cap_remaining(key, remaining, reset_at, now);
     impl_->all_due = true;
 }
 
 limit::Limiter& AdmissionController::feedback_target(std::size_t limit_index) {
     impl_->all_due = true;
-    return *impl_->limiters[limit_index];
+    return *impl_->limiters[impl_->live(limit_index)];
+}
+
+std::size_t AdmissionController::add_limiter(std::unique_ptr<limit::Limiter> limiter) {
+    Impl& m = *impl_;
+    m.limiters.push_back(std::move(limiter));
+    m.activity.emplace_back();
+    m.arrivals.emplace_back();
+    m.successor.emplace_back();
+    m.retired.push_back(false);
+    return m.limiters.size() - 1;
+}
+
+void AdmissionController::retire(const std::vector<Retirement>& retirements, const Instant& now) {
+    Impl& m = *impl_;
+    for (const Retirement& r : retirements) {
+        assert(r.limit_index < m.limiters.size() && !m.retired[r.limit_index]);
+        assert(!r.successor || (*r.successor < m.limiters.size() && !m.retired[*r.successor]));
+        m.retired[r.limit_index] = true;
+        m.successor[r.limit_index] = r.successor;
+    }
+    if (m.index.empty()) return;
+
+    // Every waiter leaves and comes back in arrival order, with its ticket,
+    // deadline and order, its uses of retired limits moved to their successors:
+    // rebuilt in that order, every queue and line is FIFO again, whichever
+    // queues the moved requests now share with others.
+    struct Moved {
+        TicketId ticket;
+        AdmissionOrder order;
+        Nanos arrived;
+        Nanos deadline;
+        std::size_t route_index;
+        std::size_t max_depth;
+        std::vector<LimitUse> uses;
+    };
+    std::vector<Moved> moved;
+    moved.reserve(m.index.size());
+    for (const auto& [ticket, it] : m.index) {
+        Moved entry{it->ticket, it->order, it->arrived, it->deadline, it->queue->key->route_index,
+                    it->queue->max_depth, {}};
+        for (const Impl::WaitingUse& wu : it->uses) {
+            LimitUse use = wu.use;
+            if (m.retired[use.limit_index]) {
+                if (!m.successor[use.limit_index]) continue;  // the limit is gone: it holds nobody back
+                use.limit_index = m.live(use.limit_index);
+            }
+            entry.uses.push_back(use);
+        }
+        moved.push_back(std::move(entry));
+    }
+    std::sort(moved.begin(), moved.end(), [](const Moved& a, const Moved& b) { return a.order < b.order; });
+    while (!m.index.empty()) m.remove(m.index.begin()->second);
+    m.heads.clear();
+    for (Moved& entry : moved) {
+        QueueKey key{entry.route_index, {}};
+        for (const LimitUse& use : entry.uses) key.lines.push_back(LineKey{use.limit_index, use.key});
+        Impl::Queue& queue = m.queue_for(std::move(key));
+        m.enqueue(queue, entry.max_depth, entry.ticket, entry.order, entry.arrived, entry.deadline, entry.uses);
+    }
+    for (auto& [key, queue] : m.queues) m.index_head(&queue, Nanos::min(), Nanos::min());
+    m.all_due = true;  // every head is probed again against the limits it now waits on
+    (void)now;
+}
+
+bool AdmissionController::retired(std::size_t limit_index) const {
+    return impl_->retired[limit_index];
 }
 
 std::size_t AdmissionController::waiting() const {

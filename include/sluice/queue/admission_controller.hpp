@@ -188,6 +188,24 @@ public:
     // told that its heads may have changed. Call poll() after.
     limit::Limiter& feedback_target(std::size_t limit_index);
 
+    // Reload (limits are never renumbered; a config's limits map to these
+    // indexes by their StableId, proxy/limit_service): a new limit, at the next index.
+    std::size_t add_limiter(std::unique_ptr<limit::Limiter> limiter);
+
+    // Reload: these limits take no new requests. A retired limit with a
+    // successor has handed its state over to it (limit_state.hpp); requests
+    // waiting on it now wait on the successor instead, keeping their tickets,
+    // deadlines and arrival order (every queue is rebuilt in arrival order), and
+    // release, pause, cap and feedback_target on it reach the successor (release
+    // reaches both: the successor carried its permits in flight). One without a
+    // successor (the limit is gone) stops holding its waiters back.
+    struct Retirement {
+        std::size_t limit_index = 0;
+        std::optional<std::size_t> successor;
+    };
+    void retire(const std::vector<Retirement>& retirements, const Instant& now);
+    bool retired(std::size_t limit_index) const;
+
     std::size_t waiting() const;  // requests queued across all queues
     const LimitActivity& activity(std::size_t limit_index) const;
     // When the oldest request waiting on this limit arrived (mono; kNever: none

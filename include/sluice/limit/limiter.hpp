@@ -120,8 +120,19 @@ private:
     bool done_ = false;
 };
 
+struct KeyExport;
+enum class ImportMode;
+
 class Limiter {
 public:
+    // TEMPORARY STUBS (integration): replaced by the limitstate branch.
+    virtual void export_keys(const Instant& /*now*/, std::vector<KeyExport>& /*out*/) const {}
+    virtual std::size_t import_keys(const std::vector<KeyExport>& /*keys*/, ImportMode /*mode*/,
+                                    const Instant& /*now*/) {
+        return 0;
+    }
+    virtual void refund(KeyHash /*key*/, std::int64_t /*cost*/, Nanos /*admitted_at*/, const Instant& /*now*/) {}
+
     virtual ~Limiter() = default;
 
     const config::LimitConfig& config() const noexcept { return config_; }

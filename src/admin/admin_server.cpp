@@ -82,13 +82,13 @@ public:
         }
         out_["feedback"] = std::move(feedback);
         // Lines that reached the log's destination, and lines lost (buffer full, write errors).
-        const auto* access_log = runtime.access_log.get();
+        const auto* access_log = runtime.access_log;
         out_["access_log"] = {{"enabled", access_log != nullptr},
                               {"written", access_log ? access_log->lines_written() : 0},
                               {"dropped", access_log ? access_log->lines_dropped() : 0}};
         runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant&) {
             out_["queue"] = {{"waiting", controller.waiting()}};
-            walk_.set_limit_count(controller.limiter_count());
+            walk_.set_limits(runtime.limit_slots);
             return 0;
         });
         out_["status_keys_per_limit"] = keep_;
@@ -153,8 +153,11 @@ log::RateLimitedSite g_admin_accept_exception_log;
 class AdminSession : public std::enable_shared_from_this<AdminSession> {
 public:
     AdminSession(tcp::socket socket, std::shared_ptr<proxy::Runtime> runtime,
-                 std::shared_ptr<const std::string> token)
-        : stream_(std::move(socket)), runtime_(std::move(runtime)), token_(std::move(token)) {}
+                 std::shared_ptr<const std::string> token, std::shared_ptr<const AdminServer::ReloadHook> reload)
+        : stream_(std::move(socket)),
+          runtime_(std::move(runtime)),
+          token_(std::move(token)),
+          reload_(std::move(reload)) {}
 
     void start();
 
@@ -182,6 +185,7 @@ private:
     void on_read(beast::error_code ec, std::size_t) {
         if (ec) return close();
         failpoint::hit(failpoint::Point::admin_handle_request);
+        runtime_ = runtime_->process->current();  // each request sees the config in force (reloads)
         const auto& req = parser_->get();
         response_ = {};
         response_.version(req.version());
@@ -199,6 +203,15 @@ private:
             runtime_->counters.admin_unauthorized.fetch_add(1, std::memory_order_relaxed);
             response_.set(http::field::www_authenticate, "Bearer realm=\"sluice-admin\"");
             respond(http::status::unauthorized, "application/json", "{\"error\":\"unauthorized\"}\n");
+        } else if (path == "/v1/reload" && reload_) {
+            if (req.method() != http::verb::post) {
+                response_.set(http::field::allow, "POST");
+                respond(http::status::method_not_allowed, "text/plain", "POST only\n");
+            } else {
+                auto answer = (*reload_)();
+                respond(answer.ok ? http::status::ok : http::status::unprocessable_entity, "application/json",
+                        std::move(answer.body));
+            }
         } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
             respond(http::status::method_not_allowed, "text/plain", "GET only\n");
         } else if (path == "/healthz") {
@@ -268,6 +281,7 @@ private:
     beast::flat_buffer buffer_{16 * 1024};
     std::shared_ptr<proxy::Runtime> runtime_;
     std::shared_ptr<const std::string> token_;
+    std::shared_ptr<const AdminServer::ReloadHook> reload_;
     std::optional<http::request_parser<http::string_body>> parser_;
     http::response<http::string_body> response_;
     std::unique_ptr<SteppedPage> page_;  // the page being built (/status, /v1/limits)
@@ -400,7 +414,7 @@ void AdminServer::on_accept(boost::system::error_code ec, tcp::socket socket) {
         run_contained(runtime_->counters.admin_exceptions, g_admin_accept_exception_log, "admin",
                       "the admin accept loop", [&] {
                           if (!ec) {
-                              std::make_shared<AdminSession>(std::move(socket), runtime_, token_)->start();
+                              std::make_shared<AdminSession>(std::move(socket), runtime_, token_, reload_)->start();
                           } else {
                               accept_next = false;
                           }

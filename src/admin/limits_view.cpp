@@ -103,11 +103,13 @@ void LimitsView::begin(proxy::Runtime& runtime) {
     runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant& at) {
         begun_ = at;
         out_["queue"] = {{"waiting", controller.waiting()}};
-        const std::size_t count = controller.limiter_count();
-        walk_.set_limit_count(count);
+        const std::size_t count = runtime.limit_slots.size();
+        walk_.set_limits(runtime.limit_slots);
         totals_.resize(count);
-        for (std::size_t i = 0; i < count; ++i)
-            totals_[i] = LimitTotals{controller.activity(i), controller.oldest_waiting_since(i)};
+        for (std::size_t i = 0; i < count; ++i) {
+            const std::size_t slot = runtime.limit_slots[i];
+            totals_[i] = LimitTotals{controller.activity(slot), controller.oldest_waiting_since(slot)};
+        }
         return 0;
     });
     out_["generated_at_unix"] = unix_seconds(begun_.wall);
@@ -119,10 +121,10 @@ bool LimitsView::advance(proxy::Runtime& runtime) {
         walk_.step(*runtime.limits, [&](const queue::AdmissionController& controller, WalkedLimit& limit) {
             key_waiting_.clear();
             for (const auto& key : limit.keys)
-                key_waiting_.push_back(controller.waiting_on(limit.index, key.key));
+                key_waiting_.push_back(controller.waiting_on(limit.slot, key.key));
             // An unkeyed limit with no state still has its one key (below): its queue too.
             if (limit.keys.empty() && limit.limiter->config().key.empty())
-                key_waiting_.push_back(controller.waiting_on(limit.index, 0));
+                key_waiting_.push_back(controller.waiting_on(limit.slot, 0));
         });
     if (!walked) return walk_.done();
     // A limiter's config is an immutable copy: read outside the lock.

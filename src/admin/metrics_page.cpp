@@ -244,10 +244,10 @@ void add_limits(Families& out, proxy::Runtime& runtime) {
                               MetricType::Counter);
     runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant& now) {
         // A few reads per limit, no key table walked: the lock is held for microseconds.
-        for (std::size_t i = 0; i < controller.limiter_count(); ++i) {
-            const auto& limiter = controller.limiter(i);
+        for (const std::size_t slot : runtime.limit_slots) {
+            const auto& limiter = controller.limiter(slot);
             const auto& cfg = limiter.config();
-            const auto& activity = controller.activity(i);
+            const auto& activity = controller.activity(slot);
             const Labels labels{{"limit", cfg.name}};
             const bool gate = cfg.algorithm == config::Algorithm::vendor_gate;
             if (!gate) Families::gauge(configured, labels, static_cast<double>(cfg.limit));
@@ -345,16 +345,19 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
                                MetricType::Gauge),
                     {{"commit", SLUICE_GIT_COMMIT}, {"version", SLUICE_VERSION}}, 1);
     Families::gauge(out.family("sluice_config_generation",
-                               "Configs loaded since start, the first included (no reload yet: always 1)",
-                               MetricType::Gauge),
-                    {}, 1);
-    // A process runs only with a config that loaded: the first load succeeded.
+                               "Configs put in force since start, the first included", MetricType::Gauge),
+                    {}, static_cast<double>(runtime.generation));
+    const auto& reloads = runtime.process->reloads;
     Families::gauge(out.family("sluice_config_last_load_success",
                                "1 if the last config load (or reload) succeeded", MetricType::Gauge),
-                    {}, 1);
+                    {}, reloads.last_failed.load() ? 0 : 1);
     Families::gauge(out.family("sluice_config_last_load_timestamp_seconds",
                                "When the config in force was loaded (Unix seconds)", MetricType::Gauge),
-                    {}, seconds_of(runtime.started_wall));
+                    {}, seconds_of(runtime.loaded_wall));
+    auto& reload_results = out.family("sluice_config_reloads_total",
+                                      "Reloads asked for (SIGHUP, POST /v1/reload), by result", MetricType::Counter);
+    Families::counter(reload_results, {{"result", "success"}}, static_cast<double>(reloads.succeeded.load()));
+    Families::counter(reload_results, {{"result", "failure"}}, static_cast<double>(reloads.failed.load()));
 }
 
 }  // namespace

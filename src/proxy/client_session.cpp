@@ -122,7 +122,7 @@ ClientSession::ClientSession(tcp::socket socket, std::shared_ptr<Runtime> runtim
     socket_.set_option(tcp::no_delay(true), ec);
     socket_.non_blocking(true, ec);  // writes are tried synchronously first: they must never block
     runtime_->counters.open_client_connections.fetch_add(1, std::memory_order_relaxed);
-    access_log_ = runtime_->access_log.get();
+    access_log_ = runtime_->access_log;
 }
 
 ClientSession::~ClientSession() {
@@ -497,6 +497,9 @@ void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
 }
 
 void ClientSession::handle_request() {
+    // A reload since this connection's last request: this one follows the config
+    // in force now (its routes, pools and limits; the limit state is shared).
+    if (runtime_->process->current_generation() != runtime_->generation) runtime_ = runtime_->process->current();
     runtime_->counters.requests.fetch_add(1, std::memory_order_relaxed);
     failpoint::hit(failpoint::Point::session_handle_request);
     auto& req = request_parser_->get();
@@ -541,7 +544,8 @@ void ClientSession::handle_request() {
     uses_.reserve(route_config.limit_indexes.size());
     for (const auto limit_index : route_config.limit_indexes) {
         const auto& limit_config = config().limits[limit_index];
-        uses_.push_back(limit::LimitUse{limit_index, limit::request_key(limit_config, attributes),
+        uses_.push_back(limit::LimitUse{runtime_->limit_slot(limit_index),
+                                        limit::request_key(limit_config, attributes),
                                         limit::request_cost(limit_config, attributes)});
     }
     // A route without limits of its own still obeys the vendor: its upstream's gate

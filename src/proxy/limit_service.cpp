@@ -22,12 +22,88 @@ limit::PauseReason pause_reason_of(const feedback::VendorSignal& signal) {
 
 }  // namespace
 
-LimitService::LimitService(net::io_context& ioc, const Clock& clock,
-                           std::vector<std::unique_ptr<limit::Limiter>> limiters)
+LimitService::LimitService(net::io_context& ioc, const Clock& clock)
     : clock_(clock),
-      controller_(std::move(limiters)),
+      controller_({}),
       timer_(net::make_strand(ioc)),
-      tally_(controller_.limiter_count()) {}
+      slot_configs_(std::make_unique<std::unique_ptr<const config::LimitConfig>[]>(
+          feedback::AdmissionTally::kMaxLimits)) {}
+
+namespace {
+
+// What the limiter object reads from its config besides what its StableId
+// covers: a change there needs a new limiter, but every count stays exact.
+bool same_limiter_settings(const config::LimitConfig& a, const config::LimitConfig& b) {
+    return a.enforce == b.enforce && a.max_keys == b.max_keys &&
+           a.feedback.vendor_limit == b.feedback.vendor_limit &&
+           a.feedback.vendor_limit_type == b.feedback.vendor_limit_type;
+}
+
+}  // namespace
+
+LimitService::Installed LimitService::install(const std::vector<config::LimitConfig>& limits) {
+    Installed result;
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        std::size_t new_slots = 0;
+        for (const auto& limit : limits) {
+            const auto live = live_by_name_.find(limit.name);
+            if (live == live_by_name_.end() || !(slot_ids_[live->second] == limit::stable_id(limit)) ||
+                !same_limiter_settings(*slot_configs_[live->second], limit))
+                ++new_slots;
+        }
+        if (controller_.limiter_count() + new_slots > feedback::AdmissionTally::kMaxLimits) {
+            result.error = "too many limit changes since sluice started (" +
+                           std::to_string(feedback::AdmissionTally::kMaxLimits) +
+                           " limits in all): restart sluice to apply this configuration";
+            return result;
+        }
+        std::unordered_map<std::string, std::size_t> now_live;
+        std::vector<queue::AdmissionController::Retirement> retirements;
+        std::vector<limit::KeyExport> keys;
+        for (const auto& limit : limits) {
+            const auto id = limit::stable_id(limit);
+            const auto live = live_by_name_.find(limit.name);
+            const bool same_id = live != live_by_name_.end() && slot_ids_[live->second] == id;
+            if (same_id && same_limiter_settings(*slot_configs_[live->second], limit)) {
+                result.slots.push_back(live->second);
+                result.kept.push_back(limit.name);
+                now_live.emplace(limit.name, live->second);
+                continue;
+            }
+            const auto slot = controller_.add_limiter(limit::make_limiter(limit));
+            tally_.add_limit();
+            slot_ids_.push_back(id);
+            slot_configs_[slot] = std::make_unique<const config::LimitConfig>(limit);
+            if (live != live_by_name_.end()) {
+                // The old limiter's counts move to the new one: a reload never grants a fresh quota.
+                keys.clear();
+                controller_.limiter(live->second).export_keys(now, keys);
+                controller_.feedback_target(slot).import_keys(
+                    keys, same_id ? limit::ImportMode::exact : limit::ImportMode::carry_used, now);
+                retirements.push_back({live->second, slot});
+                result.carried.push_back(limit.name);
+            } else {
+                result.added.push_back(limit.name);
+            }
+            result.slots.push_back(slot);
+            now_live.emplace(limit.name, slot);
+        }
+        for (const auto& [name, slot] : live_by_name_) {
+            if (now_live.count(name) == 0) {
+                retirements.push_back({slot, std::nullopt});
+                result.removed.push_back(name);
+            }
+        }
+        if (!retirements.empty()) controller_.retire(retirements, now);
+        live_by_name_ = std::move(now_live);
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+    return result;
+}
 
 bool LimitService::cancel(queue::TicketId ticket) {
     Ready ready;
@@ -139,6 +215,22 @@ void LimitService::stop() {
             ready.emplace_back(std::move(it->second), refusal);  // Admission is trivially copyable
             waiters_.erase(it);
         }
+    }
+    dispatch(ready);
+}
+
+void LimitService::close_queue_at(Nanos close_at) {
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        for (auto& refusal : controller_.close_queue_at(close_at, now)) {
+            auto it = waiters_.find(refusal.ticket);
+            if (it == waiters_.end()) continue;
+            ready.emplace_back(std::move(it->second), refusal);
+            waiters_.erase(it);
+        }
+        poll_locked(now, ready);
     }
     dispatch(ready);
 }

@@ -166,11 +166,13 @@ private:
             failures_since_success_ = 0;
         }
         backoff_ = {};
-        if (runtime_->counters.open_client_connections.load(std::memory_order_relaxed) >=
-            static_cast<std::int64_t>(runtime_->config->server.max_client_connections)) {
+        // The config in force now (a reload may have replaced the one this listener began with).
+        auto current = runtime_->process->current();
+        if (current->counters.open_client_connections.load(std::memory_order_relaxed) >=
+            static_cast<std::int64_t>(current->config->server.max_client_connections)) {
             refuse(std::move(socket));  // over the connection bound: shed instead of growing
         } else {
-            std::make_shared<ClientSession>(std::move(socket), runtime_, index_)->start();
+            std::make_shared<ClientSession>(std::move(socket), std::move(current), index_)->start();
         }
         do_accept();
     }
@@ -239,23 +241,118 @@ private:
     std::chrono::steady_clock::time_point next_refusal_log_{};
 };
 
+namespace {
+
+// Whether a pool made for `a` can serve `b` as it is (a reload keeps such pools,
+// their idle connections and their max_connections bound).
+bool same_connection_settings(const config::UpstreamConfig& a, const config::UpstreamConfig& b) {
+    return a.name == b.name && a.scheme == b.scheme && a.host == b.host && a.port == b.port &&
+           a.tls.verify == b.tls.verify && a.tls.ca_file == b.tls.ca_file &&
+           a.tls.server_name == b.tls.server_name && a.max_connections == b.max_connections &&
+           a.max_idle_connections == b.max_idle_connections && a.idle_timeout == b.idle_timeout &&
+           a.connect_timeout == b.connect_timeout && a.max_streamed_bodies == b.max_streamed_bodies;
+}
+
+// What a reload cannot change in a running process; empty when `next` changes none of it.
+std::string unreloadable_change(const config::Config& current, const config::Config& next) {
+    const auto& a = current.server;
+    const auto& b = next.server;
+    if (current.listeners.size() != next.listeners.size())
+        return "the listeners changed (a reload cannot add or remove a listener: restart sluice)";
+    for (std::size_t i = 0; i < current.listeners.size(); ++i) {
+        const auto& x = current.listeners[i];
+        const auto& y = next.listeners[i];
+        if (x.name != y.name || x.address != y.address || (x.port != y.port && y.port != 0))
+            return "listener '" + x.name + "' changed (a reload cannot rebind a listener: restart sluice)";
+    }
+    if (a.admin.enabled != b.admin.enabled || a.admin.address != b.admin.address ||
+        (a.admin.port != b.admin.port && b.admin.port != 0) || a.admin.token_file != b.admin.token_file ||
+        a.admin.token_env != b.admin.token_env)
+        return "server.admin changed (its listener and token are set at start: restart sluice)";
+    if (a.workers != b.workers) return "server.workers changed (threads are started once: restart sluice)";
+    if (a.access_log.enabled != b.access_log.enabled || a.access_log.path != b.access_log.path ||
+        a.access_log.log_query != b.access_log.log_query || a.access_log.buffer_bytes != b.access_log.buffer_bytes)
+        return "server.access_log changed (the log is opened at start: restart sluice)";
+    return {};
+}
+
+}  // namespace
+
 ProxyServer::ProxyServer(net::io_context& ioc, std::shared_ptr<const config::Config> config,
                          const Clock& clock)
-    : ioc_(ioc) {
-    route::RouteTable table(*config);
-    const upstream::ConnectionExecutor executors(ioc, std::max(1u, config->server.workers));
-    runtime_ = std::make_shared<Runtime>(config, std::move(table));
-    for (const auto& upstream : config->upstreams) {
-        runtime_->pools.push_back(std::make_shared<upstream::ConnectionPool>(executors, upstream));
-    }
-    std::vector<std::unique_ptr<limit::Limiter>> limiters;
-    for (const auto& limit : config->limits) limiters.push_back(limit::make_limiter(limit));
-    for (const auto& gate : runtime_->vendor_gates) limiters.push_back(limit::make_limiter(gate));
-    runtime_->limits = std::make_shared<LimitService>(ioc, clock, std::move(limiters));
+    : ioc_(ioc),
+      executors_(ioc, std::max(1u, config->server.workers)),
+      process_(std::make_shared<ProcessState>()) {
+    process_->limits = std::make_shared<LimitService>(ioc, clock);
+    // Before the first runtime: it takes the log from the process state.
+    if (config->server.access_log.enabled) process_->access_log = std::make_unique<AccessLog>(*config);
+    std::string error;
+    runtime_ = build_runtime(config, nullptr, error);
+    if (!runtime_) throw std::runtime_error(error);
+    process_->make_current(runtime_, runtime_->generation);
     for (std::size_t i = 0; i < config->listeners.size(); ++i) {
-        listeners_.push_back(std::make_shared<Listener>(executors, runtime_, i));
+        listeners_.push_back(std::make_shared<Listener>(executors_, runtime_, i));
     }
     if (config->server.admin.enabled) admin_ = std::make_shared<admin::AdminServer>(ioc, runtime_);
+}
+
+std::shared_ptr<Runtime> ProxyServer::build_runtime(std::shared_ptr<const config::Config> config,
+                                                    const Runtime* previous, std::string& error) {
+    route::RouteTable table(*config);
+    auto runtime = std::make_shared<Runtime>(process_, config, std::move(table));
+    runtime->generation = previous ? previous->generation + 1 : 1;
+    for (const auto& upstream : config->upstreams) {
+        std::shared_ptr<upstream::ConnectionPool> pool;
+        if (previous) {
+            for (std::size_t i = 0; i < previous->config->upstreams.size() && !pool; ++i) {
+                if (same_connection_settings(previous->config->upstreams[i], upstream)) pool = previous->pools[i];
+            }
+        }
+        if (!pool) pool = std::make_shared<upstream::ConnectionPool>(executors_, upstream);
+        runtime->pools.push_back(std::move(pool));
+    }
+    // Last: from here on the limit state is the new config's (LimitService::install).
+    auto installed = process_->limits->install(runtime->limiter_configs());
+    if (!installed.error.empty()) {
+        error = installed.error;
+        return nullptr;
+    }
+    runtime->set_limit_slots(std::move(installed.slots));
+    last_install_ = std::move(installed);
+    return runtime;
+}
+
+ProxyServer::Reloaded ProxyServer::reload(std::shared_ptr<const config::Config> config) {
+    const std::lock_guard<std::mutex> lock(reload_mutex_);
+    Reloaded result;
+    const auto fail = [&](std::string why) {
+        result.error = std::move(why);
+        process_->reloads.failed.fetch_add(1, std::memory_order_relaxed);
+        process_->reloads.last_failed.store(true);
+        return result;
+    };
+    if (process_->draining.load()) return fail("sluice is shutting down");
+    const auto previous = process_->current();
+    if (auto why = unreloadable_change(*previous->config, *config); !why.empty()) return fail(std::move(why));
+    std::string error;
+    auto next = build_runtime(std::move(config), previous.get(), error);
+    if (!next) return fail(error);
+    for (auto& pool : next->pools) {
+        const bool kept = std::find(previous->pools.begin(), previous->pools.end(), pool) != previous->pools.end();
+        if (!kept) pool->start();
+    }
+    process_->make_current(next, next->generation);
+    runtime_ = next;
+    // Pools the new config no longer uses serve the exchanges still on them, then close.
+    for (auto& pool : previous->pools) {
+        if (std::find(next->pools.begin(), next->pools.end(), pool) == next->pools.end()) pool->retire();
+    }
+    process_->reloads.succeeded.fetch_add(1, std::memory_order_relaxed);
+    process_->reloads.last_failed.store(false);
+    result.ok = true;
+    result.generation = next->generation;
+    result.limits = last_install_;
+    return result;
 }
 
 ProxyServer::~ProxyServer() = default;
@@ -273,9 +370,6 @@ void ProxyServer::start() {
                           "traffic, API keys included");
         }
     }
-    // Opened before anything listens: a path that cannot be written is a start error.
-    if (runtime_->config->server.access_log.enabled)
-        runtime_->access_log = std::make_unique<AccessLog>(*runtime_->config);
     for (auto& listener : listeners_) listener->bind();
     if (admin_) admin_->bind();
     for (auto& pool : runtime_->pools) pool->start();
@@ -286,15 +380,25 @@ void ProxyServer::start() {
 }
 
 void ProxyServer::stop() {
-    runtime_->draining.store(true);
+    begin_drain(Nanos{0});
+    end_drain();
+}
+
+void ProxyServer::begin_drain(Nanos queue_close) {
+    const std::lock_guard<std::mutex> lock(reload_mutex_);  // no reload halfway through a drain
+    process_->draining.store(true);
     for (auto& listener : listeners_) listener->stop();
     if (memory_releaser_) memory_releaser_->stop();
-    // Idle keep-alive connections close now; busy ones after their response
-    // (they see `draining`), queued requests get a 503 shutting_down.
-    runtime_->idle_sessions.wake_all_for_drain();
-    runtime_->limits->stop();
-    for (auto& pool : runtime_->pools) pool->stop();
+    // Idle keep-alive connections close now; busy ones after their response (they see `draining`).
+    process_->idle_sessions.wake_all_for_drain();
+    process_->limits->close_queue_at(queue_close);
     // The admin listener stays: /readyz answers 503 while draining (stop_admin()).
+}
+
+void ProxyServer::end_drain() {
+    const std::lock_guard<std::mutex> lock(reload_mutex_);
+    process_->limits->stop();  // what still waits gets its 503 shutting_down
+    for (auto& pool : runtime_->pools) pool->stop();
 }
 
 void ProxyServer::stop_admin() {

@@ -156,6 +156,7 @@ struct AdmissionController::Impl {
         AdmissionOrder order;
         Nanos arrived{0};  // mono
         Nanos deadline{0};
+        bool deadline_is_close = false;  // the deadline is the drain's close (close_queue_at), not max_wait
         Nanos bound = kNever;  // while heading its queue: its bound in every line (see set_head_bound)
         std::vector<WaitingUse> uses;
         Queue* queue = nullptr;
@@ -502,11 +503,15 @@ struct AdmissionController::Impl {
     // Past its deadline a waiter is refused even if its limits allow it now: a
     // late timer (a busy io thread) must not forward a request after the
     // max_wait its client was promised; at the deadline itself it may still go.
+    static Errc timeout_reason(const Waiter& w) {
+        return w.deadline_is_close ? Errc::shutting_down : Errc::admission_timeout;
+    }
+
     std::optional<Errc> verdict(const Waiter& w, const Evaluation& ev, const Instant& now) {
         if (ev.key_capacity) return Errc::key_capacity;
-        if (w.deadline < now.mono) return Errc::admission_timeout;
+        if (w.deadline < now.mono) return timeout_reason(w);
         if (ev.admissible) return Errc::ok;
-        if (w.deadline == now.mono || doomed(w, ev, now)) return Errc::admission_timeout;
+        if (w.deadline == now.mono || doomed(w, ev, now)) return timeout_reason(w);
         return std::nullopt;
     }
 
@@ -658,6 +663,7 @@ struct AdmissionController::Impl {
     // A change may have moved some head earlier (cancel, release, feedback, a
     // refusal): every head's `due` may be late, so all must be probed again.
     bool all_due = false;
+    Nanos close_at = kNever;  // close_queue_at(): no waiter's deadline is later
 };
 
 AdmissionController::AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters,
@@ -731,18 +737,28 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         return a;
     }
     if (depth >= request.max_depth) return reject(Errc::queue_full);
+    // Draining: no request waits past the queue's close; one that would is told so now.
+    bool cut_to_close = false;
+    if (m.close_at != kNever) {
+        const Nanos left = std::max(Nanos{0}, m.close_at - now.mono);
+        if (request.max_wait >= left) {
+            request.max_wait = left;
+            cut_to_close = true;
+        }
+    }
     const bool impossible = std::any_of(uses.begin(), uses.end(), [&](const LimitUse& use) {
         return m.enforced(use.limit_index) && use.cost > capacity(m.limiters[use.limit_index]->config());
     });
     if (impossible || request.max_wait <= Nanos{0} ||
         (ev.earliest != kNever &&
          ev.earliest - now.mono > request.max_wait - scheduling_slack(request.max_wait))) {
-        return reject(Errc::admission_timeout);
+        return reject(cut_to_close ? Errc::shutting_down : Errc::admission_timeout);
     }
 
     if (!queue) queue = &m.queue_for(make_key());
     Impl::Waiter& w = m.enqueue(*queue, request.max_depth, m.next_ticket++, AdmissionOrder{m.next_seq++}, now.mono,
                                 saturating_add(now.mono, request.max_wait), uses);
+    w.deadline_is_close = cut_to_close;
     for (const LimitUse& use : uses) ++m.activity[use.limit_index].queued;
     // A newcomer is behind everyone on its keys, so no other head moves. Heading
     // a new queue, it was probed with every unit waiting on its keys ahead,
@@ -770,7 +786,7 @@ std::vector<Admission> AdmissionController::poll(const Instant& now) {
         const Impl::Evaluation ev = m.evaluate_waiter(*it, now, !m.all_due);
         const bool head = it == it->queue->waiters.begin();
         const bool in_time = it->deadline == now.mono;  // never admitted after its deadline
-        const Errc reason = head && in_time && ev.admissible ? Errc::ok : Errc::admission_timeout;
+        const Errc reason = head && in_time && ev.admissible ? Errc::ok : Impl::timeout_reason(*it);
         if (Impl::Queue* q = m.decide_waiter(it, ev, reason, now, decided))
             m.index_head(q, Nanos::min(), Nanos::min());
         swept = true;
@@ -873,6 +889,7 @@ void AdmissionController::retire(const std::vector<Retirement>& retirements, con
         AdmissionOrder order;
         Nanos arrived;
         Nanos deadline;
+        bool deadline_is_close;
         std::size_t route_index;
         std::size_t max_depth;
         std::vector<LimitUse> uses;
@@ -880,7 +897,7 @@ void AdmissionController::retire(const std::vector<Retirement>& retirements, con
     std::vector<Moved> moved;
     moved.reserve(m.index.size());
     for (const auto& [ticket, it] : m.index) {
-        Moved entry{it->ticket, it->order, it->arrived, it->deadline, it->queue->key->route_index,
+        Moved entry{it->ticket, it->order, it->arrived, it->deadline, it->deadline_is_close, it->queue->key->route_index,
                     it->queue->max_depth, {}};
         for (const Impl::WaitingUse& wu : it->uses) {
             LimitUse use = wu.use;
@@ -899,11 +916,43 @@ void AdmissionController::retire(const std::vector<Retirement>& retirements, con
         QueueKey key{entry.route_index, {}};
         for (const LimitUse& use : entry.uses) key.lines.push_back(LineKey{use.limit_index, use.key});
         Impl::Queue& queue = m.queue_for(std::move(key));
-        m.enqueue(queue, entry.max_depth, entry.ticket, entry.order, entry.arrived, entry.deadline, entry.uses);
+        m.enqueue(queue, entry.max_depth, entry.ticket, entry.order, entry.arrived, entry.deadline, entry.uses)
+            .deadline_is_close = entry.deadline_is_close;
     }
     for (auto& [key, queue] : m.queues) m.index_head(&queue, Nanos::min(), Nanos::min());
     m.all_due = true;  // every head is probed again against the limits it now waits on
     (void)now;
+}
+
+std::vector<Admission> AdmissionController::close_queue_at(Nanos close_at, const Instant& now) {
+    Impl& m = *impl_;
+    m.close_at = std::min(m.close_at, close_at);
+    std::vector<std::pair<AdmissionOrder, TicketId>> order;
+    order.reserve(m.index.size());
+    for (auto& [ticket, it] : m.index) {
+        Impl::Waiter& w = *it;
+        order.emplace_back(w.order, ticket);
+        if (w.deadline <= m.close_at) continue;
+        m.deadlines.erase({w.deadline, w.ticket});
+        w.deadline = m.close_at;
+        w.deadline_is_close = true;
+        m.deadlines.emplace(w.deadline, w.ticket);
+    }
+    // Oldest first, each estimated behind the units still waiting ahead of it (as
+    // at arrival): one that cannot go before the close is told now. Refusing an
+    // older one only brings the younger ones' estimates forward.
+    std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<Admission> decided;
+    for (const auto& [unused, ticket] : order) {
+        const auto it = m.index.at(ticket);
+        if (!it->deadline_is_close) continue;
+        const Impl::Evaluation ev = m.evaluate_waiter(*it, now, false);
+        if (ev.admissible || ev.earliest == kNever || ev.earliest <= it->deadline) continue;
+        if (Impl::Queue* q = m.decide_waiter(it, ev, Errc::shutting_down, now, decided))
+            m.index_head(q, Nanos::min(), Nanos::min());
+    }
+    m.all_due = true;
+    return decided;
 }
 
 bool AdmissionController::retired(std::size_t limit_index) const {

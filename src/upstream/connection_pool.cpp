@@ -102,6 +102,18 @@ void ConnectionPool::stop() {
     }
 }
 
+void ConnectionPool::retire() {
+    std::vector<ConnectionPtr> idle;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        retired_ = true;
+        idle.swap(idle_);
+        open_ -= idle.size();
+    }
+    sweep_timer_.cancel();
+    close_all(idle);
+}
+
 std::size_t ConnectionPool::open_connections() const {
     const std::lock_guard<std::mutex> lock(mutex_);
     return open_;
@@ -171,7 +183,7 @@ ConnectionPtr ConnectionPool::try_acquire_idle() {
     ConnectionPtr reused;
     {
         const std::lock_guard<std::mutex> lock(mutex_);
-        if (!stopped_) reused = take_idle_locked(stale);
+        if (!stopped_ && !retired_) reused = take_idle_locked(stale);
     }
     close_all(stale);
     return reused;
@@ -230,7 +242,7 @@ void ConnectionPool::release(ConnectionPtr connection, bool reusable) {
     ConnectionPtr to_close;
     {
         const std::lock_guard<std::mutex> lock(mutex_);
-        if (stopped_) reusable = false;
+        if (stopped_ || retired_) reusable = false;
         // Hand the slot to the oldest waiter still waiting.
         while (!waiters_.empty() && !waiter) {
             waiter = std::move(waiters_.front());

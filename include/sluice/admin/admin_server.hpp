@@ -9,6 +9,8 @@
 //   GET /         the live status page: static HTML that reads the two above
 //                 every second (src/admin/status_page.html)
 //   GET /metrics  Prometheus text format 0.0.4 (admin/metrics_page.hpp)
+//   POST /v1/reload  re-reads the config file and puts it in force (docs/deployment.md);
+//                 200 with what changed, or 422 with the error (nothing changed)
 // Small bodies only (string_body, bounded request size).
 //
 // With server.admin.token_file or token_env set, every endpoint but /healthz and /readyz (the
@@ -24,6 +26,7 @@
 // over 100,000 keys neither stalls admissions nor the io thread.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,6 +42,14 @@ namespace sluice::admin {
 class AdminServer : public std::enable_shared_from_this<AdminServer> {
 public:
     AdminServer(boost::asio::io_context& ioc, std::shared_ptr<proxy::Runtime> runtime);
+
+    // What POST /v1/reload runs (main's reload: read, validate, ProxyServer::reload).
+    struct ReloadAnswer {
+        bool ok = false;
+        std::string body;  // JSON
+    };
+    using ReloadHook = std::function<ReloadAnswer()>;
+    void set_reload_hook(ReloadHook hook) { reload_ = std::make_shared<const ReloadHook>(std::move(hook)); }
     // Reads the token file (if any) and binds. Throws std::runtime_error naming the
     // address or the token file (never its content) on failure.
     void bind();
@@ -54,6 +65,7 @@ private:
     boost::asio::steady_timer pause_timer_;  // after a failed accept
     std::shared_ptr<proxy::Runtime> runtime_;
     std::shared_ptr<const std::string> token_;  // null: no token required
+    std::shared_ptr<const ReloadHook> reload_;  // null: POST /v1/reload answers 404
     std::uint16_t port_ = 0;
 };
 

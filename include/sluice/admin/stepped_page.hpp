@@ -32,7 +32,8 @@ public:
 
 // One limiter whose key walk is complete.
 struct WalkedLimit {
-    std::size_t index = 0;  // limiter index (Runtime::limit_config)
+    std::size_t index = 0;  // the runtime's limiter index (Runtime::limiter_configs() order)
+    std::size_t slot = 0;   // where it lives in the LimitService (Runtime::limit_slots[index])
     const limit::Limiter* limiter = nullptr;
     std::vector<limit::KeyStatus> keys;  // the `keep` most constrained, most constrained first
     std::size_t tracked_keys = 0;
@@ -51,8 +52,9 @@ public:
     explicit LimitKeyWalk(std::size_t keep) : keep_(keep) {}
 
     std::size_t keep() const noexcept { return keep_; }
-    void set_limit_count(std::size_t count) noexcept { limit_count_ = count; }
-    bool done() const noexcept { return limit_ >= limit_count_; }
+    // The limiters to walk: a runtime's limit_slots.
+    void set_limits(std::vector<std::size_t> slots) noexcept { slots_ = std::move(slots); }
+    bool done() const noexcept { return limit_ >= slots_.size(); }
 
     // One step. When it completes a limiter's walk, `under_lock(controller,
     // walked)` runs before the lock is released (to read what else the page needs
@@ -64,10 +66,10 @@ public:
         if (!scan_) scan_.emplace(keep_);
         std::optional<WalkedLimit> walked;
         limits.inspect([&](queue::AdmissionController& controller, const Instant& at) {
-            const limit::Limiter& limiter = controller.limiter(limit_);
+            const limit::Limiter& limiter = controller.limiter(slots_[limit_]);
             limiter.status_step(at, *scan_, kSlotsPerStep);
             if (scan_->done()) {
-                walked.emplace(WalkedLimit{limit_, &limiter, scan_->take(), limiter.key_count(), at});
+                walked.emplace(WalkedLimit{limit_, slots_[limit_], &limiter, scan_->take(), limiter.key_count(), at});
                 under_lock(static_cast<const queue::AdmissionController&>(controller), *walked);
             }
             return 0;
@@ -82,7 +84,7 @@ public:
 private:
     std::size_t keep_;
     std::size_t limit_ = 0;
-    std::size_t limit_count_ = 0;
+    std::vector<std::size_t> slots_;
     std::optional<limit::StatusScan> scan_;
 };
 

@@ -22,10 +22,24 @@ namespace sluice::feedback {
 class AdmissionTally {
 public:
     static constexpr std::size_t kCountersPerLimit = 256;
+    // Limits are added at run time (a reload) and never renumbered: one block
+    // of counters per limit, found through a table that never moves, so that
+    // readers on other threads need no lock. A limit's block is made (add_limit)
+    // before any request can name that limit.
+    static constexpr std::size_t kMaxLimits = std::size_t{1} << 16;
 
-    explicit AdmissionTally(std::size_t limits)
-        : limits_(limits),
-          counters_(std::make_unique<std::atomic<std::uint64_t>[]>(limits * kCountersPerLimit)) {}
+    explicit AdmissionTally(std::size_t limits = 0)
+        : blocks_(std::make_unique<std::unique_ptr<std::atomic<std::uint64_t>[]>[]>(kMaxLimits)) {
+        for (std::size_t i = 0; i < limits; ++i) add_limit();
+    }
+
+    // Makes the next limit's counters; false when kMaxLimits are in use.
+    bool add_limit() {
+        if (limits_ >= kMaxLimits) return false;
+        blocks_[limits_] = std::make_unique<std::atomic<std::uint64_t>[]>(kCountersPerLimit);
+        ++limits_;
+        return true;
+    }
 
     // Records `units` admitted on (limit, key); returns the total after them.
     std::uint64_t add(std::size_t limit, std::uint64_t key, std::int64_t units) noexcept {
@@ -48,11 +62,11 @@ private:
     std::atomic<std::uint64_t>& counter(std::size_t limit, std::uint64_t key) const noexcept {
         // Key hashes are already mixed; fold the high half in for keys that differ only there.
         const auto slot = static_cast<std::size_t>((key ^ (key >> 32)) & (kCountersPerLimit - 1));
-        return counters_[limit * kCountersPerLimit + slot];
+        return blocks_[limit][slot];
     }
 
-    std::size_t limits_;
-    std::unique_ptr<std::atomic<std::uint64_t>[]> counters_;
+    std::size_t limits_ = 0;  // written under the admission lock only, before the new limits are published
+    std::unique_ptr<std::unique_ptr<std::atomic<std::uint64_t>[]>[]> blocks_;
 };
 
 }  // namespace sluice::feedback

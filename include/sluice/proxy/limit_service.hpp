@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "sluice/common/clock.hpp"
 #include "sluice/feedback/admission_tally.hpp"
 #include "sluice/feedback/reaction.hpp"
+#include "sluice/limit/limit_state.hpp"
 #include "sluice/queue/admission_controller.hpp"
 
 namespace sluice::proxy {
@@ -30,8 +32,29 @@ class LimitService : public std::enable_shared_from_this<LimitService> {
 public:
     using DecisionHandler = std::function<void(const queue::Admission&)>;
 
-    LimitService(boost::asio::io_context& ioc, const Clock& clock,
-                 std::vector<std::unique_ptr<limit::Limiter>> limiters);
+    LimitService(boost::asio::io_context& ioc, const Clock& clock);
+
+    // What install() did, for the log and a reload's answer (names of limits).
+    struct Installed {
+        std::vector<std::size_t> slots;  // where each given limit lives, in the order given
+        std::vector<std::string> kept;     // same StableId and settings: the same limiter, untouched
+        std::vector<std::string> carried;  // changed: a new limiter holding the old one's counts
+        std::vector<std::string> added;
+        std::vector<std::string> removed;
+        std::string error;  // not empty: nothing was changed
+    };
+
+    // Makes `limits` (a config's limits, then its vendor gates) the live ones,
+    // by name: a limit whose StableId and settings are unchanged keeps its
+    // limiter; one whose parameters changed gets a new limiter that imports the
+    // old one's keys (ImportMode::carry_used; exact when only enforce, max_keys
+    // or feedback changed), so no reload grants a fresh quota; a limit no longer
+    // named is retired. Waiting requests move to the new limiters
+    // (AdmissionController::retire). The first call, at start, adds them all.
+    Installed install(const std::vector<config::LimitConfig>& limits);
+
+    // The config a slot's limiter was made with (any slot ever installed).
+    const config::LimitConfig& slot_config(std::size_t slot) const { return *slot_configs_[slot]; }
 
     // Admitted or rejected now (returned), or queued: then the handler is made
     // (make_handler(), a DecisionHandler) and posted to `executor` exactly once,
@@ -94,6 +117,11 @@ public:
     // (posted to its session like any decision), and later submits that would
     // queue are refused shutting_down at once.
     void stop();
+    // The drain's first part: queued requests that can be admitted before
+    // `close_at` (mono) still go; the others, and later ones that would wait
+    // past it, are answered shutting_down at once (AdmissionController::close_queue_at).
+    // stop() at close_at answers whatever still waits.
+    void close_queue_at(Nanos close_at);
 
 private:
     struct Waiter {
@@ -115,7 +143,12 @@ private:
     boost::asio::steady_timer timer_;
     Nanos armed_for_ = kNever;
     bool stopped_ = false;
-    feedback::AdmissionTally tally_;  // after controller_: sized by its limiter count
+    feedback::AdmissionTally tally_;
+    // Install bookkeeping, under mutex_ (slot_configs_ is read without it: an
+    // entry is written once, before any request can name its slot).
+    std::unordered_map<std::string, std::size_t> live_by_name_;
+    std::vector<limit::StableId> slot_ids_;
+    std::unique_ptr<std::unique_ptr<const config::LimitConfig>[]> slot_configs_;
 };
 
 }  // namespace sluice::proxy

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "sluice/common/clock.hpp"
 #include "sluice/config/config.hpp"
 #include "sluice/proxy/runtime.hpp"
+#include "sluice/upstream/connection_executor.hpp"
 
 namespace sluice::admin {
 class AdminServer;
@@ -42,13 +44,47 @@ public:
     void stop();
     void stop_admin();
 
+    // SIGTERM's drain in two steps. begin_drain: /readyz answers 503, the
+    // listeners stop accepting, idle keep-alive connections close, responses
+    // go out with Connection: close; queued requests that can be admitted
+    // before `queue_close` (mono) still go out, the others get 503
+    // shutting_down at once. end_drain, at queue_close: whatever still waits
+    // gets its 503, and upstream pools stop. stop() is both at once.
+    void begin_drain(Nanos queue_close);
+    void end_drain();
+
+    // Hot reload: builds a Runtime for `config` on this process's state and
+    // makes it current. New connections and the next request of every open
+    // connection use it; exchanges in flight finish on what they began with;
+    // queued requests stay queued, moved to the new limits; counts carry over
+    // (LimitService::install). Upstream pools whose connection settings are
+    // unchanged are kept. Refused (nothing changed) when the config changes
+    // what only a restart can (listeners, admin listener, workers, access log),
+    // or while draining. Thread-safe.
+    struct Reloaded {
+        bool ok = false;
+        std::string error;            // !ok: why nothing changed
+        std::uint64_t generation = 0;  // ok: the new config's
+        LimitService::Installed limits;
+    };
+    Reloaded reload(std::shared_ptr<const config::Config> config);
+
     std::vector<std::pair<std::string, std::uint16_t>> listener_ports() const;
     std::uint16_t admin_port() const;
-    const std::shared_ptr<Runtime>& runtime() const { return runtime_; }
+    // The runtime in force (the last reload's).
+    std::shared_ptr<Runtime> runtime() const { return process_->current(); }
+    const std::shared_ptr<ProcessState>& process() const { return process_; }
 
 private:
+    std::shared_ptr<Runtime> build_runtime(std::shared_ptr<const config::Config> config, const Runtime* previous,
+                                           std::string& error);
+
     boost::asio::io_context& ioc_;
-    std::shared_ptr<Runtime> runtime_;
+    upstream::ConnectionExecutor executors_;
+    std::shared_ptr<ProcessState> process_;
+    std::mutex reload_mutex_;
+    std::shared_ptr<Runtime> runtime_;  // the current one (under reload_mutex_ once started)
+    LimitService::Installed last_install_;
     std::vector<std::shared_ptr<Listener>> listeners_;
     std::shared_ptr<admin::AdminServer> admin_;
     std::shared_ptr<MemoryReleaser> memory_releaser_;

@@ -1,10 +1,8 @@
 #pragma once
-// Everything a client session needs for one config snapshot: the config, the
-// compiled routes, one connection pool per upstream, and the limit service.
-// Immutable after construction except for the pools' and limits' internal
-// (synchronised) state, so sessions on any thread share it through a
-// shared_ptr; a reload (roadmap) builds a new Runtime and swaps the pointer.
+// The proxy's state: what lives as long as one configuration (Runtime) and
+// what lives as long as the process (ProcessState).
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -102,47 +100,131 @@ struct RouteFeedbackCounters {
     std::atomic<std::uint64_t> paused_nanos{0};  // the pauses' lengths added up (as applied, after clamping)
 };
 
-struct Runtime {
-    std::shared_ptr<const config::Config> config;
-    route::RouteTable routes;
-    std::vector<std::shared_ptr<upstream::ConnectionPool>> pools;  // index = Config::upstreams index
-    // The limiters behind `limits`: Config::limits in order, then one vendor gate
-    // per upstream (vendor_gates[u] has limit index vendor_gate_index(u)).
-    std::vector<config::LimitConfig> vendor_gates;
+// Reloads of the configuration (SIGHUP, POST /v1/reload), for /metrics and /status.
+struct ReloadCounters {
+    std::atomic<std::uint64_t> succeeded{0};
+    std::atomic<std::uint64_t> failed{0};  // the file was invalid, or changed what a reload cannot
+    std::atomic<bool> last_failed{false};
+};
+
+struct Runtime;
+
+// What outlives a configuration, one per process: the limit state (owned by
+// the LimitService, addressed by StableId), the counters, the drain flag, the
+// idle-session registry and the access log. A reload builds a new Runtime on
+// the same ProcessState and makes it current; connections that began under an
+// older one take the current one at their next request, so old and new
+// requests count against the same limit state.
+struct ProcessState {
     std::shared_ptr<LimitService> limits;
     ProxyCounters counters;
-    std::vector<RouteFeedbackCounters> feedback;  // index = Config::routes index
-    // Per route and per upstream (index = Config::routes / Config::upstreams index):
-    // outcomes, admission waits, upstream responses (docs/operations-metrics.md).
-    metrics::ProxyMetrics metrics;
-    // Unix time at which this runtime (the process's config) was built: the
-    // process start time and the config's load time as far as metrics tell.
-    Nanos started_wall;
+    ReloadCounters reloads;
     std::atomic<bool> draining{false};
     IdleSessionRegistry idle_sessions;
     // Null when server.access_log is off: sessions then collect and format nothing.
     std::unique_ptr<AccessLog> access_log;
+    // Unix time at which the process built its first runtime.
+    Nanos started_wall{std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())};
 
-    Runtime(std::shared_ptr<const config::Config> cfg, route::RouteTable table)
-        : config(std::move(cfg)),
+    // The runtime new requests use. Cheap to check: a session compares the
+    // generation it holds with current_generation() (one relaxed load) and
+    // takes the lock only when a reload happened.
+    std::shared_ptr<Runtime> current() const {
+        const std::lock_guard<std::mutex> lock(current_mutex_);
+        return current_;
+    }
+    std::uint64_t current_generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+    void make_current(std::shared_ptr<Runtime> runtime, std::uint64_t generation) {
+        const std::lock_guard<std::mutex> lock(current_mutex_);
+        current_ = std::move(runtime);
+        generation_.store(generation, std::memory_order_release);
+    }
+
+private:
+    mutable std::mutex current_mutex_;
+    std::shared_ptr<Runtime> current_;
+    std::atomic<std::uint64_t> generation_{0};
+};
+
+// Everything a client session needs for one config snapshot: the config, the
+// compiled routes, one connection pool per upstream, where each of the
+// config's limits lives in the LimitService, and per-route counters.
+// Immutable after construction except for the pools' and limits' internal
+// (synchronised) state, so sessions on any thread share it through a shared_ptr.
+struct Runtime {
+    std::shared_ptr<ProcessState> process;
+    std::shared_ptr<const config::Config> config;
+    std::uint64_t generation = 1;  // 1 for the config loaded at start, +1 per reload
+    Nanos loaded_wall;             // Unix time at which this config was loaded
+    route::RouteTable routes;
+    std::vector<std::shared_ptr<upstream::ConnectionPool>> pools;  // index = Config::upstreams index
+    // The limiters' configs: Config::limits in order, then one vendor gate per
+    // upstream; limit_slots[i] is where limiter i lives in the LimitService
+    // (LimitUse::limit_index, the admission controller's index).
+    std::vector<config::LimitConfig> vendor_gates;
+    std::vector<std::size_t> limit_slots;
+    std::shared_ptr<LimitService> limits;  // the process's
+    ProxyCounters& counters;               // the process's
+    std::vector<RouteFeedbackCounters> feedback;  // index = Config::routes index
+    // Per route and per upstream (index = Config::routes / Config::upstreams index):
+    // outcomes, admission waits, upstream responses (docs/operations-metrics.md).
+    metrics::ProxyMetrics metrics;
+    Nanos started_wall;  // the process's start
+    std::atomic<bool>& draining;
+    IdleSessionRegistry& idle_sessions;
+    AccessLog* access_log;  // the process's; null when off
+
+    Runtime(std::shared_ptr<ProcessState> state, std::shared_ptr<const config::Config> cfg, route::RouteTable table)
+        : process(std::move(state)),
+          config(std::move(cfg)),
+          loaded_wall(
+              std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())),
           routes(std::move(table)),
+          limits(process->limits),
+          counters(process->counters),
           feedback(config->routes.size()),
           metrics(config->routes.size(), config->upstreams.size()),
-          started_wall(
-              std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())) {
+          started_wall(process->started_wall),
+          draining(process->draining),
+          idle_sessions(process->idle_sessions),
+          access_log(process->access_log.get()) {
         for (const auto& upstream : config->upstreams)
             vendor_gates.push_back(limit::vendor_gate_config(upstream.name));
     }
 
-    std::size_t vendor_gate_index(std::size_t upstream_index) const {
-        return config->limits.size() + upstream_index;
+    // The limiters' configs in limit_slots order.
+    std::vector<config::LimitConfig> limiter_configs() const {
+        std::vector<config::LimitConfig> all = config->limits;
+        all.insert(all.end(), vendor_gates.begin(), vendor_gates.end());
+        return all;
     }
 
-    // The config of limiter `index` (a configured limit or a vendor gate).
-    const config::LimitConfig& limit_config(std::size_t index) const {
-        return index < config->limits.size() ? config->limits[index]
-                                             : vendor_gates[index - config->limits.size()];
+    // The slot of Config::limits[i], and of upstream u's vendor gate.
+    std::size_t limit_slot(std::size_t config_index) const { return limit_slots[config_index]; }
+    std::size_t vendor_gate_index(std::size_t upstream_index) const {
+        return limit_slots[config->limits.size() + upstream_index];
     }
+
+    // Where this runtime's limiters live (LimitService::install), in limiter_configs() order.
+    void set_limit_slots(std::vector<std::size_t> slots) {
+        limit_slots = std::move(slots);
+        std::size_t top = 0;
+        for (const auto slot : limit_slots) top = std::max(top, slot + 1);
+        config_index_of_slot_.assign(top, kNoConfigIndex);
+        for (std::size_t i = 0; i < limit_slots.size(); ++i) config_index_of_slot_[limit_slots[i]] = i;
+    }
+
+    // The config of the limiter in `slot`: one of this runtime's, or (a request
+    // that waited across a reload) whichever config the slot was made for.
+    const config::LimitConfig& limit_config(std::size_t slot) const {
+        const auto index = slot < config_index_of_slot_.size() ? config_index_of_slot_[slot] : kNoConfigIndex;
+        if (index == kNoConfigIndex) return limits->slot_config(slot);
+        return index < config->limits.size() ? config->limits[index] : vendor_gates[index - config->limits.size()];
+    }
+
+private:
+    static constexpr std::size_t kNoConfigIndex = static_cast<std::size_t>(-1);
+    std::vector<std::size_t> config_index_of_slot_;
 };
 
 }  // namespace sluice::proxy

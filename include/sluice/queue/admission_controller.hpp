@@ -206,6 +206,13 @@ public:
     void retire(const std::vector<Retirement>& retirements, const Instant& now);
     bool retired(std::size_t limit_index) const;
 
+    // Drain: nobody waits past `close_at` (mono). Every waiter's deadline, and
+    // every later request's, is cut to it; one that cannot be admitted by then
+    // is refused shutting_down (at the next poll, or at arrival), not after
+    // waiting in vain. What is still waiting at the close is refused then.
+    // Returns the refusals made now, as poll() would.
+    std::vector<Admission> close_queue_at(Nanos close_at, const Instant& now);
+
     std::size_t waiting() const;  // requests queued across all queues
     const LimitActivity& activity(std::size_t limit_index) const;
     // When the oldest request waiting on this limit arrived (mono; kNever: none

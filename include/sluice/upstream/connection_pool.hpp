@@ -44,6 +44,10 @@ public:
 
     void start();  // arms the idle sweep
     void stop();   // closes idle connections, fails waiters
+    // A reload replaced this pool: idle connections close now, and each busy one
+    // when its exchange ends; requests already waiting for a connection are
+    // still served.
+    void retire();
 
     // Completes with a connection, or an error: Errc::upstream_connect_failed,
     // upstream_tls_failed, upstream_timeout, upstream_busy. The handler is
@@ -99,6 +103,7 @@ private:
     std::size_t open_ = 0;
     std::uint64_t opened_total_ = 0;
     bool stopped_ = false;
+    bool retired_ = false;  // retire(): no connection goes back to idle
     std::atomic<std::size_t> streamed_bodies_{0};
     std::atomic<std::uint64_t> connect_failures_{0};
     std::atomic<std::uint64_t> tls_failures_{0};

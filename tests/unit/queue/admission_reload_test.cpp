@@ -132,3 +132,25 @@ TEST_CASE("permits in flight on a retired concurrency limit come back to its suc
     f.controller->release({LimitUse{old_limit, 0, 1}}, f.clock.now());
     CHECK(admitted(f.poll()) == std::vector{waiter.ticket});
 }
+
+TEST_CASE("on drain, a waiter that cannot be admitted before the queue closes is refused shutting_down at once",
+          "[queue][drain]") {
+    Fixture f;
+    const auto limit = f.add(limit_of(Algorithm::sliding_window, 1, 1s, "api"));
+    REQUIRE(f.submit(0, limit).outcome == Outcome::admitted);
+    const auto soon = f.submit(0, limit);  // admissible at 1 s
+    const auto late = f.submit(0, limit);  // at 2 s
+    REQUIRE(soon.outcome == Outcome::queued);
+    REQUIRE(late.outcome == Outcome::queued);
+    auto decided = f.controller->close_queue_at(f.clock.now().mono + 1500ms, f.clock.now());
+    REQUIRE(decided.size() == 1);
+    CHECK(decided[0].ticket == late.ticket);
+    CHECK(decided[0].reason == sluice::Errc::shutting_down);
+    // A newcomer that could only go after the close is refused at arrival.
+    const auto newcomer = f.submit(0, limit);
+    CHECK(newcomer.outcome == Outcome::rejected);
+    CHECK(newcomer.reason == sluice::Errc::shutting_down);
+    // The one that fits goes at its time.
+    f.clock.advance(1s);
+    CHECK(admitted(f.poll()) == std::vector{soon.ticket});
+}

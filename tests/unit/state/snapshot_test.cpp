@@ -2,6 +2,8 @@
 // the error that names its damage, never a crash.
 #include "sluice/state/snapshot.hpp"
 
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -246,4 +248,18 @@ TEST_CASE("state codec: absurd counts and values in a well-framed payload are ma
             if (result.snapshot) CHECK(encode(*result.snapshot) == bytes);
         }
     }
+}
+
+TEST_CASE("state codec: the fuzz target's seed file is a valid state file", "[state][codec]") {
+    std::ifstream in(SLUICE_SOURCE_DIR "/tests/fuzz/corpus/state/valid_file", std::ios::binary);
+    REQUIRE(in);
+    const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const auto result = decode(bytes);
+    INFO(result.message);
+    REQUIRE(result.snapshot);
+    CHECK(result.snapshot->boot_id == "boot-a");
+    REQUIRE(result.snapshot->limits.size() == 2);
+    CHECK(result.snapshot->limits[1].id.name == "hourly");
+    CHECK(result.snapshot->limits[1].keys[0].admitted.size() == 2);
+    CHECK(encode(*result.snapshot) == bytes);
 }

@@ -221,6 +221,11 @@ bool operator==(const StateSnapshot& a, const StateSnapshot& b) {
            a.saved_at.wall == b.saved_at.wall && a.boot_id == b.boot_id && a.limits == b.limits;
 }
 
+LimitSnapshot limit_snapshot(const config::LimitConfig& config, std::vector<limit::KeyExport> keys) {
+    return LimitSnapshot{limit::stable_id(config), config.algorithm, config.window, config.margin,
+                         std::move(keys)};
+}
+
 std::uint32_t crc32(std::string_view bytes) noexcept {
     std::uint32_t c = 0xFFFFFFFFu;
     for (const char byte : bytes) c = kCrcTable[(c ^ static_cast<unsigned char>(byte)) & 0xFFu] ^ (c >> 8);

@@ -159,7 +159,7 @@ StateDir::ReadResult StateDir::read(std::uint64_t max_bytes) const {
         return result;
     }
     if (static_cast<std::uint64_t>(info.st_size) > max_bytes) {
-        result.status = ReadResult::Status::error;
+        result.status = ReadResult::Status::too_large;
         result.error = "'" + path + "' has " + std::to_string(info.st_size) + " bytes, more than the " +
                        std::to_string(max_bytes) + " a state file may have";
         ::close(fd);
@@ -225,6 +225,49 @@ StateDir::SetAsideResult StateDir::set_aside(std::string_view reason, Nanos wall
     }
     (void)sync_dir(dir_);
     return result;
+}
+
+StartupState read_state_at_start(const StateDir& dir, Nanos wall_now) {
+    StartupState state;
+    const auto read = dir.read(kMaxFileBytes);
+    std::string problem;
+    switch (read.status) {
+        case StateDir::ReadResult::Status::absent: state.message = "no state file"; return state;
+        case StateDir::ReadResult::Status::error:
+            // The folder's fault (permissions, I/O), not the file's: it may be fine, so it stays.
+            state.message = read.error;
+            return state;
+        case StateDir::ReadResult::Status::too_large: problem = "too large: " + read.error; break;
+        case StateDir::ReadResult::Status::read: {
+            auto decoded = decode(read.bytes);
+            if (decoded.snapshot) {
+                state.message = "read " + std::to_string(decoded.snapshot->limits.size()) + " limits from '" +
+                                dir.file_path() + "'";
+                state.snapshot = std::move(decoded.snapshot);
+                return state;
+            }
+            problem = std::string(decode_error_name(decoded.error)) + ": " + decoded.message;
+            break;
+        }
+    }
+    const auto moved = dir.set_aside(problem, wall_now);
+    state.set_aside = moved.error.empty();
+    state.message = state.set_aside ? "state.bin set aside as " + moved.path + ": " + problem
+                                    : problem + " (and it could not be set aside: " + moved.error + ")";
+    return state;
+}
+
+std::string read_boot_id(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {};
+    char buffer[kMaxBootIdBytes + 1];
+    const auto n = ::read(fd, buffer, sizeof buffer);
+    ::close(fd);
+    if (n <= 0) return {};
+    std::string id(buffer, static_cast<std::size_t>(n));
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+    if (id.size() > kMaxBootIdBytes) return {};  // not a boot id
+    return id;
 }
 
 // ---------------------------------------------------------------------------

@@ -47,6 +47,9 @@ struct LimitSnapshot {
     std::vector<limit::KeyExport> keys;
 };
 
+// A limit's snapshot as its configuration names it (stable_id, algorithm, window, margin).
+LimitSnapshot limit_snapshot(const config::LimitConfig& config, std::vector<limit::KeyExport> keys);
+
 // What one save wrote: the limits' keys with times in the saving process's mono timeline,
 // and the moment (both clocks) and boot they belong to, from which restore.hpp translates them.
 struct StateSnapshot {

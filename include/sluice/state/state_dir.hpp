@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "sluice/common/clock.hpp"
+#include "sluice/state/snapshot.hpp"
 
 namespace sluice::state {
 
@@ -37,13 +38,18 @@ public:
     std::optional<std::string> write_atomically(std::string_view bytes) const;
 
     struct ReadResult {
-        enum class Status { absent, read, error };
+        enum class Status {
+            absent,     // no state.bin
+            read,       // `bytes` holds it
+            too_large,  // larger than max_bytes: not read (`error` says how large)
+            error,      // cannot be opened or read (`error`)
+        };
         Status status = Status::absent;
-        std::string bytes;  // when read
-        std::string error;  // when error
+        std::string bytes;
+        std::string error;
     };
-    // Reads state.bin whole; a file larger than `max_bytes` is an error (it is not read).
-    ReadResult read(std::uint64_t max_bytes) const;
+    // Reads state.bin whole.
+    ReadResult read(std::uint64_t max_bytes = kMaxFileBytes) const;
 
     struct SetAsideResult {
         std::string path;   // where state.bin went (empty on failure)
@@ -57,6 +63,23 @@ public:
 private:
     std::string dir_;
 };
+
+// What start finds in the state folder, before any listener opens.
+struct StartupState {
+    std::optional<StateSnapshot> snapshot;  // set when state.bin was read and decoded
+    // For the log: "no state file", "read 3 limits saved at ...", or why nothing was restored
+    // ("state.bin set aside as .../state.bin.bad-1700000000: checksum: ...").
+    std::string message;
+    bool set_aside = false;  // state.bin could not be decoded and was renamed
+};
+// Reads and decodes state.bin; one that cannot be decoded (or is larger than kMaxFileBytes) is
+// set aside (StateDir::set_aside) with the decoder's message as the reason. A read that fails
+// for another reason (permissions, I/O) leaves the file where it is.
+StartupState read_state_at_start(const StateDir& dir, Nanos wall_now);
+
+// The host's boot id (/proc/sys/kernel/random/boot_id, Linux), "" when it cannot be read:
+// equal ids mean the same CLOCK_MONOTONIC (restore.hpp). `path` is for tests.
+std::string read_boot_id(const std::string& path = "/proc/sys/kernel/random/boot_id");
 
 // Writes snapshots on a thread of its own, so that neither the admission path nor a timer
 // waits for a disk. At most one snapshot waits to be written: a newer one replaces an

@@ -263,3 +263,19 @@ TEST_CASE("state codec: the fuzz target's seed file is a valid state file", "[st
     CHECK(result.snapshot->limits[1].keys[0].admitted.size() == 2);
     CHECK(encode(*result.snapshot) == bytes);
 }
+
+TEST_CASE("state codec: limit_snapshot names a limit as its configuration does", "[state][codec]") {
+    sluice::config::LimitConfig config;
+    config.name = "daily";
+    config.algorithm = Algorithm::fixed_window;
+    config.limit = 1000;
+    config.window = 24h;
+    config.margin = 2s;
+    const auto limit = limit_snapshot(config, {full_key(1, 1)});
+    CHECK(limit.id == sluice::limit::stable_id(config));
+    CHECK(limit.algorithm == Algorithm::fixed_window);
+    CHECK(limit.window == 24h);
+    CHECK(limit.margin == 2s);
+    REQUIRE(limit.keys.size() == 1);
+    CHECK(limit.keys[0].key == 1);
+}

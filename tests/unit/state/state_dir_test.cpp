@@ -14,8 +14,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using sluice::Nanos;
-using sluice::state::StateDir;
-using sluice::state::StateWriter;
+using namespace sluice::state;
 
 // A fresh folder under the system's temp folder, removed with everything in it.
 class TempDir {
@@ -72,7 +71,7 @@ TEST_CASE("state dir: a file larger than the bound is not read", "[state][dir]")
     REQUIRE_FALSE(dir.open(temp.path().string()));
     REQUIRE_FALSE(dir.write_atomically(std::string(100, 'x')));
     const auto read = dir.read(99);
-    CHECK(read.status == StateDir::ReadResult::Status::error);
+    CHECK(read.status == StateDir::ReadResult::Status::too_large);
     CHECK(read.error.find("has 100 bytes, more than the 99 a state file may have") != std::string::npos);
     CHECK(dir.read(100).status == StateDir::ReadResult::Status::read);
 }
@@ -219,4 +218,50 @@ TEST_CASE("state writer: a failed write is counted with its error; the destructo
         writer.submit("B", 2s);
     }
     CHECK(written == std::vector<std::string>{"B"});
+}
+
+TEST_CASE("state at start: absent, decoded, or set aside with the decoder's reason", "[state][dir]") {
+    TempDir temp;
+    StateDir dir;
+    REQUIRE_FALSE(dir.open(temp.path().string()));
+    auto start = read_state_at_start(dir, 1'700'000'000s);
+    CHECK_FALSE(start.snapshot);
+    CHECK_FALSE(start.set_aside);
+    CHECK(start.message == "no state file");
+
+    StateSnapshot saved;
+    saved.boot_id = "b";
+    saved.limits.push_back(LimitSnapshot{{"daily", 1}, sluice::config::Algorithm::fixed_window, 24h, 0s, {}});
+    REQUIRE_FALSE(dir.write_atomically(encode(saved)));
+    start = read_state_at_start(dir, 1'700'000'000s);
+    REQUIRE(start.snapshot);
+    CHECK(*start.snapshot == saved);
+    CHECK(start.message == "read 1 limits from '" + dir.file_path() + "'");
+
+    auto damaged = encode(saved);
+    damaged.back() = static_cast<char>(damaged.back() ^ 1);
+    REQUIRE_FALSE(dir.write_atomically(damaged));
+    start = read_state_at_start(dir, 1'700'000'000s);
+    CHECK_FALSE(start.snapshot);
+    CHECK(start.set_aside);
+    const auto aside = (temp.path() / "state.bin.bad-1700000000").string();
+    CHECK_THAT(start.message,
+               Catch::StartsWith("state.bin set aside as " + aside + ": checksum: the payload's CRC-32 is "));
+    CHECK(contents(aside) == damaged);
+    CHECK_THAT(contents(aside + ".why"), Catch::StartsWith("checksum: "));
+    CHECK_FALSE(fs::exists(dir.file_path()));
+    // The next start finds nothing, and starts fresh.
+    CHECK(read_state_at_start(dir, 1'700'000'001s).message == "no state file");
+}
+
+TEST_CASE("boot id: read and trimmed; empty when missing or too long", "[state][dir]") {
+    TempDir temp;
+    const auto file = (temp.path() / "boot_id").string();
+    std::ofstream(file) << "6f1c0b7e-1e0d-4a7e-9a57-2d3b6f0e9c11\n";
+    CHECK(read_boot_id(file) == "6f1c0b7e-1e0d-4a7e-9a57-2d3b6f0e9c11");
+    std::ofstream(file) << std::string(200, 'x');
+    CHECK(read_boot_id(file).empty());
+    CHECK(read_boot_id((temp.path() / "missing").string()).empty());
+    // The real one, on Linux: 36 characters (a UUID).
+    if (fs::exists("/proc/sys/kernel/random/boot_id")) CHECK(read_boot_id().size() == 36);
 }

@@ -114,6 +114,14 @@ void print_server(YAML::Emitter& out, const ServerConfig& server) {
     out << YAML::Key << "log_query" << YAML::Value << access_log.log_query;
     out << YAML::Key << "buffer_bytes" << YAML::Value << access_log.buffer_bytes;
     out << YAML::EndMap;
+    const auto& state = server.state;
+    out << YAML::Key << "state" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "enabled" << YAML::Value << state.enabled;
+    out << YAML::Key << "dir" << YAML::Value << YAML::DoubleQuoted << state.dir;
+    out << YAML::Key << "save_interval" << YAML::Value << format_duration(state.save_interval);
+    out << YAML::Key << "min_window" << YAML::Value << format_duration(state.min_window);
+    out << YAML::EndMap;
+    out << YAML::Key << "drain_timeout" << YAML::Value << format_duration(server.drain_timeout);
     out << YAML::EndMap;
 }
 

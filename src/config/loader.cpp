@@ -31,6 +31,7 @@
 
 #include "sluice/common/excerpt.hpp"
 #include "sluice/common/zoned_days.hpp"
+#include "sluice/config/config_printer.hpp"
 #include "sluice/config/vendor_policy.hpp"
 #include "sluice/route/route_table.hpp"
 
@@ -191,6 +192,11 @@ constexpr Duration kMaxPause = std::chrono::hours(24);    // feedback max_pause,
 constexpr std::uint64_t kMinAccessLogBufferBytes = 64ull * 1024;
 constexpr std::uint64_t kMaxAccessLogBufferBytes = 256ull << 20;
 
+// server.state and server.drain_timeout.
+constexpr Duration kMinSaveInterval = std::chrono::milliseconds(100);  // a save costs a full export
+constexpr Duration kMaxSaveInterval = std::chrono::hours(1);
+constexpr Duration kMaxDrainTimeout = std::chrono::minutes(10);
+
 constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{64} * 1024;
 // A policy cap on streamed bodies: beyond 1 TiB a value is a typo, not a policy.
 constexpr std::uint64_t kMaxBodyBytes = 1ull << 40;
@@ -198,10 +204,9 @@ constexpr std::uint64_t kMaxBodyBytes = 1ull << 40;
 // a deliberate choice, not an accident.
 constexpr std::uint64_t kMaxBufferedBodyBytes = 16ull << 20;
 
-// "366d", "1d": a bound as the user would write it.
+// "366d", "1d", "10m": a bound as the user would write it.
 std::string describe_bound(Duration bound) {
-    const auto days = std::chrono::duration_cast<std::chrono::hours>(bound).count() / 24;
-    return std::to_string(days) + "d";
+    return format_duration(bound);
 }
 
 // ---------------------------------------------------------------------------
@@ -533,7 +538,9 @@ const std::vector<std::string> kServerKeys{"workers",
                                            "forwarded",
                                            "rate_limit_headers",
                                            "admin",
-                                           "access_log"};
+                                           "access_log",
+                                           "state",
+                                           "drain_timeout"};
 const std::vector<std::string> kTimeoutKeys{"client_header", "client_body", "client_body_total",
                                             "client_idle", "client_write"};
 const std::vector<std::string> kForwardedKeys{"x_forwarded_for", "x_forwarded_proto"};
@@ -541,6 +548,7 @@ const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
 const std::vector<std::string> kAdminKeys{"enabled",   "listen",      "token_file",
                                           "token_env", "status_keys", "limits_top_keys"};
 const std::vector<std::string> kAccessLogKeys{"enabled", "path", "log_query", "buffer_bytes"};
+const std::vector<std::string> kStateKeys{"enabled", "dir", "save_interval", "min_window"};
 const std::vector<std::string> kListenerKeys{"name", "listen"};
 const std::vector<std::string> kUpstreamKeys{"url",
                                              "tls",
@@ -870,6 +878,7 @@ private:
 
         config_->source_file = file_;
         read_server(top.get("server"));
+        resolve_state_dir();
         read_listeners(top.get("listeners"));
         if (const auto v = top.get("vendors")) expand_vendors(*v, top.get("presets_dir"));
         read_upstreams(top);
@@ -1321,6 +1330,34 @@ private:
             if (const auto n = log.get("buffer_bytes"))
                 access_log.buffer_bytes = n->size(kMinAccessLogBufferBytes, kMaxAccessLogBufferBytes);
         }
+        if (const auto v = map.get("state")) {
+            const Map state_map(*v, kStateKeys);
+            auto& state = server.state;
+            if (const auto b = state_map.get("enabled")) state.enabled = b->boolean();
+            if (const auto d = state_map.get("dir"))
+                state.dir =
+                    d->string("the path of a folder for the state file (relative to the config file's)");
+            if (const auto d = state_map.get("save_interval")) {
+                state.save_interval = d->duration(Sign::positive, kMaxSaveInterval);
+                if (state.save_interval < kMinSaveInterval) {
+                    d->fail(echoed(d->text("")) + " is shorter than " + describe_bound(kMinSaveInterval),
+                            "a duration from " + describe_bound(kMinSaveInterval) + " to " +
+                                describe_bound(kMaxSaveInterval));
+                }
+            }
+            if (const auto d = state_map.get("min_window"))
+                state.min_window = d->duration(Sign::non_negative, kMaxWindow);
+        }
+        if (const auto d = map.get("drain_timeout"))
+            server.drain_timeout = d->duration(Sign::non_negative, kMaxDrainTimeout);
+    }
+
+    // server.state.dir: "sluice-state" in the config file's folder unless given; a relative one is
+    // relative to that folder, so the state follows the file, whatever the cwd of the process.
+    void resolve_state_dir() {
+        auto& dir = config_->server.state.dir;
+        const std::filesystem::path given(dir.empty() ? "sluice-state" : dir);
+        dir = given.is_absolute() ? given.string() : (folder_of(file_) / given).string();
     }
 
     // ---- listeners ----------------------------------------------------------

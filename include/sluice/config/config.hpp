@@ -84,6 +84,19 @@ struct AccessLogConfig {
     std::size_t buffer_bytes = 1 << 20;
 };
 
+// Limit counts kept across a restart (the state file, src/state): a daily quota 60 % used
+// stays 60 % used when sluice comes back.
+struct StateConfig {
+    bool enabled = true;
+    // The folder holding state.bin. The loader resolves it: "sluice-state" in the config file's
+    // folder by default, and a relative path is relative to that folder (not to the cwd).
+    std::string dir;
+    Duration save_interval = 1s;  // how often the limits' keys are saved (100ms to 1h)
+    // Sliding windows and token buckets shorter than this are not saved (refilled before a
+    // restart is over); fixed windows always are, concurrency limits never.
+    Duration min_window = std::chrono::minutes(1);
+};
+
 struct ServerConfig {
     unsigned workers = 1;                      // io_context threads
     std::size_t max_header_bytes = 16 * 1024;  // request header limit -> 431
@@ -98,6 +111,9 @@ struct ServerConfig {
     RateLimitHeaders rate_limit_headers;
     AdminConfig admin;
     AccessLogConfig access_log;
+    StateConfig state;
+    // After SIGTERM: how long requests in flight and queued may take to finish (0 to 10 min).
+    Duration drain_timeout = 10s;
 };
 
 struct ListenerConfig {

@@ -141,7 +141,7 @@ TEST_CASE("error: unknown key", "[config][errors]") {
           "t.yaml:2:3: server: unknown key 'wokers' (did you mean 'workers'?); expected one of workers, "
           "max_header_bytes, max_body_bytes, max_buffered_body_bytes, max_client_connections, timeouts, "
           "forwarded, "
-          "rate_limit_headers, admin, access_log");
+          "rate_limit_headers, admin, access_log, state, drain_timeout");
     CHECK(error_of(kRest + "routs: []\n") ==
           "t.yaml:5:1: unknown key 'routs' (did you mean 'routes'?); expected one of server, listeners, "
           "upstreams, "
@@ -173,7 +173,7 @@ TEST_CASE("error: wrong type", "[config][errors]") {
     CHECK(error_of("server: 5\n" + kRest) ==
           "t.yaml:1:9: server: got '5'; expected a map with keys workers, max_header_bytes, max_body_bytes, "
           "max_buffered_body_bytes, max_client_connections, timeouts, forwarded, rate_limit_headers, admin, "
-          "access_log");
+          "access_log, state, drain_timeout");
     CHECK(error_of("server:\n  forwarded: {x_forwarded_for: yes}\n" + kRest) ==
           "t.yaml:2:32: server.forwarded.x_forwarded_for: got 'yes'; expected true or false");
     CHECK(error_of("upstreams: [api]\nroutes:\n  - upstream: api\n") ==

@@ -1,8 +1,8 @@
 """The example's client for docker/compose.yaml: WORKERS concurrent loops sending GETs through
 sluice (SLUICE_URL) to the mock vendor, far faster than the vendor allows. Every 5 s it prints
 how many answers of each kind it got: the vendor's 200s, sluice's own 429s (Sluice-Error
-header: the request waited in sluice's queue and could not be admitted in time), and any
-vendor 429 (which sluice's limit should keep at zero).
+header: the request could not be admitted within the queue's max_wait, so sluice answered at
+once), and any vendor 429 (which sluice's limit should keep at zero).
 """
 
 import asyncio
@@ -30,6 +30,10 @@ async def worker(session: aiohttp.ClientSession) -> None:
             async with session.get(URL) as response:
                 await response.read()
                 counts[kind(response)] += 1
+                retry_after = response.headers.get("Retry-After", "")
+            # A well-behaved client: after a 429 it waits as told (at most 5 s) before the next try.
+            if response.status == 429 and retry_after.isdigit():
+                await asyncio.sleep(min(int(retry_after), 5))
         except aiohttp.ClientError as error:
             counts[f"error {type(error).__name__}"] += 1
             await asyncio.sleep(1)  # sluice not up yet, or restarting

@@ -160,11 +160,12 @@ HealthResult check_health(const HealthTarget& target) {
             error = std::string("socket: ") + std::strerror(errno);
             continue;
         }
-        error = connect_one(socket.fd(), *address, deadline);
-        if (!error.empty()) {
-            error = "connect to " + target.host + ":" + target.port + ": " + error;
+        if (const auto why = connect_one(socket.fd(), *address, deadline); !why.empty()) {
+            error = "connect to " + target.host;
+            error += ":" + target.port + ": " + why;
             continue;
         }
+        error.clear();
         const std::string request = "GET " + target.path + " HTTP/1.1\r\nHost: " + target.host + ":" +
                                     target.port +
                                     "\r\nUser-Agent: sluice-health\r\nConnection: close\r\n\r\n";

@@ -72,7 +72,7 @@ check_packages() {
   while read -r line; do
     case $line in
       *"not found"*) fail "ldd: $line"; continue ;;
-      *"=> /"*) path=$(sed 's/.*=> \([^ ]*\).*/\1/' <<<"$line") ;;
+      *"=> /"*) path=${line#*=> }; path=${path%% *} ;;
       /*) path=${line%% *} ;;
       *) continue ;;  # linux-vdso: the kernel's
     esac
@@ -102,7 +102,7 @@ check_packages() {
     echo "note: no CMakeCache.txt beside $binary; the build stage's packages are not checked"
   else
     local allowed_build=" ${build[*]} " name dir file
-    for name in $(sed -n 's/^find_package(\([A-Za-z0-9_-]*\).*/\1/p' "$source_dir/CMakeLists.txt"); do
+    while read -r name; do
       case $name in
         Threads) continue ;;  # libc
         # Found by CMake's Find modules (no config package): a header of theirs tells the package.
@@ -123,7 +123,7 @@ check_packages() {
       else
         fail "find_package($name) used $file (${owners:-no package}): add it to the build stage's apt-get install"
       fi
-    done
+    done < <(sed -n 's/^find_package(\([A-Za-z0-9_-]*\).*/\1/p' "$source_dir/CMakeLists.txt")
   fi
 }
 
@@ -190,8 +190,7 @@ check_entrypoint() {
   "${as_user[@]}" "${command[@]}" >"$work/sluice.log" 2>&1 &
   sluice_pid=$!
 
-  local i
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     [ -s "$work/run/ready.json" ] && break
     kill -0 "$sluice_pid" 2>/dev/null || break
     sleep 0.1
@@ -222,12 +221,12 @@ check_entrypoint() {
 
   kill -TERM "$sluice_pid"
   local rc=0
-  for i in $(seq 150); do kill -0 "$sluice_pid" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 150); do kill -0 "$sluice_pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$sluice_pid" 2>/dev/null; then
     fail "sluice still runs 15 s after SIGTERM"
   else
     wait "$sluice_pid" || rc=$?
-    [ "$rc" -eq 0 ] && echo "ok: SIGTERM -> exit 0" || fail "SIGTERM -> exit $rc, expected 0"
+    if [ "$rc" -eq 0 ]; then echo "ok: SIGTERM -> exit 0"; else fail "SIGTERM -> exit $rc, expected 0"; fi
   fi
   sluice_pid=
   if "${probe[@]}" 2>/dev/null; then fail "HEALTHCHECK still answers 0 after sluice exited"; fi
@@ -258,7 +257,7 @@ check_cli() {
     [ -z "$err" ] || fail "$flag wrote to stderr: $err"
   done
   run_sluice health --help
-  [ "$rc" -eq 0 ] && [[ $out == usage:* ]] || fail "health --help: exit $rc, stdout '$out'"
+  if [ "$rc" -ne 0 ] || [[ $out != usage:* ]]; then fail "health --help: exit $rc, stdout '$out'"; fi
 
   local bad
   for bad in "--no-such-flag" "--config" "health --admin nonsense" "health --path nopath" \
@@ -287,8 +286,8 @@ open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
 import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 time.sleep(30)
 PY
-  local silent_pid=$! i
-  for i in $(seq 50); do [ -s "$work/silent_port" ] && break; sleep 0.1; done
+  local silent_pid=$!
+  for _ in $(seq 50); do [ -s "$work/silent_port" ] && break; sleep 0.1; done
   local started=$SECONDS
   run_sluice health --admin "127.0.0.1:$(cat "$work/silent_port")" --timeout 0.5
   kill "$silent_pid" 2>/dev/null || true

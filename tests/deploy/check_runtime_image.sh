@@ -9,11 +9,13 @@
 #               beside the binary) is installed by the build stage
 #   entrypoint  the ENTRYPOINT, its paths mapped into a temporary copy of what the runtime stage
 #               COPYs, runs as the image's USER (when run as root), the HEALTHCHECK command
-#               answers 0 while it runs, SIGTERM makes it exit 0, and the HEALTHCHECK fails after
+#               answers 0 while it runs, SIGTERM makes it exit 0 (with the state file saved in
+#               the volume when server.state is on), and the HEALTHCHECK fails after
 #   cli         --version, --help and usage errors: output and exit codes; `sluice health`
 #               against no listener and a listener that never answers
 #   yaml        docker/compose.yaml and deploy/kubernetes/*.yaml parse, the configs they ship
-#               pass `sluice --check`, and the pod's shutdown budget exceeds the drain
+#               (and docker/sluice.yaml) pass `sluice --check` with their state dir on a writable
+#               volume, the pod's shutdown budget exceeds the drain, and no probe is an httpGet
 #
 # Registered in ctest as "deploy: CHECK" (tests/CMakeLists.txt). Fails with one line per problem.
 set -euo pipefail
@@ -230,7 +232,29 @@ check_entrypoint() {
   fi
   sluice_pid=
   if "${probe[@]}" 2>/dev/null; then fail "HEALTHCHECK still answers 0 after sluice exited"; fi
+  # With the state file on (this build has server.state), the drain's last save is in the volume.
+  local config="" state_dir previous=""
+  for arg in "${command[@]}"; do
+    [ "$previous" = --config ] && config=$arg
+    previous=$arg
+  done
+  if "$binary" --check --print --config "$config" >"$work/printed.yaml" 2>/dev/null; then
+    state_dir=$(effective_state_dir "$work/printed.yaml")
+    if [ -n "$state_dir" ] && [ "$state_dir" != "-" ]; then
+      if [ -s "$state_dir/state.bin" ]; then echo "ok: SIGTERM saved $state_dir/state.bin"
+      else fail "no state file in $state_dir after SIGTERM"; fi
+    fi
+  fi
   if [ "$failures" -gt 0 ]; then echo "sluice's log:" >&2; cat "$work/sluice.log" >&2; fi
+}
+
+# server.state.dir in `sluice --check --print`'s output: "" when this build has no server.state
+# (before the state file's branch is merged), "-" when disabled.
+effective_state_dir() {
+  "$python" -c '
+import sys, yaml
+state = ((yaml.safe_load(open(sys.argv[1])) or {}).get("server") or {}).get("state")
+print("" if state is None else "-" if state.get("enabled") is False else state.get("dir", ""))' "$1"
 }
 
 # Runs sluice with the given arguments: sets out, err and rc.
@@ -328,6 +352,9 @@ for name, service in services.items():
                 problems.append(f"{compose_path}: {name} mounts {host}, which does not exist")
             elif path.endswith(".yaml"):
                 open(os.path.join(out, "compose-" + name + ".yaml"), "w").write(open(path).read())
+                writable = [v.split(":")[1] for v in service.get("volumes", [])
+                            if not v.endswith(":ro") and not v.split(":")[0].endswith(".yaml")]
+                open(os.path.join(out, "compose-" + name + ".yaml.writable"), "w").write("\n".join(writable))
 print(f"ok: {compose_path} parses: services {', '.join(services)}")
 
 for path in sorted(glob.glob(os.path.join(source, "deploy/kubernetes/*.yaml"))):
@@ -335,12 +362,19 @@ for path in sorted(glob.glob(os.path.join(source, "deploy/kubernetes/*.yaml"))):
     kinds = [d.get("kind") for d in documents]
     print(f"ok: {path} parses: {', '.join(map(str, kinds))}")
     drain = 10  # server.drain_timeout's default
+    writable = []  # the sluice container's writable mounts: where its state dir may be
+    for doc in documents:
+        pod = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in pod.get("containers", []) + pod.get("initContainers", []):
+            if "sluice" in container.get("image", ""):
+                writable += [m["mountPath"] for m in container.get("volumeMounts", []) if not m.get("readOnly")]
     for doc in documents:
         if doc.get("kind") == "ConfigMap":
             for key, text in doc.get("data", {}).items():
                 if key.endswith(".yaml"):
                     name = os.path.basename(path)[:-5] + "-" + key
                     open(os.path.join(out, name), "w").write(text)
+                    open(os.path.join(out, name + ".writable"), "w").write("\n".join(writable))
                     config = yaml.safe_load(text) or {}
                     value = (config.get("server") or {}).get("drain_timeout")
                     if value is not None:
@@ -367,13 +401,27 @@ for problem in problems:
     print("FAIL: " + problem, file=sys.stderr)
 sys.exit(1 if problems else 0)
 PY
-  # Every config shipped (the image's, the compose example's, the ConfigMaps') loads.
-  local config
-  for config in "$source_dir/docker/sluice.yaml" "$work"/configs/*.yaml; do
-    if "$binary" --check --config "$config" >"$work/check.out" 2>&1; then
-      echo "ok: sluice --check $(basename "$config")"
+  # Every config shipped (the image's, the compose example's, the ConfigMaps') loads, and its
+  # state dir, when the build has server.state, is on a writable volume of its container (the
+  # default, next to the config file, is read-only there: sluice would exit 3).
+  cp "$source_dir/docker/sluice.yaml" "$work/configs/image.yaml"
+  query volumes >"$work/configs/image.yaml.writable"
+  local config state_dir
+  for config in "$work"/configs/*.yaml; do
+    if ! "$binary" --check --print --config "$config" >"$work/printed.yaml" 2>"$work/check.err"; then
+      fail "sluice --check $(basename "$config"): $(cat "$work/check.err")"
+      continue
+    fi
+    echo "ok: sluice --check $(basename "$config")"
+    state_dir=$(effective_state_dir "$work/printed.yaml")
+    if [ -z "$state_dir" ]; then
+      echo "note: $(basename "$config"): this build has no server.state; its state dir is not checked"
+    elif [ "$state_dir" != "-" ] && ! grep -qxF "$state_dir" "$config.writable" &&
+         ! grep -qxF "${state_dir%/}" "$config.writable"; then
+      fail "$(basename "$config"): server.state.dir $state_dir is not a writable volume of its" \
+           "container ($(tr '\n' ' ' <"$config.writable")): set it there, e.g. dir: /var/lib/sluice"
     else
-      fail "sluice --check $config: $(cat "$work/check.out")"
+      echo "ok: $(basename "$config"): state dir ${state_dir/#-/disabled}"
     fi
   done
 }

@@ -15,7 +15,9 @@ packages=(build-essential cmake pkg-config libboost1.81-dev libssl-dev openssl l
           chromium
           # /metrics: prometheus-cpp's TextSerializer; the e2e test parses a scrape with the
           # Python client's parser (text_string_to_metric_families)
-          prometheus-cpp-dev python3 python3-prometheus-client "$@")
+          prometheus-cpp-dev python3 python3-prometheus-client
+          # tests/deploy: the compose and Kubernetes files are parsed as YAML
+          python3-yaml "$@")
 
 missing=()
 for p in "${packages[@]}"; do

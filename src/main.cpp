@@ -3,6 +3,8 @@
 //   sluice --config FILE [--ready-file PATH] [--log-level debug|info|warn|error]
 //          [--presets-dir DIR] [--time-scale N]
 //   sluice --check --config FILE [--print] [--vendor NAME|all]...   (or: sluice check FILE ...)
+//   sluice health [--admin HOST:PORT] [--path PATH] [--timeout SECONDS]
+//   sluice --version | --help
 
 #include <cstdio>
 #include <cstdlib>
@@ -21,6 +23,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include "sluice/cli/build_info.hpp"
+#include "sluice/cli/health_check.hpp"
 #include "sluice/common/crash_barrier.hpp"
 #include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
@@ -47,23 +51,76 @@ struct Options {
     sluice::log::Level level = sluice::log::Level::info;
 };
 
+// --help prints to stdout and exits 0; a usage error prints why and the usage to stderr, exit 2.
 [[noreturn]] void usage(const char* why) {
+    std::FILE* out = why ? stderr : stdout;
     if (why) std::fprintf(stderr, "sluice: %s\n", why);
     std::fprintf(
-        stderr,
+        out,
         "usage: sluice --config FILE [--ready-file PATH] [--log-level debug|info|warn|error]\n"
         "              [--presets-dir DIR] [--time-scale N]\n"
         "       sluice --check --config FILE [--print] [--vendor NAME|all]...   (or: sluice check FILE ...)\n"
+        "       sluice health [--admin HOST:PORT] [--path PATH] [--timeout SECONDS]\n"
+        "       sluice --version | --help\n"
         "  --print        print the effective configuration (presets expanded, defaults filled) as YAML\n"
         "  --vendor NAME  check a vendors: instance against its vendor's published limits (exit 1 if "
         "exceeded)\n"
-        "  --time-scale N divide every limit window by N (tests and demos only)\n");
-    std::exit(2);
+        "  --time-scale N divide every limit window by N (tests and demos only)\n"
+        "  health         GET PATH (default /healthz) on a running sluice's admin listener (default\n"
+        "                 127.0.0.1:9901) within SECONDS (default 2): exit 0 on 200, else 1\n"
+        "exit status: 0 clean exit (also after a drain), 1 invalid configuration (or --check --vendor\n"
+        "  over a vendor's limit), 2 usage error, 3 could not start (a listener cannot bind, TLS setup,\n"
+        "  state dir not writable)\n");
+    std::exit(why ? 2 : 0);
+}
+
+// `sluice health ...`: for container health checks and exec probes (no curl in the image,
+// and the admin listener stays on loopback where a kubelet's httpGet cannot reach it).
+[[noreturn]] void health(const std::vector<std::string>& args) {
+    sluice::cli::HealthTarget target;
+    sluice::cli::parse_admin_address(sluice::cli::kDefaultAdminAddress, target);
+    for (std::size_t i = 1; i < args.size(); ++i) {
+        const auto& arg = args[i];
+        auto value = [&]() -> const std::string& {
+            if (i + 1 >= args.size()) usage(("health: " + arg + " needs a value").c_str());
+            return args[++i];
+        };
+        if (arg == "--admin") {
+            if (const auto error = sluice::cli::parse_admin_address(value(), target); !error.empty())
+                usage(("health --admin: " + error).c_str());
+        } else if (arg == "--path") {
+            const auto& path = value();
+            if (path.empty() || path.front() != '/' || path.find_first_of(" \r\n") != std::string::npos)
+                usage(("health --path: expected a path starting with '/', got '" + path + "'").c_str());
+            target.path = path;
+        } else if (arg == "--timeout") {
+            const auto& text = value();
+            char* end = nullptr;
+            const double seconds = std::strtod(text.c_str(), &end);
+            if (end == text.c_str() || *end != '\0' || !(seconds > 0) || seconds > 3600)
+                usage(("health --timeout needs seconds > 0 (at most 3600), got '" + text + "'").c_str());
+            target.timeout = std::chrono::milliseconds(static_cast<long>(seconds * 1000));
+        } else if (arg == "--help" || arg == "-h") {
+            usage(nullptr);
+        } else {
+            usage(("health: unknown argument '" + arg + "'").c_str());
+        }
+    }
+    const auto result = sluice::cli::check_health(target);
+    const auto where = target.host + ":" + target.port + target.path;
+    if (result.status != 0) {
+        std::fprintf(result.healthy ? stdout : stderr, "sluice health: %s: %d\n", where.c_str(),
+                     result.status);
+    } else {
+        std::fprintf(stderr, "sluice health: %s: %s\n", where.c_str(), result.error.c_str());
+    }
+    std::exit(result.healthy ? 0 : 1);
 }
 
 Options parse_options(int argc, char** argv) {
     Options options;
     std::vector<std::string> args(argv + 1, argv + argc);
+    if (!args.empty() && args.front() == "health") health(args);
     for (std::size_t i = 0; i < args.size(); ++i) {
         const auto& arg = args[i];
         auto value = [&]() -> const std::string& {
@@ -105,6 +162,9 @@ Options parse_options(int argc, char** argv) {
                 usage(("unknown log level '" + level + "'").c_str());
         } else if (arg == "--help" || arg == "-h") {
             usage(nullptr);
+        } else if (arg == "--version") {
+            std::printf("%s\n", sluice::cli::version_line().c_str());
+            std::exit(0);
         } else {
             usage(("unknown argument '" + arg + "'").c_str());
         }

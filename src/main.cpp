@@ -32,14 +32,21 @@
 #include "sluice/config/loader.hpp"
 #include "sluice/config/vendor_check.hpp"
 #include "sluice/config/vendor_policy.hpp"
+#include "sluice/admin/admin_server.hpp"
+#include "sluice/proxy/limit_state_file.hpp"
 #include "sluice/proxy/proxy_server.hpp"
 
 namespace {
 
 namespace net = boost::asio;
 
-// How long in-flight exchanges get to finish after SIGTERM before the process exits.
-constexpr auto kDrainGrace = std::chrono::seconds(5);
+// The end of a drain kept for answering what still waits when the queue
+// closes: min(this, drain_timeout / 10) before the process exits.
+constexpr auto kQueueCloseLead = std::chrono::seconds(1);
+
+// Exit 3: sluice could not start serving (a listener cannot bind, TLS setup, the state folder
+// cannot be written). 0, 1 and 2 are in usage(): a clean exit, an invalid config, a usage error.
+constexpr int kExitCannotStart = 3;
 
 struct Options {
     std::string config_path = "config/sluice.yaml";
@@ -191,12 +198,12 @@ void write_ready_file(const std::string& path, const sluice::proxy::ProxyServer&
     }
 }
 
-// After stop(): exit once no client connection is left, or after the grace period.
+// After begin_drain(): exit once no client connection is left, or at the deadline.
 void drain_then_stop(net::io_context& ioc, sluice::proxy::ProxyServer& server,
                      std::chrono::steady_clock::time_point deadline) {
     auto timer = std::make_shared<net::steady_timer>(ioc, std::chrono::milliseconds(50));
     timer->async_wait([&ioc, &server, deadline, timer](boost::system::error_code) {
-        const auto open = server.runtime()->counters.open_client_connections.load();
+        const auto open = server.process()->counters.open_client_connections.load();
         if (open <= 0 || std::chrono::steady_clock::now() >= deadline) {
             if (open > 0) sluice::log::warn("main", std::to_string(open) + " connections cut at shutdown");
             server.stop_admin();  // last: /readyz answered 503 throughout the drain
@@ -205,6 +212,39 @@ void drain_then_stop(net::io_context& ioc, sluice::proxy::ProxyServer& server,
         }
         drain_then_stop(ioc, server, deadline);
     });
+}
+
+// SIGHUP and POST /v1/reload: read and validate the file, then put it in force
+// (ProxyServer::reload). A bad file changes nothing; the answer says why.
+sluice::admin::ReloadAnswer reload_config(const Options& options, sluice::proxy::ProxyServer& server) {
+    nlohmann::json body;
+    std::shared_ptr<const sluice::config::Config> config;
+    try {
+        config = sluice::config::load_config_file(options.config_path, options.load);
+    } catch (const sluice::config::ConfigError& e) {
+        auto& reloads = server.process()->reloads;
+        reloads.failed.fetch_add(1, std::memory_order_relaxed);
+        reloads.last_failed.store(true);
+        sluice::log::error("reload", std::string("invalid configuration, nothing changed: ") + e.what());
+        body = {{"result", "failure"}, {"error", std::string("invalid configuration: ") + e.what()}};
+        return {false, body.dump() + "\n"};
+    }
+    const auto reloaded = server.reload(config);
+    if (!reloaded.ok) {
+        sluice::log::error("reload", "refused, nothing changed: " + reloaded.error);
+        body = {{"result", "failure"}, {"error", reloaded.error}};
+        return {false, body.dump() + "\n"};
+    }
+    const auto& l = reloaded.limits;
+    sluice::log::info("reload", options.config_path + " in force (generation " +
+                                    std::to_string(reloaded.generation) + "): " + std::to_string(l.kept.size()) +
+                                    " limits kept, " + std::to_string(l.carried.size()) + " changed (counts carried), " +
+                                    std::to_string(l.added.size()) + " added, " + std::to_string(l.removed.size()) +
+                                    " removed");
+    body = {{"result", "success"},
+            {"generation", reloaded.generation},
+            {"limits", {{"kept", l.kept}, {"carried", l.carried}, {"added", l.added}, {"removed", l.removed}}}};
+    return {true, body.dump() + "\n"};
 }
 
 // --check: the file is valid; with --print, the effective configuration on stdout (as YAML that
@@ -272,36 +312,74 @@ int main(int argc, char** argv) {
         net::io_context ioc(workers == 1 ? BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO : static_cast<int>(workers));
         sluice::SystemClock clock;
         sluice::proxy::ProxyServer server(ioc, config, clock);
+        // The saved counts are in the limits before any listener opens.
+        std::shared_ptr<sluice::proxy::LimitStateFile> state_file;
+        if (config->server.state.enabled) {
+            state_file = std::make_shared<sluice::proxy::LimitStateFile>(ioc, server.process(), config->server.state);
+            if (const auto error = state_file->open()) {
+                std::fprintf(stderr,
+                             "sluice: server.state.dir: %s (set server.state.enabled: false to run without a "
+                             "state file: a restart then forgets every count)\n",
+                             error->c_str());
+                return kExitCannotStart;
+            }
+            state_file->restore();
+            server.process()->state_file = state_file;
+        }
         server.start();
+        if (state_file) state_file->start();
         if (!options.ready_file.empty()) write_ready_file(options.ready_file, server);
         sluice::log::info("main", "sluice ready: " + std::to_string(config->routes.size()) + " routes, " +
                                       std::to_string(workers) + " worker(s)");
 
-        // SIGHUP's default action kills the process: a sidecar's supervisor sending it
-        // to ask for a reload must not take the proxy down.
+        server.set_reload_hook([&options, &server] { return reload_config(options, server); });
+        // SIGHUP: reload (its default action would kill the process).
         net::signal_set hangups(ioc, SIGHUP);
         std::function<void(boost::system::error_code, int)> on_hangup = [&](boost::system::error_code ec,
                                                                             int) {
             if (ec) return;
-            sluice::log::warn("main", "SIGHUP: configuration reload is not supported yet; ignored");
+            sluice::log::info("main", "SIGHUP: reloading " + options.config_path);
+            reload_config(options, server);
             hangups.async_wait(on_hangup);
         };
         hangups.async_wait(on_hangup);
 
+        // SIGTERM/SIGINT: drain for server.drain_timeout; a second one exits at once
+        // (the state file is still written, below).
         net::signal_set signals(ioc, SIGINT, SIGTERM);
-        signals.async_wait([&](boost::system::error_code ec, int signal) {
+        net::steady_timer queue_close_timer(ioc);
+        std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec,
+                                                                           int signal) {
             if (ec) return;
-            sluice::log::info("main", std::string("signal ") + std::to_string(signal) + ": draining");
-            server.stop();
-            drain_then_stop(ioc, server, std::chrono::steady_clock::now() + kDrainGrace);
-        });
+            if (server.process()->draining.load()) {
+                sluice::log::warn("main", std::string("signal ") + std::to_string(signal) +
+                                              " again: exiting now, without waiting for the drain");
+                server.stop_admin();
+                ioc.stop();
+                return;
+            }
+            const auto drain = server.runtime()->config->server.drain_timeout;
+            const auto now = std::chrono::steady_clock::now();
+            const auto deadline = now + drain;
+            const auto queue_close = deadline - std::min<std::chrono::nanoseconds>(kQueueCloseLead, drain / 10);
+            sluice::log::info("main", std::string("signal ") + std::to_string(signal) + ": draining for up to " +
+                                          std::to_string(std::chrono::duration<double>(drain).count()) + " s");
+            server.begin_drain(std::chrono::duration_cast<sluice::Nanos>(queue_close.time_since_epoch()));
+            queue_close_timer.expires_at(queue_close);
+            queue_close_timer.async_wait([&server](boost::system::error_code wait_ec) {
+                if (!wait_ec) server.end_drain();
+            });
+            drain_then_stop(ioc, server, deadline);
+            signals.async_wait(on_signal);
+        };
+        signals.async_wait(on_signal);
 
         // The last barrier: a handler without one of its own (a pool's or the limit
         // service's timer, a signal) that throws unwinds out of run(). Asio allows
         // calling run() again at once; the exception is counted and logged at a
         // bounded rate instead of ending the process (or, with several workers,
         // std::terminate from a thread).
-        auto& loop_exceptions = server.runtime()->counters.loop_exceptions;
+        auto& loop_exceptions = server.process()->counters.loop_exceptions;
         auto run = [&ioc, &loop_exceptions] {
             static sluice::log::RateLimitedSite site;
             while (!sluice::run_contained(loop_exceptions, site, "main", "an io_context handler",
@@ -313,11 +391,14 @@ int main(int argc, char** argv) {
         run();
         for (auto& t : threads) t.join();
         // Every exchange has ended and logged its line: what is buffered goes out now.
-        if (const auto& access_log = server.runtime()->access_log) access_log->stop();
+        if (const auto& access_log = server.process()->access_log) access_log->stop();
+        // Last: nothing is admitted any more, so the file holds every count.
+        if (state_file) state_file->save_and_stop();
         sluice::log::info("main", "stopped");
     } catch (const std::exception& e) {
+        // A listener that cannot bind, TLS setup, the access log's file: nothing was served.
         std::fprintf(stderr, "sluice: %s\n", e.what());
-        return 1;
+        return kExitCannotStart;
     }
     return 0;
 }

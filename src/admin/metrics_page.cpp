@@ -1,4 +1,5 @@
 #include "sluice/admin/metrics_page.hpp"
+#include "sluice/proxy/limit_state_file.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -354,6 +355,26 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
     Families::gauge(out.family("sluice_config_last_load_timestamp_seconds",
                                "When the config in force was loaded (Unix seconds)", MetricType::Gauge),
                     {}, seconds_of(runtime.loaded_wall));
+    if (const auto& state_file = runtime.process->state_file) {
+        const auto c = state_file->counters();
+        Families::counter(out.family("sluice_state_saves_total", "State file writes that succeeded",
+                                     MetricType::Counter),
+                          {}, static_cast<double>(c.saves));
+        Families::counter(out.family("sluice_state_save_failures_total", "State file writes that failed",
+                                     MetricType::Counter),
+                          {}, static_cast<double>(c.save_failures));
+        Families::counter(out.family("sluice_state_file_set_aside_total",
+                                     "State files found at start that could not be used and were set aside",
+                                     MetricType::Counter),
+                          {}, static_cast<double>(c.set_aside));
+        Families::gauge(out.family("sluice_state_restored_keys", "Limit keys restored from the state file at start",
+                                   MetricType::Gauge),
+                        {}, static_cast<double>(c.restored_keys));
+        Families::gauge(out.family("sluice_state_last_save_timestamp_seconds",
+                                   "When the state file was last written (Unix seconds; 0: not yet)",
+                                   MetricType::Gauge),
+                        {}, seconds_of(c.last_save_wall));
+    }
     auto& reload_results = out.family("sluice_config_reloads_total",
                                       "Reloads asked for (SIGHUP, POST /v1/reload), by result", MetricType::Counter);
     Families::counter(reload_results, {{"result", "success"}}, static_cast<double>(reloads.succeeded.load()));

@@ -3,6 +3,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
+#include "sluice/state/restore.hpp"
+
 namespace sluice::proxy {
 
 namespace net = boost::asio;
@@ -217,6 +219,36 @@ void LimitService::stop() {
         }
     }
     dispatch(ready);
+}
+
+std::vector<state::LimitSnapshot> LimitService::snapshot_for_state(const std::vector<config::LimitConfig>& configs,
+                                                                 const std::vector<std::size_t>& slots,
+                                                                 Nanos min_window, Instant& at) {
+    std::vector<state::LimitSnapshot> out;
+    const std::lock_guard<std::mutex> lock(mutex_);
+    at = clock_.now();
+    std::vector<limit::KeyExport> keys;
+    for (std::size_t i = 0; i < configs.size() && i < slots.size(); ++i) {
+        keys.clear();
+        controller_.limiter(slots[i]).export_keys(at, keys);
+        state::keep_worth_saving(configs[i], min_window, at, keys);
+        if (!keys.empty()) out.push_back(state::limit_snapshot(configs[i], std::move(keys)));
+    }
+    return out;
+}
+
+std::size_t LimitService::import_keys(std::size_t slot, const std::vector<limit::KeyExport>& keys,
+                                      limit::ImportMode mode) {
+    Ready ready;
+    std::size_t dropped = 0;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        dropped = controller_.feedback_target(slot).import_keys(keys, mode, now);
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+    return dropped;
 }
 
 void LimitService::close_queue_at(Nanos close_at) {

@@ -405,6 +405,10 @@ void ProxyServer::stop_admin() {
     if (admin_) admin_->stop();
 }
 
+void ProxyServer::set_reload_hook(std::function<admin::ReloadAnswer()> hook) {
+    if (admin_) admin_->set_reload_hook(std::move(hook));
+}
+
 std::vector<std::pair<std::string, std::uint16_t>> ProxyServer::listener_ports() const {
     std::vector<std::pair<std::string, std::uint16_t>> out;
     for (const auto& listener : listeners_) out.emplace_back(listener->name(), listener->port());

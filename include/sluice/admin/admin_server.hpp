@@ -39,15 +39,17 @@
 
 namespace sluice::admin {
 
+// POST /v1/reload's answer.
+struct ReloadAnswer {
+    bool ok = false;
+    std::string body;  // JSON
+};
+
 class AdminServer : public std::enable_shared_from_this<AdminServer> {
 public:
     AdminServer(boost::asio::io_context& ioc, std::shared_ptr<proxy::Runtime> runtime);
 
     // What POST /v1/reload runs (main's reload: read, validate, ProxyServer::reload).
-    struct ReloadAnswer {
-        bool ok = false;
-        std::string body;  // JSON
-    };
     using ReloadHook = std::function<ReloadAnswer()>;
     void set_reload_hook(ReloadHook hook) { reload_ = std::make_shared<const ReloadHook>(std::move(hook)); }
     // Reads the token file (if any) and binds. Throws std::runtime_error naming the

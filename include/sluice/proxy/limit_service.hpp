@@ -24,6 +24,7 @@
 #include "sluice/feedback/admission_tally.hpp"
 #include "sluice/feedback/reaction.hpp"
 #include "sluice/limit/limit_state.hpp"
+#include "sluice/state/snapshot.hpp"
 #include "sluice/queue/admission_controller.hpp"
 
 namespace sluice::proxy {
@@ -52,6 +53,14 @@ public:
     // named is retired. Waiting requests move to the new limiters
     // (AdmissionController::retire). The first call, at start, adds them all.
     Installed install(const std::vector<config::LimitConfig>& limits);
+
+    // The state file (proxy/limit_state_file): under the lock, each given limit's
+    // keys worth saving (state/restore.hpp), as of `at` (filled in).
+    std::vector<state::LimitSnapshot> snapshot_for_state(const std::vector<config::LimitConfig>& configs,
+                                                         const std::vector<std::size_t>& slots, Nanos min_window,
+                                                         Instant& at);
+    // Imports restored keys into a slot's limiter; returns the keys dropped (max_keys).
+    std::size_t import_keys(std::size_t slot, const std::vector<limit::KeyExport>& keys, limit::ImportMode mode);
 
     // The config a slot's limiter was made with (any slot ever installed).
     const config::LimitConfig& slot_config(std::size_t slot) const { return *slot_configs_[slot]; }

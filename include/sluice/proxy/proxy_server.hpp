@@ -4,6 +4,7 @@
 // connections into ClientSessions, and drains on stop().
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +20,7 @@
 
 namespace sluice::admin {
 class AdminServer;
+struct ReloadAnswer;
 }
 
 namespace sluice::proxy {
@@ -68,6 +70,9 @@ public:
         LimitService::Installed limits;
     };
     Reloaded reload(std::shared_ptr<const config::Config> config);
+
+    // POST /v1/reload on the admin listener runs this (no admin listener: ignored).
+    void set_reload_hook(std::function<admin::ReloadAnswer()> hook);
 
     std::vector<std::pair<std::string, std::uint16_t>> listener_ports() const;
     std::uint16_t admin_port() const;

@@ -108,6 +108,7 @@ struct ReloadCounters {
 };
 
 struct Runtime;
+class LimitStateFile;
 
 // What outlives a configuration, one per process: the limit state (owned by
 // the LimitService, addressed by StableId), the counters, the drain flag, the
@@ -123,6 +124,8 @@ struct ProcessState {
     IdleSessionRegistry idle_sessions;
     // Null when server.access_log is off: sessions then collect and format nothing.
     std::unique_ptr<AccessLog> access_log;
+    // Null when server.state is off.
+    std::shared_ptr<LimitStateFile> state_file;
     // Unix time at which the process built its first runtime.
     Nanos started_wall{std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())};
 

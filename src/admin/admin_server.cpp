@@ -1,4 +1,5 @@
 #include "sluice/admin/admin_server.hpp"
+#include "sluice/proxy/limit_state_file.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -42,6 +43,21 @@ public:
     void begin(proxy::Runtime& runtime) override {
         const auto& counters = runtime.counters;
         out_["draining"] = runtime.draining.load();
+        const auto& reloads = runtime.process->reloads;
+        out_["config"] = {{"generation", runtime.generation},
+                          {"reloads", {{"succeeded", reloads.succeeded.load()}, {"failed", reloads.failed.load()}}},
+                          {"last_load_success", !reloads.last_failed.load()}};
+        if (const auto& state_file = runtime.process->state_file) {
+            const auto c = state_file->counters();
+            out_["state_file"] = {{"saves", c.saves},
+                                  {"save_failures", c.save_failures},
+                                  {"set_aside", c.set_aside},
+                                  {"restored_keys", c.restored_keys},
+                                  {"last_save_unix", static_cast<double>(c.last_save_wall.count()) / 1e9},
+                                  {"last_error", c.last_error}};
+        } else {
+            out_["state_file"] = nullptr;
+        }
         out_["counters"] = {
             {"requests", counters.requests.load()},
             {"forwarded", counters.forwarded.load()},

@@ -738,6 +738,7 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
     if (access_log_) note_admission(admission);
     tightest_ = admission.tightest;
     tightest_limit_ = admission.limiting_limit;
+    admitted_at_ = admission.at;
     if (admission.outcome == queue::Outcome::rejected && kept_refusal_) return relay_kept_refusal();
     if (admission.outcome == queue::Outcome::rejected) {
         runtime_->counters.rejected_by_limits.fetch_add(1, std::memory_order_relaxed);
@@ -881,6 +882,10 @@ void ClientSession::on_upstream_acquired(std::error_code ec, upstream::Connectio
     if (ec) {
         const auto code = ec.category() == sluice_category() ? static_cast<Errc>(ec.value())
                                                              : Errc::upstream_connect_failed;
+        // Not one byte of this request reached the vendor (no connection; a retry
+        // after a vendor 429 or a closed pooled connection did send before): the
+        // units it took go back, for the retry that needs them.
+        if (sends_ == 0) runtime_->limits->refund(uses_, admitted_at_);
         return fail_upstream(code, "cannot reach upstream '" + upstream_config().name + "': " + ec.message(),
                              false);
     }

@@ -43,6 +43,24 @@ bool same_limiter_settings(const config::LimitConfig& a, const config::LimitConf
 
 }  // namespace
 
+namespace {
+
+// Permits in flight are no state of the exchange's own (export_keys leaves them
+// out: they end with the process), but across a reload those exchanges go on:
+// the successor of a concurrency limit counts them, and their releases reach it
+// (AdmissionController::release), so a changed limit never admits past itself.
+void carry_in_flight(const limit::Limiter& old, limit::Limiter& successor, const Instant& now) {
+    if (old.config().algorithm != config::Algorithm::concurrency ||
+        successor.config().algorithm != config::Algorithm::concurrency)
+        return;
+    for (const auto& key : old.status(now, old.key_count())) {
+        const std::int64_t in_flight = old.config().limit - key.remaining;
+        if (in_flight > 0) successor.consume(key.key, in_flight, now);
+    }
+}
+
+}  // namespace
+
 LimitService::Installed LimitService::install(const std::vector<config::LimitConfig>& limits) {
     Installed result;
     Ready ready;
@@ -81,10 +99,13 @@ LimitService::Installed LimitService::install(const std::vector<config::LimitCon
             slot_configs_[slot] = std::make_unique<const config::LimitConfig>(limit);
             if (live != live_by_name_.end()) {
                 // The old limiter's counts move to the new one: a reload never grants a fresh quota.
+                const auto& old = controller_.limiter(live->second);
+                auto& successor = controller_.feedback_target(slot);
                 keys.clear();
-                controller_.limiter(live->second).export_keys(now, keys);
-                controller_.feedback_target(slot).import_keys(
-                    keys, same_id ? limit::ImportMode::exact : limit::ImportMode::carry_used, now);
+                old.export_keys(now, keys);
+                successor.import_keys(keys, same_id ? limit::ImportMode::exact : limit::ImportMode::carry_used,
+                                      now);
+                carry_in_flight(old, successor, now);
                 retirements.push_back({live->second, slot});
                 result.carried.push_back(limit.name);
             } else {
@@ -130,6 +151,18 @@ void LimitService::release(const std::vector<limit::LimitUse>& uses) {
         const std::lock_guard<std::mutex> lock(mutex_);
         const auto now = clock_.now();
         controller_.release(uses, now);
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+}
+
+void LimitService::refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at) {
+    if (uses.empty()) return;
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        controller_.refund(uses, admitted_at, now);
         poll_locked(now, ready);
     }
     dispatch(ready);

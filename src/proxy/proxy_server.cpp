@@ -273,6 +273,9 @@ std::string unreloadable_change(const config::Config& current, const config::Con
     if (a.access_log.enabled != b.access_log.enabled || a.access_log.path != b.access_log.path ||
         a.access_log.log_query != b.access_log.log_query || a.access_log.buffer_bytes != b.access_log.buffer_bytes)
         return "server.access_log changed (the log is opened at start: restart sluice)";
+    if (a.state.enabled != b.state.enabled || a.state.dir != b.state.dir ||
+        a.state.save_interval != b.state.save_interval || a.state.min_window != b.state.min_window)
+        return "server.state changed (the state file is opened at start: restart sluice)";
     return {};
 }
 

@@ -478,6 +478,7 @@ struct AdmissionController::Impl {
                          const Instant& now, std::vector<Admission>& out) {
         Admission a;
         a.ticket = it->ticket;
+        a.at = now.mono;
         a.queue = QueueState{it->queue->waiters.size() - 1, it->queue->max_depth};
         if (reason == Errc::ok) {
             a.shadow_would_refuse = consume_all(it->uses, now);
@@ -717,6 +718,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     }
 
     Admission a;
+    a.at = now.mono;
     a.queue = QueueState{depth, request.max_depth};
     const auto reject = [&](Errc reason) {
         a.outcome = Outcome::rejected;
@@ -836,11 +838,24 @@ void AdmissionController::release(const std::vector<limit::LimitUse>& uses, cons
     Impl& m = *impl_;
     for (const LimitUse& use : uses) {
         m.limiters[use.limit_index]->release(use.key, use.cost, now);
-        // A successor that carried this limit's permits in flight gets them back too.
-        const std::size_t live = m.live(use.limit_index);
-        if (live != use.limit_index) m.limiters[live]->release(use.key, use.cost, now);
+        // A successor that carried this limit's permits in flight (a concurrency
+        // limit after a concurrency limit: LimitService::install) gets them back too.
+        // Every limit on the way must be one, or the permits were not carried.
+        std::size_t slot = use.limit_index;
+        const auto is_concurrency = [&](std::size_t i) {
+            return m.limiters[i]->config().algorithm == config::Algorithm::concurrency;
+        };
+        while (m.successor[slot] && is_concurrency(slot) && is_concurrency(*m.successor[slot])) slot = *m.successor[slot];
+        if (slot != use.limit_index && !m.successor[slot])
+            m.limiters[slot]->release(use.key, use.cost, now);
     }
     if (!uses.empty()) m.all_due = true;
+}
+
+void AdmissionController::refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at, const Instant& now) {
+    Impl& m = *impl_;
+    for (const LimitUse& use : uses) m.limiters[m.live(use.limit_index)]->refund(use.key, use.cost, admitted_at, now);
+    if (!uses.empty()) m.all_due = true;  // units given back may let a head go
 }
 
 void AdmissionController::pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until,

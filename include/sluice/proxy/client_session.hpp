@@ -227,6 +227,7 @@ private:
     bool response_started_ = false;
     unsigned version_ = 11;
     int attempts_ = 0;    // connection acquisitions for this send (stale-connection retry)
+    Nanos admitted_at_{0};  // mono: when the admission consumed the request's units
     unsigned sends_ = 0;  // times this request was sent to the vendor (vendor-429 retries)
     Nanos deadline_{0};   // mono: the request's max_wait ends here, retries included
     Nanos max_wait_{0};   // the request's max_wait, for its admission after the body is read

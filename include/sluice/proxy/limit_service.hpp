@@ -98,6 +98,9 @@ public:
     // The admitted exchange ended (any reason): concurrency permits go back.
     void release(const std::vector<limit::LimitUse>& uses);
 
+    // The admitted request never reached the vendor: its units go back (docs/limits.md).
+    void refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at);
+
     // Vendor feedback (feedback/reaction.hpp), under the lock: reads each limit's
     // count and limit in force for the request's key, runs the pure reaction on
     // them and carries out its limit actions (pause, cap, deficit, lower a

@@ -140,6 +140,7 @@ struct QueueState {
 struct Admission {
     Outcome outcome = Outcome::rejected;
     TicketId ticket = 0;
+    Nanos at{0};             // mono: when it was decided (admitted: when its units were consumed)
     Errc reason = Errc::ok;  // rejected: queue_full | admission_timeout | key_capacity
     Nanos retry_after{0};    // rejected: precise delay until a retry could be admitted (0 if unknown)
     std::optional<std::size_t>
@@ -177,6 +178,10 @@ public:
 
     // An admitted exchange ended: return concurrency permits. Call poll() after.
     void release(const std::vector<limit::LimitUse>& uses, const Instant& now);
+
+    // The admitted request never reached the vendor (it could not be connected):
+    // its units go back to its rate limits (Limiter::refund). Call poll() after.
+    void refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at, const Instant& now);
 
     // Vendor feedback pass-throughs (pause/cap a limit's key); call poll() after.
     void pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until, const Instant& now);

@@ -53,14 +53,14 @@ struct RuntimeFixture {
 
     RuntimeFixture() {
         auto config = config::load_config_string(kYaml);
-        runtime = std::make_shared<proxy::Runtime>(config, route::RouteTable(*config));
+        auto process = std::make_shared<proxy::ProcessState>();
+        process->limits = std::make_shared<proxy::LimitService>(ioc, clock);
+        runtime = std::make_shared<proxy::Runtime>(process, config, route::RouteTable(*config));
         const upstream::ConnectionExecutor executors(ioc, 1);
         for (const auto& u : config->upstreams)
             runtime->pools.push_back(std::make_shared<upstream::ConnectionPool>(executors, u));
-        std::vector<std::unique_ptr<limit::Limiter>> limiters;
-        for (const auto& l : config->limits) limiters.push_back(limit::make_limiter(l));
-        for (const auto& g : runtime->vendor_gates) limiters.push_back(limit::make_limiter(g));
-        runtime->limits = std::make_shared<proxy::LimitService>(ioc, clock, std::move(limiters));
+        runtime->set_limit_slots(process->limits->install(runtime->limiter_configs()).slots);
+        process->make_current(runtime, runtime->generation);
     }
 
     queue::Admission submit(std::size_t route, std::vector<limit::LimitUse> uses) {

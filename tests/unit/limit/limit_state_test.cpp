@@ -521,15 +521,19 @@ TEST_CASE("refund: as if the admission had never happened, for the exact forms",
             for (int step = 0; step < 300; ++step) {
                 mono += random_below(rng, (c.window + c.margin) / 16);
                 const Instant now = instant_at(mono);
-                // Refunds come a little after their admission (a failed connect).
-                for (const Pending& p : pending) refunded->refund(p.key, p.cost, p.at, now);
-                pending.clear();
+                // Refunds come a little after their admission (a failed connect),
+                // other admissions in between.
+                if (rng() % 3 == 0) {
+                    for (const Pending& p : pending) refunded->refund(p.key, p.cost, p.at, now);
+                    pending.clear();
+                }
                 const KeyHash key = keys[rng() % keys.size()];
                 const std::int64_t cost =
                     1 + static_cast<std::int64_t>(
                             rng() % static_cast<std::uint64_t>(std::max<std::int64_t>(capacity / 4, 1)));
+                // Identical once every refund is in (for the exact forms); before, only stricter.
                 check_no_more_permissive(*never, *refunded, keys, capacity, now,
-                                         conservative_only ? kNever : 0ns);
+                                         conservative_only || !pending.empty() ? kNever : 0ns);
                 if (!refunded->probe(key, cost, 0, now).allowed) continue;
                 refunded->consume(key, cost, now);
                 if (rng() % 3 == 0) {
@@ -591,6 +595,17 @@ TEST_CASE("refund: nothing comes back once the units no longer count", "[limit][
         CHECK(l->probe(0, 0, 0, instant_at(3s + 100ms)).remaining == 2);
         l->refund(0, 2, 3s, instant_at(4s));  // a whole refill since: nothing to give back
         CHECK(l->probe(0, 0, 0, instant_at(4s)).remaining == 10);
+    }
+    SECTION("token bucket: an admission in between may have found the bucket full without it") {
+        // Burst 2, one token per second. A takes one at 0 s, B one at 0.5 s. Without
+        // A, B would have left the bucket full again at 1.5 s; with A refunded as
+        // if its token were simply back, at 1 s: 2 tokens at 1.2 s would be too many.
+        auto l = make_limiter(config_of({"t", Algorithm::token_bucket, 1, 1s, 0ns, 2}, false));
+        l->consume(0, 1, instant_at(10s));
+        l->consume(0, 1, instant_at(10s + 500ms));
+        l->refund(0, 1, 10s, instant_at(10s + 500ms));
+        CHECK_FALSE(l->probe(0, 2, 0, instant_at(11s + 200ms)).allowed);
+        CHECK(l->probe(0, 2, 0, instant_at(11s + 500ms)).allowed);
     }
     SECTION("concurrency: a no-op") {
         auto l = make_limiter(config_of({"c", Algorithm::concurrency, 3, 0ns}, false));

@@ -642,3 +642,27 @@ TEST_CASE("refund: a fixed window gives nothing back across a wall clock step", 
     l->refund(0, 1, after.mono, Instant{14s, kWallStart + 14s + 3s});
     CHECK(l->probe(0, 0, 0, Instant{14s, kWallStart + 14s + 3s}).remaining == 2);
 }
+
+TEST_CASE("limit state: a shadow limit's overdraft survives the round trip", "[limit][state]") {
+    const std::vector<Case> cases{{"sliding exact", Algorithm::sliding_window, 10, 10s},
+                                  {"sliding bucketed", Algorithm::sliding_window, 300, 10s},
+                                  {"fixed", Algorithm::fixed_window, 10, 10s, 2s},
+                                  {"token bucket", Algorithm::token_bucket, 10, 10s, 0ns, 10}};
+    for (const Case& c : cases) {
+        INFO(c.label);
+        auto config = config_of(c, false);
+        config.enforce = false;
+        auto original = make_limiter(config);
+        // Three times the limit, the oldest units folded into the log's lump.
+        for (int i = 0; i < 6; ++i) original->consume(0, c.limit / 2, instant_at(1s + i * 1s));
+        const Instant t = instant_at(7s);
+        std::vector<KeyExport> out;
+        original->export_keys(t, out);
+        REQUIRE(out.size() == 1);
+        CHECK(units_of(out[0]) > c.limit);
+        auto restored = make_limiter(config);
+        restored->import_keys(out, ImportMode::exact, t);
+        for (Nanos mono = t.mono; mono < t.mono + 40s; mono += 900ms)
+            check_no_more_permissive(*original, *restored, {0}, c.limit, instant_at(mono), 0ns);
+    }
+}

@@ -419,11 +419,22 @@ public:
         const std::size_t room = max_keys_ > entries_.size() ? max_keys_ - entries_.size() : 0;
         std::size_t dropped = 0;
         if (added.size() > room) {
-            std::stable_sort(added.begin(), added.end(), [](const KeyExport* a, const KeyExport* b) {
-                return units_of(*a) > units_of(*b);
-            });
-            dropped = added.size() - room;
-            added.resize(room);
+            // Ranked by what each would count now (a key whose lots have all
+            // expired, with no overlay in force, would be forgotten at once: it
+            // takes no room and is not dropped).
+            std::vector<std::pair<std::int64_t, const KeyExport*>> ranked;
+            ranked.reserve(added.size());
+            for (const KeyExport* key_export : added) {
+                const std::int64_t counted = counted_after_import(*key_export, mode, now);
+                if (counted > 0 || overlay_in_force(*key_export, now))
+                    ranked.emplace_back(counted, key_export);
+            }
+            std::stable_sort(ranked.begin(), ranked.end(),
+                             [](const auto& a, const auto& b) { return a.first > b.first; });
+            dropped = ranked.size() > room ? ranked.size() - room : 0;
+            ranked.resize(ranked.size() - dropped);
+            added.clear();
+            for (const auto& [counted, key_export] : ranked) added.push_back(key_export);
         }
         for (const KeyExport* key_export : added) {
             Entry* entry = find(key_export->key);  // a key listed twice is merged the second time
@@ -487,7 +498,34 @@ private:
         return entry;
     }
 
-    // Units an export counts (its lots' sum), by which import_keys ranks keys.
+    // What a fresh key would count at `now` once `key_export` is imported into
+    // it (evaluated on the scratch state: nothing is recorded).
+    std::int64_t counted_after_import(const KeyExport& key_export, ImportMode mode, const Instant& now) {
+        policy_.reset(scratch_);
+        import_lots(scratch_, key_export, mode, now);
+        if (policy_.fresh_at(scratch_, now) <= now.mono) return 0;
+        return std::max<std::int64_t>(policy_.capacity() - policy_.probe(scratch_, 0, now).remaining, 1);
+    }
+
+    // The lots into `state` as the mode says: at their own times, or all at `now`.
+    void import_lots(State& state, const KeyExport& in, ImportMode mode, const Instant& now) const {
+        if (mode == ImportMode::exact) {
+            for (const AdmittedLot& lot : in.admitted) {
+                if (lot.units > 0)
+                    policy_.import_lot(state, AdmittedLot{lot.at, clamp_units(lot.units)}, now);
+            }
+        } else if (const std::int64_t units = units_of(in); units > 0) {
+            policy_.import_lot(state, AdmittedLot{now.mono, units}, now);
+        }
+    }
+
+    // Whether an export carries a pause, cap, deficit or learned limit still in force at `now`.
+    bool overlay_in_force(const KeyExport& in, const Instant& now) const noexcept {
+        return in.paused_until > now.mono || (in.cap_remaining >= 0 && in.cap_reset > now.mono) ||
+               (in.deficit > 0 && in.deficit_until > now.mono) || in.learned.limit > 0;
+    }
+
+    // Units an export's lots hold in all (what carry_used counts).
     static std::int64_t units_of(const KeyExport& key_export) noexcept {
         std::int64_t units = 0;
         for (const AdmittedLot& lot : key_export.admitted)
@@ -530,14 +568,7 @@ private:
     // mode says, each overlay merged to the stricter of the two. A key left
     // indistinguishable from fresh is forgotten at once.
     void merge(Entry& entry, const KeyExport& in, ImportMode mode, const Instant& now) {
-        if (mode == ImportMode::exact) {
-            for (const AdmittedLot& lot : in.admitted) {
-                if (lot.units > 0)
-                    policy_.import_lot(entry.value, AdmittedLot{lot.at, clamp_units(lot.units)}, now);
-            }
-        } else if (const std::int64_t units = units_of(in); units > 0) {
-            policy_.import_lot(entry.value, AdmittedLot{now.mono, units}, now);
-        }
+        import_lots(entry.value, in, mode, now);
         if (in.paused_until > now.mono) {
             VendorOverlay& o = overlay_for(entry);
             if (in.paused_until > o.paused_until) {

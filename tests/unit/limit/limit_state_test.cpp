@@ -458,10 +458,22 @@ TEST_CASE("limit state: max_keys keeps the most used keys on import", "[limit][s
     // Tracked keys are merged without needing room.
     CHECK(restored->import_keys(out, ImportMode::exact, t) == 6);
     CHECK(restored->probe(7, 0, 0, t).remaining == 50 - 20);
-    // Keys that count nothing any more take no room.
+    // Keys that count nothing any more take no room, and are not dropped.
     auto later = make_limiter(config);
-    CHECK(later->import_keys(out, ImportMode::exact, instant_at(t.mono + 1min)) == 6);
+    CHECK(later->import_keys(out, ImportMode::exact, instant_at(t.mono + 1min)) == 0);
     CHECK(later->key_count() == 0);
+    // Ranked by what counts at the import: key 7's units have left, key 1's not.
+    std::vector<KeyExport> aged{{7, {{t.mono - 2min, 30}}}, {1, {{t.mono, 3}}}, {2, {{t.mono, 6}}}};
+    config.max_keys = 1;
+    auto one = make_limiter(config);
+    CHECK(one->import_keys(aged, ImportMode::exact, t) == 1);
+    CHECK(one->probe(2, 0, 0, t).remaining == 44);
+    CHECK(one->probe(1, 1, 0, t).key_capacity);
+    // A pause alone is worth keeping over nothing.
+    std::vector<KeyExport> paused{{8, {}}, {9, {}}};
+    paused[1].paused_until = t.mono + 3min;
+    CHECK(one->import_keys(paused, ImportMode::exact, instant_at(t.mono + 2min)) == 0);
+    CHECK_FALSE(one->probe(9, 1, 0, instant_at(t.mono + 2min)).allowed);
 }
 
 TEST_CASE("limit state: exporting 10,000 keys is linear in their lots", "[limit][state]") {

@@ -225,8 +225,9 @@ public:
     // Loads exported keys (ImportMode says how far their times are trusted). A
     // key already tracked is merged conservatively: the result counts at least
     // what either counted, and keeps the stricter overlay. Respects max_keys:
-    // when more new keys come than fit, those with the most units counted are
-    // kept. Returns how many keys were dropped. The default keeps none.
+    // when more new keys come than fit, those counting the most units at `now`
+    // are kept. Returns how many keys were dropped. The default keeps none
+    // (returns keys.size()).
     virtual std::size_t import_keys(const std::vector<KeyExport>& keys, ImportMode mode, const Instant& now);
 
     // A request admitted at mono `admitted_at` for `cost` never reached the

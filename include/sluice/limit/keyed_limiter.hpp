@@ -614,7 +614,9 @@ private:
         const Nanos window = probe_window();
         const std::int64_t capacity = policy_.capacity();
         if (l.limit <= 0 || l.limit >= capacity || window <= Nanos::zero()) return;
-        if (mode == ImportMode::carry_used && in.configured_limit != capacity) return;
+        // An unknown configured limit (0: an exporter that did not say) keeps it: the stricter choice.
+        if (mode == ImportMode::carry_used && in.configured_limit != 0 && in.configured_limit != capacity)
+            return;
         LearnedLimit learned;
         learned.probe_windows = std::clamp<std::int64_t>(l.probe_windows, 1, LearnedLimit::kMaxProbeWindows);
         learned.base = l.limit;

@@ -56,6 +56,7 @@ struct KeyExport {
     LearnedLimitStatus learned;         // a learned lower limit (limit 0: none) ...
     std::int64_t configured_limit = 0;  // ... below this one, the exporter's (Decision::limit):
                                         // carry_used keeps `learned` only if it is the importer's too
+                                        // (0: unknown, kept)
 };
 
 enum class ImportMode {

@@ -373,6 +373,12 @@ TEST_CASE("limit state: pauses, caps, deficits and learned limits survive both m
         CHECK_FALSE(other->probe(1, 1, 0, t).allowed);  // still paused
         CHECK_FALSE(other->probe(2, 4, 0, t).allowed);  // still capped at 3
         CHECK(other->probe(2, 3, 0, t).allowed);
+        // An exporter that did not say its configured limit: the learned limit is kept.
+        std::vector<KeyExport> unknown = out;
+        for (KeyExport& e : unknown) e.configured_limit = 0;
+        auto kept = make_limiter(config_of(changed, true));
+        kept->import_keys(unknown, ImportMode::carry_used, t);
+        CHECK(kept->feedback_view(4, t).limit == find_export(out, 4)->learned.limit);
     }
 }
 

@@ -45,6 +45,12 @@ public:
         s.in_flight = std::max<std::int64_t>(0, s.in_flight - cost);
     }
 
+    // What is in flight ends with the process, or stays with its limiter
+    // (release() returns it): nothing is exported, nothing given back.
+    void export_lots(State&, const Instant&, std::vector<AdmittedLot>&) const {}
+    void import_lot(State&, const AdmittedLot&, const Instant&) const {}
+    void refund(State&, std::int64_t, Nanos, const Instant&) const {}
+
     Nanos fresh_at(const State& s, const Instant&) const { return s.in_flight == 0 ? Nanos::min() : kNever; }
 
     std::size_t heap_bytes() const noexcept { return 0; }

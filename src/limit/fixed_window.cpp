@@ -127,6 +127,70 @@ public:
 
     void release(State&, std::int64_t) const noexcept {}
 
+    // The windows' counts as lots whose replay gives them back: a lot dated at
+    // wall x counts in windows idx(x - M) .. idx(x + M). Window by window, the
+    // units it shares with the next one go in one lot at their boundary (they
+    // count in both, as a unit admitted within M of it did), the rest in one
+    // lot at start + M. With 2M < P each lot counts exactly where intended and
+    // the counts come back exactly; with a wider margin a lot may count in one
+    // window more (conservative). Lots may be dated after `now` (a unit counted
+    // in the next window only): no earlier than any unit they stand for.
+    void export_lots(State& s, const Instant& now, std::vector<AdmittedLot>& out) const {
+        const std::int64_t w = wall(now);
+        const std::int64_t lo = window_of(w - margin_);
+        const std::int64_t hi = std::min(window_of(w + margin_), lo + kSlots - 1);
+        shift(s, lo);
+        std::array<std::int64_t, kSlots> need{};
+        for (std::int64_t k = lo; k <= hi; ++k) need[static_cast<std::size_t>(k - lo)] = s.counts[slot(k)];
+        const auto emit = [&](detail::Int128 x, std::int64_t units) {
+            if (units <= 0) return;
+            const std::int64_t at = clamp_wall(x);
+            for (std::int64_t k = std::max(window_of(at - margin_), lo);
+                 k <= std::min(window_of(at + margin_), hi); ++k)
+                need[static_cast<std::size_t>(k - lo)] -= units;
+            out.push_back(AdmittedLot{
+                detail::to_nanos(now.mono.count() + (static_cast<detail::Int128>(at) - w)), units});
+        };
+        for (std::int64_t k = lo; k <= hi; ++k) {
+            const std::int64_t n = need[static_cast<std::size_t>(k - lo)];
+            if (n <= 0) continue;
+            const std::int64_t shared =
+                (k < hi && margin_ > 0)
+                    ? std::clamp<std::int64_t>(need[static_cast<std::size_t>(k + 1 - lo)], 0, n)
+                    : 0;
+            emit(start_of(k) + margin_, n - shared);
+            emit(start_of(static_cast<detail::Int128>(k) + 1), shared);
+        }
+    }
+
+    // Counted in every window still held that an admission at the lot's wall
+    // time (derived from mono as in released()) counts in.
+    void import_lot(State& s, const AdmittedLot& lot, const Instant& now) const {
+        const std::int64_t w = wall(now);
+        const std::int64_t lo = window_of(w - margin_);
+        shift(s, lo);
+        if (lot.units <= 0) return;
+        const std::int64_t x = clamp_wall(static_cast<detail::Int128>(w) + (lot.at - now.mono).count());
+        const std::int64_t last = std::min(window_of(x + margin_), s.base + kSlots - 1);
+        for (std::int64_t k = std::max(window_of(x - margin_), lo); k <= last; ++k)
+            s.counts[slot(k)] = detail::saturating_add(s.counts[slot(k)], lot.units);
+    }
+
+    // Takes the units out of the windows they were counted in that are still
+    // held (at most what each holds). Their wall time is derived from mono, so
+    // nothing is given back for an admission made while the wall clock was
+    // held back or before it stepped: its windows cannot be known.
+    void refund(State& s, std::int64_t cost, Nanos admitted_at, const Instant& now) const {
+        const std::int64_t w = wall(now);
+        if (cost <= 0 || admitted_at.count() <= stepped_at_) return;
+        const std::int64_t lo = window_of(w - margin_);
+        shift(s, lo);
+        const std::int64_t x = clamp_wall(static_cast<detail::Int128>(w) + (admitted_at - now.mono).count());
+        const std::int64_t last = std::min(window_of(x + margin_), s.base + kSlots - 1);
+        for (std::int64_t k = std::max(window_of(x - margin_), lo); k <= last; ++k)
+            s.counts[slot(k)] -= std::min(cost, s.counts[slot(k)]);
+    }
+
     Nanos fresh_at(const State& s, const Instant& now) const {
         const std::int64_t w = std::max(now.wall.count(), wall_high_);
         const std::int64_t lo = std::max(s.base, window_of(w - margin_));
@@ -179,10 +243,29 @@ private:
     // Wall time as this limiter sees it: never earlier than it has seen before,
     // so a wall clock stepped back (NTP) cannot reopen a window already spent.
     // Each key's `base` was set from a wall time no later than this.
+    //
+    // It also notes when wall and mono last stopped moving together (the wall
+    // held back, or stepped), since which refund() cannot map mono to windows.
     std::int64_t wall(const Instant& now) const noexcept {
+        const std::int64_t offset = now.wall.count() - now.mono.count();
+        if (now.wall.count() < wall_high_ ||
+            (clock_offset_known_ && (offset > clock_offset_ + kStepNs || offset < clock_offset_ - kStepNs)))
+            stepped_at_ = now.mono.count();
+        clock_offset_ = offset;
+        clock_offset_known_ = true;
         wall_high_ = std::max(wall_high_, now.wall.count());
         return wall_high_;
     }
+
+    // A wall time far beyond any real one, kept where window_of() +- margin stays defined.
+    static std::int64_t clamp_wall(detail::Int128 x) noexcept {
+        constexpr detail::Int128 kFarWall = std::int64_t{1} << 62;
+        return static_cast<std::int64_t>(std::clamp<detail::Int128>(x, -kFarWall, kFarWall));
+    }
+
+    // A change of wall - mono larger than this between two calls is a clock step
+    // (steady and system clocks read together drift by far less).
+    static constexpr std::int64_t kStepNs = 1'000'000;
 
     std::int64_t limit_;
     std::int64_t period_;                    // P, ns
@@ -190,6 +273,9 @@ private:
     std::int64_t margin_;                    // M, ns, <= P
     std::shared_ptr<const ZonedDays> zone_;  // null: windows of period_ shifted by offset_
     mutable std::int64_t wall_high_ = std::numeric_limits<std::int64_t>::min();
+    mutable std::int64_t clock_offset_ = 0;  // wall - mono at the last call
+    mutable bool clock_offset_known_ = false;
+    mutable std::int64_t stepped_at_ = std::numeric_limits<std::int64_t>::min();  // mono
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "sluice/limit/algorithms.hpp"
+#include "sluice/limit/limit_state.hpp"
 #include "sluice/limit/vendor_gate.hpp"
 
 namespace sluice::limit {
@@ -17,6 +18,10 @@ std::unique_ptr<Limiter> make_limiter(const config::LimitConfig& config) {
         case config::Algorithm::vendor_gate: return make_vendor_gate(config);
     }
     return make_sliding_window(config);  // unreachable: every enumerator is handled above
+}
+
+std::size_t Limiter::import_keys(const std::vector<KeyExport>& keys, ImportMode, const Instant&) {
+    return keys.size();
 }
 
 std::string_view pause_cause_name(PauseCause cause) noexcept {

@@ -43,6 +43,7 @@
 // waiters with a two-window max_wait, to be refused only at its deadline.
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -174,7 +175,75 @@ public:
         const std::int64_t t = now.mono.count();
         expire(s, t);
         if (cost <= 0) return;
-        const std::int64_t when = (s.size > 0 || s.overflowed) ? std::max(t, newest(s)) : t;
+        record(s, cost, (s.size > 0 || s.overflowed) ? std::max(t, newest(s)) : t);
+    }
+
+    void release(State&, std::int64_t) const noexcept {}
+
+    // One lot per distinct time (units admitted together share one), the lump first.
+    void export_lots(State& s, const Instant& now, std::vector<AdmittedLot>& out) const {
+        expire(s, now.mono.count());
+        if (s.overflowed && s.block[0] > 0) out.push_back(AdmittedLot{Nanos{s.block[1]}, s.block[0]});
+        for (std::uint32_t i = 0; i < s.size; ++i) {
+            const std::int64_t when = at(s, i);
+            if (!out.empty() && i > 0 && out.back().at.count() == when) {
+                ++out.back().units;
+            } else {
+                out.push_back(AdmittedLot{Nanos{when}, 1});
+            }
+        }
+    }
+
+    // Recorded at the lot's own time, or at the newest time already held if
+    // that is later (the log stays in time order; later is conservative).
+    void import_lot(State& s, const AdmittedLot& lot, const Instant& now) const {
+        const std::int64_t t = now.mono.count();
+        expire(s, t);
+        if (lot.units <= 0 || lot.at.count() <= t - span_) return;
+        record(s, lot.units,
+               (s.size > 0 || s.overflowed) ? std::max(lot.at.count(), newest(s)) : lot.at.count());
+    }
+
+    // Removes up to `cost` units logged at exactly `admitted_at` (the time
+    // consume() gave them, unless an older Instant was moved up to the newest:
+    // then they are not found and nothing is given back). Units folded into
+    // the shadow-mode lump are not given back. The log is rebuilt: at most
+    // kSlidingExactMaxUnits times, and a refund is rare.
+    void refund(State& s, std::int64_t cost, Nanos admitted_at, const Instant& now) const {
+        const std::int64_t t = now.mono.count();
+        expire(s, t);
+        const std::int64_t a = admitted_at.count();
+        if (cost <= 0 || a <= t - span_ || s.size == 0) return;
+        std::array<std::int64_t, kSlidingExactMaxUnits> units{};
+        const std::uint32_t n = s.size;
+        std::int64_t found = 0;
+        for (std::uint32_t i = 0; i < n; ++i) {
+            units[i] = at(s, i);
+            if (units[i] == a) ++found;
+        }
+        std::int64_t remove = std::min(cost, found);
+        if (remove == 0) return;
+        reset_log(s);
+        for (std::uint32_t i = 0; i < n; ++i) {
+            if (units[i] == a && remove > 0) {
+                --remove;
+                continue;
+            }
+            append(s, units[i]);
+        }
+    }
+
+    Nanos fresh_at(const State& s, const Instant&) const {
+        if (s.size == 0 && overflow(s) == 0) return Nanos::min();
+        return Nanos{newest(s) + span_};
+    }
+
+    std::size_t heap_bytes() const noexcept { return block_length() * sizeof(std::int64_t); }
+
+private:
+    // Records `cost` units at `when` (no older than anything held); past the
+    // ring, the oldest are folded into the lump.
+    void record(State& s, std::int64_t cost, std::int64_t when) const {
         const auto cap = static_cast<std::uint32_t>(limit_);
         const std::int64_t excess = static_cast<std::int64_t>(s.size) + cost - limit_;
         if (excess > 0) {  // only in shadow mode: fold the oldest units into the lump
@@ -199,16 +268,6 @@ public:
         for (std::int64_t i = 0; i < cost && s.size < cap; ++i) append(s, when);
     }
 
-    void release(State&, std::int64_t) const noexcept {}
-
-    Nanos fresh_at(const State& s, const Instant&) const {
-        if (s.size == 0 && overflow(s) == 0) return Nanos::min();
-        return Nanos{newest(s) + span_};
-    }
-
-    std::size_t heap_bytes() const noexcept { return block_length() * sizeof(std::int64_t); }
-
-private:
     static constexpr auto kMaxOffset = static_cast<std::uint64_t>(std::numeric_limits<std::uint32_t>::max());
 
     std::size_t block_length() const noexcept {
@@ -451,6 +510,61 @@ public:
         const std::int64_t t = now.mono.count();
         advance(s, t);
         if (cost <= 0) return;
+        record(s, cost, t);
+    }
+
+    void release(State&, std::int64_t) const noexcept {}
+
+    // One lot per bucket, dated at the bucket's latest instant (no unit in it
+    // was admitted later), or at `now` for the bucket now filling: replayed into
+    // the same ring, each lot lands in the bucket it came from.
+    void export_lots(State& s, const Instant& now, std::vector<AdmittedLot>& out) const {
+        const std::int64_t t = now.mono.count();
+        advance(s, t);
+        if (s.total <= 0) return;
+        const auto lot = [&](std::int64_t b, std::int64_t units) {
+            if (units <= 0) return;
+            std::int64_t when = (b + 1) * width_ - 1;
+            if (when > t && b * width_ <= t) when = t;
+            out.push_back(AdmittedLot{Nanos{when}, units});
+        };
+        for (std::int64_t b = s.tail; b < s.head; ++b) lot(b, s.counts[b & kMask]);
+        lot(s.head, s.head_count);
+    }
+
+    void import_lot(State& s, const AdmittedLot& lot, const Instant& now) const {
+        const std::int64_t t = now.mono.count();
+        advance(s, t);
+        if (lot.units <= 0 || expiry(floor_div(lot.at.count(), width_)) <= t) return;
+        record(s, lot.units, lot.at.count());
+    }
+
+    // Takes the units out of the bucket of `admitted_at`, at most what it
+    // holds. Had they gone to a later bucket (an older Instant moved up), the
+    // ones taken out instead leave no later than they would: the count at any
+    // time is never below what it would be without the admission.
+    void refund(State& s, std::int64_t cost, Nanos admitted_at, const Instant& now) const {
+        advance(s, now.mono.count());
+        const std::int64_t b = floor_div(admitted_at.count(), width_);
+        if (cost <= 0 || s.total <= 0 || b < s.tail || b > s.head) return;
+        std::int64_t& held = b == s.head ? s.head_count : s.counts[b & kMask];
+        const std::int64_t taken = std::min(cost, held);
+        held -= taken;
+        s.total -= taken;
+        while (s.total > 0 && s.tail < s.head && s.counts[s.tail & kMask] == 0) ++s.tail;
+    }
+
+    Nanos fresh_at(const State& s, const Instant&) const {
+        return s.total > 0 ? Nanos{expiry(s.head)} : Nanos::min();
+    }
+
+    std::size_t heap_bytes() const noexcept {
+        return static_cast<std::size_t>(kSlots) * sizeof(std::int64_t);
+    }
+
+private:
+    // Records `cost` units admitted at `t` (advance()d already).
+    void record(State& s, std::int64_t cost, std::int64_t t) const {
         // A time older than what was already recorded goes into the newest
         // bucket (held longer: conservative), and never below tail (whose slots
         // the ring no longer tracks).
@@ -466,17 +580,6 @@ public:
         s.total += cost;
     }
 
-    void release(State&, std::int64_t) const noexcept {}
-
-    Nanos fresh_at(const State& s, const Instant&) const {
-        return s.total > 0 ? Nanos{expiry(s.head)} : Nanos::min();
-    }
-
-    std::size_t heap_bytes() const noexcept {
-        return static_cast<std::size_t>(kSlots) * sizeof(std::int64_t);
-    }
-
-private:
     // The first time at which bucket b no longer counts: its newest possible
     // unit, (b+1)*g - 1, has left the window.
     std::int64_t expiry(std::int64_t b) const noexcept { return (b + 1) * width_ - 1 + span_; }

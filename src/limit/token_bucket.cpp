@@ -83,6 +83,39 @@ public:
 
     void release(State&, std::int64_t) const noexcept {}
 
+    // The debt as one lot: the units not yet refilled (burst - remaining),
+    // dated so that replaying them gives the same TAT, or one less than a
+    // scaled ns later (a lot's time is whole ns; the TAT is in 1/limit ns):
+    // exact whenever limit divides the period in ns, never more permissive.
+    void export_lots(State& s, const Instant& now, std::vector<AdmittedLot>& out) const {
+        const Int128 t = scaled(now.mono);
+        const Int128 tat = s.tat();
+        if (tat <= t) return;
+        const Int128 units = detail::ceil_div(tat - t, period_);
+        const Int128 at = detail::ceil_div(tat - units * period_, rate_);
+        out.push_back(AdmittedLot{detail::to_nanos(at), static_cast<std::int64_t>(units)});
+    }
+
+    // The GCRA step at the lot's time: the result is never below either TAT.
+    void import_lot(State& s, const AdmittedLot& lot, const Instant& now) const {
+        const Int128 t = scaled(now.mono);
+        const Int128 tat = std::max(s.tat(), scaled(lot.at)) + static_cast<Int128>(lot.units) * period_;
+        s.set_tat(std::min(tat, t + static_cast<Int128>(detail::kMaxUnits) * period_));
+    }
+
+    // The TAT moves back by the refund's tokens less what has refilled since
+    // the admission: a later admission may have found the bucket full without
+    // this one (its tokens had refilled), and only the elapsed time bounds what
+    // that absorbed. Exact when refunded at once; the bucket never goes past full.
+    void refund(State& s, std::int64_t cost, Nanos admitted_at, const Instant& now) const {
+        const Int128 t = scaled(now.mono);
+        const Int128 elapsed = std::max<Int128>(t - scaled(admitted_at), 0);
+        const Int128 back = static_cast<Int128>(cost) * period_ - elapsed;
+        if (back <= 0) return;
+        const Int128 tat = s.tat();
+        s.set_tat(std::max(tat - back, std::min(tat, t)));
+    }
+
     Nanos fresh_at(const State& s, const Instant&) const {
         const Int128 tat = s.tat();
         return tat <= 0 ? Nanos::min() : detail::to_nanos(detail::ceil_div(tat, rate_));

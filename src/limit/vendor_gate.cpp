@@ -29,6 +29,10 @@ public:
     bool room_later(State&, std::int64_t, std::int64_t, Nanos, const Instant&) const { return true; }
     void consume(State&, std::int64_t, const Instant&) const {}
     void release(State&, std::int64_t) const {}
+    // No count of its own: only the overlays are exported (by KeyedLimiter).
+    void export_lots(State&, const Instant&, std::vector<AdmittedLot>&) const {}
+    void import_lot(State&, const AdmittedLot&, const Instant&) const {}
+    void refund(State&, std::int64_t, Nanos, const Instant&) const {}
     Nanos fresh_at(const State&, const Instant&) const { return Nanos::min(); }
     std::size_t heap_bytes() const noexcept { return 0; }
 };

@@ -24,6 +24,21 @@
 //       the mono time from which the state is indistinguishable from make_state()
 //       (<= now: forgettable now; kNever: only a release can make it so)
 //   std::size_t heap_bytes() const;                heap owned by one State
+//
+// and, for state that outlives the limiter (limit_state.hpp; the key table,
+// the overlays, max_keys and ImportMode are handled here, once):
+//   void export_lots(State&, const Instant&, std::vector<AdmittedLot>&) const;
+//       appends what the state still counts at `now`, oldest first, each lot
+//       dated no earlier than its units were admitted (see AdmittedLot), so that
+//       replaying the lots never frees a unit sooner. Normalises like probe().
+//   void import_lot(State&, const AdmittedLot&, const Instant&) const;
+//       counts `units` as admitted at mono `at` (lots come oldest first; a lot
+//       older than what the state already holds may be counted as newer, never
+//       as older). A lot that no longer counts at `now` changes nothing.
+//   void refund(State&, std::int64_t cost, Nanos admitted_at, const Instant&) const;
+//       takes back what is still counted of `cost` units consumed at
+//       `admitted_at`, never leaving the state more permissive than if they had
+//       never been consumed (when unsure, takes back less).
 
 #include <algorithm>
 #include <cstddef>
@@ -36,6 +51,7 @@
 #include "sluice/common/clock.hpp"
 #include "sluice/config/config.hpp"
 #include "sluice/limit/key_table.hpp"
+#include "sluice/limit/limit_state.hpp"
 #include "sluice/limit/limiter.hpp"
 
 namespace sluice::limit {
@@ -374,6 +390,67 @@ public:
         return bytes;
     }
 
+    void export_keys(const Instant& now, std::vector<KeyExport>& out) const override {
+        entries_.for_each_slot([&](Entry& entry) {
+            KeyExport key_export;
+            key_export.key = entry.key;
+            key_export.configured_limit = policy_.capacity();
+            policy_.export_lots(entry.value, now, key_export.admitted);
+            bool matters = !key_export.admitted.empty();
+            if (const VendorOverlay* o = overlay_of(entry))
+                matters = export_overlay(*o, now, key_export) || matters;
+            if (matters) out.push_back(std::move(key_export));
+        });
+    }
+
+    std::size_t import_keys(const std::vector<KeyExport>& keys, ImportMode mode,
+                            const Instant& now) override {
+        // Keys already tracked are merged and need no room; new ones compete for
+        // what max_keys leaves, the most used first (stable: input order breaks ties).
+        std::vector<const KeyExport*> added;
+        for (const KeyExport& key_export : keys) {
+            if (Entry* entry = find(key_export.key)) {
+                merge(*entry, key_export, mode, now);
+            } else {
+                added.push_back(&key_export);
+            }
+        }
+        if (entries_.size() + added.size() > max_keys_) evict_idle(now);
+        const std::size_t room = max_keys_ > entries_.size() ? max_keys_ - entries_.size() : 0;
+        std::size_t dropped = 0;
+        if (added.size() > room) {
+            // Ranked by what each would count now (a key whose lots have all
+            // expired, with no overlay in force, would be forgotten at once: it
+            // takes no room and is not dropped).
+            std::vector<std::pair<std::int64_t, const KeyExport*>> ranked;
+            ranked.reserve(added.size());
+            for (const KeyExport* key_export : added) {
+                const std::int64_t counted = counted_after_import(*key_export, mode, now);
+                if (counted > 0 || overlay_in_force(*key_export, now))
+                    ranked.emplace_back(counted, key_export);
+            }
+            std::stable_sort(ranked.begin(), ranked.end(),
+                             [](const auto& a, const auto& b) { return a.first > b.first; });
+            dropped = ranked.size() > room ? ranked.size() - room : 0;
+            ranked.resize(ranked.size() - dropped);
+            added.clear();
+            for (const auto& [counted, key_export] : ranked) added.push_back(key_export);
+        }
+        for (const KeyExport* key_export : added) {
+            Entry* entry = find(key_export->key);  // a key listed twice is merged the second time
+            if (entry == nullptr) entry = insert(key_export->key);
+            merge(*entry, *key_export, mode, now);
+        }
+        return dropped;
+    }
+
+    void refund(KeyHash key, std::int64_t cost, Nanos admitted_at, const Instant& now) override {
+        Entry* entry = find(key);
+        if (entry == nullptr) return;  // forgotten: nothing of it counts any more
+        policy_.refund(entry->value, clamp_units(cost), admitted_at, now);
+        note_fresh_at(*entry, now);
+    }
+
     const Policy& policy() const noexcept { return policy_; }
 
 private:
@@ -419,6 +496,152 @@ private:
         Entry* entry = insert(key);
         note_fresh_at(*entry, now);
         return entry;
+    }
+
+    // What a fresh key would count at `now` once `key_export` is imported into
+    // it (evaluated on the scratch state: nothing is recorded).
+    std::int64_t counted_after_import(const KeyExport& key_export, ImportMode mode, const Instant& now) {
+        policy_.reset(scratch_);
+        import_lots(scratch_, key_export, mode, now);
+        if (policy_.fresh_at(scratch_, now) <= now.mono) return 0;
+        return std::max<std::int64_t>(policy_.capacity() - policy_.probe(scratch_, 0, now).remaining, 1);
+    }
+
+    // The lots into `state` as the mode says: at their own times, or all at `now`.
+    void import_lots(State& state, const KeyExport& in, ImportMode mode, const Instant& now) const {
+        if (mode == ImportMode::exact) {
+            for (const AdmittedLot& lot : in.admitted) {
+                if (lot.units > 0)
+                    policy_.import_lot(state, AdmittedLot{lot.at, clamp_units(lot.units)}, now);
+            }
+        } else if (const std::int64_t units = units_of(in); units > 0) {
+            policy_.import_lot(state, AdmittedLot{now.mono, units}, now);
+        }
+    }
+
+    // Whether an export carries a pause, cap, deficit or learned limit still in force at `now`.
+    bool overlay_in_force(const KeyExport& in, const Instant& now) const noexcept {
+        return in.paused_until > now.mono || (in.cap_remaining >= 0 && in.cap_reset > now.mono) ||
+               (in.deficit > 0 && in.deficit_until > now.mono) || in.learned.limit > 0;
+    }
+
+    // Units an export's lots hold in all (what carry_used counts).
+    static std::int64_t units_of(const KeyExport& key_export) noexcept {
+        std::int64_t units = 0;
+        for (const AdmittedLot& lot : key_export.admitted)
+            units = detail::saturating_add(units, clamp_units(lot.units));
+        return units;
+    }
+
+    // The overlays still in force at `now` into `out`; false if none is.
+    bool export_overlay(const VendorOverlay& o, const Instant& now, KeyExport& out) const {
+        bool any = false;
+        if (o.paused(now.mono)) {
+            out.paused_until = o.paused_until;
+            out.pause_cause = o.pause_reason.cause;
+            any = true;
+        }
+        if (o.capped(now.mono)) {
+            out.cap_remaining = o.cap_left;
+            out.cap_reset = o.cap_until;
+            any = true;
+        }
+        if (o.in_deficit(now.mono)) {
+            out.deficit = o.deficit;
+            out.deficit_until = o.deficit_until;
+            any = true;
+        }
+        const Nanos window = probe_window();
+        if (o.learned.active() && window > Nanos::zero()) {
+            const std::int64_t in_force = o.learned.limit(now.mono, policy_.capacity(), window);
+            if (in_force < policy_.capacity()) {
+                out.learned =
+                    LearnedLimitStatus{in_force, o.learned.lowered_at, o.learned.raised_at(now.mono, window),
+                                       o.learned.probe_windows};
+                any = true;
+            }
+        }
+        return any;
+    }
+
+    // Adds one export to a tracked key (fresh or not): the lots counted as the
+    // mode says, each overlay merged to the stricter of the two. A key left
+    // indistinguishable from fresh is forgotten at once.
+    void merge(Entry& entry, const KeyExport& in, ImportMode mode, const Instant& now) {
+        import_lots(entry.value, in, mode, now);
+        if (in.paused_until > now.mono) {
+            VendorOverlay& o = overlay_for(entry);
+            if (in.paused_until > o.paused_until) {
+                o.paused_until = in.paused_until;
+                o.pause_reason = PauseReason{in.pause_cause, "restored"};
+            }
+        }
+        if (in.cap_remaining >= 0 && in.cap_reset > now.mono) {
+            VendorOverlay& o = overlay_for(entry);
+            if (o.capped(now.mono)) {
+                o.cap_left = std::min(o.cap_left, in.cap_remaining);
+                o.cap_until = std::max(o.cap_until, in.cap_reset);
+            } else {
+                o.cap_left = in.cap_remaining;
+                o.cap_until = in.cap_reset;
+            }
+        }
+        if (in.deficit > 0 && in.deficit_until > now.mono) {
+            VendorOverlay& o = overlay_for(entry);
+            if (o.in_deficit(now.mono)) {
+                o.deficit = std::max(o.deficit, std::min(in.deficit, detail::kMaxUnits));
+                o.deficit_until = std::max(o.deficit_until, in.deficit_until);
+            } else {
+                o.deficit = std::min(in.deficit, detail::kMaxUnits);
+                o.deficit_until = in.deficit_until;
+            }
+        }
+        import_learned(entry, in, mode, now);
+        if (fresh_at(entry, now) <= now.mono) {
+            forget(entry.key);
+        } else {
+            note_fresh_at(entry, now);
+        }
+    }
+
+    // A learned limit as exported (its limit in force, the last lowering and
+    // raise) back into the lazily raised form: the same base and lowering time
+    // when the raises since fit this limit's window exactly, else the limit in
+    // force from the last raise on (the same limit from then on). The episode
+    // (refusals of one window) is not kept: the next refusal starts a new one.
+    void import_learned(Entry& entry, const KeyExport& in, ImportMode mode, const Instant& now) {
+        const LearnedLimitStatus& l = in.learned;
+        const Nanos window = probe_window();
+        const std::int64_t capacity = policy_.capacity();
+        if (l.limit <= 0 || l.limit >= capacity || window <= Nanos::zero()) return;
+        // An unknown configured limit (0: an exporter that did not say) keeps it: the stricter choice.
+        if (mode == ImportMode::carry_used && in.configured_limit != 0 && in.configured_limit != capacity)
+            return;
+        LearnedLimit learned;
+        learned.probe_windows = std::clamp<std::int64_t>(l.probe_windows, 1, LearnedLimit::kMaxProbeWindows);
+        learned.base = l.limit;
+        learned.lowered_at = l.lowered_at;
+        if (l.raised_at != Nanos{0}) {
+            const std::int64_t interval = learned.interval(window);
+            const std::int64_t since = (l.raised_at - l.lowered_at).count();
+            if (since > 0 && since % interval == 0 && since / interval < l.limit) {
+                learned.base = l.limit - since / interval;
+            } else {
+                learned.lowered_at = l.raised_at;
+            }
+        }
+        if (learned.limit(now.mono, capacity, window) >= capacity) return;  // climbed back already
+        VendorOverlay& o = overlay_for(entry);
+        if (o.learned.active() &&
+            o.learned.limit(now.mono, capacity, window) <= learned.limit(now.mono, capacity, window))
+            return;  // the tracked one is stricter
+        o.learned = learned;
+    }
+
+    void forget(KeyHash key) {
+        overlays_.erase(key);
+        entries_.erase(key);
+        cached_entry_ = nullptr;
     }
 
     // Room for one more key, forgetting fresh-equivalent keys if the table is

@@ -49,11 +49,14 @@ struct KeyExport {
     std::vector<AdmittedLot> admitted;
     Nanos paused_until{0};  // vendor feedback: no admission before this (0: not paused)
     PauseCause pause_cause = PauseCause::unspecified;
-    std::int64_t cap_remaining = -1;  // vendor's Remaining cap in force (-1: none) ...
-    Nanos cap_reset{0};               // ... until this
-    std::int64_t deficit = 0;         // units the vendor counted that this limit did not ...
-    Nanos deficit_until{0};           // ... until this
-    LearnedLimitStatus learned;       // a learned lower limit (limit 0: none)
+    std::int64_t cap_remaining = -1;    // vendor's Remaining cap in force (-1: none) ...
+    Nanos cap_reset{0};                 // ... until this
+    std::int64_t deficit = 0;           // units the vendor counted that this limit did not ...
+    Nanos deficit_until{0};             // ... until this
+    LearnedLimitStatus learned;         // a learned lower limit (limit 0: none) ...
+    std::int64_t configured_limit = 0;  // ... below this one, the exporter's (Decision::limit):
+                                        // carry_used keeps `learned` only if it is the importer's too
+                                        // (0: unknown, kept)
 };
 
 enum class ImportMode {

@@ -29,6 +29,9 @@ namespace sluice::limit {
 
 using KeyHash = std::uint64_t;  // 0 is the key of an unkeyed limit
 
+struct KeyExport;       // limit_state.hpp: one key's state as plain values
+enum class ImportMode;  // limit_state.hpp: how imported state is trusted
+
 // A limiter's answer, a value from which the 429, Retry-After, the RateLimit
 // headers and metrics are all derived.
 struct Decision {
@@ -120,19 +123,8 @@ private:
     bool done_ = false;
 };
 
-struct KeyExport;
-enum class ImportMode;
-
 class Limiter {
 public:
-    // TEMPORARY STUBS (integration): replaced by the limitstate branch.
-    virtual void export_keys(const Instant& /*now*/, std::vector<KeyExport>& /*out*/) const {}
-    virtual std::size_t import_keys(const std::vector<KeyExport>& /*keys*/, ImportMode /*mode*/,
-                                    const Instant& /*now*/) {
-        return 0;
-    }
-    virtual void refund(KeyHash /*key*/, std::int64_t /*cost*/, Nanos /*admitted_at*/, const Instant& /*now*/) {}
-
     virtual ~Limiter() = default;
 
     const config::LimitConfig& config() const noexcept { return config_; }
@@ -220,6 +212,32 @@ public:
     // The default (for a limiter with no table of its own, e.g. a wrapper) does the
     // whole status() in one step. A limiter overrides at least one of the two.
     virtual void status_step(const Instant& now, StatusScan& scan, std::size_t max_slots) const;
+
+    // State that outlives this object (limit_state.hpp): a reload moves it to the
+    // new config's limiter, the state file carries it across a restart.
+    //
+    // Appends every key with anything that still matters at `now` (units counted,
+    // a pause, a cap, a deficit, a learned limit); keys indistinguishable from
+    // fresh are skipped. Changes nothing observable (may normalise like probe()).
+    // The default, for a limiter with no state of its own, appends nothing.
+    virtual void export_keys(const Instant& /*now*/, std::vector<KeyExport>& /*out*/) const {}
+
+    // Loads exported keys (ImportMode says how far their times are trusted). A
+    // key already tracked is merged conservatively: the result counts at least
+    // what either counted, and keeps the stricter overlay. Respects max_keys:
+    // when more new keys come than fit, those counting the most units at `now`
+    // are kept. Returns how many keys were dropped. The default keeps none
+    // (returns keys.size()).
+    virtual std::size_t import_keys(const std::vector<KeyExport>& keys, ImportMode mode, const Instant& now);
+
+    // A request admitted at mono `admitted_at` for `cost` never reached the
+    // vendor (connect refused, DNS or TLS failure): gives back what of its units
+    // still counts, never leaving the key more permissive than if that admission
+    // had never happened (when unsure, less is given back). Concurrency: a no-op
+    // (release() returns permits). Vendor pauses, caps and deficits are untouched.
+    // The default gives nothing back.
+    virtual void refund(KeyHash /*key*/, std::int64_t /*cost*/, Nanos /*admitted_at*/,
+                        const Instant& /*now*/) {}
 
     // Bytes of state per tracked key (for the benchmark's memory report).
     virtual std::size_t bytes_per_key() const = 0;

@@ -23,6 +23,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include "sluice/admin/admin_server.hpp"
 #include "sluice/cli/build_info.hpp"
 #include "sluice/cli/health_check.hpp"
 #include "sluice/common/crash_barrier.hpp"
@@ -32,7 +33,6 @@
 #include "sluice/config/loader.hpp"
 #include "sluice/config/vendor_check.hpp"
 #include "sluice/config/vendor_policy.hpp"
-#include "sluice/admin/admin_server.hpp"
 #include "sluice/proxy/limit_state_file.hpp"
 #include "sluice/proxy/proxy_server.hpp"
 
@@ -237,13 +237,15 @@ sluice::admin::ReloadAnswer reload_config(const Options& options, sluice::proxy:
     }
     const auto& l = reloaded.limits;
     sluice::log::info("reload", options.config_path + " in force (generation " +
-                                    std::to_string(reloaded.generation) + "): " + std::to_string(l.kept.size()) +
-                                    " limits kept, " + std::to_string(l.carried.size()) + " changed (counts carried), " +
-                                    std::to_string(l.added.size()) + " added, " + std::to_string(l.removed.size()) +
-                                    " removed");
-    body = {{"result", "success"},
-            {"generation", reloaded.generation},
-            {"limits", {{"kept", l.kept}, {"carried", l.carried}, {"added", l.added}, {"removed", l.removed}}}};
+                                    std::to_string(reloaded.generation) +
+                                    "): " + std::to_string(l.kept.size()) + " limits kept, " +
+                                    std::to_string(l.carried.size()) + " changed (counts carried), " +
+                                    std::to_string(l.added.size()) + " added, " +
+                                    std::to_string(l.removed.size()) + " removed");
+    body = {
+        {"result", "success"},
+        {"generation", reloaded.generation},
+        {"limits", {{"kept", l.kept}, {"carried", l.carried}, {"added", l.added}, {"removed", l.removed}}}};
     return {true, body.dump() + "\n"};
 }
 
@@ -315,7 +317,8 @@ int main(int argc, char** argv) {
         // The saved counts are in the limits before any listener opens.
         std::shared_ptr<sluice::proxy::LimitStateFile> state_file;
         if (config->server.state.enabled) {
-            state_file = std::make_shared<sluice::proxy::LimitStateFile>(ioc, server.process(), config->server.state);
+            state_file =
+                std::make_shared<sluice::proxy::LimitStateFile>(ioc, server.process(), config->server.state);
             if (const auto error = state_file->open()) {
                 std::fprintf(stderr,
                              "sluice: server.state.dir: %s (set server.state.enabled: false to run without a "
@@ -349,7 +352,7 @@ int main(int argc, char** argv) {
         net::signal_set signals(ioc, SIGINT, SIGTERM);
         net::steady_timer queue_close_timer(ioc);
         std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec,
-                                                                           int signal) {
+                                                                            int signal) {
             if (ec) return;
             if (server.process()->draining.load()) {
                 sluice::log::warn("main", std::string("signal ") + std::to_string(signal) +
@@ -361,9 +364,11 @@ int main(int argc, char** argv) {
             const auto drain = server.runtime()->config->server.drain_timeout;
             const auto now = std::chrono::steady_clock::now();
             const auto deadline = now + drain;
-            const auto queue_close = deadline - std::min<std::chrono::nanoseconds>(kQueueCloseLead, drain / 10);
-            sluice::log::info("main", std::string("signal ") + std::to_string(signal) + ": draining for up to " +
-                                          std::to_string(std::chrono::duration<double>(drain).count()) + " s");
+            const auto queue_close =
+                deadline - std::min<std::chrono::nanoseconds>(kQueueCloseLead, drain / 10);
+            sluice::log::info("main",
+                              std::string("signal ") + std::to_string(signal) + ": draining for up to " +
+                                  std::to_string(std::chrono::duration<double>(drain).count()) + " s");
             server.begin_drain(std::chrono::duration_cast<sluice::Nanos>(queue_close.time_since_epoch()));
             queue_close_timer.expires_at(queue_close);
             queue_close_timer.async_wait([&server](boost::system::error_code wait_ec) {

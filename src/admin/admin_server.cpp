@@ -1,5 +1,4 @@
 #include "sluice/admin/admin_server.hpp"
-#include "sluice/proxy/limit_state_file.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -20,6 +19,7 @@
 #include "sluice/common/crash_barrier.hpp"
 #include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
+#include "sluice/proxy/limit_state_file.hpp"
 
 namespace sluice::admin {
 
@@ -44,9 +44,10 @@ public:
         const auto& counters = runtime.counters;
         out_["draining"] = runtime.draining.load();
         const auto& reloads = runtime.process->reloads;
-        out_["config"] = {{"generation", runtime.generation},
-                          {"reloads", {{"succeeded", reloads.succeeded.load()}, {"failed", reloads.failed.load()}}},
-                          {"last_load_success", !reloads.last_failed.load()}};
+        out_["config"] = {
+            {"generation", runtime.generation},
+            {"reloads", {{"succeeded", reloads.succeeded.load()}, {"failed", reloads.failed.load()}}},
+            {"last_load_success", !reloads.last_failed.load()}};
         if (const auto& state_file = runtime.process->state_file) {
             const auto c = state_file->counters();
             out_["state_file"] = {{"saves", c.saves},
@@ -169,7 +170,8 @@ log::RateLimitedSite g_admin_accept_exception_log;
 class AdminSession : public std::enable_shared_from_this<AdminSession> {
 public:
     AdminSession(tcp::socket socket, std::shared_ptr<proxy::Runtime> runtime,
-                 std::shared_ptr<const std::string> token, std::shared_ptr<const AdminServer::ReloadHook> reload)
+                 std::shared_ptr<const std::string> token,
+                 std::shared_ptr<const AdminServer::ReloadHook> reload)
         : stream_(std::move(socket)),
           runtime_(std::move(runtime)),
           token_(std::move(token)),
@@ -426,15 +428,15 @@ void AdminServer::do_accept() {
 void AdminServer::on_accept(boost::system::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
     bool accept_next = true;
-    const bool ok =
-        run_contained(runtime_->counters.admin_exceptions, g_admin_accept_exception_log, "admin",
-                      "the admin accept loop", [&] {
-                          if (!ec) {
-                              std::make_shared<AdminSession>(std::move(socket), runtime_, token_, reload_)->start();
-                          } else {
-                              accept_next = false;
-                          }
-                      });
+    const bool ok = run_contained(
+        runtime_->counters.admin_exceptions, g_admin_accept_exception_log, "admin", "the admin accept loop",
+        [&] {
+            if (!ec) {
+                std::make_shared<AdminSession>(std::move(socket), runtime_, token_, reload_)->start();
+            } else {
+                accept_next = false;
+            }
+        });
     if (ok && accept_next) return do_accept();
     // A failed accept (EMFILE) fails again at once, and so may whatever threw:
     // pause instead of spinning. Admin traffic is a probe now and then.

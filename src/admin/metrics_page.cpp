@@ -1,5 +1,4 @@
 #include "sluice/admin/metrics_page.hpp"
-#include "sluice/proxy/limit_state_file.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -15,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sluice/metrics/proxy_metrics.hpp"
+#include "sluice/proxy/limit_state_file.hpp"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "unknown"
@@ -357,9 +357,9 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
                     {}, seconds_of(runtime.loaded_wall));
     if (const auto& state_file = runtime.process->state_file) {
         const auto c = state_file->counters();
-        Families::counter(out.family("sluice_state_saves_total", "State file writes that succeeded",
-                                     MetricType::Counter),
-                          {}, static_cast<double>(c.saves));
+        Families::counter(
+            out.family("sluice_state_saves_total", "State file writes that succeeded", MetricType::Counter),
+            {}, static_cast<double>(c.saves));
         Families::counter(out.family("sluice_state_save_failures_total", "State file writes that failed",
                                      MetricType::Counter),
                           {}, static_cast<double>(c.save_failures));
@@ -367,16 +367,17 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
                                      "State files found at start that could not be used and were set aside",
                                      MetricType::Counter),
                           {}, static_cast<double>(c.set_aside));
-        Families::gauge(out.family("sluice_state_restored_keys", "Limit keys restored from the state file at start",
-                                   MetricType::Gauge),
+        Families::gauge(out.family("sluice_state_restored_keys",
+                                   "Limit keys restored from the state file at start", MetricType::Gauge),
                         {}, static_cast<double>(c.restored_keys));
-        Families::gauge(out.family("sluice_state_last_save_timestamp_seconds",
-                                   "When the state file was last written (Unix seconds; 0: not yet)",
-                                   MetricType::Gauge),
-                        {}, seconds_of(c.last_save_wall));
+        Families::gauge(
+            out.family("sluice_state_last_save_timestamp_seconds",
+                       "When the state file was last written (Unix seconds; 0: not yet)", MetricType::Gauge),
+            {}, seconds_of(c.last_save_wall));
     }
-    auto& reload_results = out.family("sluice_config_reloads_total",
-                                      "Reloads asked for (SIGHUP, POST /v1/reload), by result", MetricType::Counter);
+    auto& reload_results =
+        out.family("sluice_config_reloads_total", "Reloads asked for (SIGHUP, POST /v1/reload), by result",
+                   MetricType::Counter);
     Families::counter(reload_results, {{"result", "success"}}, static_cast<double>(reloads.succeeded.load()));
     Families::counter(reload_results, {{"result", "failure"}}, static_cast<double>(reloads.failed.load()));
 }

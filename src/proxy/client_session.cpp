@@ -499,7 +499,8 @@ void ClientSession::on_read_header(beast::error_code ec, std::size_t) {
 void ClientSession::handle_request() {
     // A reload since this connection's last request: this one follows the config
     // in force now (its routes, pools and limits; the limit state is shared).
-    if (runtime_->process->current_generation() != runtime_->generation) runtime_ = runtime_->process->current();
+    if (runtime_->process->current_generation() != runtime_->generation)
+        runtime_ = runtime_->process->current();
     runtime_->counters.requests.fetch_add(1, std::memory_order_relaxed);
     failpoint::hit(failpoint::Point::session_handle_request);
     auto& req = request_parser_->get();

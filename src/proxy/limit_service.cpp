@@ -103,8 +103,8 @@ LimitService::Installed LimitService::install(const std::vector<config::LimitCon
                 auto& successor = controller_.feedback_target(slot);
                 keys.clear();
                 old.export_keys(now, keys);
-                successor.import_keys(keys, same_id ? limit::ImportMode::exact : limit::ImportMode::carry_used,
-                                      now);
+                successor.import_keys(
+                    keys, same_id ? limit::ImportMode::exact : limit::ImportMode::carry_used, now);
                 carry_in_flight(old, successor, now);
                 retirements.push_back({live->second, slot});
                 result.carried.push_back(limit.name);
@@ -254,9 +254,9 @@ void LimitService::stop() {
     dispatch(ready);
 }
 
-std::vector<state::LimitSnapshot> LimitService::snapshot_for_state(const std::vector<config::LimitConfig>& configs,
-                                                                 const std::vector<std::size_t>& slots,
-                                                                 Nanos min_window, Instant& at) {
+std::vector<state::LimitSnapshot> LimitService::snapshot_for_state(
+    const std::vector<config::LimitConfig>& configs, const std::vector<std::size_t>& slots, Nanos min_window,
+    Instant& at) {
     std::vector<state::LimitSnapshot> out;
     const std::lock_guard<std::mutex> lock(mutex_);
     at = clock_.now();

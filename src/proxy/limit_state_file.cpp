@@ -52,17 +52,19 @@ void LimitStateFile::restore() {
         const auto dropped =
             process_->limits->import_keys(runtime->limit_slot(limit.current_index), limit.keys, limit.mode);
         keys += limit.keys.size() - dropped;
-        log::info("state", "limit '" + name + "': restored " + std::to_string(limit.keys.size() - dropped) +
-                               " key(s)" +
-                               (limit.mode == limit::ImportMode::carry_used
-                                    ? " (carried: its parameters changed, or the clocks cannot be trusted)"
-                                    : "") +
-                               (dropped > 0 ? ", " + std::to_string(dropped) + " over max_keys dropped" : ""));
+        log::info("state",
+                  "limit '" + name + "': restored " + std::to_string(limit.keys.size() - dropped) +
+                      " key(s)" +
+                      (limit.mode == limit::ImportMode::carry_used
+                           ? " (carried: its parameters changed, or the clocks cannot be trusted)"
+                           : "") +
+                      (dropped > 0 ? ", " + std::to_string(dropped) + " over max_keys dropped" : ""));
     }
     for (const auto& why : plan.dropped) log::info("state", "not restored: " + why);
     if (plan.clocks_disagree)
-        log::warn("state", "the wall clock moved differently from the monotonic clock since the save: calendar "
-                           "windows were carried into their current period, never refilled");
+        log::warn("state",
+                  "the wall clock moved differently from the monotonic clock since the save: calendar "
+                  "windows were carried into their current period, never refilled");
     restored_keys_.store(keys, std::memory_order_relaxed);
 }
 
@@ -88,12 +90,12 @@ void LimitStateFile::save() {
     state::StateSnapshot snapshot;
     snapshot.version = state::kFormatVersion;
     snapshot.boot_id = boot_id_;
-    snapshot.limits = process_->limits->snapshot_for_state(runtime->config->limits,
-                                                           std::vector<std::size_t>(runtime->limit_slots.begin(),
-                                                                                    runtime->limit_slots.begin() +
-                                                                                        static_cast<std::ptrdiff_t>(
-                                                                                            runtime->config->limits.size())),
-                                                           config_.min_window, snapshot.saved_at);
+    snapshot.limits = process_->limits->snapshot_for_state(
+        runtime->config->limits,
+        std::vector<std::size_t>(
+            runtime->limit_slots.begin(),
+            runtime->limit_slots.begin() + static_cast<std::ptrdiff_t>(runtime->config->limits.size())),
+        config_.min_window, snapshot.saved_at);
     writer_->submit(state::encode(snapshot), snapshot.saved_at.wall);
 }
 

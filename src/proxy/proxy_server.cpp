@@ -271,7 +271,8 @@ std::string unreloadable_change(const config::Config& current, const config::Con
         return "server.admin changed (its listener and token are set at start: restart sluice)";
     if (a.workers != b.workers) return "server.workers changed (threads are started once: restart sluice)";
     if (a.access_log.enabled != b.access_log.enabled || a.access_log.path != b.access_log.path ||
-        a.access_log.log_query != b.access_log.log_query || a.access_log.buffer_bytes != b.access_log.buffer_bytes)
+        a.access_log.log_query != b.access_log.log_query ||
+        a.access_log.buffer_bytes != b.access_log.buffer_bytes)
         return "server.access_log changed (the log is opened at start: restart sluice)";
     if (a.state.enabled != b.state.enabled || a.state.dir != b.state.dir ||
         a.state.save_interval != b.state.save_interval || a.state.min_window != b.state.min_window)
@@ -308,7 +309,8 @@ std::shared_ptr<Runtime> ProxyServer::build_runtime(std::shared_ptr<const config
         std::shared_ptr<upstream::ConnectionPool> pool;
         if (previous) {
             for (std::size_t i = 0; i < previous->config->upstreams.size() && !pool; ++i) {
-                if (same_connection_settings(previous->config->upstreams[i], upstream)) pool = previous->pools[i];
+                if (same_connection_settings(previous->config->upstreams[i], upstream))
+                    pool = previous->pools[i];
             }
         }
         if (!pool) pool = std::make_shared<upstream::ConnectionPool>(executors_, upstream);
@@ -341,7 +343,8 @@ ProxyServer::Reloaded ProxyServer::reload(std::shared_ptr<const config::Config> 
     auto next = build_runtime(std::move(config), previous.get(), error);
     if (!next) return fail(error);
     for (auto& pool : next->pools) {
-        const bool kept = std::find(previous->pools.begin(), previous->pools.end(), pool) != previous->pools.end();
+        const bool kept =
+            std::find(previous->pools.begin(), previous->pools.end(), pool) != previous->pools.end();
         if (!kept) pool->start();
     }
     process_->make_current(next, next->generation);

@@ -758,8 +758,8 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     }
 
     if (!queue) queue = &m.queue_for(make_key());
-    Impl::Waiter& w = m.enqueue(*queue, request.max_depth, m.next_ticket++, AdmissionOrder{m.next_seq++}, now.mono,
-                                saturating_add(now.mono, request.max_wait), uses);
+    Impl::Waiter& w = m.enqueue(*queue, request.max_depth, m.next_ticket++, AdmissionOrder{m.next_seq++},
+                                now.mono, saturating_add(now.mono, request.max_wait), uses);
     w.deadline_is_close = cut_to_close;
     for (const LimitUse& use : uses) ++m.activity[use.limit_index].queued;
     // A newcomer is behind everyone on its keys, so no other head moves. Heading
@@ -845,16 +845,18 @@ void AdmissionController::release(const std::vector<limit::LimitUse>& uses, cons
         const auto is_concurrency = [&](std::size_t i) {
             return m.limiters[i]->config().algorithm == config::Algorithm::concurrency;
         };
-        while (m.successor[slot] && is_concurrency(slot) && is_concurrency(*m.successor[slot])) slot = *m.successor[slot];
-        if (slot != use.limit_index && !m.successor[slot])
-            m.limiters[slot]->release(use.key, use.cost, now);
+        while (m.successor[slot] && is_concurrency(slot) && is_concurrency(*m.successor[slot]))
+            slot = *m.successor[slot];
+        if (slot != use.limit_index && !m.successor[slot]) m.limiters[slot]->release(use.key, use.cost, now);
     }
     if (!uses.empty()) m.all_due = true;
 }
 
-void AdmissionController::refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at, const Instant& now) {
+void AdmissionController::refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at,
+                                 const Instant& now) {
     Impl& m = *impl_;
-    for (const LimitUse& use : uses) m.limiters[m.live(use.limit_index)]->refund(use.key, use.cost, admitted_at, now);
+    for (const LimitUse& use : uses)
+        m.limiters[m.live(use.limit_index)]->refund(use.key, use.cost, admitted_at, now);
     if (!uses.empty()) m.all_due = true;  // units given back may let a head go
 }
 
@@ -912,8 +914,14 @@ void AdmissionController::retire(const std::vector<Retirement>& retirements, con
     std::vector<Moved> moved;
     moved.reserve(m.index.size());
     for (const auto& [ticket, it] : m.index) {
-        Moved entry{it->ticket, it->order, it->arrived, it->deadline, it->deadline_is_close, it->queue->key->route_index,
-                    it->queue->max_depth, {}};
+        Moved entry{it->ticket,
+                    it->order,
+                    it->arrived,
+                    it->deadline,
+                    it->deadline_is_close,
+                    it->queue->key->route_index,
+                    it->queue->max_depth,
+                    {}};
         for (const Impl::WaitingUse& wu : it->uses) {
             LimitUse use = wu.use;
             if (m.retired[use.limit_index]) {
@@ -931,7 +939,8 @@ void AdmissionController::retire(const std::vector<Retirement>& retirements, con
         QueueKey key{entry.route_index, {}};
         for (const LimitUse& use : entry.uses) key.lines.push_back(LineKey{use.limit_index, use.key});
         Impl::Queue& queue = m.queue_for(std::move(key));
-        m.enqueue(queue, entry.max_depth, entry.ticket, entry.order, entry.arrived, entry.deadline, entry.uses)
+        m.enqueue(queue, entry.max_depth, entry.ticket, entry.order, entry.arrived, entry.deadline,
+                  entry.uses)
             .deadline_is_close = entry.deadline_is_close;
     }
     for (auto& [key, queue] : m.queues) m.index_head(&queue, Nanos::min(), Nanos::min());

@@ -270,8 +270,9 @@ TEST_CASE("SIGHUP leaves sluice running and serving", "[e2e][lifecycle][signals]
     CHECK(sluice.stderr_text().find("SIGHUP") != std::string::npos);
 }
 
-TEST_CASE("SIGTERM: a queued request admitted within drain_timeout goes out, a later one gets 503 at once, exit 0",
-          "[e2e][lifecycle][drain]") {
+TEST_CASE(
+    "SIGTERM: a queued request admitted within drain_timeout goes out, a later one gets 503 at once, exit 0",
+    "[e2e][lifecycle][drain]") {
     MockUpstream upstream;
     auto yaml = queueing_yaml(upstream);
     yaml.replace(yaml.find("limit: 1, window: 8s"), 20, "limit: 1, window: 2s");

@@ -106,8 +106,9 @@ TEST_CASE("a reload keeps a limit's count, and a changed limit carries its used 
     REQUIRE(try_now(port, "/api/a") == 429);
 
     // Unchanged limit, another route added: the same limiter, still spent.
-    rewrite(sluice, reload_yaml(upstream.url(), "5", "60s",
-                                "  - name: other\n    match: {path_prefix: /other/}\n    upstream: vendor\n"));
+    rewrite(sluice,
+            reload_yaml(upstream.url(), "5", "60s",
+                        "  - name: other\n    match: {path_prefix: /other/}\n    upstream: vendor\n"));
     auto answer = post_reload(sluice);
     REQUIRE(answer.status == 200);
     auto body = answer.json();
@@ -145,8 +146,8 @@ TEST_CASE("a bad file or a listener change changes nothing, and the reload says 
 
     // SIGHUP with the same bad file: logged, nothing changed, still serving.
     ::kill(sluice.pid(), SIGHUP);
-    REQUIRE(wait_until([&] { return metric(sluice, R"(sluice_config_reloads_total{result="failure"})") == 2; },
-                       5s));
+    REQUIRE(wait_until(
+        [&] { return metric(sluice, R"(sluice_config_reloads_total{result="failure"})") == 2; }, 5s));
     CHECK(sluice.running());
     CHECK(sluice.stderr_text().find("invalid configuration, nothing changed") != std::string::npos);
 
@@ -164,8 +165,9 @@ TEST_CASE("a bad file or a listener change changes nothing, and the reload says 
     CHECK(try_now(port, "/api/a") == 429);
 }
 
-TEST_CASE("20 reloads, good and bad, under load through a binding limit: no request lost, the vendor never over",
-          "[e2e][reload]") {
+TEST_CASE(
+    "20 reloads, good and bad, under load through a binding limit: no request lost, the vendor never over",
+    "[e2e][reload]") {
     MockUpstream upstream;
     // 20 per second; the good files alternate the margin so that each is a changed limit (carried).
     const auto good = [&](int i) { return reload_yaml(upstream.url(), "20", i % 4 == 0 ? "1s" : "1050ms"); };
@@ -181,7 +183,8 @@ TEST_CASE("20 reloads, good and bad, under load through a binding limit: no requ
             HttpClient client(port, 10s);
             for (int n = 0; !stop.load(); ++n) {
                 try {
-                    const auto status = client.get("/api/" + std::to_string(c) + "/" + std::to_string(n)).status;
+                    const auto status =
+                        client.get("/api/" + std::to_string(c) + "/" + std::to_string(n)).status;
                     (status == 200 ? ok : failed).fetch_add(1);
                 } catch (const std::exception&) {
                     failed.fetch_add(1);

@@ -10,8 +10,8 @@
 // - a keep-alive request's header gets client_header from its first byte;
 // - a pooled connection handed straight to a waiter gets the stale-bytes check.
 
-#include <atomic>
 #include <arpa/inet.h>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <netinet/in.h>

@@ -69,7 +69,8 @@ public:
             const limit::Limiter& limiter = controller.limiter(slots_[limit_]);
             limiter.status_step(at, *scan_, kSlotsPerStep);
             if (scan_->done()) {
-                walked.emplace(WalkedLimit{limit_, slots_[limit_], &limiter, scan_->take(), limiter.key_count(), at});
+                walked.emplace(
+                    WalkedLimit{limit_, slots_[limit_], &limiter, scan_->take(), limiter.key_count(), at});
                 under_lock(static_cast<const queue::AdmissionController&>(controller), *walked);
             }
             return 0;

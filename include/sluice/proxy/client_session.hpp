@@ -226,11 +226,11 @@ private:
     bool head_request_ = false;
     bool response_started_ = false;
     unsigned version_ = 11;
-    int attempts_ = 0;    // connection acquisitions for this send (stale-connection retry)
+    int attempts_ = 0;      // connection acquisitions for this send (stale-connection retry)
     Nanos admitted_at_{0};  // mono: when the admission consumed the request's units
-    unsigned sends_ = 0;  // times this request was sent to the vendor (vendor-429 retries)
-    Nanos deadline_{0};   // mono: the request's max_wait ends here, retries included
-    Nanos max_wait_{0};   // the request's max_wait, for its admission after the body is read
+    unsigned sends_ = 0;    // times this request was sent to the vendor (vendor-429 retries)
+    Nanos deadline_{0};     // mono: the request's max_wait ends here, retries included
+    Nanos max_wait_{0};     // the request's max_wait, for its admission after the body is read
     std::chrono::steady_clock::time_point body_deadline_;  // client_body_total ends here
     bool awaiting_first_byte_ = false;  // a keep-alive wait (client_idle) until the next request's first byte
     std::string replay_body_;           // the request body read so far, while <= max_buffered_body_bytes

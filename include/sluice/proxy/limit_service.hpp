@@ -24,8 +24,8 @@
 #include "sluice/feedback/admission_tally.hpp"
 #include "sluice/feedback/reaction.hpp"
 #include "sluice/limit/limit_state.hpp"
-#include "sluice/state/snapshot.hpp"
 #include "sluice/queue/admission_controller.hpp"
+#include "sluice/state/snapshot.hpp"
 
 namespace sluice::proxy {
 
@@ -37,7 +37,7 @@ public:
 
     // What install() did, for the log and a reload's answer (names of limits).
     struct Installed {
-        std::vector<std::size_t> slots;  // where each given limit lives, in the order given
+        std::vector<std::size_t> slots;    // where each given limit lives, in the order given
         std::vector<std::string> kept;     // same StableId and settings: the same limiter, untouched
         std::vector<std::string> carried;  // changed: a new limiter holding the old one's counts
         std::vector<std::string> added;
@@ -57,10 +57,11 @@ public:
     // The state file (proxy/limit_state_file): under the lock, each given limit's
     // keys worth saving (state/restore.hpp), as of `at` (filled in).
     std::vector<state::LimitSnapshot> snapshot_for_state(const std::vector<config::LimitConfig>& configs,
-                                                         const std::vector<std::size_t>& slots, Nanos min_window,
-                                                         Instant& at);
+                                                         const std::vector<std::size_t>& slots,
+                                                         Nanos min_window, Instant& at);
     // Imports restored keys into a slot's limiter; returns the keys dropped (max_keys).
-    std::size_t import_keys(std::size_t slot, const std::vector<limit::KeyExport>& keys, limit::ImportMode mode);
+    std::size_t import_keys(std::size_t slot, const std::vector<limit::KeyExport>& keys,
+                            limit::ImportMode mode);
 
     // The config a slot's limiter was made with (any slot ever installed).
     const config::LimitConfig& slot_config(std::size_t slot) const { return *slot_configs_[slot]; }

@@ -26,7 +26,8 @@ struct ProcessState;
 
 class LimitStateFile : public std::enable_shared_from_this<LimitStateFile> {
 public:
-    LimitStateFile(boost::asio::io_context& ioc, std::shared_ptr<ProcessState> process, config::StateConfig config);
+    LimitStateFile(boost::asio::io_context& ioc, std::shared_ptr<ProcessState> process,
+                   config::StateConfig config);
     ~LimitStateFile();
 
     // Opens (creates) the folder and checks it can be written: the error text, if not.
@@ -42,7 +43,7 @@ public:
     struct Counters {
         std::uint64_t saves = 0;
         std::uint64_t save_failures = 0;
-        std::uint64_t set_aside = 0;     // files set aside at start (0 or 1)
+        std::uint64_t set_aside = 0;      // files set aside at start (0 or 1)
         std::uint64_t restored_keys = 0;  // keys imported at start
         Nanos last_save_wall{0};
         std::size_t last_save_bytes = 0;

@@ -21,7 +21,7 @@
 namespace sluice::admin {
 class AdminServer;
 struct ReloadAnswer;
-}
+}  // namespace sluice::admin
 
 namespace sluice::proxy {
 
@@ -65,7 +65,7 @@ public:
     // or while draining. Thread-safe.
     struct Reloaded {
         bool ok = false;
-        std::string error;            // !ok: why nothing changed
+        std::string error;             // !ok: why nothing changed
         std::uint64_t generation = 0;  // ok: the new config's
         LimitService::Installed limits;
     };
@@ -81,8 +81,8 @@ public:
     const std::shared_ptr<ProcessState>& process() const { return process_; }
 
 private:
-    std::shared_ptr<Runtime> build_runtime(std::shared_ptr<const config::Config> config, const Runtime* previous,
-                                           std::string& error);
+    std::shared_ptr<Runtime> build_runtime(std::shared_ptr<const config::Config> config,
+                                           const Runtime* previous, std::string& error);
 
     boost::asio::io_context& ioc_;
     upstream::ConnectionExecutor executors_;

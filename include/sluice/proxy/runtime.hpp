@@ -127,7 +127,8 @@ struct ProcessState {
     // Null when server.state is off.
     std::shared_ptr<LimitStateFile> state_file;
     // Unix time at which the process built its first runtime.
-    Nanos started_wall{std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())};
+    Nanos started_wall{
+        std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())};
 
     // The runtime new requests use. Cheap to check: a session compares the
     // generation it holds with current_generation() (one relaxed load) and
@@ -166,8 +167,8 @@ struct Runtime {
     // (LimitUse::limit_index, the admission controller's index).
     std::vector<config::LimitConfig> vendor_gates;
     std::vector<std::size_t> limit_slots;
-    std::shared_ptr<LimitService> limits;  // the process's
-    ProxyCounters& counters;               // the process's
+    std::shared_ptr<LimitService> limits;         // the process's
+    ProxyCounters& counters;                      // the process's
     std::vector<RouteFeedbackCounters> feedback;  // index = Config::routes index
     // Per route and per upstream (index = Config::routes / Config::upstreams index):
     // outcomes, admission waits, upstream responses (docs/operations-metrics.md).
@@ -177,11 +178,11 @@ struct Runtime {
     IdleSessionRegistry& idle_sessions;
     AccessLog* access_log;  // the process's; null when off
 
-    Runtime(std::shared_ptr<ProcessState> state, std::shared_ptr<const config::Config> cfg, route::RouteTable table)
+    Runtime(std::shared_ptr<ProcessState> state, std::shared_ptr<const config::Config> cfg,
+            route::RouteTable table)
         : process(std::move(state)),
           config(std::move(cfg)),
-          loaded_wall(
-              std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())),
+          loaded_wall(std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())),
           routes(std::move(table)),
           limits(process->limits),
           counters(process->counters),
@@ -222,7 +223,8 @@ struct Runtime {
     const config::LimitConfig& limit_config(std::size_t slot) const {
         const auto index = slot < config_index_of_slot_.size() ? config_index_of_slot_[slot] : kNoConfigIndex;
         if (index == kNoConfigIndex) return limits->slot_config(slot);
-        return index < config->limits.size() ? config->limits[index] : vendor_gates[index - config->limits.size()];
+        return index < config->limits.size() ? config->limits[index]
+                                             : vendor_gates[index - config->limits.size()];
     }
 
 private:

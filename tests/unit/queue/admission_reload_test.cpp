@@ -42,7 +42,8 @@ struct Fixture {
     }
     std::size_t add(const LimitConfig& c) { return controller->add_limiter(sluice::limit::make_limiter(c)); }
     Admission submit(std::size_t route, std::size_t limit, Nanos max_wait = 10s) {
-        return controller->submit(AdmissionRequest{route, {LimitUse{limit, 0, 1}}, max_wait, 100}, clock.now());
+        return controller->submit(AdmissionRequest{route, {LimitUse{limit, 0, 1}}, max_wait, 100},
+                                  clock.now());
     }
     std::vector<Admission> poll() { return controller->poll(clock.now()); }
 
@@ -118,7 +119,8 @@ TEST_CASE("a limit removed by a reload holds its waiters back no longer", "[queu
     CHECK(admitted(f.poll()) == std::vector{waiter.ticket});
 }
 
-TEST_CASE("permits in flight on a retired concurrency limit come back to its successor too", "[queue][reload]") {
+TEST_CASE("permits in flight on a retired concurrency limit come back to its successor too",
+          "[queue][reload]") {
     Fixture f;
     const auto old_limit = f.add(limit_of(Algorithm::concurrency, 1, 0s, "calls"));
     REQUIRE(f.submit(0, old_limit).outcome == Outcome::admitted);
@@ -133,8 +135,9 @@ TEST_CASE("permits in flight on a retired concurrency limit come back to its suc
     CHECK(admitted(f.poll()) == std::vector{waiter.ticket});
 }
 
-TEST_CASE("on drain, a waiter that cannot be admitted before the queue closes is refused shutting_down at once",
-          "[queue][drain]") {
+TEST_CASE(
+    "on drain, a waiter that cannot be admitted before the queue closes is refused shutting_down at once",
+    "[queue][drain]") {
     Fixture f;
     const auto limit = f.add(limit_of(Algorithm::sliding_window, 1, 1s, "api"));
     REQUIRE(f.submit(0, limit).outcome == Outcome::admitted);

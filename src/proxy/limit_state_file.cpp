@@ -1,5 +1,7 @@
 #include "sluice/proxy/limit_state_file.hpp"
 
+#include <algorithm>
+
 #include <boost/asio/strand.hpp>
 
 #include "sluice/common/log.hpp"
@@ -46,6 +48,24 @@ void LimitStateFile::restore() {
     const auto runtime = process_->current();
     const auto now = process_->limits->clock().now();
     const auto plan = state::plan_restore(*found.snapshot, runtime->config->limits, now, boot_id_);
+    // Not one saved limit is in this config: the file is another configuration's (a shared or
+    // reused folder), not this one's history. Kept aside for whoever looks, never trusted.
+    const auto known = [&](const state::LimitSnapshot& saved) {
+        for (const auto& limit : runtime->config->limits)
+            if (limit.name == saved.id.name) return true;
+        return false;
+    };
+    if (!found.snapshot->limits.empty() &&
+        std::none_of(found.snapshot->limits.begin(), found.snapshot->limits.end(), known)) {
+        const auto why = "written for another configuration: none of its " +
+                         std::to_string(found.snapshot->limits.size()) + " limits is in this one";
+        const auto moved = dir_.set_aside(why, wall_now());
+        set_aside_.fetch_add(1, std::memory_order_relaxed);
+        log::error("state", dir_.file_path() + " " + why + "; set aside as " +
+                                (moved.error.empty() ? moved.path : "(not renamed: " + moved.error + ")") +
+                                "; starting without saved counts");
+        return;
+    }
     std::uint64_t keys = 0;
     for (const auto& limit : plan.limits) {
         const auto& name = runtime->config->limits[limit.current_index].name;

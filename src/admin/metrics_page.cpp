@@ -13,15 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sluice/cli/build_info.hpp"
 #include "sluice/metrics/proxy_metrics.hpp"
 #include "sluice/proxy/limit_state_file.hpp"
-
-#ifndef SLUICE_VERSION
-#define SLUICE_VERSION "unknown"
-#endif
-#ifndef SLUICE_GIT_COMMIT
-#define SLUICE_GIT_COMMIT "unknown"
-#endif
 
 namespace sluice::admin {
 
@@ -344,7 +338,8 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
                     {}, seconds_of(runtime.started_wall));
     Families::gauge(out.family("sluice_build_info", "Always 1: the running build's version and git commit",
                                MetricType::Gauge),
-                    {{"commit", SLUICE_GIT_COMMIT}, {"version", SLUICE_VERSION}}, 1);
+                    {{"commit", std::string(cli::git_commit())}, {"version", std::string(cli::version())}},
+                    1);
     Families::gauge(out.family("sluice_config_generation",
                                "Configs put in force since start, the first included", MetricType::Gauge),
                     {}, static_cast<double>(runtime.generation));

@@ -158,7 +158,13 @@ public:
                 (k < hi && margin_ > 0)
                     ? std::clamp<std::int64_t>(need[static_cast<std::size_t>(k + 1 - lo)], 0, n)
                     : 0;
-            emit(start_of(k) + margin_, n - shared);
+            // Dated in the middle of the span whose units count in window k alone, not
+            // at its edge: a lot moved to another process, whose wall - mono offset
+            // differs by the jitter between two clock readings (or an NTP slew since),
+            // must still land in k. A date after `now` is fine: only its window matters.
+            const detail::Int128 alone_from = start_of(k) + margin_;
+            const detail::Int128 alone_to = start_of(static_cast<detail::Int128>(k) + 1) - margin_;  // exclusive
+            emit(alone_to > alone_from ? alone_from + (alone_to - 1 - alone_from) / 2 : alone_from, n - shared);
             emit(start_of(static_cast<detail::Int128>(k) + 1), shared);
         }
     }

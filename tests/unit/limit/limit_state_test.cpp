@@ -684,3 +684,28 @@ TEST_CASE("limit state: a shadow limit's overdraft survives the round trip", "[l
             check_no_more_permissive(*original, *restored, {0}, c.limit, instant_at(mono), 0ns);
     }
 }
+
+TEST_CASE("limit state: a fixed window's count survives a wall - mono offset that moved a little", "[limit][state]") {
+    // Another process reads the clocks at other instants: its wall - mono offset differs by
+    // the jitter between two readings, or by an NTP slew since the save. A lot dated at the
+    // window's first nanosecond would then fall into the window before and count nowhere.
+    for (const Nanos margin : {Nanos{0}, Nanos{1'000'000}}) {
+        for (const Nanos shift : {Nanos{-1}, Nanos{1}, Nanos{-3'000'000}, Nanos{3'000'000}, Nanos{-2'000'000'000}}) {
+            INFO("margin " << margin.count() << " ns, offset moved by " << shift.count() << " ns");
+            Case c{"fixed", Algorithm::fixed_window, 10, 1h};
+            c.margin = margin;
+            const auto config = config_of(c, false);
+            auto original = make_limiter(config);
+            // 20 minutes into the hour (kWallStart is a whole hour).
+            const Instant at = instant_at(20min);
+            for (int i = 0; i < 6; ++i) original->consume(0, 1, at);
+            std::vector<KeyExport> keys;
+            original->export_keys(at, keys);
+            auto restored = make_limiter(config);
+            const Instant later{at.mono + 1s, at.wall + 1s + shift};
+            restored->import_keys(keys, ImportMode::exact, later);
+            CHECK(restored->probe(0, 4, 0, later).allowed);
+            CHECK_FALSE(restored->probe(0, 5, 0, later).allowed);
+        }
+    }
+}

@@ -34,12 +34,14 @@ LimitConfig limit_of(const char* name, Algorithm algorithm, std::int64_t limit, 
 struct Fixture {
     boost::asio::io_context ioc;
     FakeClock clock;
-    std::shared_ptr<sluice::proxy::LimitService> limits = std::make_shared<sluice::proxy::LimitService>(ioc, clock);
+    std::shared_ptr<sluice::proxy::LimitService> limits =
+        std::make_shared<sluice::proxy::LimitService>(ioc, clock);
 
     // Admitted at once (true) or refused (no waiting: max_wait 0).
     bool admit(std::size_t slot) {
-        const auto a = limits->submit(sluice::queue::AdmissionRequest{0, {LimitUse{slot, 0, 1}}, Nanos{0}, 10},
-                                      ioc.get_executor(), [] { return [](const sluice::queue::Admission&) {}; });
+        const auto a =
+            limits->submit(sluice::queue::AdmissionRequest{0, {LimitUse{slot, 0, 1}}, Nanos{0}, 10},
+                           ioc.get_executor(), [] { return [](const sluice::queue::Admission&) {}; });
         return a.outcome == Outcome::admitted;
     }
     int admit_all(std::size_t slot) {
@@ -53,7 +55,8 @@ struct Fixture {
 
 TEST_CASE("a reload keeps an unchanged limit's limiter and carries a changed one's count", "[reload]") {
     Fixture f;
-    auto first = f.limits->install({limit_of("daily", Algorithm::sliding_window, 5), limit_of("calls", Algorithm::concurrency, 2)});
+    auto first = f.limits->install(
+        {limit_of("daily", Algorithm::sliding_window, 5), limit_of("calls", Algorithm::concurrency, 2)});
     REQUIRE(first.error.empty());
     REQUIRE(first.slots == std::vector<std::size_t>{0, 1});
     CHECK(first.added == std::vector<std::string>{"daily", "calls"});
@@ -62,8 +65,8 @@ TEST_CASE("a reload keeps an unchanged limit's limiter and carries a changed one
     REQUIRE(f.admit(1));
 
     // daily unchanged; calls 2 -> 3 in flight.
-    auto second =
-        f.limits->install({limit_of("daily", Algorithm::sliding_window, 5), limit_of("calls", Algorithm::concurrency, 3)});
+    auto second = f.limits->install(
+        {limit_of("daily", Algorithm::sliding_window, 5), limit_of("calls", Algorithm::concurrency, 3)});
     CHECK(second.kept == std::vector<std::string>{"daily"});
     CHECK(second.carried == std::vector<std::string>{"calls"});
     REQUIRE(second.slots.size() == 2);

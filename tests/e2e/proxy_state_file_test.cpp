@@ -89,6 +89,7 @@ struct StateConfig {
     bool enabled = true;
     std::string save_interval = "1s";
     std::string limit_suffix;  // appended to every limit name ("another config")
+    std::string daily_margin = "0s";
     std::string offset = fixed_window_offset();
 
     std::string yaml() const {
@@ -110,7 +111,7 @@ upstreams:
     body_timeout: 5s
     feedback: {enabled: false}
 limits:
-  daily{SUFFIX}: {algorithm: fixed_window, limit: 10, window: 1d, utc_offset: {OFFSET}}
+  daily{SUFFIX}: {algorithm: fixed_window, limit: 10, window: 1d, utc_offset: {OFFSET}, margin: {MARGIN}}
   rolling{SUFFIX}: {algorithm: sliding_window, limit: 10, window: 5m}
   short{SUFFIX}: {algorithm: sliding_window, limit: 10, window: 30s}
 queue: {max_depth: 100, max_wait: 0s}
@@ -134,7 +135,8 @@ routes:
                            {"SAVE", save_interval},
                            {"URL", upstream_url},
                            {"SUFFIX", limit_suffix},
-                           {"OFFSET", offset}});
+                           {"OFFSET", offset},
+                           {"MARGIN", daily_margin}});
     }
 };
 
@@ -232,9 +234,15 @@ std::size_t error_lines_with(const std::string& log, const std::string& needle) 
 
 TEST_CASE("after SIGTERM and a restart on the same state dir, half-used windows stay half used",
           "[e2e][state]") {
+    // The default margin (0s), and one: a fixed window's counts are exported as lots dated at
+    // the period's start + margin, and both must come back.
+    const std::string margin = GENERATE("0s", "1s");
+    INFO("daily margin: " << margin);
     TestDir dir;
     MockUpstream upstream;
-    const auto yaml = StateConfig{upstream.url(), dir.state_dir()}.yaml();
+    StateConfig config{upstream.url(), dir.state_dir()};
+    config.daily_margin = margin;
+    const auto yaml = config.yaml();
     {
         SluiceProcess first(yaml);
         send_admitted(first, "/daily/", 5);
@@ -305,10 +313,13 @@ TEST_CASE("a sliding window shorter than server.state.min_window is not saved: f
 }
 
 TEST_CASE("after SIGKILL, counts saved a save_interval after the last request are kept", "[e2e][state]") {
+    const std::string margin = GENERATE("0s", "1s");
+    INFO("daily margin: " << margin);
     TestDir dir;
     MockUpstream upstream;
     StateConfig config{upstream.url(), dir.state_dir()};
     config.save_interval = "200ms";
+    config.daily_margin = margin;
     const auto yaml = config.yaml();
     {
         SluiceProcess first(yaml);

@@ -69,13 +69,16 @@ private:
     std::string path_;
 };
 
+std::int64_t unix_seconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 // A fixed window's offset from UTC midnight that makes the current daily period start 12 hours
 // ago: no period boundary falls within a test, whatever the time of day it runs.
 std::string fixed_window_offset() {
-    const auto seconds =
-        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
-    return std::to_string(seconds % 86'400 - 43'200) + "s";
+    return std::to_string(unix_seconds() % 86'400 - 43'200) + "s";
 }
 
 // Three limits of 10, each behind a route of its own on listener "main":
@@ -381,6 +384,7 @@ TEST_CASE("a damaged state.bin is set aside: sluice logs it, counts it, and serv
     }
     write_bytes(dir.state_file(), bytes);
 
+    const auto started_at = unix_seconds();
     SluiceProcess second(yaml);  // throws if it does not start
     // It serves, and as if fresh: the daily window used 5 of 10 before, and admits 10 now.
     const auto daily = admit_until_refused(second, "/daily/", 11);
@@ -389,6 +393,14 @@ TEST_CASE("a damaged state.bin is set aside: sluice logs it, counts it, and serv
 
     const auto moved = set_aside_files(dir);
     REQUIRE(moved.size() == 1);
+    // Named state.bin.bad-<unix seconds> of when it was set aside.
+    const auto suffix =
+        fs::path(moved.front()).filename().string().substr(std::string("state.bin.bad-").size());
+    INFO("set aside as " << moved.front());
+    REQUIRE_FALSE(suffix.empty());
+    REQUIRE(std::all_of(suffix.begin(), suffix.end(), [](char c) { return c >= '0' && c <= '9'; }));
+    CHECK(std::stoll(suffix) >= started_at - 1);
+    CHECK(std::stoll(suffix) <= unix_seconds() + 1);
     CHECK(read_bytes(moved.front()) == bytes);  // moved as it was, for a post-mortem
     const auto why = read_bytes(moved.front() + ".why");
     INFO(".why: " << why);

@@ -91,7 +91,10 @@ struct StateConfig {
     std::string state_dir;
     bool enabled = true;
     std::string save_interval = "1s";
-    std::string limit_suffix;  // appended to every limit name ("another config")
+    // The limits' names ("another config": the same routes through limits of other names).
+    std::string daily_name = "daily";
+    std::string rolling_name = "rolling";
+    std::string short_name = "short";
     std::string daily_margin = "0s";
     std::string offset = fixed_window_offset();
 
@@ -114,30 +117,32 @@ upstreams:
     body_timeout: 5s
     feedback: {enabled: false}
 limits:
-  daily{SUFFIX}: {algorithm: fixed_window, limit: 10, window: 1d, utc_offset: {OFFSET}, margin: {MARGIN}}
-  rolling{SUFFIX}: {algorithm: sliding_window, limit: 10, window: 5m}
-  short{SUFFIX}: {algorithm: sliding_window, limit: 10, window: 30s}
+  {DAILY}: {algorithm: fixed_window, limit: 10, window: 1d, utc_offset: {OFFSET}, margin: {MARGIN}}
+  {ROLLING}: {algorithm: sliding_window, limit: 10, window: 5m}
+  {SHORT}: {algorithm: sliding_window, limit: 10, window: 30s}
 queue: {max_depth: 100, max_wait: 0s}
 routes:
   - name: daily
     match: {path_prefix: /daily/}
     upstream: vendor
-    limits: [daily{SUFFIX}]
+    limits: [{DAILY}]
   - name: rolling
     match: {path_prefix: /rolling/}
     upstream: vendor
-    limits: [rolling{SUFFIX}]
+    limits: [{ROLLING}]
   - name: short
     match: {path_prefix: /short/}
     upstream: vendor
-    limits: [short{SUFFIX}]
+    limits: [{SHORT}]
 )",
                           {{"WORKERS", std::to_string(e2e_workers())},
                            {"ENABLED", enabled ? "true" : "false"},
                            {"DIR", state_dir},
                            {"SAVE", save_interval},
                            {"URL", upstream_url},
-                           {"SUFFIX", limit_suffix},
+                           {"DAILY", daily_name},
+                           {"ROLLING", rolling_name},
+                           {"SHORT", short_name},
                            {"OFFSET", offset},
                            {"MARGIN", daily_margin}});
     }
@@ -418,7 +423,7 @@ TEST_CASE("a damaged state.bin is set aside: sluice logs it, counts it, and serv
     CHECK(read_bytes(dir.state_file()) != bytes);
 }
 
-TEST_CASE("a state file from another config restores nothing for limit names it does not know",
+TEST_CASE("a state file naming some of the config's limits restores those and drops the others",
           "[e2e][state]") {
     TestDir dir;
     MockUpstream upstream;
@@ -430,13 +435,50 @@ TEST_CASE("a state file from another config restores nothing for limit names it 
         CHECK(first.stop(5s).code == 0);
     }
     REQUIRE(fs::exists(dir.state_file()));
-    config.limit_suffix = "-v2";  // the same routes through limits of other names
+    config.daily_name = "daily-v2";  // the same route through a limit of another name
+    SluiceProcess second(config.yaml());
+    // Nothing saved under "daily" reaches "daily-v2": a name is a limit's identity.
+    CHECK(admit_until_refused(second, "/daily/", 11).admitted == 10);
+    CHECK(admit_until_refused(second, "/rolling/", 11).admitted == 5);
+    CHECK(set_aside_files(dir).empty());  // a readable file of this config, in part
+    CHECK(metric(second, "sluice_state_file_set_aside_total") == 0.0);
+    CHECK(metric(second, "sluice_state_restored_keys") == 1.0);
+    const auto log = second.stderr_text();
+    INFO("stderr: " << log);
+    CHECK(log.find("not restored: daily") != std::string::npos);
+}
+
+TEST_CASE("a state file naming none of the config's limits is set aside as another configuration's",
+          "[e2e][state]") {
+    // docs/deployment.md, "Set-aside files": a shared or reused folder's file is not this
+    // config's history.
+    TestDir dir;
+    MockUpstream upstream;
+    StateConfig config{upstream.url(), dir.state_dir()};
+    {
+        SluiceProcess first(config.yaml());
+        send_admitted(first, "/daily/", 5);
+        send_admitted(first, "/rolling/", 5);
+        CHECK(first.stop(5s).code == 0);
+    }
+    const auto saved = read_bytes(dir.state_file());
+    REQUIRE_FALSE(saved.empty());
+    config.daily_name = "daily-v2";
+    config.rolling_name = "rolling-v2";
+    config.short_name = "short-v2";
     SluiceProcess second(config.yaml());
     CHECK(admit_until_refused(second, "/daily/", 11).admitted == 10);
     CHECK(admit_until_refused(second, "/rolling/", 11).admitted == 10);
-    // A readable file of another config is not damaged: it is not set aside.
-    CHECK(set_aside_files(dir).empty());
-    CHECK(metric(second, "sluice_state_file_set_aside_total") == 0.0);
+    const auto moved = set_aside_files(dir);
+    REQUIRE(moved.size() == 1);
+    CHECK(read_bytes(moved.front()) == saved);
+    const auto why = read_bytes(moved.front() + ".why");
+    INFO(".why: " << why);
+    CHECK(why.find("another configuration") != std::string::npos);
+    const auto log = second.stderr_text();
+    INFO("stderr: " << log);
+    CHECK(error_lines_with(log, "set aside") == 1);
+    CHECK(metric(second, "sluice_state_file_set_aside_total") == 1.0);
     CHECK(metric(second, "sluice_state_restored_keys") == 0.0);
 }
 

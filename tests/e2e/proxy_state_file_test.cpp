@@ -484,13 +484,15 @@ TEST_CASE("a state file naming none of the config's limits is set aside as anoth
 
 TEST_CASE("a state dir that cannot be created stops sluice with exit 3 naming server.state.dir",
           "[e2e][state]") {
+    // Below a regular file, or the file itself: no folder can be made there, even by root
+    // (chmod would not stop root, and CI runs as root).
+    const std::string below = GENERATE("/state", "");
     TestDir dir;
     MockUpstream upstream;
-    // Below a regular file: no folder can be created there, even by root (chmod would not stop
-    // root, and CI runs as root).
     const auto blocker = dir.path() + "/afile";
     write_bytes(blocker, "not a folder\n");
-    StateConfig config{upstream.url(), blocker + "/state"};
+    StateConfig config{upstream.url(), blocker + below};
+    INFO("server.state.dir: " << config.state_dir);
 
     const auto attempt = try_start_sluice(config.yaml());
     INFO("stderr: " << attempt.stderr_text);

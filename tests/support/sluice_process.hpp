@@ -101,4 +101,17 @@ struct CheckResult {
 CheckResult run_sluice_check(const std::string& yaml, const std::string& file_name = "sluice.yaml",
                              const std::vector<std::string>& extra_args = {});
 
+// What became of an attempt to start sluice that is expected to fail.
+struct StartAttempt {
+    bool became_ready = false;  // it wrote its ready file (it was then stopped: SIGTERM, SIGKILL after 5 s)
+    int exit_code = -1;         // its exit code when it exited by itself before that; -1 otherwise
+    std::string stderr_text;
+};
+
+// Writes `yaml` to a temporary sluice.yaml and runs `sluice --config FILE --ready-file R
+// [extra_args...]` until it exits or gets ready (bounded: `timeout`, then SIGKILL).
+// For startup failures, which SluiceProcess reports only as an exception.
+StartAttempt try_start_sluice(const std::string& yaml, const std::vector<std::string>& extra_args = {},
+                              std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
 }  // namespace sluice::test

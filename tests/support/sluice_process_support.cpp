@@ -295,4 +295,50 @@ CheckResult run_sluice_check(const std::string& yaml, const std::string& file_na
     return result;
 }
 
+StartAttempt try_start_sluice(const std::string& yaml, const std::vector<std::string>& extra_args,
+                              std::chrono::milliseconds timeout) {
+    const auto dir = make_temp_dir("sluice-start-");
+    const auto config_path = dir + "/sluice.yaml";
+    const auto ready_path = dir + "/ready.json";
+    write_file(config_path, yaml);
+    std::vector<std::string> args{sluice_binary(), "--config", config_path, "--ready-file", ready_path};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    const pid_t pid = spawn_process(args, dir + "/stdout.log", dir + "/stderr.log");
+    StartAttempt attempt;
+    int status = 0;
+    bool exited = false;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (::waitpid(pid, &status, WNOHANG) == pid) {
+            exited = true;
+            break;
+        }
+        if (std::filesystem::exists(ready_path)) {
+            attempt.became_ready = true;
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!exited) {
+        // Ready (or hung): not what the caller expected, so it gets no chance to linger.
+        ::kill(pid, SIGTERM);
+        bool reaped = false;
+        const auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (!reaped && std::chrono::steady_clock::now() < grace) {
+            reaped = ::waitpid(pid, &status, WNOHANG) == pid;
+            if (!reaped) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        if (!reaped) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &status, 0);
+        }
+    } else if (WIFEXITED(status)) {
+        attempt.exit_code = WEXITSTATUS(status);
+    }
+    attempt.stderr_text = read_file(dir + "/stderr.log");
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+    return attempt;
+}
+
 }  // namespace sluice::test

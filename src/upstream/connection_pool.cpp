@@ -110,7 +110,6 @@ void ConnectionPool::retire() {
         idle.swap(idle_);
         open_ -= idle.size();
     }
-    sweep_timer_.cancel();
     close_all(idle);
 }
 
@@ -453,6 +452,12 @@ void ConnectionPool::schedule_sweep() {
     sweep_timer_.expires_after(period);
     sweep_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
         if (ec) return;
+        {
+            // A stopped or retired pool's sweep ends here (and lets go of the pool):
+            // retire() runs on any thread, so it does not touch the timer itself.
+            const std::lock_guard<std::mutex> lock(self->mutex_);
+            if (self->stopped_ || self->retired_) return;
+        }
         self->sweep();
         self->schedule_sweep();
     });

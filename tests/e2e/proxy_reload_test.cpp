@@ -231,3 +231,33 @@ TEST_CASE("a request that could not reach the vendor gives its unit back", "[e2e
         check_synthetic(response, 502, "upstream_connect_failed");
     }
 }
+
+TEST_CASE("an exchange in flight across a reload finishes on the old upstream; the next request goes to the new one",
+          "[e2e][reload]") {
+    MockUpstream old_vendor([](const RecordedRequest& request) {
+        if (request.target == "/api/slow") return MockReply::fixed(200, "old").with_delay(1500ms);
+        return MockReply::fixed(200, "old");
+    });
+    MockUpstream new_vendor([](const RecordedRequest&) { return MockReply::fixed(200, "new"); });
+    SluiceProcess sluice(reload_yaml(old_vendor.url(), "100", "1s"));
+    const auto port = sluice.port("main");
+
+    HttpClient kept_alive(port, 5s);  // a connection opened before the reload
+    REQUIRE(kept_alive.get("/api/first").body == "old");
+    std::string slow_body;
+    std::thread slow([&] {
+        HttpClient client(port, 5s);
+        slow_body = client.get("/api/slow").body;
+    });
+    REQUIRE(old_vendor.wait_for_requests(2, 5s));
+
+    rewrite(sluice, reload_yaml(new_vendor.url(), "100", "1s"));
+    REQUIRE(post_reload(sluice).status == 200);
+    CHECK(kept_alive.get("/api/second").body == "new");  // the same connection, the new config
+    HttpClient fresh(port, 5s);
+    CHECK(fresh.get("/api/third").body == "new");
+    slow.join();
+    CHECK(slow_body == "old");
+    CHECK(old_vendor.request_count() == 2);
+    CHECK(new_vendor.request_count() == 2);
+}

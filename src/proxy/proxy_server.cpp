@@ -361,7 +361,12 @@ ProxyServer::Reloaded ProxyServer::reload(std::shared_ptr<const config::Config> 
     return result;
 }
 
-ProxyServer::~ProxyServer() = default;
+ProxyServer::~ProxyServer() {
+    // The process state points at the current runtime and the state file, which point back
+    // at it: break the cycles so that everything is freed with the server.
+    process_->make_current(nullptr, 0);
+    process_->state_file.reset();
+}
 
 void ProxyServer::start() {
     for (const auto& upstream : runtime_->config->upstreams) {

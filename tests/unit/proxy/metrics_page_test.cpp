@@ -62,6 +62,8 @@ struct RuntimeFixture {
         runtime->set_limit_slots(process->limits->install(runtime->limiter_configs()).slots);
         process->make_current(runtime, runtime->generation);
     }
+    // The process state and its current runtime point at each other (ProxyServer breaks the cycle too).
+    ~RuntimeFixture() { runtime->process->make_current(nullptr, 0); }
 
     queue::Admission submit(std::size_t route, std::vector<limit::LimitUse> uses) {
         return runtime->limits->submit(queue::AdmissionRequest{route, std::move(uses), 1s, 10},

@@ -163,8 +163,10 @@ public:
             // differs by the jitter between two clock readings (or an NTP slew since),
             // must still land in k. A date after `now` is fine: only its window matters.
             const detail::Int128 alone_from = start_of(k) + margin_;
-            const detail::Int128 alone_to = start_of(static_cast<detail::Int128>(k) + 1) - margin_;  // exclusive
-            emit(alone_to > alone_from ? alone_from + (alone_to - 1 - alone_from) / 2 : alone_from, n - shared);
+            const detail::Int128 alone_to =
+                start_of(static_cast<detail::Int128>(k) + 1) - margin_;  // exclusive
+            emit(alone_to > alone_from ? alone_from + (alone_to - 1 - alone_from) / 2 : alone_from,
+                 n - shared);
             emit(start_of(static_cast<detail::Int128>(k) + 1), shared);
         }
     }

@@ -232,8 +232,10 @@ TEST_CASE("a request that could not reach the vendor gives its unit back", "[e2e
     }
 }
 
-TEST_CASE("an exchange in flight across a reload finishes on the old upstream; the next request goes to the new one",
-          "[e2e][reload]") {
+TEST_CASE(
+    "an exchange in flight across a reload finishes on the old upstream; the next request goes to the new "
+    "one",
+    "[e2e][reload]") {
     MockUpstream old_vendor([](const RecordedRequest& request) {
         if (request.target == "/api/slow") return MockReply::fixed(200, "old").with_delay(1500ms);
         return MockReply::fixed(200, "old");

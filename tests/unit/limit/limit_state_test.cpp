@@ -685,12 +685,14 @@ TEST_CASE("limit state: a shadow limit's overdraft survives the round trip", "[l
     }
 }
 
-TEST_CASE("limit state: a fixed window's count survives a wall - mono offset that moved a little", "[limit][state]") {
+TEST_CASE("limit state: a fixed window's count survives a wall - mono offset that moved a little",
+          "[limit][state]") {
     // Another process reads the clocks at other instants: its wall - mono offset differs by
     // the jitter between two readings, or by an NTP slew since the save. A lot dated at the
     // window's first nanosecond would then fall into the window before and count nowhere.
     for (const Nanos margin : {Nanos{0}, Nanos{1'000'000}}) {
-        for (const Nanos shift : {Nanos{-1}, Nanos{1}, Nanos{-3'000'000}, Nanos{3'000'000}, Nanos{-2'000'000'000}}) {
+        for (const Nanos shift :
+             {Nanos{-1}, Nanos{1}, Nanos{-3'000'000}, Nanos{3'000'000}, Nanos{-2'000'000'000}}) {
             INFO("margin " << margin.count() << " ns, offset moved by " << shift.count() << " ns");
             Case c{"fixed", Algorithm::fixed_window, 10, 1h};
             c.margin = margin;

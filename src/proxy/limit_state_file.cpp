@@ -110,12 +110,9 @@ void LimitStateFile::save() {
     state::StateSnapshot snapshot;
     snapshot.version = state::kFormatVersion;
     snapshot.boot_id = boot_id_;
-    snapshot.limits = process_->limits->snapshot_for_state(
-        runtime->config->limits,
-        std::vector<std::size_t>(
-            runtime->limit_slots.begin(),
-            runtime->limit_slots.begin() + static_cast<std::ptrdiff_t>(runtime->config->limits.size())),
-        config_.min_window, snapshot.saved_at);
+    // The configured limits come first in limit_slots; the vendor gates after them are not saved.
+    snapshot.limits = process_->limits->snapshot_for_state(runtime->config->limits, runtime->limit_slots,
+                                                           config_.min_window, snapshot.saved_at);
     writer_->submit(state::encode(snapshot), snapshot.saved_at.wall);
 }
 

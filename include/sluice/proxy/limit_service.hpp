@@ -55,7 +55,8 @@ public:
     Installed install(const std::vector<config::LimitConfig>& limits);
 
     // The state file (proxy/limit_state_file): under the lock, each given limit's
-    // keys worth saving (state/restore.hpp), as of `at` (filled in).
+    // keys worth saving (state/restore.hpp), as of `at` (filled in). configs[i]
+    // lives in slots[i]; slots beyond configs are ignored.
     std::vector<state::LimitSnapshot> snapshot_for_state(const std::vector<config::LimitConfig>& configs,
                                                          const std::vector<std::size_t>& slots,
                                                          Nanos min_window, Instant& at);

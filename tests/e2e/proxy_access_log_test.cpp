@@ -15,7 +15,6 @@
 #include <unistd.h>
 #include <vector>
 
-#include <boost/asio/ip/tcp.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -29,14 +28,6 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 namespace {
-
-// A 127.0.0.1 port nothing listens on: bound once to get it from the kernel, then released.
-std::uint16_t closed_port() {
-    boost::asio::io_context ioc;
-    boost::asio::ip::tcp::acceptor acceptor(
-        ioc, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
-    return acceptor.local_endpoint().port();
-}
 
 std::string read_text(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

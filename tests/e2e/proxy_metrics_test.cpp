@@ -16,8 +16,6 @@
 #include <thread>
 #include <unistd.h>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -31,15 +29,6 @@ using namespace sluice::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A port on 127.0.0.1 that nothing listens on (bound, then closed): connecting is refused.
-std::uint16_t closed_port() {
-    boost::asio::io_context ioc;
-    boost::asio::ip::tcp::acceptor acceptor(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
-    const auto port = acceptor.local_endpoint().port();
-    acceptor.close();
-    return port;
-}
 
 std::string metrics_yaml(const std::string& vendor_url, std::uint16_t dead_port) {
     return yaml_subst(R"(server:

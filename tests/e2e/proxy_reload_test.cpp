@@ -10,8 +10,6 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -85,14 +83,6 @@ double metric(const SluiceProcess& sluice, const std::string& sample) {
     const auto at = text.find("\n" + sample + " ");
     if (at == std::string::npos) return -1;
     return std::stod(text.substr(at + sample.size() + 2));
-}
-
-std::uint16_t closed_port() {
-    boost::asio::io_context ioc;
-    boost::asio::ip::tcp::acceptor acceptor(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
-    const auto port = acceptor.local_endpoint().port();
-    acceptor.close();
-    return port;
 }
 
 }  // namespace

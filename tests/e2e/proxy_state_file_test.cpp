@@ -237,6 +237,20 @@ std::size_t error_lines_with(const std::string& log, const std::string& needle) 
     return n;
 }
 
+// The restarted process after 5 of 10 went through on each limit before the stop: 5 more on
+// each, then the limit refuses, and the vendor saw 10 per limit across both processes (no
+// window ends during a test). A fresh limit (no state restored) would admit 10 here.
+void check_half_used_after_restart(const SluiceProcess& second, const MockUpstream& upstream) {
+    const auto daily = admit_until_refused(second, "/daily/", 11);
+    CHECK(daily.admitted == 5);
+    check_refused_by(daily, "daily");
+    const auto rolling = admit_until_refused(second, "/rolling/", 11);
+    CHECK(rolling.admitted == 5);
+    check_refused_by(rolling, "rolling");
+    CHECK(seen_by_upstream(upstream, "/daily/") == 10);
+    CHECK(seen_by_upstream(upstream, "/rolling/") == 10);
+}
+
 }  // namespace
 
 TEST_CASE("after SIGTERM and a restart on the same state dir, half-used windows stay half used",
@@ -264,16 +278,7 @@ TEST_CASE("after SIGTERM and a restart on the same state dir, half-used windows 
     SluiceProcess second(yaml);
     // Without the state file (server.state.enabled: false, or counts lost on the way) each
     // limit would be fresh here and admit 10, not 5: see the enabled: false case below.
-    const auto daily = admit_until_refused(second, "/daily/", 11);
-    CHECK(daily.admitted == 5);
-    check_refused_by(daily, "daily");
-    const auto rolling = admit_until_refused(second, "/rolling/", 11);
-    CHECK(rolling.admitted == 5);
-    check_refused_by(rolling, "rolling");
-    // The vendor's view: no window ended during the test, so this is one window's total, across
-    // both processes: the limit, never more.
-    CHECK(seen_by_upstream(upstream, "/daily/") == 10);
-    CHECK(seen_by_upstream(upstream, "/rolling/") == 10);
+    check_half_used_after_restart(second, upstream);
     CHECK(metric(second, "sluice_state_restored_keys") == 2.0);
     CHECK(metric(second, "sluice_state_file_set_aside_total") == 0.0);
     CHECK(second.stop(5s).code == 0);
@@ -344,14 +349,7 @@ TEST_CASE("after SIGKILL, counts saved a save_interval after the last request ar
 
     SluiceProcess second(yaml);
     // Without the periodic save, or with it not restored, each limit would admit 10 here.
-    const auto daily = admit_until_refused(second, "/daily/", 11);
-    CHECK(daily.admitted == 5);
-    check_refused_by(daily, "daily");
-    const auto rolling = admit_until_refused(second, "/rolling/", 11);
-    CHECK(rolling.admitted == 5);
-    check_refused_by(rolling, "rolling");
-    CHECK(seen_by_upstream(upstream, "/daily/") == 10);
-    CHECK(seen_by_upstream(upstream, "/rolling/") == 10);
+    check_half_used_after_restart(second, upstream);
 }
 
 TEST_CASE("a damaged state.bin is set aside: sluice logs it, counts it, and serves without it",

@@ -16,18 +16,6 @@
 using namespace sluice::test;
 using namespace std::chrono_literals;
 
-namespace {
-
-// A 127.0.0.1 port nothing listens on: bound once to get it from the kernel, then released.
-std::uint16_t closed_port() {
-    boost::asio::io_context ioc;
-    boost::asio::ip::tcp::acceptor acceptor(
-        ioc, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
-    return acceptor.local_endpoint().port();
-}
-
-}  // namespace
-
 TEST_CASE("an upstream slower than response_timeout gets 504 upstream_timeout", "[e2e][proxy][upstream]") {
     MockUpstream upstream(
         [](const RecordedRequest&) { return MockReply::fixed(200, "too late").with_delay(2500ms); });

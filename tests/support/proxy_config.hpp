@@ -19,6 +19,10 @@ namespace sluice::test {
 // default) connections run without strands.
 unsigned e2e_workers();
 
+// A port on 127.0.0.1 that nothing listens on (bound to get it from the kernel, then
+// released): connecting to it is refused.
+std::uint16_t closed_port();
+
 struct ProxyConfig {
     std::string upstream_url;        // e.g. MockUpstream::url(), with an optional base path
     std::vector<std::string> tls;    // lines under upstreams.vendor.tls, e.g. "ca_file: /x.pem"

@@ -1,5 +1,8 @@
 #include <cstdlib>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
 #include "support/proxy_config.hpp"
 #include "support/sluice_process.hpp"
 
@@ -10,6 +13,12 @@ unsigned e2e_workers() {
     if (!text || !*text) return 2;
     const long value = std::strtol(text, nullptr, 10);
     return value >= 1 && value <= 64 ? static_cast<unsigned>(value) : 2;
+}
+
+std::uint16_t closed_port() {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor acceptor(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    return acceptor.local_endpoint().port();
 }
 
 std::string ProxyConfig::yaml() const {

@@ -157,14 +157,17 @@ local function bucket_width(u)
     return cdiv(u.span, SLIDING_BUCKETS - 1)
 end
 
+-- The first us at which bucket b no longer counts: its newest possible unit (in memory's ns,
+-- (b + 1) * g us - 1 ns) has left the window, rounded up to the us, so that a ring decides at
+-- each us exactly as memory's does at that us.
 local function bucket_expiry(u, g, b)
-    return (b + 1) * g - 1 + u.span
+    return (b + 1) * g + u.span
 end
 
 -- The buckets still counted, oldest first, and every field (for the expired to be deleted).
 local function buckets_of(u, g)
     local flat = redis.call('HGETALL', u.key)
-    local oldest = fdiv(now - u.span + 1, g)
+    local oldest = fdiv(now - u.span, g) -- bucket_expiry(oldest) > now
     local live, stale, total = {}, {}, 0
     for j = 1, #flat, 2 do
         local b, c = tonumber(flat[j]), tonumber(flat[j + 1])
@@ -207,8 +210,8 @@ local function buckets_view(u, units)
                 waves = hops - 2
             end
             local exact = math.min(waves, EXACT_WAVES)
-            for _ = 1, exact do
-                leaves = bucket_expiry(u, g, fdiv(leaves, g))
+            for _ = 1, exact do -- a unit admitted as the last one leaves (memory: 1 ns before `leaves`)
+                leaves = bucket_expiry(u, g, fdiv(leaves - 1, g))
             end
             v.earliest = leaves + (waves - exact) * D
         end
@@ -348,10 +351,10 @@ end
 local function concurrency_view(u, units)
     local lim = u.limit
     local count = tonumber(redis.call('ZCOUNT', u.key, '(' .. int(now), '+inf'))
-    local v = { allowed = count + units <= lim, earliest = now, remaining = lim - count, reset = now,
-        unpredictable = true }
+    local v = { allowed = count + units <= lim, earliest = now, remaining = lim - count, reset = now }
     if count > 0 then v.reset = NEVER end
     if not v.allowed then
+        v.unpredictable = true
         -- No time is known (a release may come any moment); the hint is when enough of the
         -- leases held now expire if none is renewed.
         local need = count + units - lim

@@ -92,15 +92,16 @@ TEST_CASE("sliding log: the unit past the limit waits until the oldest leaves, t
 
 TEST_CASE("sliding buckets: a bucket counts until its newest possible unit has left") {
     Harness h;
-    // D = 255 ms: g = 1 ms; the bucket of kT0 + 500 is [kT0, kT0 + 1000), counted until kT0 + 255 999.
+    // D = 255 ms: g = 1 ms; the bucket of kT0 + 500 is [kT0, kT0 + 1 ms), whose newest possible unit
+    // (memory counts in ns: kT0 + 999.999 us) leaves at kT0 + 255.999999 ms: counted until kT0 + 256 000 us.
     const auto limit = make(config::Algorithm::sliding_window, "ring", 1000, 255ms);
     CHECK(h.one(limit, kT0 + 500, 1000).allowed);
     const UseDecision refused = h.one(limit, kT0 + 600);
     CHECK_FALSE(refused.allowed);
-    CHECK(refused.earliest_delay == Nanos{(255'999 - 600) * 1000});
-    CHECK(refused.reset_delay == Nanos{(255'999 - 600) * 1000});
-    CHECK_FALSE(h.one(limit, kT0 + 255'998).allowed);
-    CHECK(h.one(limit, kT0 + 255'999).allowed);
+    CHECK(refused.earliest_delay == Nanos{(256'000 - 600) * 1000});
+    CHECK(refused.reset_delay == Nanos{(256'000 - 600) * 1000});
+    CHECK_FALSE(h.one(limit, kT0 + 255'999).allowed);
+    CHECK(h.one(limit, kT0 + 256'000).allowed);
 }
 
 TEST_CASE("token bucket: burst, then one token per period / limit") {

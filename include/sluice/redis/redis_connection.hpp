@@ -34,16 +34,14 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <optional>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/system/error_code.hpp>
@@ -140,45 +138,46 @@ private:
     struct ReaderFree {
         void operator()(redisReader* reader) const noexcept;
     };
+    // The socket (TCP, TLS over TCP, or unix) and its read buffer, shared with the handlers of the
+    // operations started on it: closing it never frees what a cancelled operation still touches.
+    struct Transport;
 
     void do_start();
     void do_stop();
     void do_connect();
-    void on_connect_timer(std::uint64_t generation, boost::system::error_code ec);
     void on_resolved(std::uint64_t generation, boost::system::error_code ec,
-                     boost::asio::ip::tcp::resolver::results_type results);
+                     const boost::asio::ip::tcp::resolver::results_type& results);
     void on_connected(std::uint64_t generation, boost::system::error_code ec);
-    void on_tls_handshake(std::uint64_t generation, boost::system::error_code ec);
-    void do_handshake();
-    void become_ready(std::uint64_t generation);
+    void do_handshake(std::uint64_t generation);
+    void on_handshake_reply(std::uint64_t generation, const char* step, bool required,
+                            boost::system::error_code ec, const Reply& reply);
+    void become_ready();
     void issue(std::string formatted, Callback cb, Duration timeout);
     void do_write();
-    void on_write(std::uint64_t generation, boost::system::error_code ec, std::size_t bytes);
+    void on_write(std::uint64_t generation, boost::system::error_code ec);
     void do_read();
     void on_read(std::uint64_t generation, boost::system::error_code ec, std::size_t bytes);
     void arm_command_timer();
-    void on_command_timer(std::uint64_t generation, boost::system::error_code ec);
-    // Fails every outstanding callback with `ec`, closes, and (unless stopped) reconnects after a backoff.
-    void drop(boost::system::error_code ec, const char* why);
+    void on_command_timer(std::uint64_t generation);
+    // Fails every outstanding callback with `ec`, closes, tells the hook, and reconnects after a backoff.
+    void drop(boost::system::error_code ec, const std::string& why);
     void close_transport();
     void fail_all(boost::system::error_code ec);
+    void tell_lost();
     void schedule_reconnect();
-    void remember_script(const Script& script);
+    std::shared_ptr<const Script> remember_script(const Script& script);
     void do_eval(std::shared_ptr<const Script> script, std::string evalsha, Callback cb, bool retried);
-    template <class Handler>
-    void with_stream(Handler&& handler);
+    std::string describe() const;  // host:port or unix:path, for log lines (never the password)
 
     boost::asio::strand<boost::asio::any_io_executor> strand_;
     const RedisEndpoint endpoint_;
     boost::asio::ip::tcp::resolver resolver_;
-    boost::asio::steady_timer connect_timer_;
-    boost::asio::steady_timer command_timer_;
+    boost::asio::steady_timer connect_timer_;  // resolve + connect + TLS + handshake
+    boost::asio::steady_timer command_timer_;  // the oldest outstanding command's deadline
     boost::asio::steady_timer reconnect_timer_;
     std::unique_ptr<boost::asio::ssl::context> tls_context_;
     std::string tls_context_error_;  // why the TLS context could not be set up (every connect then fails)
-    std::optional<boost::asio::ip::tcp::socket> tcp_;
-    std::optional<boost::asio::ssl::stream<boost::asio::ip::tcp::socket>> tls_;
-    std::optional<boost::asio::local::stream_protocol::socket> unix_;
+    std::shared_ptr<Transport> transport_;
     std::unique_ptr<redisReader, ReaderFree> reader_;
 
     enum class Phase : std::uint8_t { stopped, connecting, handshaking, ready, waiting };
@@ -188,17 +187,18 @@ private:
     std::function<void(bool)> state_hook_;
     bool hook_told_ready_ = false;
 
-    std::deque<Pending> pending_;
+    std::deque<Pending> pending_;  // bounded: kMaxPending (+ the handshake's few)
     bool command_timer_running_ = false;
     std::string write_next_;  // commands issued while a write is in flight (coalesced)
-    std::string write_in_flight_;
     bool writing_ = false;
-    std::vector<char> read_buffer_;
-    std::size_t unparsed_bytes_ = 0;  // bytes fed to the reader since its last complete reply
-
-    std::vector<std::shared_ptr<const Script>> scripts_;  // loaded at every connect (bounded: kMaxScripts)
-    static constexpr std::size_t kMaxScripts = 64;
+    std::size_t reply_bytes_ = 0;  // bytes fed to the reader since its last complete reply
     std::size_t handshake_outstanding_ = 0;
+
+    // Every script eval_script() has seen, loaded at each connect. Guarded by scripts_mutex_ (it is
+    // looked up on the caller's thread, so a script's source is not copied per call).
+    static constexpr std::size_t kMaxScripts = 64;
+    std::mutex scripts_mutex_;
+    std::vector<std::shared_ptr<const Script>> scripts_;
 
     Duration backoff_;
     std::minstd_rand jitter_;

@@ -23,7 +23,7 @@
 #include "sluice/common/clock.hpp"
 #include "sluice/config/config.hpp"
 #include "sluice/limit/limiter.hpp"
-#include "sluice/redis/script_reply_tmp.hpp"
+#include "sluice/redis/redis_connection.hpp"  // Reply, Script
 
 namespace sluice::redis {
 
@@ -94,8 +94,10 @@ struct RecordedLot {
     SharedUse use;
     Nanos age{0};
 };
-ScriptCall encode_record(std::string_view prefix, const std::vector<RecordedLot>& lots, Nanos wall_now,
-                         std::int64_t clock_override_us = 0);
+// `wall_now` is needed only by fixed windows in a time_zone (their current UTC offset); without it
+// (0) such a window is aligned by the zone's offset of 1970-01-01: pass it.
+ScriptCall encode_record(std::string_view prefix, const std::vector<RecordedLot>& lots,
+                         Nanos wall_now = Nanos{0}, std::int64_t clock_override_us = 0);
 
 // Reads an acquire or peek answer for `uses` uses; nullopt with `error` set when the reply is an
 // error or not of the script's shape.

@@ -17,7 +17,7 @@ using namespace std::chrono_literals;
 namespace sluice::redis {
 namespace {
 
-using test::ScriptRedis;
+using script_test::ScriptRedis;
 
 constexpr std::int64_t kT0 = 1'700'000'000'000'000;  // Unix us (2023-11-14 22:13:20 UTC)
 constexpr std::string_view kPrefix = "t";

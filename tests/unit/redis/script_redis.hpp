@@ -1,26 +1,18 @@
 #pragma once
-// A real redis-server for the decision script's tests, started once per test process on a free
-// loopback port (no persistence), and a synchronous hiredis connection to it. Each test starts
-// from an empty database (flush()).
-//
-// TODO(integration): switch to helper A's tests/support/redis_server.hpp once it is merged.
+// The decision script's tests run it on a real redis-server (support/redis_server.hpp), started
+// once per test process, through one synchronous hiredis connection. Each test starts from an
+// empty database (flush()).
 
-#include <chrono>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <stdexcept>
 #include <string>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "sluice/redis/decision_script.hpp"
 
-namespace sluice::redis::test {
+#include "support/redis_server.hpp"
+
+namespace sluice::redis::script_test {
 
 inline Reply copy_reply(const redisReply* r) {
     Reply out;
@@ -44,6 +36,8 @@ inline Reply copy_reply(const redisReply* r) {
     return out;
 }
 
+// The test process's one Redis (support/redis_server.hpp) and one synchronous connection to it:
+// the differential tests run thousands of EVALSHAs, one connection each would cost more than them.
 class ScriptRedis {
 public:
     static ScriptRedis& instance() {
@@ -83,48 +77,19 @@ public:
 
     ~ScriptRedis() {
         if (context_ != nullptr) redisFree(context_);
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            ::waitpid(pid_, nullptr, 0);
-        }
     }
 
 private:
     ScriptRedis() {
-        const int port = free_port();
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            const std::string p = std::to_string(port);
-            if (const int null = ::open("/dev/null", O_WRONLY); null >= 0) ::dup2(null, STDOUT_FILENO);
-            ::execlp("redis-server", "redis-server", "--port", p.c_str(), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--loglevel", "warning", static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        while (std::chrono::steady_clock::now() < deadline) {
-            context_ = redisConnect("127.0.0.1", port);
-            if (context_ != nullptr && context_->err == 0) return;
-            if (context_ != nullptr) redisFree(context_);
-            context_ = nullptr;
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));  // waiting for the server to listen
-        }
-        throw std::runtime_error("redis-server did not start on port " + std::to_string(port));
+        timeval timeout{5, 0};
+        context_ = redisConnectWithTimeout(server_.host().c_str(), server_.port(), timeout);
+        if (context_ == nullptr || context_->err != 0)
+            throw std::runtime_error("cannot connect to the test redis-server at " + server_.address());
+        redisSetTimeout(context_, timeout);
     }
 
-    static int free_port() {
-        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-        socklen_t len = sizeof addr;
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-        ::close(fd);
-        return ntohs(addr.sin_port);
-    }
-
-    pid_t pid_ = -1;
+    sluice::test::RedisServer server_;
     redisContext* context_ = nullptr;
 };
 
-}  // namespace sluice::redis::test
+}  // namespace sluice::redis::script_test

@@ -23,7 +23,7 @@ using namespace std::chrono_literals;
 namespace sluice::redis {
 namespace {
 
-using test::ScriptRedis;
+using script_test::ScriptRedis;
 
 constexpr std::int64_t kStart = 1'700'000'000'000'000;  // Unix us
 constexpr std::string_view kPrefix = "conf";

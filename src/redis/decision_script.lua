@@ -82,7 +82,10 @@ end
 
 ---------------------------------------------------------------------------------------------
 -- Sliding window, exact log: one ZSET member per unit, scored by its admission time. A unit
--- admitted at s counts at t iff t - D < s <= t.
+-- admitted at s counts at t iff t - D < s <= t. The ZSET holds at most `limit` units: beyond
+-- (a shadow limit, or units recorded after a fallback) the oldest are folded into a lump counted
+-- as admitted at the newest of them (held longer, never shorter), as memory does; the lump is
+-- kept in the overlay hash (lump_units, lump_at), a key the script already names.
 
 local function log_newest(u)
     local last = redis.call('ZRANGE', u.key, -1, -1, 'WITHSCORES')
@@ -90,11 +93,21 @@ local function log_newest(u)
     return tonumber(last[2])
 end
 
+-- The lump's units and time, while it still counts.
+local function log_lump(u)
+    local l = redis.call('HMGET', u.overlay, 'lump_units', 'lump_at')
+    local units, at = tonumber(l[1]) or 0, tonumber(l[2]) or 0
+    if units <= 0 or at <= now - u.span then return 0, 0 end
+    return units, at
+end
+
 local function log_view(u, units)
     local lim, D = u.limit, u.span
     local cutoff = now - D
-    local count = tonumber(redis.call('ZCOUNT', u.key, '(' .. int(cutoff), '+inf'))
-    local newest = count > 0 and log_newest(u) or nil
+    local lump, lump_at = log_lump(u)
+    local size = tonumber(redis.call('ZCOUNT', u.key, '(' .. int(cutoff), '+inf'))
+    local count = lump + size
+    local newest = size > 0 and log_newest(u) or (lump > 0 and lump_at or nil)
     local v = { allowed = count + units <= lim, earliest = now, remaining = lim - count, reset = now }
     if count > 0 then v.reset = newest + D end
     if not v.allowed then
@@ -109,9 +122,11 @@ local function log_view(u, units)
             if first <= 0 then
                 base = math.max(now, newest or now)
                 windows = hops - 1
+            elseif first <= lump then
+                base = lump_at
             else
                 local at = redis.call('ZRANGEBYSCORE', u.key, '(' .. int(cutoff), '+inf', 'WITHSCORES', 'LIMIT',
-                    first - 1, 1)
+                    first - lump - 1, 1)
                 base = tonumber(at[2])
             end
             v.earliest = base + windows * D
@@ -120,33 +135,60 @@ local function log_view(u, units)
     return v
 end
 
+-- Records `units` at `at` (no older than anything held: the caller makes sure); past `limit`
+-- units in the ZSET, the oldest are folded into the lump.
 local function log_add(u, units, at)
+    redis.call('ZREMRANGEBYSCORE', u.key, '-inf', int(now - u.span))
     if units <= 0 then return end
-    local last = redis.call('INCRBY', KEYS[1], units)
-    local args = {}
-    for j = 1, units do
-        args[#args + 1] = int(at)
-        args[#args + 1] = int(last - units + j)
-        if #args >= 200 or j == units then
-            redis.call('ZADD', u.key, unpack(args))
-            args = {}
+    local lump, lump_at = log_lump(u)
+    local size = tonumber(redis.call('ZCARD', u.key))
+    local excess = size + units - math.max(u.limit, 0)
+    if excess > 0 then
+        local from_set = math.min(excess, size)
+        if from_set > 0 then
+            local last = redis.call('ZRANGE', u.key, from_set - 1, from_set - 1, 'WITHSCORES')
+            lump_at = math.max(lump_at, tonumber(last[2]))
+            redis.call('ZREMRANGEBYRANK', u.key, 0, from_set - 1)
+            lump = lump + from_set
         end
+        local from_new = excess - from_set
+        if from_new > 0 then
+            lump, lump_at = lump + from_new, at
+            units = units - from_new
+        end
+        redis.call('HSET', u.overlay, 'lump_units', int(lump), 'lump_at', int(lump_at))
+    end
+    if units > 0 then
+        local last = redis.call('INCRBY', KEYS[1], units)
+        local args = {}
+        for j = 1, units do
+            args[#args + 1] = int(at)
+            args[#args + 1] = int(last - units + j)
+            if #args >= 200 or j == units then
+                redis.call('ZADD', u.key, unpack(args))
+                args = {}
+            end
+        end
+        expire_at(u.key, at + u.span)
     end
 end
 
+-- In time order, as memory records: never older than the newest unit held.
+local function log_in_order(u, at)
+    local lump, lump_at = log_lump(u)
+    local newest = log_newest(u)
+    if newest and newest > now - u.span then at = math.max(at, newest) end
+    if lump > 0 then at = math.max(at, lump_at) end
+    return at
+end
+
 local function log_consume(u, cost)
-    redis.call('ZREMRANGEBYSCORE', u.key, '-inf', int(now - u.span))
-    if cost <= 0 then return end
-    -- Recorded in time order, as memory does: never older than the newest unit held.
-    local at = math.max(now, log_newest(u) or now)
-    log_add(u, cost, at)
-    expire_at(u.key, at + u.span)
+    log_add(u, cost, log_in_order(u, now))
 end
 
 local function log_record(u, units, at)
     if units <= 0 or at <= now - u.span then return end
-    log_add(u, units, at)
-    expire_at(u.key, math.max(at, log_newest(u)) + u.span)
+    log_add(u, units, log_in_order(u, at))
 end
 
 ---------------------------------------------------------------------------------------------
@@ -416,6 +458,17 @@ local function overlay_of(u)
     return tonumber(o[1]) or 0, tonumber(o[2]) or 0, tonumber(o[3]) or 0
 end
 
+-- The overlay lives as long as its pause, its cap or a sliding log's lump.
+local function overlay_expire(u)
+    local paused_until, _, cap_until = overlay_of(u)
+    local until_us = math.max(paused_until, cap_until)
+    if u.tag == 's' then
+        local lump, lump_at = log_lump(u)
+        if lump > 0 then until_us = math.max(until_us, lump_at + u.span) end
+    end
+    if redis.call('EXISTS', u.overlay) == 1 then expire_at(u.overlay, until_us) end
+end
+
 local function decide(u)
     local units = u.cost
     local v = policy_view(u, units)
@@ -468,6 +521,7 @@ local function consume(u, lease_us, lease_id)
     if cap_until > now then
         redis.call('HSET', u.overlay, 'cap_left', int(math.max(0, cap_left - u.cost)))
     end
+    if t == 's' then overlay_expire(u) end
 end
 
 local function delay(at)
@@ -514,10 +568,6 @@ local function acquire(consume_it)
     return out
 end
 
-local function overlay_expire(u)
-    local paused_until, _, cap_until = overlay_of(u)
-    expire_at(u.overlay, math.max(paused_until, cap_until))
-end
 
 if op == 'acquire' then return acquire(true) end
 if op == 'peek' then return acquire(false) end
@@ -561,6 +611,7 @@ for i = 0, uses - 1 do
         local t = u.tag
         if t == 's' then
             log_record(u, u.cost, at)
+            overlay_expire(u)
         elseif t == 'b' then
             buckets_add(u, u.cost, at, false)
         elseif t == 't' then

@@ -161,6 +161,27 @@ TEST_CASE("fixed window: aligned by utc_offset, the margin counts near a boundar
     CHECK(h.one(early, boundary + 1'000'000).allowed);
 }
 
+TEST_CASE("fixed window in a time zone: the zone's offset at wall_now places local midnight") {
+    Harness h;
+    auto limit = make(config::Algorithm::fixed_window, "ny", 1, 24h);
+    limit.time_zone = "America/New_York";
+    const auto at = [&](std::int64_t us) {
+        return h.acquire({SharedUse{&limit, 1, 1}}, us, "l", 10s).uses.at(0);
+    };
+    // 2024-01-15 05:00 UTC is midnight in New York (EST, UTC-5).
+    const std::int64_t winter = 1'705'294'800'000'000;
+    CHECK(at(winter - 10).allowed);
+    const UseDecision refused = at(winter - 5);
+    CHECK_FALSE(refused.allowed);
+    CHECK(refused.earliest_delay == 5us);
+    CHECK(at(winter).allowed);
+    // 2024-07-15 04:00 UTC is midnight there (EDT, UTC-4).
+    const std::int64_t summer = 1'721'016'000'000'000;
+    CHECK(at(summer - 10).allowed);
+    CHECK(at(summer - 5).earliest_delay == 5us);
+    CHECK(at(summer).allowed);
+}
+
 TEST_CASE("concurrency: leases held, released, renewed, and expired leases give permits back") {
     Harness h;
     const auto limit = make(config::Algorithm::concurrency, "conc", 2, 0s);
@@ -220,7 +241,16 @@ TEST_CASE("shadow limits are counted on admission and never refuse") {
     REQUIRE(over.limiting);
     CHECK(*over.limiting == 0);  // shadow limits are never the limiting one
     CHECK(h.peek({SharedUse{&shadow, 1, 1}}, kT0 + 2).uses[0].remaining == 0);
-    CHECK(h.redis.command({"ZCARD", state_key(kPrefix, SharedUse{&shadow, 1, 1})}).integer == 2);
+    // Past its limit, a log keeps `limit` units and folds the oldest into a lump (bounded, as in memory).
+    const std::string key = state_key(kPrefix, SharedUse{&shadow, 1, 1});
+    CHECK(h.acquire(both, kT0 + 3).allowed);
+    CHECK(h.redis.command({"ZCARD", key}).integer == 1);
+    CHECK(h.redis.command({"HGET", key + ":o", "lump_units"}).str == "2");
+    CHECK(h.redis.command({"HGET", key + ":o", "lump_at"}).str == std::to_string(kT0 + 1));
+    const UseDecision counted = h.peek({SharedUse{&shadow, 1, 1}}, kT0 + 4).uses[0];
+    CHECK(counted.remaining == 0);
+    CHECK(counted.earliest_delay == Nanos{(1'000'000 + 3 - 4) * 1000});  // the newest unit leaves last
+    CHECK(h.pttl(key + ":o") > 1'900);  // the lump lives as long as it counts
 }
 
 TEST_CASE("vendor pause and cap are shared per (limit, key)") {
@@ -271,6 +301,34 @@ TEST_CASE("record counts units admitted elsewhere at their age, never checked") 
     const UseDecision t = h.one(token, kT0);  // 2 tokens taken 250 ms ago: half of one back
     CHECK_FALSE(t.allowed);
     CHECK(t.earliest_delay == 250ms);
+}
+
+TEST_CASE("record into a bucket ring and a fixed window counts where the units were admitted") {
+    Harness h;
+    // g = 1 ms: units admitted 10.5 ms before kT0 + 500 (at kT0 - 10 000) are in bucket [kT0 - 10 ms, kT0 - 9
+    // ms), counted until kT0 - 9 000 + 255 000.
+    const auto ring = make(config::Algorithm::sliding_window, "rec-ring", 1000, 255ms);
+    const SharedUse r{&ring, 7, 1000};
+    CHECK(h.integer(encode_record(kPrefix, {RecordedLot{r, 10'500us}}, Nanos{kT0 * 1000}, kT0 + 500)) == 1);
+    const UseDecision held = h.one(ring, kT0 + 500);
+    CHECK_FALSE(held.allowed);
+    CHECK(held.earliest_delay == Nanos{(246'000 - 500) * 1000});
+    CHECK(h.one(ring, kT0 + 246'000).allowed);
+
+    // A fixed window: 2 units admitted 1 s before a boundary fill the window they were admitted in.
+    auto fixed = make(config::Algorithm::fixed_window, "rec-fw", 2, 10s);
+    const std::int64_t boundary = (kT0 / 10'000'000 + 1) * 10'000'000;
+    const SharedUse f{&fixed, 7, 2};
+    CHECK(h.integer(encode_record(kPrefix, {RecordedLot{f, 1s}}, Nanos{kT0 * 1000}, boundary - 500'000)) ==
+          1);
+    const UseDecision full = h.one(fixed, boundary - 400'000);
+    CHECK_FALSE(full.allowed);
+    CHECK(full.earliest_delay == 400ms);
+    CHECK(h.one(fixed, boundary).allowed);
+    // Concurrency records nothing (leases are not merged).
+    const auto conc = make(config::Algorithm::concurrency, "rec-c", 1, 0s);
+    h.integer(encode_record(kPrefix, {RecordedLot{SharedUse{&conc, 7, 5}, 0ns}}, Nanos{kT0 * 1000}, kT0));
+    CHECK(h.one(conc, kT0).allowed);
 }
 
 TEST_CASE("every written key expires once nothing in it counts") {

@@ -292,7 +292,10 @@ TEST_CASE("conformance: several limits at once, one of them shadow") {
     auto tb = make(config::Algorithm::token_bucket, "m-tb", 4, 1s);
     auto shadow = make(config::Algorithm::fixed_window, "m-shadow", 2, 2s);
     shadow.enforce = false;
-    s.limits = {log, tb, shadow};
+    // A shadow log past its limit: the oldest units folded into one lump, as memory folds them.
+    auto shadow_log = make(config::Algorithm::sliding_window, "m-shadow-log", 2, 1500ms);
+    shadow_log.enforce = false;
+    s.limits = {log, tb, shadow, shadow_log};
     s.max_step_us = 200'000;
     s.max_cost = 2;
     run_seeds(s);

@@ -23,7 +23,7 @@
 #include "sluice/common/clock.hpp"
 #include "sluice/config/config.hpp"
 #include "sluice/limit/limiter.hpp"
-#include "sluice/redis/script_reply_tmp.hpp"
+#include "sluice/redis/redis_connection.hpp"
 
 namespace sluice::redis {
 

@@ -35,6 +35,9 @@
 #   ALGORITHM=sliding_window LIMIT=1000000000 WINDOW=1s
 #                                     the never-binding limit (sliding_window over 256 units: the
 #                                     bucket ring; token_bucket; fixed_window with WINDOW=1h)
+#                                     A LIMIT that binds (e.g. LIMIT=2000) measures the saturated case:
+#                                     every replica's waiting head asks per freed unit, so evalsha per
+#                                     admission rises above 1 (docs/distributed.md, "What it costs")
 #   REDIS_PERSIST=none                none | aof (appendonly yes, appendfsync everysec)
 #   REDIS_SERVER=redis-server REDIS_CLI=redis-cli
 #   BUILD_DIR=build-bench SLUICE_BIN=$BUILD_DIR/sluice SKIP_BUILD=0 SKIP_INSTALL=0

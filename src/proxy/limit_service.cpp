@@ -149,7 +149,8 @@ void LimitService::merge_then_share(bool lost_data) {
             const auto now = clock_.now();
             if (!stage_->available()) {
                 ++store_->counters().switches_shared;
-                log::info("shared", "limits are shared through Redis again");
+                log::info("shared", store_->counters().switches_shared == 1 ? "limits are shared through Redis"
+                                                                             : "limits are shared through Redis again");
             }
             stage_->set_available(true, now);
             poll_locked(now, ready);

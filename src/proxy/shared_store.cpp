@@ -163,6 +163,12 @@ std::vector<redis::SharedUse> shared_uses(const std::vector<limit::LimitUse>& us
     return out;
 }
 
+// `now + delay`, where the script's "never" (kNever) and anything past it stay kNever.
+Nanos after(const Instant& now, Nanos delay) {
+    if (delay >= kNever - now.mono) return kNever;
+    return now.mono + delay;
+}
+
 queue::StoreAnswer answer_of(const redis::AcquireResult& result, const Instant& now) {
     queue::StoreAnswer answer;
     answer.kind = queue::StoreAnswer::Kind::decided;
@@ -176,16 +182,15 @@ queue::StoreAnswer answer_of(const redis::AcquireResult& result, const Instant& 
             if (!use.predictable) predictable = false;
             latest = std::max(latest, use.earliest_delay);
         }
-        answer.earliest = predictable ? now.mono + latest : kNever;
+        answer.earliest = predictable ? after(now, latest) : kNever;
     }
     if (result.limiting && *result.limiting < result.uses.size()) {
         const auto& use = result.uses[*result.limiting];
         answer.decision.allowed = use.allowed;
         answer.decision.limit = use.limit;
         answer.decision.remaining = use.remaining;
-        answer.decision.reset = now.mono + use.reset_delay;
-        answer.decision.earliest =
-            use.allowed ? now.mono : (use.predictable ? now.mono + use.earliest_delay : kNever);
+        answer.decision.reset = after(now, use.reset_delay);
+        answer.decision.earliest = use.allowed ? now.mono : (use.predictable ? after(now, use.earliest_delay) : kNever);
     }
     return answer;
 }
@@ -307,7 +312,7 @@ void SharedStore::record(std::vector<queue::FallbackLot> lots, std::function<voi
         const std::vector<redis::RecordedLot> batch(
             recorded.begin() + static_cast<std::ptrdiff_t>(first),
             recorded.begin() + static_cast<std::ptrdiff_t>(std::min(recorded.size(), first + kBatch)));
-        auto call = redis::encode_record(config_.key_prefix, batch);
+        auto call = redis::encode_record(config_.key_prefix, batch, now.wall);
         ++counters_.commands[SharedStoreCounters::record];
         connection_->eval_script(
             redis::decision_script(), std::move(call.keys), std::move(call.args),

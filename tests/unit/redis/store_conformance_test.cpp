@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -178,6 +179,23 @@ void run(const Scenario& scenario, std::uint32_t seed) {
         INFO(error);
         REQUIRE(got);
         REQUIRE(got->allowed == allowed);
+        // The limit the answer describes, picked as the admission controller picks it (its earliest
+        // times compared as the script sees them: in whole us).
+        std::optional<std::size_t> blocking;
+        std::optional<std::size_t> tightest;
+        const auto share = [&](std::size_t i) {
+            const auto left = static_cast<double>(std::max<std::int64_t>(expected[i].remaining - cost, 0));
+            return left / static_cast<double>(std::max<std::int64_t>(expected[i].limit, 1));
+        };
+        for (std::size_t i = 0; i < memory.size(); ++i) {
+            if (!scenario.limits[i].enforce) continue;
+            if (!expected[i].allowed &&
+                (!blocking || expected_delay(expected[i].earliest, now.mono) >
+                                  expected_delay(expected[*blocking].earliest, now.mono)))
+                blocking = i;
+            if (!tightest || share(i) < share(*tightest)) tightest = i;
+        }
+        REQUIRE(got->limiting == (blocking ? blocking : tightest));
         for (std::size_t i = 0; i < memory.size(); ++i) {
             const limit::Decision& m = expected[i];
             const UseDecision& r = got->uses[i];

@@ -14,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "sluice/limit/limit_state.hpp"
 #include "sluice/limit/limiter.hpp"
 #include "sluice/redis/decision_script.hpp"
 
@@ -49,6 +50,7 @@ struct Scenario {
     std::int64_t max_step_us = 0;             // time steps are uniform in [0, max_step_us]
     std::int64_t max_cost = 1;
     int steps = 1500;
+    bool record = true;  // also merge units admitted elsewhere (record vs memory's exact import)
 };
 
 // Checks what was admitted on one key against the limit's definition, by brute force.
@@ -148,6 +150,20 @@ void run(const Scenario& scenario, std::uint32_t seed) {
                 memory[i]->cap_remaining(key, remaining, now.mono + reset, now);
                 redis.eval(encode_cap(kPrefix, uses[i], remaining, reset, t));
             }
+            continue;
+        }
+        if (action < 9 && scenario.record) {  // units admitted elsewhere (a fallback) merged
+            const Nanos age{uniform(0, 2 * scenario.max_step_us) * 1000};
+            for (std::size_t i = 0; i < uses.size(); ++i) {
+                limit::KeyExport lot;
+                lot.key = key;
+                lot.admitted.push_back(limit::AdmittedLot{now.mono - age, cost});
+                memory[i]->import_keys({lot}, limit::ImportMode::exact, now);
+            }
+            std::vector<RecordedLot> lots;
+            for (const auto& use : uses) lots.push_back(RecordedLot{use, age});
+            const Reply r = redis.eval(encode_record(kPrefix, lots, now.wall, t));
+            REQUIRE(r.type == Reply::Type::integer);
             continue;
         }
         if (action < 30 && !leases.empty()) {  // an exchange ends
@@ -269,6 +285,7 @@ TEST_CASE("conformance: sliding window, bucket ring") {
     auto c = make(config::Algorithm::sliding_window, "ring", 300, 2'500ms);
     c.margin = 50ms;
     s.limits = {c};
+    s.record = false;  // memory imports an old lot into its newest bucket, the script into the lot's own
     s.max_step_us = 30'000;
     s.max_cost = 30;
     run_seeds(s);

@@ -62,8 +62,13 @@ local function expire_at(key, until_us)
     redis.call('PEXPIRE', key, int(ms))
 end
 
+local TAGS = { s = true, b = true, t = true, f = true, c = true, g = true }
+
 local function use_of(i)
     local b = 7 + FIELDS * i
+    if not TAGS[ARGV[b]] or not KEYS[3 + 2 * i] then
+        error('sluice decision script: use ' .. i .. ' is malformed (tag ' .. tostring(ARGV[b]) .. ')')
+    end
     return {
         index = i,
         tag = ARGV[b],

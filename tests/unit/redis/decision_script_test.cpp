@@ -226,6 +226,26 @@ TEST_CASE("all-or-nothing: a request over two limits where one refuses consumes 
     CHECK_FALSE(second.uses[1].allowed);
     for (int i = 0; i < 3; ++i) CHECK_FALSE(h.acquire(both, kT0 + 20 + i).allowed);
     CHECK(h.peek({SharedUse{&wide, 1, 1}}, kT0 + 100).uses[0].remaining == 4);  // only the first counted
+    // A refused request writes nothing at all, not even to keys it would have created.
+    const auto fresh = make(config::Algorithm::sliding_window, "fresh", 5, 1s);
+    const SharedUse fresh_use{&fresh, 1, 1};
+    CHECK_FALSE(h.acquire({fresh_use, SharedUse{&narrow, 1, 1}}, kT0 + 200).allowed);
+    CHECK(h.redis.command({"EXISTS", state_key(kPrefix, fresh_use)}).integer == 0);
+}
+
+TEST_CASE("peek decides every algorithm and writes nothing") {
+    Harness h;
+    const auto log = make(config::Algorithm::sliding_window, "p-log", 3, 1s);
+    const auto ring = make(config::Algorithm::sliding_window, "p-ring", 1000, 1s);
+    const auto token = make(config::Algorithm::token_bucket, "p-tb", 10, 1s);
+    const auto fixed = make(config::Algorithm::fixed_window, "p-fw", 10, 1h);
+    const auto conc = make(config::Algorithm::concurrency, "p-c", 10, 0s);
+    const std::vector<SharedUse> uses{SharedUse{&log, 1, 1}, SharedUse{&ring, 1, 1}, SharedUse{&token, 1, 1},
+                                      SharedUse{&fixed, 1, 1}, SharedUse{&conc, 1, 1}};
+    const AcquireResult peeked = h.peek(uses, kT0);
+    CHECK(peeked.allowed);
+    for (const UseDecision& d : peeked.uses) CHECK(d.remaining == d.limit);
+    CHECK(h.redis.command({"DBSIZE"}).integer == 0);
 }
 
 TEST_CASE("shadow limits are counted on admission and never refuse") {
@@ -370,6 +390,12 @@ TEST_CASE("decode_decision refuses errors and replies of another shape") {
     wrong.type = Reply::Type::array;
     wrong.elements.resize(2);
     CHECK_FALSE(decode_decision(wrong, 1, error));
+    // A malformed call is an error reply, never a decision.
+    const auto limit = make(config::Algorithm::sliding_window, "bad", 3, 1s);
+    ScriptCall bad = encode_peek(kPrefix, {SharedUse{&limit, 1, 1}}, Nanos{0}, kT0);
+    bad.args[6] = "x";
+    CHECK_FALSE(decode_decision(ScriptRedis::instance().eval(bad), 1, error));
+    CHECK(error.find("malformed") != std::string::npos);
     CHECK(decision_script().sha1.size() == 40);
     CHECK(decision_script().source.find("redis.call('TIME')") != std::string::npos);
 }

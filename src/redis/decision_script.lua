@@ -6,7 +6,8 @@
 --
 -- KEYS[1]        {prefix}:seq, the counter that makes sliding log members unique
 -- KEYS[2 + 2i]   use i's state key    {prefix}:l:<limit>:<tag>:<key hex>
--- KEYS[3 + 2i]   use i's overlay key  ...:o (vendor pause and cap: paused_until, cap_left, cap_until)
+-- KEYS[3 + 2i]   use i's overlay key  ...:o (vendor pause and cap: paused_until, cause, cap_left,
+--                cap_until; a sliding log's lump: lump_units, lump_at)
 -- ARGV[1] op: acquire | peek | release | renew | pause | cap | record
 -- ARGV[2] clock override in us (0: redis TIME; a test hook)
 -- ARGV[3] the number of uses n
@@ -19,8 +20,10 @@
 -- {allowed, predictable, earliest delay us, limit, remaining, reset delay us} (-1: never).
 -- The other ops answer the number of uses they changed.
 --
--- Numbers are Lua doubles: every integer stays below 2^53 (times in us are ~2^51). Integers
--- are written with string.format('%d') (tostring would print 1.7e+15).
+-- Numbers are Lua doubles: every integer stays below 2^53 (times in us are ~2^51; a token
+-- bucket's scaled debt is below (burst + cost) * period in us, so burst * window up to ~2^52 us
+-- stays exact: 100 000 tokens per day). Integers are written with string.format('%d')
+-- (tostring would print 1.7e+15).
 
 local op = ARGV[1]
 local now = tonumber(ARGV[2])

@@ -428,7 +428,9 @@ void RedisConnection::issue(std::string formatted, Callback cb, Duration timeout
         Pending{std::move(cb), std::chrono::steady_clock::now() +
                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout)});
     write_next_ += formatted;
-    if (!command_timer_running_) arm_command_timer();
+    // Deadlines are in order except after the handshake's (connect_timeout, possibly longer than
+    // command_timeout): a nearer one moves the timer.
+    if (!command_timer_running_ || pending_.back().deadline < command_timer_.expiry()) arm_command_timer();
     if (!writing_) do_write();
 }
 
@@ -508,15 +510,17 @@ void RedisConnection::on_read(std::uint64_t generation, error_code ec, std::size
     do_read();
 }
 
-// One timer for the oldest outstanding command: replies come in order, so when it has its answer
-// the next one is the oldest. The timer is re-armed only when it fires, never per reply.
+// One timer for the nearest deadline of all outstanding commands (the oldest user command's, unless
+// a handshake step's is nearer). It is re-armed when it fires or a nearer deadline comes, never per reply.
 void RedisConnection::arm_command_timer() {
     if (pending_.empty()) {
         command_timer_running_ = false;
         return;
     }
     command_timer_running_ = true;
-    command_timer_.expires_at(pending_.front().deadline);
+    auto deadline = pending_.front().deadline;
+    for (const auto& pending : pending_) deadline = std::min(deadline, pending.deadline);
+    command_timer_.expires_at(deadline);
     command_timer_.async_wait([self = shared_from_this(), generation = generation_](error_code ec) {
         if (ec || generation != self->generation_) return;
         self->on_command_timer(generation);
@@ -526,7 +530,9 @@ void RedisConnection::arm_command_timer() {
 void RedisConnection::on_command_timer(std::uint64_t) {
     command_timer_running_ = false;
     if (pending_.empty()) return;
-    if (pending_.front().deadline <= std::chrono::steady_clock::now()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (std::any_of(pending_.begin(), pending_.end(),
+                    [now](const Pending& p) { return p.deadline <= now; })) {
         // Its reply may still come, but could no longer be told from the next one's.
         drop(make_error_code(error::timed_out), "command timed out");
         return;

@@ -575,8 +575,10 @@ void RedisConnection::drop(error_code ec, const std::string& why) {
     if (was_ready) {
         log::warn(kComponent, "connection to " + describe() + " lost: " + why + " (" + ec.message() + ")");
     } else {
-        SLUICE_LOG_LIMITED(log::Level::warn, kComponent,
-                           "cannot connect to " + describe() + ": " + why + " (" + ec.message() + ")");
+        // Retried every reconnect_max at most, forever: one line per interval, the first at once.
+        log::write_limited(connect_failure_log_, log::Level::warn, kComponent, [&] {
+            return "cannot connect to " + describe() + ": " + why + " (" + ec.message() + ")";
+        });
     }
     close_transport();
     schedule_reconnect();

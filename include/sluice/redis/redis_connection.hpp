@@ -46,6 +46,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/system/error_code.hpp>
 
+#include "sluice/common/log.hpp"
+
 struct redisReader;  // hiredis's parser, used in redis_connection.cpp only
 
 namespace sluice::redis {
@@ -202,6 +204,7 @@ private:
 
     Duration backoff_;
     std::minstd_rand jitter_;
+    log::RateLimitedSite connect_failure_log_{std::chrono::seconds(10)};
 };
 
 }  // namespace sluice::redis

@@ -20,6 +20,7 @@
 #include <catch2/catch.hpp>
 
 #include "support/redis_server.hpp"
+#include "support/test_certs.hpp"
 
 using namespace std::chrono_literals;
 using boost::system::error_code;
@@ -406,4 +407,68 @@ TEST_CASE("RedisConnection: nothing listening: not ready, calls fail at once", "
     CHECK(client.call({"PING"}).ec == error::error::not_connected);
     CHECK_FALSE(client.run_until([&] { return client.connection->connected(); }, 200ms));
     CHECK(client.states.empty());
+}
+
+TEST_CASE("RedisConnection: TLS, the certificate checked against the CA and the name", "[redis]") {
+    const auto& certs = sluice::test::test_certs();
+    const auto tls_server = [&](const sluice::test::CertPair& pair) {
+        RedisServer::Options options;
+        options.tls_cert_file = pair.cert;
+        options.tls_key_file = pair.key;
+        return std::make_unique<RedisServer>(options);
+    };
+    const auto tls_endpoint = [&](const RedisServer& server) {
+        auto endpoint = endpoint_for(server);
+        endpoint.port = server.tls_port();
+        endpoint.tls = true;
+        endpoint.tls_ca_file = certs.ca_cert;
+        return endpoint;
+    };
+
+    SECTION("trusted, and the address is in the certificate") {
+        auto server = tls_server(certs.server);
+        Client client(tls_endpoint(*server));
+        REQUIRE(client.wait_ready());
+        CHECK(client.call({"SET", "k", "over tls"}).reply.str == "OK");
+        CHECK(server->command({"GET", "k"}).str == "over tls");
+    }
+    SECTION("server_name: the name sent (SNI) and verified") {
+        auto server = tls_server(certs.server);
+        auto endpoint = tls_endpoint(*server);
+        endpoint.tls_server_name = "localhost";
+        Client client(endpoint);
+        REQUIRE(client.wait_ready());
+        CHECK_FALSE(client.call({"PING"}).ec);
+    }
+    SECTION("a certificate for another name: never ready") {
+        StderrCapture log;
+        auto server = tls_server(certs.wrong_host);
+        Client client(tls_endpoint(*server));
+        CHECK(client.run_until([&] { return log.text().find("TLS handshake") != std::string::npos; }));
+        CHECK_FALSE(client.connection->connected());
+        CHECK(client.states.empty());
+    }
+    SECTION("self-signed: refused, unless verify is off") {
+        auto server = tls_server(certs.self_signed);
+        auto endpoint = tls_endpoint(*server);
+        {
+            StderrCapture log;
+            Client client(endpoint);
+            CHECK(client.run_until([&] { return log.text().find("TLS handshake") != std::string::npos; }));
+            CHECK_FALSE(client.connection->connected());
+        }
+        endpoint.tls_verify = false;
+        Client client(endpoint);
+        REQUIRE(client.wait_ready());
+        CHECK_FALSE(client.call({"PING"}).ec);
+    }
+    SECTION("an unreadable CA file: never ready, said in the log") {
+        StderrCapture log;
+        auto server = tls_server(certs.server);
+        auto endpoint = tls_endpoint(*server);
+        endpoint.tls_ca_file = "/nonexistent/ca.pem";
+        Client client(endpoint);
+        CHECK(client.run_until([&] { return log.text().find("/nonexistent/ca.pem") != std::string::npos; }));
+        CHECK_FALSE(client.connection->connected());
+    }
 }

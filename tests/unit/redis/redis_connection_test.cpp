@@ -3,6 +3,7 @@
 
 #include "sluice/redis/redis_connection.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <fcntl.h>
@@ -17,6 +18,8 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 
 #include "support/redis_server.hpp"
@@ -54,13 +57,15 @@ struct Client {
     std::shared_ptr<RedisConnection> connection;
     std::vector<bool> states;  // every call of the state hook, in order
 
-    explicit Client(RedisEndpoint endpoint) {
+    Client() = default;
+    explicit Client(RedisEndpoint endpoint) { open(std::move(endpoint)); }
+    void open(RedisEndpoint endpoint) {
         connection = std::make_shared<RedisConnection>(io.get_executor(), std::move(endpoint));
         connection->on_state_change([this](bool ready) { states.push_back(ready); });
         connection->start();
     }
     ~Client() {
-        connection->stop();
+        if (connection) connection->stop();
         io.restart();
         io.run_for(2s);  // returns as soon as nothing is left to do
     }
@@ -471,4 +476,79 @@ TEST_CASE("RedisConnection: TLS, the certificate checked against the CA and the 
         CHECK(client.run_until([&] { return log.text().find("/nonexistent/ca.pem") != std::string::npos; }));
         CHECK_FALSE(client.connection->connected());
     }
+}
+
+namespace {
+
+// A TCP server that answers the n-th read on each connection with answers[n] (then nothing more):
+// for what a real Redis never sends.
+struct FakeRedis {
+    boost::asio::ip::tcp::acceptor acceptor;
+    std::vector<std::string> answers;
+    int connections = 0;
+    // Its handlers may run after it is gone (the test's Client drains the io_context last).
+    std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+
+    FakeRedis(boost::asio::io_context& io, std::vector<std::string> answers_in)
+        : acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), 0}), answers(std::move(answers_in)) {
+        accept();
+    }
+    ~FakeRedis() { *alive = false; }
+    std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+
+    void accept() {
+        acceptor.async_accept([this, alive = alive](error_code ec, boost::asio::ip::tcp::socket socket) {
+            if (ec || !*alive) return;
+            ++connections;
+            read(std::make_shared<boost::asio::ip::tcp::socket>(std::move(socket)), 0);
+            accept();
+        });
+    }
+    void read(std::shared_ptr<boost::asio::ip::tcp::socket> socket, std::size_t n) {
+        auto buffer = std::make_shared<std::array<char, 4096>>();
+        socket->async_read_some(boost::asio::buffer(*buffer),
+                                [this, alive = alive, socket, buffer, n](error_code ec, std::size_t) {
+                                    if (ec || !*alive || n >= answers.size()) return;
+                                    auto answer = std::make_shared<std::string>(answers[n]);
+                                    boost::asio::async_write(*socket, boost::asio::buffer(*answer),
+                                                             [answer](error_code, std::size_t) {});
+                                    read(socket, n + 1);
+                                });
+    }
+};
+
+}  // namespace
+
+TEST_CASE("RedisConnection: a reply that is not RESP is a protocol error: the connection is re-established",
+          "[redis]") {
+    Client client;
+    FakeRedis fake(client.io, {"+PONG\r\n", "?garbage\r\n"});
+    RedisEndpoint endpoint;
+    endpoint.host = "127.0.0.1";
+    endpoint.port = fake.port();
+    endpoint.reconnect_min = 20ms;
+    endpoint.reconnect_max = 50ms;
+    client.open(endpoint);
+    REQUIRE(client.wait_ready());
+    auto result = client.call({"PING"});
+    CHECK(result.ec == error::error::protocol);
+    CHECK_FALSE(client.connection->connected());
+    REQUIRE(client.wait_ready());  // a new connection (the fake answers its handshake again)
+    CHECK(fake.connections == 2);
+    CHECK(client.states == std::vector<bool>{true, false, true});
+}
+
+TEST_CASE("RedisConnection: a reply nobody asked for is a protocol error", "[redis]") {
+    Client client;
+    FakeRedis fake(client.io, {"+PONG\r\n+UNASKED\r\n"});
+    RedisEndpoint endpoint;
+    endpoint.host = "127.0.0.1";
+    endpoint.port = fake.port();
+    endpoint.reconnect_min = 20ms;
+    endpoint.reconnect_max = 50ms;
+    client.open(endpoint);
+    REQUIRE(client.run_until([&] { return fake.connections >= 2; }));
+    CHECK(client.states.size() >= 2);
+    CHECK(client.states[0] == true);
+    CHECK(client.states[1] == false);
 }

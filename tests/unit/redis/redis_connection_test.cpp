@@ -4,6 +4,7 @@
 #include "sluice/redis/redis_connection.hpp"
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fcntl.h>
@@ -14,9 +15,11 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
@@ -551,4 +554,42 @@ TEST_CASE("RedisConnection: a reply nobody asked for is a protocol error", "[red
     CHECK(client.states.size() >= 2);
     CHECK(client.states[0] == true);
     CHECK(client.states[1] == false);
+}
+
+TEST_CASE("RedisConnection: callable from any thread, the io_context run by several", "[redis]") {
+    RedisServer server;
+    boost::asio::io_context io;
+    auto work = boost::asio::make_work_guard(io);
+    auto connection = std::make_shared<RedisConnection>(io.get_executor(), endpoint_for(server));
+    std::atomic<int> ready_calls{0};
+    connection->on_state_change([&](bool ready) { ready_calls += ready ? 1 : 0; });
+    connection->start();
+    std::vector<std::thread> io_threads;
+    for (int i = 0; i < 2; ++i) io_threads.emplace_back([&] { io.run(); });
+
+    const auto deadline = std::chrono::steady_clock::now() + 3s;
+    while (!connection->connected() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);  // a bounded poll
+    REQUIRE(connection->connected());
+
+    std::atomic<int> answered{0}, failed{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 4; ++t) {
+        callers.emplace_back([&] {
+            for (int i = 0; i < 250; ++i) {
+                connection->command({"INCR", "n"},
+                                    [&](error_code ec, Reply) { (ec ? failed : answered) += 1; });
+            }
+        });
+    }
+    for (auto& caller : callers) caller.join();
+    while (answered + failed < 1000 && std::chrono::steady_clock::now() < deadline + 3s)
+        std::this_thread::sleep_for(1ms);  // a bounded poll
+    connection->stop();
+    work.reset();
+    for (auto& thread : io_threads) thread.join();
+    CHECK(answered == 1000);
+    CHECK(failed == 0);
+    CHECK(ready_calls == 1);
+    CHECK(server.command({"GET", "n"}).str == "1000");
 }

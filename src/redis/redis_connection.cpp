@@ -600,6 +600,21 @@ void RedisConnection::schedule_reconnect() {
     });
 }
 
+std::string_view error_reason(const boost::system::error_code& ec) noexcept {
+    if (!ec) return {};
+    if (ec.category() == redis_category()) {
+        switch (static_cast<error>(ec.value())) {
+            case error::not_connected: return "not_connected";
+            case error::timed_out: return "timed_out";
+            case error::protocol: return "protocol";
+            case error::server: return "server";
+            case error::too_many_pending: return "too_many_pending";
+        }
+    }
+    if (ec == asio::error::operation_aborted) return "aborted";
+    return "connection_lost";
+}
+
 Script::Script(std::string lua) : source(std::move(lua)), sha1(sha1_hex(source)) {}
 
 }  // namespace sluice::redis

@@ -37,6 +37,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -98,6 +99,10 @@ enum class error {
 };
 const boost::system::error_category& redis_category() noexcept;  // "sluice.redis"
 boost::system::error_code make_error_code(error e) noexcept;
+// A bounded label for a failed call (metrics: sluice_shared_command_errors_total{reason}):
+// "not_connected", "timed_out", "protocol", "server", "too_many_pending", "aborted" (stop()),
+// "connection_lost" (any other I/O error), "" for success.
+std::string_view error_reason(const boost::system::error_code& ec) noexcept;
 
 class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
 public:

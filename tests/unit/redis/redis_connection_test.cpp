@@ -593,3 +593,17 @@ TEST_CASE("RedisConnection: callable from any thread, the io_context run by seve
     CHECK(ready_calls == 1);
     CHECK(server.command({"GET", "n"}).str == "1000");
 }
+
+TEST_CASE("error_reason: a bounded label for every failure", "[redis]") {
+    using sluice::redis::error_reason;
+    CHECK(error_reason({}) == "");
+    CHECK(error_reason(error::error::not_connected) == "not_connected");
+    CHECK(error_reason(error::error::timed_out) == "timed_out");
+    CHECK(error_reason(error::error::protocol) == "protocol");
+    CHECK(error_reason(error::error::server) == "server");
+    CHECK(error_reason(error::error::too_many_pending) == "too_many_pending");
+    CHECK(error_reason(boost::asio::error::operation_aborted) == "aborted");
+    CHECK(error_reason(boost::asio::error::eof) == "connection_lost");
+    CHECK(error_reason(boost::asio::error::connection_reset) == "connection_lost");
+    CHECK(error::make_error_code(error::error::timed_out).category().name() == std::string("sluice.redis"));
+}

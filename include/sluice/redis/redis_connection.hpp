@@ -110,9 +110,9 @@ public:
 
     static constexpr std::size_t kMaxPending = 10'000;
     // A reply (or the part of one received so far) larger than this is a protocol error.
-    static constexpr std::size_t kMaxReplyBytes = 64 * 1024 * 1024;
+    static constexpr std::size_t kMaxReplyBytes = std::size_t{64} * 1024 * 1024;
 
-    RedisConnection(boost::asio::any_io_executor executor, RedisEndpoint endpoint);
+    RedisConnection(const boost::asio::any_io_executor& executor, RedisEndpoint endpoint);
     ~RedisConnection();
     RedisConnection(const RedisConnection&) = delete;
     RedisConnection& operator=(const RedisConnection&) = delete;
@@ -123,7 +123,7 @@ public:
     void stop();
 
     // Pipelined; see the contract above.
-    void command(std::vector<std::string> argv, Callback cb);
+    void command(const std::vector<std::string>& argv, Callback cb);
     // EVALSHA sha numkeys keys... args...; on NOSCRIPT: SCRIPT LOAD and EVALSHA again, once. The script
     // is remembered on first use and loaded on every (re)connect.
     void eval_script(const Script& script, std::vector<std::string> keys, std::vector<std::string> args,
@@ -159,7 +159,7 @@ private:
     void on_handshake_reply(std::uint64_t generation, const char* step, bool required,
                             boost::system::error_code ec, const Reply& reply);
     void become_ready();
-    void issue(std::string formatted, Callback cb, Duration timeout);
+    void issue(const std::string& formatted, Callback cb, Duration timeout);
     void do_write();
     void on_write(std::uint64_t generation, boost::system::error_code ec);
     void do_read();

@@ -489,6 +489,7 @@ struct FakeRedis {
     boost::asio::ip::tcp::acceptor acceptor;
     std::vector<std::string> answers;
     int connections = 0;
+    std::vector<std::chrono::steady_clock::time_point> accepted_at;
     // Its handlers may run after it is gone (the test's Client drains the io_context last).
     std::shared_ptr<bool> alive = std::make_shared<bool>(true);
 
@@ -503,6 +504,7 @@ struct FakeRedis {
         acceptor.async_accept([this, alive = alive](error_code ec, boost::asio::ip::tcp::socket socket) {
             if (ec || !*alive) return;
             ++connections;
+            accepted_at.push_back(std::chrono::steady_clock::now());
             read(std::make_shared<boost::asio::ip::tcp::socket>(std::move(socket)), 0);
             accept();
         });
@@ -606,4 +608,30 @@ TEST_CASE("error_reason: a bounded label for every failure", "[redis]") {
     CHECK(error_reason(boost::asio::error::eof) == "connection_lost");
     CHECK(error_reason(boost::asio::error::connection_reset) == "connection_lost");
     CHECK(error::make_error_code(error::error::timed_out).category().name() == std::string("sluice.redis"));
+}
+
+TEST_CASE("RedisConnection: reconnects with a doubling backoff up to reconnect_max", "[redis]") {
+    Client client;
+    FakeRedis fake(client.io, {"-ERR not today\r\n"});  // the handshake's PING fails: never ready
+    RedisEndpoint endpoint;
+    endpoint.host = "127.0.0.1";
+    endpoint.port = fake.port();
+    endpoint.reconnect_min = 20ms;
+    endpoint.reconnect_max = 160ms;
+    client.open(endpoint);
+    REQUIRE(client.run_until([&] { return fake.connections >= 6; }));
+    std::vector<std::chrono::milliseconds> gaps;
+    for (std::size_t i = 1; i < fake.accepted_at.size(); ++i) {
+        gaps.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(fake.accepted_at[i] -
+                                                                             fake.accepted_at[i - 1]));
+    }
+    // Waits drawn in [w/2, w] for w = 20, 40, 80, 160, 160 ms (plus a little scheduling).
+    CHECK(gaps[0] >= 10ms);
+    CHECK(gaps[0] < 60ms);
+    CHECK(gaps[2] >= 40ms);
+    CHECK(gaps[3] >= 80ms);
+    CHECK(gaps[4] >= 80ms);
+    CHECK(gaps[4] < 300ms);  // capped
+    CHECK_FALSE(client.connection->connected());
+    CHECK(client.states.empty());
 }

@@ -13,7 +13,7 @@
 // - Commands are answered in order. Those issued while a write is in flight go out together in the
 //   next write (pipelining). At most kMaxPending are outstanding: beyond that the callback gets
 //   error::too_many_pending at once.
-// - Each command has command_timeout. When the oldest outstanding command times out, every outstanding
+// - Each command has command_timeout. When an outstanding command times out, every outstanding
 //   callback gets error::timed_out, the connection is dropped (a late reply could not be matched any
 //   more) and re-established.
 // - Any I/O error fails every outstanding callback with that I/O error (e.g. asio::error::eof), a
@@ -26,6 +26,8 @@
 // - While not ready, command() fails at once with error::not_connected.
 // - An error reply from Redis is delivered as error::server, with the Reply (type error, str = the
 //   message, e.g. "WRONGTYPE ...").
+// - Owned by a shared_ptr (make_shared); its operations hold it alive until stop(): call stop() before
+//   letting it go, or it reconnects for as long as the io_context runs.
 
 #include <atomic>
 #include <chrono>

@@ -635,3 +635,14 @@ TEST_CASE("RedisConnection: reconnects with a doubling backoff up to reconnect_m
     CHECK_FALSE(client.connection->connected());
     CHECK(client.states.empty());
 }
+
+TEST_CASE("RedisServer: a Redis that cannot start throws with its log", "[redis]") {
+    RedisServer::Options options;
+    options.extra_args = {"--no-such-directive", "1"};
+    try {
+        RedisServer server(options);
+        FAIL("redis-server started with an unknown directive");
+    } catch (const std::runtime_error& e) {
+        CHECK_THAT(e.what(), Catch::Contains("no-such-directive"));
+    }
+}

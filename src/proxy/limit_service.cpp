@@ -179,13 +179,14 @@ std::optional<LimitService::SharedStatus> LimitService::shared_status() {
         status.fallback = !stage_->available();
         status.waiting = stage_->waiting();
         status.fallback_admissions = stage_->fallback_admissions();
+        status.fallback_open = stage_->fallback_allowed_open();
         status.denied = stage_->denied();
         status.dropped_lots = stage_->dropped_fallback_lots();
     }
     auto& counters = store_->counters();
     status.connected = store_->connected();
     for (std::size_t op = 0; op < status.commands.size(); ++op) status.commands[op] = counters.commands[op].load();
-    status.errors = counters.errors.load();
+    for (std::size_t r = 0; r < status.errors.size(); ++r) status.errors[r] = counters.errors[r].load();
     status.switches_shared = counters.switches_shared.load();
     status.switches_fallback = counters.switches_fallback.load();
     status.data_lost = counters.data_lost.load();

@@ -128,7 +128,7 @@ void SharedStore::check_epoch() {
         auto self = weak.lock();
         if (!self) return;
         if (ec || reply.type != redis::Reply::Type::string) {
-            ++self->counters_.errors;
+            ++self->counters_.errors[SharedStoreCounters::error];
             return;  // the connection is dropped and comes back: checked again then
         }
         self->lost_data_ = !self->epoch_.empty() && self->epoch_ != reply.str;
@@ -169,7 +169,8 @@ Nanos after(const Instant& now, Nanos delay) {
     return now.mono + delay;
 }
 
-queue::StoreAnswer answer_of(const redis::AcquireResult& result, const Instant& now) {
+queue::StoreAnswer answer_of(const redis::AcquireResult& result, const std::vector<redis::SharedUse>& shared,
+                             const Instant& now) {
     queue::StoreAnswer answer;
     answer.kind = queue::StoreAnswer::Kind::decided;
     answer.allowed = result.allowed;
@@ -177,8 +178,10 @@ queue::StoreAnswer answer_of(const redis::AcquireResult& result, const Instant& 
     if (!result.allowed) {
         Nanos latest{0};
         bool predictable = true;
-        for (const auto& use : result.uses) {
-            if (use.allowed) continue;
+        for (std::size_t i = 0; i < result.uses.size(); ++i) {
+            const auto& use = result.uses[i];
+            // A shadow limit (enforce: false) reports its own refusal but holds nobody back.
+            if (use.allowed || (i < shared.size() && !shared[i].limit->enforce)) continue;
             if (!use.predictable) predictable = false;
             latest = std::max(latest, use.earliest_delay);
         }
@@ -204,21 +207,25 @@ void SharedStore::ask(const queue::StoreAsk& ask) {
     ++counters_.commands[SharedStoreCounters::acquire];
     connection_->eval_script(
         redis::decision_script(), std::move(call.keys), std::move(call.args),
-        [weak = weak_from_this(), ticket = ask.ticket, count = uses.size()](boost::system::error_code ec,
-                                                                            redis::Reply reply) {
+        [weak = weak_from_this(), ticket = ask.ticket, uses](boost::system::error_code ec, redis::Reply reply) {
             auto self = weak.lock();
             if (!self) return;
             queue::StoreAnswer answer;
             answer.kind = queue::StoreAnswer::Kind::unavailable;
             if (!ec) {
                 std::string error;
-                if (const auto result = redis::decode_decision(reply, count, error)) {
-                    answer = answer_of(*result, self->clock_.now());
+                if (const auto result = redis::decode_decision(reply, uses.size(), error)) {
+                    answer = answer_of(*result, uses, self->clock_.now());
                 } else {
                     log::warn("shared", "a decision from Redis could not be read: " + error);
                 }
             }
-            if (answer.kind == queue::StoreAnswer::Kind::unavailable) ++self->counters_.errors;
+            if (answer.kind == queue::StoreAnswer::Kind::unavailable) {
+                const auto reason = ec == redis::error::not_connected ? SharedStoreCounters::not_connected
+                                    : ec == redis::error::timed_out   ? SharedStoreCounters::timed_out
+                                                                      : SharedStoreCounters::error;
+                ++self->counters_.errors[reason];
+            }
             if (self->on_answer_) self->on_answer_(ticket, answer);
         });
 }

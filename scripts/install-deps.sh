@@ -17,7 +17,10 @@ packages=(build-essential cmake pkg-config libboost1.81-dev libssl-dev openssl l
           # Python client's parser (text_string_to_metric_families)
           prometheus-cpp-dev python3 python3-prometheus-client
           # tests/deploy: the compose and Kubernetes files are parsed as YAML
-          python3-yaml "$@")
+          python3-yaml
+          # limits shared through Redis (src/redis): hiredis formats commands and parses replies;
+          # the tests run a real redis-server (tests/support/redis_server.hpp)
+          libhiredis-dev redis-server "$@")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -20,6 +20,7 @@
 #include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
 #include "sluice/proxy/limit_state_file.hpp"
+#include "sluice/proxy/shared_store.hpp"
 
 namespace sluice::admin {
 
@@ -58,6 +59,28 @@ public:
                                   {"last_error", c.last_error}};
         } else {
             out_["state_file"] = nullptr;
+        }
+        if (const auto shared = runtime.process->limits->shared_status()) {
+            const auto& redis = runtime.config->server.state.redis;
+            nlohmann::json commands = nlohmann::json::object();
+            for (std::size_t op = 0; op < shared->commands.size(); ++op)
+                commands[proxy::SharedStoreCounters::kOpNames[op]] = shared->commands[op];
+            out_["shared"] = {
+                {"backend", "redis"},
+                {"address", redis.unix_path.empty() ? redis.host + ":" + std::to_string(redis.port)
+                                                    : "unix:" + redis.unix_path},
+                {"connected", shared->connected},
+                {"mode", shared->fallback ? "fallback" : "shared"},
+                {"waiting", shared->waiting},
+                {"commands", commands},
+                {"errors", shared->errors},
+                {"switches", {{"to_shared", shared->switches_shared}, {"to_fallback", shared->switches_fallback}}},
+                {"data_lost", shared->data_lost},
+                {"merged_admissions", shared->merged_lots},
+                {"fallback_admissions", shared->fallback_admissions},
+                {"denied", shared->denied}};
+        } else {
+            out_["shared"] = {{"backend", "memory"}};
         }
         out_["counters"] = {
             {"requests", counters.requests.load()},

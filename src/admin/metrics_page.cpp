@@ -16,6 +16,7 @@
 #include "sluice/cli/build_info.hpp"
 #include "sluice/metrics/proxy_metrics.hpp"
 #include "sluice/proxy/limit_state_file.hpp"
+#include "sluice/proxy/shared_store.hpp"
 
 namespace sluice::admin {
 
@@ -94,7 +95,8 @@ constexpr Errc kRoutedCodes[] = {Errc::malformed_request,
                                  Errc::upstream_closed,
                                  Errc::upstream_timeout,
                                  Errc::upstream_busy,
-                                 Errc::shutting_down};
+                                 Errc::shutting_down,
+                                 Errc::shared_state_unavailable};
 
 std::uint64_t load(const std::atomic<std::uint64_t>& a) {
     return a.load(std::memory_order_relaxed);
@@ -369,6 +371,37 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
             out.family("sluice_state_last_save_timestamp_seconds",
                        "When the state file was last written (Unix seconds; 0: not yet)", MetricType::Gauge),
             {}, seconds_of(c.last_save_wall));
+    }
+    if (const auto shared = runtime.process->limits->shared_status()) {
+        Families::gauge(out.family("sluice_shared_state_up",
+                                   "1 while shared limits are decided in Redis, 0 while on_redis_failure applies",
+                                   MetricType::Gauge),
+                        {}, shared->fallback ? 0.0 : 1.0);
+        auto& switches = out.family("sluice_shared_state_switches_total",
+                                    "Switches between Redis (shared) and on_redis_failure (fallback)",
+                                    MetricType::Counter);
+        Families::counter(switches, {{"to", "shared"}}, shared->switches_shared);
+        Families::counter(switches, {{"to", "fallback"}}, shared->switches_fallback);
+        auto& commands =
+            out.family("sluice_shared_commands_total", "Script calls sent to Redis, by op", MetricType::Counter);
+        for (std::size_t op = 0; op < shared->commands.size(); ++op)
+            Families::counter(commands, {{"op", proxy::SharedStoreCounters::kOpNames[op]}}, shared->commands[op]);
+        Families::counter(out.family("sluice_shared_command_errors_total",
+                                     "Decisions Redis did not answer (disconnected, timed out, an error reply)",
+                                     MetricType::Counter),
+                          {}, shared->errors);
+        auto& fallback = out.family("sluice_shared_fallback_admissions_total",
+                                    "Requests admitted or refused by on_redis_failure while Redis could not answer",
+                                    MetricType::Counter);
+        Families::counter(fallback, {{"result", "admitted"}}, shared->fallback_admissions);
+        Families::counter(fallback, {{"result", "denied"}}, shared->denied);
+        Families::counter(out.family("sluice_shared_data_lost_total",
+                                     "Reconnects that found Redis had lost its data (its epoch changed)",
+                                     MetricType::Counter),
+                          {}, shared->data_lost);
+        Families::gauge(out.family("sluice_shared_waiting_requests",
+                                   "Requests admitted locally and waiting for Redis's decision", MetricType::Gauge),
+                        {}, static_cast<double>(shared->waiting));
     }
     auto& reload_results =
         out.family("sluice_config_reloads_total", "Reloads asked for (SIGHUP, POST /v1/reload), by result",

@@ -44,6 +44,7 @@ std::string_view error_code_name(Errc e) noexcept {
         case Errc::not_implemented: return "not_implemented";
         case Errc::too_many_connections: return "too_many_connections";
         case Errc::request_timeout: return "request_timeout";
+        case Errc::shared_state_unavailable: return "shared_state_unavailable";
     }
     return "unknown";
 }
@@ -64,6 +65,7 @@ unsigned error_http_status(Errc e) noexcept {
         case Errc::upstream_timeout: return 504;
         case Errc::not_implemented: return 501;
         case Errc::upstream_busy:
+        case Errc::shared_state_unavailable:
         case Errc::shutting_down:
         case Errc::too_many_connections: return 503;
         case Errc::queue_full:

@@ -116,6 +116,33 @@ void print_server(YAML::Emitter& out, const ServerConfig& server) {
     out << YAML::EndMap;
     const auto& state = server.state;
     out << YAML::Key << "state" << YAML::Value << YAML::BeginMap;
+    out << YAML::Key << "backend" << YAML::Value
+        << (state.backend == StateBackend::redis ? "redis" : "memory");
+    if (state.backend == StateBackend::redis) {
+        const auto& redis = state.redis;
+        out << YAML::Key << "redis" << YAML::Value << YAML::BeginMap;
+        out << YAML::Key << "address" << YAML::Value << YAML::DoubleQuoted
+            << (redis.unix_path.empty() ? redis.host + ":" + std::to_string(redis.port) : "unix:" + redis.unix_path);
+        out << YAML::Key << "db" << YAML::Value << redis.db;
+        if (!redis.username.empty()) out << YAML::Key << "username" << YAML::Value << redis.username;
+        // Where the password comes from, never the password (read at start, not by --check).
+        if (!redis.password_file.empty()) out << YAML::Key << "password_file" << YAML::Value << redis.password_file;
+        if (!redis.password_env.empty()) out << YAML::Key << "password_env" << YAML::Value << redis.password_env;
+        out << YAML::Key << "tls" << YAML::Value << YAML::BeginMap;
+        out << YAML::Key << "enabled" << YAML::Value << redis.tls;
+        if (redis.tls) {
+            out << YAML::Key << "ca_file" << YAML::Value << YAML::DoubleQuoted << redis.tls_ca_file;
+            out << YAML::Key << "server_name" << YAML::Value << YAML::DoubleQuoted << redis.tls_server_name;
+            out << YAML::Key << "verify" << YAML::Value << redis.tls_verify;
+        }
+        out << YAML::EndMap;
+        out << YAML::Key << "key_prefix" << YAML::Value << redis.key_prefix;
+        out << YAML::Key << "connect_timeout" << YAML::Value << format_duration(redis.connect_timeout);
+        out << YAML::Key << "command_timeout" << YAML::Value << format_duration(redis.command_timeout);
+        out << YAML::Key << "replicas" << YAML::Value << redis.replicas;
+        out << YAML::Key << "lease" << YAML::Value << format_duration(redis.lease);
+        out << YAML::EndMap;
+    }
     out << YAML::Key << "enabled" << YAML::Value << state.enabled;
     out << YAML::Key << "dir" << YAML::Value << YAML::DoubleQuoted << state.dir;
     out << YAML::Key << "save_interval" << YAML::Value << format_duration(state.save_interval);
@@ -227,6 +254,10 @@ void print_limit(YAML::Emitter& out, const LimitConfig& limit) {
         out << YAML::Key << "cost" << YAML::Value << limit.cost.fixed;
     }
     out << YAML::Key << "enforce" << YAML::Value << limit.enforce;
+    if (limit.on_redis_failure != RedisFailurePolicy::local) {
+        out << YAML::Key << "on_redis_failure" << YAML::Value
+            << (limit.on_redis_failure == RedisFailurePolicy::deny ? "deny" : "allow");
+    }
     out << YAML::Key << "max_keys" << YAML::Value << limit.max_keys;
     if (limit.feedback.vendor_limit || !limit.feedback.vendor_limit_type.empty()) {
         out << YAML::Key << "feedback" << YAML::Value << YAML::Flow << YAML::BeginMap;

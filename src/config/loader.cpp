@@ -195,6 +195,8 @@ constexpr std::uint64_t kMaxAccessLogBufferBytes = 256ull << 20;
 // server.state and server.drain_timeout.
 constexpr Duration kMinSaveInterval = std::chrono::milliseconds(100);  // a save costs a full export
 constexpr Duration kMaxSaveInterval = std::chrono::hours(1);
+constexpr Duration kMaxRedisTimeout = std::chrono::minutes(1);  // a command that takes longer is dead
+constexpr Duration kMinRedisLease = std::chrono::milliseconds(300);  // renewed every lease/3: ~100 ms apart
 constexpr Duration kMaxDrainTimeout = std::chrono::minutes(10);
 
 constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{64} * 1024;
@@ -548,7 +550,11 @@ const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
 const std::vector<std::string> kAdminKeys{"enabled",   "listen",      "token_file",
                                           "token_env", "status_keys", "limits_top_keys"};
 const std::vector<std::string> kAccessLogKeys{"enabled", "path", "log_query", "buffer_bytes"};
-const std::vector<std::string> kStateKeys{"enabled", "dir", "save_interval", "min_window"};
+const std::vector<std::string> kStateKeys{"backend", "redis", "enabled", "dir", "save_interval", "min_window"};
+const std::vector<std::string> kRedisKeys{"address",         "db",       "username", "password_file",
+                                          "password_env",    "tls",      "key_prefix", "connect_timeout",
+                                          "command_timeout", "replicas", "lease"};
+const std::vector<std::string> kRedisTlsKeys{"enabled", "ca_file", "server_name", "verify"};
 const std::vector<std::string> kListenerKeys{"name", "listen"};
 const std::vector<std::string> kUpstreamKeys{"url",
                                              "tls",
@@ -568,7 +574,7 @@ const std::vector<std::string> kRetryKeys{"on_vendor_429", "non_idempotent", "ma
 const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
 const std::vector<std::string> kLimitKeys{"algorithm",  "limit",     "window",  "rate", "burst",
                                           "utc_offset", "time_zone", "margin",  "key",  "cost",
-                                          "enforce",    "max_keys",  "feedback"};
+                                          "enforce",    "max_keys",  "feedback", "on_redis_failure"};
 const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param", "group_by"};
 const std::vector<std::string> kGroupByKeys{"file", "groups", "unmapped"};
 const std::vector<std::string> kCostKeys{"header", "default", "max"};
@@ -595,7 +601,7 @@ std::vector<std::string> limit_keys_for(Algorithm algorithm) {
         case Algorithm::concurrency:
         case Algorithm::vendor_gate: break;  // not selectable in YAML (not in kAlgorithmNames)
     }
-    keys.insert(keys.end(), {"key", "cost", "enforce", "max_keys", "feedback"});
+    keys.insert(keys.end(), {"key", "cost", "enforce", "max_keys", "feedback", "on_redis_failure"});
     return keys;
 }
 
@@ -1347,9 +1353,91 @@ private:
             }
             if (const auto d = state_map.get("min_window"))
                 state.min_window = d->duration(Sign::non_negative, kMaxWindow);
+            if (const auto b = state_map.get("backend")) {
+                const auto name = b->text("memory or redis");
+                if (name == "memory") {
+                    state.backend = StateBackend::memory;
+                } else if (name == "redis") {
+                    state.backend = StateBackend::redis;
+                } else {
+                    b->fail_expected("memory or redis");
+                }
+            }
+            if (const auto r = state_map.get("redis")) {
+                state.redis = read_redis(*r);
+            } else if (state.backend == StateBackend::redis) {
+                state_map.require("redis", "server.state.redis: {address: host:port, ...} (backend: redis)");
+            }
         }
         if (const auto d = map.get("drain_timeout"))
             server.drain_timeout = d->duration(Sign::non_negative, kMaxDrainTimeout);
+    }
+
+    // server.state.redis (docs/distributed.md). The password itself is never in the file.
+    static RedisConfig read_redis(const Node& node) {
+        const Map map(node, kRedisKeys);
+        RedisConfig redis;
+        constexpr std::string_view address_syntax = "host:port (e.g. 127.0.0.1:6379) or unix:/path/to/redis.sock";
+        const auto address_node = map.require("address", address_syntax);
+        const auto address = address_node.string(address_syntax);
+        if (address.rfind("unix:", 0) == 0) {
+            redis.unix_path = address.substr(5);
+            if (redis.unix_path.empty() || redis.unix_path.front() != '/')
+                address_node.fail(echoed(address) + " has no absolute socket path", address_syntax);
+        } else {
+            const auto colon = address.rfind(':');
+            if (colon == std::string::npos || colon == 0)
+                address_node.fail(echoed(address) + " is not host:port", address_syntax);
+            redis.host = address.substr(0, colon);
+            if (redis.host.front() == '[' && redis.host.back() == ']')
+                redis.host = redis.host.substr(1, redis.host.size() - 2);
+            const auto port = parse_port(address.substr(colon + 1));
+            if (!port || *port == 0)
+                address_node.fail(echoed(address.substr(colon + 1)) + " is not a port (1-65535)", address_syntax);
+            redis.port = *port;
+        }
+        if (const auto n = map.get("db")) redis.db = static_cast<int>(n->integer(0, 65535));
+        if (const auto u = map.get("username")) redis.username = u->text("a Redis ACL user name");
+        if (const auto f = map.get("password_file"))
+            redis.password_file = f->string("a path to a file holding the Redis password");
+        if (const auto e = map.get("password_env")) {
+            constexpr std::string_view expected =
+                "the name of an environment variable holding the Redis password (letters, digits, '_')";
+            redis.password_env = e->string(expected);
+            if (!is_environment_name(redis.password_env))
+                e->fail(echoed(redis.password_env) + " is not an environment variable name", expected);
+            if (!redis.password_file.empty())
+                e->fail("password_file and password_env are both given",
+                        "one of them: the password is read from a file or from an environment variable");
+        }
+        if (const auto t = map.get("tls")) {
+            const Map tls(*t, kRedisTlsKeys);
+            if (const auto b = tls.get("enabled")) redis.tls = b->boolean();
+            if (const auto f = tls.get("ca_file")) redis.tls_ca_file = f->string("a PEM CA bundle's path");
+            if (const auto n = tls.get("server_name")) redis.tls_server_name = n->string("a host name");
+            if (const auto b = tls.get("verify")) redis.tls_verify = b->boolean();
+        }
+        if (const auto p = map.get("key_prefix")) {
+            constexpr std::string_view expected = "letters, digits, '_', '-', '.' or ':' (no braces: it is the hash tag)";
+            redis.key_prefix = p->string(expected);
+            const bool valid = std::all_of(redis.key_prefix.begin(), redis.key_prefix.end(), [](char c) {
+                return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' || c == ':';
+            });
+            if (!valid || redis.key_prefix.size() > 64)
+                p->fail(echoed(redis.key_prefix) + " is not a key prefix", expected);
+        }
+        if (const auto d = map.get("connect_timeout"))
+            redis.connect_timeout = d->duration(Sign::positive, kMaxRedisTimeout);
+        if (const auto d = map.get("command_timeout"))
+            redis.command_timeout = d->duration(Sign::positive, kMaxRedisTimeout);
+        if (const auto n = map.get("replicas")) redis.replicas = static_cast<unsigned>(n->integer(1, 10'000));
+        if (const auto d = map.get("lease")) {
+            redis.lease = d->duration(Sign::positive, kMaxWindow);
+            if (redis.lease < kMinRedisLease)
+                d->fail(echoed(d->text("")) + " is shorter than " + describe_bound(kMinRedisLease),
+                        "a duration of at least " + describe_bound(kMinRedisLease));
+        }
+        return redis;
     }
 
     // server.state.dir: "sluice-state" in the config file's folder unless given; a relative one is
@@ -1792,6 +1880,19 @@ private:
         if (const auto v = map.get("enforce")) limit.enforce = v->boolean();
         if (const auto v = map.get("max_keys")) limit.max_keys = v->integer(1);
         if (const auto v = map.get("feedback")) limit.feedback = read_limit_feedback(*v);
+        if (const auto v = map.get("on_redis_failure")) {
+            constexpr std::string_view expected = "local, deny or allow";
+            const auto policy = v->text(expected);
+            if (policy == "local") {
+                limit.on_redis_failure = RedisFailurePolicy::local;
+            } else if (policy == "deny") {
+                limit.on_redis_failure = RedisFailurePolicy::deny;
+            } else if (policy == "allow") {
+                limit.on_redis_failure = RedisFailurePolicy::allow;
+            } else {
+                v->fail_expected(expected);
+            }
+        }
         return limit;
     }
 

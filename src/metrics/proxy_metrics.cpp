@@ -16,6 +16,7 @@ Outcome outcome_of(Errc code) noexcept {
         case Errc::upstream_timeout:
         case Errc::upstream_busy: return Outcome::upstream_error;
         case Errc::shutting_down:
+        case Errc::shared_state_unavailable:
         case Errc::too_many_connections: return Outcome::unavailable;
         case Errc::ok:
         case Errc::malformed_request:

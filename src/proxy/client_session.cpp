@@ -728,7 +728,7 @@ void ClientSession::request_admission(Nanos max_wait) {
 void ClientSession::on_queued_decision(const queue::Admission& admission) {
     if (closed_ || admission.ticket != waiting_ticket_) {
         // Decided while the client was leaving: give back what it took.
-        if (admission.outcome == queue::Outcome::admitted) runtime_->limits->release(uses_);
+        if (admission.outcome == queue::Outcome::admitted) runtime_->limits->release(uses_, admission.lease);
         return;
     }
     waiting_ticket_ = 0;
@@ -740,6 +740,7 @@ void ClientSession::apply_admission(const queue::Admission& admission) {
     tightest_ = admission.tightest;
     tightest_limit_ = admission.limiting_limit;
     admitted_at_ = admission.at;
+    lease_ = admission.lease;
     if (admission.outcome == queue::Outcome::rejected && kept_refusal_) return relay_kept_refusal();
     if (admission.outcome == queue::Outcome::rejected) {
         runtime_->counters.rejected_by_limits.fetch_add(1, std::memory_order_relaxed);
@@ -1360,7 +1361,7 @@ void ClientSession::release_upstream(bool reusable) {
 void ClientSession::release_permits() {
     if (!holds_permits_) return;
     holds_permits_ = false;
-    runtime_->limits->release(uses_);
+    runtime_->limits->release(uses_, std::exchange(lease_, 0));
 }
 
 void ClientSession::do_close() {

@@ -3,6 +3,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 
+#include "sluice/common/log.hpp"
+#include "sluice/proxy/shared_store.hpp"
 #include "sluice/state/restore.hpp"
 
 namespace sluice::proxy {
@@ -29,7 +31,166 @@ LimitService::LimitService(net::io_context& ioc, const Clock& clock)
       controller_({}),
       timer_(net::make_strand(ioc)),
       slot_configs_(std::make_unique<std::unique_ptr<const config::LimitConfig>[]>(
-          feedback::AdmissionTally::kMaxLimits)) {}
+          feedback::AdmissionTally::kMaxLimits)),
+      ioc_(&ioc) {}
+
+LimitService::~LimitService() {
+    if (store_) store_->stop();
+}
+
+void LimitService::share_through_redis(const config::RedisConfig& redis) {
+    queue::SharedStageOptions options;
+    options.replicas = redis.replicas;
+    options.connect_grace = redis.connect_timeout;
+    store_ = std::make_shared<SharedStore>(ioc_->get_executor(), redis, clock_,
+                                           [this](std::size_t slot) -> const config::LimitConfig& {
+                                               return *slot_configs_[slot];
+                                           });
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        stage_ = std::make_unique<queue::SharedStage>(options, clock_.now());
+    }
+    std::weak_ptr<LimitService> weak = weak_from_this();
+    store_->start(
+        [weak](queue::TicketId ticket, const queue::StoreAnswer& answer) {
+            if (auto self = weak.lock()) self->on_store_answer(ticket, answer);
+        },
+        [weak](bool up) {
+            if (auto self = weak.lock()) self->on_store_state(up);
+        });
+}
+
+queue::Admission LimitService::submit_shared(queue::AdmissionRequest request,
+                                             const net::any_io_executor& executor, DecisionHandler handler) {
+    Ready ready;
+    queue::Admission result;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        auto uses = request.uses;
+        const Nanos deadline = now.mono + request.max_wait;
+        auto admission = controller_.submit(std::move(request), now);
+        if (admission.outcome != queue::Outcome::rejected && stopped_) {
+            // Draining: nothing will be admitted any more.
+            if (admission.outcome == queue::Outcome::queued) {
+                controller_.cancel(admission.ticket, now);
+            } else {
+                controller_.refund(uses, admission.at, now);
+                controller_.release(uses, now);
+            }
+            result.outcome = queue::Outcome::rejected;
+            result.reason = Errc::shutting_down;
+            result.queue = admission.queue;
+            return result;
+        }
+        result = admission;
+        if (admission.outcome == queue::Outcome::queued) {
+            waiters_.emplace(admission.ticket, Waiter{executor, std::move(handler), std::move(uses), deadline});
+            arm_timer_locked(now);
+            return result;
+        }
+        if (admission.outcome == queue::Outcome::rejected || uses.empty()) return result;
+        // Admitted by the local queue: the shared stage decides. The session waits as if queued.
+        const auto ticket = next_shared_ticket_++;
+        waiters_.emplace(ticket, Waiter{executor, std::move(handler), {}, deadline});
+        enter_shared_locked(ticket, std::move(uses), admission, deadline, now);
+        result.outcome = queue::Outcome::queued;
+        result.ticket = ticket;
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+    return result;
+}
+
+void LimitService::enter_shared_locked(queue::TicketId ticket, std::vector<limit::LimitUse> uses,
+                                       const queue::Admission& local, Nanos deadline, const Instant& now) {
+    stage_->enter(ticket, std::move(uses), local, deadline, now);
+}
+
+void LimitService::on_store_answer(queue::TicketId ticket, const queue::StoreAnswer& answer) {
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        stage_->answered(ticket, answer, now);
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+}
+
+void LimitService::on_store_state(bool up) {
+    if (up) return merge_then_share(store_->lost_data());
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        if (!stage_->in_fallback()) ++store_->counters().switches_fallback;
+        stage_->set_available(false, now);
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+}
+
+// Back to shared state: what this replica admitted without Redis is counted in it first, so
+// that coming back never grants a fresh window. Admissions made while that is under way are
+// recorded in the next round; the stage trusts Redis once a round finds nothing new.
+void LimitService::merge_then_share(bool lost_data) {
+    std::vector<queue::FallbackLot> lots;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        lots = stage_->take_fallback_lots();
+        if (lost_data) lots = stage_->recent_lots(now);  // the fallback's lots are among them
+    }
+    if (lots.empty()) {
+        Ready ready;
+        {
+            const std::lock_guard<std::mutex> lock(mutex_);
+            const auto now = clock_.now();
+            if (!stage_->available()) {
+                ++store_->counters().switches_shared;
+                log::info("shared", "limits are shared through Redis again");
+            }
+            stage_->set_available(true, now);
+            poll_locked(now, ready);
+        }
+        dispatch(ready);
+        return;
+    }
+    std::weak_ptr<LimitService> weak = weak_from_this();
+    store_->record(std::move(lots), [weak](bool ok) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (!ok) {
+            // The connection is dropped and comes back (on_store_state again), or the next round tries.
+            log::warn("shared", "recording fallback admissions in Redis failed; staying on the fallback");
+            return;
+        }
+        self->merge_then_share(false);
+    });
+}
+
+std::optional<LimitService::SharedStatus> LimitService::shared_status() {
+    if (!store_) return std::nullopt;
+    SharedStatus status;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        status.fallback = !stage_->available();
+        status.waiting = stage_->waiting();
+        status.fallback_admissions = stage_->fallback_admissions();
+        status.denied = stage_->denied();
+        status.dropped_lots = stage_->dropped_fallback_lots();
+    }
+    auto& counters = store_->counters();
+    status.connected = store_->connected();
+    for (std::size_t op = 0; op < status.commands.size(); ++op) status.commands[op] = counters.commands[op].load();
+    status.errors = counters.errors.load();
+    status.switches_shared = counters.switches_shared.load();
+    status.switches_fallback = counters.switches_fallback.load();
+    status.data_lost = counters.data_lost.load();
+    status.merged_lots = counters.merged_lots.load();
+    return status;
+}
 
 namespace {
 
@@ -97,6 +258,7 @@ LimitService::Installed LimitService::install(const std::vector<config::LimitCon
             tally_.add_limit();
             slot_ids_.push_back(id);
             slot_configs_[slot] = std::make_unique<const config::LimitConfig>(limit);
+            if (stage_) stage_->add_limit(slot, *slot_configs_[slot]);
             if (live != live_by_name_.end()) {
                 // The old limiter's counts move to the new one: a reload never grants a fresh quota.
                 const auto& old = controller_.limiter(live->second);
@@ -136,6 +298,15 @@ bool LimitService::cancel(queue::TicketId ticket) {
         const auto now = clock_.now();
         if (waiters_.erase(ticket) > 0) {
             cancelled = controller_.cancel(ticket, now);
+            if (!cancelled && stage_) {
+                if (auto units = stage_->cancel(ticket)) {
+                    // Admitted locally, waiting for the shared store: its local units go back.
+                    controller_.refund(units->uses, units->admitted_at, now);
+                    controller_.release(units->uses, now);
+                    stage_->released(units->uses, now);
+                    cancelled = true;
+                }
+            }
             // The head may have been blocking others behind it (shared limits).
             poll_locked(now, ready);
         }
@@ -144,15 +315,17 @@ bool LimitService::cancel(queue::TicketId ticket) {
     return cancelled;
 }
 
-void LimitService::release(const std::vector<limit::LimitUse>& uses) {
+void LimitService::release(const std::vector<limit::LimitUse>& uses, std::uint64_t lease) {
     if (uses.empty()) return;
     Ready ready;
     {
         const std::lock_guard<std::mutex> lock(mutex_);
         const auto now = clock_.now();
         controller_.release(uses, now);
+        if (stage_) stage_->released(uses, now);
         poll_locked(now, ready);
     }
+    if (store_ && lease != 0) store_->release(lease, uses);
     dispatch(ready);
 }
 
@@ -176,6 +349,7 @@ void LimitService::pause_until(std::size_t limit_index, limit::KeyHash key, Nano
         controller_.pause_until(limit_index, key, until, now);
         poll_locked(now, ready);
     }
+    if (store_) store_->pause(limit::LimitUse{limit_index, key, 1}, until, "unspecified");
     dispatch(ready);
 }
 
@@ -186,6 +360,8 @@ feedback::Reaction LimitService::react(const std::vector<limit::LimitUse>& uses,
                                        bool retry_eligible, Nanos deadline) {
     Ready ready;
     feedback::Reaction reaction;
+    // Pauses and caps go to every replica too (shared limits): sent once the lock is released.
+    std::vector<std::pair<limit::LimitUse, feedback::FeedbackAction>> for_store;
     {
         const std::lock_guard<std::mutex> lock(mutex_);
         const auto now = clock_.now();
@@ -207,6 +383,8 @@ feedback::Reaction LimitService::react(const std::vector<limit::LimitUse>& uses,
             const auto& use = uses[action.limit];
             auto& limiter = controller_.feedback_target(use.limit_index);
             changed = true;
+            if (store_ && (action.kind == Kind::pause || action.kind == Kind::cap))
+                for_store.emplace_back(use, action);
             switch (action.kind) {
                 case Kind::pause:
                     limiter.pause_until(use.key, action.until, now, pause_reason_of(signal));
@@ -219,6 +397,13 @@ feedback::Reaction LimitService::react(const std::vector<limit::LimitUse>& uses,
             }
         }
         if (changed) poll_locked(now, ready);
+    }
+    for (const auto& [use, action] : for_store) {
+        if (action.kind == feedback::FeedbackAction::Kind::pause) {
+            store_->pause(use, action.until, limit::pause_cause_name(pause_reason_of(signal).cause));
+        } else {
+            store_->cap(use, action.units, action.until);
+        }
     }
     dispatch(ready);
     return reaction;
@@ -233,6 +418,7 @@ void LimitService::cap_remaining(std::size_t limit_index, limit::KeyHash key, st
         controller_.cap_remaining(limit_index, key, remaining, reset_at, now);
         poll_locked(now, ready);
     }
+    if (store_) store_->cap(limit::LimitUse{limit_index, key, 1}, remaining, reset_at);
     dispatch(ready);
 }
 
@@ -249,6 +435,17 @@ void LimitService::stop() {
             if (it == waiters_.end()) continue;
             ready.emplace_back(std::move(it->second), refusal);  // Admission is trivially copyable
             waiters_.erase(it);
+        }
+        if (stage_) {
+            queue::SharedStage::Step step;
+            stage_->reject_all(Errc::shutting_down, clock_.now(), step);
+            for (const auto& refusal : step.decided) {
+                auto it = waiters_.find(refusal.ticket);
+                if (it == waiters_.end()) continue;
+                ready.emplace_back(std::move(it->second), refusal);
+                waiters_.erase(it);
+            }
+            ready.shared.orphan_leases = std::move(step.orphan_leases);
         }
     }
     dispatch(ready);
@@ -301,18 +498,50 @@ void LimitService::close_queue_at(Nanos close_at) {
 }
 
 void LimitService::poll_locked(const Instant& now, Ready& ready) {
-    for (auto& admission : controller_.poll(now)) {
-        auto it = waiters_.find(admission.ticket);
-        if (it == waiters_.end()) continue;  // cancelled concurrently; the controller already dropped it
-        ready.emplace_back(std::move(it->second), std::move(admission));
-        waiters_.erase(it);
+    // A refusal in the shared stage gives local units back, which may admit more locally: rounds
+    // until none does (each round that loops refused at least one request, so it ends).
+    for (bool again = true; again;) {
+        again = false;
+        for (auto& admission : controller_.poll(now)) {
+            auto it = waiters_.find(admission.ticket);
+            if (it == waiters_.end()) continue;  // cancelled concurrently; the controller already dropped it
+            if (stage_ && admission.outcome == queue::Outcome::admitted && !it->second.uses.empty()) {
+                enter_shared_locked(admission.ticket, std::move(it->second.uses), admission, it->second.deadline,
+                                    now);
+                it->second.uses.clear();
+                continue;  // its waiter waits on for the shared stage's decision
+            }
+            ready.emplace_back(std::move(it->second), std::move(admission));
+            waiters_.erase(it);
+        }
+        if (!stage_) break;
+        queue::SharedStage::Step step;
+        stage_->poll(now, step);
+        for (const auto& decided : step.decided) {
+            auto it = waiters_.find(decided.ticket);
+            if (it == waiters_.end()) continue;
+            ready.emplace_back(std::move(it->second), decided);
+            waiters_.erase(it);
+        }
+        for (const auto& units : step.refused_uses) {
+            controller_.refund(units.uses, units.admitted_at, now);
+            controller_.release(units.uses, now);
+            stage_->released(units.uses, now);
+            again = true;
+        }
+        auto& out = ready.shared;
+        std::move(step.asks.begin(), step.asks.end(), std::back_inserter(out.asks));
+        std::move(step.orphan_leases.begin(), step.orphan_leases.end(), std::back_inserter(out.orphan_leases));
+        std::move(step.admitted_leases.begin(), step.admitted_leases.end(),
+                  std::back_inserter(out.admitted_leases));
     }
     arm_timer_locked(now);
 }
 
 void LimitService::arm_timer_locked(const Instant& now) {
     if (stopped_) return;
-    const Nanos next = controller_.next_wakeup(now);
+    Nanos next = controller_.next_wakeup(now);
+    if (stage_) next = std::min(next, stage_->next_wakeup());
     if (next == armed_for_) return;
     armed_for_ = next;
     if (next == kNever) {
@@ -342,7 +571,13 @@ void LimitService::on_timer() {
 }
 
 void LimitService::dispatch(Ready& ready) {
-    for (auto& [waiter, admission] : ready) {
+    if (store_) {
+        // Leases first: an exchange admitted now may end before the next renewal.
+        for (const auto& [lease, uses] : ready.shared.admitted_leases) store_->track_lease(lease, uses);
+        for (const auto& ask : ready.shared.asks) store_->ask(ask);
+        for (const auto& [lease, uses] : ready.shared.orphan_leases) store_->release(lease, uses);
+    }
+    for (auto& [waiter, admission] : ready.decided) {
         net::post(waiter.executor, [handler = std::move(waiter.handler), admission = std::move(admission)]() {
             handler(admission);
         });

@@ -253,6 +253,14 @@ bool same_connection_settings(const config::UpstreamConfig& a, const config::Ups
            a.connect_timeout == b.connect_timeout && a.max_streamed_bodies == b.max_streamed_bodies;
 }
 
+bool same_redis(const config::RedisConfig& a, const config::RedisConfig& b) {
+    return a.host == b.host && a.port == b.port && a.unix_path == b.unix_path && a.db == b.db &&
+           a.username == b.username && a.password_file == b.password_file && a.password_env == b.password_env &&
+           a.tls == b.tls && a.tls_ca_file == b.tls_ca_file && a.tls_server_name == b.tls_server_name &&
+           a.tls_verify == b.tls_verify && a.key_prefix == b.key_prefix && a.connect_timeout == b.connect_timeout &&
+           a.command_timeout == b.command_timeout && a.replicas == b.replicas && a.lease == b.lease;
+}
+
 // What a reload cannot change in a running process; empty when `next` changes none of it.
 std::string unreloadable_change(const config::Config& current, const config::Config& next) {
     const auto& a = current.server;
@@ -277,6 +285,8 @@ std::string unreloadable_change(const config::Config& current, const config::Con
     if (a.state.enabled != b.state.enabled || a.state.dir != b.state.dir ||
         a.state.save_interval != b.state.save_interval || a.state.min_window != b.state.min_window)
         return "server.state changed (the state file is opened at start: restart sluice)";
+    if (a.state.backend != b.state.backend || !same_redis(a.state.redis, b.state.redis))
+        return "server.state.backend or server.state.redis changed (Redis is connected at start: restart sluice)";
     return {};
 }
 
@@ -288,6 +298,9 @@ ProxyServer::ProxyServer(net::io_context& ioc, std::shared_ptr<const config::Con
       executors_(ioc, std::max(1u, config->server.workers)),
       process_(std::make_shared<ProcessState>()) {
     process_->limits = std::make_shared<LimitService>(ioc, clock);
+    // Before the first install: every limit is then shared (docs/distributed.md).
+    if (config->server.state.backend == config::StateBackend::redis)
+        process_->limits->share_through_redis(config->server.state.redis);
     // Before the first runtime: it takes the log from the process state.
     if (config->server.access_log.enabled) process_->access_log = std::make_unique<AccessLog>(*config);
     std::string error;

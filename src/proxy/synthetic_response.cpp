@@ -47,6 +47,10 @@ std::string message_for(const queue::Admission& admission, const std::string& li
                    "' tracks its maximum number of keys and none can be forgotten yet";
         case Errc::vendor_rate_limited:
             return "the vendor paused limit '" + limit_name + "'; retry in " + delay + "s";
+        case Errc::shared_state_unavailable:
+            return "limit '" + limit_name +
+                   "' is shared through Redis, which cannot answer, and its on_redis_failure is deny; retry in " +
+                   delay + "s";
         case Errc::shutting_down:
             return "sluice is shutting down; this request was not forwarded, retry it (on another instance)";
         default: return std::string(error_code_name(admission.reason));

@@ -32,6 +32,7 @@ enum class Errc {
                               // connection
     not_implemented,          // 501: e.g. a request transfer coding other than chunked
     request_timeout,          // 408: the request body stalled (client_body) or ran past client_body_total
+    shared_state_unavailable,  // 503: a shared limit with on_redis_failure: deny, and Redis cannot answer
 };
 
 const std::error_category& sluice_category() noexcept;

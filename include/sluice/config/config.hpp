@@ -86,7 +86,39 @@ struct AccessLogConfig {
 
 // Limit counts kept across a restart (the state file, src/state): a daily quota 60 % used
 // stays 60 % used when sluice comes back.
+// Where limits keep their counts (docs/distributed.md): in this process (memory, the default),
+// or in a Redis shared by every sluice that points at it (replicas spending one vendor quota).
+enum class StateBackend { memory, redis };
+
+// server.state.redis: how to reach the Redis that holds shared limits.
+struct RedisConfig {
+    std::string host = "127.0.0.1";  // address "host:port"
+    std::uint16_t port = 6379;
+    std::string unix_path;  // address "unix:/path": host and port unused
+    int db = 0;
+    std::string username;  // Redis 6 ACL user; empty: the default user
+    // The password is never written in the config: a file holding it, or an environment
+    // variable's name (read at start, like the admin token). Neither: no AUTH.
+    std::string password_file;
+    std::string password_env;
+    bool tls = false;
+    std::string tls_ca_file;      // PEM bundle; empty = the system store
+    std::string tls_server_name;  // SNI and the name verified; empty = host
+    bool tls_verify = true;
+    std::string key_prefix = "sluice";  // every key is "{key_prefix}:...": one hash tag (Cluster-safe)
+    Duration connect_timeout = 1s;
+    Duration command_timeout = std::chrono::milliseconds(250);
+    // How many sluice share this Redis: while it is unreachable, a limit with
+    // on_redis_failure: local gives each of them limit / replicas (at least 1).
+    unsigned replicas = 1;
+    // Concurrency permits are leases of this length, renewed every lease/3 while the exchange
+    // runs: a replica that dies gives its permits back within one lease.
+    Duration lease = 10s;
+};
+
 struct StateConfig {
+    StateBackend backend = StateBackend::memory;
+    RedisConfig redis;  // backend: redis only
     bool enabled = true;
     // The folder holding state.bin. The loader resolves it: "sluice-state" in the config file's
     // folder by default, and a relative path is relative to that folder (not to the cwd).
@@ -215,6 +247,13 @@ struct LimitFeedback {
     std::string vendor_limit_type;
 };
 
+// What a shared limit (server.state.backend: redis) does while Redis cannot answer.
+enum class RedisFailurePolicy : std::uint8_t {
+    local,  // limit / replicas per replica, in memory, until Redis answers again (the default)
+    deny,   // fail closed: 503 shared_state_unavailable at once
+    allow,  // fail open: only the limits held in this process apply (never a default)
+};
+
 struct LimitConfig {
     std::string name;
     Algorithm algorithm = Algorithm::sliding_window;
@@ -235,6 +274,7 @@ struct LimitConfig {
     bool enforce = true;            // false = shadow mode: counted and reported, never delays or refuses
     std::size_t max_keys = 10'000;  // keyed limits: tracked keys at most
     LimitFeedback feedback;
+    RedisFailurePolicy on_redis_failure = RedisFailurePolicy::local;
     SourceLocation location;
 };
 

@@ -216,6 +216,7 @@ private:
     limit::Decision tightest_;
     std::optional<std::size_t> tightest_limit_;
     bool holds_permits_ = false;
+    std::uint64_t lease_ = 0;  // shared limits: the store's lease on its permits (Admission::lease)
     queue::TicketId waiting_ticket_ = 0;
     bool watching_client_ = false;  // the watch's read is under way (it owns the read buffer's free space)
     Resume resume_after_watch_ = Resume::none;  // what to do once that read has ended

@@ -9,6 +9,7 @@
 // together; the critical section is a few hundred nanoseconds of pure code,
 // and with workers: 1 (the default) it is never contended.
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -25,15 +26,36 @@
 #include "sluice/feedback/reaction.hpp"
 #include "sluice/limit/limit_state.hpp"
 #include "sluice/queue/admission_controller.hpp"
+#include "sluice/queue/shared_stage.hpp"
 #include "sluice/state/snapshot.hpp"
 
 namespace sluice::proxy {
+
+class SharedStore;  // shared_store.hpp
 
 class LimitService : public std::enable_shared_from_this<LimitService> {
 public:
     using DecisionHandler = std::function<void(const queue::Admission&)>;
 
     LimitService(boost::asio::io_context& ioc, const Clock& clock);
+    ~LimitService();
+
+    // server.state.backend: redis (docs/distributed.md): every limit installed from now on is
+    // shared through Redis; requests the local queue admits then pass the shared stage
+    // (queue/shared_stage.hpp) before they are admitted. Call once, before the first install().
+    // Throws std::runtime_error when the password cannot be read.
+    void share_through_redis(const config::RedisConfig& redis);
+    bool shared() const noexcept { return stage_ != nullptr; }
+    // The shared stage's state, for /status and /metrics (nullopt: limits are not shared).
+    struct SharedStatus {
+        bool connected = false;
+        bool fallback = false;
+        std::size_t waiting = 0;
+        std::array<std::uint64_t, 6> commands{};  // by op: SharedStoreCounters::kOpNames
+        std::uint64_t errors = 0, switches_shared = 0, switches_fallback = 0, data_lost = 0, merged_lots = 0,
+                      fallback_admissions = 0, denied = 0, dropped_lots = 0;
+    };
+    std::optional<SharedStatus> shared_status();
 
     // What install() did, for the log and a reload's answer (names of limits).
     struct Installed {
@@ -74,6 +96,7 @@ public:
     template <class MakeHandler>
     queue::Admission submit(queue::AdmissionRequest request, const boost::asio::any_io_executor& executor,
                             MakeHandler&& make_handler) {
+        if (stage_) return submit_shared(std::move(request), executor, DecisionHandler(make_handler()));
         const std::lock_guard<std::mutex> lock(mutex_);
         const auto now = clock_.now();
         auto admission = controller_.submit(std::move(request), now);
@@ -97,8 +120,9 @@ public:
     // (the session must then release what an admission took).
     bool cancel(queue::TicketId ticket);
 
-    // The admitted exchange ended (any reason): concurrency permits go back.
-    void release(const std::vector<limit::LimitUse>& uses);
+    // The admitted exchange ended (any reason): concurrency permits go back (`lease`:
+    // Admission::lease, the shared store's permits).
+    void release(const std::vector<limit::LimitUse>& uses, std::uint64_t lease = 0);
 
     // The admitted request never reached the vendor: its units go back (docs/limits.md).
     void refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at);
@@ -141,14 +165,34 @@ private:
     struct Waiter {
         boost::asio::any_io_executor executor;
         DecisionHandler handler;
+        // Shared limits only: what the shared stage needs once the local queue admits it.
+        std::vector<limit::LimitUse> uses;
+        Nanos deadline{0};
     };
-    using Ready = std::vector<std::pair<Waiter, queue::Admission>>;
+    // What a locked section decided, carried out once the lock is released.
+    struct Ready {
+        std::vector<std::pair<Waiter, queue::Admission>> decided;
+        queue::SharedStage::Step shared;  // asks to send, leases to give back (shared limits only)
+        void emplace_back(Waiter waiter, const queue::Admission& admission) {
+            decided.emplace_back(std::move(waiter), admission);
+        }
+    };
 
     // Both run under mutex_: poll the controller, collect decided waiters, re-arm the timer.
     void poll_locked(const Instant& now, Ready& ready);
     void arm_timer_locked(const Instant& now);
-    static void dispatch(Ready& ready);
+    void dispatch(Ready& ready);
     void on_timer();
+
+    // Shared limits (share_through_redis).
+    queue::Admission submit_shared(queue::AdmissionRequest request, const boost::asio::any_io_executor& executor,
+                                   DecisionHandler handler);
+    // Under mutex_: a request the local queue admitted enters the shared stage.
+    void enter_shared_locked(queue::TicketId ticket, std::vector<limit::LimitUse> uses,
+                             const queue::Admission& local, Nanos deadline, const Instant& now);
+    void on_store_answer(queue::TicketId ticket, const queue::StoreAnswer& answer);
+    void on_store_state(bool up);
+    void merge_then_share(bool lost_data);
 
     const Clock& clock_;
     std::mutex mutex_;
@@ -163,6 +207,11 @@ private:
     std::unordered_map<std::string, std::size_t> live_by_name_;
     std::vector<limit::StableId> slot_ids_;
     std::unique_ptr<std::unique_ptr<const config::LimitConfig>[]> slot_configs_;
+    // Shared limits: null unless share_through_redis() was called.
+    std::shared_ptr<SharedStore> store_;
+    std::unique_ptr<queue::SharedStage> stage_;
+    boost::asio::io_context* ioc_ = nullptr;
+    queue::TicketId next_shared_ticket_ = queue::TicketId{1} << 62;  // apart from the controller's tickets
 };
 
 }  // namespace sluice::proxy

@@ -148,6 +148,9 @@ struct Admission {
     limit::Decision tightest;  // that limit's decision: limit, remaining, reset (for headers)
     QueueState queue;
     bool shadow_would_refuse = false;  // admitted: a shadow limit (enforce: false) would have refused
+    // Admitted through the shared stage (shared_stage.hpp): the id of its leases in the shared
+    // store, given back when the exchange ends (LimitService::release). 0: none.
+    std::uint64_t lease = 0;
 };
 
 class AdmissionController {

@@ -1,0 +1,276 @@
+// The shared stage (queue/shared_stage.hpp) against a scripted store: who asks
+// when, what an answer does, deadlines, and the failure policies.
+
+#include <catch2/catch.hpp>
+
+#include "sluice/queue/shared_stage.hpp"
+
+namespace sluice::queue {
+namespace {
+
+using namespace std::chrono_literals;
+
+config::LimitConfig sliding(std::string name, std::int64_t limit, config::Duration window,
+                            config::RedisFailurePolicy policy = config::RedisFailurePolicy::local) {
+    config::LimitConfig c;
+    c.name = std::move(name);
+    c.algorithm = config::Algorithm::sliding_window;
+    c.limit = limit;
+    c.window = window;
+    c.on_redis_failure = policy;
+    return c;
+}
+
+config::LimitConfig concurrency(std::string name, std::int64_t limit) {
+    config::LimitConfig c;
+    c.name = std::move(name);
+    c.algorithm = config::Algorithm::concurrency;
+    c.limit = limit;
+    return c;
+}
+
+Instant at(Nanos mono) {
+    return Instant{mono, mono};
+}
+
+struct Fixture {
+    explicit Fixture(SharedStageOptions options = {}) : stage(options, at(Nanos{0})) {}
+
+    void add(std::size_t slot, const config::LimitConfig& config) {
+        configs.push_back(std::make_unique<config::LimitConfig>(config));
+        stage.add_limit(slot, *configs.back());
+    }
+    void enter(TicketId ticket, std::vector<limit::LimitUse> uses, Nanos now, Nanos max_wait = 10s) {
+        Admission local;
+        local.outcome = Outcome::admitted;
+        local.at = now;
+        stage.enter(ticket, std::move(uses), local, now + max_wait, at(now));
+    }
+    SharedStage::Step poll(Nanos now) {
+        SharedStage::Step step;
+        stage.poll(at(now), step);
+        return step;
+    }
+    void answer(TicketId ticket, bool allowed, Nanos earliest, Nanos now) {
+        StoreAnswer a;
+        a.allowed = allowed;
+        a.earliest = earliest;
+        a.limiting = 0;
+        stage.answered(ticket, a, at(now));
+    }
+    void unavailable(TicketId ticket, Nanos now) {
+        StoreAnswer a;
+        a.kind = StoreAnswer::Kind::unavailable;
+        stage.answered(ticket, a, at(now));
+    }
+
+    std::vector<std::unique_ptr<config::LimitConfig>> configs;
+    SharedStage stage;
+};
+
+const limit::LimitUse kUse{0, 7, 1};
+
+}  // namespace
+
+TEST_CASE("shared stage: only a line's head asks, and an allowed answer admits it with its lease") {
+    Fixture f;
+    f.add(0, sliding("vendor", 10, 1s));
+    f.stage.set_available(true, at(Nanos{0}));
+    f.enter(1, {kUse}, Nanos{0});
+    f.enter(2, {kUse}, Nanos{0});
+    auto step = f.poll(Nanos{0});
+    REQUIRE(step.asks.size() == 1);
+    CHECK(step.asks[0].ticket == 1);
+    CHECK(f.poll(Nanos{1}).asks.empty());  // the second waits behind the head's ask
+
+    f.answer(1, true, kNever, 1ms);
+    step = f.poll(1ms);
+    REQUIRE(step.decided.size() == 1);
+    CHECK(step.decided[0].ticket == 1);
+    CHECK(step.decided[0].outcome == Outcome::admitted);
+    CHECK(step.decided[0].lease == 1);
+    CHECK(step.decided[0].at == 1ms);
+    REQUIRE(step.admitted_leases.size() == 1);
+    // The next head asks in the same poll (pipelined with whatever else is due).
+    REQUIRE(step.asks.size() == 1);
+    CHECK(step.asks[0].ticket == 2);
+}
+
+TEST_CASE("shared stage: a refused head sleeps until the store's earliest time, then asks again") {
+    Fixture f;
+    f.add(0, sliding("vendor", 10, 1s));
+    f.stage.set_available(true, at(Nanos{0}));
+    f.enter(1, {kUse}, Nanos{0});
+    REQUIRE(f.poll(Nanos{0}).asks.size() == 1);
+    f.answer(1, false, 500ms, 1ms);
+    auto step = f.poll(1ms);
+    CHECK(step.asks.empty());
+    CHECK(step.decided.empty());
+    const auto wake = f.stage.next_wakeup();
+    // Never before the earliest time; jitter at most 2 ms + 1 % of the wait.
+    CHECK(wake >= 500ms);
+    CHECK(wake <= 500ms + 2ms + 5ms);
+    CHECK(f.poll(wake - Nanos{1}).asks.empty());
+    step = f.poll(wake);
+    REQUIRE(step.asks.size() == 1);
+    CHECK(step.asks[0].ticket == 1);
+}
+
+TEST_CASE("shared stage: a refusal that cannot end before the deadline is answered at once") {
+    Fixture f;
+    f.add(0, sliding("vendor", 10, 1s));
+    f.stage.set_available(true, at(Nanos{0}));
+    f.enter(1, {kUse}, Nanos{0}, 100ms);
+    REQUIRE(f.poll(Nanos{0}).asks.size() == 1);
+    f.answer(1, false, 800ms, 1ms);
+    auto step = f.poll(1ms);
+    REQUIRE(step.decided.size() == 1);
+    CHECK(step.decided[0].outcome == Outcome::rejected);
+    CHECK(step.decided[0].reason == Errc::admission_timeout);
+    CHECK(step.decided[0].retry_after == 799ms);
+    REQUIRE(step.refused_uses.size() == 1);  // its local units go back
+    CHECK(f.stage.waiting() == 0);
+}
+
+TEST_CASE("shared stage: a deadline passing while the ask is out refuses at once; a late grant is given back") {
+    Fixture f;
+    f.add(0, concurrency("permits", 2));
+    f.stage.set_available(true, at(Nanos{0}));
+    f.enter(1, {kUse}, Nanos{0}, 50ms);
+    REQUIRE(f.poll(Nanos{0}).asks.size() == 1);
+    auto step = f.poll(50ms);
+    REQUIRE(step.decided.size() == 1);
+    CHECK(step.decided[0].reason == Errc::admission_timeout);
+    f.answer(1, true, kNever, 60ms);
+    step = f.poll(60ms);
+    CHECK(step.decided.empty());
+    REQUIRE(step.orphan_leases.size() == 1);
+    CHECK(step.orphan_leases[0].first == 1);
+}
+
+TEST_CASE("shared stage: a cancel while asking gives the lease back when the grant arrives") {
+    Fixture f;
+    f.add(0, concurrency("permits", 2));
+    f.stage.set_available(true, at(Nanos{0}));
+    f.enter(1, {kUse}, Nanos{0});
+    REQUIRE(f.poll(Nanos{0}).asks.size() == 1);
+    const auto units = f.stage.cancel(1);
+    REQUIRE(units);
+    CHECK(units->uses.size() == 1);
+    f.answer(1, true, kNever, 1ms);
+    auto step = f.poll(1ms);
+    CHECK(step.decided.empty());
+    CHECK(step.orphan_leases.size() == 1);
+    CHECK_FALSE(f.stage.cancel(1));
+}
+
+TEST_CASE("shared stage: a concurrency refusal asks again after permit_retry, or at once on a local release") {
+    Fixture f;
+    f.add(0, concurrency("permits", 2));
+    f.stage.set_available(true, at(Nanos{0}));
+    f.enter(1, {kUse}, Nanos{0});
+    REQUIRE(f.poll(Nanos{0}).asks.size() == 1);
+    f.answer(1, false, kNever, 1ms);
+    CHECK(f.poll(1ms).asks.empty());
+    CHECK(f.stage.next_wakeup() == 1ms + 20ms);
+    f.stage.released({kUse}, at(5ms));
+    CHECK(f.poll(5ms).asks.size() == 1);
+}
+
+TEST_CASE("shared stage: without the store, `local` admits limit / replicas per window and records them") {
+    SharedStageOptions options;
+    options.replicas = 4;
+    Fixture f(options);
+    f.add(0, sliding("vendor", 10, 1s));  // 10 / 4 = 2 per second for this replica
+    f.stage.set_available(true, at(Nanos{0}));
+    f.enter(1, {kUse}, Nanos{0});
+    REQUIRE(f.poll(Nanos{0}).asks.size() == 1);
+    f.unavailable(1, 1ms);
+    for (TicketId t = 2; t <= 4; ++t) f.enter(t, {kUse}, 1ms);
+    auto step = f.poll(1ms);
+    CHECK(f.stage.in_fallback());
+    CHECK(step.asks.empty());
+    REQUIRE(step.decided.size() == 2);
+    CHECK(step.decided[0].ticket == 1);
+    CHECK(step.decided[0].lease == 0);  // no lease: the store never saw it
+    CHECK(step.decided[1].ticket == 2);
+    CHECK(f.stage.waiting() == 2);
+    // The third waits for the fallback window to move (sliding: 1 s after the first admission).
+    CHECK(f.stage.next_wakeup() == 1ms + 1s);
+    step = f.poll(1ms + 1s);
+    REQUIRE(step.decided.size() == 2);
+    CHECK(f.stage.fallback_admissions() == 4);
+    const auto lots = f.stage.take_fallback_lots();
+    REQUIRE(lots.size() == 4);
+    CHECK(lots[0].at == 1ms);
+    CHECK(lots[3].at == 1ms + 1s);
+    CHECK(f.stage.take_fallback_lots().empty());
+}
+
+TEST_CASE("shared stage: the fallback counts what the store admitted, so its share is never granted twice") {
+    SharedStageOptions options;
+    options.replicas = 2;
+    Fixture f(options);
+    f.add(0, sliding("vendor", 4, 1s));  // a share of 2
+    f.stage.set_available(true, at(Nanos{0}));
+    for (TicketId t = 1; t <= 2; ++t) {
+        f.enter(t, {kUse}, Nanos{0});
+        REQUIRE(f.poll(Nanos{0}).asks.size() == 1);
+        f.answer(t, true, kNever, Nanos{0});
+        REQUIRE(f.poll(Nanos{0}).decided.size() == 1);
+    }
+    f.stage.set_available(false, at(1ms));
+    f.enter(3, {kUse}, 1ms);
+    auto step = f.poll(1ms);
+    CHECK(step.decided.empty());  // the share is spent by the store's admissions
+    // After the store lost its data, the replica's own admissions still counted are recorded.
+    CHECK(f.stage.recent_lots(at(1ms)).size() >= 1);
+}
+
+TEST_CASE("shared stage: deny refuses at once with shared_state_unavailable; allow admits") {
+    Fixture f;
+    f.add(0, sliding("strict", 10, 1s, config::RedisFailurePolicy::deny));
+    f.add(1, sliding("open", 10, 1s, config::RedisFailurePolicy::allow));
+    f.stage.set_available(false, at(Nanos{0}));
+    f.enter(1, {limit::LimitUse{0, 1, 1}}, Nanos{0});
+    f.enter(2, {limit::LimitUse{1, 1, 1}}, Nanos{0});
+    auto step = f.poll(Nanos{0});
+    REQUIRE(step.decided.size() == 2);
+    for (const auto& d : step.decided) {
+        if (d.ticket == 1) {
+            CHECK(d.outcome == Outcome::rejected);
+            CHECK(d.reason == Errc::shared_state_unavailable);
+            CHECK(d.limiting_limit == std::optional<std::size_t>{0});
+        } else {
+            CHECK(d.outcome == Outcome::admitted);
+        }
+    }
+    CHECK(f.stage.denied() == 1);
+}
+
+TEST_CASE("shared stage: before the store first answers, requests wait connect_grace, then the fallback applies") {
+    SharedStageOptions options;
+    options.connect_grace = 200ms;
+    Fixture f(options);
+    f.add(0, sliding("vendor", 10, 1s));
+    f.enter(1, {kUse}, Nanos{0});
+    auto step = f.poll(Nanos{0});
+    CHECK(step.empty());
+    CHECK(f.stage.next_wakeup() == 200ms);
+    step = f.poll(200ms);
+    REQUIRE(step.decided.size() == 1);
+    CHECK(step.decided[0].outcome == Outcome::admitted);
+    CHECK(f.stage.in_fallback());
+}
+
+TEST_CASE("shared stage: the store coming up while requests wait in the grace makes them ask") {
+    Fixture f;
+    f.add(0, sliding("vendor", 10, 1s));
+    f.enter(1, {kUse}, Nanos{0});
+    CHECK(f.poll(Nanos{0}).empty());
+    f.stage.set_available(true, at(5ms));
+    auto step = f.poll(5ms);
+    REQUIRE(step.asks.size() == 1);
+}
+
+}  // namespace sluice::queue

@@ -76,7 +76,8 @@ struct SharedConfig {
     std::string lease = "1s";
 
     std::string yaml() const {
-        return yaml_subst(R"(server:
+        return yaml_subst(
+            R"(server:
   workers: {WORKERS}
   timeouts: {client_header: 2s, client_body: 5s, client_idle: 30s, client_write: 5s}
   admin:
@@ -108,16 +109,16 @@ routes:
   - name: r
     upstream: vendor
 {ROUTE_LIMITS})",
-                          {{"WORKERS", std::to_string(e2e_workers())},
-                           {"REDIS", redis_address},
-                           {"REPLICAS", std::to_string(replicas)},
-                           {"LEASE", lease},
-                           {"URL", upstream_url},
-                           {"RESPONSE", response_timeout},
-                           {"FEEDBACK", feedback},
-                           {"LIMITS", limits.empty() ? "" : "limits:\n" + limits},
-                           {"QUEUE", queue},
-                           {"ROUTE_LIMITS", route_limits.empty() ? "" : "    limits: " + route_limits + "\n"}});
+            {{"WORKERS", std::to_string(e2e_workers())},
+             {"REDIS", redis_address},
+             {"REPLICAS", std::to_string(replicas)},
+             {"LEASE", lease},
+             {"URL", upstream_url},
+             {"RESPONSE", response_timeout},
+             {"FEEDBACK", feedback},
+             {"LIMITS", limits.empty() ? "" : "limits:\n" + limits},
+             {"QUEUE", queue},
+             {"ROUTE_LIMITS", route_limits.empty() ? "" : "    limits: " + route_limits + "\n"}});
     }
 };
 
@@ -152,7 +153,8 @@ using Replicas = std::vector<std::unique_ptr<SluiceProcess>>;
 
 Replicas start_replicas(const SharedConfig& config, std::size_t count) {
     Replicas replicas;
-    for (std::size_t i = 0; i < count; ++i) replicas.push_back(std::make_unique<SluiceProcess>(config.yaml()));
+    for (std::size_t i = 0; i < count; ++i)
+        replicas.push_back(std::make_unique<SluiceProcess>(config.yaml()));
     return replicas;
 }
 
@@ -206,11 +208,13 @@ struct Exchange {
 // is not spun against) until stop(). Each thread records what it saw; nothing is asserted there.
 class SharedLoad {
 public:
-    SharedLoad(const Replicas& replicas, unsigned clients_per_replica, std::chrono::milliseconds client_timeout)
+    SharedLoad(const Replicas& replicas, unsigned clients_per_replica,
+               std::chrono::milliseconds client_timeout)
         : timeout_(client_timeout) {
         std::vector<std::pair<std::size_t, std::uint16_t>> clients;
         for (std::size_t r = 0; r < replicas.size(); ++r)
-            for (unsigned c = 0; c < clients_per_replica; ++c) clients.emplace_back(r, replicas[r]->port("main"));
+            for (unsigned c = 0; c < clients_per_replica; ++c)
+                clients.emplace_back(r, replicas[r]->port("main"));
         per_client_.resize(clients.size());
         for (std::size_t i = 0; i < clients.size(); ++i) {
             threads_.emplace_back(
@@ -228,7 +232,8 @@ public:
             if (thread.joinable()) thread.join();
         std::vector<Exchange> all;
         for (const auto& exchanges : per_client_) all.insert(all.end(), exchanges.begin(), exchanges.end());
-        std::sort(all.begin(), all.end(), [](const Exchange& a, const Exchange& b) { return a.sent < b.sent; });
+        std::sort(all.begin(), all.end(),
+                  [](const Exchange& a, const Exchange& b) { return a.sent < b.sent; });
         return all;
     }
 
@@ -266,7 +271,8 @@ private:
 };
 
 // The vendor's answers to the load (its key), with `at` in [from, to).
-std::vector<MockVendor::Answer> load_answers(const MockVendor& vendor, Clock::time_point from = Clock::time_point::min(),
+std::vector<MockVendor::Answer> load_answers(const MockVendor& vendor,
+                                             Clock::time_point from = Clock::time_point::min(),
                                              Clock::time_point to = Clock::time_point::max()) {
     std::vector<MockVendor::Answer> out;
     for (const auto& a : vendor.answers())
@@ -283,8 +289,8 @@ std::vector<Clock::time_point> accepted_times(const std::vector<MockVendor::Answ
 }
 
 std::size_t refused(const std::vector<MockVendor::Answer>& answers) {
-    return static_cast<std::size_t>(
-        std::count_if(answers.begin(), answers.end(), [](const MockVendor::Answer& a) { return a.status == 429; }));
+    return static_cast<std::size_t>(std::count_if(
+        answers.begin(), answers.end(), [](const MockVendor::Answer& a) { return a.status == 429; }));
 }
 
 // How many intervals [t, t + window) hold more than `limit` of `at` (sorted): 0 for a vendor that
@@ -303,13 +309,14 @@ std::string failures_summary(const std::vector<Exchange>& exchanges) {
         if (e.status != 200) ++counts[std::to_string(e.status) + (e.error.empty() ? "" : "/" + e.error)];
     if (counts.empty()) return "none";
     std::string text;
-    for (const auto& [what, count] : counts) text += (text.empty() ? "" : ", ") + what + ": " + std::to_string(count);
+    for (const auto& [what, count] : counts)
+        text += (text.empty() ? "" : ", ") + what + ": " + std::to_string(count);
     return text;
 }
 
 std::size_t count_status(const std::vector<Exchange>& exchanges, unsigned status) {
-    return static_cast<std::size_t>(
-        std::count_if(exchanges.begin(), exchanges.end(), [&](const Exchange& e) { return e.status == status; }));
+    return static_cast<std::size_t>(std::count_if(exchanges.begin(), exchanges.end(),
+                                                  [&](const Exchange& e) { return e.status == status; }));
 }
 
 std::vector<Exchange> sent_between(const std::vector<Exchange>& exchanges, Clock::time_point from,
@@ -330,8 +337,8 @@ void check_all_answered(const std::vector<Exchange>& exchanges, Clock::duration 
         if (e.took() > bound) ++late;
         longest = std::max(longest, e.took());
     }
-    INFO(exchanges.size() << " exchanges; the longest took " << ms_of(longest) << " ms; not 200: "
-                          << failures_summary(exchanges));
+    INFO(exchanges.size() << " exchanges; the longest took " << ms_of(longest)
+                          << " ms; not 200: " << failures_summary(exchanges));
     CHECK(unanswered == 0);
     CHECK(late == 0);
 }
@@ -376,8 +383,8 @@ TEST_CASE("three replicas sharing one Redis give the vendor all of its quota and
 
     // What one exact sender could get: in [first, first + k windows), k times the limit (any
     // interval of one window holds at most `limit`, and k disjoint windows cover it).
-    const auto in_k_windows = static_cast<std::int64_t>(
-        std::count_if(at.begin(), at.end(), [&](Clock::time_point t) { return t < at.front() + kWindows * kWindow; }));
+    const auto in_k_windows = static_cast<std::int64_t>(std::count_if(
+        at.begin(), at.end(), [&](Clock::time_point t) { return t < at.front() + kWindows * kWindow; }));
     const auto exact = kWindows * kLimit;
     // Over the whole span, first to last acceptance, for the report: an exact sender gets a full
     // window's worth at the start of each window that begins within it.
@@ -386,21 +393,23 @@ TEST_CASE("three replicas sharing one Redis give the vendor all of its quota and
     std::map<std::size_t, std::size_t> per_replica;
     for (const auto& e : exchanges)
         if (e.status == 200) ++per_replica[e.replica];
-    WARN("shared sliding window " << kLimit << "/" << kWindow.count() << " ms, 3 replicas x " << kClientsPerReplica
-                                  << " clients: vendor accepted " << in_k_windows << " of " << exact
-                                  << " possible in the first " << kWindows << " windows ("
+    WARN("shared sliding window " << kLimit << "/" << kWindow.count() << " ms, 3 replicas x "
+                                  << kClientsPerReplica << " clients: vendor accepted " << in_k_windows
+                                  << " of " << exact << " possible in the first " << kWindows << " windows ("
                                   << 100.0 * static_cast<double>(in_k_windows) / static_cast<double>(exact)
-                                  << " %); " << at.size() << " over " << ms_of(span) << " ms, where an exact sender gets "
-                                  << exact_over_span << "; vendor 429s: " << refused(answers) << "; per replica: "
+                                  << " %); " << at.size() << " over " << ms_of(span)
+                                  << " ms, where an exact sender gets " << exact_over_span
+                                  << "; vendor 429s: " << refused(answers) << "; per replica: "
                                   << per_replica[0] << " / " << per_replica[1] << " / " << per_replica[2]);
     CHECK(static_cast<double>(in_k_windows) >= 0.97 * static_cast<double>(exact));
 }
 
 // ---------------------------------------------------------------- Redis killed mid-load
 
-TEST_CASE("Redis killed mid-load with on_redis_failure local: a share per replica, nothing hangs, "
-          "shared limiting resumes",
-          "[e2e][redis][failure]") {
+TEST_CASE(
+    "Redis killed mid-load with on_redis_failure local: a share per replica, nothing hangs, "
+    "shared limiting resumes",
+    "[e2e][redis][failure]") {
     RedisServer redis;
     MockVendor vendor({kLimit, kWindow, MockVendor::Window::rolling, kVendorKeyHeader, VendorStyle{}});
     MockUpstream upstream(vendor.handler());
@@ -442,12 +451,17 @@ TEST_CASE("Redis killed mid-load with on_redis_failure local: a share per replic
     const auto settled = resumed + kWindow + kMargin;
     const auto outage_answers = load_answers(vendor, killed, settled);
     const auto outage_exchanges = sent_between(exchanges, killed, settled);
-    WARN("on_redis_failure local, Redis down " << ms_of(restarted - killed) << " ms, shared again "
-                                               << ms_of(resumed - restarted) << " ms after its restart: vendor "
-                                               << accepted_times(outage_answers).size() << " accepted, "
-                                               << refused(outage_answers) << " 429s; clients "
-                                               << outage_exchanges.size() << " requests, not 200: "
-                                               << failures_summary(outage_exchanges));
+    // Where the vendor's 429s fell: the switch to the fallback (its first window), the fallback
+    // itself, and the way back (from the restart to a window after every replica was shared).
+    const auto switch_end = killed + kWindow + kMargin;
+    WARN("on_redis_failure local, Redis down "
+         << ms_of(restarted - killed) << " ms, every replica shared again " << ms_of(resumed - restarted)
+         << " ms after its restart: vendor " << accepted_times(outage_answers).size() << " accepted, "
+         << refused(outage_answers) << " 429s (" << refused(load_answers(vendor, killed, switch_end))
+         << " in the first window after the kill, " << refused(load_answers(vendor, switch_end, restarted))
+         << " later in the outage, " << refused(load_answers(vendor, restarted, settled))
+         << " from the restart to a window after all were shared); clients " << outage_exchanges.size()
+         << " requests, not 200: " << failures_summary(outage_exchanges));
     // Before the kill, and once shared again, the replicas limit jointly: no vendor 429.
     CHECK(refused(load_answers(vendor, Clock::time_point::min(), killed)) == 0);
     const auto after = load_answers(vendor, settled, load_end + 1s);
@@ -455,12 +469,22 @@ TEST_CASE("Redis killed mid-load with on_redis_failure local: a share per replic
     CHECK(accepted_times(after).size() >= static_cast<std::size_t>(kLimit));
 
     // Jointly: with the window empty, one replica alone gets the whole limit (the local fallback
-    // would give it a third), and the others then get nothing.
+    // would give it a third), and the others then get nothing. (A short max wait, not 0: the
+    // answer from Redis takes a round trip.)
     std::this_thread::sleep_for(kWindow + kMargin + 100ms);
-    const Headers now_or_never{{"Sluice-Max-Wait", "0"}, {kVendorKeyHeader, "joint"}};
+    const Headers now_or_never{{"Sluice-Max-Wait", "300ms"}, {kVendorKeyHeader, "joint"}};
     HttpClient first(replicas[0]->port("main"));
     std::size_t admitted = 0;
-    for (int i = 0; i < kLimit; ++i) admitted += first.get("/joint", now_or_never).status == 200 ? 1 : 0;
+    std::string refusal;
+    for (int i = 0; i < kLimit; ++i) {
+        const auto response = first.get("/joint", now_or_never);
+        if (response.status == 200) {
+            ++admitted;
+        } else if (refusal.empty()) {
+            refusal = std::to_string(response.status) + " " + response.body;
+        }
+    }
+    INFO("replica 0's first refusal: " << refusal);
     CHECK(admitted == static_cast<std::size_t>(kLimit));
     for (std::size_t r = 1; r < replicas.size(); ++r) {
         HttpClient other(replicas[r]->port("main"));
@@ -471,9 +495,10 @@ TEST_CASE("Redis killed mid-load with on_redis_failure local: a share per replic
     }
 }
 
-TEST_CASE("Redis killed mid-load with on_redis_failure deny: 503 shared_state_unavailable at once, "
-          "nothing forwarded, shared limiting resumes",
-          "[e2e][redis][failure]") {
+TEST_CASE(
+    "Redis killed mid-load with on_redis_failure deny: 503 shared_state_unavailable at once, "
+    "nothing forwarded, shared limiting resumes",
+    "[e2e][redis][failure]") {
     RedisServer redis;
     MockVendor vendor({kLimit, kWindow, MockVendor::Window::rolling, kVendorKeyHeader, VendorStyle{}});
     MockUpstream upstream(vendor.handler());
@@ -513,7 +538,7 @@ TEST_CASE("Redis killed mid-load with on_redis_failure deny: 503 shared_state_un
         redis.restart();
         all_resumed = wait_all_shared(replicas, 10s);
         resumed = Clock::now();
-        std::this_thread::sleep_for(1000ms);
+        std::this_thread::sleep_for(2500ms);
         load_end = Clock::now();
         exchanges = load.stop();
     }
@@ -535,22 +560,57 @@ TEST_CASE("Redis killed mid-load with on_redis_failure deny: 503 shared_state_un
         slowest = std::max(slowest, e.took());
     }
     const auto outage_answers = load_answers(vendor, killed, resumed);
-    WARN("on_redis_failure deny, Redis down " << ms_of(restarted - killed) << " ms, shared again "
-                                              << ms_of(resumed - restarted) << " ms after its restart: vendor "
-                                              << accepted_times(outage_answers).size() << " accepted, "
-                                              << refused(outage_answers) << " 429s; clients " << outage.size()
-                                              << " requests during the outage, not 200: " << failures_summary(outage)
-                                              << ", the slowest answered in " << ms_of(slowest) << " ms");
+    WARN("on_redis_failure deny, Redis down "
+         << ms_of(restarted - killed) << " ms, shared again " << ms_of(resumed - restarted)
+         << " ms after its restart: vendor " << accepted_times(outage_answers).size() << " accepted, "
+         << refused(outage_answers) << " 429s; clients " << outage.size()
+         << " requests during the outage, not 200: " << failures_summary(outage)
+         << ", the slowest answered in " << ms_of(slowest) << " ms");
     CHECK(not_denied == 0);
     CHECK(slowest < 500ms);  // "at once": far below max_wait (5 s)
     // Fail closed: the vendor saw nothing from sluice while Redis was away, and never a 429.
     CHECK(load_answers(vendor, killed + kNoticed, restarted).empty());
     CHECK(refused(load_answers(vendor)) == 0);
     // Shared again: requests go through.
-    const auto after = sent_between(exchanges, resumed + 100ms, load_end);
+    const auto after = sent_between(exchanges, resumed, load_end);
     INFO("after the restart, not 200: " << failures_summary(after));
     CHECK(!after.empty());
     CHECK(count_status(after, 200) == after.size());
+}
+
+TEST_CASE("Sluice-Max-Wait: 0 in shared mode admits while the shared limit has room, then refuses at once",
+          "[e2e][redis][429]") {
+    RedisServer redis;
+    MockUpstream upstream;
+    SharedConfig config;
+    config.redis_address = redis.address();
+    config.upstream_url = upstream.url();
+    config.limits = "  few: {algorithm: sliding_window, limit: 3, window: 10s}\n";
+    config.route_limits = "[few]";
+    config.replicas = 2;
+    const auto replicas = start_replicas(config, 2);
+    REQUIRE(wait_all_shared(replicas, 5s));
+    HttpClient first(replicas[0]->port("main"));
+    HttpClient second(replicas[1]->port("main"));
+    const Headers now_or_never{{"Sluice-Max-Wait", "0"}};
+    // Answered with `status`, at once (a Redis round trip, not a wait).
+    const auto expect = [&](HttpClient& client, unsigned status) {
+        const auto sent = Clock::now();
+        auto response = client.get("/x", now_or_never);
+        const auto took = Clock::now() - sent;
+        INFO("answered " << response.status << " in " << ms_of(took) << " ms: " << response.body);
+        CHECK(response.status == status);
+        CHECK(took < 250ms);
+        return response;
+    };
+    // 3 of 3: two through the first replica, one through the second.
+    expect(first, 200);
+    expect(first, 200);
+    expect(second, 200);
+    // The shared window is full for either replica.
+    check_synthetic(expect(second, 429), 429, "admission_timeout");
+    check_synthetic(expect(first, 429), 429, "admission_timeout");
+    CHECK(upstream.request_count() == 3);
 }
 
 // ---------------------------------------------------------------- concurrency leases
@@ -620,7 +680,8 @@ TEST_CASE("a replica SIGKILLed while holding the shared concurrency permits give
 
 // ---------------------------------------------------------------- vendor pauses
 
-TEST_CASE("a vendor 429 seen by one replica pauses the other until the vendor's reset", "[e2e][redis][feedback]") {
+TEST_CASE("a vendor 429 seen by one replica pauses the other until the vendor's reset",
+          "[e2e][redis][feedback]") {
     constexpr std::int64_t kQuota = 3;
     VendorStyle style;
     style.retry_after_decimal = true;
@@ -653,17 +714,7 @@ TEST_CASE("a vendor 429 seen by one replica pauses the other until the vendor's 
     MockVendor::Answer refusal;
     for (const auto& a : vendor.answers())
         if (a.consumer == "first" && a.status == 429) refusal = a;
-    // The first replica has read the 429 once its own status shows the pause; the pause is in
-    // Redis a round trip later.
-    const bool paused = wait_until(
-        [&] {
-            for (const auto& limit : admin_status(first)["limits"])
-                for (const auto& key : limit["keys"])
-                    if (key.contains("paused_for") && key["paused_for"] > 0) return true;
-            return false;
-        },
-        1s);
-    CHECK(paused);
+    // The first replica reads the 429 and writes the pause to Redis within a few ms (loopback).
     std::this_thread::sleep_for(50ms);
 
     const auto sent = Clock::now();
@@ -679,8 +730,8 @@ TEST_CASE("a vendor 429 seen by one replica pauses the other until the vendor's 
     REQUIRE(!seconds.empty());
     WARN("vendor pause shared: the second replica's request was sent "
          << ms_of(refusal.retry_at - sent) << " ms before the vendor's reset and reached it "
-         << ms_of(seconds.front().at - refusal.retry_at) << " ms after the reset (answered in " << ms_of(answered - sent)
-         << " ms)");
+         << ms_of(seconds.front().at - refusal.retry_at) << " ms after the reset (answered in "
+         << ms_of(answered - sent) << " ms)");
     CHECK(vendor.count("second", 429) == 0);
     // It waited for the pause the other replica learned of (a few ms for the clocks' reading).
     CHECK(seconds.front().at >= refusal.retry_at - 20ms);

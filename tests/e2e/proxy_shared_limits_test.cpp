@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
 #include <future>
 #include <map>
@@ -469,8 +468,8 @@ TEST_CASE(
     CHECK(accepted_times(after).size() >= static_cast<std::size_t>(kLimit));
 
     // Jointly: with the window empty, one replica alone gets the whole limit (the local fallback
-    // would give it a third), and the others then get nothing. (A short max wait, not 0: the
-    // answer from Redis takes a round trip.)
+    // would give it a third), and the others then get nothing. (A short max wait rather than 0,
+    // which a case of its own checks.)
     std::this_thread::sleep_for(kWindow + kMargin + 100ms);
     const Headers now_or_never{{"Sluice-Max-Wait", "300ms"}, {kVendorKeyHeader, "joint"}};
     HttpClient first(replicas[0]->port("main"));

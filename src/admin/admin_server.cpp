@@ -73,11 +73,13 @@ public:
                 {"mode", shared->fallback ? "fallback" : "shared"},
                 {"waiting", shared->waiting},
                 {"commands", commands},
-                {"errors", shared->errors},
+                {"errors",
+                 {{"not_connected", shared->errors[0]}, {"timed_out", shared->errors[1]}, {"error", shared->errors[2]}}},
                 {"switches", {{"to_shared", shared->switches_shared}, {"to_fallback", shared->switches_fallback}}},
                 {"data_lost", shared->data_lost},
                 {"merged_admissions", shared->merged_lots},
                 {"fallback_admissions", shared->fallback_admissions},
+                {"fallback_admissions_open", shared->fallback_open},
                 {"denied", shared->denied}};
         } else {
             out_["shared"] = {{"backend", "memory"}};

@@ -386,15 +386,20 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
             out.family("sluice_shared_commands_total", "Script calls sent to Redis, by op", MetricType::Counter);
         for (std::size_t op = 0; op < shared->commands.size(); ++op)
             Families::counter(commands, {{"op", proxy::SharedStoreCounters::kOpNames[op]}}, shared->commands[op]);
-        Families::counter(out.family("sluice_shared_command_errors_total",
-                                     "Decisions Redis did not answer (disconnected, timed out, an error reply)",
-                                     MetricType::Counter),
-                          {}, shared->errors);
+        auto& errors = out.family("sluice_shared_command_errors_total",
+                                  "Decisions Redis did not answer, by reason", MetricType::Counter);
+        for (std::size_t r = 0; r < shared->errors.size(); ++r)
+            Families::counter(errors, {{"reason", proxy::SharedStoreCounters::kErrorNames[r]}}, shared->errors[r]);
         auto& fallback = out.family("sluice_shared_fallback_admissions_total",
-                                    "Requests admitted or refused by on_redis_failure while Redis could not answer",
+                                    "Requests admitted while Redis could not answer, by on_redis_failure "
+                                    "(allow: a limit checked nothing)",
                                     MetricType::Counter);
-        Families::counter(fallback, {{"result", "admitted"}}, shared->fallback_admissions);
-        Families::counter(fallback, {{"result", "denied"}}, shared->denied);
+        Families::counter(fallback, {{"policy", "local"}}, shared->fallback_admissions - shared->fallback_open);
+        Families::counter(fallback, {{"policy", "allow"}}, shared->fallback_open);
+        Families::counter(out.family("sluice_shared_denied_total",
+                                     "Requests refused shared_state_unavailable (on_redis_failure: deny)",
+                                     MetricType::Counter),
+                          {}, shared->denied);
         Families::counter(out.family("sluice_shared_data_lost_total",
                                      "Reconnects that found Redis had lost its data (its epoch changed)",
                                      MetricType::Counter),

@@ -149,7 +149,8 @@ void LimitService::merge_then_share(bool lost_data) {
             const auto now = clock_.now();
             if (!stage_->available()) {
                 ++store_->counters().switches_shared;
-                log::info("shared", "limits are shared through Redis again");
+                log::info("shared", store_->counters().switches_shared == 1 ? "limits are shared through Redis"
+                                                                             : "limits are shared through Redis again");
             }
             stage_->set_available(true, now);
             poll_locked(now, ready);
@@ -178,13 +179,14 @@ std::optional<LimitService::SharedStatus> LimitService::shared_status() {
         status.fallback = !stage_->available();
         status.waiting = stage_->waiting();
         status.fallback_admissions = stage_->fallback_admissions();
+        status.fallback_open = stage_->fallback_allowed_open();
         status.denied = stage_->denied();
         status.dropped_lots = stage_->dropped_fallback_lots();
     }
     auto& counters = store_->counters();
     status.connected = store_->connected();
     for (std::size_t op = 0; op < status.commands.size(); ++op) status.commands[op] = counters.commands[op].load();
-    status.errors = counters.errors.load();
+    for (std::size_t r = 0; r < status.errors.size(); ++r) status.errors[r] = counters.errors[r].load();
     status.switches_shared = counters.switches_shared.load();
     status.switches_fallback = counters.switches_fallback.load();
     status.data_lost = counters.data_lost.load();

@@ -128,7 +128,7 @@ void SharedStore::check_epoch() {
         auto self = weak.lock();
         if (!self) return;
         if (ec || reply.type != redis::Reply::Type::string) {
-            ++self->counters_.errors;
+            ++self->counters_.errors[SharedStoreCounters::error];
             return;  // the connection is dropped and comes back: checked again then
         }
         self->lost_data_ = !self->epoch_.empty() && self->epoch_ != reply.str;
@@ -163,7 +163,14 @@ std::vector<redis::SharedUse> shared_uses(const std::vector<limit::LimitUse>& us
     return out;
 }
 
-queue::StoreAnswer answer_of(const redis::AcquireResult& result, const Instant& now) {
+// `now + delay`, where the script's "never" (kNever) and anything past it stay kNever.
+Nanos after(const Instant& now, Nanos delay) {
+    if (delay >= kNever - now.mono) return kNever;
+    return now.mono + delay;
+}
+
+queue::StoreAnswer answer_of(const redis::AcquireResult& result, const std::vector<redis::SharedUse>& shared,
+                             const Instant& now) {
     queue::StoreAnswer answer;
     answer.kind = queue::StoreAnswer::Kind::decided;
     answer.allowed = result.allowed;
@@ -171,21 +178,22 @@ queue::StoreAnswer answer_of(const redis::AcquireResult& result, const Instant& 
     if (!result.allowed) {
         Nanos latest{0};
         bool predictable = true;
-        for (const auto& use : result.uses) {
-            if (use.allowed) continue;
+        for (std::size_t i = 0; i < result.uses.size(); ++i) {
+            const auto& use = result.uses[i];
+            // A shadow limit (enforce: false) reports its own refusal but holds nobody back.
+            if (use.allowed || (i < shared.size() && !shared[i].limit->enforce)) continue;
             if (!use.predictable) predictable = false;
             latest = std::max(latest, use.earliest_delay);
         }
-        answer.earliest = predictable ? now.mono + latest : kNever;
+        answer.earliest = predictable ? after(now, latest) : kNever;
     }
     if (result.limiting && *result.limiting < result.uses.size()) {
         const auto& use = result.uses[*result.limiting];
         answer.decision.allowed = use.allowed;
         answer.decision.limit = use.limit;
         answer.decision.remaining = use.remaining;
-        answer.decision.reset = now.mono + use.reset_delay;
-        answer.decision.earliest =
-            use.allowed ? now.mono : (use.predictable ? now.mono + use.earliest_delay : kNever);
+        answer.decision.reset = after(now, use.reset_delay);
+        answer.decision.earliest = use.allowed ? now.mono : (use.predictable ? after(now, use.earliest_delay) : kNever);
     }
     return answer;
 }
@@ -199,21 +207,25 @@ void SharedStore::ask(const queue::StoreAsk& ask) {
     ++counters_.commands[SharedStoreCounters::acquire];
     connection_->eval_script(
         redis::decision_script(), std::move(call.keys), std::move(call.args),
-        [weak = weak_from_this(), ticket = ask.ticket, count = uses.size()](boost::system::error_code ec,
-                                                                            redis::Reply reply) {
+        [weak = weak_from_this(), ticket = ask.ticket, uses](boost::system::error_code ec, redis::Reply reply) {
             auto self = weak.lock();
             if (!self) return;
             queue::StoreAnswer answer;
             answer.kind = queue::StoreAnswer::Kind::unavailable;
             if (!ec) {
                 std::string error;
-                if (const auto result = redis::decode_decision(reply, count, error)) {
-                    answer = answer_of(*result, self->clock_.now());
+                if (const auto result = redis::decode_decision(reply, uses.size(), error)) {
+                    answer = answer_of(*result, uses, self->clock_.now());
                 } else {
                     log::warn("shared", "a decision from Redis could not be read: " + error);
                 }
             }
-            if (answer.kind == queue::StoreAnswer::Kind::unavailable) ++self->counters_.errors;
+            if (answer.kind == queue::StoreAnswer::Kind::unavailable) {
+                const auto reason = ec == redis::error::not_connected ? SharedStoreCounters::not_connected
+                                    : ec == redis::error::timed_out   ? SharedStoreCounters::timed_out
+                                                                      : SharedStoreCounters::error;
+                ++self->counters_.errors[reason];
+            }
             if (self->on_answer_) self->on_answer_(ticket, answer);
         });
 }
@@ -307,7 +319,7 @@ void SharedStore::record(std::vector<queue::FallbackLot> lots, std::function<voi
         const std::vector<redis::RecordedLot> batch(
             recorded.begin() + static_cast<std::ptrdiff_t>(first),
             recorded.begin() + static_cast<std::ptrdiff_t>(std::min(recorded.size(), first + kBatch)));
-        auto call = redis::encode_record(config_.key_prefix, batch);
+        auto call = redis::encode_record(config_.key_prefix, batch, now.wall);
         ++counters_.commands[SharedStoreCounters::record];
         connection_->eval_script(
             redis::decision_script(), std::move(call.keys), std::move(call.args),

@@ -155,7 +155,8 @@ void SharedStage::admit(Entry& entry, const Instant& now, Step& step, bool via_s
     Admission admission = entry.local;
     admission.outcome = Outcome::admitted;
     admission.ticket = entry.ticket;
-    admission.at = now.mono;
+    // Its local units were consumed when the local stage admitted it: a refund must find them there.
+    admission.at = entry.local.at;
     admission.lease = via_store ? entry.ticket : 0;
     for (const auto& use : entry.uses) {
         if (!shared(use.limit_index)) continue;
@@ -169,7 +170,14 @@ void SharedStage::admit(Entry& entry, const Instant& now, Step& step, bool via_s
             }
         }
     }
-    if (!via_store) ++fallback_admissions_;
+    if (!via_store) {
+        ++fallback_admissions_;
+        const bool open = std::any_of(entry.uses.begin(), entry.uses.end(), [this](const limit::LimitUse& use) {
+            return shared(use.limit_index) &&
+                   configs_[use.limit_index]->on_redis_failure == config::RedisFailurePolicy::allow;
+        });
+        if (open) ++fallback_open_;
+    }
     if (via_store) step.admitted_leases.emplace_back(entry.ticket, entry.uses);
     step.decided.push_back(admission);
     remove(entry.ticket);

@@ -29,7 +29,7 @@ struct RedisConnection::Transport {
     std::optional<tcp::socket> tcp_socket;
     std::optional<asio::ssl::stream<tcp::socket>> tls_stream;
     std::optional<asio::local::stream_protocol::socket> unix_socket;
-    std::array<char, 16 * 1024> read_buffer;
+    std::array<char, std::size_t{16} * 1024> read_buffer;
 
     template <class Handler>
     void visit(Handler&& handler) {
@@ -73,7 +73,7 @@ std::string sha1_hex(const std::string& text) {
     ::SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
     static constexpr char kHex[] = "0123456789abcdef";
     std::string hex;
-    hex.reserve(2 * SHA_DIGEST_LENGTH);
+    hex.reserve(std::size_t{2} * SHA_DIGEST_LENGTH);
     for (unsigned char byte : digest) {
         hex.push_back(kHex[byte >> 4]);
         hex.push_back(kHex[byte & 0xf]);
@@ -141,8 +141,8 @@ void RedisConnection::ReaderFree::operator()(redisReader* reader) const noexcept
     ::redisReaderFree(reader);
 }
 
-RedisConnection::RedisConnection(asio::any_io_executor executor, RedisEndpoint endpoint)
-    : strand_(asio::make_strand(std::move(executor))),
+RedisConnection::RedisConnection(const asio::any_io_executor& executor, RedisEndpoint endpoint)
+    : strand_(asio::make_strand(executor)),
       endpoint_(std::move(endpoint)),
       resolver_(strand_),
       connect_timer_(strand_),
@@ -296,7 +296,7 @@ void RedisConnection::do_handshake(std::uint64_t generation) {
     do_read();
     const auto step = [this, generation](const char* name, bool required) {
         ++handshake_outstanding_;
-        return [self = shared_from_this(), generation, name, required](error_code ec, Reply reply) {
+        return [self = shared_from_this(), generation, name, required](error_code ec, const Reply& reply) {
             self->on_handshake_reply(generation, name, required, ec, reply);
         };
     };
@@ -349,7 +349,7 @@ void RedisConnection::become_ready() {
     if (state_hook_) state_hook_(true);
 }
 
-void RedisConnection::command(std::vector<std::string> argv, Callback cb) {
+void RedisConnection::command(const std::vector<std::string>& argv, Callback cb) {
     auto formatted = format_command(argv);
     asio::post(strand_,
                [self = shared_from_this(), formatted = std::move(formatted), cb = std::move(cb)]() mutable {
@@ -360,7 +360,7 @@ void RedisConnection::command(std::vector<std::string> argv, Callback cb) {
                    } else if (self->pending_.size() >= kMaxPending) {
                        cb(make_error_code(error::too_many_pending), Reply{});
                    } else {
-                       self->issue(std::move(formatted), std::move(cb), self->endpoint_.command_timeout);
+                       self->issue(formatted, std::move(cb), self->endpoint_.command_timeout);
                    }
                });
 }
@@ -402,9 +402,9 @@ void RedisConnection::do_eval(std::shared_ptr<const Script> script, std::string 
         cb(make_error_code(error::too_many_pending), Reply{});
         return;
     }
-    auto formatted = evalsha;
+    const std::string formatted = evalsha;  // evalsha itself moves into the callback, for a retry
     issue(
-        std::move(formatted),
+        formatted,
         [self = shared_from_this(), script, evalsha = std::move(evalsha), cb = std::move(cb), retried](
             error_code ec, Reply reply) mutable {
             // Redis lost its script cache (SCRIPT FLUSH, a restart behind a proxy, a failover):
@@ -413,7 +413,7 @@ void RedisConnection::do_eval(std::shared_ptr<const Script> script, std::string 
                 self->phase_ == Phase::ready) {
                 self->issue(
                     format_command({"SCRIPT", "LOAD", script->source}),
-                    [](error_code, Reply) {},  // its failure shows in the retry's answer
+                    [](error_code, const Reply&) {},  // its failure shows in the retry's answer
                     self->endpoint_.command_timeout);
                 self->do_eval(std::move(script), std::move(evalsha), std::move(cb), true);
                 return;
@@ -423,7 +423,7 @@ void RedisConnection::do_eval(std::shared_ptr<const Script> script, std::string 
         endpoint_.command_timeout);
 }
 
-void RedisConnection::issue(std::string formatted, Callback cb, Duration timeout) {
+void RedisConnection::issue(const std::string& formatted, Callback cb, Duration timeout) {
     pending_.push_back(
         Pending{std::move(cb), std::chrono::steady_clock::now() +
                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout)});
@@ -575,8 +575,10 @@ void RedisConnection::drop(error_code ec, const std::string& why) {
     if (was_ready) {
         log::warn(kComponent, "connection to " + describe() + " lost: " + why + " (" + ec.message() + ")");
     } else {
-        SLUICE_LOG_LIMITED(log::Level::warn, kComponent,
-                           "cannot connect to " + describe() + ": " + why + " (" + ec.message() + ")");
+        // Retried every reconnect_max at most, forever: one line per interval, the first at once.
+        log::write_limited(connect_failure_log_, log::Level::warn, kComponent, [&] {
+            return "cannot connect to " + describe() + ": " + why + " (" + ec.message() + ")";
+        });
     }
     close_transport();
     schedule_reconnect();
@@ -596,6 +598,21 @@ void RedisConnection::schedule_reconnect() {
         if (ec || generation != self->generation_ || self->phase_ != Phase::waiting) return;
         self->do_connect();
     });
+}
+
+std::string_view error_reason(const boost::system::error_code& ec) noexcept {
+    if (!ec) return {};
+    if (ec.category() == redis_category()) {
+        switch (static_cast<error>(ec.value())) {
+            case error::not_connected: return "not_connected";
+            case error::timed_out: return "timed_out";
+            case error::protocol: return "protocol";
+            case error::server: return "server";
+            case error::too_many_pending: return "too_many_pending";
+        }
+    }
+    if (ec == asio::error::operation_aborted) return "aborted";
+    return "connection_lost";
 }
 
 Script::Script(std::string lua) : source(std::move(lua)), sha1(sha1_hex(source)) {}

@@ -13,9 +13,12 @@
 #               the volume when server.state is on), and the HEALTHCHECK fails after
 #   cli         --version, --help and usage errors: output and exit codes; `sluice health`
 #               against no listener and a listener that never answers
-#   yaml        docker/compose.yaml and deploy/kubernetes/*.yaml parse, the configs they ship
-#               (and docker/sluice.yaml) pass `sluice --check` with their state dir on a writable
-#               volume, the pod's shutdown budget exceeds the drain, and no probe is an httpGet
+#   yaml        docker/compose.yaml, docker/*/compose.yaml and deploy/kubernetes/*.yaml parse, the
+#               configs they ship (and docker/sluice.yaml) pass `sluice --check` with their state
+#               dir on a writable volume, the pod's shutdown budget exceeds the drain, and no probe
+#               is an httpGet; compose secrets exist and are readable by the image's user, a shared
+#               (backend: redis) config's password_file is a mounted secret and its replicas cover
+#               the sidecars sharing its prefix
 #
 # Registered in ctest as "deploy: CHECK" (tests/CMakeLists.txt). Fails with one line per problem.
 set -euo pipefail
@@ -337,25 +340,86 @@ def duration_seconds(text):
         return None
     return int(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[match.group(2)]
 
-compose_path = os.path.join(source, "docker/compose.yaml")
-compose = yaml.safe_load(open(compose_path))
-services = compose.get("services", {})
-for name in ("sluice", "client", "vendor"):
-    if name not in services:
-        problems.append(f"{compose_path}: no service {name}")
-for name, service in services.items():
-    for volume in service.get("volumes", []):
-        host = volume.split(":")[0]
-        if host.startswith("."):
-            path = os.path.normpath(os.path.join(source, "docker", host))
+# docker/compose.yaml (the sidecar example) and every docker/*/compose.yaml (example-redis: three
+# sidecars sharing limits through Redis). Services named here must exist; a sluice service is
+# one built from docker/Dockerfile or running a sluice image.
+required_services = {"docker/compose.yaml": ("sluice", "client", "vendor"),
+                     "docker/example-redis/compose.yaml": ("redis", "vendor")}
+compose_files = ["docker/compose.yaml"] + sorted(
+    os.path.relpath(p, source) for p in glob.glob(os.path.join(source, "docker/*/compose.yaml")))
+for relative in required_services:
+    if relative not in compose_files:
+        problems.append(f"{relative}: missing")
+for relative in compose_files:
+    compose_path = os.path.join(source, relative)
+    if not os.path.exists(compose_path):
+        continue
+    compose_dir = os.path.dirname(compose_path)
+    # docker/compose.yaml keeps its configs' old names (compose-<service>.yaml).
+    tag = "" if relative == "docker/compose.yaml" else os.path.basename(compose_dir) + "-"
+    compose = yaml.safe_load(open(compose_path))
+    services = compose.get("services", {})
+    for name in required_services.get(relative, ()):
+        if name not in services:
+            problems.append(f"{compose_path}: no service {name}")
+    def is_sluice(service):
+        build = service.get("build") or {}
+        dockerfile = build.get("dockerfile", "") if isinstance(build, dict) else ""
+        return dockerfile.endswith("docker/Dockerfile") or service.get("image", "").startswith("sluice")
+    sluices = [name for name, service in services.items() if is_sluice(service)]
+    if not sluices:
+        problems.append(f"{compose_path}: no sluice service (built from docker/Dockerfile)")
+    secrets = compose.get("secrets") or {}
+    for name, secret in secrets.items():
+        path = os.path.normpath(os.path.join(compose_dir, (secret or {}).get("file", "")))
+        if not (secret or {}).get("file") or not os.path.isfile(path):
+            problems.append(f"{compose_path}: secret {name}: file {path} does not exist")
+        elif not os.stat(path).st_mode & 0o004:
+            problems.append(f"{compose_path}: secret {name}: {path} is not world-readable: the image's "
+                            "uid 10001 could not read it (compose bind-mounts file secrets as they are)")
+    prefixes = {}  # (address, key_prefix) -> sluice services sharing it, from their configs
+    checked_configs = set()
+    for name, service in services.items():
+        for secret in service.get("secrets", []):
+            secret_name = secret if isinstance(secret, str) else secret.get("source")
+            if secret_name not in secrets:
+                problems.append(f"{compose_path}: {name} uses secret {secret_name}, not defined")
+        for volume in service.get("volumes", []):
+            host = volume.split(":")[0]
+            if not host.startswith("."):
+                continue
+            path = os.path.normpath(os.path.join(compose_dir, host))
             if not os.path.exists(path):
                 problems.append(f"{compose_path}: {name} mounts {host}, which does not exist")
-            elif path.endswith(".yaml"):
-                open(os.path.join(out, "compose-" + name + ".yaml"), "w").write(open(path).read())
-                writable = [v.split(":")[1] for v in service.get("volumes", [])
-                            if not v.endswith(":ro") and not v.split(":")[0].endswith(".yaml")]
-                open(os.path.join(out, "compose-" + name + ".yaml.writable"), "w").write("\n".join(writable))
-print(f"ok: {compose_path} parses: services {', '.join(services)}")
+                continue
+            if not path.endswith(".yaml") or not is_sluice(service):
+                continue
+            config = yaml.safe_load(open(path)) or {}
+            state = (config.get("server") or {}).get("state") or {}
+            if state.get("backend") == "redis":
+                redis = state.get("redis") or {}
+                mounted = {"/run/secrets/" + (s if isinstance(s, str) else s.get("target", s.get("source")))
+                           for s in service.get("secrets", [])}
+                if redis.get("password_file") and redis["password_file"] not in mounted:
+                    problems.append(f"{path}: redis.password_file {redis['password_file']} is not a secret "
+                                    f"mounted in service {name} ({', '.join(sorted(mounted)) or 'none'})")
+                key = (redis.get("address", "127.0.0.1:6379"), redis.get("key_prefix", "sluice"))
+                prefixes.setdefault(key, []).append((name, int(redis.get("replicas", 1)), path))
+            if path in checked_configs:
+                continue  # the same file mounted by several sidecars: checked once
+            checked_configs.add(path)
+            open(os.path.join(out, "compose-" + tag + name + ".yaml"), "w").write(open(path).read())
+            writable = [v.split(":")[1] for v in service.get("volumes", [])
+                        if not v.endswith(":ro") and not v.split(":")[0].endswith(".yaml")]
+            open(os.path.join(out, "compose-" + tag + name + ".yaml.writable"), "w").write("\n".join(writable))
+    # The `local` fallback gives each sidecar limit / replicas: replicas below the sidecars that
+    # share the prefix would let them exceed the limit together (docs/distributed.md).
+    for (address, prefix), sharing in prefixes.items():
+        for replicas, path in sorted({(replicas, path) for _, replicas, path in sharing}):
+            if replicas < len(sharing):
+                problems.append(f"{path}: redis.replicas {replicas} < the {len(sharing)} sluice services "
+                                f"sharing {address} prefix {prefix} in {compose_path}")
+    print(f"ok: {compose_path} parses: services {', '.join(services)}")
 
 for path in sorted(glob.glob(os.path.join(source, "deploy/kubernetes/*.yaml"))):
     documents = [d for d in yaml.safe_load_all(open(path)) if d]

@@ -28,8 +28,11 @@ namespace sluice::test {
 class RedisServer {
 public:
     struct Options {
-        std::string requirepass;              // non-empty: --requirepass (command() then AUTHs with it)
-        bool unix_socket = false;             // also listen on DIR/redis.sock (unix_path())
+        std::string requirepass;   // non-empty: --requirepass (command() then AUTHs with it)
+        bool unix_socket = false;  // also listen on DIR/redis.sock (unix_path())
+        // Both set: also TLS on tls_port() with this certificate (clients are not asked for one).
+        std::string tls_cert_file;
+        std::string tls_key_file;
         std::vector<std::string> extra_args;  // appended to the command line, e.g. {"--maxclients", "5"}
         std::chrono::milliseconds ready_timeout{5'000};
     };
@@ -52,7 +55,8 @@ public:
     RedisServer(const RedisServer&) = delete;
     RedisServer& operator=(const RedisServer&) = delete;
 
-    std::uint16_t port() const { return port_; }
+    std::uint16_t port() const { return port_; }          // plain TCP, always
+    std::uint16_t tls_port() const { return tls_port_; }  // 0 unless options.tls_cert_file
     std::string host() const { return "127.0.0.1"; }
     std::string address() const { return "127.0.0.1:" + std::to_string(port_); }  // config's `address:`
     const std::string& unix_path() const { return unix_path_; }  // empty unless options.unix_socket
@@ -84,6 +88,7 @@ private:
     std::string log_path_;
     std::string unix_path_;
     std::uint16_t port_ = 0;
+    std::uint16_t tls_port_ = 0;
     pid_t pid_ = -1;
 };
 

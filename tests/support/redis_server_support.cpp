@@ -190,7 +190,13 @@ std::string RedisServer::log_text() const {
 void RedisServer::start_with_retries(bool same_port) {
     std::string why;
     for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
-        if (!same_port) port_ = free_port();
+        if (!same_port) {
+            port_ = free_port();
+            if (!options_.tls_cert_file.empty()) {
+                do tls_port_ = free_port();
+                while (tls_port_ == port_);
+            }
+        }
         if (start_once(why)) return;
         // The same port may still be held for a moment by whoever raced us for it.
         if (same_port) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -210,6 +216,11 @@ bool RedisServer::start_once(std::string& why) {
                                      "--enable-debug-command", "local"};
     if (!options_.requirepass.empty()) args.insert(args.end(), {"--requirepass", options_.requirepass});
     if (!unix_path_.empty()) args.insert(args.end(), {"--unixsocket", unix_path_, "--unixsocketperm", "700"});
+    if (tls_port_ != 0) {
+        args.insert(args.end(),
+                    {"--tls-port", std::to_string(tls_port_), "--tls-cert-file", options_.tls_cert_file,
+                     "--tls-key-file", options_.tls_key_file, "--tls-auth-clients", "no"});
+    }
     args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
     std::vector<char*> argv;
     for (auto& arg : args) argv.push_back(arg.data());
@@ -245,7 +256,7 @@ bool RedisServer::start_once(std::string& why) {
             const auto log = log_text();
             // Only this attempt's lines: the log is appended to across restarts.
             if (log.find("Address already in use", size_error ? 0 : log_before) != std::string::npos) {
-                why = "port " + std::to_string(port_) + " already in use";
+                why = "port " + std::to_string(port_) + " (or the TLS port) already in use";
                 return false;
             }
             throw std::runtime_error("redis-server exited before answering PING (port " +

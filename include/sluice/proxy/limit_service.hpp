@@ -52,7 +52,9 @@ public:
         bool fallback = false;
         std::size_t waiting = 0;
         std::array<std::uint64_t, 6> commands{};  // by op: SharedStoreCounters::kOpNames
-        std::uint64_t errors = 0, switches_shared = 0, switches_fallback = 0, data_lost = 0, merged_lots = 0,
+        std::array<std::uint64_t, 3> errors{};  // by reason: SharedStoreCounters::kErrorNames
+        std::uint64_t fallback_open = 0;
+        std::uint64_t switches_shared = 0, switches_fallback = 0, data_lost = 0, merged_lots = 0,
                       fallback_admissions = 0, denied = 0, dropped_lots = 0;
     };
     std::optional<SharedStatus> shared_status();

@@ -35,7 +35,10 @@ struct SharedStoreCounters {
     static constexpr std::array<const char*, 6> kOpNames{"acquire", "release", "renew", "pause", "cap", "record"};
     enum Op : std::size_t { acquire, release, renew, pause, cap, record };
     std::array<std::atomic<std::uint64_t>, kOpNames.size()> commands{};
-    std::atomic<std::uint64_t> errors{0};          // calls that got no usable answer
+    // Decisions that got no usable answer, by reason (kErrorNames).
+    static constexpr std::array<const char*, 3> kErrorNames{"not_connected", "timed_out", "error"};
+    enum ErrorReason : std::size_t { not_connected, timed_out, error };
+    std::array<std::atomic<std::uint64_t>, kErrorNames.size()> errors{};
     std::atomic<std::uint64_t> switches_shared{0};  // back to shared state
     std::atomic<std::uint64_t> switches_fallback{0};
     std::atomic<std::uint64_t> data_lost{0};        // reconnects that found the epoch changed

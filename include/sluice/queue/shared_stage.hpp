@@ -144,6 +144,8 @@ public:
 
     std::size_t waiting() const { return entries_.size(); }
     std::uint64_t fallback_admissions() const { return fallback_admissions_; }
+    // Of those, admitted with a limit that checked nothing (on_redis_failure: allow): fail open.
+    std::uint64_t fallback_allowed_open() const { return fallback_open_; }
     std::uint64_t denied() const { return denied_; }
 
 private:
@@ -193,6 +195,7 @@ private:
     std::vector<FallbackLot> fallback_lots_;
     std::size_t dropped_lots_ = 0;
     std::uint64_t fallback_admissions_ = 0;
+    std::uint64_t fallback_open_ = 0;
     std::uint64_t denied_ = 0;
 };
 

@@ -13,7 +13,7 @@
 // - Commands are answered in order. Those issued while a write is in flight go out together in the
 //   next write (pipelining). At most kMaxPending are outstanding: beyond that the callback gets
 //   error::too_many_pending at once.
-// - Each command has command_timeout. When the oldest outstanding command times out, every outstanding
+// - Each command has command_timeout. When an outstanding command times out, every outstanding
 //   callback gets error::timed_out, the connection is dropped (a late reply could not be matched any
 //   more) and re-established.
 // - Any I/O error fails every outstanding callback with that I/O error (e.g. asio::error::eof), a
@@ -26,6 +26,8 @@
 // - While not ready, command() fails at once with error::not_connected.
 // - An error reply from Redis is delivered as error::server, with the Reply (type error, str = the
 //   message, e.g. "WRONGTYPE ...").
+// - Owned by a shared_ptr (make_shared); its operations hold it alive until stop(): call stop() before
+//   letting it go, or it reconnects for as long as the io_context runs.
 
 #include <atomic>
 #include <chrono>
@@ -37,6 +39,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -45,6 +48,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/system/error_code.hpp>
+
+#include "sluice/common/log.hpp"
 
 struct redisReader;  // hiredis's parser, used in redis_connection.cpp only
 
@@ -96,6 +101,10 @@ enum class error {
 };
 const boost::system::error_category& redis_category() noexcept;  // "sluice.redis"
 boost::system::error_code make_error_code(error e) noexcept;
+// A bounded label for a failed call (metrics: sluice_shared_command_errors_total{reason}):
+// "not_connected", "timed_out", "protocol", "server", "too_many_pending", "aborted" (stop()),
+// "connection_lost" (any other I/O error), "" for success.
+std::string_view error_reason(const boost::system::error_code& ec) noexcept;
 
 class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
 public:
@@ -103,9 +112,9 @@ public:
 
     static constexpr std::size_t kMaxPending = 10'000;
     // A reply (or the part of one received so far) larger than this is a protocol error.
-    static constexpr std::size_t kMaxReplyBytes = 64 * 1024 * 1024;
+    static constexpr std::size_t kMaxReplyBytes = std::size_t{64} * 1024 * 1024;
 
-    RedisConnection(boost::asio::any_io_executor executor, RedisEndpoint endpoint);
+    RedisConnection(const boost::asio::any_io_executor& executor, RedisEndpoint endpoint);
     ~RedisConnection();
     RedisConnection(const RedisConnection&) = delete;
     RedisConnection& operator=(const RedisConnection&) = delete;
@@ -116,7 +125,7 @@ public:
     void stop();
 
     // Pipelined; see the contract above.
-    void command(std::vector<std::string> argv, Callback cb);
+    void command(const std::vector<std::string>& argv, Callback cb);
     // EVALSHA sha numkeys keys... args...; on NOSCRIPT: SCRIPT LOAD and EVALSHA again, once. The script
     // is remembered on first use and loaded on every (re)connect.
     void eval_script(const Script& script, std::vector<std::string> keys, std::vector<std::string> args,
@@ -152,7 +161,7 @@ private:
     void on_handshake_reply(std::uint64_t generation, const char* step, bool required,
                             boost::system::error_code ec, const Reply& reply);
     void become_ready();
-    void issue(std::string formatted, Callback cb, Duration timeout);
+    void issue(const std::string& formatted, Callback cb, Duration timeout);
     void do_write();
     void on_write(std::uint64_t generation, boost::system::error_code ec);
     void do_read();
@@ -202,6 +211,7 @@ private:
 
     Duration backoff_;
     std::minstd_rand jitter_;
+    log::RateLimitedSite connect_failure_log_{std::chrono::seconds(10)};
 };
 
 }  // namespace sluice::redis

@@ -155,7 +155,7 @@ TEST_CASE("error: unknown key", "[config][errors]") {
     CHECK(limit_error("x: {algorithm: sliding_window, limit: 5, window: 1s, windw: 2s}") ==
           "t.yaml:4:56: limit 'x': unknown key 'windw' (did you mean 'window'?); expected one of algorithm, "
           "limit, "
-          "window, rate, burst, utc_offset, time_zone, margin, key, cost, enforce, max_keys, feedback");
+          "window, rate, burst, utc_offset, time_zone, margin, key, cost, enforce, max_keys, feedback, on_redis_failure");
     CHECK(upstream_error("api: {url: https://a.example.com, tls: {verfy: false}}") ==
           "t.yaml:2:43: upstream 'api' tls: unknown key 'verfy' (did you mean 'verify'?); expected one of "
           "verify, "
@@ -412,25 +412,25 @@ TEST_CASE("error: a key the algorithm does not use", "[config][errors]") {
           "t.yaml:4:41: limit 'x': 'window' does not apply to a concurrency limit (a concurrency limit caps "
           "requests "
           "in flight and has no time window); expected only algorithm, limit, key, cost, enforce, max_keys, "
-          "feedback for "
+          "feedback, on_redis_failure for "
           "concurrency");
     CHECK(limit_error("x: {algorithm: concurrency, limit: 5, margin: 1s}") ==
           "t.yaml:4:41: limit 'x': 'margin' does not apply to a concurrency limit (a concurrency limit caps "
           "requests "
           "in flight and has no time window); expected only algorithm, limit, key, cost, enforce, max_keys, "
-          "feedback for "
+          "feedback, on_redis_failure for "
           "concurrency");
     CHECK(limit_error("x: {algorithm: sliding_window, limit: 5, window: 1s, burst: 3}") ==
           "t.yaml:4:56: limit 'x': 'burst' does not apply to a sliding_window limit (burst is the bucket "
           "size of a "
           "token_bucket); expected only algorithm, limit, window, margin, key, cost, enforce, max_keys, "
-          "feedback for "
+          "feedback, on_redis_failure for "
           "sliding_window");
     CHECK(
         limit_error("x: {algorithm: fixed_window, limit: 5, window: 1s, rate: 5/1s}") ==
         "t.yaml:4:54: limit 'x': 'rate' does not apply to a fixed_window limit (rate is the token_bucket "
         "shorthand for limit/window); expected only algorithm, limit, window, utc_offset, time_zone, margin, "
-        "key, cost, enforce, max_keys, feedback for fixed_window");
+        "key, cost, enforce, max_keys, feedback, on_redis_failure for fixed_window");
 }
 
 TEST_CASE("error: utc_offset out of range or on a non-fixed algorithm", "[config][errors]") {
@@ -439,7 +439,7 @@ TEST_CASE("error: utc_offset out of range or on a non-fixed algorithm", "[config
           "the "
           "calendar periods of a fixed_window); expected only algorithm, limit, window, margin, key, cost, "
           "enforce, "
-          "max_keys, feedback for sliding_window");
+          "max_keys, feedback, on_redis_failure for sliding_window");
     CHECK(
         limit_error("x: {algorithm: fixed_window, limit: 5, window: 1d, utc_offset: 24h}") ==
         "t.yaml:4:66: limit 'x' utc_offset: utc_offset 24h is a whole day or more away from UTC; expected a "

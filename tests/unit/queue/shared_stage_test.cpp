@@ -89,7 +89,7 @@ TEST_CASE("shared stage: only a line's head asks, and an allowed answer admits i
     CHECK(step.decided[0].ticket == 1);
     CHECK(step.decided[0].outcome == Outcome::admitted);
     CHECK(step.decided[0].lease == 1);
-    CHECK(step.decided[0].at == 1ms);
+    CHECK(step.decided[0].at == Nanos{0});  // when the local stage consumed its units
     REQUIRE(step.admitted_leases.size() == 1);
     // The next head asks in the same poll (pipelined with whatever else is due).
     REQUIRE(step.asks.size() == 1);
@@ -246,6 +246,8 @@ TEST_CASE("shared stage: deny refuses at once with shared_state_unavailable; all
         }
     }
     CHECK(f.stage.denied() == 1);
+    CHECK(f.stage.fallback_admissions() == 1);
+    CHECK(f.stage.fallback_allowed_open() == 1);
 }
 
 TEST_CASE("shared stage: before the store first answers, requests wait connect_grace, then the fallback applies") {

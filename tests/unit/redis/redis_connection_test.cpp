@@ -3,6 +3,8 @@
 
 #include "sluice/redis/redis_connection.hpp"
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fcntl.h>
@@ -13,13 +15,18 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 
 #include "support/redis_server.hpp"
+#include "support/test_certs.hpp"
 
 using namespace std::chrono_literals;
 using boost::system::error_code;
@@ -53,13 +60,15 @@ struct Client {
     std::shared_ptr<RedisConnection> connection;
     std::vector<bool> states;  // every call of the state hook, in order
 
-    explicit Client(RedisEndpoint endpoint) {
+    Client() = default;
+    explicit Client(RedisEndpoint endpoint) { open(std::move(endpoint)); }
+    void open(RedisEndpoint endpoint) {
         connection = std::make_shared<RedisConnection>(io.get_executor(), std::move(endpoint));
         connection->on_state_change([this](bool ready) { states.push_back(ready); });
         connection->start();
     }
     ~Client() {
-        connection->stop();
+        if (connection) connection->stop();
         io.restart();
         io.run_for(2s);  // returns as soon as nothing is left to do
     }
@@ -406,4 +415,234 @@ TEST_CASE("RedisConnection: nothing listening: not ready, calls fail at once", "
     CHECK(client.call({"PING"}).ec == error::error::not_connected);
     CHECK_FALSE(client.run_until([&] { return client.connection->connected(); }, 200ms));
     CHECK(client.states.empty());
+}
+
+TEST_CASE("RedisConnection: TLS, the certificate checked against the CA and the name", "[redis]") {
+    const auto& certs = sluice::test::test_certs();
+    const auto tls_server = [&](const sluice::test::CertPair& pair) {
+        RedisServer::Options options;
+        options.tls_cert_file = pair.cert;
+        options.tls_key_file = pair.key;
+        return std::make_unique<RedisServer>(options);
+    };
+    const auto tls_endpoint = [&](const RedisServer& server) {
+        auto endpoint = endpoint_for(server);
+        endpoint.port = server.tls_port();
+        endpoint.tls = true;
+        endpoint.tls_ca_file = certs.ca_cert;
+        return endpoint;
+    };
+
+    SECTION("trusted, and the address is in the certificate") {
+        auto server = tls_server(certs.server);
+        Client client(tls_endpoint(*server));
+        REQUIRE(client.wait_ready());
+        CHECK(client.call({"SET", "k", "over tls"}).reply.str == "OK");
+        CHECK(server->command({"GET", "k"}).str == "over tls");
+    }
+    SECTION("server_name: the name sent (SNI) and verified") {
+        auto server = tls_server(certs.server);
+        auto endpoint = tls_endpoint(*server);
+        endpoint.tls_server_name = "localhost";
+        Client client(endpoint);
+        REQUIRE(client.wait_ready());
+        CHECK_FALSE(client.call({"PING"}).ec);
+    }
+    SECTION("a certificate for another name: never ready") {
+        StderrCapture log;
+        auto server = tls_server(certs.wrong_host);
+        Client client(tls_endpoint(*server));
+        CHECK(client.run_until([&] { return log.text().find("TLS handshake") != std::string::npos; }));
+        CHECK_FALSE(client.connection->connected());
+        CHECK(client.states.empty());
+    }
+    SECTION("self-signed: refused, unless verify is off") {
+        auto server = tls_server(certs.self_signed);
+        auto endpoint = tls_endpoint(*server);
+        {
+            StderrCapture log;
+            Client client(endpoint);
+            CHECK(client.run_until([&] { return log.text().find("TLS handshake") != std::string::npos; }));
+            CHECK_FALSE(client.connection->connected());
+        }
+        endpoint.tls_verify = false;
+        Client client(endpoint);
+        REQUIRE(client.wait_ready());
+        CHECK_FALSE(client.call({"PING"}).ec);
+    }
+    SECTION("an unreadable CA file: never ready, said in the log") {
+        StderrCapture log;
+        auto server = tls_server(certs.server);
+        auto endpoint = tls_endpoint(*server);
+        endpoint.tls_ca_file = "/nonexistent/ca.pem";
+        Client client(endpoint);
+        CHECK(client.run_until([&] { return log.text().find("/nonexistent/ca.pem") != std::string::npos; }));
+        CHECK_FALSE(client.connection->connected());
+    }
+}
+
+namespace {
+
+// A TCP server that answers the n-th read on each connection with answers[n] (then nothing more):
+// for what a real Redis never sends.
+struct FakeRedis {
+    boost::asio::ip::tcp::acceptor acceptor;
+    std::vector<std::string> answers;
+    int connections = 0;
+    std::vector<std::chrono::steady_clock::time_point> accepted_at;
+    // Its handlers may run after it is gone (the test's Client drains the io_context last).
+    std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+
+    FakeRedis(boost::asio::io_context& io, std::vector<std::string> answers_in)
+        : acceptor(io, {boost::asio::ip::make_address("127.0.0.1"), 0}), answers(std::move(answers_in)) {
+        accept();
+    }
+    ~FakeRedis() { *alive = false; }
+    std::uint16_t port() const { return acceptor.local_endpoint().port(); }
+
+    void accept() {
+        acceptor.async_accept([this, alive = alive](error_code ec, boost::asio::ip::tcp::socket socket) {
+            if (ec || !*alive) return;
+            ++connections;
+            accepted_at.push_back(std::chrono::steady_clock::now());
+            read(std::make_shared<boost::asio::ip::tcp::socket>(std::move(socket)), 0);
+            accept();
+        });
+    }
+    void read(std::shared_ptr<boost::asio::ip::tcp::socket> socket, std::size_t n) {
+        auto buffer = std::make_shared<std::array<char, 4096>>();
+        socket->async_read_some(boost::asio::buffer(*buffer),
+                                [this, alive = alive, socket, buffer, n](error_code ec, std::size_t) {
+                                    if (ec || !*alive || n >= answers.size()) return;
+                                    auto answer = std::make_shared<std::string>(answers[n]);
+                                    boost::asio::async_write(*socket, boost::asio::buffer(*answer),
+                                                             [answer](error_code, std::size_t) {});
+                                    read(socket, n + 1);
+                                });
+    }
+};
+
+}  // namespace
+
+TEST_CASE("RedisConnection: a reply that is not RESP is a protocol error: the connection is re-established",
+          "[redis]") {
+    Client client;
+    FakeRedis fake(client.io, {"+PONG\r\n", "?garbage\r\n"});
+    RedisEndpoint endpoint;
+    endpoint.host = "127.0.0.1";
+    endpoint.port = fake.port();
+    endpoint.reconnect_min = 20ms;
+    endpoint.reconnect_max = 50ms;
+    client.open(endpoint);
+    REQUIRE(client.wait_ready());
+    auto result = client.call({"PING"});
+    CHECK(result.ec == error::error::protocol);
+    CHECK_FALSE(client.connection->connected());
+    REQUIRE(client.wait_ready());  // a new connection (the fake answers its handshake again)
+    CHECK(fake.connections == 2);
+    CHECK(client.states == std::vector<bool>{true, false, true});
+}
+
+TEST_CASE("RedisConnection: a reply nobody asked for is a protocol error", "[redis]") {
+    Client client;
+    FakeRedis fake(client.io, {"+PONG\r\n+UNASKED\r\n"});
+    RedisEndpoint endpoint;
+    endpoint.host = "127.0.0.1";
+    endpoint.port = fake.port();
+    endpoint.reconnect_min = 20ms;
+    endpoint.reconnect_max = 50ms;
+    client.open(endpoint);
+    REQUIRE(client.run_until([&] { return fake.connections >= 2; }));
+    CHECK(client.states.size() >= 2);
+    CHECK(client.states[0] == true);
+    CHECK(client.states[1] == false);
+}
+
+TEST_CASE("RedisConnection: callable from any thread, the io_context run by several", "[redis]") {
+    RedisServer server;
+    boost::asio::io_context io;
+    auto work = boost::asio::make_work_guard(io);
+    auto connection = std::make_shared<RedisConnection>(io.get_executor(), endpoint_for(server));
+    std::atomic<int> ready_calls{0};
+    connection->on_state_change([&](bool ready) { ready_calls += ready ? 1 : 0; });
+    connection->start();
+    std::vector<std::thread> io_threads;
+    for (int i = 0; i < 2; ++i) io_threads.emplace_back([&] { io.run(); });
+
+    const auto deadline = std::chrono::steady_clock::now() + 3s;
+    while (!connection->connected() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);  // a bounded poll
+    REQUIRE(connection->connected());
+
+    std::atomic<int> answered{0}, failed{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 4; ++t) {
+        callers.emplace_back([&] {
+            for (int i = 0; i < 250; ++i) {
+                connection->command({"INCR", "n"},
+                                    [&](error_code ec, Reply) { (ec ? failed : answered) += 1; });
+            }
+        });
+    }
+    for (auto& caller : callers) caller.join();
+    while (answered + failed < 1000 && std::chrono::steady_clock::now() < deadline + 3s)
+        std::this_thread::sleep_for(1ms);  // a bounded poll
+    connection->stop();
+    work.reset();
+    for (auto& thread : io_threads) thread.join();
+    CHECK(answered == 1000);
+    CHECK(failed == 0);
+    CHECK(ready_calls == 1);
+    CHECK(server.command({"GET", "n"}).str == "1000");
+}
+
+TEST_CASE("error_reason: a bounded label for every failure", "[redis]") {
+    using sluice::redis::error_reason;
+    CHECK(error_reason({}) == "");
+    CHECK(error_reason(error::error::not_connected) == "not_connected");
+    CHECK(error_reason(error::error::timed_out) == "timed_out");
+    CHECK(error_reason(error::error::protocol) == "protocol");
+    CHECK(error_reason(error::error::server) == "server");
+    CHECK(error_reason(error::error::too_many_pending) == "too_many_pending");
+    CHECK(error_reason(boost::asio::error::operation_aborted) == "aborted");
+    CHECK(error_reason(boost::asio::error::eof) == "connection_lost");
+    CHECK(error_reason(boost::asio::error::connection_reset) == "connection_lost");
+    CHECK(error::make_error_code(error::error::timed_out).category().name() == std::string("sluice.redis"));
+}
+
+TEST_CASE("RedisConnection: reconnects with a doubling backoff up to reconnect_max", "[redis]") {
+    Client client;
+    FakeRedis fake(client.io, {"-ERR not today\r\n"});  // the handshake's PING fails: never ready
+    RedisEndpoint endpoint;
+    endpoint.host = "127.0.0.1";
+    endpoint.port = fake.port();
+    endpoint.reconnect_min = 20ms;
+    endpoint.reconnect_max = 160ms;
+    client.open(endpoint);
+    REQUIRE(client.run_until([&] { return fake.connections >= 6; }));
+    std::vector<std::chrono::milliseconds> gaps;
+    for (std::size_t i = 1; i < fake.accepted_at.size(); ++i) {
+        gaps.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(fake.accepted_at[i] -
+                                                                             fake.accepted_at[i - 1]));
+    }
+    // Waits drawn in [w/2, w] for w = 20, 40, 80, 160, 160 ms (plus a little scheduling).
+    CHECK(gaps[0] >= 10ms);
+    CHECK(gaps[0] < 60ms);
+    CHECK(gaps[2] >= 40ms);
+    CHECK(gaps[3] >= 80ms);
+    CHECK(gaps[4] >= 80ms);
+    CHECK(gaps[4] < 300ms);  // capped
+    CHECK_FALSE(client.connection->connected());
+    CHECK(client.states.empty());
+}
+
+TEST_CASE("RedisServer: a Redis that cannot start throws with its log", "[redis]") {
+    RedisServer::Options options;
+    options.extra_args = {"--no-such-directive", "1"};
+    try {
+        RedisServer server(options);
+        FAIL("redis-server started with an unknown directive");
+    } catch (const std::runtime_error& e) {
+        CHECK_THAT(e.what(), Catch::Contains("no-such-directive"));
+    }
 }

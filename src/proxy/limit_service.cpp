@@ -42,6 +42,8 @@ void LimitService::share_through_redis(const config::RedisConfig& redis) {
     queue::SharedStageOptions options;
     options.replicas = redis.replicas;
     options.connect_grace = redis.connect_timeout;
+    // The connection's reconnect backoff is capped at 5 s (redis::RedisEndpoint::reconnect_max).
+    options.return_guard = std::chrono::seconds(5) + redis.connect_timeout;
     store_ = std::make_shared<SharedStore>(ioc_->get_executor(), redis, clock_,
                                            [this](std::size_t slot) -> const config::LimitConfig& {
                                                return *slot_configs_[slot];

@@ -43,6 +43,8 @@ void SharedStage::add_limit(std::size_t slot, const config::LimitConfig& config)
     if (fallback_[slot]) return;
     fallback_[slot] = limit::make_limiter(fallback_config(config, options_.replicas));
     configs_[slot] = &fallback_[slot]->config();
+    if (config.algorithm != config::Algorithm::concurrency)
+        guard_span_ = std::max(guard_span_, Nanos{config.window + config.margin});
 }
 
 void SharedStage::enter(TicketId ticket, std::vector<limit::LimitUse> uses, const Admission& local,
@@ -61,8 +63,13 @@ void SharedStage::enter(TicketId ticket, std::vector<limit::LimitUse> uses, cons
     entry.deadline = deadline;
     entry.line = &line;
     line.fifo.push_back(ticket);
-    deadlines_.emplace(deadline, ticket);
-    if (line.fifo.size() == 1 && !line.asking) schedule(line, now.mono);
+    const bool heads = line.fifo.size() == 1 && !line.asking;
+    if (deadline <= now.mono && heads) {
+        entry.ask_once = true;
+    } else {
+        deadlines_.emplace(deadline, ticket);  // behind others with no time to wait: refused at the next poll
+    }
+    if (heads) schedule(line, now.mono);
 }
 
 void SharedStage::schedule(Line& line, Nanos due) {
@@ -96,8 +103,8 @@ std::optional<SharedStage::LocalUnits> SharedStage::cancel(TicketId ticket) {
 }
 
 void SharedStage::reject_all(Errc reason, const Instant& now, Step& step) {
-    while (!deadlines_.empty()) {
-        Entry& entry = entries_.at(deadlines_.begin()->second);
+    while (!entries_.empty()) {
+        Entry& entry = entries_.begin()->second;
         if (entry.asking) orphaned_.emplace(entry.ticket, entry.uses);
         refuse(entry, reason, Nanos{0}, now, step);
     }
@@ -107,7 +114,7 @@ void SharedStage::remove(TicketId ticket) {
     const auto it = entries_.find(ticket);
     if (it == entries_.end()) return;
     Entry& entry = it->second;
-    deadlines_.erase({entry.deadline, ticket});
+    if (!entry.ask_once) deadlines_.erase({entry.deadline, ticket});
     Line& line = *entry.line;
     const bool was_head = !line.fifo.empty() && line.fifo.front() == ticket;
     line.fifo.erase(std::find(line.fifo.begin(), line.fifo.end(), ticket));
@@ -126,6 +133,7 @@ void SharedStage::remove(TicketId ticket) {
 void SharedStage::set_available(bool up, const Instant& now) {
     const Mode next = up ? Mode::shared : Mode::fallback;
     if (mode_ == next) return;
+    if (mode_ == Mode::fallback && up) guard_until_ = now.mono + guard_span_ + options_.return_guard;
     mode_ = next;
     // Every head acts again under the new mode (those asking get their answer first).
     for (auto& [id, line] : lines_) {
@@ -232,7 +240,7 @@ void SharedStage::act_fallback(Entry& entry, const Instant& now, Step& step) {
     }
     Line& line = *entry.line;
     if (earliest == Nanos{0} && !waits_for_permit) return admit(entry, now, step, false);
-    if (earliest != Nanos{0} && earliest > entry.deadline) {
+    if ((earliest != Nanos{0} && earliest > entry.deadline) || entry.deadline <= now.mono) {
         return refuse(entry, Errc::admission_timeout, delay_until(earliest, now), now, step);
     }
     line.waits_for_permit = waits_for_permit;
@@ -243,12 +251,42 @@ void SharedStage::act_fallback(Entry& entry, const Instant& now, Step& step) {
     schedule(line, due);
 }
 
+Nanos SharedStage::guard_wait(Entry& entry, const Instant& now, bool& waits_for_permit) {
+    Nanos earliest{0};
+    for (const auto& use : entry.uses) {
+        if (!shared(use.limit_index)) continue;
+        const auto& config = *configs_[use.limit_index];
+        if (config.on_redis_failure != config::RedisFailurePolicy::local || !config.enforce) continue;
+        const auto decision = fallback_[use.limit_index]->probe(use.key, use.cost, 0, now);
+        if (decision.allowed) continue;
+        if (decision.earliest == kNever) {
+            waits_for_permit = true;
+        } else {
+            earliest = std::max(earliest, decision.earliest);
+        }
+    }
+    if (waits_for_permit && earliest == Nanos{0}) return now.mono + options_.permit_retry;
+    return earliest;
+}
+
 void SharedStage::act(Line& line, const Instant& now, Step& step) {
     while (!line.fifo.empty() && !line.asking) {
         Entry& entry = entries_.at(line.fifo.front());
         switch (mode_) {
             case Mode::connecting: schedule(line, connecting_until_); return;
             case Mode::shared:
+                if (now.mono < guard_until_) {
+                    bool waits_for_permit = false;
+                    if (const auto wait = guard_wait(entry, now, waits_for_permit); wait != Nanos{0}) {
+                        if (wait > entry.deadline || entry.ask_once) {
+                            entry.last_earliest = wait;
+                            return refuse(entry, Errc::admission_timeout, delay_until(wait, now), now, step);
+                        }
+                        line.waits_for_permit = waits_for_permit;
+                        schedule(line, std::min(wait, guard_until_));
+                        return;
+                    }
+                }
                 entry.asking = true;
                 line.asking = true;
                 schedule(line, kNever);
@@ -299,6 +337,10 @@ void SharedStage::poll(const Instant& now, Step& step) {
         entry.last_earliest = answer.earliest;
         entry.last_limiting = answer.limiting;
         entry.last_decision = answer.decision;
+        if (entry.ask_once) {
+            refuse(entry, Errc::admission_timeout, delay_until(answer.earliest, now), now, step);
+            continue;
+        }
         if (answer.earliest == kNever) {
             line.waits_for_permit = true;
             schedule(line, now.mono + options_.permit_retry);

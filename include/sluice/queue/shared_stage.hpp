@@ -77,6 +77,9 @@ struct SharedStageOptions {
     // A concurrency refusal predicts nothing: ask again after this (a local release asks at once).
     Nanos permit_retry = std::chrono::milliseconds(20);
     std::size_t max_fallback_lots = 100'000;
+    // Back from the fallback, the share still applies for the longest window plus this: about as
+    // long as the other replicas may take to reconnect (their backoff's cap plus a connect).
+    Nanos return_guard{0};
 };
 
 class SharedStage {
@@ -158,6 +161,9 @@ private:
         Nanos deadline{0};
         Line* line = nullptr;
         bool asking = false;
+        // No time to wait (max_wait 0, Sluice-Max-Wait: 0): admitted if its first ask finds room,
+        // refused otherwise. Kept out of `deadlines_` so that it is asked at all.
+        bool ask_once = false;
         Nanos last_earliest = kNever;  // the last refusal's earliest (for Retry-After)
         std::optional<std::size_t> last_limiting;
         limit::Decision last_decision;
@@ -179,10 +185,17 @@ private:
     // The fallback's answer for the head: admitted, refused, or the time to look again.
     void act_fallback(Entry& entry, const Instant& now, Step& step);
     Nanos jitter(TicketId ticket, Nanos delay) const;
+    // Back from the fallback: until guard_until_, a head asks the store only when its fallback
+    // share (on_redis_failure: local) has room too. The replicas come back one by one, and the
+    // first back would otherwise take from the store what the others, still on their shares and
+    // not yet merged, have already sent. Returns the time to look again, or 0 to ask now.
+    Nanos guard_wait(Entry& entry, const Instant& now, bool& waits_for_permit);
 
     SharedStageOptions options_;
     Mode mode_ = Mode::connecting;
     Nanos connecting_until_{0};
+    Nanos guard_until_{0};
+    Nanos guard_span_{0};  // the longest window (+ margin) of the shared rate limits
     std::vector<std::unique_ptr<limit::Limiter>> fallback_;  // by slot; null: not shared
     std::vector<const config::LimitConfig*> configs_;        // by slot
     std::unordered_map<TicketId, Entry> entries_;

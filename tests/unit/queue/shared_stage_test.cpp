@@ -276,3 +276,68 @@ TEST_CASE("shared stage: the store coming up while requests wait in the grace ma
 }
 
 }  // namespace sluice::queue
+
+namespace sluice::queue {
+
+TEST_CASE("shared stage: with no time to wait (max_wait 0) a head asks once: admitted if allowed, else refused") {
+    Fixture f;
+    f.add(0, sliding("vendor", 10, 1s));
+    f.stage.set_available(true, at(Nanos{0}));
+    f.enter(1, {kUse}, Nanos{0}, Nanos{0});
+    auto step = f.poll(Nanos{0});
+    REQUIRE(step.asks.size() == 1);
+    CHECK(step.decided.empty());
+    f.answer(1, true, kNever, 1ms);
+    step = f.poll(1ms);
+    REQUIRE(step.decided.size() == 1);
+    CHECK(step.decided[0].outcome == Outcome::admitted);
+
+    f.enter(2, {kUse}, 2ms, Nanos{0});
+    REQUIRE(f.poll(2ms).asks.size() == 1);
+    f.enter(3, {kUse}, 2ms, Nanos{0});  // behind a head: nothing to wait for, refused at once
+    step = f.poll(2ms);
+    REQUIRE(step.decided.size() == 1);
+    CHECK(step.decided[0].ticket == 3);
+    CHECK(step.decided[0].reason == Errc::admission_timeout);
+    f.answer(2, false, 300ms, 3ms);
+    step = f.poll(3ms);
+    REQUIRE(step.decided.size() == 1);
+    CHECK(step.decided[0].ticket == 2);
+    CHECK(step.decided[0].reason == Errc::admission_timeout);
+    CHECK(step.decided[0].retry_after == 297ms);
+    CHECK(f.stage.waiting() == 0);
+    CHECK(f.stage.next_wakeup() == kNever);
+}
+
+}  // namespace sluice::queue
+
+namespace sluice::queue {
+
+TEST_CASE("shared stage: back from the fallback, a head asks only within its share for one window") {
+    SharedStageOptions options;
+    options.replicas = 2;
+    Fixture f(options);
+    f.add(0, sliding("vendor", 4, 1s));  // a share of 2
+    f.stage.set_available(false, at(Nanos{0}));
+    for (TicketId t = 1; t <= 2; ++t) f.enter(t, {kUse}, Nanos{0});
+    REQUIRE(f.poll(Nanos{0}).decided.size() == 2);  // the share, on the fallback
+    f.stage.set_available(true, at(100ms));
+    f.enter(3, {kUse}, 100ms);
+    auto step = f.poll(100ms);
+    CHECK(step.asks.empty());  // the share is spent: the store is not even asked
+    CHECK(f.stage.next_wakeup() == 1s);  // when the fallback's window frees a unit
+    step = f.poll(1s);
+    REQUIRE(step.asks.size() == 1);
+    f.answer(3, true, kNever, 1s);
+    REQUIRE(f.poll(1s).decided.size() == 1);
+    // One window after the return the share no longer applies: the store alone decides.
+    for (TicketId t = 4; t <= 6; ++t) {
+        f.enter(t, {kUse}, 1100ms + 1ms);
+        step = f.poll(1100ms + 1ms);
+        REQUIRE(step.asks.size() == 1);
+        f.answer(t, true, kNever, 1100ms + 1ms);
+        REQUIRE(f.poll(1100ms + 1ms).decided.size() == 1);
+    }
+}
+
+}  // namespace sluice::queue

@@ -78,11 +78,18 @@ void SharedStage::schedule(Line& line, Nanos due) {
     if (due != kNever) due_.emplace(due, &line);
 }
 
-Nanos SharedStage::jitter(TicketId ticket, Nanos delay) const {
-    // Replicas refused together would otherwise all ask again at the same instant.
-    const auto span = Nanos{std::chrono::milliseconds(2)} + delay / 100;
-    const auto mixed = (ticket * 0x9e3779b97f4a7c15ULL) >> 17;
-    return Nanos{static_cast<Nanos::rep>(mixed % static_cast<std::uint64_t>(span.count() + 1))};
+Nanos SharedStage::jitter(const Entry& entry, Nanos delay, const Instant& now) const {
+    // Replicas refused together would otherwise all ask again at the same instant. A few ms at
+    // most, whatever the wait: when a window's units free together, a replica whose line is busy
+    // asks again at once after each admission, and a later ask would find them all taken.
+    (void)delay;
+    const Nanos span{std::chrono::milliseconds(2)};
+    std::uint64_t x = entry.ticket ^ (static_cast<std::uint64_t>(now.mono.count()) * 0x9e3779b97f4a7c15ULL);
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 29;
+    const auto drawn = x % static_cast<std::uint64_t>(span.count() + 1);
+    return Nanos{static_cast<Nanos::rep>(drawn / (1 + std::min<std::uint64_t>(entry.refusals, 63)))};
 }
 
 void SharedStage::answered(TicketId ticket, const StoreAnswer& answer, const Instant& now) {
@@ -350,7 +357,8 @@ void SharedStage::poll(const Instant& now, Step& step) {
             refuse(entry, Errc::admission_timeout, delay_until(answer.earliest, now), now, step);
             continue;
         }
-        schedule(line, answer.earliest + jitter(ticket, delay_until(answer.earliest, now)));
+        ++entry.refusals;
+        schedule(line, answer.earliest + jitter(entry, delay_until(answer.earliest, now), now));
     }
 
     // Deadlines: refused at once, even while their ask is out (its answer then finds them gone).

@@ -164,6 +164,7 @@ private:
         // No time to wait (max_wait 0, Sluice-Max-Wait: 0): admitted if its first ask finds room,
         // refused otherwise. Kept out of `deadlines_` so that it is asked at all.
         bool ask_once = false;
+        std::uint32_t refusals = 0;  // answers that refused it (the jitter shrinks with them)
         Nanos last_earliest = kNever;  // the last refusal's earliest (for Retry-After)
         std::optional<std::size_t> last_limiting;
         limit::Decision last_decision;
@@ -184,7 +185,10 @@ private:
     void act(Line& line, const Instant& now, Step& step);
     // The fallback's answer for the head: admitted, refused, or the time to look again.
     void act_fallback(Entry& entry, const Instant& now, Step& step);
-    Nanos jitter(TicketId ticket, Nanos delay) const;
+    // A fresh draw per refusal, shrinking with the refusals this request already took: requests
+    // refused together on several replicas come back spread out, and the longest refused comes
+    // back first (an approximation of FIFO across replicas: docs/distributed.md, "Fairness").
+    Nanos jitter(const Entry& entry, Nanos delay, const Instant& now) const;
     // Back from the fallback: until guard_until_, a head asks the store only when its fallback
     // share (on_redis_failure: local) has room too. The replicas come back one by one, and the
     // first back would otherwise take from the store what the others, still on their shares and

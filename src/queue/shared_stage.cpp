@@ -63,13 +63,14 @@ void SharedStage::enter(TicketId ticket, std::vector<limit::LimitUse> uses, cons
     entry.deadline = deadline;
     entry.line = &line;
     line.fifo.push_back(ticket);
-    const bool heads = line.fifo.size() == 1 && !line.asking;
-    if (deadline <= now.mono && heads) {
+    // An open line asks for every request at once; a blocked one only for its head.
+    const bool asks_now = !line.blocked || (line.fifo.size() == 1 && line.asking == 0);
+    if (deadline <= now.mono && asks_now) {
         entry.ask_once = true;
     } else {
         deadlines_.emplace(deadline, ticket);  // behind others with no time to wait: refused at the next poll
     }
-    if (heads) schedule(line, now.mono);
+    if (asks_now) schedule(line, now.mono);
 }
 
 void SharedStage::schedule(Line& line, Nanos due) {
@@ -124,17 +125,18 @@ void SharedStage::remove(TicketId ticket) {
     if (!entry.ask_once) deadlines_.erase({entry.deadline, ticket});
     Line& line = *entry.line;
     const bool was_head = !line.fifo.empty() && line.fifo.front() == ticket;
+    if (entry.asking) --line.asking;  // its answer, if any, finds it gone (orphaned_)
     line.fifo.erase(std::find(line.fifo.begin(), line.fifo.end(), ticket));
-    if (was_head) {
-        line.asking = false;
-        line.waits_for_permit = false;
-        schedule(line, line.fifo.empty() ? kNever : Nanos{0});
-    }
-    if (line.fifo.empty() && !line.asking) {
+    entries_.erase(it);
+    if (line.fifo.empty()) {
         schedule(line, kNever);
         lines_.erase(line.id);
+        return;
     }
-    entries_.erase(it);
+    if (was_head) {
+        line.waits_for_permit = false;
+        schedule(line, Nanos{0});  // the next head acts at the next poll
+    }
 }
 
 void SharedStage::set_available(bool up, const Instant& now) {
@@ -144,7 +146,7 @@ void SharedStage::set_available(bool up, const Instant& now) {
     mode_ = next;
     // Every head acts again under the new mode (those asking get their answer first).
     for (auto& [id, line] : lines_) {
-        if (!line.asking && !line.fifo.empty()) schedule(line, now.mono);
+        if (!line.fifo.empty()) schedule(line, now.mono);
     }
 }
 
@@ -159,7 +161,7 @@ void SharedStage::released(const std::vector<limit::LimitUse>& uses, const Insta
     }
     if (!permit) return;
     for (auto& [id, line] : lines_) {
-        if (line.waits_for_permit && !line.asking && !line.fifo.empty()) {
+        if (line.waits_for_permit && line.asking == 0 && !line.fifo.empty()) {
             line.waits_for_permit = false;
             schedule(line, now.mono);
         }
@@ -276,38 +278,54 @@ Nanos SharedStage::guard_wait(Entry& entry, const Instant& now, bool& waits_for_
     return earliest;
 }
 
+void SharedStage::ask(Entry& entry, Step& step) {
+    entry.asking = true;
+    ++entry.line->asking;
+    step.asks.push_back({entry.ticket, entry.uses});
+}
+
 void SharedStage::act(Line& line, const Instant& now, Step& step) {
-    while (!line.fifo.empty() && !line.asking) {
-        Entry& entry = entries_.at(line.fifo.front());
+    const LineId id = line.id;
+    while (lines_.count(id) != 0 && !line.fifo.empty()) {
+        Entry& head = entries_.at(line.fifo.front());
         switch (mode_) {
             case Mode::connecting: schedule(line, connecting_until_); return;
-            case Mode::shared:
-                if (now.mono < guard_until_) {
-                    bool waits_for_permit = false;
-                    if (const auto wait = guard_wait(entry, now, waits_for_permit); wait != Nanos{0}) {
-                        if (wait > entry.deadline || entry.ask_once) {
-                            entry.last_earliest = wait;
-                            return refuse(entry, Errc::admission_timeout, delay_until(wait, now), now, step);
+            case Mode::shared: {
+                // Back from the fallback, one at a time within the share (guard_wait).
+                const bool guarded = now.mono < guard_until_;
+                if (line.blocked || guarded) {
+                    if (line.asking > 0) return;  // its answer decides what comes next
+                    if (guarded) {
+                        bool waits_for_permit = false;
+                        if (const auto wait = guard_wait(head, now, waits_for_permit); wait != Nanos{0}) {
+                            if (wait > head.deadline || head.ask_once) {
+                                head.last_earliest = wait;
+                                refuse(head, Errc::admission_timeout, delay_until(wait, now), now, step);
+                                continue;  // the next head, if any
+                            }
+                            line.waits_for_permit = waits_for_permit;
+                            schedule(line, std::min(wait, guard_until_));
+                            return;
                         }
-                        line.waits_for_permit = waits_for_permit;
-                        schedule(line, std::min(wait, guard_until_));
-                        return;
                     }
+                    ask(head, step);
+                    return;
                 }
-                entry.asking = true;
-                line.asking = true;
-                schedule(line, kNever);
-                step.asks.push_back({entry.ticket, entry.uses});
+                // Open: every request asks now, pipelined on the one connection (Redis runs them
+                // in order, so the line stays FIFO while they are admitted).
+                for (const auto ticket : line.fifo) {
+                    if (line.asking >= kMaxAsking) break;
+                    Entry& entry = entries_.at(ticket);
+                    if (!entry.asking) ask(entry, step);
+                }
                 return;
+            }
             case Mode::fallback: {
-                const auto before = line.fifo.size();
-                const auto head = entry.ticket;
-                act_fallback(entry, now, step);
-                // Admitted or refused: the line may be gone; the next head acts at once.
-                if (entries_.count(head) != 0) return;  // waits (scheduled)
-                const auto it = lines_.find(line.id);
-                if (before == 1 || it == lines_.end()) return;
-                break;
+                if (line.asking > 0) return;  // answers still out come first
+                const auto ticket = head.ticket;
+                act_fallback(head, now, step);
+                if (entries_.count(ticket) != 0) return;  // it waits (scheduled)
+                break;                                    // admitted or refused: the next head acts
             }
         }
     }
@@ -331,33 +349,33 @@ void SharedStage::poll(const Instant& now, Step& step) {
         Entry& entry = it->second;
         Line& line = *entry.line;
         entry.asking = false;
-        line.asking = false;
+        --line.asking;
         if (answer.kind == StoreAnswer::Kind::unavailable) {
             if (mode_ == Mode::shared) set_available(false, now);
             schedule(line, now.mono);
             continue;
         }
         if (answer.allowed) {
-            admit(entry, now, step, true);  // the line's next head asks at once (remove() made it due)
+            line.blocked = false;
+            schedule(line, now.mono);       // open again: whoever has not asked asks now
+            admit(entry, now, step, true);  // (may end the line)
             continue;
         }
+        line.blocked = true;
         entry.last_earliest = answer.earliest;
         entry.last_limiting = answer.limiting;
         entry.last_decision = answer.decision;
-        if (entry.ask_once) {
+        if (entry.ask_once || (answer.earliest != kNever && answer.earliest > entry.deadline)) {
+            schedule(line, now.mono);  // the next head asks (may end the line)
             refuse(entry, Errc::admission_timeout, delay_until(answer.earliest, now), now, step);
             continue;
         }
+        ++entry.refusals;
         if (answer.earliest == kNever) {
             line.waits_for_permit = true;
             schedule(line, now.mono + options_.permit_retry);
             continue;
         }
-        if (answer.earliest > entry.deadline) {
-            refuse(entry, Errc::admission_timeout, delay_until(answer.earliest, now), now, step);
-            continue;
-        }
-        ++entry.refusals;
         schedule(line, answer.earliest + jitter(entry, delay_until(answer.earliest, now), now));
     }
 
@@ -375,19 +393,7 @@ void SharedStage::poll(const Instant& now, Step& step) {
     while (!due_.empty() && due_.begin()->first <= now.mono) {
         Line* line = due_.begin()->second;
         schedule(*line, kNever);
-        const LineId id = line->id;
-        act(*line, now, step);
-        const auto it = lines_.find(id);
-        if (it != lines_.end() && it->second.fifo.empty() && !it->second.asking) lines_.erase(it);
-    }
-    // Lines left empty by an admission through the store.
-    for (auto it = lines_.begin(); it != lines_.end();) {
-        if (it->second.fifo.empty() && !it->second.asking) {
-            schedule(it->second, kNever);
-            it = lines_.erase(it);
-        } else {
-            ++it;
-        }
+        act(*line, now, step);  // (lines end in remove(), when their last request goes)
     }
 }
 

@@ -172,17 +172,24 @@ private:
     struct Line {
         std::vector<std::pair<std::size_t, limit::KeyHash>> id;
         std::deque<TicketId> fifo;
-        Nanos due = kNever;  // when the head may act; kNever: waiting for an answer or a release
-        bool asking = false;
+        Nanos due = kNever;  // when the line may act; kNever: waiting for answers or a release
+        std::size_t asking = 0;  // its requests whose ask is out (each counted until answered or removed)
+        // A refusal came (since the last admission): only the head asks, once nothing is out.
+        // Open (the usual case): every request asks at once, pipelined, up to kMaxAsking.
+        bool blocked = false;
         bool waits_for_permit = false;
     };
     using LineId = std::vector<std::pair<std::size_t, limit::KeyHash>>;
+    // Asks out at once per open line: enough to keep one connection's pipeline full, bounded so
+    // that a refusal wastes few asks.
+    static constexpr std::size_t kMaxAsking = 32;
 
     void schedule(Line& line, Nanos due);
     void admit(Entry& entry, const Instant& now, Step& step, bool via_store);
     void refuse(Entry& entry, Errc reason, Nanos retry_after, const Instant& now, Step& step);
     void remove(TicketId ticket);  // from its line and every index
     void act(Line& line, const Instant& now, Step& step);
+    void ask(Entry& entry, Step& step);
     // The fallback's answer for the head: admitted, refused, or the time to look again.
     void act_fallback(Entry& entry, const Instant& now, Step& step);
     // A fresh draw per refusal, shrinking with the refusals this request already took: requests

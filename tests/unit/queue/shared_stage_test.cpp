@@ -72,16 +72,17 @@ const limit::LimitUse kUse{0, 7, 1};
 
 }  // namespace
 
-TEST_CASE("shared stage: only a line's head asks, and an allowed answer admits it with its lease") {
+TEST_CASE("shared stage: an open line asks for every request at once; after a refusal only its head asks") {
     Fixture f;
     f.add(0, sliding("vendor", 10, 1s));
     f.stage.set_available(true, at(Nanos{0}));
     f.enter(1, {kUse}, Nanos{0});
     f.enter(2, {kUse}, Nanos{0});
     auto step = f.poll(Nanos{0});
-    REQUIRE(step.asks.size() == 1);
+    REQUIRE(step.asks.size() == 2);  // pipelined: Redis runs them in order
     CHECK(step.asks[0].ticket == 1);
-    CHECK(f.poll(Nanos{1}).asks.empty());  // the second waits behind the head's ask
+    CHECK(step.asks[1].ticket == 2);
+    CHECK(f.poll(Nanos{1}).asks.empty());  // nothing asked twice
 
     f.answer(1, true, kNever, 1ms);
     step = f.poll(1ms);
@@ -91,9 +92,36 @@ TEST_CASE("shared stage: only a line's head asks, and an allowed answer admits i
     CHECK(step.decided[0].lease == 1);
     CHECK(step.decided[0].at == Nanos{0});  // when the local stage consumed its units
     REQUIRE(step.admitted_leases.size() == 1);
-    // The next head asks in the same poll (pipelined with whatever else is due).
+
+    // A refusal blocks the line: newcomers wait, and only the head asks again, at the earliest time.
+    f.answer(2, false, 500ms, 1ms);
+    f.enter(3, {kUse}, 2ms);
+    step = f.poll(2ms);
+    CHECK(step.asks.empty());
+    const auto wake = f.stage.next_wakeup();
+    CHECK(wake >= 500ms);
+    step = f.poll(wake);
     REQUIRE(step.asks.size() == 1);
     CHECK(step.asks[0].ticket == 2);
+    // Allowed again: the line opens, and the others ask at once.
+    f.answer(2, true, kNever, wake);
+    step = f.poll(wake);
+    REQUIRE(step.decided.size() == 1);
+    REQUIRE(step.asks.size() == 1);
+    CHECK(step.asks[0].ticket == 3);
+}
+
+TEST_CASE("shared stage: at most kMaxAsking asks are out per line") {
+    Fixture f;
+    f.add(0, sliding("vendor", 1000, 1s));
+    f.stage.set_available(true, at(Nanos{0}));
+    for (TicketId t = 1; t <= 40; ++t) f.enter(t, {kUse}, Nanos{0});
+    auto step = f.poll(Nanos{0});
+    CHECK(step.asks.size() == 32);
+    f.answer(1, true, kNever, 1ms);
+    step = f.poll(1ms);
+    CHECK(step.asks.size() == 1);
+    CHECK(step.asks[0].ticket == 33);
 }
 
 TEST_CASE("shared stage: a refused head sleeps until the store's earliest time, then asks again") {
@@ -294,17 +322,24 @@ TEST_CASE("shared stage: with no time to wait (max_wait 0) a head asks once: adm
 
     f.enter(2, {kUse}, 2ms, Nanos{0});
     REQUIRE(f.poll(2ms).asks.size() == 1);
-    f.enter(3, {kUse}, 2ms, Nanos{0});  // behind a head: nothing to wait for, refused at once
-    step = f.poll(2ms);
-    REQUIRE(step.decided.size() == 1);
-    CHECK(step.decided[0].ticket == 3);
-    CHECK(step.decided[0].reason == Errc::admission_timeout);
     f.answer(2, false, 300ms, 3ms);
     step = f.poll(3ms);
     REQUIRE(step.decided.size() == 1);
     CHECK(step.decided[0].ticket == 2);
     CHECK(step.decided[0].reason == Errc::admission_timeout);
     CHECK(step.decided[0].retry_after == 297ms);
+
+    // Behind a refused head (a blocked line): nothing to wait for, refused at once.
+    f.enter(4, {kUse}, 4ms);
+    REQUIRE(f.poll(4ms).asks.size() == 1);
+    f.answer(4, false, 300ms, 4ms);
+    CHECK(f.poll(4ms).asks.empty());
+    f.enter(5, {kUse}, 5ms, Nanos{0});
+    step = f.poll(5ms);
+    REQUIRE(step.decided.size() == 1);
+    CHECK(step.decided[0].ticket == 5);
+    CHECK(step.decided[0].reason == Errc::admission_timeout);
+    CHECK(f.stage.cancel(4));
     CHECK(f.stage.waiting() == 0);
     CHECK(f.stage.next_wakeup() == kNever);
 }

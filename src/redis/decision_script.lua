@@ -214,29 +214,34 @@ local function bucket_expiry(u, g, b)
     return (b + 1) * g + u.span
 end
 
--- The buckets still counted, oldest first, and every field (for the expired to be deleted).
+-- The buckets still counted (in no order: only a refusal needs them sorted), every expired
+-- field (to be deleted), their total and the newest bucket. Read once per key and call: an
+-- acquire reads a key to decide and again to consume, and a ring holds up to 256 fields.
+local bucket_cache = {}
 local function buckets_of(u, g)
+    local cached = bucket_cache[u.key]
+    if cached then return cached[1], cached[2], cached[3], cached[4] end
     local flat = redis.call('HGETALL', u.key)
     local oldest = fdiv(now - u.span, g) -- bucket_expiry(oldest) > now
-    local live, stale, total = {}, {}, 0
+    local live, stale, total, newest = {}, {}, 0, nil
     for j = 1, #flat, 2 do
         local b, c = tonumber(flat[j]), tonumber(flat[j + 1])
         if b >= oldest then
             live[#live + 1] = { b, c }
             total = total + c
+            if not newest or b > newest then newest = b end
         else
             stale[#stale + 1] = flat[j]
         end
     end
-    table.sort(live, function(x, y) return x[1] < y[1] end)
-    return live, stale, total
+    bucket_cache[u.key] = { live, stale, total, newest }
+    return live, stale, total, newest
 end
 
 local function buckets_view(u, units)
     local lim, D = u.limit, u.span
     local g = bucket_width(u)
-    local live, _, total = buckets_of(u, g)
-    local head = #live > 0 and live[#live][1] or nil
+    local live, _, total, head = buckets_of(u, g)
     local v = { allowed = total + units <= lim, earliest = now, remaining = lim - total, reset = now }
     if total > 0 then v.reset = bucket_expiry(u, g, head) end
     if not v.allowed then
@@ -248,6 +253,7 @@ local function buckets_view(u, units)
             local waves = hops - 1
             local leaves
             if first >= 1 then
+                table.sort(live, function(x, y) return x[1] < y[1] end)
                 local freed, b = 0, head
                 for j = 1, #live do
                     freed = freed + live[j][2]
@@ -271,16 +277,17 @@ end
 
 local function buckets_add(u, units, at, in_order)
     local g = bucket_width(u)
-    local live, stale, _ = buckets_of(u, g)
+    local _, stale, _, newest = buckets_of(u, g)
+    bucket_cache[u.key] = nil -- written below: read again if asked again in this call
     if #stale > 0 then redis.call('HDEL', u.key, unpack(stale)) end
     if units <= 0 then return end
     local b = fdiv(at, g)
     -- An admission goes into the newest bucket if that is later (held longer: conservative).
-    if in_order and #live > 0 then b = math.max(b, live[#live][1]) end
+    if in_order and newest then b = math.max(b, newest) end
     if bucket_expiry(u, g, b) <= now then return end
     redis.call('HINCRBY', u.key, int(b), int(units))
     local head = b
-    if #live > 0 then head = math.max(head, live[#live][1]) end
+    if newest then head = math.max(head, newest) end
     expire_at(u.key, bucket_expiry(u, g, head))
 end
 

@@ -317,7 +317,8 @@ int main(int argc, char** argv) {
         // The saved counts are in the limits before any listener opens.
         std::shared_ptr<sluice::proxy::LimitStateFile> state_file;
         // Shared limits live in Redis (docs/distributed.md): no state file holds them.
-        if (config->server.state.enabled && config->server.state.backend == sluice::config::StateBackend::memory) {
+        if (config->server.state.enabled &&
+            config->server.state.backend == sluice::config::StateBackend::memory) {
             state_file =
                 std::make_shared<sluice::proxy::LimitStateFile>(ioc, server.process(), config->server.state);
             if (const auto error = state_file->open()) {

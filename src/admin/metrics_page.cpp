@@ -373,28 +373,32 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
             {}, seconds_of(c.last_save_wall));
     }
     if (const auto shared = runtime.process->limits->shared_status()) {
-        Families::gauge(out.family("sluice_shared_state_up",
-                                   "1 while shared limits are decided in Redis, 0 while on_redis_failure applies",
-                                   MetricType::Gauge),
-                        {}, shared->fallback ? 0.0 : 1.0);
+        Families::gauge(
+            out.family("sluice_shared_state_up",
+                       "1 while shared limits are decided in Redis, 0 while on_redis_failure applies",
+                       MetricType::Gauge),
+            {}, shared->fallback ? 0.0 : 1.0);
         auto& switches = out.family("sluice_shared_state_switches_total",
                                     "Switches between Redis (shared) and on_redis_failure (fallback)",
                                     MetricType::Counter);
         Families::counter(switches, {{"to", "shared"}}, shared->switches_shared);
         Families::counter(switches, {{"to", "fallback"}}, shared->switches_fallback);
-        auto& commands =
-            out.family("sluice_shared_commands_total", "Script calls sent to Redis, by op", MetricType::Counter);
+        auto& commands = out.family("sluice_shared_commands_total", "Script calls sent to Redis, by op",
+                                    MetricType::Counter);
         for (std::size_t op = 0; op < shared->commands.size(); ++op)
-            Families::counter(commands, {{"op", proxy::SharedStoreCounters::kOpNames[op]}}, shared->commands[op]);
+            Families::counter(commands, {{"op", proxy::SharedStoreCounters::kOpNames[op]}},
+                              shared->commands[op]);
         auto& errors = out.family("sluice_shared_command_errors_total",
                                   "Decisions Redis did not answer, by reason", MetricType::Counter);
         for (std::size_t r = 0; r < shared->errors.size(); ++r)
-            Families::counter(errors, {{"reason", proxy::SharedStoreCounters::kErrorNames[r]}}, shared->errors[r]);
+            Families::counter(errors, {{"reason", proxy::SharedStoreCounters::kErrorNames[r]}},
+                              shared->errors[r]);
         auto& fallback = out.family("sluice_shared_fallback_admissions_total",
                                     "Requests admitted while Redis could not answer, by on_redis_failure "
                                     "(allow: a limit checked nothing)",
                                     MetricType::Counter);
-        Families::counter(fallback, {{"policy", "local"}}, shared->fallback_admissions - shared->fallback_open);
+        Families::counter(fallback, {{"policy", "local"}},
+                          shared->fallback_admissions - shared->fallback_open);
         Families::counter(fallback, {{"policy", "allow"}}, shared->fallback_open);
         Families::counter(out.family("sluice_shared_denied_total",
                                      "Requests refused shared_state_unavailable (on_redis_failure: deny)",
@@ -404,9 +408,10 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
                                      "Reconnects that found Redis had lost its data (its epoch changed)",
                                      MetricType::Counter),
                           {}, shared->data_lost);
-        Families::gauge(out.family("sluice_shared_waiting_requests",
-                                   "Requests admitted locally and waiting for Redis's decision", MetricType::Gauge),
-                        {}, static_cast<double>(shared->waiting));
+        Families::gauge(
+            out.family("sluice_shared_waiting_requests",
+                       "Requests admitted locally and waiting for Redis's decision", MetricType::Gauge),
+            {}, static_cast<double>(shared->waiting));
     }
     auto& reload_results =
         out.family("sluice_config_reloads_total", "Reloads asked for (SIGHUP, POST /v1/reload), by result",

@@ -122,12 +122,15 @@ void print_server(YAML::Emitter& out, const ServerConfig& server) {
         const auto& redis = state.redis;
         out << YAML::Key << "redis" << YAML::Value << YAML::BeginMap;
         out << YAML::Key << "address" << YAML::Value << YAML::DoubleQuoted
-            << (redis.unix_path.empty() ? redis.host + ":" + std::to_string(redis.port) : "unix:" + redis.unix_path);
+            << (redis.unix_path.empty() ? redis.host + ":" + std::to_string(redis.port)
+                                        : "unix:" + redis.unix_path);
         out << YAML::Key << "db" << YAML::Value << redis.db;
         if (!redis.username.empty()) out << YAML::Key << "username" << YAML::Value << redis.username;
         // Where the password comes from, never the password (read at start, not by --check).
-        if (!redis.password_file.empty()) out << YAML::Key << "password_file" << YAML::Value << redis.password_file;
-        if (!redis.password_env.empty()) out << YAML::Key << "password_env" << YAML::Value << redis.password_env;
+        if (!redis.password_file.empty())
+            out << YAML::Key << "password_file" << YAML::Value << redis.password_file;
+        if (!redis.password_env.empty())
+            out << YAML::Key << "password_env" << YAML::Value << redis.password_env;
         out << YAML::Key << "tls" << YAML::Value << YAML::BeginMap;
         out << YAML::Key << "enabled" << YAML::Value << redis.tls;
         if (redis.tls) {

@@ -195,7 +195,7 @@ constexpr std::uint64_t kMaxAccessLogBufferBytes = 256ull << 20;
 // server.state and server.drain_timeout.
 constexpr Duration kMinSaveInterval = std::chrono::milliseconds(100);  // a save costs a full export
 constexpr Duration kMaxSaveInterval = std::chrono::hours(1);
-constexpr Duration kMaxRedisTimeout = std::chrono::minutes(1);  // a command that takes longer is dead
+constexpr Duration kMaxRedisTimeout = std::chrono::minutes(1);       // a command that takes longer is dead
 constexpr Duration kMinRedisLease = std::chrono::milliseconds(300);  // renewed every lease/3: ~100 ms apart
 constexpr Duration kMaxDrainTimeout = std::chrono::minutes(10);
 
@@ -550,8 +550,9 @@ const std::vector<std::string> kRateLimitHeaderKeys{"style", "on_proxied"};
 const std::vector<std::string> kAdminKeys{"enabled",   "listen",      "token_file",
                                           "token_env", "status_keys", "limits_top_keys"};
 const std::vector<std::string> kAccessLogKeys{"enabled", "path", "log_query", "buffer_bytes"};
-const std::vector<std::string> kStateKeys{"backend", "redis", "enabled", "dir", "save_interval", "min_window"};
-const std::vector<std::string> kRedisKeys{"address",         "db",       "username", "password_file",
+const std::vector<std::string> kStateKeys{"backend", "redis",         "enabled",
+                                          "dir",     "save_interval", "min_window"};
+const std::vector<std::string> kRedisKeys{"address",         "db",       "username",   "password_file",
                                           "password_env",    "tls",      "key_prefix", "connect_timeout",
                                           "command_timeout", "replicas", "lease"};
 const std::vector<std::string> kRedisTlsKeys{"enabled", "ca_file", "server_name", "verify"};
@@ -572,9 +573,9 @@ const std::vector<std::string> kFeedbackKeys{
 const std::vector<std::string> kLimitFeedbackKeys{"vendor_limit", "vendor_limit_type"};
 const std::vector<std::string> kRetryKeys{"on_vendor_429", "non_idempotent", "max_attempts"};
 const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
-const std::vector<std::string> kLimitKeys{"algorithm",  "limit",     "window",  "rate", "burst",
-                                          "utc_offset", "time_zone", "margin",  "key",  "cost",
-                                          "enforce",    "max_keys",  "feedback", "on_redis_failure"};
+const std::vector<std::string> kLimitKeys{
+    "algorithm", "limit", "window", "rate",    "burst",    "utc_offset", "time_zone",
+    "margin",    "key",   "cost",   "enforce", "max_keys", "feedback",   "on_redis_failure"};
 const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param", "group_by"};
 const std::vector<std::string> kGroupByKeys{"file", "groups", "unmapped"};
 const std::vector<std::string> kCostKeys{"header", "default", "max"};
@@ -1377,7 +1378,8 @@ private:
     static RedisConfig read_redis(const Node& node) {
         const Map map(node, kRedisKeys);
         RedisConfig redis;
-        constexpr std::string_view address_syntax = "host:port (e.g. 127.0.0.1:6379) or unix:/path/to/redis.sock";
+        constexpr std::string_view address_syntax =
+            "host:port (e.g. 127.0.0.1:6379) or unix:/path/to/redis.sock";
         const auto address_node = map.require("address", address_syntax);
         const auto address = address_node.string(address_syntax);
         if (address.rfind("unix:", 0) == 0) {
@@ -1393,7 +1395,8 @@ private:
                 redis.host = redis.host.substr(1, redis.host.size() - 2);
             const auto port = parse_port(address.substr(colon + 1));
             if (!port || *port == 0)
-                address_node.fail(echoed(address.substr(colon + 1)) + " is not a port (1-65535)", address_syntax);
+                address_node.fail(echoed(address.substr(colon + 1)) + " is not a port (1-65535)",
+                                  address_syntax);
             redis.port = *port;
         }
         if (const auto n = map.get("db")) redis.db = static_cast<int>(n->integer(0, 65535));
@@ -1418,10 +1421,12 @@ private:
             if (const auto b = tls.get("verify")) redis.tls_verify = b->boolean();
         }
         if (const auto p = map.get("key_prefix")) {
-            constexpr std::string_view expected = "letters, digits, '_', '-', '.' or ':' (no braces: it is the hash tag)";
+            constexpr std::string_view expected =
+                "letters, digits, '_', '-', '.' or ':' (no braces: it is the hash tag)";
             redis.key_prefix = p->string(expected);
             const bool valid = std::all_of(redis.key_prefix.begin(), redis.key_prefix.end(), [](char c) {
-                return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' || c == ':';
+                return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' ||
+                       c == ':';
             });
             if (!valid || redis.key_prefix.size() > 64)
                 p->fail(echoed(redis.key_prefix) + " is not a key prefix", expected);

@@ -44,10 +44,9 @@ void LimitService::share_through_redis(const config::RedisConfig& redis) {
     options.connect_grace = redis.connect_timeout;
     // The connection's reconnect backoff is capped at 5 s (redis::RedisEndpoint::reconnect_max).
     options.return_guard = std::chrono::seconds(5) + redis.connect_timeout;
-    store_ = std::make_shared<SharedStore>(ioc_->get_executor(), redis, clock_,
-                                           [this](std::size_t slot) -> const config::LimitConfig& {
-                                               return *slot_configs_[slot];
-                                           });
+    store_ = std::make_shared<SharedStore>(
+        ioc_->get_executor(), redis, clock_,
+        [this](std::size_t slot) -> const config::LimitConfig& { return *slot_configs_[slot]; });
     {
         const std::lock_guard<std::mutex> lock(mutex_);
         stage_ = std::make_unique<queue::SharedStage>(options, clock_.now());
@@ -88,7 +87,8 @@ queue::Admission LimitService::submit_shared(queue::AdmissionRequest request,
         }
         result = admission;
         if (admission.outcome == queue::Outcome::queued) {
-            waiters_.emplace(admission.ticket, Waiter{executor, std::move(handler), std::move(uses), deadline});
+            waiters_.emplace(admission.ticket,
+                             Waiter{executor, std::move(handler), std::move(uses), deadline});
             arm_timer_locked(now);
             return result;
         }
@@ -153,8 +153,9 @@ void LimitService::merge_then_share(bool lost_data) {
             const auto now = clock_.now();
             if (!stage_->available()) {
                 ++store_->counters().switches_shared;
-                log::info("shared", store_->counters().switches_shared == 1 ? "limits are shared through Redis"
-                                                                             : "limits are shared through Redis again");
+                log::info("shared", store_->counters().switches_shared == 1
+                                        ? "limits are shared through Redis"
+                                        : "limits are shared through Redis again");
             }
             stage_->set_available(true, now);
             poll_locked(now, ready);
@@ -207,7 +208,8 @@ std::optional<LimitService::SharedStatus> LimitService::shared_status() {
     }
     auto& counters = store_->counters();
     status.connected = store_->connected();
-    for (std::size_t op = 0; op < status.commands.size(); ++op) status.commands[op] = counters.commands[op].load();
+    for (std::size_t op = 0; op < status.commands.size(); ++op)
+        status.commands[op] = counters.commands[op].load();
     for (std::size_t r = 0; r < status.errors.size(); ++r) status.errors[r] = counters.errors[r].load();
     status.switches_shared = counters.switches_shared.load();
     status.switches_fallback = counters.switches_fallback.load();
@@ -530,8 +532,8 @@ void LimitService::poll_locked(const Instant& now, Ready& ready) {
             auto it = waiters_.find(admission.ticket);
             if (it == waiters_.end()) continue;  // cancelled concurrently; the controller already dropped it
             if (stage_ && admission.outcome == queue::Outcome::admitted && !it->second.uses.empty()) {
-                enter_shared_locked(admission.ticket, std::move(it->second.uses), admission, it->second.deadline,
-                                    now);
+                enter_shared_locked(admission.ticket, std::move(it->second.uses), admission,
+                                    it->second.deadline, now);
                 it->second.uses.clear();
                 continue;  // its waiter waits on for the shared stage's decision
             }
@@ -555,7 +557,8 @@ void LimitService::poll_locked(const Instant& now, Ready& ready) {
         }
         auto& out = ready.shared;
         std::move(step.asks.begin(), step.asks.end(), std::back_inserter(out.asks));
-        std::move(step.orphan_leases.begin(), step.orphan_leases.end(), std::back_inserter(out.orphan_leases));
+        std::move(step.orphan_leases.begin(), step.orphan_leases.end(),
+                  std::back_inserter(out.orphan_leases));
         std::move(step.admitted_leases.begin(), step.admitted_leases.end(),
                   std::back_inserter(out.admitted_leases));
     }

@@ -255,9 +255,10 @@ bool same_connection_settings(const config::UpstreamConfig& a, const config::Ups
 
 bool same_redis(const config::RedisConfig& a, const config::RedisConfig& b) {
     return a.host == b.host && a.port == b.port && a.unix_path == b.unix_path && a.db == b.db &&
-           a.username == b.username && a.password_file == b.password_file && a.password_env == b.password_env &&
-           a.tls == b.tls && a.tls_ca_file == b.tls_ca_file && a.tls_server_name == b.tls_server_name &&
-           a.tls_verify == b.tls_verify && a.key_prefix == b.key_prefix && a.connect_timeout == b.connect_timeout &&
+           a.username == b.username && a.password_file == b.password_file &&
+           a.password_env == b.password_env && a.tls == b.tls && a.tls_ca_file == b.tls_ca_file &&
+           a.tls_server_name == b.tls_server_name && a.tls_verify == b.tls_verify &&
+           a.key_prefix == b.key_prefix && a.connect_timeout == b.connect_timeout &&
            a.command_timeout == b.command_timeout && a.replicas == b.replicas && a.lease == b.lease;
 }
 
@@ -286,7 +287,8 @@ std::string unreloadable_change(const config::Config& current, const config::Con
         a.state.save_interval != b.state.save_interval || a.state.min_window != b.state.min_window)
         return "server.state changed (the state file is opened at start: restart sluice)";
     if (a.state.backend != b.state.backend || !same_redis(a.state.redis, b.state.redis))
-        return "server.state.backend or server.state.redis changed (Redis is connected at start: restart sluice)";
+        return "server.state.backend or server.state.redis changed (Redis is connected at start: restart "
+               "sluice)";
     return {};
 }
 

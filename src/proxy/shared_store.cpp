@@ -25,13 +25,16 @@ namespace {
 std::string read_password(const config::RedisConfig& config) {
     if (!config.password_file.empty()) {
         std::ifstream in(config.password_file, std::ios::binary);
-        if (!in) throw std::runtime_error("server.state.redis.password_file " + config.password_file + ": cannot be read");
+        if (!in)
+            throw std::runtime_error("server.state.redis.password_file " + config.password_file +
+                                     ": cannot be read");
         std::ostringstream text;
         text << in.rdbuf();
         auto password = text.str();
         while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
         if (password.empty())
-            throw std::runtime_error("server.state.redis.password_file " + config.password_file + " is empty");
+            throw std::runtime_error("server.state.redis.password_file " + config.password_file +
+                                     " is empty");
         return password;
     }
     if (!config.password_env.empty()) {
@@ -124,7 +127,8 @@ void SharedStore::on_connection_state(bool ready) {
 void SharedStore::check_epoch() {
     const auto key = "{" + config_.key_prefix + "}:epoch";
     connection_->command({"SET", key, random_id(), "NX"}, [](boost::system::error_code, redis::Reply) {});
-    connection_->command({"GET", key}, [weak = weak_from_this()](boost::system::error_code ec, redis::Reply reply) {
+    connection_->command({"GET", key}, [weak = weak_from_this()](boost::system::error_code ec,
+                                                                 redis::Reply reply) {
         auto self = weak.lock();
         if (!self) return;
         if (ec || reply.type != redis::Reply::Type::string) {
@@ -134,13 +138,15 @@ void SharedStore::check_epoch() {
         self->lost_data_ = !self->epoch_.empty() && self->epoch_ != reply.str;
         if (self->lost_data_) {
             ++self->counters_.data_lost;
-            log::warn("shared", "Redis lost its data (epoch changed): this replica's recent admissions are recorded again");
+            log::warn(
+                "shared",
+                "Redis lost its data (epoch changed): this replica's recent admissions are recorded again");
         }
         self->epoch_ = reply.str;
-        log::info("shared", "Redis connected at " +
-                                (self->config_.unix_path.empty()
-                                     ? self->config_.host + ":" + std::to_string(self->config_.port)
-                                     : "unix:" + self->config_.unix_path));
+        log::info("shared",
+                  "Redis connected at " + (self->config_.unix_path.empty()
+                                               ? self->config_.host + ":" + std::to_string(self->config_.port)
+                                               : "unix:" + self->config_.unix_path));
         if (self->on_state_) self->on_state_(true);
     });
 }
@@ -152,7 +158,8 @@ std::string SharedStore::lease_id(std::uint64_t lease) const {
 namespace {
 
 std::vector<redis::SharedUse> shared_uses(const std::vector<limit::LimitUse>& uses,
-                                          const SharedStore::LimitConfigOf& config_of, bool concurrency_only) {
+                                          const SharedStore::LimitConfigOf& config_of,
+                                          bool concurrency_only) {
     std::vector<redis::SharedUse> out;
     out.reserve(uses.size());
     for (const auto& use : uses) {
@@ -193,7 +200,8 @@ queue::StoreAnswer answer_of(const redis::AcquireResult& result, const std::vect
         answer.decision.limit = use.limit;
         answer.decision.remaining = use.remaining;
         answer.decision.reset = after(now, use.reset_delay);
-        answer.decision.earliest = use.allowed ? now.mono : (use.predictable ? after(now, use.earliest_delay) : kNever);
+        answer.decision.earliest =
+            use.allowed ? now.mono : (use.predictable ? after(now, use.earliest_delay) : kNever);
     }
     return answer;
 }
@@ -203,11 +211,13 @@ queue::StoreAnswer answer_of(const redis::AcquireResult& result, const std::vect
 void SharedStore::ask(const queue::StoreAsk& ask) {
     const auto now = clock_.now();
     const auto uses = shared_uses(ask.uses, limit_config_, false);
-    auto call = redis::encode_acquire(config_.key_prefix, uses, lease_id(ask.ticket), config_.lease, now.wall);
+    auto call =
+        redis::encode_acquire(config_.key_prefix, uses, lease_id(ask.ticket), config_.lease, now.wall);
     ++counters_.commands[SharedStoreCounters::acquire];
     connection_->eval_script(
         redis::decision_script(), std::move(call.keys), std::move(call.args),
-        [weak = weak_from_this(), ticket = ask.ticket, uses](boost::system::error_code ec, redis::Reply reply) {
+        [weak = weak_from_this(), ticket = ask.ticket, uses](boost::system::error_code ec,
+                                                             redis::Reply reply) {
             auto self = weak.lock();
             if (!self) return;
             queue::StoreAnswer answer;
@@ -247,7 +257,8 @@ void SharedStore::release(std::uint64_t lease, const std::vector<limit::LimitUse
 void SharedStore::track_lease(std::uint64_t lease, const std::vector<limit::LimitUse>& uses) {
     std::vector<limit::LimitUse> concurrency;
     for (const auto& use : uses) {
-        if (limit_config_(use.limit_index).algorithm == config::Algorithm::concurrency) concurrency.push_back(use);
+        if (limit_config_(use.limit_index).algorithm == config::Algorithm::concurrency)
+            concurrency.push_back(use);
     }
     if (concurrency.empty()) return;
     const std::lock_guard<std::mutex> lock(leases_->mutex);
@@ -261,13 +272,14 @@ void SharedStore::renew_leases() {
         running.assign(leases_->running.begin(), leases_->running.end());
     }
     for (const auto& [lease, uses] : running) {
-        auto call = redis::encode_renew(config_.key_prefix, shared_uses(uses, limit_config_, true), lease_id(lease),
-                                        config_.lease);
+        auto call = redis::encode_renew(config_.key_prefix, shared_uses(uses, limit_config_, true),
+                                        lease_id(lease), config_.lease);
         ++counters_.commands[SharedStoreCounters::renew];
         connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
                                  [](boost::system::error_code, redis::Reply) {});
     }
-    leases_->timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(config_.lease / 3));
+    leases_->timer.expires_after(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(config_.lease / 3));
     leases_->timer.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
         if (ec) return;
         if (auto self = weak.lock()) self->renew_leases();
@@ -278,8 +290,8 @@ void SharedStore::pause(const limit::LimitUse& use, Nanos until, std::string_vie
     const auto now = clock_.now();
     if (until <= now.mono) return;
     const auto& config = limit_config_(use.limit_index);
-    auto call = redis::encode_pause(config_.key_prefix, redis::SharedUse{&config, use.key, use.cost}, until - now.mono,
-                                    cause);
+    auto call = redis::encode_pause(config_.key_prefix, redis::SharedUse{&config, use.key, use.cost},
+                                    until - now.mono, cause);
     ++counters_.commands[SharedStoreCounters::pause];
     connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
                              [](boost::system::error_code, redis::Reply) {});
@@ -321,17 +333,16 @@ void SharedStore::record(std::vector<queue::FallbackLot> lots, std::function<voi
             recorded.begin() + static_cast<std::ptrdiff_t>(std::min(recorded.size(), first + kBatch)));
         auto call = redis::encode_record(config_.key_prefix, batch, now.wall);
         ++counters_.commands[SharedStoreCounters::record];
-        connection_->eval_script(
-            redis::decision_script(), std::move(call.keys), std::move(call.args),
-            [self = shared_from_this(), remaining, ok, finish, count = batch.size()](boost::system::error_code ec,
-                                                                                    redis::Reply reply) {
-                if (ec || reply.is_error()) {
-                    *ok = false;
-                } else {
-                    self->counters_.merged_lots += count;
-                }
-                if (--*remaining == 0) (*finish)(*ok);
-            });
+        connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
+                                 [self = shared_from_this(), remaining, ok, finish, count = batch.size()](
+                                     boost::system::error_code ec, redis::Reply reply) {
+                                     if (ec || reply.is_error()) {
+                                         *ok = false;
+                                     } else {
+                                         self->counters_.merged_lots += count;
+                                     }
+                                     if (--*remaining == 0) (*finish)(*ok);
+                                 });
     }
 }
 

@@ -49,7 +49,8 @@ std::string message_for(const queue::Admission& admission, const std::string& li
             return "the vendor paused limit '" + limit_name + "'; retry in " + delay + "s";
         case Errc::shared_state_unavailable:
             return "limit '" + limit_name +
-                   "' is shared through Redis, which cannot answer, and its on_redis_failure is deny; retry in " +
+                   "' is shared through Redis, which cannot answer, and its on_redis_failure is deny; retry "
+                   "in " +
                    delay + "s";
         case Errc::shutting_down:
             return "sluice is shutting down; this request was not forwarded, retry it (on another instance)";

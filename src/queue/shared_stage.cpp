@@ -189,10 +189,11 @@ void SharedStage::admit(Entry& entry, const Instant& now, Step& step, bool via_s
     }
     if (!via_store) {
         ++fallback_admissions_;
-        const bool open = std::any_of(entry.uses.begin(), entry.uses.end(), [this](const limit::LimitUse& use) {
-            return shared(use.limit_index) &&
-                   configs_[use.limit_index]->on_redis_failure == config::RedisFailurePolicy::allow;
-        });
+        const bool open =
+            std::any_of(entry.uses.begin(), entry.uses.end(), [this](const limit::LimitUse& use) {
+                return shared(use.limit_index) &&
+                       configs_[use.limit_index]->on_redis_failure == config::RedisFailurePolicy::allow;
+            });
         if (open) ++fallback_open_;
     }
     if (via_store) step.admitted_leases.emplace_back(entry.ticket, entry.uses);
@@ -414,11 +415,13 @@ std::vector<FallbackLot> SharedStage::recent_lots(const Instant& now) const {
     std::vector<FallbackLot> lots;
     std::vector<limit::KeyExport> keys;
     for (std::size_t slot = 0; slot < fallback_.size(); ++slot) {
-        if (!fallback_[slot] || fallback_[slot]->config().algorithm == config::Algorithm::concurrency) continue;
+        if (!fallback_[slot] || fallback_[slot]->config().algorithm == config::Algorithm::concurrency)
+            continue;
         keys.clear();
         fallback_[slot]->export_keys(now, keys);
         for (const auto& key : keys) {
-            for (const auto& lot : key.admitted) lots.push_back({limit::LimitUse{slot, key.key, lot.units}, lot.at});
+            for (const auto& lot : key.admitted)
+                lots.push_back({limit::LimitUse{slot, key.key, lot.units}, lot.at});
         }
     }
     return lots;

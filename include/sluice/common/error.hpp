@@ -12,26 +12,26 @@ namespace sluice {
 
 enum class Errc {
     ok = 0,
-    no_route,                 // 404: nothing in the config matches; never forwarded
-    malformed_request,        // 400
-    header_too_large,         // 431
-    body_too_large,           // 413
-    method_not_allowed,       // 405: e.g. CONNECT, not supported yet
-    upstream_connect_failed,  // 502: DNS or TCP connect failed
-    upstream_tls_failed,      // 502: handshake or certificate/hostname verification failed
-    upstream_protocol_error,  // 502: the upstream sent something that is not HTTP/1.1
-    upstream_closed,          // 502: the upstream closed the connection mid-exchange
-    upstream_timeout,         // 504: connect or response timeout
-    upstream_busy,            // 503: the pool is at max_connections and no slot came in time
-    queue_full,               // 429: the route's queue is at max_depth
-    admission_timeout,        // 429: the earliest admission is later than max_wait
-    key_capacity,             // 429: a keyed limit holds max_keys keys and none can be forgotten safely
-    vendor_rate_limited,      // 429: the vendor paused this limit (feedback) beyond max_wait
-    shutting_down,            // 503: sluice is draining after SIGTERM; queued requests are answered with it
-    too_many_connections,     // 503: server.max_client_connections reached; written before closing the new
-                              // connection
-    not_implemented,          // 501: e.g. a request transfer coding other than chunked
-    request_timeout,          // 408: the request body stalled (client_body) or ran past client_body_total
+    no_route,                  // 404: nothing in the config matches; never forwarded
+    malformed_request,         // 400
+    header_too_large,          // 431
+    body_too_large,            // 413
+    method_not_allowed,        // 405: e.g. CONNECT, not supported yet
+    upstream_connect_failed,   // 502: DNS or TCP connect failed
+    upstream_tls_failed,       // 502: handshake or certificate/hostname verification failed
+    upstream_protocol_error,   // 502: the upstream sent something that is not HTTP/1.1
+    upstream_closed,           // 502: the upstream closed the connection mid-exchange
+    upstream_timeout,          // 504: connect or response timeout
+    upstream_busy,             // 503: the pool is at max_connections and no slot came in time
+    queue_full,                // 429: the route's queue is at max_depth
+    admission_timeout,         // 429: the earliest admission is later than max_wait
+    key_capacity,              // 429: a keyed limit holds max_keys keys and none can be forgotten safely
+    vendor_rate_limited,       // 429: the vendor paused this limit (feedback) beyond max_wait
+    shutting_down,             // 503: sluice is draining after SIGTERM; queued requests are answered with it
+    too_many_connections,      // 503: server.max_client_connections reached; written before closing the new
+                               // connection
+    not_implemented,           // 501: e.g. a request transfer coding other than chunked
+    request_timeout,           // 408: the request body stalled (client_body) or ran past client_body_total
     shared_state_unavailable,  // 503: a shared limit with on_redis_failure: deny, and Redis cannot answer
 };
 

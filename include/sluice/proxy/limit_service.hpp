@@ -53,7 +53,7 @@ public:
         bool fallback = false;
         std::size_t waiting = 0;
         std::array<std::uint64_t, 6> commands{};  // by op: SharedStoreCounters::kOpNames
-        std::array<std::uint64_t, 3> errors{};  // by reason: SharedStoreCounters::kErrorNames
+        std::array<std::uint64_t, 3> errors{};    // by reason: SharedStoreCounters::kErrorNames
         std::uint64_t fallback_open = 0;
         std::uint64_t switches_shared = 0, switches_fallback = 0, data_lost = 0, merged_lots = 0,
                       fallback_admissions = 0, denied = 0, dropped_lots = 0;
@@ -188,8 +188,8 @@ private:
     void on_timer();
 
     // Shared limits (share_through_redis).
-    queue::Admission submit_shared(queue::AdmissionRequest request, const boost::asio::any_io_executor& executor,
-                                   DecisionHandler handler);
+    queue::Admission submit_shared(queue::AdmissionRequest request,
+                                   const boost::asio::any_io_executor& executor, DecisionHandler handler);
     // Under mutex_: a request the local queue admitted enters the shared stage.
     void enter_shared_locked(queue::TicketId ticket, std::vector<limit::LimitUse> uses,
                              const queue::Admission& local, Nanos deadline, const Instant& now);

@@ -32,7 +32,8 @@ namespace sluice::proxy {
 // What every sluice sharing the Redis counts (metrics and /status).
 struct SharedStoreCounters {
     // Script calls sent, by op (kOpNames): acquire is one per decision asked.
-    static constexpr std::array<const char*, 6> kOpNames{"acquire", "release", "renew", "pause", "cap", "record"};
+    static constexpr std::array<const char*, 6> kOpNames{"acquire", "release", "renew",
+                                                         "pause",   "cap",     "record"};
     enum Op : std::size_t { acquire, release, renew, pause, cap, record };
     std::array<std::atomic<std::uint64_t>, kOpNames.size()> commands{};
     // Decisions that got no usable answer, by reason (kErrorNames).
@@ -41,8 +42,8 @@ struct SharedStoreCounters {
     std::array<std::atomic<std::uint64_t>, kErrorNames.size()> errors{};
     std::atomic<std::uint64_t> switches_shared{0};  // back to shared state
     std::atomic<std::uint64_t> switches_fallback{0};
-    std::atomic<std::uint64_t> data_lost{0};        // reconnects that found the epoch changed
-    std::atomic<std::uint64_t> merged_lots{0};      // fallback admissions recorded on the way back
+    std::atomic<std::uint64_t> data_lost{0};    // reconnects that found the epoch changed
+    std::atomic<std::uint64_t> merged_lots{0};  // fallback admissions recorded on the way back
 };
 
 class SharedStore : public std::enable_shared_from_this<SharedStore> {

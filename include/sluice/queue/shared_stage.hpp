@@ -164,7 +164,7 @@ private:
         // No time to wait (max_wait 0, Sluice-Max-Wait: 0): admitted if its first ask finds room,
         // refused otherwise. Kept out of `deadlines_` so that it is asked at all.
         bool ask_once = false;
-        std::uint32_t refusals = 0;  // answers that refused it (the jitter shrinks with them)
+        std::uint32_t refusals = 0;    // answers that refused it (the jitter shrinks with them)
         Nanos last_earliest = kNever;  // the last refusal's earliest (for Retry-After)
         std::optional<std::size_t> last_limiting;
         limit::Decision last_decision;
@@ -172,7 +172,7 @@ private:
     struct Line {
         std::vector<std::pair<std::size_t, limit::KeyHash>> id;
         std::deque<TicketId> fifo;
-        Nanos due = kNever;  // when the line may act; kNever: waiting for answers or a release
+        Nanos due = kNever;      // when the line may act; kNever: waiting for answers or a release
         std::size_t asking = 0;  // its requests whose ask is out (each counted until answered or removed)
         // A refusal came (since the last admission): only the head asks, once nothing is out.
         // Open (the usual case): every request asks at once, pipelined, up to kMaxAsking.

@@ -155,7 +155,8 @@ TEST_CASE("error: unknown key", "[config][errors]") {
     CHECK(limit_error("x: {algorithm: sliding_window, limit: 5, window: 1s, windw: 2s}") ==
           "t.yaml:4:56: limit 'x': unknown key 'windw' (did you mean 'window'?); expected one of algorithm, "
           "limit, "
-          "window, rate, burst, utc_offset, time_zone, margin, key, cost, enforce, max_keys, feedback, on_redis_failure");
+          "window, rate, burst, utc_offset, time_zone, margin, key, cost, enforce, max_keys, feedback, "
+          "on_redis_failure");
     CHECK(upstream_error("api: {url: https://a.example.com, tls: {verfy: false}}") ==
           "t.yaml:2:43: upstream 'api' tls: unknown key 'verfy' (did you mean 'verify'?); expected one of "
           "verify, "

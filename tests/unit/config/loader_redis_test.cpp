@@ -103,16 +103,19 @@ TEST_CASE("server.state.redis: errors name the key and what was expected", "[con
     CHECK_THAT(with("{address: '127.0.0.1:0'}"), Catch::Contains("is not a port"));
     CHECK_THAT(with("{address: 'unix:relative.sock'}"), Catch::Contains("absolute socket path"));
     // A password is never written in the config.
-    CHECK_THAT(with("{address: '127.0.0.1:6379', password: hunter2}"), Catch::Contains("unknown key 'password'"));
+    CHECK_THAT(with("{address: '127.0.0.1:6379', password: hunter2}"),
+               Catch::Contains("unknown key 'password'"));
     CHECK_THAT(with("{address: '127.0.0.1:6379', password_file: /a, password_env: B}"),
                Catch::Contains("password_file and password_env are both given"));
     CHECK_THAT(with("{address: '127.0.0.1:6379', password_env: 'not a name'}"),
                Catch::Contains("is not an environment variable name"));
-    CHECK_THAT(with("{address: '127.0.0.1:6379', key_prefix: 'a{b}'}"), Catch::Contains("is not a key prefix"));
+    CHECK_THAT(with("{address: '127.0.0.1:6379', key_prefix: 'a{b}'}"),
+               Catch::Contains("is not a key prefix"));
     CHECK_THAT(with("{address: '127.0.0.1:6379', replicas: 0}"), Catch::Contains("out of range"));
     CHECK_THAT(with("{address: '127.0.0.1:6379', lease: 100ms}"), Catch::Contains("is shorter than"));
-    CHECK_THAT(error_of("upstreams:\n  api: {url: https://api.example.com}\n"
-                        "limits:\n  a: {algorithm: sliding_window, limit: 10, window: 1s, on_redis_failure: open}\n"
-                        "routes:\n  - {upstream: api, limits: [a]}\n"),
-               Catch::Contains("local, deny or allow"));
+    CHECK_THAT(
+        error_of("upstreams:\n  api: {url: https://api.example.com}\n"
+                 "limits:\n  a: {algorithm: sliding_window, limit: 10, window: 1s, on_redis_failure: open}\n"
+                 "routes:\n  - {upstream: api, limits: [a]}\n"),
+        Catch::Contains("local, deny or allow"));
 }

@@ -96,9 +96,10 @@ TEST_CASE("server.state and drain_timeout are printed and load back", "[config][
         "  drain_timeout: 30s\n" +
         kRest);
     const auto printed = print_config(*config);
-    CHECK_THAT(printed,
-               Catch::Contains("  state:\n    backend: memory\n    enabled: false\n    dir: \"/var/lib/sluice\"\n"
-                               "    save_interval: 250ms\n    min_window: 5m\n  drain_timeout: 30s\n"));
+    CHECK_THAT(
+        printed,
+        Catch::Contains("  state:\n    backend: memory\n    enabled: false\n    dir: \"/var/lib/sluice\"\n"
+                        "    save_interval: 250ms\n    min_window: 5m\n  drain_timeout: 30s\n"));
     const auto again = load_config_string(printed);
     CHECK_FALSE(again->server.state.enabled);
     CHECK(again->server.state.dir == "/var/lib/sluice");

@@ -1,9 +1,9 @@
 // The shared stage (queue/shared_stage.hpp) against a scripted store: who asks
 // when, what an answer does, deadlines, and the failure policies.
 
-#include <catch2/catch.hpp>
-
 #include "sluice/queue/shared_stage.hpp"
+
+#include <catch2/catch.hpp>
 
 namespace sluice::queue {
 namespace {
@@ -160,7 +160,8 @@ TEST_CASE("shared stage: a refusal that cannot end before the deadline is answer
     CHECK(f.stage.waiting() == 0);
 }
 
-TEST_CASE("shared stage: a deadline passing while the ask is out refuses at once; a late grant is given back") {
+TEST_CASE(
+    "shared stage: a deadline passing while the ask is out refuses at once; a late grant is given back") {
     Fixture f;
     f.add(0, concurrency("permits", 2));
     f.stage.set_available(true, at(Nanos{0}));
@@ -192,7 +193,8 @@ TEST_CASE("shared stage: a cancel while asking gives the lease back when the gra
     CHECK_FALSE(f.stage.cancel(1));
 }
 
-TEST_CASE("shared stage: a concurrency refusal asks again after permit_retry, or at once on a local release") {
+TEST_CASE(
+    "shared stage: a concurrency refusal asks again after permit_retry, or at once on a local release") {
     Fixture f;
     f.add(0, concurrency("permits", 2));
     f.stage.set_available(true, at(Nanos{0}));
@@ -278,7 +280,8 @@ TEST_CASE("shared stage: deny refuses at once with shared_state_unavailable; all
     CHECK(f.stage.fallback_allowed_open() == 1);
 }
 
-TEST_CASE("shared stage: before the store first answers, requests wait connect_grace, then the fallback applies") {
+TEST_CASE(
+    "shared stage: before the store first answers, requests wait connect_grace, then the fallback applies") {
     SharedStageOptions options;
     options.connect_grace = 200ms;
     Fixture f(options);
@@ -307,7 +310,8 @@ TEST_CASE("shared stage: the store coming up while requests wait in the grace ma
 
 namespace sluice::queue {
 
-TEST_CASE("shared stage: with no time to wait (max_wait 0) a head asks once: admitted if allowed, else refused") {
+TEST_CASE(
+    "shared stage: with no time to wait (max_wait 0) a head asks once: admitted if allowed, else refused") {
     Fixture f;
     f.add(0, sliding("vendor", 10, 1s));
     f.stage.set_available(true, at(Nanos{0}));
@@ -359,7 +363,7 @@ TEST_CASE("shared stage: back from the fallback, a head asks only within its sha
     f.stage.set_available(true, at(100ms));
     f.enter(3, {kUse}, 100ms);
     auto step = f.poll(100ms);
-    CHECK(step.asks.empty());  // the share is spent: the store is not even asked
+    CHECK(step.asks.empty());            // the share is spent: the store is not even asked
     CHECK(f.stage.next_wakeup() == 1s);  // when the fallback's window frees a unit
     step = f.poll(1s);
     REQUIRE(step.asks.size() == 1);

@@ -72,6 +72,7 @@ public:
                 {"connected", shared->connected},
                 {"mode", shared->fallback ? "fallback" : "shared"},
                 {"waiting", shared->waiting},
+                {"return_guard_left_s", static_cast<double>(shared->return_guard_left.count()) / 1e9},
                 {"commands", commands},
                 {"errors",
                  {{"not_connected", shared->errors[0]},

@@ -201,6 +201,7 @@ std::optional<LimitService::SharedStatus> LimitService::shared_status() {
         const std::lock_guard<std::mutex> lock(mutex_);
         status.fallback = !stage_->available();
         status.waiting = stage_->waiting();
+        status.return_guard_left = stage_->return_guard_left(clock_.now());
         status.fallback_admissions = stage_->fallback_admissions();
         status.fallback_open = stage_->fallback_allowed_open();
         status.denied = stage_->denied();

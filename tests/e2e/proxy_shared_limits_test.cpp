@@ -167,6 +167,25 @@ bool wait_all_shared(const Replicas& replicas, std::chrono::milliseconds timeout
         timeout);
 }
 
+// Every replica's return guard (its fallback share, kept for a while after Redis is back) is over.
+bool wait_guards_over(const Replicas& replicas, std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+        bool over = true;
+        for (const auto& replica : replicas) {
+            try {
+                const auto status = shared_section(*replica);
+                over = over && status.is_object() && status.value("return_guard_left_s", 1.0) == 0.0;
+            } catch (const std::exception&) {
+                over = false;  // the admin listener did not answer in time: not yet
+            }
+        }
+        if (over) return true;
+        std::this_thread::sleep_for(100ms);
+    }
+    return false;
+}
+
 std::string shared_sections(const Replicas& replicas) {
     std::string text;
     for (const auto& replica : replicas) {
@@ -469,7 +488,9 @@ TEST_CASE(
 
     // Jointly: with the window empty, one replica alone gets the whole limit (the local fallback
     // would give it a third), and the others then get nothing. (A short max wait rather than 0,
-    // which a case of its own checks.)
+    // which a case of its own checks.) Back from the fallback, each replica keeps its share for a
+    // while (the return guard, docs/distributed.md): wait until no replica is under it.
+    CHECK(wait_guards_over(replicas, 15s));
     std::this_thread::sleep_for(kWindow + kMargin + 100ms);
     const Headers now_or_never{{"Sluice-Max-Wait", "300ms"}, {kVendorKeyHeader, "joint"}};
     HttpClient first(replicas[0]->port("main"));

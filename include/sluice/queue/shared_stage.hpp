@@ -112,6 +112,10 @@ public:
     void set_available(bool up, const Instant& now);
     bool available() const { return mode_ == Mode::shared; }
     bool in_fallback() const { return mode_ == Mode::fallback; }
+    // Back from the fallback: how long the share still applies (0: not any more).
+    Nanos return_guard_left(const Instant& now) const {
+        return mode_ == Mode::shared && guard_until_ > now.mono ? guard_until_ - now.mono : Nanos{0};
+    }
 
     // An admitted exchange ended: its concurrency permits go back to the fallback limiters,
     // and lines waiting for a permit ask again.

@@ -1378,25 +1378,25 @@ private:
     static RedisConfig read_redis(const Node& node) {
         const Map map(node, kRedisKeys);
         RedisConfig redis;
-        constexpr std::string_view address_syntax =
+        constexpr std::string_view kAddressSyntax =
             "host:port (e.g. 127.0.0.1:6379) or unix:/path/to/redis.sock";
-        const auto address_node = map.require("address", address_syntax);
-        const auto address = address_node.string(address_syntax);
+        const auto address_node = map.require("address", kAddressSyntax);
+        const auto address = address_node.string(kAddressSyntax);
         if (address.rfind("unix:", 0) == 0) {
             redis.unix_path = address.substr(5);
             if (redis.unix_path.empty() || redis.unix_path.front() != '/')
-                address_node.fail(echoed(address) + " has no absolute socket path", address_syntax);
+                address_node.fail(echoed(address) + " has no absolute socket path", kAddressSyntax);
         } else {
             const auto colon = address.rfind(':');
             if (colon == std::string::npos || colon == 0)
-                address_node.fail(echoed(address) + " is not host:port", address_syntax);
+                address_node.fail(echoed(address) + " is not host:port", kAddressSyntax);
             redis.host = address.substr(0, colon);
             if (redis.host.front() == '[' && redis.host.back() == ']')
                 redis.host = redis.host.substr(1, redis.host.size() - 2);
             const auto port = parse_port(address.substr(colon + 1));
             if (!port || *port == 0)
                 address_node.fail(echoed(address.substr(colon + 1)) + " is not a port (1-65535)",
-                                  address_syntax);
+                                  kAddressSyntax);
             redis.port = *port;
         }
         if (const auto n = map.get("db")) redis.db = static_cast<int>(n->integer(0, 65535));

@@ -82,8 +82,8 @@ struct SharedStore::Leases {
     net::steady_timer timer;
 };
 
-SharedStore::SharedStore(net::any_io_executor executor, const config::RedisConfig& config, const Clock& clock,
-                         LimitConfigOf limit_config)
+SharedStore::SharedStore(const net::any_io_executor& executor, const config::RedisConfig& config,
+                         const Clock& clock, LimitConfigOf limit_config)
     : executor_(net::make_strand(executor)),
       config_(config),
       clock_(clock),
@@ -126,9 +126,10 @@ void SharedStore::on_connection_state(bool ready) {
 // replica saw before means Redis restarted without its data (docs/distributed.md, "Persistence").
 void SharedStore::check_epoch() {
     const auto key = "{" + config_.key_prefix + "}:epoch";
-    connection_->command({"SET", key, random_id(), "NX"}, [](boost::system::error_code, redis::Reply) {});
+    connection_->command({"SET", key, random_id(), "NX"},
+                         [](boost::system::error_code, const redis::Reply&) {});
     connection_->command({"GET", key}, [weak = weak_from_this()](boost::system::error_code ec,
-                                                                 redis::Reply reply) {
+                                                                 const redis::Reply& reply) {
         auto self = weak.lock();
         if (!self) return;
         if (ec || reply.type != redis::Reply::Type::string) {
@@ -217,7 +218,7 @@ void SharedStore::ask(const queue::StoreAsk& ask) {
     connection_->eval_script(
         redis::decision_script(), std::move(call.keys), std::move(call.args),
         [weak = weak_from_this(), ticket = ask.ticket, uses](boost::system::error_code ec,
-                                                             redis::Reply reply) {
+                                                             const redis::Reply& reply) {
             auto self = weak.lock();
             if (!self) return;
             queue::StoreAnswer answer;
@@ -251,7 +252,7 @@ void SharedStore::release(std::uint64_t lease, const std::vector<limit::LimitUse
     ++counters_.commands[SharedStoreCounters::release];
     // Lost when Redis is down: the lease then expires by itself.
     connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
-                             [](boost::system::error_code, redis::Reply) {});
+                             [](boost::system::error_code, const redis::Reply&) {});
 }
 
 void SharedStore::track_lease(std::uint64_t lease, const std::vector<limit::LimitUse>& uses) {
@@ -276,7 +277,7 @@ void SharedStore::renew_leases() {
                                         lease_id(lease), config_.lease);
         ++counters_.commands[SharedStoreCounters::renew];
         connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
-                                 [](boost::system::error_code, redis::Reply) {});
+                                 [](boost::system::error_code, const redis::Reply&) {});
     }
     leases_->timer.expires_after(
         std::chrono::duration_cast<std::chrono::steady_clock::duration>(config_.lease / 3));
@@ -294,7 +295,7 @@ void SharedStore::pause(const limit::LimitUse& use, Nanos until, std::string_vie
                                     until - now.mono, cause);
     ++counters_.commands[SharedStoreCounters::pause];
     connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
-                             [](boost::system::error_code, redis::Reply) {});
+                             [](boost::system::error_code, const redis::Reply&) {});
 }
 
 void SharedStore::cap(const limit::LimitUse& use, std::int64_t remaining, Nanos reset_at) {
@@ -305,10 +306,10 @@ void SharedStore::cap(const limit::LimitUse& use, std::int64_t remaining, Nanos 
                                   reset_at - now.mono);
     ++counters_.commands[SharedStoreCounters::cap];
     connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
-                             [](boost::system::error_code, redis::Reply) {});
+                             [](boost::system::error_code, const redis::Reply&) {});
 }
 
-void SharedStore::record(std::vector<queue::FallbackLot> lots, std::function<void(bool ok)> done) {
+void SharedStore::record(const std::vector<queue::FallbackLot>& lots, std::function<void(bool ok)> done) {
     const auto now = clock_.now();
     std::vector<redis::RecordedLot> recorded;
     recorded.reserve(lots.size());
@@ -335,7 +336,7 @@ void SharedStore::record(std::vector<queue::FallbackLot> lots, std::function<voi
         ++counters_.commands[SharedStoreCounters::record];
         connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
                                  [self = shared_from_this(), remaining, ok, finish, count = batch.size()](
-                                     boost::system::error_code ec, redis::Reply reply) {
+                                     boost::system::error_code ec, const redis::Reply& reply) {
                                      if (ec || reply.is_error()) {
                                          *ok = false;
                                      } else {

@@ -52,7 +52,7 @@ public:
         bool connected = false;
         bool fallback = false;
         std::size_t waiting = 0;
-        Nanos return_guard_left{0};  // back from the fallback, the share still applies this long
+        Nanos return_guard_left{0};               // back from the fallback, the share still applies this long
         std::array<std::uint64_t, 6> commands{};  // by op: SharedStoreCounters::kOpNames
         std::array<std::uint64_t, 3> errors{};    // by reason: SharedStoreCounters::kErrorNames
         std::uint64_t fallback_open = 0;

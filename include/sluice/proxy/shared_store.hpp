@@ -55,8 +55,8 @@ public:
 
     // Reads the password (file or environment) now: throws std::runtime_error naming what is
     // missing (at start, like the admin token).
-    SharedStore(boost::asio::any_io_executor executor, const config::RedisConfig& config, const Clock& clock,
-                LimitConfigOf limit_config);
+    SharedStore(const boost::asio::any_io_executor& executor, const config::RedisConfig& config,
+                const Clock& clock, LimitConfigOf limit_config);
     ~SharedStore();
 
     void start(AnswerHandler on_answer, StateHandler on_state);
@@ -73,7 +73,7 @@ public:
     void cap(const limit::LimitUse& use, std::int64_t remaining, Nanos reset_at);
     // Before the stage trusts the store again: these admissions (made without it) are counted in it.
     // `done(ok)` comes on the strand; on failure the caller stays in fallback and tries again later.
-    void record(std::vector<queue::FallbackLot> lots, std::function<void(bool ok)> done);
+    void record(const std::vector<queue::FallbackLot>& lots, std::function<void(bool ok)> done);
     // The epoch seen at the last connect changed: Redis lost its data (set by the connect check).
     bool lost_data() const { return lost_data_; }
 

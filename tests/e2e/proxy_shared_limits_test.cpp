@@ -470,6 +470,9 @@ TEST_CASE(
          << " later in the outage, " << refused(load_answers(vendor, restarted, settled))
          << " from the restart to a window after all were shared); clients " << outage_exchanges.size()
          << " requests, not 200: " << failures_summary(outage_exchanges));
+    // Once the fallback is in place, the replicas' shares add up to no more than the limit: the
+    // vendor refuses nothing until Redis is back.
+    CHECK(refused(load_answers(vendor, switch_end, restarted)) == 0);
     // Before the kill, and once shared again, the replicas limit jointly: no vendor 429.
     CHECK(refused(load_answers(vendor, Clock::time_point::min(), killed)) == 0);
     const auto after = load_answers(vendor, settled, load_end + 1s);

@@ -50,6 +50,7 @@ void LimitService::share_through_redis(const config::RedisConfig& redis) {
         const std::lock_guard<std::mutex> lock(mutex_);
         stage_ = std::make_unique<queue::SharedStage>(options, clock_.now());
     }
+    recheck_timer_ = std::make_unique<net::steady_timer>(net::make_strand(*ioc_));
     std::weak_ptr<LimitService> weak = weak_from_this();
     store_->start(
         [weak](queue::TicketId ticket, const queue::StoreAnswer& answer) {
@@ -108,6 +109,7 @@ void LimitService::enter_shared_locked(queue::TicketId ticket, std::vector<limit
 }
 
 void LimitService::on_store_answer(queue::TicketId ticket, const queue::StoreAnswer& answer) {
+    if (answer.kind == queue::StoreAnswer::Kind::unavailable && store_->connected()) recheck_store_later();
     Ready ready;
     {
         const std::lock_guard<std::mutex> lock(mutex_);
@@ -165,9 +167,27 @@ void LimitService::merge_then_share(bool lost_data) {
         if (!ok) {
             // The connection is dropped and comes back (on_store_state again), or the next round tries.
             log::warn("shared", "recording fallback admissions in Redis failed; staying on the fallback");
+            self->recheck_store_later();
             return;
         }
         self->merge_then_share(false);
+    });
+}
+
+void LimitService::recheck_store_later() {
+    // A reconnect re-checks by itself (on_store_state); an error on a live connection does not.
+    if (recheck_armed_.exchange(true)) return;
+    recheck_timer_->expires_after(std::chrono::seconds(1));
+    recheck_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+        auto self = weak.lock();
+        if (!self || ec) return;
+        self->recheck_armed_ = false;
+        bool fallback = false;
+        {
+            const std::lock_guard<std::mutex> lock(self->mutex_);
+            fallback = self->stage_->in_fallback();
+        }
+        if (fallback && self->store_->connected()) self->merge_then_share(false);
     });
 }
 

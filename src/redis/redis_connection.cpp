@@ -330,8 +330,7 @@ void RedisConnection::on_handshake_reply(std::uint64_t generation, const char* s
             std::string(step) + " failed: " + (reply.is_error() ? reply.str : ec.message());
         if (required) {
             // A wrong password or db is an operator's error: said at error level, retried with backoff.
-            log::error(kComponent, describe() + ": " + what);
-            drop(ec, what);
+            drop(ec, what, log::Level::error);
             return;
         }
         log::error(kComponent, describe() + ": " + what);
@@ -570,13 +569,14 @@ void RedisConnection::tell_lost() {
     if (state_hook_) state_hook_(false);
 }
 
-void RedisConnection::drop(error_code ec, const std::string& why) {
+void RedisConnection::drop(error_code ec, const std::string& why, log::Level level) {
     const bool was_ready = phase_ == Phase::ready;
-    if (was_ready) {
-        log::warn(kComponent, "connection to " + describe() + " lost: " + why + " (" + ec.message() + ")");
-    } else {
+    if (was_ready && log::enabled(level)) {
+        log::write(level, kComponent,
+                   "connection to " + describe() + " lost: " + why + " (" + ec.message() + ")");
+    } else if (!was_ready) {
         // Retried every reconnect_max at most, forever: one line per interval, the first at once.
-        log::write_limited(connect_failure_log_, log::Level::warn, kComponent, [&] {
+        log::write_limited(connect_failure_log_, level, kComponent, [&] {
             return "cannot connect to " + describe() + ": " + why + " (" + ec.message() + ")";
         });
     }

@@ -113,6 +113,8 @@ check_packages() {
         # Found by CMake's Find modules (no config package): a header of theirs tells the package.
         OpenSSL) dir=$(sed -n 's/^OPENSSL_INCLUDE_DIR:PATH=//p' "$cache"); file=$dir/openssl/ssl.h ;;
         Boost) dir=$(sed -n 's/^Boost_INCLUDE_DIR:PATH=//p' "$cache"); file=$dir/boost/version.hpp ;;
+        # pkg-config itself: the tool CMake ran (its modules are checked below).
+        PkgConfig) file=$(sed -n 's/^PKG_CONFIG_EXECUTABLE:FILEPATH=//p' "$cache"); dir=$file ;;
         *) dir=$(sed -n "s/^${name}_DIR:PATH=//p" "$cache"); file=$dir ;;
       esac
       if [ -z "$dir" ] || [[ $dir == *NOTFOUND ]]; then
@@ -129,6 +131,23 @@ check_packages() {
         fail "find_package($name) used $file (${owners:-no package}): add it to the build stage's apt-get install"
       fi
     done < <(sed -n 's/^find_package(\([A-Za-z0-9_-]*\).*/\1/p' "$source_dir/CMakeLists.txt")
+    # pkg_check_modules(PREFIX ... MODULE): the module's .pc file must come from a build package.
+    local module pc
+    while read -r module; do
+      pc=$(pkg-config --path "$module" 2>/dev/null || true)
+      if [ -z "$pc" ]; then
+        fail "pkg_check_modules($module): pkg-config finds no $module.pc"
+        continue
+      fi
+      owners=$(dpkg -S "$pc" 2>/dev/null | sed 's/: .*//; s/:[a-z0-9]*//g; s/,/ /g' || true)
+      found=
+      for package in $owners; do [[ $allowed_build == *" $package "* ]] && found=$package; done
+      if [ -n "$found" ]; then
+        echo "ok: pkg_check_modules($module) <- $found"
+      else
+        fail "pkg_check_modules($module) used $pc (${owners:-no package}): add it to the build stage's apt-get install"
+      fi
+    done < <(sed -n 's/^pkg_check_modules([A-Za-z0-9_]* .* \([A-Za-z0-9_-]*\))$/\1/p' "$source_dir/CMakeLists.txt")
   fi
 }
 

@@ -10,6 +10,7 @@
 // and with workers: 1 (the default) it is never contended.
 
 #include <array>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -195,6 +196,8 @@ private:
     void on_store_answer(queue::TicketId ticket, const queue::StoreAnswer& answer);
     void on_store_state(bool up);
     void merge_then_share(bool lost_data);
+    // An error reply (or a failed merge) on a connection that stays up: try shared state again later.
+    void recheck_store_later();
 
     const Clock& clock_;
     std::mutex mutex_;
@@ -213,6 +216,8 @@ private:
     std::shared_ptr<SharedStore> store_;
     std::unique_ptr<queue::SharedStage> stage_;
     boost::asio::io_context* ioc_ = nullptr;
+    std::unique_ptr<boost::asio::steady_timer> recheck_timer_;  // recheck_store_later
+    std::atomic<bool> recheck_armed_{false};
     queue::TicketId next_shared_ticket_ = queue::TicketId{1} << 62;  // apart from the controller's tickets
 };
 

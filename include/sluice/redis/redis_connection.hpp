@@ -169,7 +169,8 @@ private:
     void arm_command_timer();
     void on_command_timer(std::uint64_t generation);
     // Fails every outstanding callback with `ec`, closes, tells the hook, and reconnects after a backoff.
-    void drop(boost::system::error_code ec, const std::string& why);
+    // `level`: a failure that is the operator's to fix (a wrong password or db) is an error.
+    void drop(boost::system::error_code ec, const std::string& why, log::Level level = log::Level::warn);
     void close_transport();
     void fail_all(boost::system::error_code ec);
     void tell_lost();

@@ -33,6 +33,7 @@
 #include "support/http_client.hpp"
 #include "support/mock_upstream.hpp"
 #include "support/mock_vendor.hpp"
+#include "support/overload.hpp"
 #include "support/proxy_config.hpp"
 #include "support/redis_server.hpp"
 #include "support/sluice_process.hpp"
@@ -55,6 +56,12 @@ constexpr auto kMargin = 100ms;
 // the measured quota.
 constexpr const char* kVendorKeyHeader = "X-Vendor-Key";
 constexpr const char* kLoadKey = "load";
+
+// "At once" for an answer that needs no wait, only a Redis round trip (or none); a sanitizer
+// build (or SLUICE_E2E_NO_LATENCY=1) gets more, as in the other e2e tests' latency checks.
+std::chrono::milliseconds at_once(pid_t sluice) {
+    return latency_unreliable(sluice) ? 2000ms : 250ms;
+}
 
 double ms_of(Clock::duration d) {
     return std::chrono::duration<double, std::milli>(d).count();
@@ -211,7 +218,7 @@ void warm_up(const Replicas& replicas, MockUpstream& upstream) {
 }
 
 // One client exchange as the load saw it.
-struct Exchange {
+struct ClientExchange {
     std::size_t replica = 0;
     unsigned status = 0;  // 0: no answer (connection error, or the client's timeout)
     std::string error;    // Sluice-Error, the JSON body's "error", or the client's exception text
@@ -244,14 +251,14 @@ public:
     SharedLoad& operator=(const SharedLoad&) = delete;
 
     // Stops the clients (a request under way still completes) and returns every exchange.
-    std::vector<Exchange> stop() {
+    std::vector<ClientExchange> stop() {
         stop_ = true;
         for (auto& thread : threads_)
             if (thread.joinable()) thread.join();
-        std::vector<Exchange> all;
+        std::vector<ClientExchange> all;
         for (const auto& exchanges : per_client_) all.insert(all.end(), exchanges.begin(), exchanges.end());
         std::sort(all.begin(), all.end(),
-                  [](const Exchange& a, const Exchange& b) { return a.sent < b.sent; });
+                  [](const ClientExchange& a, const ClientExchange& b) { return a.sent < b.sent; });
         return all;
     }
 
@@ -261,7 +268,7 @@ private:
         auto client = std::make_unique<HttpClient>(port, timeout_);
         const Headers headers{{kVendorKeyHeader, kLoadKey}};
         while (!stop_) {
-            Exchange exchange;
+            ClientExchange exchange;
             exchange.replica = replica;
             exchange.sent = Clock::now();
             try {
@@ -284,7 +291,7 @@ private:
 
     std::chrono::milliseconds timeout_;
     std::atomic<bool> stop_{false};
-    std::vector<std::vector<Exchange>> per_client_;  // one per thread, sized before they start
+    std::vector<std::vector<ClientExchange>> per_client_;  // one per thread, sized before they start
     std::vector<std::thread> threads_;
 };
 
@@ -321,7 +328,7 @@ std::size_t windows_over_limit(const std::vector<Clock::time_point>& at) {
 }
 
 // "status[/error]: count, ..." of the exchanges that were not 200.
-std::string failures_summary(const std::vector<Exchange>& exchanges) {
+std::string failures_summary(const std::vector<ClientExchange>& exchanges) {
     std::map<std::string, std::size_t> counts;
     for (const auto& e : exchanges)
         if (e.status != 200) ++counts[std::to_string(e.status) + (e.error.empty() ? "" : "/" + e.error)];
@@ -332,21 +339,21 @@ std::string failures_summary(const std::vector<Exchange>& exchanges) {
     return text;
 }
 
-std::size_t count_status(const std::vector<Exchange>& exchanges, unsigned status) {
-    return static_cast<std::size_t>(std::count_if(exchanges.begin(), exchanges.end(),
-                                                  [&](const Exchange& e) { return e.status == status; }));
+std::size_t count_status(const std::vector<ClientExchange>& exchanges, unsigned status) {
+    return static_cast<std::size_t>(std::count_if(
+        exchanges.begin(), exchanges.end(), [&](const ClientExchange& e) { return e.status == status; }));
 }
 
-std::vector<Exchange> sent_between(const std::vector<Exchange>& exchanges, Clock::time_point from,
-                                   Clock::time_point to) {
-    std::vector<Exchange> out;
+std::vector<ClientExchange> sent_between(const std::vector<ClientExchange>& exchanges, Clock::time_point from,
+                                         Clock::time_point to) {
+    std::vector<ClientExchange> out;
     for (const auto& e : exchanges)
         if (e.sent >= from && e.sent < to) out.push_back(e);
     return out;
 }
 
 // Every exchange was answered (a status), and none later than `bound` after it was sent.
-void check_all_answered(const std::vector<Exchange>& exchanges, Clock::duration bound) {
+void check_all_answered(const std::vector<ClientExchange>& exchanges, Clock::duration bound) {
     std::size_t unanswered = 0;
     std::size_t late = 0;
     Clock::duration longest{0};
@@ -382,7 +389,7 @@ TEST_CASE("three replicas sharing one Redis give the vendor all of its quota and
     // 12 clients for a quota of 20 per second: every slot is wanted the moment it frees.
     constexpr unsigned kClientsPerReplica = 4;
     constexpr int kWindows = 4;
-    std::vector<Exchange> exchanges;
+    std::vector<ClientExchange> exchanges;
     {
         SharedLoad load(replicas, kClientsPerReplica, 15s);
         std::this_thread::sleep_for(kWindows * kWindow + 600ms);
@@ -419,7 +426,9 @@ TEST_CASE("three replicas sharing one Redis give the vendor all of its quota and
                                   << " ms, where an exact sender gets " << exact_over_span
                                   << "; vendor 429s: " << refused(answers) << "; per replica: "
                                   << per_replica[0] << " / " << per_replica[1] << " / " << per_replica[2]);
-    CHECK(static_cast<double>(in_k_windows) >= 0.97 * static_cast<double>(exact));
+    // Full use is about timing: not asserted under a sanitizer.
+    if (!latency_unreliable(replicas[0]->pid()))
+        CHECK(static_cast<double>(in_k_windows) >= 0.97 * static_cast<double>(exact));
 }
 
 // ---------------------------------------------------------------- Redis killed mid-load
@@ -442,7 +451,7 @@ TEST_CASE(
     REQUIRE(wait_all_shared(replicas, 5s));
     warm_up(replicas, upstream);
 
-    std::vector<Exchange> exchanges;
+    std::vector<ClientExchange> exchanges;
     Clock::time_point killed, restarted, resumed, load_end;
     bool all_resumed = false;
     {
@@ -480,6 +489,9 @@ TEST_CASE(
          << " later in the outage, " << refused(load_answers(vendor, restarted, settled))
          << " from the restart to a window after all were shared); clients " << outage_exchanges.size()
          << " requests, not 200: " << failures_summary(outage_exchanges));
+    // Once the fallback is in place, the replicas' shares add up to no more than the limit: the
+    // vendor refuses nothing until Redis is back.
+    CHECK(refused(load_answers(vendor, switch_end, restarted)) == 0);
     // Before the kill, and once shared again, the replicas limit jointly: no vendor 429.
     CHECK(refused(load_answers(vendor, Clock::time_point::min(), killed)) == 0);
     const auto after = load_answers(vendor, settled, load_end + 1s);
@@ -536,7 +548,7 @@ TEST_CASE(
     // Requests sent this long after the kill find it noticed: a command already sent is bounded by
     // command_timeout (250 ms), a lost connection is seen at once.
     constexpr auto kNoticed = 300ms;
-    std::vector<Exchange> exchanges;
+    std::vector<ClientExchange> exchanges;
     Clock::time_point killed, restarted, resumed, load_end;
     bool all_resumed = false;
     HttpResponse during;
@@ -569,7 +581,7 @@ TEST_CASE(
     // A request during the outage: the documented 503, at once.
     INFO("a request during the outage took " << during_ms << " ms");
     check_synthetic(during, 503, "shared_state_unavailable");
-    CHECK(during_ms < 500);
+    CHECK(during_ms < ms_of(at_once(replicas[1]->pid())));
 
     const auto outage = sent_between(exchanges, killed + kNoticed, restarted);
     REQUIRE(!outage.empty());
@@ -587,7 +599,7 @@ TEST_CASE(
          << " requests during the outage, not 200: " << failures_summary(outage)
          << ", the slowest answered in " << ms_of(slowest) << " ms");
     CHECK(not_denied == 0);
-    CHECK(slowest < 500ms);  // "at once": far below max_wait (5 s)
+    CHECK(slowest < at_once(replicas[0]->pid()));  // far below max_wait (5 s)
     // Fail closed: the vendor saw nothing from sluice while Redis was away, and never a 429.
     CHECK(load_answers(vendor, killed + kNoticed, restarted).empty());
     CHECK(refused(load_answers(vendor)) == 0);
@@ -620,7 +632,7 @@ TEST_CASE("Sluice-Max-Wait: 0 in shared mode admits while the shared limit has r
         const auto took = Clock::now() - sent;
         INFO("answered " << response.status << " in " << ms_of(took) << " ms: " << response.body);
         CHECK(response.status == status);
-        CHECK(took < 250ms);
+        CHECK(took < at_once(replicas[0]->pid()));
         return response;
     };
     // 3 of 3: two through the first replica, one through the second.
@@ -692,7 +704,7 @@ TEST_CASE("a replica SIGKILLed while holding the shared concurrency permits give
     REQUIRE(arrival != Clock::time_point{});
     WARN("concurrency lease " << kLease.count() << " ms: the other replica's request reached the upstream "
                               << ms_of(arrival - killed) << " ms after the holder was SIGKILLed");
-    CHECK(arrival - killed <= kLease + 500ms);
+    CHECK(arrival - killed <= kLease + at_once(other.pid()) * 2);
     holder.stop();
     CHECK(held_1.get() == 0);
     CHECK(held_2.get() == 0);
@@ -755,5 +767,5 @@ TEST_CASE("a vendor 429 seen by one replica pauses the other until the vendor's 
     CHECK(vendor.count("second", 429) == 0);
     // It waited for the pause the other replica learned of (a few ms for the clocks' reading).
     CHECK(seconds.front().at >= refusal.retry_at - 20ms);
-    CHECK(seconds.front().at <= refusal.retry_at + 250ms);
+    CHECK(seconds.front().at <= refusal.retry_at + at_once(second.pid()));
 }

@@ -164,7 +164,7 @@ void LimitService::merge_then_share(bool lost_data) {
         return;
     }
     std::weak_ptr<LimitService> weak = weak_from_this();
-    store_->record(std::move(lots), [weak](bool ok) {
+    store_->record(lots, [weak](bool ok) {
         auto self = weak.lock();
         if (!self) return;
         if (!ok) {

@@ -76,6 +76,10 @@ json key_entry(const limit::KeyStatus& key, const config::LimitConfig& cfg,
     if (key.learned.limit > 0) {
         entry["learned"] = {{"limit", key.learned.limit},
                             {"lowered_ago", seconds_between(key.learned.lowered_at, now)},
+                            // null: not raised since the last lowering
+                            {"raised_ago", key.learned.raised_at == Nanos{0}
+                                               ? json(nullptr)
+                                               : json(seconds_between(key.learned.raised_at, now))},
                             {"probe_windows", key.learned.probe_windows}};
     }
     return entry;

@@ -239,8 +239,25 @@ void add_limits(Families& out, proxy::Runtime& runtime) {
     auto& shadow = out.family("sluice_limit_shadow_would_refuse_total",
                               "Shadow limits (enforce: false): admissions the limit would have refused",
                               MetricType::Counter);
+    auto& learned =
+        out.family("sluice_limit_learned_units",
+                   "The learned limit in force (below the configured one) of the key whose learned "
+                   "limit was lowered last; absent when it has climbed back",
+                   MetricType::Gauge);
+    auto& lowerings = out.family("sluice_limit_learned_lowerings_total",
+                                 "Learned limits lowered on the limit (any key) after the vendor showed it "
+                                 "stricter than configured (a bare 429, or Remaining 0 early)",
+                                 MetricType::Counter);
+    auto& lowered_at = out.family("sluice_limit_learned_lowered_timestamp_seconds",
+                                  "When the learned limit of sluice_limit_learned_units was last lowered",
+                                  MetricType::Gauge);
+    auto& raised_at = out.family("sluice_limit_learned_raised_timestamp_seconds",
+                                 "When the learned limit of sluice_limit_learned_units was last raised by "
+                                 "a probe (absent when not raised since its lowering)",
+                                 MetricType::Gauge);
     runtime.limits->inspect([&](queue::AdmissionController& controller, const Instant& now) {
         // A few reads per limit, no key table walked: the lock is held for microseconds.
+        const auto wall_of = [&now](Nanos mono) { return seconds_of(now.wall - (now.mono - mono)); };
         for (const std::size_t slot : runtime.limit_slots) {
             const auto& limiter = controller.limiter(slot);
             const auto& cfg = limiter.config();
@@ -269,6 +286,17 @@ void add_limits(Families& out, proxy::Runtime& runtime) {
             Families::counter(refusals, labels, static_cast<double>(activity.refused));
             if (!cfg.enforce)
                 Families::counter(shadow, labels, static_cast<double>(activity.shadow_would_refuse));
+            if (cfg.algorithm == config::Algorithm::sliding_window ||
+                cfg.algorithm == config::Algorithm::fixed_window) {  // the only ones learned
+                const auto summary = limiter.learned_summary(now);
+                Families::counter(lowerings, labels, static_cast<double>(summary.lowerings));
+                if (summary.latest.limit > 0) {
+                    Families::gauge(learned, labels, static_cast<double>(summary.latest.limit));
+                    Families::gauge(lowered_at, labels, wall_of(summary.latest.lowered_at));
+                    if (summary.latest.raised_at != Nanos{0})
+                        Families::gauge(raised_at, labels, wall_of(summary.latest.raised_at));
+                }
+            }
         }
         return 0;
     });

@@ -49,19 +49,33 @@ std::optional<std::size_t> fullest_window_limit(std::span<const LimitInUse> limi
     return best;
 }
 
-void learn_from_refusal(const ReactionInput& in, const std::vector<bool>& targets, MatchRule rule,
-                        Reaction& out) {
+// What a vendor's answer shows of its real limit, for the limits it may describe: after a
+// bare 429, the units of ours it had accepted before the refused one; after a report that
+// its window is spent, the units of ours it had accepted, this one included. Without a
+// signal naming a limit, only the fullest limit learns (fullest_window_limit).
+enum class Evidence : std::uint8_t { refused, spent };
+
+void learn_limit(const ReactionInput& in, const std::vector<bool>& targets, MatchRule rule, Evidence evidence,
+                 Reaction& out) {
     const auto& signal = *in.signal;
+    const bool named = rule == MatchRule::limit_type || rule == MatchRule::limit_value;
     std::vector<std::size_t> candidates;
     if (rule == MatchRule::all_limits) {
         if (const auto best = fullest_window_limit(in.limits)) candidates.push_back(*best);
     } else {
-        for (std::size_t i = 0; i < in.limits.size(); ++i)
-            if (targets[i] && counts_a_window(*in.limits[i].config)) candidates.push_back(i);
+        for (std::size_t i = 0; i < in.limits.size(); ++i) {
+            if (!targets[i] || !counts_a_window(*in.limits[i].config)) continue;
+            // A spent window on the very quota configured is another consumer's doing,
+            // which the deficit accounts for (apply_remaining), not a stricter limit.
+            if (evidence == Evidence::spent && named && same_quota(signal, *in.limits[i].config)) continue;
+            candidates.push_back(i);
+        }
     }
     for (const std::size_t i : candidates) {
         const auto& use = in.limits[i];
-        std::int64_t learned = accepted_before_refusal(use);
+        std::int64_t learned = evidence == Evidence::refused
+                                   ? accepted_before_refusal(use)
+                                   : std::max<std::int64_t>(use.counted - use.admitted_after, 0);
         // A vendor that states a limit below this one's (and so was not matched by it) is believed.
         if (rule == MatchRule::all_limits && signal.limit && *signal.limit > 0)
             learned = std::min(learned, *signal.limit);
@@ -88,6 +102,9 @@ void apply_remaining(const ReactionInput& in, const std::vector<bool>& targets, 
             // what someone else spent: count that, and nothing of our own twice.
             // (vendor used) - (ours it has seen) = (limit - remaining) - (counted - admitted_after).
             const std::int64_t deficit = (use.config->limit - remaining) - (use.counted - use.admitted_after);
+            // Until the vendor's reset and no longer: the next window is the vendor's to
+            // report (its first answer there sets the deficit again if the other consumer
+            // is still at it); carrying it over would hold back units the vendor has.
             out.actions.push_back({Kind::deficit, i, reset_at, std::max<std::int64_t>(deficit, 0)});
             if (deficit > 0) out.capped = true;
             continue;
@@ -103,6 +120,10 @@ void apply_remaining(const ReactionInput& in, const std::vector<bool>& targets, 
         out.actions.push_back({Kind::cap, i, reset_at, clamped});
         if (clamped < use.limit_in_force - use.counted) out.capped = true;
     }
+    // A vendor whose window is spent before this limit's is stricter than configured, exactly like
+    // one that refuses (learn_limit), only without the 429: learn what it accepted of ours,
+    // this request included, so the next windows stop there too instead of running into the wall.
+    if (in.settings->learn && remaining == 0) learn_limit(in, targets, rule, Evidence::spent, out);
     // A vendor that states a lower limit than the only limit it can describe.
     if (in.settings->learn && rule == MatchRule::all_limits && in.limits.size() == 1 && signal.limit &&
         *signal.limit > 0 && counts_a_window(*in.limits[0].config) &&
@@ -180,7 +201,7 @@ Reaction react(const ReactionInput& in) {
         // A 429 that states the vendor's remaining count explains itself (the
         // vendor's count, someone else's share included); only a bare one is
         // evidence of a limit stricter than configured.
-        if (settings.learn && !signal.remaining) learn_from_refusal(in, targets, rule, out);
+        if (settings.learn && !signal.remaining) learn_limit(in, targets, rule, Evidence::refused, out);
         // Without the pause nothing would hold a retry back: the client decides.
         if (settings.pause_on_429 && in.retry_eligible && in.now.mono + pause <= in.deadline) {
             out.actions.push_back({Kind::retry, 0, in.now.mono + pause, 0});

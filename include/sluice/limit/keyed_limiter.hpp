@@ -321,6 +321,17 @@ public:
         if (learned >= in_force) return;
         l.base = learned;
         l.lowered_at = now.mono;
+        ++lowerings_;
+        last_lowered_key_ = key;
+        last_lowered_at_ = now.mono;
+    }
+
+    LearnedSummary learned_summary(const Instant& now) const override {
+        LearnedSummary out{lowerings_, {}};
+        const auto it = overlays_.find(last_lowered_key_);
+        if (it == overlays_.end() || !it->second.learned.active()) return out;
+        out.latest = learned_status(it->second.learned, now);
+        return out;
     }
 
     FeedbackView feedback_view(KeyHash key, const Instant& now) override {
@@ -364,15 +375,7 @@ public:
                 KeyStatus status{entry.key, d.remaining,
                                  d.reset,   paused ? o->paused_until : Nanos{0},
                                  {},        paused ? o->pause_reason : PauseReason{}};
-                if (o && o->learned.active()) {
-                    const Nanos window = probe_window();
-                    const std::int64_t in_force = o->learned.limit(now.mono, policy_.capacity(), window);
-                    if (in_force < policy_.capacity()) {
-                        status.learned = LearnedLimitStatus{in_force, o->learned.lowered_at,
-                                                            o->learned.raised_at(now.mono, window),
-                                                            o->learned.probe_windows};
-                    }
-                }
+                if (o && o->learned.active()) status.learned = learned_status(o->learned, now);
                 scan.offer(status);
             });
         scan.advance(next, examined, next >= entries_.capacity());
@@ -459,6 +462,15 @@ private:
     // the slot keeps a token bucket's slot at 32 bytes.
     using Map = detail::KeyTable<State>;
     using Entry = typename Map::Slot;
+
+    // A learned limit as the admin pages and metrics show it: nothing (limit 0)
+    // once it has climbed back to the configured limit.
+    LearnedLimitStatus learned_status(const LearnedLimit& l, const Instant& now) const {
+        const Nanos window = probe_window();
+        const std::int64_t in_force = l.limit(now.mono, policy_.capacity(), window);
+        if (in_force >= policy_.capacity()) return {};
+        return LearnedLimitStatus{in_force, l.lowered_at, l.raised_at(now.mono, window), l.probe_windows};
+    }
 
     const VendorOverlay* overlay_of(const Entry& entry) const {
         return entry.flag ? &overlays_.at(entry.key) : nullptr;
@@ -636,6 +648,10 @@ private:
             o.learned.limit(now.mono, capacity, window) <= learned.limit(now.mono, capacity, window))
             return;  // the tracked one is stricter
         o.learned = learned;
+        if (learned.lowered_at >= last_lowered_at_) {
+            last_lowered_key_ = entry.key;
+            last_lowered_at_ = learned.lowered_at;
+        }
     }
 
     void forget(KeyHash key) {
@@ -762,6 +778,9 @@ private:
     Nanos next_scan_at_ = Nanos::min();
     KeyHash cached_key_ = 0;
     Entry* cached_entry_ = nullptr;
+    std::uint64_t lowerings_ = 0;  // learned limits lowered, any key (learned_summary)
+    KeyHash last_lowered_key_ = 0;
+    Nanos last_lowered_at_ = Nanos::min();
 };
 
 }  // namespace sluice::limit

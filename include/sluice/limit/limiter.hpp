@@ -54,6 +54,13 @@ struct LearnedLimitStatus {
     std::int64_t probe_windows = 0;  // windows per +1 (doubles when a raise draws a 429)
 };
 
+// Learning on a limit over all its keys, for the metrics (bounded: no key
+// table walked): the lowerings so far, and the key lowered last as it stands.
+struct LearnedSummary {
+    std::uint64_t lowerings = 0;  // learned limits lowered (any key) since this limiter began
+    LearnedLimitStatus latest;    // the key lowered last (limit 0: back at the configured limit)
+};
+
 // What vendor feedback needs to know of one key (Limiter::feedback_view).
 struct FeedbackView {
     std::int64_t counted = 0;  // units the algorithm counts now (in the window; in flight for concurrency)
@@ -190,6 +197,9 @@ public:
     // limit is lowered to it (never raised) and probed back up (keyed_limiter.hpp).
     // Default: ignored.
     virtual void lower_learned(KeyHash /*key*/, std::int64_t /*limit*/, const Instant& /*now*/) {}
+
+    // See LearnedSummary. Default: nothing learned.
+    virtual LearnedSummary learned_summary(const Instant& /*now*/) const { return {}; }
 
     // Counted units and the limit in force for `key`. Default: nothing counted, the configured limit.
     virtual FeedbackView feedback_view(KeyHash /*key*/, const Instant& /*now*/) {

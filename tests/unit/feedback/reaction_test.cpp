@@ -184,7 +184,7 @@ TEST_CASE("a Remaining report on the limit it matches counts only what someone e
         CHECK(of_kind(r, Kind::deficit).at(0).units == 0);
         CHECK_FALSE(r.paused);
     }
-    SECTION("another consumer spent 30: a deficit of 30 until the vendor's reset") {
+    SECTION("another consumer spent 30: a deficit of 30 until the vendor's reset, no longer") {
         const std::vector<LimitInUse> uses{{&a, 1, 5, 50, 166}};
         // The vendor saw 45 of ours and 30 of someone else's: 166 - 75 = 91 remain.
         const auto r = run(report(166, 91, 4s), uses);
@@ -193,6 +193,13 @@ TEST_CASE("a Remaining report on the limit it matches counts only what someone e
         CHECK(d[0].units == 30);
         CHECK(d[0].until == kNow.mono + 4s);
         CHECK(r.capped);
+        CHECK(of_kind(r, Kind::lower_limit).empty());  // not a stricter limit: a deficit
+    }
+    SECTION("the vendor's window spent on the quota configured: a deficit, nothing learned") {
+        const std::vector<LimitInUse> uses{{&a, 1, 0, 120, 166}};
+        const auto r = run(report(166, 0, 4s), uses);
+        CHECK(of_kind(r, Kind::deficit).at(0).units == 46);
+        CHECK(of_kind(r, Kind::lower_limit).empty());
     }
     SECTION("switched off: nothing") {
         FeedbackSettings settings;
@@ -231,13 +238,53 @@ TEST_CASE("an unmatched Remaining caps every limit, less what each admitted afte
     CHECK(caps[1].units == 2);
     CHECK(caps[0].until == kNow.mono + 500ms);
     CHECK(r.capped);
-    SECTION("and Remaining 0 pauses them until the reset") {
+    SECTION("and Remaining 0 pauses them until the reset, and the fullest learns what the vendor took") {
         s.remaining = 0;
         const auto z = run(s, uses);
         CHECK(of_kind(z, Kind::pause).size() == 2);
         CHECK(z.paused);
         CHECK(z.pause == 500ms);
+        // a is the fullest (5 of 10): the vendor's window was spent after 3 of its units, this one
+        // included (2 were admitted after it), so the next windows stop at 3 too.
+        const auto lowered = of_kind(z, Kind::lower_limit);
+        REQUIRE(lowered.size() == 1);
+        CHECK(lowered[0].limit == 0);
+        CHECK(lowered[0].units == 3);
+        CHECK(z.lowered);
     }
+    SECTION("Remaining 0 with the whole configured limit taken teaches nothing") {
+        const std::vector<LimitInUse> full{{&a, 1, 0, 10, 10}, {&b, 1, 0, 30, 100}};
+        s.remaining = 0;
+        CHECK(of_kind(run(s, full), Kind::lower_limit).empty());
+    }
+    SECTION("Remaining 0 with learning off: paused, nothing learned") {
+        FeedbackSettings settings;
+        settings.learn = false;
+        s.remaining = 0;
+        const auto z = run(s, uses, 200, settings);
+        CHECK(of_kind(z, Kind::pause).size() == 2);
+        CHECK(of_kind(z, Kind::lower_limit).empty());
+    }
+    SECTION("a Remaining above 0 teaches nothing") {
+        CHECK(of_kind(r, Kind::lower_limit).empty());
+    }
+}
+
+TEST_CASE("learning: a spent window on a limit named by type but of another value", "[feedback][reaction]") {
+    // The vendor says which limit (its type) and that its window is spent, and its stated limit
+    // is not the configured one: the vendor's real limit is what it accepted of ours.
+    auto key = window_limit("close-key", 20);
+    key.feedback.vendor_limit_type = "key";
+    const std::vector<LimitInUse> uses{{&key, 1, 1, 13, 20}};
+    VendorSignal s;
+    s.limit_type = "key";
+    s.limit = 12;
+    s.remaining = 0;
+    s.reset_after = 300ms;
+    const auto r = run(s, uses);
+    const auto lowered = of_kind(r, Kind::lower_limit);
+    REQUIRE(lowered.size() == 1);
+    CHECK(lowered[0].units == 12);
 }
 
 TEST_CASE("learning: a 429 lowers the refusing limit to what the vendor accepted", "[feedback][reaction]") {

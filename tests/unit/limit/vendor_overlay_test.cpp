@@ -164,3 +164,32 @@ TEST_CASE("the refusals of one window lower a learned limit at most to half", "[
     l->lower_learned(0, 1, clock.now());
     CHECK(l->feedback_view(0, clock.now()).limit == 42);
 }
+
+TEST_CASE("the learning summary follows the key lowered last, and counts every lowering",
+          "[limit][feedback]") {
+    FakeClock clock;
+    auto l = make_limiter(limit_of(Algorithm::sliding_window, 10, 1s));
+    CHECK(l->learned_summary(clock.now()).lowerings == 0);
+    CHECK(l->learned_summary(clock.now()).latest.limit == 0);
+
+    l->lower_learned(7, 6, clock.now());
+    const Nanos first = clock.now().mono;
+    clock.advance(100ms);
+    l->lower_learned(8, 5, clock.now());
+    l->lower_learned(8, 9, clock.now());  // not a lowering: not counted
+    auto s = l->learned_summary(clock.now());
+    CHECK(s.lowerings == 2);
+    CHECK(s.latest.limit == 5);
+    CHECK(s.latest.lowered_at == first + 100ms);
+    CHECK(s.latest.raised_at == Nanos{0});
+
+    clock.advance(1s);  // one clean window: raised to 6
+    s = l->learned_summary(clock.now());
+    CHECK(s.latest.limit == 6);
+    CHECK(s.latest.raised_at == first + 1100ms);
+
+    clock.advance(10s);  // climbed back to 10: nothing learned any more, the count stays
+    s = l->learned_summary(clock.now());
+    CHECK(s.latest.limit == 0);
+    CHECK(s.lowerings == 2);
+}

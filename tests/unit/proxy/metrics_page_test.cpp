@@ -242,3 +242,36 @@ TEST_CASE("the status JSON gets the per-route outcomes and the per-upstream resp
     CHECK(vendor["responses"]["2xx"] == 0);
     CHECK(vendor["responses_429"] == 0);
 }
+
+TEST_CASE("the metrics page shows a learned limit: its units, its lowerings and when", "[admin][metrics]") {
+    RuntimeFixture f;
+    for (int i = 0; i < 7; ++i) REQUIRE(f.submit(0, {{0, 0, 1}}).outcome == queue::Outcome::admitted);
+    const auto before = lines_of(admin::render_metrics(*f.runtime));
+    CHECK(has_line(before, R"(sluice_limit_learned_lowerings_total{limit="per_minute"} 0)"));
+    for (const auto& line : before) CHECK(line.rfind("sluice_limit_learned_units{", 0) != 0);
+
+    // A bare 429 on the last of the seven: the vendor took 6 before refusing.
+    feedback::VendorSignal refusal;
+    refusal.rate_limited = true;
+    refusal.pause = 1s;
+    const config::FeedbackSettings settings;  // learning on by default
+    f.runtime->limits->react({{0, 0, 1}}, {0}, refusal, settings, 429, false, Nanos{0});
+    f.clock.advance(2s);
+
+    const auto text = admin::render_metrics(*f.runtime);
+    INFO(text);
+    const auto lines = lines_of(text);
+    CHECK(has_line(lines, R"(sluice_limit_learned_units{limit="per_minute"} 6)"));
+    CHECK(has_line(lines, R"(sluice_limit_learned_lowerings_total{limit="per_minute"} 1)"));
+    CHECK(has_line(lines, R"(sluice_limit_learned_lowerings_total{limit="per_key"} 0)"));
+    // Only windows are learned: no series for the token bucket.
+    CHECK(text.find(R"(sluice_limit_learned_lowerings_total{limit="bucket"})") == std::string::npos);
+    // Lowered 2 s ago on the wall clock; not raised yet (a raise takes a clean 1 min window).
+    const std::string prefix = R"(sluice_limit_learned_lowered_timestamp_seconds{limit="per_minute"} )";
+    const auto line = std::find_if(lines.begin(), lines.end(),
+                                   [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+    REQUIRE(line != lines.end());
+    const double expected = std::chrono::duration<double>(f.clock.now().wall - 2s).count();
+    CHECK(std::stod(line->substr(prefix.size())) == Approx(expected).margin(1e-3));
+    CHECK(text.find("sluice_limit_learned_raised_timestamp_seconds{") == std::string::npos);
+}

@@ -119,7 +119,7 @@ public:
         json feedback = json::object();
         const auto& routes = runtime.config->routes;
         for (std::size_t i = 0; i < routes.size() && i < runtime.feedback.size(); ++i) {
-            const auto& c = runtime.feedback[i];
+            const auto& c = *runtime.feedback[i];
             feedback[routes[i].name] = {
                 {"vendor_429", c.vendor_429.load()}, {"paused", c.paused.load()},
                 {"capped", c.capped.load()},         {"lowered", c.lowered.load()},

@@ -112,7 +112,10 @@ void LimitsView::begin(proxy::Runtime& runtime) {
         totals_.resize(count);
         for (std::size_t i = 0; i < count; ++i) {
             const std::size_t slot = runtime.limit_slots[i];
-            totals_[i] = LimitTotals{controller.activity(slot), controller.oldest_waiting_since(slot)};
+            const auto& activity = controller.activity(slot);
+            totals_[i] = LimitTotals{activity, controller.oldest_waiting_since(slot),
+                                     activity.queued_last_minute.total(at.mono),
+                                     activity.refused_last_minute.total(at.mono)};
         }
         return 0;
     });
@@ -163,6 +166,9 @@ bool LimitsView::advance(proxy::Runtime& runtime) {
         {"queued", totals.activity.queued},
         {"refused", totals.activity.refused},
         {"waiting", totals.activity.waiting},
+        // The last 60 s, counted by the second (the status page's "last minute").
+        {"queued_last_minute", totals.queued_last_minute},
+        {"refused_last_minute", totals.refused_last_minute},
         {"oldest_wait_seconds", totals.oldest_since == kNever
                                     ? json(nullptr)
                                     : json(seconds_between(totals.oldest_since, begun_.mono))},

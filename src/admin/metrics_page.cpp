@@ -328,7 +328,7 @@ void add_feedback(Families& out, const proxy::Runtime& runtime) {
     for (const auto& c : kCounters) {
         auto& f = out.family(c.name, c.help, MetricType::Counter);
         for (std::size_t r = 0; r < routes.size() && r < runtime.feedback.size(); ++r)
-            Families::counter(f, {{"route", routes[r].name}}, load(runtime.feedback[r].*c.member));
+            Families::counter(f, {{"route", routes[r].name}}, load((*runtime.feedback[r]).*c.member));
     }
     auto& paused =
         out.family("sluice_feedback_paused_seconds_total",
@@ -336,7 +336,7 @@ void add_feedback(Families& out, const proxy::Runtime& runtime) {
     for (std::size_t r = 0; r < routes.size() && r < runtime.feedback.size(); ++r)
         Families::counter(
             paused, {{"route", routes[r].name}},
-            seconds_of(Nanos(static_cast<std::int64_t>(load(runtime.feedback[r].paused_nanos)))));
+            seconds_of(Nanos(static_cast<std::int64_t>(load(runtime.feedback[r]->paused_nanos)))));
 }
 
 void add_process(Families& out, const proxy::Runtime& runtime) {

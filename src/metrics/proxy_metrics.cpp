@@ -1,5 +1,8 @@
 #include "sluice/metrics/proxy_metrics.hpp"
 
+#include <string_view>
+#include <unordered_map>
+
 namespace sluice::metrics {
 
 Outcome outcome_of(Errc code) noexcept {
@@ -50,11 +53,52 @@ std::optional<Errc> errc_from_name(std::string_view name) noexcept {
     return std::nullopt;
 }
 
+namespace {
+
+// Each of `names` gets the block `previous` holds under the same name, else a new one.
+template <class Block>
+std::vector<std::shared_ptr<Block>> carry_by_name(const std::vector<std::string>& names,
+                                                  const std::vector<std::string>& previous_names,
+                                                  const std::vector<std::shared_ptr<Block>>& previous) {
+    std::unordered_map<std::string_view, std::size_t> previous_index;
+    for (std::size_t i = 0; i < previous_names.size() && i < previous.size(); ++i)
+        previous_index.emplace(previous_names[i], i);
+    std::vector<std::shared_ptr<Block>> blocks;
+    blocks.reserve(names.size() + 1);
+    for (const auto& name : names) {
+        const auto kept = previous_index.find(name);
+        blocks.push_back(kept != previous_index.end() ? previous[kept->second] : std::make_shared<Block>());
+    }
+    return blocks;
+}
+
+}  // namespace
+
 ProxyMetrics::ProxyMetrics(std::size_t route_count, std::size_t upstream_count)
-    : route_count_(route_count),
-      upstream_count_(upstream_count),
-      routes_(std::make_unique<RouteMetrics[]>(route_count + 1)),
-      upstreams_(std::make_unique<UpstreamMetrics[]>(upstream_count)) {}
+    : route_count_(route_count), upstream_count_(upstream_count) {
+    routes_.reserve(route_count + 1);
+    for (std::size_t i = 0; i < route_count + 1; ++i) routes_.push_back(std::make_shared<RouteMetrics>());
+    upstreams_.reserve(upstream_count);
+    for (std::size_t i = 0; i < upstream_count; ++i)
+        upstreams_.push_back(std::make_shared<UpstreamMetrics>());
+}
+
+ProxyMetrics::ProxyMetrics(std::vector<std::string> route_names, std::vector<std::string> upstream_names,
+                           const ProxyMetrics* carried_from)
+    : route_count_(route_names.size()),
+      upstream_count_(upstream_names.size()),
+      route_names_(std::move(route_names)),
+      upstream_names_(std::move(upstream_names)) {
+    if (!carried_from) {
+        routes_ = carry_by_name<RouteMetrics>(route_names_, {}, {});
+        routes_.push_back(std::make_shared<RouteMetrics>());
+        upstreams_ = carry_by_name<UpstreamMetrics>(upstream_names_, {}, {});
+        return;
+    }
+    routes_ = carry_by_name(route_names_, carried_from->route_names_, carried_from->routes_);
+    routes_.push_back(carried_from->routes_[carried_from->route_count_]);
+    upstreams_ = carry_by_name(upstream_names_, carried_from->upstream_names_, carried_from->upstreams_);
+}
 
 void ProxyMetrics::queued(ExchangeMarks& marks, Nanos now) noexcept {
     if (!marks.waiting) slot(marks).waiting.fetch_add(1, std::memory_order_relaxed);
@@ -78,7 +122,7 @@ void ProxyMetrics::admitted(ExchangeMarks& marks, Nanos now, bool shadow_would_r
 
 void ProxyMetrics::upstream_responded(const ExchangeMarks& marks, unsigned status, Nanos now) noexcept {
     if (marks.upstream >= upstream_count_) return;
-    auto& upstream = upstreams_[marks.upstream];
+    auto& upstream = *upstreams_[marks.upstream];
     upstream.response_time.observe(now - marks.sent_at);
     const unsigned status_class = status / 100;
     if (status_class >= 1 && status_class <= 5)
@@ -111,7 +155,7 @@ void ProxyMetrics::synthetic(ExchangeMarks& marks, Errc code) noexcept {
 
 void ProxyMetrics::failed_mid_body(const ExchangeMarks& marks) noexcept {
     if (marks.upstream < upstream_count_)
-        upstreams_[marks.upstream].failed_mid_body.fetch_add(1, std::memory_order_relaxed);
+        upstreams_[marks.upstream]->failed_mid_body.fetch_add(1, std::memory_order_relaxed);
 }
 
 }  // namespace sluice::metrics

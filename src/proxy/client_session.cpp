@@ -903,7 +903,7 @@ void ClientSession::write_request_header() {
         // The retry after a vendor 429 is on its way: the refusal kept for the
         // client is no longer needed, and only now does the retry count.
         kept_refusal_ = false;
-        runtime_->feedback[route_index_].retried.fetch_add(1, std::memory_order_relaxed);
+        runtime_->feedback[route_index_]->retried.fetch_add(1, std::memory_order_relaxed);
     }
     auto& req = request_parser_->get();
     if (replaying_ && replay_body_.empty()) replaying_ = false;
@@ -1058,7 +1058,7 @@ void ClientSession::on_vendor_body_read(beast::error_code ec, std::size_t) {
         if (vendor_body_.size() < kVendorBodyLimit) return read_vendor_body();
         // Too long to keep: no retry, the client gets this 429 (the rest streams after what was read).
         retry_after_body_ = false;
-        runtime_->feedback[route_index_].relayed_429.fetch_add(1, std::memory_order_relaxed);
+        runtime_->feedback[route_index_]->relayed_429.fetch_add(1, std::memory_order_relaxed);
         relay_vendor_body_ = true;
         return relay_response_header();
     }
@@ -1077,7 +1077,7 @@ void ClientSession::on_vendor_response(bool have_body) {
     const auto signal = feedback::read_vendor_signals(
         status, [&res](std::string_view name) { return find_field(res.base(), name); },
         have_body ? std::optional<std::string_view>(vendor_body_) : std::nullopt, settings.signals, now);
-    auto& counters = runtime_->feedback[route_index_];
+    auto& counters = *runtime_->feedback[route_index_];
     const auto& route_name = config().routes[route_index_].name;
     for (const auto& warning : signal.warnings)
         SLUICE_LOG_LIMITED(log::Level::warn, "feedback", "route '" + route_name + "': " + warning);
@@ -1168,7 +1168,7 @@ void ClientSession::retry_after_vendor_refusal() {
 // deadline, draining): the client gets the vendor's own 429, as if never retried.
 void ClientSession::relay_kept_refusal() {
     kept_refusal_ = false;
-    runtime_->feedback[route_index_].relayed_429.fetch_add(1, std::memory_order_relaxed);
+    runtime_->feedback[route_index_]->relayed_429.fetch_add(1, std::memory_order_relaxed);
     log::debug("feedback",
                "the retry of " + describe_request() + " was not admitted; relaying the vendor's 429");
     relay_vendor_body_ = !vendor_body_.empty();

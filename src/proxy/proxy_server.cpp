@@ -318,7 +318,7 @@ ProxyServer::ProxyServer(net::io_context& ioc, std::shared_ptr<const config::Con
 std::shared_ptr<Runtime> ProxyServer::build_runtime(std::shared_ptr<const config::Config> config,
                                                     const Runtime* previous, std::string& error) {
     route::RouteTable table(*config);
-    auto runtime = std::make_shared<Runtime>(process_, config, std::move(table));
+    auto runtime = std::make_shared<Runtime>(process_, config, std::move(table), previous);
     runtime->generation = previous ? previous->generation + 1 : 1;
     for (const auto& upstream : config->upstreams) {
         std::shared_ptr<upstream::ConnectionPool> pool;

@@ -400,8 +400,11 @@ struct AdmissionController::Impl {
     }
 
     // A refusal is the limiting limit's (none: a refusal no limit made, e.g. on drain).
-    void count_refusal(const Admission& a) {
-        if (a.limiting_limit && a.reason != Errc::shutting_down) ++activity[*a.limiting_limit].refused;
+    void count_refusal(const Admission& a, const Instant& now) {
+        if (!a.limiting_limit || a.reason == Errc::shutting_down) return;
+        LimitActivity& refusing = activity[*a.limiting_limit];
+        ++refusing.refused;
+        refusing.refused_last_minute.add(now.mono);
     }
 
     template <class Uses>
@@ -490,7 +493,7 @@ struct AdmissionController::Impl {
             a.reason = reason;
             a.retry_after = retry_after(ev.earliest, now);
             fill_limiting(a, it->uses, ev);
-            count_refusal(a);
+            count_refusal(a, now);
             // Its units no longer count ahead of younger heads, which may go sooner.
             all_due = true;
         }
@@ -725,7 +728,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         a.reason = reason;
         a.retry_after = reason == Errc::key_capacity ? Nanos{0} : retry_after(ev.earliest, now);
         Impl::fill_limiting(a, uses, ev);
-        m.count_refusal(a);
+        m.count_refusal(a, now);
         return a;
     };
     if (ev.key_capacity) return reject(Errc::key_capacity);
@@ -761,7 +764,10 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     Impl::Waiter& w = m.enqueue(*queue, request.max_depth, m.next_ticket++, AdmissionOrder{m.next_seq++},
                                 now.mono, saturating_add(now.mono, request.max_wait), uses);
     w.deadline_is_close = cut_to_close;
-    for (const LimitUse& use : uses) ++m.activity[use.limit_index].queued;
+    for (const LimitUse& use : uses) {
+        ++m.activity[use.limit_index].queued;
+        m.activity[use.limit_index].queued_last_minute.add(now.mono);
+    }
     // A newcomer is behind everyone on its keys, so no other head moves. Heading
     // a new queue, it was probed with every unit waiting on its keys ahead,
     // exactly the units older than it: its earliest is known.

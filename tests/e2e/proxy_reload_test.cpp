@@ -121,6 +121,41 @@ TEST_CASE("a reload keeps a limit's count, and a changed limit carries its used 
     CHECK(metric(sluice, "sluice_config_generation") == 3);
 }
 
+TEST_CASE("a reload keeps each kept route's and upstream's counters; a new route starts at 0",
+          "[e2e][reload][metrics]") {
+    MockUpstream upstream;
+    SluiceProcess sluice(reload_yaml(upstream.url(), "100", "60s"));
+    const auto port = sluice.port("main");
+    for (int i = 0; i < 3; ++i) REQUIRE(try_now(port, "/api/a") == 200);
+    REQUIRE(try_now(port, "/nowhere") == 404);
+    const std::string forwarded = R"(sluice_requests_total{outcome="forwarded",route="api"})";
+    const std::string waits = R"(sluice_admission_wait_seconds_count{route="api"})";
+    const std::string responses = R"(sluice_upstream_responses_total{class="2xx",upstream="vendor"})";
+    const std::string no_route = R"(sluice_requests_total{code="no_route",outcome="no_route"})";
+    REQUIRE(metric(sluice, forwarded) == 3);
+
+    // A route added (POST /v1/reload): "api" and "vendor" go on from 3, a counter
+    // reset would read 0 (Prometheus would take it for a restart).
+    rewrite(sluice,
+            reload_yaml(upstream.url(), "100", "60s",
+                        "  - name: other\n    match: {path_prefix: /other/}\n    upstream: vendor\n"));
+    REQUIRE(post_reload(sluice).status == 200);
+    CHECK(metric(sluice, forwarded) == 3);
+    CHECK(metric(sluice, waits) == 3);
+    CHECK(metric(sluice, responses) == 3);
+    CHECK(metric(sluice, no_route) == 1);
+    CHECK(metric(sluice, R"(sluice_requests_total{outcome="forwarded",route="other"})") == 0);
+
+    // And again by SIGHUP, the route removed: "api" still counts on.
+    REQUIRE(try_now(port, "/api/b") == 200);
+    rewrite(sluice, reload_yaml(upstream.url(), "100", "60s"));
+    ::kill(sluice.pid(), SIGHUP);
+    REQUIRE(wait_until([&] { return metric(sluice, "sluice_config_generation") == 3; }, 5s));
+    CHECK(metric(sluice, forwarded) == 4);
+    CHECK(metric(sluice, responses) == 4);
+    CHECK(metric(sluice, R"(sluice_requests_total{outcome="forwarded",route="other"})") == -1);  // gone
+}
+
 TEST_CASE("a bad file or a listener change changes nothing, and the reload says why", "[e2e][reload]") {
     MockUpstream upstream;
     SluiceProcess sluice(reload_yaml(upstream.url(), "5", "60s"));

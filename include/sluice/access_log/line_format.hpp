@@ -1,6 +1,6 @@
 #pragma once
 // One access log line: a RequestRecord as one JSON object and a newline
-// (docs/operations-access-log.md lists the fields). Pure and allocation-free once the
+// (docs/operations.md, "The access log", lists the fields). Pure and allocation-free once the
 // output string has grown to a line's size: the client session formats into a string
 // it reuses.
 //

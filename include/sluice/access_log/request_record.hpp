@@ -17,7 +17,7 @@ namespace sluice::access_log {
 
 struct RequestRecord {
     // Limits named in delayed_by at most: a request uses few limits, and this keeps the
-    // record free of allocations. More are counted in delayed_by_more.
+    // record free of allocations. Further ones are dropped (add_delayed_by), not counted.
     static constexpr std::size_t kMaxDelayedBy = 4;
 
     std::int64_t unix_ms = 0;               // wall clock when the request's header was read

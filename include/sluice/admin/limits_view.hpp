@@ -6,10 +6,11 @@
 // server.admin.limits_top_keys per limit, tracked_keys gives the total): used,
 // remaining, reset, a vendor pause and why, the requests waiting on the key and
 // the oldest one's age. Keys are hashed labels (limit::key_label), never values;
-// a key source is described by its kind and name only. docs/operations-status.md
-// lists every field. Built in bounded steps like /status (stepped_page.hpp).
+// a key source is described by its kind and name only. docs/operations.md
+// ("/v1/limits") lists every field. Built in bounded steps like /status (stepped_page.hpp).
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +34,8 @@ private:
     struct LimitTotals {
         queue::LimitActivity activity;
         Nanos oldest_since = kNever;
+        std::uint64_t queued_last_minute = 0;
+        std::uint64_t refused_last_minute = 0;
     };
 
     nlohmann::json out_;

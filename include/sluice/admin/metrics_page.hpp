@@ -1,6 +1,6 @@
 #pragma once
 // GET /metrics on the admin listener: sluice's metrics in the Prometheus text
-// exposition format 0.0.4 (docs/operations-metrics.md lists every family).
+// exposition format 0.0.4 (docs/operations.md, "Metrics", lists every family).
 //
 // RuntimeCollector is a prometheus::Collectable over a Runtime: at scrape time
 // it reads the request path's atomic counters (metrics/proxy_metrics.hpp), the

@@ -75,7 +75,7 @@ struct AdminConfig {
     std::size_t limits_top_keys = 20;  // keys shown per limit on /v1/limits (and the page at /), by pressure
 };
 
-// The access log (docs/operations-access-log.md): one JSON line per request.
+// The access log (docs/operations.md, "The access log"): one JSON line per request.
 struct AccessLogConfig {
     bool enabled = true;
     std::string path = "stdout";  // "stdout", "stderr", or a file (appended to, created if missing)

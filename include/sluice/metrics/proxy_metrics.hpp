@@ -1,8 +1,11 @@
 #pragma once
-// The request path's own metrics storage (docs/operations-metrics.md): counters
+// The request path's own metrics storage (docs/operations.md, "Metrics"): counters
 // and histograms per route and per upstream, in arrays sized and indexed once,
 // when the Runtime is built from the config. The request path only does relaxed
-// atomic adds on them: no lock, no allocation, no lookup by name. The admin
+// atomic adds on them: no lock, no allocation, no lookup by name. Each route's and
+// upstream's block is shared by name with the previous config's (a reload): its
+// counters go on from where they were, and a request still waiting under the old
+// config leaves the same waiting gauge that the new config shows. The admin
 // listener reads them at scrape time (admin/metrics_page) and turns them into
 // Prometheus families there; this folder knows nothing of the format.
 //
@@ -18,7 +21,9 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "sluice/common/clock.hpp"
 #include "sluice/common/error.hpp"
@@ -87,7 +92,15 @@ struct ExchangeMarks {
 
 class ProxyMetrics {
 public:
+    // Blocks for unnamed routes and upstreams, all at 0.
     ProxyMetrics(std::size_t route_count, std::size_t upstream_count);
+    // The config's routes and upstreams, in index order. A name that `carried_from`
+    // (the previous config's metrics) also has keeps that block, shared with it:
+    // counts survive a reload, and what the old config's requests still add lands
+    // in it too. A new name starts at 0; a name gone is not carried. The unrouted
+    // block is always carried. Reload time only: O(names), a hash map per call.
+    ProxyMetrics(std::vector<std::string> route_names, std::vector<std::string> upstream_names,
+                 const ProxyMetrics* carried_from);
 
     // The request path. `now` is the steady clock, read by the caller only where needed.
     static void begin_request(ExchangeMarks& marks) noexcept { marks = ExchangeMarks{}; }
@@ -109,21 +122,24 @@ public:
     // Scrape time.
     std::size_t route_count() const noexcept { return route_count_; }
     std::size_t upstream_count() const noexcept { return upstream_count_; }
-    const RouteMetrics& route(std::size_t index) const noexcept { return routes_[index]; }
+    const RouteMetrics& route(std::size_t index) const noexcept { return *routes_[index]; }
     // Requests that ended before a route was known (no_route, a malformed head, ...).
-    const RouteMetrics& unrouted() const noexcept { return routes_[route_count_]; }
-    const UpstreamMetrics& upstream(std::size_t index) const noexcept { return upstreams_[index]; }
+    const RouteMetrics& unrouted() const noexcept { return *routes_[route_count_]; }
+    const UpstreamMetrics& upstream(std::size_t index) const noexcept { return *upstreams_[index]; }
 
 private:
     void stop_waiting(ExchangeMarks& marks) noexcept;
     RouteMetrics& slot(const ExchangeMarks& marks) noexcept {
-        return routes_[marks.route < route_count_ ? marks.route : route_count_];
+        return *routes_[marks.route < route_count_ ? marks.route : route_count_];
     }
 
     std::size_t route_count_;
     std::size_t upstream_count_;
-    std::unique_ptr<RouteMetrics[]> routes_;  // route_count_ + 1: the last is "unrouted"
-    std::unique_ptr<UpstreamMetrics[]> upstreams_;
+    std::vector<std::string> route_names_;  // empty: unnamed (nothing carried from or to them)
+    std::vector<std::string> upstream_names_;
+    // Shared with the previous and next configs' metrics by name (see the constructor).
+    std::vector<std::shared_ptr<RouteMetrics>> routes_;  // route_count_ + 1: the last is "unrouted"
+    std::vector<std::shared_ptr<UpstreamMetrics>> upstreams_;
 };
 
 }  // namespace sluice::metrics

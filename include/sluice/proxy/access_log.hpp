@@ -1,6 +1,6 @@
 #pragma once
 // The access log's writer: one JSON line per request (access_log/line_format.hpp) to
-// stdout, stderr or a file (server.access_log, docs/operations-access-log.md).
+// stdout, stderr or a file (server.access_log, docs/operations.md, "The access log").
 //
 // The io threads never wait on the log: a session formats its line into its own reused
 // string and append()s it to a bounded LineBuffer, which takes the whole line or drops

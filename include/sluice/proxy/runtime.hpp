@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -167,27 +168,32 @@ struct Runtime {
     // (LimitUse::limit_index, the admission controller's index).
     std::vector<config::LimitConfig> vendor_gates;
     std::vector<std::size_t> limit_slots;
-    std::shared_ptr<LimitService> limits;         // the process's
-    ProxyCounters& counters;                      // the process's
-    std::vector<RouteFeedbackCounters> feedback;  // index = Config::routes index
+    std::shared_ptr<LimitService> limits;  // the process's
+    ProxyCounters& counters;               // the process's
+    // Index = Config::routes index. Like `metrics`, a route keeps its counters
+    // across a reload (shared by name with the previous runtime's).
+    std::vector<std::shared_ptr<RouteFeedbackCounters>> feedback;
     // Per route and per upstream (index = Config::routes / Config::upstreams index):
-    // outcomes, admission waits, upstream responses (docs/operations-metrics.md).
+    // outcomes, admission waits, upstream responses (docs/operations.md, "Metrics").
+    // Carried across a reload by route and upstream name (ProxyMetrics).
     metrics::ProxyMetrics metrics;
     Nanos started_wall;  // the process's start
     std::atomic<bool>& draining;
     IdleSessionRegistry& idle_sessions;
     AccessLog* access_log;  // the process's; null when off
 
+    // `previous`: the runtime this one replaces (a reload), whose per-route and
+    // per-upstream counters it carries on by name; null at start.
     Runtime(std::shared_ptr<ProcessState> state, std::shared_ptr<const config::Config> cfg,
-            route::RouteTable table)
+            route::RouteTable table, const Runtime* previous = nullptr)
         : process(std::move(state)),
           config(std::move(cfg)),
           loaded_wall(std::chrono::duration_cast<Nanos>(std::chrono::system_clock::now().time_since_epoch())),
           routes(std::move(table)),
           limits(process->limits),
           counters(process->counters),
-          feedback(config->routes.size()),
-          metrics(config->routes.size(), config->upstreams.size()),
+          feedback(carried_feedback(*config, previous)),
+          metrics(route_names(*config), upstream_names(*config), previous ? &previous->metrics : nullptr),
           started_wall(process->started_wall),
           draining(process->draining),
           idle_sessions(process->idle_sessions),
@@ -228,6 +234,32 @@ struct Runtime {
     }
 
 private:
+    static std::vector<std::string> route_names(const config::Config& cfg) {
+        std::vector<std::string> names;
+        for (const auto& route : cfg.routes) names.push_back(route.name);
+        return names;
+    }
+    static std::vector<std::string> upstream_names(const config::Config& cfg) {
+        std::vector<std::string> names;
+        for (const auto& upstream : cfg.upstreams) names.push_back(upstream.name);
+        return names;
+    }
+    // Each route's feedback counters: the previous runtime's for a route of the same
+    // name, else new ones. Reload time only (routes x previous routes comparisons).
+    static std::vector<std::shared_ptr<RouteFeedbackCounters>> carried_feedback(const config::Config& cfg,
+                                                                                const Runtime* previous) {
+        std::vector<std::shared_ptr<RouteFeedbackCounters>> counters;
+        counters.reserve(cfg.routes.size());
+        for (const auto& route : cfg.routes) {
+            std::shared_ptr<RouteFeedbackCounters> kept;
+            for (std::size_t i = 0; previous && !kept && i < previous->config->routes.size(); ++i) {
+                if (previous->config->routes[i].name == route.name) kept = previous->feedback[i];
+            }
+            counters.push_back(kept ? std::move(kept) : std::make_shared<RouteFeedbackCounters>());
+        }
+        return counters;
+    }
+
     static constexpr std::size_t kNoConfigIndex = static_cast<std::size_t>(-1);
     std::vector<std::size_t> config_index_of_slot_;
 };

@@ -77,6 +77,7 @@
 #include "sluice/config/config.hpp"
 #include "sluice/limit/limiter.hpp"
 #include "sluice/limit/request_key.hpp"
+#include "sluice/queue/last_minute_counts.hpp"
 
 namespace sluice::queue {
 
@@ -123,6 +124,10 @@ struct LimitActivity {
     std::size_t waiting = 0;     // waiting now
     // Shadow limits (enforce: false) only: admissions this limit would have refused.
     std::uint64_t shadow_would_refuse = 0;
+    // `queued` and `refused` over the last minute (mono time of each; read with
+    // the caller's now): what a status page opened a moment ago can show.
+    LastMinuteCounts queued_last_minute;
+    LastMinuteCounts refused_last_minute;
 };
 
 // The requests waiting on one (limit, key) (admin pages).

@@ -110,8 +110,8 @@ TEST_CASE("the metrics page writes known counters as Prometheus text, line by li
     metrics::ProxyMetrics::begin_request(marks);
     m.synthetic(marks, Errc::no_route);
     m.synthetic(marks, Errc::malformed_request);
-    f.runtime->feedback[0].paused.fetch_add(2);
-    f.runtime->feedback[0].paused_nanos.fetch_add(1'500'000'000);
+    f.runtime->feedback[0]->paused.fetch_add(2);
+    f.runtime->feedback[0]->paused_nanos.fetch_add(1'500'000'000);
     f.runtime->counters.open_client_connections.fetch_add(3);
     // Three admissions on per_minute (and the shadow dry_run, which would refuse two),
     // two keys on per_key.
@@ -210,7 +210,8 @@ TEST_CASE("the metrics page writes known counters as Prometheus text, line by li
         CHECK(match[1].str().substr(match[1].str().size() - 6) == "_total");
     }
     CHECK(std::regex_search(
-        text, std::regex(R"(sluice_build_info\{commit="[0-9a-f]+|unknown",version="\d+\.\d+\.\d+"\} 1)")));
+        text,
+        std::regex(R"re(sluice_build_info\{commit="(?:[0-9a-f]+|unknown)",version="\d+\.\d+\.\d+"\} 1)re")));
     CHECK(std::regex_search(text, std::regex(R"(sluice_process_start_time_seconds \d{10})")));
 }
 
@@ -274,4 +275,37 @@ TEST_CASE("the metrics page shows a learned limit: its units, its lowerings and 
     const double expected = std::chrono::duration<double>(f.clock.now().wall - 2s).count();
     CHECK(std::stod(line->substr(prefix.size())) == Approx(expected).margin(1e-3));
     CHECK(text.find("sluice_limit_learned_raised_timestamp_seconds{") == std::string::npos);
+}
+
+TEST_CASE("a reload's runtime carries each kept route's feedback and request counters by name",
+          "[admin][metrics][reload]") {
+    RuntimeFixture f;
+    f.runtime->feedback[1]->paused.fetch_add(3);  // keyed.v1
+    metrics::ExchangeMarks marks;
+    metrics::ProxyMetrics::begin_request(marks);
+    metrics::ProxyMetrics::routed(marks, 1, 0);
+    f.runtime->metrics.admitted(marks, Nanos::zero(), false);
+    f.runtime->metrics.relayed(marks);
+
+    // keyed.v1 kept (now first), chat gone, batch new.
+    auto config = config::load_config_string(R"(listeners:
+  - name: main
+    listen: "127.0.0.1:0"
+upstreams:
+  vendor:
+    url: "http://127.0.0.1:9"
+routes:
+  - name: keyed.v1
+    match: {path_prefix: /v1/}
+    upstream: vendor
+  - name: batch
+    upstream: vendor
+)");
+    const proxy::Runtime next(f.runtime->process, config, route::RouteTable(*config), f.runtime.get());
+    REQUIRE(next.feedback.size() == 2);
+    CHECK(next.feedback[0] == f.runtime->feedback[1]);
+    CHECK(next.feedback[0]->paused == 3);
+    CHECK(next.feedback[1]->paused == 0);
+    CHECK(next.metrics.route(0).forwarded == 1);
+    CHECK(next.metrics.route(1).forwarded == 0);
 }

@@ -875,6 +875,11 @@ TEST_CASE("a refusal after waiting counts on the limit that refused it", "[queue
     CHECK(activity.refused == 1);
     CHECK(activity.waiting == 0);
     CHECK(activity.admitted == 1);
+    // The same over the last minute (the status page's), until that minute has passed.
+    CHECK(activity.queued_last_minute.total(f.now()) == 1);
+    CHECK(activity.refused_last_minute.total(f.now()) == 1);
+    CHECK(activity.refused_last_minute.total(f.now() + 61s) == 0);
+    CHECK(activity.queued_last_minute.total(f.now() + 61s) == 0);
 }
 
 TEST_CASE("the oldest waiter's arrival is kept per limit and per key, whoever leaves first",

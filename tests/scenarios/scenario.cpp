@@ -40,6 +40,26 @@ const Rule& find_rule(const std::vector<Rule>& rules, const std::string& name) {
     throw std::invalid_argument("no rule named " + name);
 }
 
+// The `key:` of a limit per group of keys (Close: per organization), as a user with keys of
+// several groups writes it: the rule's header, its values mapped to the vendor's groups. Empty
+// when every key is in one group (an unkeyed limit is then the same thing).
+std::string group_by_key(const Rule& rule, const Scenario& scenario) {
+    std::map<std::string, std::vector<std::string>> groups;
+    for (const auto& [value, group] : scenario.vendor.key_groups) groups[group].push_back(value);
+    if (groups.size() <= 1 || !rule.per) return {};
+    std::ostringstream out;
+    out << "{header: " << rule.per->header << ", group_by: {groups: {";
+    const char* sep = "";
+    for (const auto& [group, values] : groups) {
+        out << sep << "\"" << group << "\": [";
+        for (std::size_t i = 0; i < values.size(); ++i) out << (i ? ", " : "") << "\"" << values[i] << "\"";
+        out << "]";
+        sep = ", ";
+    }
+    out << "}}}";
+    return out.str();
+}
+
 // A rule as a sluice limit (lines under `limits:`).
 std::string limit_yaml(const Rule& rule, const Scenario& scenario) {
     std::ostringstream out;
@@ -61,13 +81,9 @@ std::string limit_yaml(const Rule& rule, const Scenario& scenario) {
     if (rule.per && rule.per_group.empty()) {
         out << "    key: {header: " << rule.per->header << "}\n";
     } else if (!rule.per_group.empty()) {
-        // sluice cannot yet map a key to its organization: a per-group rule is kept account-wide,
-        // which is the same thing only while every key belongs to one organization.
-        std::set<std::string> groups;
-        for (const auto& [key, group] : scenario.vendor.key_groups) groups.insert(group);
-        if (groups.size() > 1)
-            throw std::invalid_argument("rule " + rule.name + ": sluice cannot express a limit per " +
-                                        rule.per_group + " across several of them");
+        // Kept account-wide while every key belongs to one group; per group otherwise.
+        const auto key = group_by_key(rule, scenario);
+        if (!key.empty()) out << "    key: " << key << "\n";
     }
     if (rule.cost) {
         out << "    cost: {header: " << rule.cost->header;
@@ -130,6 +146,15 @@ std::string vendor_entry_yaml(const Scenario& scenario, const std::string& vendo
     }
     out << "    queue: {max_depth: " << scenario.max_depth << ", max_wait: " << scenario.max_wait.count()
         << "ms}\n";
+    // The preset's per-group limits are unkeyed (one organization); keys of several groups
+    // override them with a group_by key, as docs/configuration.md shows.
+    std::string overrides;
+    for (const auto& rule : scenario.rules) {
+        if (rule.per_group.empty()) continue;
+        const auto key = group_by_key(rule, scenario);
+        if (!key.empty()) overrides += "      " + rule.name + ": {key: " + key + "}\n";
+    }
+    if (!overrides.empty()) out << "    limits:\n" << overrides;
     return out.str();
 }
 

@@ -108,6 +108,25 @@ Scenario close_base() {
     return s;
 }
 
+// Close with keys of two organizations through one sluice: each organization's 60/s holds its
+// own four keys together (80/s of key quota each), so sluice must count per organization (a
+// group_by key), not across both (which would use half of the vendor's quota).
+Scenario close_two_organizations() {
+    Scenario s = close_base();
+    s.name = "close-two-orgs";
+    s.vendor.key_groups.clear();
+    for (int k = 0; k < 8; ++k)
+        s.vendor.key_groups["Bearer key-" + std::to_string(k)] = k < 4 ? "org-1" : "org-2";
+    s.consumers = {{group(
+        "leads", 24, "GET",
+        [](int c, std::uint64_t n) {
+            return "/api/v1/lead/?c=" + std::to_string(c) + "&n=" + std::to_string(n);
+        },
+        [](int c) { return api_key(c % 8); })}};
+    s.duration = 5s;
+    return s;
+}
+
 // Convertr: rolling 5-minute windows, account-wide: 100 logins, 1,400 lead-results, 3,000 over
 // every endpoint (a lead-result or a login counts against both), at most 9 in flight. The logins
 // are saturated (12 clients for 100 per window): while they wait for their own window, the
@@ -295,6 +314,16 @@ TEST_CASE("close: 20/s per key and 60/s per organization, headers for the closes
           "[scenario][close]") {
     const auto s = close_base();
     check_scenario(s, run_scenario(s), Targets{});
+}
+
+TEST_CASE("close with two organizations: each organization's limit held per organization (group_by)",
+          "[scenario][close][group-by]") {
+    const auto s = close_two_organizations();
+    const auto r = run_scenario(s);
+    check_scenario(s, r, Targets{});
+    // Two counters at the vendor, each used >= 95 % (check_scenario): twice what one account-wide
+    // limit would have let through.
+    CHECK(r.rule("lead-read-org").partitions == 2);
 }
 
 TEST_CASE("convertr: 100 logins, 1,400 lead-results, 3,000 in all per rolling 5 min, 9 in flight",

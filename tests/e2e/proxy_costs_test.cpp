@@ -120,6 +120,15 @@ TEST_CASE("a body cost counts units: at most the limit reaches the vendor, and r
     CHECK_THAT(missing.body, Catch::Contains("no value at '/emails'"));
     check_synthetic(validate(client, "b", R"({"emails": "a@x.io"})"), 400, "cost_unreadable");
     check_synthetic(validate(client, "b", emails(6) + std::string(400, ' ')), 413, "cost_body_too_large");
+    {
+        // Too large to be held at all: refused from its header, the body never read.
+        HttpClient big(sluice.port("main"), 3s);
+        big.write_raw(
+            "POST /v1/validate HTTP/1.1\r\nHost: a.test\r\nX-Account: b\r\nContent-Length: 70000\r\n\r\n");
+        const auto response = big.read_response();
+        check_synthetic(response, 413, "cost_body_too_large");
+        CHECK_FALSE(response.keep_alive);
+    }
     CHECK(vendor.requests() == forwarded);
     // Nothing of them was counted: b's whole quota is there.
     CHECK(validate(client, "b", emails(10)).status == 200);

@@ -259,7 +259,7 @@ void print_limit(YAML::Emitter& out, const LimitConfig& limit) {
         } else if (!limit.cost.header.empty()) {
             out << YAML::Key << "header" << YAML::Value << limit.cost.header;
         }
-        out << YAML::Key << "default" << YAML::Value << limit.cost.fixed;
+        if (!limit.cost.body) out << YAML::Key << "default" << YAML::Value << limit.cost.fixed;
         out << YAML::Key << "max" << YAML::Value << limit.cost.max;
         if (!limit.cost.settle_header.empty()) {
             out << YAML::Key << "settle" << YAML::Value << YAML::BeginMap << YAML::Key << "header"

@@ -2147,6 +2147,9 @@ private:
             if (!is_http_token(cost.settle_header)) header.fail_expected("a header name (an HTTP token)");
         }
         if (const auto v = map.get("default")) {
+            if (body)
+                v->fail("a body cost has no default: a body without the cost is refused (cost_unreadable)",
+                        "no default with body");
             cost.fixed = v->integer(0);
             check_capacity(*v, cost.fixed, "default cost");
         }

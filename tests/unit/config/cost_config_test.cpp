@@ -104,6 +104,10 @@ TEST_CASE("error: a body cost that cannot be read", "[config][errors][cost]") {
     CHECK(error_of("x: {limit: 5, window: 1s, cost: {body: {number: /n, pointer: /n}}}") ==
           "t.yaml:4:55: limit 'x' cost.body: unknown key 'pointer'; expected one of array_length, number, "
           "max_bytes");
+    CHECK(
+        error_of("x: {limit: 5, window: 1s, cost: {body: {number: /n}, default: 1}}") ==
+        "t.yaml:4:65: limit 'x' cost.default: a body cost has no default: a body without the cost is refused "
+        "(cost_unreadable); expected no default with body");
     CHECK(error_of("x: {limit: 5, window: 1s, cost: {settle: {header: 'X Units'}}}") ==
           "t.yaml:4:53: limit 'x' cost.settle.header: got 'X Units'; expected a header name (an HTTP token)");
 }

@@ -45,6 +45,9 @@ std::string_view error_code_name(Errc e) noexcept {
         case Errc::too_many_connections: return "too_many_connections";
         case Errc::request_timeout: return "request_timeout";
         case Errc::shared_state_unavailable: return "shared_state_unavailable";
+        case Errc::cost_unreadable: return "cost_unreadable";
+        case Errc::cost_body_too_large: return "cost_body_too_large";
+        case Errc::cost_too_large: return "cost_too_large";
     }
     return "unknown";
 }
@@ -53,9 +56,12 @@ unsigned error_http_status(Errc e) noexcept {
     switch (e) {
         case Errc::ok: return 200;
         case Errc::no_route: return 404;
-        case Errc::malformed_request: return 400;
+        case Errc::malformed_request:
+        case Errc::cost_unreadable: return 400;
         case Errc::header_too_large: return 431;
-        case Errc::body_too_large: return 413;
+        case Errc::body_too_large:
+        case Errc::cost_body_too_large: return 413;
+        case Errc::cost_too_large: return 422;
         case Errc::method_not_allowed: return 405;
         case Errc::request_timeout: return 408;
         case Errc::upstream_connect_failed:

@@ -247,11 +247,24 @@ void print_limit(YAML::Emitter& out, const LimitConfig& limit) {
         }
         out << YAML::EndSeq;
     }
-    if (!limit.cost.header.empty()) {
+    if (!limit.cost.header.empty() || limit.cost.body || !limit.cost.settle_header.empty()) {
         out << YAML::Key << "cost" << YAML::Value << YAML::Flow << YAML::BeginMap;
-        out << YAML::Key << "header" << YAML::Value << limit.cost.header;
-        out << YAML::Key << "default" << YAML::Value << limit.cost.fixed;
+        if (const auto& body = limit.cost.body) {
+            out << YAML::Key << "body" << YAML::Value << YAML::BeginMap;
+            out << YAML::Key << (body->kind == cost::BodyCostKind::array_length ? "array_length" : "number")
+                << YAML::Value << YAML::DoubleQuoted << cost::format_json_pointer(body->pointer);
+            // Unset (0): the server's max_buffered_body_bytes applies, printed there.
+            if (body->max_bytes > 0) out << YAML::Key << "max_bytes" << YAML::Value << body->max_bytes;
+            out << YAML::EndMap;
+        } else if (!limit.cost.header.empty()) {
+            out << YAML::Key << "header" << YAML::Value << limit.cost.header;
+        }
+        if (!limit.cost.body) out << YAML::Key << "default" << YAML::Value << limit.cost.fixed;
         out << YAML::Key << "max" << YAML::Value << limit.cost.max;
+        if (!limit.cost.settle_header.empty()) {
+            out << YAML::Key << "settle" << YAML::Value << YAML::BeginMap << YAML::Key << "header"
+                << YAML::Value << limit.cost.settle_header << YAML::EndMap;
+        }
         out << YAML::EndMap;
     } else {
         out << YAML::Key << "cost" << YAML::Value << limit.cost.fixed;

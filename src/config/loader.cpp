@@ -578,7 +578,9 @@ const std::vector<std::string> kLimitKeys{
     "margin",    "key",   "cost",   "enforce", "max_keys", "feedback",   "on_redis_failure"};
 const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param", "group_by"};
 const std::vector<std::string> kGroupByKeys{"file", "groups", "unmapped"};
-const std::vector<std::string> kCostKeys{"header", "default", "max"};
+const std::vector<std::string> kCostKeys{"header", "default", "max", "body", "settle"};
+const std::vector<std::string> kBodyCostKeys{"array_length", "number", "max_bytes"};
+const std::vector<std::string> kSettleKeys{"header"};
 const std::vector<std::string> kQueueKeys{"max_depth", "max_wait"};
 const std::vector<std::string> kRouteKeys{"name",   "match", "strip_prefix", "upstream",
                                           "limits", "queue", "retry"};
@@ -2118,17 +2120,62 @@ private:
             return;
         }
         if (!node.is_map())
-            node.fail_expected("an integer (a fixed cost) or {header: NAME, default: N, max: N}");
+            node.fail_expected(
+                "an integer (a fixed cost), {header: NAME, default: N, max: N} or {body: {array_length: "
+                "/POINTER}}");
         const Map map(node, kCostKeys);
-        const auto header =
-            map.require("header", "the header carrying the cost (or write a plain integer for a fixed cost)");
-        cost.header = header.text("a header name");
-        if (!is_http_token(cost.header)) header.fail_expected("a header name (an HTTP token)");
+        const auto body = map.get("body");
+        const auto settle = map.get("settle");
+        if (body) {
+            if (const auto header = map.get("header"))
+                header->fail("a cost is read from a header or from the body, not both",
+                             "only one of header, body");
+            cost.body = read_body_cost(*body);
+        } else if (const auto header = map.get("header"); header || !settle) {
+            const auto required = header
+                                      ? *header
+                                      : map.require("header",
+                                                    "the header carrying the cost (or body: {array_length: "
+                                                    "/POINTER}, or a plain integer for a fixed cost)");
+            cost.header = required.text("a header name");
+            if (!is_http_token(cost.header)) required.fail_expected("a header name (an HTTP token)");
+        }
+        if (settle) {
+            const Map settle_map(*settle, kSettleKeys);
+            const auto header = settle_map.require("header", "the response header giving the units charged");
+            cost.settle_header = header.text("a header name");
+            if (!is_http_token(cost.settle_header)) header.fail_expected("a header name (an HTTP token)");
+        }
         if (const auto v = map.get("default")) {
+            if (body)
+                v->fail("a body cost has no default: a body without the cost is refused (cost_unreadable)",
+                        "no default with body");
             cost.fixed = v->integer(0);
             check_capacity(*v, cost.fixed, "default cost");
         }
         if (const auto v = map.get("max")) cost.max = v->integer(0);
+    }
+
+    // body: {array_length: /POINTER} or {number: /POINTER}, and max_bytes (docs/costs.md).
+    static BodyCostConfig read_body_cost(const Node& node) {
+        const Map map(node, kBodyCostKeys);
+        const auto length = map.get("array_length");
+        const auto number = map.get("number");
+        if (length && number)
+            number->fail("a body cost is an array's length or a number, not both",
+                         "one of array_length, number");
+        if (!length && !number)
+            node.fail(
+                "no value to read",
+                "array_length: /POINTER (an array's length) or number: /POINTER (a non-negative integer)");
+        BodyCostConfig body;
+        body.kind = length ? cost::BodyCostKind::array_length : cost::BodyCostKind::number;
+        const Node& at = length ? *length : *number;
+        auto pointer = cost::parse_json_pointer(at.text("a JSON Pointer (RFC 6901), e.g. /emails"));
+        if (!pointer.error.empty()) at.fail("not a JSON Pointer: " + echoed(at.text("")), pointer.error);
+        body.pointer = std::move(pointer.tokens);
+        if (const auto v = map.get("max_bytes")) body.max_bytes = v->size(1, kMaxBufferedBodyBytes);
+        return body;
     }
 
     // ---- queue --------------------------------------------------------------

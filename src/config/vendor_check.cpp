@@ -232,6 +232,18 @@ Int capacity(const LimitConfig& limit, Duration window, std::optional<Duration> 
 // A limit's capacity turned into the rule's units (requests, or the rule's cost units), or
 // kInfinite with the reason in `why` when the limit cannot bound the rule.
 Int in_rule_units(const LimitConfig& limit, const VendorRule& rule, Int limit_units, std::string& why) {
+    // A cost read from the body (cost.body), or corrected from the response (cost.settle), may
+    // be 0 for a request the vendor counts: such a limit bounds neither requests nor, unless
+    // it is known to read the vendor's own count, units (docs/costs.md).
+    if (limit.cost.body) {
+        why = "counts units from the request body (a request may cost 0), not " +
+              std::string(rule.counts_units ? "the vendor's units (" + rule.cost.header + ")" : "requests");
+        return kInfinite;
+    }
+    if (!limit.cost.settle_header.empty()) {
+        why = "is corrected from " + limit.cost.settle_header + " (a request may end up costing 0)";
+        return kInfinite;
+    }
     if (!rule.counts_units) {
         if (!limit.cost.header.empty()) {
             why = "counts units from " + limit.cost.header + " (a request may cost 0), not requests";

@@ -146,6 +146,64 @@ std::int64_t request_cost(const config::LimitConfig& limit, const RequestAttribu
     return std::min(n, max);
 }
 
+std::optional<std::int64_t> parse_settled_units(std::string_view v) noexcept {
+    while (!v.empty() && is_ows(v.front())) v.remove_prefix(1);
+    while (!v.empty() && is_ows(v.back())) v.remove_suffix(1);
+    if (v.empty()) return std::nullopt;
+    constexpr std::int64_t kTop = std::numeric_limits<std::int64_t>::max();
+    std::int64_t n = 0;
+    for (const char c : v) {
+        if (c < '0' || c > '9') return std::nullopt;
+        const int digit = c - '0';
+        n = n > (kTop - digit) / 10 ? kTop : n * 10 + digit;
+    }
+    return n;
+}
+
+std::size_t body_cost_max_bytes(const config::LimitConfig& limit, std::size_t max_buffered_body_bytes) {
+    return limit.cost.body && limit.cost.body->max_bytes > 0 ? limit.cost.body->max_bytes
+                                                             : max_buffered_body_bytes;
+}
+
+BodyRequestCost body_request_cost(const config::LimitConfig& limit, std::string_view body,
+                                  std::size_t max_buffered_body_bytes) noexcept {
+    BodyRequestCost result;
+    try {
+        const auto& rule = *limit.cost.body;
+        const auto max_bytes = body_cost_max_bytes(limit, max_buffered_body_bytes);
+        if (body.size() > max_bytes) {
+            result.error = Errc::cost_body_too_large;
+            result.message = "limit '" + limit.name + "' reads its cost from request bodies of at most " +
+                             std::to_string(max_bytes) + " bytes (cost.body.max_bytes); this one has " +
+                             std::to_string(body.size());
+            return result;
+        }
+        const auto read = cost::read_body_cost(body, rule.kind, rule.pointer);
+        if (!read.ok()) {
+            result.error = Errc::cost_unreadable;
+            result.message = "limit '" + limit.name + "' cannot read this request's cost: " + read.message;
+            return result;
+        }
+        const bool bucket = limit.algorithm == config::Algorithm::token_bucket;
+        const auto capacity = bucket ? limit.burst : limit.limit;
+        if (read.units > limit.cost.max || read.units > capacity) {
+            result.error = Errc::cost_too_large;
+            result.message = "this request costs " + std::to_string(read.units) +
+                             " units, more than limit '" + limit.name + "' can ever admit (" +
+                             (read.units > limit.cost.max
+                                  ? "cost.max " + std::to_string(limit.cost.max)
+                                  : std::string(bucket ? "burst " : "limit ") + std::to_string(capacity)) +
+                             "); split it into smaller requests";
+            return result;
+        }
+        result.cost = read.units;
+    } catch (...) {  // std::bad_alloc building a message: refuse rather than pass
+        result.error = Errc::cost_unreadable;
+        result.message.clear();
+    }
+    return result;
+}
+
 std::string key_label(KeyHash key) {
     static constexpr char kHex[] = "0123456789abcdef";
     std::string label = "k:";

@@ -25,6 +25,9 @@ Outcome outcome_of(Errc code) noexcept {
         case Errc::malformed_request:
         case Errc::header_too_large:
         case Errc::body_too_large:
+        case Errc::cost_unreadable:
+        case Errc::cost_body_too_large:
+        case Errc::cost_too_large:
         case Errc::method_not_allowed:
         case Errc::not_implemented:
         case Errc::request_timeout: return Outcome::client_error;

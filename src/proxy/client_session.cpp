@@ -543,11 +543,22 @@ void ClientSession::handle_request() {
                                         }};
     uses_.clear();
     uses_.reserve(route_config.limit_indexes.size());
+    body_costs_ = false;
+    settles_costs_ = false;
+    held_body_limit_ = config().server.max_buffered_body_bytes;
     for (const auto limit_index : route_config.limit_indexes) {
         const auto& limit_config = config().limits[limit_index];
         uses_.push_back(limit::LimitUse{runtime_->limit_slot(limit_index),
                                         limit::request_key(limit_config, attributes),
                                         limit::request_cost(limit_config, attributes)});
+        if (!limit_config.cost.settle_header.empty()) settles_costs_ = true;
+        if (limit_config.cost.body) {
+            // The cost is read once the body is whole (admit_held_body).
+            body_costs_ = true;
+            held_body_limit_ =
+                std::max(held_body_limit_,
+                         limit::body_cost_max_bytes(limit_config, config().server.max_buffered_body_bytes));
+        }
     }
     // A route without limits of its own still obeys the vendor: its upstream's gate
     // admits everything until a vendor signal pauses or caps it.
@@ -600,11 +611,11 @@ bool ClientSession::prepare_upstream_request(const route::RouteMatchResult& matc
 // ---------------------------------------------------------------- the request body, before admission
 
 void ClientSession::take_body() {
-    if (request_parser_->is_done()) return request_admission(max_wait_);
-    const auto limit = config().server.max_buffered_body_bytes;
+    if (request_parser_->is_done()) return admit_held_body();
+    const auto limit = held_body_limit_;
     const auto length = request_parser_->content_length();
     // A chunked body of unknown size is read up to the limit, then streamed if it goes on.
-    if (length ? *length > limit : limit == 0) return stream_body();
+    if (length ? *length > limit : limit == 0) return body_costs_ ? refuse_unread_body_cost() : stream_body();
     if (expect_continue_) {
         // The client waits for a 100 before it sends the body; a body this small is
         // worth taking before the request is admitted, even if it ends up refused.
@@ -636,15 +647,54 @@ void ClientSession::on_held_body_read(beast::error_code ec, std::size_t) {
             set_forwarded_framing(request_parser_->get().base(), false, replay_body_.size());
         }
         replaying_ = true;
-        return request_admission(max_wait_);
+        return admit_held_body();
     }
-    if (replay_body_.size() > config().server.max_buffered_body_bytes) {
+    if (replay_body_.size() > held_body_limit_) {
+        if (body_costs_) return refuse_unread_body_cost();
         // A chunked body larger than it may be held: what was read goes first, the rest streams.
         replaying_ = true;
         replayable_ = false;
         return stream_body();
     }
     read_held_body();
+}
+
+void ClientSession::admit_held_body() {
+    if (body_costs_) {
+        for (auto& use : uses_) {
+            const auto& limit_config = runtime_->limit_config(use.limit_index);
+            if (!limit_config.cost.body) continue;
+            const auto read =
+                limit::body_request_cost(limit_config, replay_body_, config().server.max_buffered_body_bytes);
+            if (read.error != Errc::ok) {
+                // Nothing was counted or forwarded: all-or-nothing holds before admission.
+                runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+                log::debug("proxy", "cost refused (" + std::string(error_code_name(read.error)) +
+                                        "): " + describe_request());
+                return send_synthetic(make_error_response(read.error, read.message, version_,
+                                                          keep_alive_ && request_parser_->is_done()));
+            }
+            use.cost = read.cost;
+        }
+    }
+    request_admission(max_wait_);
+}
+
+void ClientSession::refuse_unread_body_cost() {
+    // The body is not read at all (the connection then closes): a cost that cannot be read is
+    // never guessed, and a body this large is not held.
+    runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+    std::string names;
+    for (const auto& use : uses_) {
+        const auto& limit_config = runtime_->limit_config(use.limit_index);
+        if (!limit_config.cost.body) continue;
+        names += (names.empty() ? "'" : ", '") + limit_config.name + "'";
+    }
+    send_synthetic(make_error_response(Errc::cost_body_too_large,
+                                       "the request body is larger than the " +
+                                           std::to_string(held_body_limit_) + " bytes limit " + names +
+                                           " reads its cost from (cost.body.max_bytes); split the request",
+                                       version_, false));
 }
 
 void ClientSession::stream_body() {
@@ -1012,6 +1062,7 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
         return read_response_header();  // interim (100, 103): the final answer follows
     }
     runtime_->metrics.upstream_responded(metrics_marks_, status, steady_nanos());
+    if (settles_costs_) settle_costs();
     // The upstream's own view (a close-delimited body ends with the connection);
     // a head that another parser could frame differently leaves bytes nobody can
     // place, so its connection carries no second exchange.
@@ -1029,6 +1080,34 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
 }
 
 // ---------------------------------------------------------------- vendor feedback
+
+void ClientSession::settle_costs() {
+    const auto& head = response_parser_->get().base();
+    std::vector<limit::LimitUse> more;
+    std::vector<limit::LimitUse> less;
+    for (const auto& use : uses_) {
+        const auto& limit_config = runtime_->limit_config(use.limit_index);
+        const auto& header = limit_config.cost.settle_header;
+        if (header.empty()) continue;
+        const auto value = find_field(head, header);
+        if (!value) continue;  // not said: the admitted cost stands
+        const auto charged = limit::parse_settled_units(*value);
+        if (!charged) {
+            // Malformed: no correction (never a guess), counted with the feedback values ignored.
+            runtime_->feedback[route_index_]->clamped.fetch_add(1, std::memory_order_relaxed);
+            SLUICE_LOG_LIMITED(log::Level::warn, "feedback",
+                               "limit '" + limit_config.name + "': " + header + " " +
+                                   printable_excerpt(*value) +
+                                   " is not a non-negative integer; the cost is not settled");
+            continue;
+        }
+        if (*charged > use.cost)
+            more.push_back(limit::LimitUse{use.limit_index, use.key, *charged - use.cost});
+        if (*charged < use.cost)
+            less.push_back(limit::LimitUse{use.limit_index, use.key, use.cost - *charged});
+    }
+    runtime_->limits->settle(more, less, admitted_at_);
+}
 
 void ClientSession::read_vendor_body() {
     if (!body_buffer_) body_buffer_ = std::make_unique<char[]>(kBodyBufferSize);

@@ -368,6 +368,20 @@ void LimitService::refund(const std::vector<limit::LimitUse>& uses, Nanos admitt
     dispatch(ready);
 }
 
+void LimitService::settle(const std::vector<limit::LimitUse>& more, const std::vector<limit::LimitUse>& less,
+                          Nanos admitted_at) {
+    if (more.empty() && less.empty()) return;
+    Ready ready;
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const auto now = clock_.now();
+        controller_.charge(more, now);
+        controller_.refund(less, admitted_at, now);
+        poll_locked(now, ready);
+    }
+    dispatch(ready);
+}
+
 void LimitService::pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until) {
     Ready ready;
     {

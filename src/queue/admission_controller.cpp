@@ -866,6 +866,13 @@ void AdmissionController::refund(const std::vector<limit::LimitUse>& uses, Nanos
     if (!uses.empty()) m.all_due = true;  // units given back may let a head go
 }
 
+void AdmissionController::charge(const std::vector<limit::LimitUse>& uses, const Instant& now) {
+    Impl& m = *impl_;
+    for (const LimitUse& use : uses) m.limiters[m.live(use.limit_index)]->charge(use.key, use.cost, now);
+    // Heads' bounds were worked out before these units: probe them again (a later earliest).
+    if (!uses.empty()) m.all_due = true;
+}
+
 void AdmissionController::pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until,
                                       const Instant& now) {
     impl_->limiters[impl_->live(limit_index)]->pause_until(key, until, now);

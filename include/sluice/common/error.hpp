@@ -33,6 +33,11 @@ enum class Errc {
     not_implemented,           // 501: e.g. a request transfer coding other than chunked
     request_timeout,           // 408: the request body stalled (client_body) or ran past client_body_total
     shared_state_unavailable,  // 503: a shared limit with on_redis_failure: deny, and Redis cannot answer
+    // Costs read from the request body (docs/costs.md); never forwarded, never counted.
+    cost_unreadable,      // 400: the body is not JSON, or has no non-negative integer / array at the pointer
+    cost_body_too_large,  // 413: the body is too large to read its cost (over the limit's
+                          // cost.body.max_bytes)
+    cost_too_large,  // 422: the cost is above the limit's cost.max or above what the limit can ever admit
 };
 
 const std::error_category& sluice_category() noexcept;

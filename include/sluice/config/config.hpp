@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "sluice/cost/body_cost.hpp"
 #include "sluice/feedback/vendor_signals.hpp"
 
 namespace sluice::config {
@@ -230,10 +231,23 @@ struct KeySource {
     std::shared_ptr<const KeyGroups> group_by;
 };
 
+// A cost read from the request's JSON body (docs/costs.md): the length of the array, or the
+// integer, at an RFC 6901 pointer. The body must have been read whole, up to `max_bytes`.
+struct BodyCostConfig {
+    cost::BodyCostKind kind = cost::BodyCostKind::array_length;
+    std::vector<std::string> pointer;  // the pointer's tokens, unescaped (empty: the whole body)
+    std::size_t max_bytes = 0;         // 0: server.max_buffered_body_bytes; at most 16 MiB
+};
+
 struct CostConfig {
-    std::string header;                // empty: every request costs `fixed`
-    std::int64_t fixed = 1;            // the cost, or the default when the header is absent
-    std::int64_t max = 1'000'000'000;  // a header value above this is clamped (and logged)
+    std::string header;                  // empty: every request costs `fixed`
+    std::int64_t fixed = 1;              // the cost, or the default when the header is absent
+    std::int64_t max = 1'000'000'000;    // a header value above this is clamped (and logged);
+                                         // a body cost above it is refused (cost_too_large)
+    std::optional<BodyCostConfig> body;  // set: the cost is read from the body (no header then)
+    // Set: the vendor's response header giving the units actually charged; the limit is
+    // corrected after the response (charged more, or given back).
+    std::string settle_header;
 };
 
 // Which of the vendor's limits this limit is (docs/feedback.md, "Which limit a signal

@@ -454,6 +454,19 @@ public:
         note_fresh_at(*entry, now);
     }
 
+    void charge(KeyHash key, std::int64_t units, const Instant& now) override {
+        const auto algorithm = config().algorithm;
+        if (units <= 0 || algorithm == config::Algorithm::concurrency ||
+            algorithm == config::Algorithm::vendor_gate)
+            return;
+        // The algorithms' consume() already counts past the limit (shadow mode does): the log
+        // folds its oldest units into a lump held longer, the ring and the windows just count,
+        // and the bucket's TAT moves past `now + burst` (debt). An enforced limit records it
+        // even past max_keys, as an admission would.
+        consume(key, units, now);
+        if (const Entry* entry = find(key)) note_fresh_at(*entry, now);
+    }
+
     const Policy& policy() const noexcept { return policy_; }
 
 private:

@@ -249,6 +249,13 @@ public:
     virtual void refund(KeyHash /*key*/, std::int64_t /*cost*/, Nanos /*admitted_at*/,
                         const Instant& /*now*/) {}
 
+    // The vendor charged `units` more than the request was admitted for (a cost settled from
+    // the response, docs/costs.md): counts them as admitted at `now`, even past the limit (a
+    // window counts over it until they leave; a token bucket goes into debt), so that later
+    // admissions wait for them exactly as if they had been admitted. Never refused: the work
+    // is done. Concurrency limits and vendor gates count requests, not work: a no-op.
+    virtual void charge(KeyHash /*key*/, std::int64_t /*units*/, const Instant& /*now*/) {}
+
     // Bytes of state per tracked key (for the benchmark's memory report).
     virtual std::size_t bytes_per_key() const = 0;
 

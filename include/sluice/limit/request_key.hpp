@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 
+#include "sluice/common/error.hpp"
 #include "sluice/config/config.hpp"
 #include "sluice/limit/limiter.hpp"
 #include "sluice/route/route_table.hpp"
@@ -40,6 +42,26 @@ KeyHash request_key(const config::LimitConfig& limit, const RequestAttributes& r
 // The request's cost for `limit`: cost.fixed, or the cost header's value when
 // present and a valid non-negative integer, clamped to cost.max.
 std::int64_t request_cost(const config::LimitConfig& limit, const RequestAttributes& request);
+
+// A cost read from the request body (cost.body, docs/costs.md), or why none can be used.
+// Unlike a header cost, it is never clamped: above cost.max, or above what the limit can ever
+// admit (its limit; its burst for a token bucket), the request is refused (cost_too_large).
+struct BodyRequestCost {
+    std::int64_t cost = 0;
+    Errc error = Errc::ok;  // cost_body_too_large, cost_unreadable or cost_too_large
+    std::string message;    // for the client: which limit, what was wrong
+};
+// The units a vendor's response says it charged (cost.settle.header): a plain non-negative
+// decimal integer, surrounding spaces allowed, saturated at INT64_MAX; anything else
+// (empty, "-1", "2.5", "1e3", "12 units") is nullopt and corrects nothing.
+std::optional<std::int64_t> parse_settled_units(std::string_view value) noexcept;
+
+// The largest body `limit` reads its cost from: cost.body.max_bytes, or the server's
+// max_buffered_body_bytes when unset.
+std::size_t body_cost_max_bytes(const config::LimitConfig& limit, std::size_t max_buffered_body_bytes);
+// `body` is the whole request body. Call only for a limit with cost.body. Never throws.
+BodyRequestCost body_request_cost(const config::LimitConfig& limit, std::string_view body,
+                                  std::size_t max_buffered_body_bytes) noexcept;
 
 // Short printable form of a key for logs and the admin page ("k:3f9a...").
 std::string key_label(KeyHash key);

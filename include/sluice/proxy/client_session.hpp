@@ -112,6 +112,10 @@ private:
     // and the vendor gets it with a Content-Length); a larger one is streamed, within
     // its upstream's max_streamed_bodies share of the pool.
     void take_body();
+    // The body is whole in replay_body_: read the costs some limits take from it (refusing the
+    // request with a 4xx when one cannot be read), then ask for admission.
+    void admit_held_body();
+    void refuse_unread_body_cost();
     void read_held_body();
     void on_held_body_read(boost::beast::error_code ec, std::size_t);
     void stream_body();
@@ -160,6 +164,8 @@ private:
     void read_vendor_body();
     void on_vendor_body_read(boost::beast::error_code ec, std::size_t);
     void on_vendor_response(bool have_body);
+    // cost.settle: the units the vendor says it charged correct each limit's count.
+    void settle_costs();
     bool may_retry() const;
     void retry_after_vendor_refusal();
     void relay_kept_refusal();
@@ -213,6 +219,11 @@ private:
     std::size_t route_index_ = 0;
     std::size_t upstream_index_ = 0;
     std::vector<limit::LimitUse> uses_;
+    // Some of uses_ read their cost from the body (cost.body): it must be read whole, up to
+    // held_body_limit_ (the server's max_buffered_body_bytes, or a limit's larger max_bytes).
+    bool body_costs_ = false;
+    bool settles_costs_ = false;  // some of uses_ are corrected from the response (cost.settle)
+    std::size_t held_body_limit_ = 0;
     limit::Decision tightest_;
     std::optional<std::size_t> tightest_limit_;
     bool holds_permits_ = false;

@@ -131,6 +131,13 @@ public:
     // The admitted request never reached the vendor: its units go back (docs/limits.md).
     void refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at);
 
+    // A cost settled from the vendor's response (docs/costs.md), under the lock: `more` are
+    // units charged beyond what was admitted (Limiter::charge, at now), `less` are units given
+    // back of an admission at `admitted_at` (Limiter::refund); waiters are woken. Each use's
+    // `cost` is the difference. The shared (Redis) stage is not corrected.
+    void settle(const std::vector<limit::LimitUse>& more, const std::vector<limit::LimitUse>& less,
+                Nanos admitted_at);
+
     // Vendor feedback (feedback/reaction.hpp), under the lock: reads each limit's
     // count and limit in force for the request's key, runs the pure reaction on
     // them and carries out its limit actions (pause, cap, deficit, lower a

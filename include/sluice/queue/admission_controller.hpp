@@ -190,6 +190,9 @@ public:
     // The admitted request never reached the vendor (it could not be connected):
     // its units go back to its rate limits (Limiter::refund). Call poll() after.
     void refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at, const Instant& now);
+    // The vendor charged more than an admitted request's cost (docs/costs.md, settle): each
+    // use's `cost` is the extra units, counted at `now` even past the limit (Limiter::charge).
+    void charge(const std::vector<limit::LimitUse>& uses, const Instant& now);
 
     // Vendor feedback pass-throughs (pause/cap a limit's key); call poll() after.
     void pause_until(std::size_t limit_index, limit::KeyHash key, Nanos until, const Instant& now);

@@ -502,9 +502,8 @@ TEST_CASE("error: negative cost, or a cost that can never be admitted", "[config
               "x: {algorithm: sliding_window, limit: 5, window: 1s, cost: {header: X-Units, max: -1}}") ==
           "t.yaml:4:85: limit 'x' cost.max: -1 is out of range; expected an integer >= 0");
     CHECK(limit_error("x: {algorithm: sliding_window, limit: 5, window: 1s, cost: {default: 1}}") ==
-          "t.yaml:4:62: limit 'x' cost: missing 'header'; expected the header carrying the cost (or write a "
-          "plain "
-          "integer for a fixed cost)");
+          "t.yaml:4:62: limit 'x' cost: missing 'header'; expected the header carrying the cost (or body: "
+          "{array_length: /POINTER}, or a plain integer for a fixed cost)");
 }
 
 TEST_CASE("error: max_keys < 1", "[config][errors]") {

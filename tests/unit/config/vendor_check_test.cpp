@@ -241,3 +241,22 @@ TEST_CASE("check: an organization limit keyed by group_by bounds the per-organiz
     for (const auto& note : v.notes) explained = explained || note.find("unmapped: own") != std::string::npos;
     CHECK(explained);
 }
+
+TEST_CASE("check: a cost read from the body or settled from the response bounds no requests",
+          "[config][vendor_check][cost]") {
+    for (const auto* cost : {"{body: {array_length: /items}}", "{default: 1, settle: {header: X-Charged}}"}) {
+        INFO(cost);
+        const auto config =
+            load(std::string("vendors:\n  i:\n    preset: intercom\n    limits: {rolling: {cost: ") + cost +
+                 "}}\n");
+        const auto check = check_vendor(*config, "i");
+        const auto report = format_vendor_check(check);
+        INFO(report);
+        CHECK_FALSE(check.kept());
+        CHECK_FALSE(verdict(check, "per-10s").worst_case.has_value());
+        CHECK(report.find(std::string(cost).find("body") != std::string::npos
+                              ? "counts units from the request body (a request may cost 0), not requests"
+                              : "is corrected from X-Charged (a request may end up costing 0)") !=
+              std::string::npos);
+    }
+}

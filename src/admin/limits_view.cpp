@@ -18,8 +18,7 @@ double unix_seconds(Nanos wall) {
 // with a burst, else the limit (0 for a vendor gate, which has no quota).
 std::int64_t capacity_of(const config::LimitConfig& cfg) {
     if (cfg.algorithm == config::Algorithm::vendor_gate) return 0;
-    if (cfg.algorithm == config::Algorithm::token_bucket && cfg.burst > 0) return cfg.burst;
-    return cfg.limit;
+    return config::request_capacity(cfg);
 }
 
 // The Unix time of mono time `when`, or null when it is not in the future.

@@ -262,9 +262,7 @@ void add_limits(Families& out, proxy::Runtime& runtime) {
                 if (!gate) {
                     // One key at most: status() looks at that one slot. A token bucket's
                     // remaining is its tokens: used is what its burst is short of.
-                    const std::int64_t capacity =
-                        cfg.algorithm == config::Algorithm::token_bucket && cfg.burst > 0 ? cfg.burst
-                                                                                          : cfg.limit;
+                    const std::int64_t capacity = config::request_capacity(cfg);
                     const auto status = limiter.status(now, 1);
                     const std::int64_t remaining = status.empty() ? capacity : status.front().remaining;
                     Families::gauge(used, labels,

@@ -131,22 +131,12 @@ std::int64_t request_cost(const config::LimitConfig& limit, const RequestAttribu
     if (cost.header.empty() || !request.header) return cost.fixed;
     const auto value = request.header(cost.header);
     if (!value) return cost.fixed;
-    std::string_view v = *value;
-    while (!v.empty() && is_ows(v.front())) v.remove_prefix(1);
-    while (!v.empty() && is_ows(v.back())) v.remove_suffix(1);
-    if (v.empty()) return cost.fixed;
-    const std::int64_t max = std::max<std::int64_t>(cost.max, 0);
-    std::int64_t n = 0;
-    for (const char c : v) {
-        if (c < '0' || c > '9') return cost.fixed;  // not a non-negative integer ("-1", "2.5", "1e3")
-        // Digits beyond the clamp cannot lower the result: saturate instead of overflowing.
-        constexpr std::int64_t kTop = (std::numeric_limits<std::int64_t>::max() - 9) / 10;
-        if (n <= max) n = n > kTop ? std::numeric_limits<std::int64_t>::max() : n * 10 + (c - '0');
-    }
-    return std::min(n, max);
+    const auto units = parse_unit_count(*value);
+    if (!units) return cost.fixed;  // absent, empty or not a non-negative integer ("-1", "2.5", "1e3")
+    return std::min(*units, std::max<std::int64_t>(cost.max, 0));
 }
 
-std::optional<std::int64_t> parse_settled_units(std::string_view v) noexcept {
+std::optional<std::int64_t> parse_unit_count(std::string_view v) noexcept {
     while (!v.empty() && is_ows(v.front())) v.remove_prefix(1);
     while (!v.empty() && is_ows(v.back())) v.remove_suffix(1);
     if (v.empty()) return std::nullopt;
@@ -185,7 +175,7 @@ BodyRequestCost body_request_cost(const config::LimitConfig& limit, std::string_
             return result;
         }
         const bool bucket = limit.algorithm == config::Algorithm::token_bucket;
-        const auto capacity = bucket ? limit.burst : limit.limit;
+        const auto capacity = config::request_capacity(limit);
         if (read.units > limit.cost.max || read.units > capacity) {
             result.error = Errc::cost_too_large;
             result.message = "this request costs " + std::to_string(read.units) +

@@ -1,7 +1,6 @@
 #include "sluice/metrics/proxy_metrics.hpp"
 
 #include <string_view>
-#include <unordered_map>
 
 namespace sluice::metrics {
 
@@ -55,27 +54,6 @@ std::optional<Errc> errc_from_name(std::string_view name) noexcept {
     }
     return std::nullopt;
 }
-
-namespace {
-
-// Each of `names` gets the block `previous` holds under the same name, else a new one.
-template <class Block>
-std::vector<std::shared_ptr<Block>> carry_by_name(const std::vector<std::string>& names,
-                                                  const std::vector<std::string>& previous_names,
-                                                  const std::vector<std::shared_ptr<Block>>& previous) {
-    std::unordered_map<std::string_view, std::size_t> previous_index;
-    for (std::size_t i = 0; i < previous_names.size() && i < previous.size(); ++i)
-        previous_index.emplace(previous_names[i], i);
-    std::vector<std::shared_ptr<Block>> blocks;
-    blocks.reserve(names.size() + 1);
-    for (const auto& name : names) {
-        const auto kept = previous_index.find(name);
-        blocks.push_back(kept != previous_index.end() ? previous[kept->second] : std::make_shared<Block>());
-    }
-    return blocks;
-}
-
-}  // namespace
 
 ProxyMetrics::ProxyMetrics(std::size_t route_count, std::size_t upstream_count)
     : route_count_(route_count), upstream_count_(upstream_count) {

@@ -1091,7 +1091,7 @@ void ClientSession::settle_costs() {
         if (header.empty()) continue;
         const auto value = find_field(head, header);
         if (!value) continue;  // not said: the admitted cost stands
-        const auto charged = limit::parse_settled_units(*value);
+        const auto charged = limit::parse_unit_count(*value);
         if (!charged) {
             // Malformed: no correction (never a guess), counted with the feedback values ignored.
             runtime_->feedback[route_index_]->clamped.fetch_add(1, std::memory_order_relaxed);

@@ -110,13 +110,6 @@ Nanos wake_time(Nanos earliest, const Instant& now) {
     return std::max(earliest, now.mono + Nanos{1});
 }
 
-// The most units one request could ever take from this limit: a larger cost
-// can never be admitted, so waiting for it would be in vain.
-std::int64_t capacity(const config::LimitConfig& limit) {
-    if (limit.algorithm == config::Algorithm::token_bucket && limit.burst > 0) return limit.burst;
-    return limit.limit;
-}
-
 // a is tighter than b: less left relative to its limit after this request's
 // cost. Only picks which limit the rate-limit headers describe, so doubles do.
 bool tighter(const Decision& a, std::int64_t cost_a, const Decision& b, std::int64_t cost_b) {
@@ -752,7 +745,8 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         }
     }
     const bool impossible = std::any_of(uses.begin(), uses.end(), [&](const LimitUse& use) {
-        return m.enforced(use.limit_index) && use.cost > capacity(m.limiters[use.limit_index]->config());
+        return m.enforced(use.limit_index) &&
+               use.cost > config::request_capacity(m.limiters[use.limit_index]->config());
     });
     if (impossible || request.max_wait <= Nanos{0} ||
         (ev.earliest != kNever &&

@@ -292,6 +292,12 @@ struct LimitConfig {
     SourceLocation location;
 };
 
+// The most units one request can ever take from `limit`, and one key holds at most: a token
+// bucket's burst, any other limit's `limit`. A larger cost can never be admitted.
+inline std::int64_t request_capacity(const LimitConfig& limit) noexcept {
+    return limit.algorithm == Algorithm::token_bucket && limit.burst > 0 ? limit.burst : limit.limit;
+}
+
 struct RouteMatch {
     std::vector<std::string> listeners;  // listener names; empty = every listener
     std::vector<std::string> hosts;      // "api.example.com" or "*.example.com"; empty = any host

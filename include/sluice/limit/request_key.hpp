@@ -51,10 +51,10 @@ struct BodyRequestCost {
     Errc error = Errc::ok;  // cost_body_too_large, cost_unreadable or cost_too_large
     std::string message;    // for the client: which limit, what was wrong
 };
-// The units a vendor's response says it charged (cost.settle.header): a plain non-negative
-// decimal integer, surrounding spaces allowed, saturated at INT64_MAX; anything else
-// (empty, "-1", "2.5", "1e3", "12 units") is nullopt and corrects nothing.
-std::optional<std::int64_t> parse_settled_units(std::string_view value) noexcept;
+// A count of units in a header (a request's cost.header, the vendor's cost.settle.header): a
+// plain non-negative decimal integer, surrounding spaces allowed, saturated at INT64_MAX;
+// anything else (empty, "-1", "2.5", "1e3", "12 units") is nullopt.
+std::optional<std::int64_t> parse_unit_count(std::string_view value) noexcept;
 
 // The largest body `limit` reads its cost from: cost.body.max_bytes, or the server's
 // max_buffered_body_bytes when unset.

@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "sluice/common/clock.hpp"
@@ -89,6 +90,25 @@ struct ExchangeMarks {
     Nanos waiting_since{0};   // steady clock
     Nanos sent_at{0};         // steady clock: the request's head went to the upstream
 };
+
+// Each of `names` gets the block `previous` holds under the same name (previous_names[i]
+// names previous[i]), else a new one: how a reload carries per-route and per-upstream
+// counters on. Reload time only: O(names), a hash map per call.
+template <class Block>
+std::vector<std::shared_ptr<Block>> carry_by_name(const std::vector<std::string>& names,
+                                                  const std::vector<std::string>& previous_names,
+                                                  const std::vector<std::shared_ptr<Block>>& previous) {
+    std::unordered_map<std::string_view, std::size_t> previous_index;
+    for (std::size_t i = 0; i < previous_names.size() && i < previous.size(); ++i)
+        previous_index.emplace(previous_names[i], i);
+    std::vector<std::shared_ptr<Block>> blocks;
+    blocks.reserve(names.size() + 1);
+    for (const auto& name : names) {
+        const auto kept = previous_index.find(name);
+        blocks.push_back(kept != previous_index.end() ? previous[kept->second] : std::make_shared<Block>());
+    }
+    return blocks;
+}
 
 class ProxyMetrics {
 public:

@@ -245,19 +245,11 @@ private:
         return names;
     }
     // Each route's feedback counters: the previous runtime's for a route of the same
-    // name, else new ones. Reload time only (routes x previous routes comparisons).
+    // name, else new ones.
     static std::vector<std::shared_ptr<RouteFeedbackCounters>> carried_feedback(const config::Config& cfg,
                                                                                 const Runtime* previous) {
-        std::vector<std::shared_ptr<RouteFeedbackCounters>> counters;
-        counters.reserve(cfg.routes.size());
-        for (const auto& route : cfg.routes) {
-            std::shared_ptr<RouteFeedbackCounters> kept;
-            for (std::size_t i = 0; previous && !kept && i < previous->config->routes.size(); ++i) {
-                if (previous->config->routes[i].name == route.name) kept = previous->feedback[i];
-            }
-            counters.push_back(kept ? std::move(kept) : std::make_shared<RouteFeedbackCounters>());
-        }
-        return counters;
+        if (!previous) return metrics::carry_by_name<RouteFeedbackCounters>(route_names(cfg), {}, {});
+        return metrics::carry_by_name(route_names(cfg), route_names(*previous->config), previous->feedback);
     }
 
     static constexpr std::size_t kNoConfigIndex = static_cast<std::size_t>(-1);

@@ -1,6 +1,6 @@
 // Limiter::charge: units the vendor charged beyond an admitted request's cost (a cost settled
 // from the response, docs/costs.md), counted at `now` even past the limit. And the response
-// header's parsing (parse_settled_units).
+// header's parsing (parse_unit_count).
 
 #include <chrono>
 #include <cstdint>
@@ -21,7 +21,7 @@ using sluice::config::Algorithm;
 using sluice::config::LimitConfig;
 using sluice::limit::Limiter;
 using sluice::limit::make_limiter;
-using sluice::limit::parse_settled_units;
+using sluice::limit::parse_unit_count;
 
 LimitConfig config_for(Algorithm algorithm, std::int64_t limit, Nanos window) {
     LimitConfig c;
@@ -148,13 +148,13 @@ TEST_CASE("refund then charge: a settled cost lower than admitted gives units ba
     CHECK(remaining(*l, clock) == 8);
 }
 
-TEST_CASE("parse_settled_units: plain non-negative integers only", "[limit][charge]") {
-    CHECK(parse_settled_units("0") == 0);
-    CHECK(parse_settled_units("42") == 42);
-    CHECK(parse_settled_units(" 7\t") == 7);
-    CHECK(parse_settled_units("99999999999999999999999") == std::numeric_limits<std::int64_t>::max());
+TEST_CASE("parse_unit_count: plain non-negative integers only", "[limit][charge]") {
+    CHECK(parse_unit_count("0") == 0);
+    CHECK(parse_unit_count("42") == 42);
+    CHECK(parse_unit_count(" 7\t") == 7);
+    CHECK(parse_unit_count("99999999999999999999999") == std::numeric_limits<std::int64_t>::max());
     for (const auto* bad : {"", " ", "-1", "+1", "2.5", "1e3", "12 units", "0x10", "abc"}) {
         INFO(bad);
-        CHECK_FALSE(parse_settled_units(bad).has_value());
+        CHECK_FALSE(parse_unit_count(bad).has_value());
     }
 }

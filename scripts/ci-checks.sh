@@ -27,10 +27,11 @@ fd_limit_test='at the fd limit sluice backs off accepting'
 # sanitizer's slowdown distorts, for sluice code the e2e tests already run sanitized. Their
 # simulator's unit tests ("simulator:...") do run under ASan.
 scenario_tests='^scenario:'
-# The e2e suite runs twice in scripts/test.sh: with 2 io threads ("e2e:") and with one, sluice's
-# default ("e2e-1w:", no strands). The sanitizer passes run the 2-thread registration only: it
-# drives the same request path, with the cross-thread handoffs that one thread never makes, and
-# running both doubled the ASan pass's test time within CI's 45 minutes.
+# The e2e suite has two registrations: with 2 io threads ("e2e:") and with one, sluice's default
+# ("e2e-1w:", no strands). The sanitizer passes run the 2-thread one only: it drives the same
+# request path, with the cross-thread handoffs that one thread never makes, and running both
+# doubled the ASan pass's test time within CI's 45 minutes. scripts/test.sh's plain build runs
+# "e2e-1w:" and, of "e2e:", only the [redis] tests (tests/CMakeLists.txt).
 one_worker_e2e='^e2e-1w:'
 "$root/scripts/install-deps.sh"
 

@@ -213,6 +213,16 @@ void print_group_by(YAML::Emitter& out, const KeyGroups& groups) {
     out << YAML::EndMap;
 }
 
+// cost.body and cost.settle.body: {array_length|number: "/POINTER", max_bytes: N}.
+void print_body_cost(YAML::Emitter& out, const BodyCostConfig& body) {
+    out << YAML::BeginMap;
+    out << YAML::Key << (body.kind == cost::BodyCostKind::array_length ? "array_length" : "number")
+        << YAML::Value << YAML::DoubleQuoted << cost::format_json_pointer(body.pointer);
+    // Unset (0): the server's max_buffered_body_bytes applies, printed there.
+    if (body.max_bytes > 0) out << YAML::Key << "max_bytes" << YAML::Value << body.max_bytes;
+    out << YAML::EndMap;
+}
+
 void print_limit(YAML::Emitter& out, const LimitConfig& limit) {
     out << YAML::Key << limit.name << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "algorithm" << YAML::Value << algorithm_name(limit.algorithm);
@@ -247,15 +257,11 @@ void print_limit(YAML::Emitter& out, const LimitConfig& limit) {
         }
         out << YAML::EndSeq;
     }
-    if (!limit.cost.header.empty() || limit.cost.body || !limit.cost.settle_header.empty()) {
+    if (!limit.cost.header.empty() || limit.cost.body || limit.cost.settles()) {
         out << YAML::Key << "cost" << YAML::Value << YAML::Flow << YAML::BeginMap;
         if (const auto& body = limit.cost.body) {
-            out << YAML::Key << "body" << YAML::Value << YAML::BeginMap;
-            out << YAML::Key << (body->kind == cost::BodyCostKind::array_length ? "array_length" : "number")
-                << YAML::Value << YAML::DoubleQuoted << cost::format_json_pointer(body->pointer);
-            // Unset (0): the server's max_buffered_body_bytes applies, printed there.
-            if (body->max_bytes > 0) out << YAML::Key << "max_bytes" << YAML::Value << body->max_bytes;
-            out << YAML::EndMap;
+            out << YAML::Key << "body" << YAML::Value;
+            print_body_cost(out, *body);
         } else if (!limit.cost.header.empty()) {
             out << YAML::Key << "header" << YAML::Value << limit.cost.header;
         }
@@ -264,6 +270,11 @@ void print_limit(YAML::Emitter& out, const LimitConfig& limit) {
         if (!limit.cost.settle_header.empty()) {
             out << YAML::Key << "settle" << YAML::Value << YAML::BeginMap << YAML::Key << "header"
                 << YAML::Value << limit.cost.settle_header << YAML::EndMap;
+        } else if (const auto& body = limit.cost.settle_body) {
+            out << YAML::Key << "settle" << YAML::Value << YAML::BeginMap << YAML::Key << "body"
+                << YAML::Value;
+            print_body_cost(out, *body);
+            out << YAML::EndMap;
         }
         out << YAML::EndMap;
     } else {

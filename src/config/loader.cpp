@@ -580,7 +580,7 @@ const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param", "
 const std::vector<std::string> kGroupByKeys{"file", "groups", "unmapped"};
 const std::vector<std::string> kCostKeys{"header", "default", "max", "body", "settle"};
 const std::vector<std::string> kBodyCostKeys{"array_length", "number", "max_bytes"};
-const std::vector<std::string> kSettleKeys{"header"};
+const std::vector<std::string> kSettleKeys{"header", "body"};
 const std::vector<std::string> kQueueKeys{"max_depth", "max_wait"};
 const std::vector<std::string> kRouteKeys{"name",   "match", "strip_prefix", "upstream",
                                           "limits", "queue", "retry"};
@@ -2142,9 +2142,22 @@ private:
         }
         if (settle) {
             const Map settle_map(*settle, kSettleKeys);
-            const auto header = settle_map.require("header", "the response header giving the units charged");
-            cost.settle_header = header.text("a header name");
-            if (!is_http_token(cost.settle_header)) header.fail_expected("a header name (an HTTP token)");
+            constexpr std::string_view kSettleSources =
+                "header: NAME (the response header giving the units charged) or body: {number: /POINTER} (a "
+                "value of the response's JSON body)";
+            const auto settle_body = settle_map.get("body");
+            if (const auto header = settle_map.get("header")) {
+                if (settle_body)
+                    settle_body->fail("a cost is settled from a header or from the body, not both",
+                                      "only one of header, body");
+                cost.settle_header = header->text("a header name");
+                if (!is_http_token(cost.settle_header))
+                    header->fail_expected("a header name (an HTTP token)");
+            } else if (settle_body) {
+                cost.settle_body = read_body_cost(*settle_body);
+            } else {
+                settle->fail("nothing to settle from", kSettleSources);
+            }
         }
         if (const auto v = map.get("default")) {
             if (body)

@@ -240,8 +240,10 @@ Int in_rule_units(const LimitConfig& limit, const VendorRule& rule, Int limit_un
               std::string(rule.counts_units ? "the vendor's units (" + rule.cost.header + ")" : "requests");
         return kInfinite;
     }
-    if (!limit.cost.settle_header.empty()) {
-        why = "is corrected from " + limit.cost.settle_header + " (a request may end up costing 0)";
+    if (limit.cost.settles()) {
+        why = "is corrected from " +
+              (limit.cost.settle_body ? "the response body" : limit.cost.settle_header) +
+              " (a request may end up costing 0)";
         return kInfinite;
     }
     if (!rule.counts_units) {
@@ -257,11 +259,8 @@ Int in_rule_units(const LimitConfig& limit, const VendorRule& rule, Int limit_un
     }
     const Int rule_max = rule.cost.max > 0 ? rule.cost.max : kInfinite;
     if (!limit.cost.header.empty() && iequals(limit.cost.header, rule.cost.header)) {
-        if (limit.cost.max < rule_max) {
-            why = "clamps " + limit.cost.header + " at " + std::to_string(limit.cost.max) +
-                  ", below what the vendor counts per request";
-            return kInfinite;
-        }
+        // A request costing more than cost.max is refused, not clamped: every unit the vendor
+        // counts was counted here.
         if (limit.cost.fixed < rule.cost.default_units) {
             why = "counts " + std::to_string(limit.cost.fixed) + " for a request without " +
                   limit.cost.header + ", the vendor " + std::to_string(rule.cost.default_units);

@@ -133,7 +133,18 @@ std::int64_t request_cost(const config::LimitConfig& limit, const RequestAttribu
     if (!value) return cost.fixed;
     const auto units = parse_unit_count(*value);
     if (!units) return cost.fixed;  // absent, empty or not a non-negative integer ("-1", "2.5", "1e3")
-    return std::min(*units, std::max<std::int64_t>(cost.max, 0));
+    return *units;
+}
+
+std::string cost_too_large_message(const config::LimitConfig& limit, std::int64_t units) {
+    const auto capacity = config::request_capacity(limit);
+    if (!limit.enforce || (units <= limit.cost.max && units <= capacity)) return {};
+    const bool bucket = limit.algorithm == config::Algorithm::token_bucket;
+    return "this request costs " + std::to_string(units) + " units, more than limit '" + limit.name +
+           "' can ever admit (" +
+           (units > limit.cost.max ? "cost.max " + std::to_string(limit.cost.max)
+                                   : std::string(bucket ? "burst " : "limit ") + std::to_string(capacity)) +
+           "); split it into smaller requests";
 }
 
 std::optional<std::int64_t> parse_unit_count(std::string_view v) noexcept {
@@ -174,16 +185,9 @@ BodyRequestCost body_request_cost(const config::LimitConfig& limit, std::string_
             result.message = "limit '" + limit.name + "' cannot read this request's cost: " + read.message;
             return result;
         }
-        const bool bucket = limit.algorithm == config::Algorithm::token_bucket;
-        const auto capacity = config::request_capacity(limit);
-        if (read.units > limit.cost.max || read.units > capacity) {
+        if (auto refusal = cost_too_large_message(limit, read.units); !refusal.empty()) {
             result.error = Errc::cost_too_large;
-            result.message = "this request costs " + std::to_string(read.units) +
-                             " units, more than limit '" + limit.name + "' can ever admit (" +
-                             (read.units > limit.cost.max
-                                  ? "cost.max " + std::to_string(limit.cost.max)
-                                  : std::string(bucket ? "burst " : "limit ") + std::to_string(capacity)) +
-                             "); split it into smaller requests";
+            result.message = std::move(refusal);
             return result;
         }
         result.cost = read.units;

@@ -19,6 +19,7 @@
 #include "sluice/common/failpoint.hpp"
 #include "sluice/common/log.hpp"
 #include "sluice/config/loader.hpp"
+#include "sluice/cost/body_cost.hpp"
 #include "sluice/feedback/vendor_signals.hpp"
 #include "sluice/proxy/http_headers.hpp"
 #include "sluice/proxy/message_framing.hpp"
@@ -545,13 +546,28 @@ void ClientSession::handle_request() {
     uses_.reserve(route_config.limit_indexes.size());
     body_costs_ = false;
     settles_costs_ = false;
+    settle_body_limit_ = 0;
     held_body_limit_ = config().server.max_buffered_body_bytes;
     for (const auto limit_index : route_config.limit_indexes) {
         const auto& limit_config = config().limits[limit_index];
         uses_.push_back(limit::LimitUse{runtime_->limit_slot(limit_index),
                                         limit::request_key(limit_config, attributes),
                                         limit::request_cost(limit_config, attributes)});
-        if (!limit_config.cost.settle_header.empty()) settles_costs_ = true;
+        if (!limit_config.cost.header.empty()) {
+            // Never clamped: counting less than the client says would let the vendor see more.
+            auto refusal = limit::cost_too_large_message(limit_config, uses_.back().cost);
+            if (!refusal.empty()) {
+                runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+                return send_synthetic(make_error_response(Errc::cost_too_large, refusal, version_,
+                                                          keep_alive_ && request_parser_->is_done()));
+            }
+        }
+        if (limit_config.cost.settles()) settles_costs_ = true;
+        if (const auto& settle_body = limit_config.cost.settle_body) {
+            settle_body_limit_ = std::max(settle_body_limit_, settle_body->max_bytes > 0
+                                                                  ? settle_body->max_bytes
+                                                                  : config().server.max_buffered_body_bytes);
+        }
         if (limit_config.cost.body) {
             // The cost is read once the body is whole (admit_held_body).
             body_costs_ = true;
@@ -1062,7 +1078,6 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
         return read_response_header();  // interim (100, 103): the final answer follows
     }
     runtime_->metrics.upstream_responded(metrics_marks_, status, steady_nanos());
-    if (settles_costs_) settle_costs();
     // The upstream's own view (a close-delimited body ends with the connection);
     // a head that another parser could frame differently leaves bytes nobody can
     // place, so its connection carries no second exchange.
@@ -1070,7 +1085,18 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
     vendor_body_.clear();
     relay_vendor_body_ = false;
     const auto& feedback = upstream_config().feedback;
-    if (feedback.enabled && (status == 429 || status == 503 || has_rate_limit_fields(res.base()))) {
+    const bool feedback_signals =
+        feedback.enabled && (status == 429 || status == 503 || has_rate_limit_fields(res.base()));
+    if (settles_costs_) {
+        if (settle_body_limit_ > 0 && settles_from_body(res.base(), status)) {
+            // Settled when the body is in (on_settle_body_read), before the client sees the head.
+            reading_settle_body_ = true;
+            feedback_after_settle_ = feedback_signals;
+            return read_vendor_body();
+        }
+        settle_costs(std::nullopt);
+    }
+    if (feedback_signals) {
         if (!head_request_ && !status_has_no_body(status) && feedback::wants_body(status, feedback.signals)) {
             return read_vendor_body();
         }
@@ -1081,25 +1107,82 @@ void ClientSession::on_response_header(beast::error_code ec, std::size_t) {
 
 // ---------------------------------------------------------------- vendor feedback
 
-void ClientSession::settle_costs() {
+bool ClientSession::settles_from_body(const ArenaFields& head, unsigned status) const {
+    if (head_request_ || status / 100 != 2 || status_has_no_body(status)) return false;
+    // A compressed body cannot be read without inflating it, which sluice does not do on the
+    // request path: its settle.body limits keep the admitted cost (logged once in a while).
+    if (const auto encoding = find_field(head, "Content-Encoding");
+        encoding && !beast::iequals(*encoding, "identity")) {
+        runtime_->feedback[route_index_]->clamped.fetch_add(1, std::memory_order_relaxed);
+        SLUICE_LOG_LIMITED(log::Level::warn, "feedback",
+                           "route '" + config().routes[route_index_].name +
+                               "': a response with Content-Encoding " + printable_excerpt(*encoding) +
+                               " cannot be read for cost.settle.body; the admitted cost stands");
+        return false;
+    }
+    return true;
+}
+
+void ClientSession::on_settle_body_read() {
+    const bool done = response_parser_->is_done();
+    if (!done && vendor_body_.size() <= settle_body_limit_) return read_vendor_body();
+    reading_settle_body_ = false;
+    // One read may bring more than the bound: a body over it is not parsed either way.
+    const bool whole = done && vendor_body_.size() <= settle_body_limit_;
+    if (!whole) {
+        // Too long to hold: the admitted cost stands, and what was read goes ahead of the rest.
+        runtime_->feedback[route_index_]->clamped.fetch_add(1, std::memory_order_relaxed);
+        SLUICE_LOG_LIMITED(log::Level::warn, "feedback",
+                           "route '" + config().routes[route_index_].name + "': a response body over " +
+                               std::to_string(settle_body_limit_) +
+                               " bytes (cost.settle.body.max_bytes) is not read; the admitted cost stands");
+    }
+    settle_costs(whole ? std::optional<std::string_view>(vendor_body_) : std::nullopt);
+    if (feedback_after_settle_) {
+        const auto& feedback = upstream_config().feedback;
+        const unsigned status = response_parser_->get().result_int();
+        return on_vendor_response(whole && vendor_body_.size() <= kVendorBodyLimit &&
+                                  feedback::wants_body(status, feedback.signals));
+    }
+    relay_vendor_body_ = !vendor_body_.empty();
+    relay_response_header();
+}
+
+void ClientSession::settle_costs(std::optional<std::string_view> body) {
     const auto& head = response_parser_->get().base();
     std::vector<limit::LimitUse> more;
     std::vector<limit::LimitUse> less;
     for (const auto& use : uses_) {
         const auto& limit_config = runtime_->limit_config(use.limit_index);
-        const auto& header = limit_config.cost.settle_header;
-        if (header.empty()) continue;
-        const auto value = find_field(head, header);
-        if (!value) continue;  // not said: the admitted cost stands
-        const auto charged = limit::parse_unit_count(*value);
-        if (!charged) {
-            // Malformed: no correction (never a guess), counted with the feedback values ignored.
-            runtime_->feedback[route_index_]->clamped.fetch_add(1, std::memory_order_relaxed);
-            SLUICE_LOG_LIMITED(log::Level::warn, "feedback",
-                               "limit '" + limit_config.name + "': " + header + " " +
-                                   printable_excerpt(*value) +
-                                   " is not a non-negative integer; the cost is not settled");
-            continue;
+        const auto& cost = limit_config.cost;
+        std::optional<std::int64_t> charged;
+        if (const auto& rule = cost.settle_body) {
+            if (!body) continue;  // no 2xx body read: the admitted cost stands
+            const auto read = cost::read_body_cost(*body, rule->kind, rule->pointer);
+            if (read.problem == cost::BodyCostProblem::missing) continue;  // not said
+            if (!read.ok()) {
+                runtime_->feedback[route_index_]->clamped.fetch_add(1, std::memory_order_relaxed);
+                SLUICE_LOG_LIMITED(log::Level::warn, "feedback",
+                                   "limit '" + limit_config.name + "': the response's " + read.message +
+                                       "; the cost is not settled");
+                continue;
+            }
+            charged = read.units;
+        } else {
+            const auto& header = cost.settle_header;
+            if (header.empty()) continue;
+            const auto value = find_field(head, header);
+            if (!value) continue;  // not said: the admitted cost stands
+            charged = limit::parse_unit_count(*value);
+            if (!charged) {
+                // Malformed: no correction (never a guess), counted with the feedback values ignored.
+                runtime_->feedback[route_index_]->clamped.fetch_add(1, std::memory_order_relaxed);
+                SLUICE_LOG_LIMITED(log::Level::warn, "feedback",
+                                   "limit '" + limit_config.name + "': " + header + " " +
+                                       printable_excerpt(*value) +
+                                       " is not a non-negative integer; the cost is not settled");
+                continue;
+            }
         }
         if (*charged > use.cost)
             more.push_back(limit::LimitUse{use.limit_index, use.key, *charged - use.cost});
@@ -1128,6 +1211,7 @@ void ClientSession::on_vendor_body_read(beast::error_code ec, std::size_t) {
     }
     auto& body = response_parser_->get().body();
     vendor_body_.append(body_buffer_.get(), kBodyBufferSize - body.size);
+    if (reading_settle_body_) return on_settle_body_read();
     if (retry_after_body_) {
         // Reading the 429 whole, to keep it for the client while its retry waits.
         if (response_parser_->is_done()) {

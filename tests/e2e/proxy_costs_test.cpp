@@ -30,13 +30,24 @@ public:
               const auto body = nlohmann::json::parse(request.body_prefix, nullptr, false);
               const std::size_t emails =
                   body.is_object() && body.contains("emails") ? body["emails"].size() : std::size_t{0};
-              const auto charge = request.header("X-Test-Charge").value_or(std::to_string(emails));
+              const auto charge = request.header("X-Test-Charge")
+                                      .value_or(request.header("X-Units").value_or(std::to_string(emails)));
               {
                   const std::lock_guard<std::mutex> lock(mutex_);
                   units_[request.header("X-Account").value_or("")] += std::stoll("0" + charge.substr(0, 6));
               }
-              return MockReply::fixed(200, "{\"validated\": " + std::to_string(emails) + "}",
-                                      {{"Content-Type", "application/json"}, {"X-Credits-Charged", charge}});
+              // The charge also in the body (cost.settle.body), padded when asked (X-Test-Pad).
+              const bool digits =
+                  !charge.empty() && charge.find_first_not_of("0123456789") == std::string::npos;
+              const auto pad = std::stoul("0" + request.header("X-Test-Pad").value_or("0"));
+              const auto reply_body =
+                  "{\"validated\": " + std::to_string(emails) +
+                  ", \"usage\": {\"credits\": " + (digits ? charge : "\"" + charge + "\"") + "}}" +
+                  std::string(pad, ' ');
+              Headers headers{{"Content-Type", "application/json"}, {"X-Credits-Charged", charge}};
+              if (const auto encoding = request.header("X-Test-Encoding"))
+                  headers.emplace_back("Content-Encoding", *encoding);
+              return MockReply::fixed(200, reply_body, headers);
           }) {}
 
     std::string url() const { return upstream_.url(); }
@@ -156,5 +167,52 @@ TEST_CASE("a cost settled from the response corrects the limit both ways", "[e2e
         CHECK(validate(client, "a", emails(5), "five").status == 200);
         CHECK(validate(client, "a", emails(5)).status == 200);
         check_synthetic(validate(client, "a", emails(1)), 429, "admission_timeout");
+    }
+}
+
+TEST_CASE("a header cost is never clamped, and a cost is settled from the response's JSON body",
+          "[e2e][costs]") {
+    UnitsVendor vendor;
+    auto config = yaml(vendor.url());
+    const std::string body_cost =
+        "cost: {body: {array_length: /emails, max_bytes: 400}, settle: {header: X-Credits-Charged}}";
+    config.replace(
+        config.find(body_cost), body_cost.size(),
+        "cost: {header: X-Units, max: 8, settle: {body: {number: /usage/credits, max_bytes: 256}}}");
+    SluiceProcess sluice(config);
+    HttpClient client(sluice.port("main"), 3s);
+    const auto send = [&](const std::string& account, const std::string& units, Headers extra = {}) {
+        extra.emplace_back("X-Account", account);
+        extra.emplace_back("X-Units", units);
+        return client.request("POST", "/v1/validate", "{}", extra);
+    };
+
+    // Above the limit or cost.max: 422 at once, nothing forwarded or counted (once clamped to max).
+    const auto too_many = send("a", "11");
+    check_synthetic(too_many, 422, "cost_too_large");
+    CHECK_THAT(too_many.body,
+               Catch::Contains("costs 11 units, more than limit 'validations' can ever admit (cost.max 8)"));
+    check_synthetic(send("a", "9"), 422, "cost_too_large");
+    CHECK(vendor.requests() == 0);
+
+    // 8 admitted, the body says 2 were charged: 6 come back, so 8 more fit, then nothing.
+    const auto settled = send("a", "8", {{"X-Test-Charge", "2"}});
+    CHECK(settled.status == 200);
+    CHECK_THAT(settled.body, Catch::Contains("\"credits\": 2"));
+    CHECK(send("a", "8").status == 200);
+    check_synthetic(send("a", "1"), 429, "admission_timeout");
+    CHECK(vendor.units("a") == 10);
+
+    // A body over settle.body.max_bytes, or compressed, is not read: the admitted 4 stand (with
+    // 1 settled, 6 + 1 more would fit), and the client gets the whole body.
+    for (const auto& [account, extra] : std::vector<std::pair<std::string, Headers>>{
+             {"b", {{"X-Test-Charge", "1"}, {"X-Test-Pad", "300"}}},
+             {"c", {{"X-Test-Charge", "1"}, {"X-Test-Encoding", "gzip"}}}}) {
+        INFO(account);
+        const auto response = send(account, "4", extra);
+        CHECK(response.status == 200);
+        CHECK(response.body.size() == (account == "b" ? 300U : 0U) + 41U);
+        CHECK(send(account, "6").status == 200);
+        check_synthetic(send(account, "1"), 429, "admission_timeout");
     }
 }

@@ -242,12 +242,14 @@ struct BodyCostConfig {
 struct CostConfig {
     std::string header;                  // empty: every request costs `fixed`
     std::int64_t fixed = 1;              // the cost, or the default when the header is absent
-    std::int64_t max = 1'000'000'000;    // a header value above this is clamped (and logged);
-                                         // a body cost above it is refused (cost_too_large)
+    std::int64_t max = 1'000'000'000;    // a request costing more is refused (cost_too_large)
     std::optional<BodyCostConfig> body;  // set: the cost is read from the body (no header then)
-    // Set: the vendor's response header giving the units actually charged; the limit is
-    // corrected after the response (charged more, or given back).
+    // Set (one of the two): where the vendor's response gives the units actually charged, a
+    // header or a value in its JSON body; the limit is corrected after the response (charged
+    // more, or given back).
     std::string settle_header;
+    std::optional<BodyCostConfig> settle_body;
+    bool settles() const noexcept { return !settle_header.empty() || settle_body.has_value(); }
 };
 
 // Which of the vendor's limits this limit is (docs/feedback.md, "Which limit a signal

@@ -40,12 +40,18 @@ struct LimitUse {
 KeyHash request_key(const config::LimitConfig& limit, const RequestAttributes& request);
 
 // The request's cost for `limit`: cost.fixed, or the cost header's value when
-// present and a valid non-negative integer, clamped to cost.max.
+// present and a valid non-negative integer (saturated at INT64_MAX, never clamped:
+// cost_too_large_message says whether it can be admitted).
 std::int64_t request_cost(const config::LimitConfig& limit, const RequestAttributes& request);
 
-// A cost read from the request body (cost.body, docs/costs.md), or why none can be used.
-// Unlike a header cost, it is never clamped: above cost.max, or above what the limit can ever
-// admit (its limit; its burst for a token bucket), the request is refused (cost_too_large).
+// Why a request costing `units` on `limit` is refused at once (cost_too_large, docs/costs.md),
+// or empty: above cost.max, or above what the limit can ever admit (its limit; its burst for a
+// token bucket). Never clamped: counting less than the request costs would let the vendor see
+// more than the limit. A shadow limit (enforce: false) refuses nothing.
+std::string cost_too_large_message(const config::LimitConfig& limit, std::int64_t units);
+
+// A cost read from the request body (cost.body, docs/costs.md), or why none can be used:
+// a cost that cost_too_large_message refuses is cost_too_large.
 struct BodyRequestCost {
     std::int64_t cost = 0;
     Errc error = Errc::ok;  // cost_body_too_large, cost_unreadable or cost_too_large

@@ -164,8 +164,12 @@ private:
     void read_vendor_body();
     void on_vendor_body_read(boost::beast::error_code ec, std::size_t);
     void on_vendor_response(bool have_body);
-    // cost.settle: the units the vendor says it charged correct each limit's count.
-    void settle_costs();
+    // cost.settle: the units the vendor says it charged correct each limit's count, from its
+    // headers and, for a settle.body limit, from `body` (the whole 2xx body; nullopt: none read).
+    void settle_costs(std::optional<std::string_view> body);
+    // A settle.body limit's value comes from the vendor's 2xx body: read it (bounded) first.
+    bool settles_from_body(const ArenaFields& head, unsigned status) const;
+    void on_settle_body_read();
     bool may_retry() const;
     void retry_after_vendor_refusal();
     void relay_kept_refusal();
@@ -224,6 +228,10 @@ private:
     bool body_costs_ = false;
     bool settles_costs_ = false;  // some of uses_ are corrected from the response (cost.settle)
     std::size_t held_body_limit_ = 0;
+    // The largest response body a settle.body limit of uses_ reads (0: none settles from the body).
+    std::size_t settle_body_limit_ = 0;
+    bool reading_settle_body_ = false;    // the 2xx body is being read into vendor_body_ to settle
+    bool feedback_after_settle_ = false;  // then the response goes to the feedback reaction
     limit::Decision tightest_;
     std::optional<std::size_t> tightest_limit_;
     bool holds_permits_ = false;

@@ -111,3 +111,49 @@ TEST_CASE("error: a body cost that cannot be read", "[config][errors][cost]") {
     CHECK(error_of("x: {limit: 5, window: 1s, cost: {settle: {header: 'X Units'}}}") ==
           "t.yaml:4:53: limit 'x' cost.settle.header: got 'X Units'; expected a header name (an HTTP token)");
 }
+
+TEST_CASE("cost.settle.body: the units charged read from the response's JSON body", "[config][cost]") {
+    const auto config = load_config_string(
+        config_with(
+            "x: {algorithm: sliding_window, limit: 1000, window: 1m,\n"
+            "      cost: {header: X-Units, settle: {body: {number: /usage/credits, max_bytes: 4096}}}}\n"
+            "  y: {limit: 10, window: 1s, cost: {default: 2, settle: {body: {array_length: /charged}}}}"),
+        "t.yaml");
+    const auto& x = config->limits[0];
+    REQUIRE(x.cost.settle_body);
+    CHECK(x.cost.settle_body->kind == sluice::cost::BodyCostKind::number);
+    CHECK(x.cost.settle_body->pointer == std::vector<std::string>{"usage", "credits"});
+    CHECK(x.cost.settle_body->max_bytes == 4096);
+    CHECK(x.cost.settle_header.empty());
+    CHECK(x.cost.settles());
+    const auto& y = config->limits[1];
+    REQUIRE(y.cost.settle_body);
+    CHECK(y.cost.settle_body->kind == sluice::cost::BodyCostKind::array_length);
+    CHECK(y.cost.settle_body->max_bytes == 0);  // the server's max_buffered_body_bytes
+    CHECK(y.cost.fixed == 2);
+
+    const auto printed = print_config(*config);
+    INFO(printed);
+    CHECK_THAT(printed, Catch::Contains("settle: {body: {number: \"/usage/credits\", max_bytes: 4096}}"));
+    const auto again = load_config_string(printed, "printed.yaml");
+    REQUIRE(again->limits[0].cost.settle_body);
+    CHECK(again->limits[0].cost.settle_body->pointer == x.cost.settle_body->pointer);
+    CHECK(again->limits[0].cost.settle_body->max_bytes == 4096);
+    REQUIRE(again->limits[1].cost.settle_body);
+    CHECK(again->limits[1].cost.settle_body->kind == sluice::cost::BodyCostKind::array_length);
+}
+
+TEST_CASE("error: a settle with nothing to read, or two sources", "[config][errors][cost]") {
+    CHECK(
+        error_of("x: {limit: 5, window: 1s, cost: {settle: {}}}") ==
+        "t.yaml:4:44: limit 'x' cost.settle: nothing to settle from; expected header: NAME (the response "
+        "header giving the units charged) or body: {number: /POINTER} (a value of the response's JSON body)");
+    CHECK(error_of("x: {limit: 5, window: 1s, cost: {settle: {header: X-U, body: {number: /n}}}}") ==
+          "t.yaml:4:64: limit 'x' cost.settle.body: a cost is settled from a header or from the body, not "
+          "both; expected only one of header, body");
+    CHECK(error_of("x: {limit: 5, window: 1s, cost: {settle: {body: {number: n}}}}") ==
+          "t.yaml:4:60: limit 'x' cost.settle.body.number: not a JSON Pointer: 'n'; expected a JSON Pointer "
+          "(RFC 6901): empty, or starting with '/', e.g. /emails");
+    CHECK(error_of("x: {limit: 5, window: 1s, cost: {settle: {json: /n}}}") ==
+          "t.yaml:4:45: limit 'x' cost.settle: unknown key 'json'; expected one of header, body");
+}

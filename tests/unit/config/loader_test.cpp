@@ -187,7 +187,7 @@ TEST_CASE("the full example parses to the expected values", "[config][loader]") 
     const auto& units = config->limits[4];
     CHECK(units.cost.header == "X-Units");
     CHECK(units.cost.fixed == 1);
-    CHECK(units.cost.max == 100'000);  // above the limit is allowed: such values are clamped
+    CHECK(units.cost.max == 100'000);  // above the limit is allowed: the limit then refuses first
 
     const auto& shadow = config->limits[5];
     CHECK(shadow.algorithm == Algorithm::sliding_window);  // the default algorithm

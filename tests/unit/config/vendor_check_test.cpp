@@ -202,14 +202,22 @@ TEST_CASE("check: fixed windows, calendars and time zones", "[config][vendor_che
 }
 
 TEST_CASE("check: units from the request", "[config][vendor_check]") {
-    // A limit that clamps the units below the vendor's per-request maximum counts less than the
-    // vendor does: only the request limit bounds the units then: 500 requests per 61 s, 60 such
-    // windows in the hour, 100,000 units each.
-    const auto config = load(
+    // A request whose units are above cost.max is refused (cost_too_large), never counted as
+    // less: a limit counting the vendor's header bounds the units whatever its max.
+    const auto lower_max = load(
         "vendors:\n  a:\n    preset: amplemarket\n    limits: {validations: {cost: {header: X-Units, max: "
         "50000}}}\n");
-    const auto check = check_vendor(*config, "a");
-    const auto& v = verdict(check, "email-validations");
+    const auto lower_max_check = check_vendor(*lower_max, "a");
+    const auto& kept = verdict(lower_max_check, "email-validations");
+    CHECK(kept.kept);
+    CHECK(*kept.worst_case == 15'000);
+    CHECK(kept.bounded_by == std::vector<std::string>{"a.validations"});
+    // A limit counting another header bounds the units only as requests: 500 requests per 61 s,
+    // 60 such windows in the hour, 100,000 units each.
+    const auto other_header = load(
+        "vendors:\n  a:\n    preset: amplemarket\n    limits: {validations: {cost: {header: X-Emails}}}\n");
+    const auto other_header_check = check_vendor(*other_header, "a");
+    const auto& v = verdict(other_header_check, "email-validations");
     CHECK_FALSE(v.kept);
     CHECK(*v.worst_case == 3'000'000'000);
     CHECK(v.bounded_by == std::vector<std::string>{"a.all"});

@@ -1,5 +1,6 @@
 #include "sluice/limit/request_key.hpp"
 
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -10,6 +11,7 @@ namespace {
 
 using sluice::config::KeySource;
 using sluice::config::LimitConfig;
+using sluice::limit::cost_too_large_message;
 using sluice::limit::key_label;
 using sluice::limit::request_cost;
 using sluice::limit::request_key;
@@ -149,7 +151,7 @@ TEST_CASE("request_key: path parameters and method", "[limit][key]") {
     CHECK(request_key(by_method, get.attributes()) != request_key(by_method, post.attributes()));
 }
 
-TEST_CASE("request_cost: fixed, header, invalid, clamped", "[limit][cost]") {
+TEST_CASE("request_cost: fixed, header, invalid, saturated", "[limit][cost]") {
     LimitConfig c;
     c.name = "validations";
     c.limit = 15'000;
@@ -170,8 +172,9 @@ TEST_CASE("request_cost: fixed, header, invalid, clamped", "[limit][cost]") {
     CHECK(cost_of("0") == 0);
     CHECK(cost_of(" 42\t") == 42);
     CHECK(cost_of("100000") == 100'000);
-    CHECK(cost_of("100001") == 100'000);
-    CHECK(cost_of("99999999999999999999999999") == 100'000);
+    // Never clamped: cost_too_large_message refuses what is above cost.max or the limit.
+    CHECK(cost_of("100001") == 100'001);
+    CHECK(cost_of("99999999999999999999999999") == std::numeric_limits<std::int64_t>::max());
     CHECK(cost_of("-5") == 1);
     CHECK(cost_of("+5") == 1);
     CHECK(cost_of("2.5") == 1);
@@ -186,4 +189,31 @@ TEST_CASE("key_label: k: and 12 hex digits", "[limit][key]") {
     CHECK(key_label(0x3f9a0123456789abULL) == "k:3f9a01234567");
     CHECK(key_label(0) == "k:000000000000");
     CHECK(key_label(~0ULL).size() == 14);
+}
+
+TEST_CASE("cost_too_large_message: above cost.max or what the limit can ever admit, never for a shadow limit",
+          "[limit][cost]") {
+    LimitConfig c;
+    c.name = "validations";
+    c.limit = 15'000;
+    c.cost.max = 100'000;
+    CHECK(cost_too_large_message(c, 0).empty());
+    CHECK(cost_too_large_message(c, 15'000).empty());
+    CHECK(cost_too_large_message(c, 15'001) ==
+          "this request costs 15001 units, more than limit 'validations' can ever admit (limit 15000); split "
+          "it "
+          "into smaller requests");
+    c.cost.max = 500;
+    CHECK(cost_too_large_message(c, 500).empty());
+    CHECK(
+        cost_too_large_message(c, 501) ==
+        "this request costs 501 units, more than limit 'validations' can ever admit (cost.max 500); split it "
+        "into smaller requests");
+    c.algorithm = sluice::config::Algorithm::token_bucket;
+    c.cost.max = 1'000'000;
+    c.burst = 40;
+    CHECK(cost_too_large_message(c, 40).empty());
+    CHECK(cost_too_large_message(c, 41).find("(burst 40)") != std::string::npos);
+    c.enforce = false;  // a shadow limit only counts: it refuses nothing
+    CHECK(cost_too_large_message(c, 41).empty());
 }

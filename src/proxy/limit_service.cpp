@@ -379,6 +379,9 @@ void LimitService::settle(const std::vector<limit::LimitUse>& more, const std::v
         controller_.refund(less, admitted_at, now);
         poll_locked(now, ready);
     }
+    // The other replicas must see what the vendor charged beyond the admission. Units charged
+    // less stay counted in the store (it has no refund): safe, at the cost of some capacity.
+    if (store_ && !more.empty()) store_->charge(more);
     dispatch(ready);
 }
 

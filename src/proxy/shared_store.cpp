@@ -309,6 +309,21 @@ void SharedStore::cap(const limit::LimitUse& use, std::int64_t remaining, Nanos 
                              [](boost::system::error_code, const redis::Reply&) {});
 }
 
+void SharedStore::charge(const std::vector<limit::LimitUse>& extra) {
+    std::vector<redis::RecordedLot> recorded;
+    for (const auto& use : extra) {
+        const auto& config = limit_config_(use.limit_index);
+        // A concurrency limit counts requests in flight, not units charged.
+        if (config.algorithm == config::Algorithm::concurrency || use.cost <= 0) continue;
+        recorded.push_back(redis::RecordedLot{redis::SharedUse{&config, use.key, use.cost}, Nanos{0}});
+    }
+    if (recorded.empty()) return;
+    auto call = redis::encode_record(config_.key_prefix, recorded, clock_.now().wall);
+    ++counters_.commands[SharedStoreCounters::record];
+    connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
+                             [](boost::system::error_code, const redis::Reply&) {});
+}
+
 void SharedStore::record(const std::vector<queue::FallbackLot>& lots, std::function<void(bool ok)> done) {
     const auto now = clock_.now();
     std::vector<redis::RecordedLot> recorded;

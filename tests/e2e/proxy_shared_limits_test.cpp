@@ -645,6 +645,33 @@ TEST_CASE("Sluice-Max-Wait: 0 in shared mode admits while the shared limit has r
     CHECK(upstream.request_count() == 3);
 }
 
+TEST_CASE("units the vendor charged beyond the admission are counted for every replica",
+          "[e2e][redis][costs]") {
+    RedisServer redis;
+    // The vendor says it charged what the test asks (cost.settle, docs/costs.md).
+    MockUpstream upstream([](const RecordedRequest& request) {
+        return MockReply::fixed(200, "ok", {{"X-Charged", request.header("X-Test-Charge").value_or("1")}});
+    });
+    SharedConfig config;
+    config.redis_address = redis.address();
+    config.upstream_url = upstream.url();
+    config.limits =
+        "  units: {algorithm: sliding_window, limit: 10, window: 10s, cost: {header: X-Units, settle: {header: "
+        "X-Charged}}}\n";
+    config.route_limits = "[units]";
+    config.replicas = 2;
+    const auto replicas = start_replicas(config, 2);
+    REQUIRE(wait_all_shared(replicas, 5s));
+    HttpClient first(replicas[0]->port("main"));
+    HttpClient second(replicas[1]->port("main"));
+    // 1 unit admitted through the first replica, 10 charged: the shared window holds 10.
+    CHECK(first.get("/x", {{"X-Units", "1"}, {"X-Test-Charge", "10"}}).status == 200);
+    // The charge goes to Redis after the response: give the loopback round trip a moment.
+    std::this_thread::sleep_for(100ms);
+    check_synthetic(second.get("/x", {{"X-Units", "1"}, {"Sluice-Max-Wait", "0"}}), 429, "admission_timeout");
+    CHECK(upstream.request_count() == 1);
+}
+
 // ---------------------------------------------------------------- concurrency leases
 
 TEST_CASE("a replica SIGKILLed while holding the shared concurrency permits gives them back within the lease",

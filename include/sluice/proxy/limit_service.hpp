@@ -134,7 +134,8 @@ public:
     // A cost settled from the vendor's response (docs/costs.md), under the lock: `more` are
     // units charged beyond what was admitted (Limiter::charge, at now), `less` are units given
     // back of an admission at `admitted_at` (Limiter::refund); waiters are woken. Each use's
-    // `cost` is the difference. The shared (Redis) stage is not corrected.
+    // `cost` is the difference. With shared limits, `more` is also counted in the shared store
+    // (SharedStore::charge); `less` stays counted there (the store has no refund).
     void settle(const std::vector<limit::LimitUse>& more, const std::vector<limit::LimitUse>& less,
                 Nanos admitted_at);
 

@@ -71,6 +71,10 @@ public:
     // Vendor feedback, for every replica.
     void pause(const limit::LimitUse& use, Nanos until, std::string_view cause);
     void cap(const limit::LimitUse& use, std::int64_t remaining, Nanos reset_at);
+    // Units the vendor charged beyond what was admitted (cost.settle, docs/costs.md): counted in
+    // the store at now, even past the limit, as the local limiters count them. Lost when Redis
+    // cannot take them (the local count still has them).
+    void charge(const std::vector<limit::LimitUse>& extra);
     // Before the stage trusts the store again: these admissions (made without it) are counted in it.
     // `done(ok)` comes on the strand; on failure the caller stays in fallback and tries again later.
     void record(const std::vector<queue::FallbackLot>& lots, std::function<void(bool ok)> done);

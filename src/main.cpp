@@ -4,8 +4,11 @@
 //          [--presets-dir DIR] [--time-scale N]
 //   sluice --check --config FILE [--print] [--vendor NAME|all]...   (or: sluice check FILE ...)
 //   sluice health [--admin HOST:PORT] [--path PATH] [--timeout SECONDS]
+//   sluice simulate --config FILE --traffic LOG [--format access|csv|jsonl] [--json OUT] [--plot OUT.svg]
+//          [--vendor NAME] [--per-request] [--upstream-time SECONDS] [--skip-bad-lines N]
 //   sluice --version | --help
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +38,9 @@
 #include "sluice/config/vendor_policy.hpp"
 #include "sluice/proxy/limit_state_file.hpp"
 #include "sluice/proxy/proxy_server.hpp"
+#include "sluice/simulate/report.hpp"
+#include "sluice/simulate/simulator.hpp"
+#include "sluice/simulate/traffic.hpp"
 
 namespace {
 
@@ -68,6 +74,9 @@ struct Options {
         "              [--presets-dir DIR] [--time-scale N]\n"
         "       sluice --check --config FILE [--print] [--vendor NAME|all]...   (or: sluice check FILE ...)\n"
         "       sluice health [--admin HOST:PORT] [--path PATH] [--timeout SECONDS]\n"
+        "       sluice simulate --config FILE --traffic LOG [--format access|csv|jsonl] [--json OUT]\n"
+        "              [--plot OUT.svg] [--vendor NAME] [--per-request] [--upstream-time SECONDS]\n"
+        "              [--skip-bad-lines N] [--presets-dir DIR] [--time-scale N]\n"
         "       sluice --version | --help\n"
         "  --print        print the effective configuration (presets expanded, defaults filled) as YAML\n"
         "  --vendor NAME  check a vendors: instance against its vendor's published limits (exit 1 if "
@@ -75,8 +84,17 @@ struct Options {
         "  --time-scale N divide every limit window by N (tests and demos only)\n"
         "  health         GET PATH (default /healthz) on a running sluice's admin listener (default\n"
         "                 127.0.0.1:9901) within SECONDS (default 2): exit 0 on 200, else 1\n"
+        "  simulate       replay recorded traffic (sluice's access log, or CSV/JSONL with headers) through\n"
+        "                 the config's routes, limits and queues on a simulated clock (docs/simulate.md):\n"
+        "                 a summary per limit on stdout; --json OUT the same as JSON (--per-request: every\n"
+        "                 request's outcome too), --plot OUT.svg usage and queue depth over time,\n"
+        "                 --vendor NAME the forwarded traffic against that vendors: instance's published\n"
+        "                 rules (exit 1 if exceeded), --upstream-time how long the vendor holds a request\n"
+        "                 the log gives no time for (default 0.1), --skip-bad-lines N skip up to N bad\n"
+        "                 lines (default 0: the first is an error naming the file and line)\n"
         "exit status: 0 clean exit (also after a drain), 1 invalid configuration (or --check --vendor\n"
-        "  over a vendor's limit), 2 usage error, 3 could not start (a listener cannot bind, TLS setup,\n"
+        "  over a vendor's limit; simulate: a bad traffic log, or --vendor over a published rule), 2 usage\n"
+        "  error, 3 could not start (a listener cannot bind, TLS setup,\n"
         "  state dir not writable)\n");
     std::exit(why ? 2 : 0);
 }
@@ -124,10 +142,115 @@ struct Options {
     std::exit(result.healthy ? 0 : 1);
 }
 
+// `sluice simulate ...`: recorded traffic through the config's own routes, limiters and
+// admission queue on a simulated clock (src/simulate, docs/simulate.md). Exit 0, or 1 for an
+// invalid config, an unreadable or bad traffic log, or (--vendor) a published rule exceeded.
+[[noreturn]] void simulate(const std::vector<std::string>& args) {
+    std::string config_path, traffic_path, json_path, plot_path;
+    sluice::config::LoadOptions load;
+    sluice::simulate::TrafficReadOptions read;
+    sluice::simulate::SimulationOptions run;
+    bool per_request = false;
+    for (std::size_t i = 1; i < args.size(); ++i) {
+        const auto& arg = args[i];
+        auto value = [&]() -> const std::string& {
+            if (i + 1 >= args.size()) usage(("simulate: " + arg + " needs a value").c_str());
+            return args[++i];
+        };
+        if (arg == "--config" || arg == "-c") {
+            config_path = value();
+        } else if (arg == "--traffic") {
+            traffic_path = value();
+        } else if (arg == "--format") {
+            const auto& name = value();
+            read.format = sluice::simulate::parse_traffic_format(name);
+            if (!read.format)
+                usage(("simulate --format: expected access, csv or jsonl, got '" + name + "'").c_str());
+        } else if (arg == "--json") {
+            json_path = value();
+        } else if (arg == "--plot") {
+            plot_path = value();
+        } else if (arg == "--vendor") {
+            run.vendor = value();
+        } else if (arg == "--per-request") {
+            per_request = true;
+        } else if (arg == "--upstream-time") {
+            const auto& text = value();
+            const auto parsed = sluice::config::parse_max_wait_header(text);
+            if (!parsed)
+                usage(("simulate --upstream-time needs seconds or a duration, got '" + text + "'").c_str());
+            run.upstream_time = *parsed;
+        } else if (arg == "--skip-bad-lines") {
+            const auto& text = value();
+            char* end = nullptr;
+            const auto count = std::strtoull(text.c_str(), &end, 10);
+            if (end == text.c_str() || *end != '\0' || text.front() == '-')
+                usage(("simulate --skip-bad-lines needs a count, got '" + text + "'").c_str());
+            read.max_bad_lines = count;
+        } else if (arg == "--presets-dir") {
+            load.presets_dir = value();
+        } else if (arg == "--time-scale") {
+            const auto& text = value();
+            char* end = nullptr;
+            const double scale = std::strtod(text.c_str(), &end);
+            if (end == text.c_str() || *end != '\0' || !(scale > 0) || scale > 1e9)
+                usage(("simulate --time-scale needs a number > 0, got '" + text + "'").c_str());
+            load.time_scale = scale;
+        } else if (arg == "--help" || arg == "-h") {
+            usage(nullptr);
+        } else {
+            usage(("simulate: unknown argument '" + arg + "'").c_str());
+        }
+    }
+    if (config_path.empty() || traffic_path.empty()) usage("simulate needs --config FILE and --traffic LOG");
+    std::shared_ptr<const sluice::config::Config> config;
+    try {
+        config = sluice::config::load_config_file(config_path, load);
+    } catch (const sluice::config::ConfigError& e) {
+        std::fprintf(stderr, "sluice simulate: invalid configuration: %s\n", e.what());
+        std::exit(1);
+    }
+    std::ifstream in(traffic_path, std::ios::binary);
+    if (!in) {
+        std::fprintf(stderr, "sluice simulate: cannot read %s: %s\n", traffic_path.c_str(),
+                     std::strerror(errno));
+        std::exit(1);
+    }
+    const auto log = sluice::simulate::read_traffic(in, traffic_path, read);
+    if (!log.error.empty()) {
+        std::fprintf(stderr, "sluice simulate: %s\n", log.error.c_str());
+        std::exit(1);
+    }
+    const auto started = std::chrono::steady_clock::now();
+    const auto result = sluice::simulate::simulate(*config, log.requests, log.carries_headers, run);
+    const double run_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (!result.error.empty()) {
+        std::fprintf(stderr, "sluice simulate: %s\n", result.error.c_str());
+        std::exit(2);
+    }
+    std::fputs(sluice::simulate::format_summary(traffic_path, log, result, run_seconds).c_str(), stdout);
+    const auto write = [](const std::string& path, const std::string& text) {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out << text;
+        out.close();
+        if (!out) {
+            std::fprintf(stderr, "sluice simulate: cannot write %s\n", path.c_str());
+            std::exit(1);
+        }
+    };
+    if (!json_path.empty()) write(json_path, sluice::simulate::format_json(log, result, per_request));
+    if (!plot_path.empty())
+        write(plot_path, sluice::simulate::format_svg(
+                             result, "sluice simulate: " + config_path + " on " + traffic_path));
+    std::exit(result.vendor && !result.vendor->kept() ? 1 : 0);
+}
+
 Options parse_options(int argc, char** argv) {
     Options options;
     std::vector<std::string> args(argv + 1, argv + argc);
     if (!args.empty() && args.front() == "health") health(args);
+    if (!args.empty() && args.front() == "simulate") simulate(args);
     for (std::size_t i = 0; i < args.size(); ++i) {
         const auto& arg = args[i];
         auto value = [&]() -> const std::string& {

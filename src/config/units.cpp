@@ -2,7 +2,11 @@
 // "Durations and sizes"). Integers only: a fraction such as "1.5s" is rejected rather
 // than rounded, because a limit's window must be exactly what the vendor documents.
 
+#include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -97,6 +101,15 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     }
     if (*number > std::numeric_limits<std::uint64_t>::max() / multiplier) return std::nullopt;
     return *number * multiplier;
+}
+
+std::optional<Duration> parse_max_wait_header(std::string_view text) {
+    if (auto d = parse_duration(text)) return *d;
+    double seconds = 0;
+    const auto* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(text.data(), end, seconds);
+    if (ec != std::errc() || ptr != end || !std::isfinite(seconds) || seconds < 0) return std::nullopt;
+    return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(std::min(seconds, 1e9)));
 }
 
 }  // namespace sluice::config

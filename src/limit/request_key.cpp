@@ -147,6 +147,16 @@ std::string cost_too_large_message(const config::LimitConfig& limit, std::int64_
            "); split it into smaller requests";
 }
 
+std::string header_cost_refusal(const config::Config& config, const config::RouteConfig& route,
+                                const std::vector<LimitUse>& uses) {
+    for (std::size_t i = 0; i < route.limit_indexes.size() && i < uses.size(); ++i) {
+        const auto& limit = config.limits[route.limit_indexes[i]];
+        if (limit.cost.header.empty()) continue;
+        if (auto refusal = cost_too_large_message(limit, uses[i].cost); !refusal.empty()) return refusal;
+    }
+    return {};
+}
+
 std::optional<std::int64_t> parse_unit_count(std::string_view v) noexcept {
     while (!v.empty() && is_ows(v.front())) v.remove_prefix(1);
     while (!v.empty() && is_ows(v.back())) v.remove_suffix(1);

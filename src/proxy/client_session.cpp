@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
-#include <cmath>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -46,16 +44,6 @@ constexpr std::size_t kReadAheadLimit = 64 * 1024;
 constexpr std::size_t kReadChunk = 64 * 1024;
 // Read steps completed from buffered bytes in a row before one goes through the scheduler.
 constexpr unsigned kMaxInlineSteps = 16;
-
-// "0", "2.5" (seconds) or a duration with a unit ("250ms"). Negative or garbage: nullopt.
-std::optional<Nanos> parse_max_wait_header(std::string_view text) {
-    if (auto d = config::parse_duration(text)) return *d;
-    double seconds = 0;
-    const auto* end = text.data() + text.size();
-    const auto [ptr, ec] = std::from_chars(text.data(), end, seconds);
-    if (ec != std::errc() || ptr != end || !std::isfinite(seconds) || seconds < 0) return std::nullopt;
-    return std::chrono::duration_cast<Nanos>(std::chrono::duration<double>(std::min(seconds, 1e9)));
-}
 
 bool status_has_no_body(unsigned status) {
     return status / 100 == 1 || status == 204 || status == 304;
@@ -542,26 +530,22 @@ void ClientSession::handle_request() {
     limit::RequestAttributes attributes{method_, intake.query, &match->params, [&req](std::string_view name) {
                                             return find_field(req.base(), name);
                                         }};
-    uses_.clear();
-    uses_.reserve(route_config.limit_indexes.size());
+    limit::collect_limit_uses(
+        config(), route_config, attributes,
+        [&runtime = *runtime_](std::size_t limit_index) { return runtime.limit_slot(limit_index); },
+        runtime_->vendor_gate_index(upstream_index_), uses_);
     body_costs_ = false;
     settles_costs_ = false;
     settle_body_limit_ = 0;
     held_body_limit_ = config().server.max_buffered_body_bytes;
+    if (auto refusal = limit::header_cost_refusal(config(), route_config, uses_); !refusal.empty()) {
+        // Never clamped: counting less than the client says would let the vendor see more.
+        runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+        return send_synthetic(make_error_response(Errc::cost_too_large, refusal, version_,
+                                                  keep_alive_ && request_parser_->is_done()));
+    }
     for (const auto limit_index : route_config.limit_indexes) {
         const auto& limit_config = config().limits[limit_index];
-        uses_.push_back(limit::LimitUse{runtime_->limit_slot(limit_index),
-                                        limit::request_key(limit_config, attributes),
-                                        limit::request_cost(limit_config, attributes)});
-        if (!limit_config.cost.header.empty()) {
-            // Never clamped: counting less than the client says would let the vendor see more.
-            auto refusal = limit::cost_too_large_message(limit_config, uses_.back().cost);
-            if (!refusal.empty()) {
-                runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
-                return send_synthetic(make_error_response(Errc::cost_too_large, refusal, version_,
-                                                          keep_alive_ && request_parser_->is_done()));
-            }
-        }
         if (limit_config.cost.settles()) settles_costs_ = true;
         if (const auto& settle_body = limit_config.cost.settle_body) {
             settle_body_limit_ = std::max(settle_body_limit_, settle_body->max_bytes > 0
@@ -576,14 +560,9 @@ void ClientSession::handle_request() {
                          limit::body_cost_max_bytes(limit_config, config().server.max_buffered_body_bytes));
         }
     }
-    // A route without limits of its own still obeys the vendor: its upstream's gate
-    // admits everything until a vendor signal pauses or caps it.
-    if (uses_.empty() && upstream_config().feedback.enabled) {
-        uses_.push_back(limit::LimitUse{runtime_->vendor_gate_index(upstream_index_), 0, 1});
-    }
     Nanos max_wait = route_config.queue.max_wait;
     if (const auto asked = find_field(req.base(), "Sluice-Max-Wait")) {
-        const auto parsed = parse_max_wait_header(*asked);
+        const auto parsed = config::parse_max_wait_header(*asked);
         if (!parsed) {
             runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
             return send_synthetic(make_error_response(

@@ -64,6 +64,9 @@ std::vector<std::string> available_presets(const std::vector<std::string>& searc
 // (a unit is required). Negative only where allowed ("-5h" for utc_offset). Returns nullopt if malformed.
 std::optional<Duration> parse_duration(std::string_view text, bool allow_negative = false);
 
+// A client's Sluice-Max-Wait header (and a traffic log's, `sluice simulate`): "0", "2.5" (seconds)
+// or a duration with a unit ("250ms"). Negative or garbage: nullopt.
+std::optional<Duration> parse_max_wait_header(std::string_view text);
 // "16384", "16k"/"16KiB", "10m"/"10MiB", "1g"/"1GiB" (powers of 1024). Returns nullopt if malformed.
 std::optional<std::uint64_t> parse_size(std::string_view text);
 

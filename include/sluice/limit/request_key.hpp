@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "sluice/common/error.hpp"
 #include "sluice/config/config.hpp"
@@ -49,6 +50,35 @@ std::int64_t request_cost(const config::LimitConfig& limit, const RequestAttribu
 // token bucket). Never clamped: counting less than the request costs would let the vendor see
 // more than the limit. A shadow limit (enforce: false) refuses nothing.
 std::string cost_too_large_message(const config::LimitConfig& limit, std::int64_t units);
+
+// The limits one request on `route` uses, in the route's order, each with this request's key
+// and cost (a body cost replaces it later, once the body is whole); `slot_of(i)` is where
+// Config::limits[i] lives in the admission controller. A route without limits of its own whose
+// upstream reads vendor feedback uses its upstream's vendor gate (in `vendor_gate_slot`): the gate
+// admits everything until a vendor signal pauses or caps it. The client session and `sluice
+// simulate` both build a request's uses here, so a simulation asks the controller what the
+// daemon would ask.
+template <class SlotOf>
+void collect_limit_uses(const config::Config& config, const config::RouteConfig& route,
+                        const RequestAttributes& request, SlotOf&& slot_of, std::size_t vendor_gate_slot,
+                        std::vector<LimitUse>& uses) {
+    uses.clear();
+    uses.reserve(route.limit_indexes.size());
+    for (const auto limit_index : route.limit_indexes) {
+        const auto& limit = config.limits[limit_index];
+        uses.push_back(
+            LimitUse{slot_of(limit_index), request_key(limit, request), request_cost(limit, request)});
+    }
+    if (uses.empty() && config.upstreams[route.upstream_index].feedback.enabled)
+        uses.push_back(LimitUse{vendor_gate_slot, 0, 1});
+}
+
+// Why the request is refused at once for a header cost (cost_too_large, docs/costs.md), or
+// empty: the first of the route's limits whose cost header asks for more than
+// cost_too_large_message allows. `uses` is what collect_limit_uses made for `route` (in the
+// route's order). The client session and `sluice simulate` both refuse by it.
+std::string header_cost_refusal(const config::Config& config, const config::RouteConfig& route,
+                                const std::vector<LimitUse>& uses);
 
 // A cost read from the request body (cost.body, docs/costs.md), or why none can be used:
 // a cost that cost_too_large_message refuses is cost_too_large.

@@ -1,0 +1,25 @@
+#pragma once
+// What `sluice simulate` prints and writes (docs/simulate.md): the text summary, the JSON
+// document, and a self-contained SVG plot (no external program). Pure code.
+
+#include <string>
+
+#include "sluice/simulate/simulator.hpp"
+#include "sluice/simulate/traffic.hpp"
+
+namespace sluice::simulate {
+
+// `log_name` names the traffic in the summary; `run_seconds` is how long the run took (0: not shown).
+std::string format_summary(const std::string& log_name, const TrafficLog& log, const SimulationResult& result,
+                           double run_seconds = 0);
+
+// The summary's numbers as one JSON document; with `per_request`, every request's outcome too
+// (in the log's order, with its line number).
+std::string format_json(const TrafficLog& log, const SimulationResult& result, bool per_request);
+
+// A plot of each used limit over time: the units it counted (its admitted rate per window, or
+// requests in flight) against its limit, and the requests waiting on it (right axis). One panel
+// per limit; a well-formed standalone SVG 1.1 document.
+std::string format_svg(const SimulationResult& result, const std::string& title);
+
+}  // namespace sluice::simulate

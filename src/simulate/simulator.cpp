@@ -1,0 +1,521 @@
+#include "sluice/simulate/simulator.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <functional>
+#include <numeric>
+#include <queue>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "sluice/config/loader.hpp"
+#include "sluice/config/vendor_check.hpp"
+#include "sluice/limit/limiter.hpp"
+#include "sluice/limit/request_key.hpp"
+#include "sluice/limit/vendor_gate.hpp"
+#include "sluice/queue/admission_controller.hpp"
+#include "sluice/route/request_target.hpp"
+#include "sluice/route/route_table.hpp"
+
+namespace sluice::simulate {
+
+namespace {
+
+// The header a client shortens its wait with (client_session.cpp reads the same one).
+constexpr std::string_view kMaxWaitHeader = "Sluice-Max-Wait";
+// A poll at `now` that decided nothing while next_wakeup() still says `now` would spin: the
+// daemon's timer would fire again a moment later, so the simulated clock moves on by this.
+constexpr Nanos kTimerGranularity{1'000};
+
+Instant instant(Nanos at) {
+    return Instant{at, at};
+}
+
+void count_code(std::vector<std::pair<std::string, std::uint64_t>>& counts, std::string_view code) {
+    for (auto& [name, count] : counts) {
+        if (name == code) {
+            ++count;
+            return;
+        }
+    }
+    counts.emplace_back(std::string(code), 1);
+}
+
+DelayPercentiles percentiles(std::vector<Nanos>& delays) {
+    DelayPercentiles out;
+    if (delays.empty()) return out;
+    std::sort(delays.begin(), delays.end());
+    // Nearest rank: the smallest delay at least p of the requests did not exceed.
+    const auto rank = [&](double p) {
+        const auto n = delays.size();
+        auto index = static_cast<std::size_t>(std::ceil(p * static_cast<double>(n)));
+        return delays[std::min(n, std::max<std::size_t>(index, 1)) - 1];
+    };
+    out.p50 = rank(0.50);
+    out.p90 = rank(0.90);
+    out.p99 = rank(0.99);
+    out.max = delays.back();
+    return out;
+}
+
+// Whether a limit reads a header the traffic may not carry (a key source or a cost header).
+bool reads_headers(const config::LimitConfig& limit) {
+    if (!limit.cost.header.empty()) return true;
+    return std::any_of(limit.key.begin(), limit.key.end(), [](const config::KeySource& source) {
+        return source.kind == config::KeySource::Kind::header;
+    });
+}
+
+// The host as routing sees it: without a port (IPv6 literals keep their brackets' content).
+std::string_view host_without_port(std::string_view host) {
+    if (!host.empty() && host.front() == '[') {
+        const auto close = host.find(']');
+        return close == std::string_view::npos ? host : host.substr(1, close - 1);
+    }
+    const auto colon = host.rfind(':');
+    if (colon != std::string_view::npos && host.find(':') == colon) return host.substr(0, colon);
+    return host;
+}
+
+// One rule of a vendor's policy, counted over the forwarded requests.
+struct RuleCounter {
+    const config::VendorRule* rule = nullptr;
+    Nanos window{0};
+    std::vector<bool> covers_route;  // by route index: the static check's coverage
+    route::RouteTable matcher;       // the rule's methods and path, with sluice's own matcher
+    bool matches_everything = true;
+    VendorRuleReport report;
+    // Rolling: per key, the admissions still in the window. Fixed: per key, (period, units).
+    std::unordered_map<std::string, std::deque<std::pair<Nanos, std::int64_t>>> rolling;
+    std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>> fixed;
+    // Concurrency: per key, the ends of the exchanges in flight.
+    std::unordered_map<std::string, std::priority_queue<Nanos, std::vector<Nanos>, std::greater<>>> in_flight;
+
+    RuleCounter(const config::VendorRule& r, Nanos w, route::RouteTable table)
+        : rule(&r), window(w), matcher(std::move(table)), matches_everything(r.match.matches_everything()) {}
+
+    void observe(std::int64_t value, Nanos at) {
+        if (value > report.peak) {
+            report.peak = value;
+            report.peak_at = at;
+        }
+        if (value > report.limit && !report.exceeded) {
+            report.exceeded = true;
+            report.first_exceeded_at = at;
+        }
+    }
+
+    void forwarded(const TrafficRequest& request, std::string_view vendor_path, Nanos at, Nanos end,
+                   bool carries_headers) {
+        if (!matches_everything) {
+            const route::RequestTarget target{0, {}, request.method, vendor_path};
+            if (!matcher.match(target)) return;
+        }
+        ++report.requests;
+        std::string key;
+        if (!rule->per_header.empty()) {
+            if (const auto value = find_header(request, rule->per_header)) key = *value;
+        }
+        std::int64_t units = 1;
+        if (rule->counts_units) {
+            units = rule->cost.default_units;
+            if (const auto value = find_header(request, rule->cost.header)) {
+                if (const auto parsed = limit::parse_unit_count(*value)) units = *parsed;
+            }
+            if (rule->cost.max > 0) units = std::min(units, rule->cost.max);
+        }
+        (void)carries_headers;
+        switch (rule->kind) {
+            case config::PolicyRuleKind::rolling: {
+                auto& lot = rolling[key];
+                // The vendor counts (t - W, t]: what was admitted at or before t - W is out.
+                while (!lot.empty() && lot.front().first <= at - window) lot.pop_front();
+                lot.emplace_back(at, units);
+                std::int64_t sum = 0;
+                for (const auto& [when, count] : lot) sum += count;
+                observe(sum, at);
+                break;
+            }
+            case config::PolicyRuleKind::fixed: {
+                const auto shifted = at + rule->utc_offset;
+                const std::int64_t period = window.count() > 0 ? shifted.count() / window.count() : 0;
+                auto& [current, sum] = fixed[key];
+                if (current != period) {
+                    current = period;
+                    sum = 0;
+                }
+                sum += units;
+                observe(sum, at);
+                break;
+            }
+            case config::PolicyRuleKind::concurrency: {
+                auto& ends = in_flight[key];
+                while (!ends.empty() && ends.top() <= at) ends.pop();
+                ends.push(end);
+                observe(static_cast<std::int64_t>(ends.size()), at);
+                break;
+            }
+        }
+    }
+};
+
+// The vendor check's counters for every rule of the instance's tier, or an error.
+std::string build_rule_counters(const config::Config& config, const std::string& instance,
+                                bool carries_headers, VendorReport& report,
+                                std::vector<RuleCounter>& counters) {
+    config::VendorCheck check;
+    try {
+        check = config::check_vendor(config, instance);
+    } catch (const std::invalid_argument& e) {
+        return std::string("--vendor: ") + e.what();
+    }
+    report.instance = check.instance;
+    report.vendor = check.policy ? check.policy->vendor : std::string();
+    report.tier = check.tier;
+    counters.reserve(check.rules.size());
+    for (const auto& verdict : check.rules) {
+        const auto& rule = *verdict.rule;
+        config::Config matcher_config;
+        config::RouteConfig matcher_route;
+        matcher_route.match.methods = rule.match.methods;
+        matcher_route.match.path = rule.match.path;
+        matcher_route.match.path_prefix = rule.match.path_prefix;
+        matcher_config.routes.push_back(matcher_route);
+        RuleCounter counter(rule, verdict.window, route::RouteTable(matcher_config));
+        counter.covers_route.assign(config.routes.size(), false);
+        for (const auto& name : verdict.routes) {
+            for (std::size_t i = 0; i < config.routes.size(); ++i)
+                if (config.routes[i].name == name) counter.covers_route[i] = true;
+        }
+        counter.report.name = rule.name;
+        counter.report.kind = rule.kind;
+        counter.report.limit = rule.limit;
+        counter.report.window = verdict.window;
+        if ((!rule.per_header.empty() || rule.counts_units) && !carries_headers)
+            counter.report.notes.push_back(
+                "the traffic carries no headers: every request counted as one key" +
+                std::string(rule.counts_units ? ", at its default units" : ""));
+        if (!rule.per_group.empty())
+            counter.report.notes.push_back("per_group: " + rule.per_group +
+                                           " is counted as one window for every key (an overestimate)");
+        if (rule.kind == config::PolicyRuleKind::fixed && !rule.time_zone.empty())
+            counter.report.notes.push_back("time_zone " + rule.time_zone +
+                                           ": periods counted from UTC midnight plus utc_offset");
+        counters.push_back(std::move(counter));
+    }
+    return {};
+}
+
+struct LimitTrack {
+    std::vector<Nanos> delays;
+    limit::KeyHash last_key = 0;  // the key sampled at each bucket's start
+    bool used = false;
+};
+
+struct Exchange {
+    Nanos end{0};
+    std::uint64_t order = 0;  // ties end in admission order
+    std::vector<limit::LimitUse> uses;
+    bool operator>(const Exchange& other) const {
+        return end != other.end ? end > other.end : order > other.order;
+    }
+};
+
+}  // namespace
+
+std::string_view verdict_name(Verdict verdict) noexcept {
+    switch (verdict) {
+        case Verdict::at_once: return "at_once";
+        case Verdict::delayed: return "delayed";
+        case Verdict::refused: return "refused";
+        case Verdict::not_routed: return "not_routed";
+    }
+    return "not_routed";
+}
+
+bool VendorReport::kept() const {
+    return std::none_of(rules.begin(), rules.end(),
+                        [](const VendorRuleReport& rule) { return rule.exceeded; });
+}
+
+SimulationResult simulate(const config::Config& config, const std::vector<TrafficRequest>& traffic,
+                          bool carries_headers, const SimulationOptions& options) {
+    SimulationResult result;
+    std::vector<RuleCounter> rules;
+    if (!options.vendor.empty()) {
+        VendorReport vendor;
+        if (auto error = build_rule_counters(config, options.vendor, carries_headers, vendor, rules);
+            !error.empty()) {
+            result.error = std::move(error);
+            return result;
+        }
+        result.vendor = std::move(vendor);
+    }
+    const route::RouteTable routes(config);
+
+    // The daemon's slots at start (LimitService::install): Config::limits in order, then one
+    // vendor gate per upstream (proxy::Runtime::limiter_configs).
+    std::vector<config::LimitConfig> limit_configs = config.limits;
+    for (const auto& upstream : config.upstreams)
+        limit_configs.push_back(limit::vendor_gate_config(upstream.name));
+    std::vector<std::unique_ptr<limit::Limiter>> limiters;
+    // Read-only views of the controller's limiters (feedback_view is a probe that records
+    // nothing); the controller owns them and never replaces one (no reload here).
+    std::vector<limit::Limiter*> observed;
+    for (const auto& limit : limit_configs) {
+        limiters.push_back(limit::make_limiter(limit));
+        observed.push_back(limiters.back().get());
+    }
+    queue::AdmissionController controller(std::move(limiters));
+    const auto gate_slot = [&](std::size_t upstream_index) { return config.limits.size() + upstream_index; };
+
+    for (const auto& route : config.routes) result.route_names.push_back(route.name);
+    result.limits.resize(limit_configs.size());
+    std::vector<LimitTrack> tracks(limit_configs.size());
+    for (std::size_t i = 0; i < limit_configs.size(); ++i) {
+        auto& report = result.limits[i];
+        const auto& limit = limit_configs[i];
+        report.name = limit.name;
+        report.algorithm = limit.algorithm;
+        report.limit = limit.limit;
+        report.window = limit.window;
+        report.enforce = limit.enforce;
+        report.vendor_gate = i >= config.limits.size();
+        report.needs_missing_headers = !carries_headers && !report.vendor_gate && reads_headers(limit);
+    }
+
+    std::vector<std::size_t> order(traffic.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return traffic[a].at < traffic[b].at; });
+    result.outcomes.resize(traffic.size());
+    result.requests = traffic.size();
+    if (!traffic.empty()) {
+        result.first_arrival = traffic[order.front()].at;
+        const auto span = traffic[order.back()].at - result.first_arrival;
+        result.bucket = std::max<Nanos>(
+            std::chrono::milliseconds(1),
+            span / static_cast<std::int64_t>(std::max<std::size_t>(options.plot_points, 1)) + Nanos(1));
+    }
+    // The series' length is bounded: a queue draining long after the last arrival lands in the last bucket.
+    const std::size_t max_points = std::max<std::size_t>(options.plot_points, 1) * 2;
+    std::size_t current_bucket = 0;
+    bool series_started = false;
+    const auto bucket_of = [&](Nanos at) {
+        const auto index =
+            static_cast<std::size_t>(std::max<std::int64_t>(0, (at - result.first_arrival) / result.bucket));
+        return std::min(index, max_points - 1);
+    };
+    const auto point = [&](std::size_t limit_index, Nanos at) -> SeriesPoint& {
+        auto& series = result.limits[limit_index].series;
+        const auto bucket = bucket_of(at);
+        while (series.size() <= bucket) {
+            SeriesPoint fresh;
+            fresh.at = result.first_arrival + result.bucket * static_cast<std::int64_t>(series.size());
+            series.push_back(fresh);
+        }
+        return series[bucket];
+    };
+    // At each bucket's start, what every used limit counts for the key it last admitted: a
+    // window stays full after its admissions, and the series shows it.
+    const auto enter_bucket = [&](Nanos now) {
+        const auto bucket = bucket_of(now);
+        if (series_started && bucket == current_bucket) return;
+        series_started = true;
+        current_bucket = bucket;
+        const auto start = result.first_arrival + result.bucket * static_cast<std::int64_t>(bucket);
+        for (std::size_t i = 0; i < observed.size(); ++i) {
+            if (!tracks[i].used) continue;
+            auto& p = point(i, now);
+            const auto view = observed[i]->feedback_view(tracks[i].last_key, instant(std::max(start, now)));
+            p.usage = std::max(p.usage, view.counted);
+        }
+    };
+    const auto observe_queues = [&](Nanos now) {
+        for (std::size_t i = 0; i < observed.size(); ++i) {
+            if (!tracks[i].used) continue;
+            const auto waiting = controller.activity(i).waiting;
+            auto& report = result.limits[i];
+            if (waiting > report.longest_queue) {
+                report.longest_queue = waiting;
+                report.longest_queue_at = now;
+            }
+            auto& p = point(i, now);
+            p.waiting = std::max(p.waiting, waiting);
+        }
+    };
+
+    struct Waiting {
+        std::size_t request = 0;
+        std::vector<limit::LimitUse> uses;
+        std::string vendor_path;
+    };
+    std::unordered_map<queue::TicketId, Waiting> waiting;
+    std::priority_queue<Exchange, std::vector<Exchange>, std::greater<>> exchanges;
+    std::uint64_t exchange_order = 0;
+    std::vector<Nanos> all_delays;
+
+    // What the session does with a decision (apply_admission): answer, or forward and hold.
+    const auto decided = [&](std::size_t request_index, const std::vector<limit::LimitUse>& uses,
+                             std::string_view vendor_path, const queue::Admission& admission,
+                             bool was_queued) {
+        auto& outcome = result.outcomes[request_index];
+        const auto& request = traffic[request_index];
+        if (admission.limiting_limit) outcome.limit = admission.limiting_limit;
+        if (admission.outcome == queue::Outcome::rejected) {
+            outcome.verdict = Verdict::refused;
+            outcome.reason = admission.reason;
+            outcome.delay = was_queued ? admission.at - request.at : Nanos(0);
+            const auto code = error_code_name(admission.reason);
+            count_code(result.refused, code);
+            if (admission.limiting_limit) count_code(result.limits[*admission.limiting_limit].refused, code);
+            return;
+        }
+        outcome.delay = admission.at - request.at;
+        outcome.verdict = was_queued && outcome.delay > Nanos(0) ? Verdict::delayed : Verdict::at_once;
+        ++(outcome.verdict == Verdict::delayed ? result.delayed : result.at_once);
+        all_delays.push_back(outcome.delay);
+        bool holds_permits = false;
+        for (const auto& use : uses) {
+            auto& report = result.limits[use.limit_index];
+            ++(outcome.verdict == Verdict::delayed ? report.delayed : report.at_once);
+            tracks[use.limit_index].delays.push_back(outcome.delay);
+            tracks[use.limit_index].last_key = use.key;
+            const auto view = observed[use.limit_index]->feedback_view(use.key, instant(admission.at));
+            if (view.counted > report.peak_usage) {
+                report.peak_usage = view.counted;
+                report.peak_at = admission.at;
+            }
+            auto& p = point(use.limit_index, admission.at);
+            p.usage = std::max(p.usage, view.counted);
+            ++p.admitted;
+            holds_permits =
+                holds_permits || limit_configs[use.limit_index].algorithm == config::Algorithm::concurrency;
+        }
+        const auto end = admission.at + request.upstream_time.value_or(options.upstream_time);
+        // Only concurrency permits go back when the exchange ends (ClientSession::apply_admission).
+        if (holds_permits) exchanges.push(Exchange{end, exchange_order++, uses});
+        if (!rules.empty() && outcome.route) {
+            const auto upstream = config.routes[*outcome.route].upstream_index;
+            const auto& instance_upstreams = [&]() -> const std::vector<std::size_t>& {
+                for (const auto& vendor : config.vendors)
+                    if (vendor.name == result.vendor->instance) return vendor.upstream_indexes;
+                static const std::vector<std::size_t> none;
+                return none;
+            }();
+            if (std::find(instance_upstreams.begin(), instance_upstreams.end(), upstream) !=
+                instance_upstreams.end()) {
+                for (auto& rule : rules) {
+                    if (rule.covers_route[*outcome.route])
+                        rule.forwarded(request, vendor_path, admission.at, end, carries_headers);
+                }
+            }
+        }
+    };
+    const auto poll = [&](Nanos now) {
+        bool any = false;
+        for (const auto& admission : controller.poll(instant(now))) {
+            auto it = waiting.find(admission.ticket);
+            if (it == waiting.end()) continue;
+            decided(it->second.request, it->second.uses, it->second.vendor_path, admission, true);
+            waiting.erase(it);
+            any = true;
+        }
+        observe_queues(now);
+        return any;
+    };
+
+    std::vector<limit::LimitUse> uses;
+    std::size_t next_arrival = 0;
+    Nanos now = result.first_arrival;
+    Nanos spin_guard_at = kNever;  // a poll at this time decided nothing
+    while (true) {
+        const Nanos arrival_at = next_arrival < order.size() ? traffic[order[next_arrival]].at : kNever;
+        const Nanos release_at = exchanges.empty() ? kNever : exchanges.top().end;
+        Nanos wake_at = controller.waiting() > 0 ? controller.next_wakeup(instant(now)) : kNever;
+        if (wake_at != kNever && wake_at <= now && spin_guard_at == now) wake_at = now + kTimerGranularity;
+        const Nanos at = std::max(now, std::min({arrival_at, release_at, wake_at}));
+        if (at == kNever) break;
+        now = at;
+        enter_bucket(now);
+        if (release_at <= now) {
+            // LimitService::release: the permits go back, then the queue is polled.
+            while (!exchanges.empty() && exchanges.top().end <= now) {
+                controller.release(exchanges.top().uses, instant(now));
+                exchanges.pop();
+            }
+            poll(now);
+            spin_guard_at = kNever;
+            continue;
+        }
+        if (wake_at <= now) {
+            spin_guard_at = poll(now) ? kNever : now;
+            continue;
+        }
+        // An arrival: ClientSession::handle_request's order (route, uses, max wait), then submit.
+        const auto request_index = order[next_arrival++];
+        const auto& request = traffic[request_index];
+        auto& outcome = result.outcomes[request_index];
+        outcome.arrival = request.at;
+        // Dot segments removed as the session does (nullopt: the path is already normal).
+        const auto normalized = route::normalize_path(request.path);
+        const route::RequestTarget target{
+            options.listener_index, host_without_port(request.host), request.method,
+            normalized ? std::string_view(*normalized) : std::string_view(request.path)};
+        const auto match = routes.match(target);
+        if (!match) {
+            outcome.verdict = Verdict::not_routed;
+            outcome.reason = Errc::no_route;
+            ++result.not_routed;
+            continue;
+        }
+        outcome.route = match->route_index;
+        const auto& route_config = config.routes[match->route_index];
+        limit::RequestAttributes attributes{
+            request.method, request.query, &match->params,
+            [&request](std::string_view name) { return find_header(request, name); }};
+        limit::collect_limit_uses(
+            config, route_config, attributes, [](std::size_t limit_index) { return limit_index; },
+            gate_slot(route_config.upstream_index), uses);
+        Nanos max_wait = route_config.queue.max_wait;
+        if (const auto asked = find_header(request, kMaxWaitHeader)) {
+            const auto parsed = config::parse_max_wait_header(*asked);
+            if (!parsed) {
+                // The daemon answers 400 without counting it on any limit.
+                outcome.verdict = Verdict::refused;
+                outcome.reason = Errc::malformed_request;
+                count_code(result.refused, error_code_name(Errc::malformed_request));
+                continue;
+            }
+            max_wait = std::min(max_wait, *parsed);
+        }
+        for (const auto& use : uses) {
+            ++result.limits[use.limit_index].requests;
+            tracks[use.limit_index].used = true;
+        }
+        const auto admission = controller.submit(
+            queue::AdmissionRequest{match->route_index, uses, max_wait, route_config.queue.max_depth},
+            instant(now));
+        spin_guard_at = kNever;
+        if (admission.outcome == queue::Outcome::queued) {
+            if (admission.limiting_limit) outcome.limit = admission.limiting_limit;
+            waiting.emplace(admission.ticket, Waiting{request_index, uses, match->upstream_path});
+        } else {
+            decided(request_index, uses, match->upstream_path, admission, false);
+        }
+        observe_queues(now);
+    }
+    result.last_event = now;
+
+    result.delays = percentiles(all_delays);
+    for (std::size_t i = 0; i < result.limits.size(); ++i) {
+        result.limits[i].delays = percentiles(tracks[i].delays);
+        if (result.limits[i].needs_missing_headers) ++result.limits_needing_missing_headers;
+    }
+    if (result.vendor)
+        for (auto& rule : rules) result.vendor->rules.push_back(std::move(rule.report));
+    return result;
+}
+
+}  // namespace sluice::simulate

@@ -222,7 +222,7 @@ struct Options {
         std::exit(1);
     }
     const auto started = std::chrono::steady_clock::now();
-    const auto result = sluice::simulate::simulate(*config, log.requests, log.carries_headers, run);
+    const auto result = sluice::simulate::run_simulation(*config, log.requests, log.carries_headers, run);
     const double run_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (!result.error.empty()) {

@@ -159,12 +159,15 @@ std::string format_summary(const std::string& log_name, const TrafficLog& log, c
                ", delayed " + std::to_string(limit.delayed) + ", refused " + refused_text(limit.refused) +
                "\n";
         if (!limit.vendor_gate) {
-            out += "  peak usage " + std::to_string(limit.peak_usage) + " of " + std::to_string(limit.limit);
-            if (limit.limit > 0)
-                out += " (" +
-                       fixed(100.0 * static_cast<double>(limit.peak_usage) / static_cast<double>(limit.limit),
-                             0) +
-                       " %)";
+            out +=
+                "  peak usage " + std::to_string(limit.peak_usage) + " of " + std::to_string(limit.capacity);
+            if (limit.algorithm == config::Algorithm::token_bucket) out += " (the burst)";
+            if (limit.capacity > 0)
+                out +=
+                    " (" +
+                    fixed(100.0 * static_cast<double>(limit.peak_usage) / static_cast<double>(limit.capacity),
+                          0) +
+                    " %)";
             if (limit.peak_usage > 0) out += " at " + time_text(limit.peak_at);
             out += "\n";
         }
@@ -215,6 +218,7 @@ std::string format_json(const TrafficLog& log, const SimulationResult& result, b
         json entry = {{"name", limit.name},
                       {"algorithm", algorithm_name(limit.algorithm)},
                       {"limit", limit.limit},
+                      {"capacity", limit.capacity},
                       {"window_seconds", seconds(limit.window)},
                       {"enforce", limit.enforce},
                       {"vendor_gate", limit.vendor_gate},
@@ -300,7 +304,7 @@ std::string format_svg(const SimulationResult& result, const std::string& title)
         const auto& limit = *panels[p];
         const int top = kTop + static_cast<int>(p) * kPanelHeight + 20;
         const int bottom = top + kPlotHeight;
-        std::int64_t usage_top = limit.vendor_gate ? 1 : limit.limit;
+        std::int64_t usage_top = limit.vendor_gate ? 1 : limit.capacity;
         std::size_t queue_top = 1;
         for (const auto& point : limit.series) {
             usage_top = std::max(usage_top, point.usage);
@@ -343,8 +347,8 @@ std::string format_svg(const SimulationResult& result, const std::string& title)
                    std::to_string(bottom + 15) + "\" text-anchor=\"middle\">" + fixed(t, x_step < 1 ? 1 : 0) +
                    "</text>\n";
         }
-        if (!limit.vendor_gate && limit.limit > 0) {
-            const auto y = fixed(y_of(static_cast<double>(limit.limit), y_max), 1);
+        if (!limit.vendor_gate && limit.capacity > 0) {
+            const auto y = fixed(y_of(static_cast<double>(limit.capacity), y_max), 1);
             svg += "<line x1=\"" + std::to_string(kLeft) + "\" x2=\"" + std::to_string(kLeft + kPlotWidth) +
                    "\" y1=\"" + y + "\" y2=\"" + y + "\" stroke=\"#c00\" stroke-dasharray=\"6 4\"/>\n";
         }

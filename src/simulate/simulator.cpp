@@ -239,8 +239,8 @@ bool VendorReport::kept() const {
                         [](const VendorRuleReport& rule) { return rule.exceeded; });
 }
 
-SimulationResult simulate(const config::Config& config, const std::vector<TrafficRequest>& traffic,
-                          bool carries_headers, const SimulationOptions& options) {
+SimulationResult run_simulation(const config::Config& config, const std::vector<TrafficRequest>& traffic,
+                                bool carries_headers, const SimulationOptions& options) {
     SimulationResult result;
     std::vector<RuleCounter> rules;
     if (!options.vendor.empty()) {
@@ -279,6 +279,7 @@ SimulationResult simulate(const config::Config& config, const std::vector<Traffi
         report.name = limit.name;
         report.algorithm = limit.algorithm;
         report.limit = limit.limit;
+        report.capacity = config::request_capacity(limit);
         report.window = limit.window;
         report.enforce = limit.enforce;
         report.vendor_gate = i >= config.limits.size();
@@ -294,9 +295,8 @@ SimulationResult simulate(const config::Config& config, const std::vector<Traffi
     if (!traffic.empty()) {
         result.first_arrival = traffic[order.front()].at;
         const auto span = traffic[order.back()].at - result.first_arrival;
-        result.bucket = std::max<Nanos>(
-            std::chrono::milliseconds(1),
-            span / static_cast<std::int64_t>(std::max<std::size_t>(options.plot_points, 1)) + Nanos(1));
+        const auto points = static_cast<std::int64_t>(std::max<std::size_t>(options.plot_points, 1));
+        result.bucket = std::max<Nanos>(std::chrono::milliseconds(1), (span + Nanos(points - 1)) / points);
     }
     // The series' length is bounded: a queue draining long after the last arrival lands in the last bucket.
     const std::size_t max_points = std::max<std::size_t>(options.plot_points, 1) * 2;
@@ -317,19 +317,25 @@ SimulationResult simulate(const config::Config& config, const std::vector<Traffi
         }
         return series[bucket];
     };
-    // At each bucket's start, what every used limit counts for the key it last admitted: a
-    // window stays full after its admissions, and the series shows it.
+    // At each bucket's start (those no event falls in included), what every used limit counts
+    // for the key it last admitted, and what waits on it: a window stays full after its
+    // admissions, and a queue stays as long as nothing happens, and the series shows both.
     const auto enter_bucket = [&](Nanos now) {
         const auto bucket = bucket_of(now);
         if (series_started && bucket == current_bucket) return;
+        const auto first = series_started ? current_bucket + 1 : bucket;
         series_started = true;
         current_bucket = bucket;
-        const auto start = result.first_arrival + result.bucket * static_cast<std::int64_t>(bucket);
-        for (std::size_t i = 0; i < observed.size(); ++i) {
-            if (!tracks[i].used) continue;
-            auto& p = point(i, now);
-            const auto view = observed[i]->feedback_view(tracks[i].last_key, instant(std::max(start, now)));
-            p.usage = std::max(p.usage, view.counted);
+        for (auto b = first; b <= bucket; ++b) {
+            const auto start = result.first_arrival + result.bucket * static_cast<std::int64_t>(b);
+            for (std::size_t i = 0; i < observed.size(); ++i) {
+                if (!tracks[i].used) continue;
+                auto& p = point(i, std::max(start, result.first_arrival));
+                const auto view =
+                    observed[i]->feedback_view(tracks[i].last_key, instant(std::min(start, now)));
+                p.usage = std::max(p.usage, view.counted);
+                p.waiting = std::max(p.waiting, controller.activity(i).waiting);
+            }
         }
     };
     const auto observe_queues = [&](Nanos now) {

@@ -70,6 +70,7 @@ struct LimitReport {
     std::string name;
     config::Algorithm algorithm = config::Algorithm::sliding_window;
     std::int64_t limit = 0;
+    std::int64_t capacity = 0;  // the most units one key holds: a token bucket's burst, else `limit`
     Nanos window{0};
     bool enforce = true;
     bool vendor_gate = false;  // an upstream's vendor gate (routes without limits of their own)
@@ -80,7 +81,8 @@ struct LimitReport {
     std::uint64_t delayed = 0;
     // Refusals count on the limit that refused (as the daemon's metrics do): code -> count.
     std::vector<std::pair<std::string, std::uint64_t>> refused;
-    std::int64_t peak_usage = 0;  // the most units the limit counted for any key at any moment
+    std::int64_t peak_usage =
+        0;  // the most units the limit counted for any key at any moment (of `capacity`)
     Nanos peak_at{0};
     std::size_t longest_queue = 0;  // the most requests waiting on it at once
     Nanos longest_queue_at{0};
@@ -126,7 +128,7 @@ struct SimulationResult {
 
 // Runs the traffic (any order: it is sorted by arrival) through the config's limits.
 // `carries_headers`: the traffic's requests carry the headers limits key on (TrafficLog).
-SimulationResult simulate(const config::Config& config, const std::vector<TrafficRequest>& traffic,
-                          bool carries_headers, const SimulationOptions& options = {});
+SimulationResult run_simulation(const config::Config& config, const std::vector<TrafficRequest>& traffic,
+                                bool carries_headers, const SimulationOptions& options = {});
 
 }  // namespace sluice::simulate

@@ -87,7 +87,11 @@ struct RuleCounter {
     bool matches_everything = true;
     VendorRuleReport report;
     // Rolling: per key, the admissions still in the window. Fixed: per key, (period, units).
-    std::unordered_map<std::string, std::deque<std::pair<Nanos, std::int64_t>>> rolling;
+    struct Rolling {
+        std::deque<std::pair<Nanos, std::int64_t>> lots;
+        std::int64_t units = 0;  // the sum of `lots`
+    };
+    std::unordered_map<std::string, Rolling> rolling;
     std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>> fixed;
     // Concurrency: per key, the ends of the exchanges in flight.
     std::unordered_map<std::string, std::priority_queue<Nanos, std::vector<Nanos>, std::greater<>>> in_flight;
@@ -106,8 +110,7 @@ struct RuleCounter {
         }
     }
 
-    void forwarded(const TrafficRequest& request, std::string_view vendor_path, Nanos at, Nanos end,
-                   bool carries_headers) {
+    void forwarded(const TrafficRequest& request, std::string_view vendor_path, Nanos at, Nanos end) {
         if (!matches_everything) {
             const route::RequestTarget target{0, {}, request.method, vendor_path};
             if (!matcher.match(target)) return;
@@ -125,16 +128,18 @@ struct RuleCounter {
             }
             if (rule->cost.max > 0) units = std::min(units, rule->cost.max);
         }
-        (void)carries_headers;
         switch (rule->kind) {
             case config::PolicyRuleKind::rolling: {
-                auto& lot = rolling[key];
+                auto& window_of_key = rolling[key];
+                auto& lots = window_of_key.lots;
                 // The vendor counts (t - W, t]: what was admitted at or before t - W is out.
-                while (!lot.empty() && lot.front().first <= at - window) lot.pop_front();
-                lot.emplace_back(at, units);
-                std::int64_t sum = 0;
-                for (const auto& [when, count] : lot) sum += count;
-                observe(sum, at);
+                while (!lots.empty() && lots.front().first <= at - window) {
+                    window_of_key.units -= lots.front().second;
+                    lots.pop_front();
+                }
+                lots.emplace_back(at, units);
+                window_of_key.units += units;
+                observe(window_of_key.units, at);
                 break;
             }
             case config::PolicyRuleKind::fixed: {
@@ -352,6 +357,12 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         }
     };
 
+    // The upstreams of the --vendor instance: what reaches them is what its rules count.
+    std::vector<bool> to_vendor(config.upstreams.size(), false);
+    for (const auto& vendor : config.vendors) {
+        if (!result.vendor || vendor.name != result.vendor->instance) continue;
+        for (const auto upstream : vendor.upstream_indexes) to_vendor[upstream] = true;
+    }
     struct Waiting {
         std::size_t request = 0;
         std::vector<limit::LimitUse> uses;
@@ -402,21 +413,10 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         const auto end = admission.at + request.upstream_time.value_or(options.upstream_time);
         // Only concurrency permits go back when the exchange ends (ClientSession::apply_admission).
         if (holds_permits) exchanges.push(Exchange{end, exchange_order++, uses});
-        if (!rules.empty() && outcome.route) {
-            const auto upstream = config.routes[*outcome.route].upstream_index;
-            const auto& instance_upstreams = [&]() -> const std::vector<std::size_t>& {
-                for (const auto& vendor : config.vendors)
-                    if (vendor.name == result.vendor->instance) return vendor.upstream_indexes;
-                static const std::vector<std::size_t> none;
-                return none;
-            }();
-            if (std::find(instance_upstreams.begin(), instance_upstreams.end(), upstream) !=
-                instance_upstreams.end()) {
-                for (auto& rule : rules) {
-                    if (rule.covers_route[*outcome.route])
-                        rule.forwarded(request, vendor_path, admission.at, end, carries_headers);
-                }
-            }
+        if (!rules.empty() && outcome.route && to_vendor[config.routes[*outcome.route].upstream_index]) {
+            for (auto& rule : rules)
+                if (rule.covers_route[*outcome.route])
+                    rule.forwarded(request, vendor_path, admission.at, end);
         }
     };
     const auto poll = [&](Nanos now) {

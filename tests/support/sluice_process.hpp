@@ -101,6 +101,9 @@ struct CheckResult {
 CheckResult run_sluice_check(const std::string& yaml, const std::string& file_name = "sluice.yaml",
                              const std::vector<std::string>& extra_args = {});
 
+// Runs `sluice ARGS...` (bounded: 10 s) and collects its exit code and output.
+CheckResult run_sluice_command(const std::vector<std::string>& args);
+
 // What became of an attempt to start sluice that is expected to fail.
 struct StartAttempt {
     bool became_ready = false;  // it wrote its ready file (it was then stopped: SIGTERM, SIGKILL after 5 s)

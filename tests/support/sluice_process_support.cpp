@@ -267,11 +267,22 @@ void SluiceProcess::dump_stderr(const char* why) {
 CheckResult run_sluice_check(const std::string& yaml, const std::string& file_name,
                              const std::vector<std::string>& extra_args) {
     const auto dir = make_temp_dir("sluice-check-");
-    CheckResult result;
-    result.config_path = dir + "/" + file_name;
-    write_file(result.config_path, yaml);
-    std::vector<std::string> args{sluice_binary(), "--check", "--config", result.config_path};
+    const auto config_path = dir + "/" + file_name;
+    write_file(config_path, yaml);
+    std::vector<std::string> args{"--check", "--config", config_path};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
+    auto result = run_sluice_command(args);
+    result.config_path = config_path;
+    std::error_code ignored;
+    std::filesystem::remove_all(dir, ignored);
+    return result;
+}
+
+CheckResult run_sluice_command(const std::vector<std::string>& arguments) {
+    const auto dir = make_temp_dir("sluice-command-");
+    CheckResult result;
+    std::vector<std::string> args{sluice_binary()};
+    args.insert(args.end(), arguments.begin(), arguments.end());
     const pid_t pid = spawn_process(args, dir + "/stdout.log", dir + "/stderr.log");
     int status = 0;
     bool exited = false;

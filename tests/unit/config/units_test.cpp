@@ -4,6 +4,7 @@
 
 using sluice::config::Duration;
 using sluice::config::parse_duration;
+using sluice::config::parse_max_wait_header;
 using sluice::config::parse_size;
 using namespace std::chrono_literals;
 
@@ -75,4 +76,17 @@ TEST_CASE("parse_size rejects malformed text", "[config][size]") {
     CHECK_FALSE(parse_size("16t"));
     CHECK_FALSE(parse_size("99999999999999999999"));
     CHECK_FALSE(parse_size("17179869184g"));  // 2^34 GiB overflows 64 bits
+}
+
+TEST_CASE("Sluice-Max-Wait: seconds or a duration, never negative", "[config][units]") {
+    CHECK(parse_max_wait_header("0") == Duration(0));
+    CHECK(parse_max_wait_header("2.5") == std::chrono::milliseconds(2500));
+    CHECK(parse_max_wait_header("250ms") == std::chrono::milliseconds(250));
+    CHECK(parse_max_wait_header("1e9") == std::chrono::seconds(1'000'000'000));
+    CHECK(parse_max_wait_header("1e12") == std::chrono::seconds(1'000'000'000));  // clamped
+    CHECK_FALSE(parse_max_wait_header("-1"));
+    CHECK_FALSE(parse_max_wait_header("soon"));
+    CHECK_FALSE(parse_max_wait_header("2.5 s"));
+    CHECK_FALSE(parse_max_wait_header("nan"));
+    CHECK_FALSE(parse_max_wait_header(""));
 }

@@ -94,8 +94,7 @@ struct Options {
         "                 lines (default 0: the first is an error naming the file and line)\n"
         "exit status: 0 clean exit (also after a drain), 1 invalid configuration (or --check --vendor\n"
         "  over a vendor's limit; simulate: a bad traffic log, or --vendor over a published rule), 2 usage\n"
-        "  error, 3 could not start (a listener cannot bind, TLS setup,\n"
-        "  state dir not writable)\n");
+        "  error, 3 could not start (a listener cannot bind, TLS setup, state dir not writable)\n");
     std::exit(why ? 2 : 0);
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -278,7 +280,15 @@ std::string format_json(const TrafficLog& log, const SimulationResult& result, b
     return out.dump(2) + "\n";
 }
 
+// Appends every piece in turn (the SVG is written piece by piece, without temporaries).
+void append(std::string& out, std::initializer_list<std::string_view> pieces) {
+    for (const auto piece : pieces) out.append(piece);
+}
+
 std::string format_svg(const SimulationResult& result, const std::string& title) {
+    constexpr std::string_view kLegend =
+        "units counted by the limit (blue) against its limit (red, dashed); requests waiting on it "
+        "(orange, right axis); time in seconds from ";
     constexpr int kWidth = 900, kPanelHeight = 220, kTop = 50, kLeft = 70, kRight = 70, kGap = 40;
     constexpr int kPlotWidth = kWidth - kLeft - kRight;
     constexpr int kPlotHeight = kPanelHeight - kGap - 30;
@@ -289,17 +299,14 @@ std::string format_svg(const SimulationResult& result, const std::string& title)
     const double span = std::max(seconds(result.last_event - result.first_arrival), 1e-3);
     std::string svg;
     svg += "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-    svg += "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"" + std::to_string(kWidth) +
-           "\" height=\"" + std::to_string(height) + "\" viewBox=\"0 0 " + std::to_string(kWidth) + " " +
-           std::to_string(height) + "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+    append(svg, {"<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"", std::to_string(kWidth),
+                 "\" height=\"", std::to_string(height), "\" viewBox=\"0 0 ", std::to_string(kWidth), " ",
+                 std::to_string(height), "\" font-family=\"sans-serif\" font-size=\"11\">\n"});
     svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-    svg += "<text x=\"" + std::to_string(kLeft) + "\" y=\"22\" font-size=\"14\" font-weight=\"bold\">" +
-           xml_escaped(title) + "</text>\n";
-    svg += "<text x=\"" + std::to_string(kLeft) +
-           "\" y=\"38\" fill=\"#555\">units counted by the limit (blue) "
-           "against its limit (red, dashed); requests waiting on it (orange, right axis); time in seconds "
-           "from " +
-           xml_escaped(time_text(result.first_arrival)) + "</text>\n";
+    append(svg, {"<text x=\"", std::to_string(kLeft), "\" y=\"22\" font-size=\"14\" font-weight=\"bold\">",
+                 xml_escaped(title), "</text>\n"});
+    append(svg, {"<text x=\"", std::to_string(kLeft), "\" y=\"38\" fill=\"#555\">", kLegend,
+                 xml_escaped(time_text(result.first_arrival)), "</text>\n"});
     for (std::size_t p = 0; p < panels.size(); ++p) {
         const auto& limit = *panels[p];
         const int top = kTop + static_cast<int>(p) * kPanelHeight + 20;
@@ -316,41 +323,41 @@ std::string format_svg(const SimulationResult& result, const std::string& title)
             return kLeft + kPlotWidth * std::clamp(seconds(at - result.first_arrival) / span, 0.0, 1.0);
         };
         const auto y_of = [&](double value, double max) { return bottom - kPlotHeight * value / max; };
-        svg += "<g>\n<text x=\"" + std::to_string(kLeft) + "\" y=\"" + std::to_string(top - 6) +
-               "\" font-weight=\"bold\">" +
-               xml_escaped(limit.name + " (" + algorithm_name(limit.algorithm) + ", " + limit_text(limit) +
-                           ")") +
-               "</text>\n";
-        svg += "<rect x=\"" + std::to_string(kLeft) + "\" y=\"" + std::to_string(top) + "\" width=\"" +
-               std::to_string(kPlotWidth) + "\" height=\"" + std::to_string(kPlotHeight) +
-               "\" fill=\"none\" stroke=\"#999\"/>\n";
+        append(svg, {"<g>\n<text x=\"", std::to_string(kLeft), "\" y=\"", std::to_string(top - 6),
+                     "\" font-weight=\"bold\">",
+                     xml_escaped(limit.name + " (" + algorithm_name(limit.algorithm) + ", " +
+                                 limit_text(limit) + ")"),
+                     "</text>\n"});
+        append(svg, {"<rect x=\"", std::to_string(kLeft), "\" y=\"", std::to_string(top), "\" width=\"",
+                     std::to_string(kPlotWidth), "\" height=\"", std::to_string(kPlotHeight),
+                     "\" fill=\"none\" stroke=\"#999\"/>\n"});
         const double y_step = nice_step(y_max, 4);
         for (double v = 0; v <= y_max; v += y_step) {
             const auto y = fixed(y_of(v, y_max), 1);
-            svg += "<line x1=\"" + std::to_string(kLeft - 4) + "\" x2=\"" + std::to_string(kLeft) +
-                   "\" y1=\"" + y + "\" y2=\"" + y + "\" stroke=\"#999\"/><text x=\"" +
-                   std::to_string(kLeft - 6) + "\" y=\"" + y +
-                   "\" text-anchor=\"end\" dominant-baseline=\"middle\">" +
-                   fixed(v, v < 10 && y_step < 1 ? 1 : 0) + "</text>\n";
+            append(svg,
+                   {"<line x1=\"", std::to_string(kLeft - 4), "\" x2=\"", std::to_string(kLeft), "\" y1=\"",
+                    y, "\" y2=\"", y, "\" stroke=\"#999\"/><text x=\"", std::to_string(kLeft - 6), "\" y=\"",
+                    y, "\" text-anchor=\"end\" dominant-baseline=\"middle\">",
+                    fixed(v, v < 10 && y_step < 1 ? 1 : 0), "</text>\n"});
         }
         const double q_step = nice_step(q_max, 4);
         for (double v = 0; v <= q_max; v += std::max(q_step, 1.0)) {
             const auto y = fixed(y_of(v, q_max), 1);
-            svg += "<text x=\"" + std::to_string(kLeft + kPlotWidth + 6) + "\" y=\"" + y +
-                   "\" dominant-baseline=\"middle\" fill=\"#d2691e\">" + fixed(v, 0) + "</text>\n";
+            append(svg, {"<text x=\"", std::to_string(kLeft + kPlotWidth + 6), "\" y=\"", y,
+                         "\" dominant-baseline=\"middle\" fill=\"#d2691e\">", fixed(v, 0), "</text>\n"});
         }
         const double x_step = nice_step(span, 8);
         for (double t = 0; t <= span; t += x_step) {
             const auto x = fixed(kLeft + kPlotWidth * t / span, 1);
-            svg += "<line x1=\"" + x + "\" x2=\"" + x + "\" y1=\"" + std::to_string(bottom) + "\" y2=\"" +
-                   std::to_string(bottom + 4) + "\" stroke=\"#999\"/><text x=\"" + x + "\" y=\"" +
-                   std::to_string(bottom + 15) + "\" text-anchor=\"middle\">" + fixed(t, x_step < 1 ? 1 : 0) +
-                   "</text>\n";
+            append(svg, {"<line x1=\"", x, "\" x2=\"", x, "\" y1=\"", std::to_string(bottom), "\" y2=\"",
+                         std::to_string(bottom + 4), "\" stroke=\"#999\"/><text x=\"", x, "\" y=\"",
+                         std::to_string(bottom + 15), "\" text-anchor=\"middle\">",
+                         fixed(t, x_step < 1 ? 1 : 0), "</text>\n"});
         }
         if (!limit.vendor_gate && limit.capacity > 0) {
             const auto y = fixed(y_of(static_cast<double>(limit.capacity), y_max), 1);
-            svg += "<line x1=\"" + std::to_string(kLeft) + "\" x2=\"" + std::to_string(kLeft + kPlotWidth) +
-                   "\" y1=\"" + y + "\" y2=\"" + y + "\" stroke=\"#c00\" stroke-dasharray=\"6 4\"/>\n";
+            append(svg, {"<line x1=\"", std::to_string(kLeft), "\" x2=\"", std::to_string(kLeft + kPlotWidth),
+                         "\" y1=\"", y, "\" y2=\"", y, "\" stroke=\"#c00\" stroke-dasharray=\"6 4\"/>\n"});
         }
         // Steps: each bucket's value holds until the next bucket's.
         std::string usage, waiting;
@@ -360,14 +367,14 @@ std::string format_svg(const SimulationResult& result, const std::string& title)
             const auto x1 = fixed(x_of(point.at + result.bucket), 1);
             const auto yu = fixed(y_of(static_cast<double>(point.usage), y_max), 1);
             const auto yq = fixed(y_of(static_cast<double>(point.waiting), q_max), 1);
-            usage += x0 + "," + yu + " " + x1 + "," + yu + " ";
-            waiting += x0 + "," + yq + " " + x1 + "," + yq + " ";
+            append(usage, {x0, ",", yu, " ", x1, ",", yu, " "});
+            append(waiting, {x0, ",", yq, " ", x1, ",", yq, " "});
         }
         if (!usage.empty()) {
-            svg += "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1.5\" points=\"" + usage +
-                   "\"/>\n";
-            svg += "<polyline fill=\"none\" stroke=\"#d2691e\" stroke-width=\"1\" points=\"" + waiting +
-                   "\"/>\n";
+            append(svg, {"<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1.5\" points=\"", usage,
+                         "\"/>\n"});
+            append(svg, {"<polyline fill=\"none\" stroke=\"#d2691e\" stroke-width=\"1\" points=\"", waiting,
+                         "\"/>\n"});
         }
         svg += "</g>\n";
     }

@@ -353,15 +353,16 @@ std::optional<Nanos> parse_rfc3339(std::string_view text) noexcept {
     } else if (is(at, '+') || is(at, '-')) {
         const auto oh = digits(at + 1, 2), om = digits(at + 4, 2);
         if (!oh || !om || !is(at + 3, ':') || *oh > 23 || *om > 59) return std::nullopt;
-        offset_seconds = (*oh * 3600 + *om * 60) * (text[at] == '-' ? -1 : 1);
+        offset_seconds = (std::int64_t{*oh} * 3600 + std::int64_t{*om} * 60) * (text[at] == '-' ? -1 : 1);
         at += 6;
     } else {
         return std::nullopt;
     }
     if (at != text.size()) return std::nullopt;
     const auto since_epoch = sys_days(date).time_since_epoch();
-    const std::int64_t unix_seconds =
-        duration_cast<seconds>(since_epoch).count() + *hour * 3600 + *minute * 60 + *second - offset_seconds;
+    const std::int64_t unix_seconds = duration_cast<seconds>(since_epoch).count() +
+                                      std::int64_t{*hour} * 3600 + std::int64_t{*minute} * 60 + *second -
+                                      offset_seconds;
     if (unix_seconds < 0 || unix_seconds > 9'200'000'000) return std::nullopt;
     return Nanos(unix_seconds * 1'000'000'000 + fraction_ns);
 }

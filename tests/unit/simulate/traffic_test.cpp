@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "sluice/access_log/line_format.hpp"
+
 using namespace sluice;
 using namespace sluice::simulate;
 using namespace std::chrono_literals;
@@ -138,4 +140,45 @@ TEST_CASE("traffic: the number of requests held is bounded", "[simulate][traffic
     options.max_requests = 2;
     const auto log = read("timestamp,method,host,path\n1,GET,h,/a\n2,GET,h,/b\n3,GET,h,/c\n", options);
     CHECK(log.error == "traffic.log:4: more than 2 requests: split the log and simulate it in parts");
+}
+
+TEST_CASE("traffic: a line the daemon's own writer formats reads back", "[simulate][traffic]") {
+    // The access log's writer (access_log/line_format.hpp) and this reader must agree on every field
+    // the simulation uses: a change to one that breaks the other fails here.
+    access_log::RequestRecord record;
+    record.unix_ms = 1'796'637'600'125;
+    const std::string route = "api", method = "PUT", host = "api.example.com", path = "/v1/items/7";
+    record.route = route;
+    record.method = method;
+    record.host = host;
+    record.path = path;
+    record.query = "page=2&api_key=secret";
+    record.status = 429;
+    record.answered_by = "admission_timeout";
+    record.queue_wait = std::chrono::milliseconds(1500);
+    record.upstream_time = std::chrono::microseconds(42'250);
+    record.add_delayed_by("five");
+    record.complete = true;
+    access_log::LineOptions options;
+    options.log_query = true;
+    options.redacted_query_params = {"api_key"};
+    std::string line;
+    access_log::append_line(record, options, line);
+    INFO(line);
+    const auto log = read(line);
+    REQUIRE(log.error.empty());
+    CHECK(log.format == TrafficFormat::access);
+    REQUIRE(log.requests.size() == 1);
+    const auto& request = log.requests[0];
+    CHECK(request.at == kStart + 125ms);
+    CHECK(request.method == "PUT");
+    CHECK(request.host == "api.example.com");
+    CHECK(request.path == "/v1/items/7");
+    CHECK(request.query == "page=2&api_key=REDACTED");
+    CHECK(request.upstream_time == 42'250us);
+    REQUIRE(request.logged);
+    CHECK(request.logged->route == "api");
+    CHECK(request.logged->status == 429);
+    CHECK(request.logged->answered_by == "admission_timeout");
+    CHECK(request.logged->queue_wait == 1500ms);
 }

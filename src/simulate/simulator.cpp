@@ -484,6 +484,13 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         limit::collect_limit_uses(
             config, route_config, attributes, [](std::size_t limit_index) { return limit_index; },
             gate_slot(route_config.upstream_index), uses);
+        if (!limit::header_cost_refusal(config, route_config, uses).empty()) {
+            // The daemon answers 422 at once, counted on no limit and never forwarded.
+            outcome.verdict = Verdict::refused;
+            outcome.reason = Errc::cost_too_large;
+            count_code(result.refused, error_code_name(Errc::cost_too_large));
+            continue;
+        }
         Nanos max_wait = route_config.queue.max_wait;
         if (const auto asked = find_header(request, kMaxWaitHeader)) {
             const auto parsed = config::parse_max_wait_header(*asked);

@@ -48,7 +48,8 @@ struct RequestOutcome {
     Nanos arrival{0};        // Unix time
     Nanos delay{0};          // admitted: admission - arrival; refused: how long it waited first
     Errc reason = Errc::ok;  // refused: queue_full, admission_timeout, key_capacity; not_routed: no_route
-                             // (or malformed_request: a Sluice-Max-Wait header that is not a duration)
+                             // (or malformed_request: a Sluice-Max-Wait header that is not a duration;
+                             // cost_too_large: a cost header above what a limit can ever admit)
     std::optional<std::size_t> route;  // into Config::routes
     // The limit that refused it or held it back longest (into SimulationResult::limits).
     std::optional<std::size_t> limit;

@@ -266,3 +266,26 @@ TEST_CASE("simulate: --vendor finds a published rule an over-permissive config l
     const auto unknown = run_simulation(*load(kept), traffic, true, options);
     CHECK(unknown.error.find("nobody") != std::string::npos);
 }
+
+TEST_CASE("simulate: a cost header above what the limit can ever admit is refused cost_too_large",
+          "[simulate]") {
+    const auto config = load(R"(
+upstreams:
+  vendor: {url: "http://127.0.0.1:9"}
+limits:
+  units: {algorithm: sliding_window, limit: 10, window: 1s, cost: {header: X-Units}}
+routes:
+  - {name: api, upstream: vendor, limits: [units]}
+)");
+    std::vector<TrafficRequest> traffic{get(kStart, "/x", {{"X-Units", "11"}}),
+                                        get(kStart, "/x", {{"X-Units", "10"}}),
+                                        get(kStart, "/x", {{"X-Units", "1"}})};
+    const auto result = run_simulation(*config, traffic, true);
+    CHECK(result.outcomes[0].verdict == Verdict::refused);
+    CHECK(result.outcomes[0].reason == Errc::cost_too_large);
+    CHECK(result.outcomes[1].verdict == Verdict::at_once);
+    CHECK(result.outcomes[2].verdict == Verdict::delayed);  // the window's 10 units are spent
+    CHECK(result.outcomes[2].delay == 1s);
+    CHECK(result.limits[0].requests == 2);
+    CHECK(result.limits[0].peak_usage == 10);
+}

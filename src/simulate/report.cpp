@@ -121,7 +121,49 @@ double nice_step(double top, int ticks) {
     return 10 * power;
 }
 
+// How many differences are quoted: enough to look into, never the whole log.
+constexpr std::size_t kQuotedDifferences = 5;
+
+// What the daemon did to a logged request, as an outcome class ("at_once", "delayed",
+// "refused:CODE", "not_routed"), or "" when the line does not say.
+std::string logged_class(const LoggedOutcome& logged) {
+    const auto& by = logged.answered_by;
+    // Answered by the vendor, or failed on the way to it: admitted either way.
+    if (by == "vendor" || by.rfind("upstream_", 0) == 0)
+        return logged.queue_wait > Nanos(0) ? "delayed" : "at_once";
+    if (by == "no_route") return "not_routed";
+    for (const Errc code : {Errc::queue_full, Errc::admission_timeout, Errc::key_capacity,
+                            Errc::vendor_rate_limited, Errc::cost_too_large, Errc::malformed_request}) {
+        if (by == error_code_name(code)) return "refused:" + by;
+    }
+    return {};  // the client left, or a refusal the simulation does not model (shutting_down, ...)
+}
+
+std::string simulated_class(const RequestOutcome& outcome) {
+    if (outcome.verdict == Verdict::refused) return "refused:" + std::string(error_code_name(outcome.reason));
+    return std::string(verdict_name(outcome.verdict));
+}
+
 }  // namespace
+
+LogComparison compare_with_log(const TrafficLog& log, const SimulationResult& result) {
+    LogComparison comparison;
+    for (std::size_t i = 0; i < log.requests.size() && i < result.outcomes.size(); ++i) {
+        const auto& request = log.requests[i];
+        if (!request.logged) continue;
+        const auto logged = logged_class(*request.logged);
+        if (logged.empty()) continue;
+        ++comparison.compared;
+        const auto simulated = simulated_class(result.outcomes[i]);
+        if (logged == simulated) {
+            ++comparison.same;
+        } else if (comparison.differences.size() < kQuotedDifferences) {
+            comparison.differences.push_back("line " + std::to_string(request.line) + ": logged " + logged +
+                                             ", simulated " + simulated);
+        }
+    }
+    return comparison;
+}
 
 std::string format_summary(const std::string& log_name, const TrafficLog& log, const SimulationResult& result,
                            double run_seconds) {
@@ -146,6 +188,12 @@ std::string format_summary(const std::string& log_name, const TrafficLog& log, c
            std::to_string(result.delayed) + ", refused " + refused_text(result.refused) + ", not routed " +
            std::to_string(result.not_routed) + "\n";
     out += "  delay of forwarded requests: " + delays_text(result.delays) + "\n";
+    if (const auto comparison = compare_with_log(log, result); comparison.compared > 0) {
+        out += "  against the log: the same outcome for " + std::to_string(comparison.same) + " of " +
+               std::to_string(comparison.compared) +
+               " requests (at once, delayed, refused with the same code)\n";
+        for (const auto& difference : comparison.differences) out += "    " + difference + "\n";
+    }
     if (result.limits_needing_missing_headers > 0) {
         std::string names;
         for (const auto& limit : result.limits)
@@ -214,6 +262,10 @@ std::string format_json(const TrafficLog& log, const SimulationResult& result, b
                      {"not_routed", result.not_routed},
                      {"delay_seconds", delays_json(result.delays)}};
     out["limits_keyed_on_missing_headers"] = result.limits_needing_missing_headers;
+    if (const auto comparison = compare_with_log(log, result); comparison.compared > 0)
+        out["against_log"] = {{"compared", comparison.compared},
+                              {"same", comparison.same},
+                              {"differences", comparison.differences}};
     out["limits"] = json::array();
     for (const auto& limit : result.limits) {
         if (!shown(limit)) continue;
@@ -270,6 +322,13 @@ std::string format_json(const TrafficLog& log, const SimulationResult& result, b
                                  : json(nullptr);
             entry["code"] =
                 outcome.reason == Errc::ok ? json(nullptr) : json(error_code_name(outcome.reason));
+            if (request.logged) {
+                const auto logged = logged_class(*request.logged);
+                entry["logged"] = {{"status", request.logged->status},
+                                   {"answered_by", request.logged->answered_by},
+                                   {"queue_wait_seconds", seconds(request.logged->queue_wait)},
+                                   {"outcome", logged.empty() ? json(nullptr) : json(logged)}};
+            }
             entry["limit"] = outcome.limit && *outcome.limit < result.limits.size()
                                  ? json(result.limits[*outcome.limit].name)
                                  : json(nullptr);

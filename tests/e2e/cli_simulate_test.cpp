@@ -111,6 +111,9 @@ routes:
     REQUIRE(simulated.exit_code == 0);
     CHECK(simulated.stdout_text.find("10 requests from " + traffic_path + " (access)") != std::string::npos);
     CHECK(simulated.stdout_text.find("forwarded at once 6, delayed 2, refused 2 (") != std::string::npos);
+    // The command's own comparison with the log (report.hpp, compare_with_log) says the same.
+    CHECK(simulated.stdout_text.find("against the log: the same outcome for 10 of 10 requests") !=
+          std::string::npos);
 
     const auto report = json::parse(read_text(json_path));
     const auto& requests = report["requests"];

@@ -161,3 +161,35 @@ TEST_CASE("report: the summary and the JSON carry the numbers", "[simulate][repo
     CHECK(json["requests"][5]["route"] == "api");
     CHECK(nlohmann::json::parse(format_json(log, result, false)).count("requests") == 0);
 }
+
+TEST_CASE("report: an access log's own outcomes against the simulation's, request by request",
+          "[simulate][report]") {
+    TrafficLog log;
+    const auto result = run(log);  // 5 at once, 2 delayed, the 8th queue_full
+    const auto logged = [](std::string answered_by, Nanos wait) {
+        LoggedOutcome outcome;
+        outcome.status = answered_by == "vendor" ? 200 : 429;
+        outcome.answered_by = std::move(answered_by);
+        outcome.queue_wait = wait;
+        return outcome;
+    };
+    for (std::size_t i = 0; i < 5; ++i) log.requests[i].logged = logged("vendor", 0ns);
+    log.requests[5].logged = logged("vendor", 990ms);
+    log.requests[6].logged = logged("vendor", 0ns);  // the daemon did otherwise
+    log.requests[7].logged = logged("queue_full", 0ns);
+    log.requests[4].logged->answered_by.clear();  // no answer reached the client: not compared
+    log.format = TrafficFormat::access;
+
+    const auto comparison = compare_with_log(log, result);
+    CHECK(comparison.compared == 7);
+    CHECK(comparison.same == 6);
+    CHECK(comparison.differences == std::vector<std::string>{"line 8: logged at_once, simulated delayed"});
+    const auto summary = format_summary("access.log", log, result);
+    CHECK(summary.find(
+              "  against the log: the same outcome for 6 of 7 requests (at once, delayed, refused with "
+              "the same code)\n    line 8: logged at_once, simulated delayed\n") != std::string::npos);
+    const auto json = nlohmann::json::parse(format_json(log, result, true));
+    CHECK(json["against_log"]["same"] == 6);
+    CHECK(json["requests"][7]["logged"]["outcome"] == "refused:queue_full");
+    CHECK(json["requests"][4]["logged"]["outcome"].is_null());
+}

@@ -121,6 +121,11 @@ double nice_step(double top, int ticks) {
     return 10 * power;
 }
 
+// Appends every piece in turn (the SVG is written piece by piece, without temporaries).
+void append(std::string& out, std::initializer_list<std::string_view> pieces) {
+    for (const auto piece : pieces) out.append(piece);
+}
+
 // How many differences are quoted: enough to look into, never the whole log.
 constexpr std::size_t kQuotedDifferences = 5;
 
@@ -158,8 +163,9 @@ LogComparison compare_with_log(const TrafficLog& log, const SimulationResult& re
         if (logged == simulated) {
             ++comparison.same;
         } else if (comparison.differences.size() < kQuotedDifferences) {
-            comparison.differences.push_back("line " + std::to_string(request.line) + ": logged " + logged +
-                                             ", simulated " + simulated);
+            std::string difference = "line " + std::to_string(request.line);
+            append(difference, {": logged ", logged, ", simulated ", simulated});
+            comparison.differences.push_back(std::move(difference));
         }
     }
     return comparison;
@@ -337,11 +343,6 @@ std::string format_json(const TrafficLog& log, const SimulationResult& result, b
         out["requests"] = std::move(requests);
     }
     return out.dump(2) + "\n";
-}
-
-// Appends every piece in turn (the SVG is written piece by piece, without temporaries).
-void append(std::string& out, std::initializer_list<std::string_view> pieces) {
-    for (const auto piece : pieces) out.append(piece);
 }
 
 std::string format_svg(const SimulationResult& result, const std::string& title) {

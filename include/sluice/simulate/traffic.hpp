@@ -59,7 +59,7 @@ struct TrafficReadOptions {
     std::optional<TrafficFormat> format;  // none: guessed from the first line
     std::size_t max_bad_lines = 0;        // skipped (counted) before a bad line is an error
     // Bounds memory: the requests are sorted by arrival before the run, so all are held.
-    std::size_t max_requests = 10'000'000;
+    std::size_t max_requests = 5'000'000;  // about 2.5 GB of memory
 };
 
 struct TrafficLog {

@@ -108,6 +108,19 @@ struct AdmissionRequest {
     std::vector<limit::LimitUse> uses;  // may be empty: admitted at once
     Nanos max_wait{0};          // this request's effective max_wait (route's, or the client's smaller one)
     std::size_t max_depth = 0;  // the route's queue bound
+    // Priority classes and fair shares (docs/priorities.md): the request competes
+    // as if it had arrived this much later (>= 0). Its class's rank below the
+    // highest times the aging step, plus its caller's fair-share lag. 0 for all
+    // requests: today's arrival order.
+    Nanos handicap{0};
+    // Fair sharing between the callers of one limit (docs/priorities.md): among
+    // the requests of `group`, start-time fair queueing by caller.
+    struct FairShare {
+        std::size_t group = 0;     // which fair-shared limit (an index into Config::limits)
+        std::uint64_t caller = 0;  // who is asking (a hash of the caller's name)
+        Nanos step{0};  // this request's cost in virtual time: units * time per unit * total weight / weight
+    };
+    std::optional<FairShare> fair_share;
 };
 
 enum class Outcome { admitted, queued, rejected };

@@ -43,6 +43,7 @@
 #include "sluice/common/clock.hpp"
 #include "sluice/limit/limiter.hpp"
 #include "sluice/queue/admission_controller.hpp"
+#include "sluice/queue/waiting_units.hpp"
 
 namespace sluice::queue::testing {
 std::unique_ptr<limit::Limiter> make_exact_limiter(const config::LimitConfig& config);
@@ -65,6 +66,7 @@ using sluice::queue::AdmissionOptions;
 using sluice::queue::AdmissionRequest;
 using sluice::queue::Outcome;
 using sluice::queue::TicketId;
+using sluice::queue::WaitOrder;
 using Errc = sluice::Errc;
 __extension__ using Int128 = __int128;
 
@@ -367,8 +369,10 @@ Scenario make_scenario(std::mt19937_64& rng, bool with_concurrency) {
 struct Waiting {
     TicketId ticket = 0;
     std::vector<LimitUse> uses;
-    std::uint64_t queue = 0;  // route and (limit, key) list: the queue's identity
+    std::uint64_t queue = 0;  // route, (limit, key) list and band: the queue's identity
     Nanos deadline{0};
+    WaitOrder order;                  // its place in the admission order
+    std::optional<Nanos> fair_start;  // its start tag, if it belongs to the fair-shared group
 };
 
 struct Stats {
@@ -378,11 +382,13 @@ struct Stats {
 };
 
 std::uint64_t queue_identity(const AdmissionRequest& r) {
-    // Fixed width: the route, then one nibble per use slot (0 = unused).
+    // Fixed width: the route, then one nibble per use slot (0 = unused), then the band.
     std::uint64_t id = r.route_index;
     for (std::size_t i = 0; i < kMaxLimits; ++i) {
         id = id * 16 + (i < r.uses.size() ? line_of(r.uses[i].limit_index, r.uses[i].key) + 1 : 0);
     }
+    id = id * 1'000'003 + static_cast<std::uint64_t>(r.handicap.count() / 1'000'000);
+    id = id * 16 + (r.fair_share ? r.fair_share->caller + 1 : 0);
     return id;
 }
 
@@ -393,11 +399,48 @@ public:
     LimitModel& model() { return model_; }
     const std::vector<Waiting>& waiting() const { return waiting_; }
 
-    // For a newcomer: every waiting unit on its keys is ahead of it.
-    Units units_waiting() const {
+    // A newcomer's place in the admission order (brute force: the fair-share
+    // group's start tags kept by hand, as docs/priorities.md states the rule).
+    struct Newcomer {
+        WaitOrder order;
+        std::optional<Nanos> fair_start;
+        Nanos fair_finish{0};
+    };
+    Newcomer place_newcomer(const AdmissionRequest& r, Nanos t) {
+        Newcomer n;
+        Nanos start = t;
+        if (r.fair_share) {
+            const bool group_waits = std::any_of(waiting_.begin(), waiting_.end(),
+                                                 [](const Waiting& w) { return w.fair_start.has_value(); });
+            if (!group_waits) {
+                vtime_ = t;
+                finish_.clear();
+            }
+            start = std::max(vtime_, finish_[r.fair_share->caller]);
+            n.fair_start = start;
+            n.fair_finish = start + r.fair_share->step;
+        }
+        n.order = WaitOrder{start + r.handicap, seq_ + 1};
+        return n;
+    }
+    // The newcomer waits: its sequence taken, its caller's finish tag moved.
+    void took_place(const AdmissionRequest& r, const Newcomer& n) {
+        ++seq_;
+        if (r.fair_share) finish_[r.fair_share->caller] = n.fair_finish;
+    }
+
+    // For a newcomer: the waiting units on its keys ordered before it.
+    Units units_before(WaitOrder order) const {
         Units units{};
-        for (const auto& w : waiting_) add_units(units, w);
+        for (const auto& w : waiting_) {
+            if (order < w.order) break;
+            add_units(units, w);
+        }
         return units;
+    }
+    std::size_t count_before(WaitOrder order) const {
+        return static_cast<std::size_t>(std::count_if(waiting_.begin(), waiting_.end(),
+                                                      [&](const Waiting& w) { return w.order < order; }));
     }
 
     bool admissible(const std::vector<LimitUse>& uses, const Units& ahead, Nanos t) const {
@@ -468,8 +511,16 @@ public:
         return false;
     }
 
-    void enqueue(Waiting w) { waiting_.push_back(std::move(w)); }
-    void remove(std::size_t index) { waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(index)); }
+    void enqueue(Waiting w) {
+        const auto at = std::upper_bound(waiting_.begin(), waiting_.end(), w.order,
+                                         [](const WaitOrder& o, const Waiting& x) { return o < x.order; });
+        waiting_.insert(at, std::move(w));
+    }
+    void remove(std::size_t index, bool admitted = false) {
+        const Waiting& w = waiting_[index];
+        if (admitted && w.fair_start) vtime_ = std::max(vtime_, *w.fair_start);
+        waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(index));
+    }
 
     void admit(const std::vector<LimitUse>& uses, Nanos t) {
         for (const auto& u : uses) model_.admit(u.limit_index, u.key, u.cost, t);
@@ -510,7 +561,10 @@ private:
     }
 
     LimitModel model_;
-    std::vector<Waiting> waiting_;  // in arrival order
+    std::vector<Waiting> waiting_;           // in admission order
+    std::uint64_t seq_ = 0;                  // the sequence of the last request that waited
+    Nanos vtime_{0};                         // the fair-shared group's virtual time
+    std::map<std::uint64_t, Nanos> finish_;  // its callers' last finish tags
 };
 
 // Runs one scenario: the clock jumps to the next arrival, cancel, release or
@@ -693,7 +747,7 @@ private:
             std::optional<Lending> lending;
             if (!oracle_.admissible(w.uses, place->ahead, t))
                 lending = check_lending(w.uses, place->index, t);
-            oracle_.remove(place->index);
+            oracle_.remove(place->index, true);
             admitted(w.uses, queued_.at(a.ticket));
             if (lending) check_lent(*lending, t);
             ++stats_.admitted_later;
@@ -714,7 +768,8 @@ private:
             const Arrival& arrival = s_.arrivals[next_arrival_++];
             const auto identity = queue_identity(arrival.request);
             const std::size_t depth = oracle_.depth(identity);
-            const auto ahead = oracle_.units_waiting();
+            const auto newcomer = oracle_.place_newcomer(arrival.request, t);
+            const auto ahead = oracle_.units_before(newcomer.order);
             const bool admissible_now = depth == 0 && oracle_.admissible(arrival.request.uses, ahead, t);
             const Nanos first = oracle_.first_admissible(arrival.request.uses, ahead, t);
             const Admission a = controller_.submit(arrival.request, clock_.now());
@@ -733,7 +788,8 @@ private:
                     std::optional<Lending> lending;
                     if (!admissible_now) {
                         REQUIRE(depth == 0);
-                        lending = check_lending(arrival.request.uses, oracle_.waiting().size(), t);
+                        lending =
+                            check_lending(arrival.request.uses, oracle_.count_before(newcomer.order), t);
                     }
                     admitted(arrival.request.uses, arrival);
                     if (lending) check_lent(*lending, t);
@@ -745,8 +801,10 @@ private:
                     REQUIRE(arrival.request.max_wait > 0ns);
                     REQUIRE(a.queue.depth == depth + 1);
                     REQUIRE(decided_.count(a.ticket) == 0);
-                    oracle_.enqueue(
-                        Waiting{a.ticket, arrival.request.uses, identity, t + arrival.request.max_wait});
+                    oracle_.took_place(arrival.request, newcomer);
+                    oracle_.enqueue(Waiting{a.ticket, arrival.request.uses, identity,
+                                            t + arrival.request.max_wait, newcomer.order,
+                                            newcomer.fair_start});
                     queued_.emplace(a.ticket, arrival);
                     if (arrival.cancel_after != kNever) cancels_.emplace(t + arrival.cancel_after, a.ticket);
                     ++stats_.queued;
@@ -795,12 +853,34 @@ private:
     std::map<TicketId, Arrival> queued_;
 };
 
-void run_oracle(Factory factory, std::uint64_t seed, int scenarios, bool work_conserving = true) {
+// Priority classes and callers (docs/priorities.md): each arrival gets a class
+// handicap, and on some routes a caller of the fair-shared limit 0 with a weight.
+// Drawn from their own generator, so the scenarios are otherwise the same.
+void add_classes_and_callers(Scenario& s, std::mt19937_64& rng) {
+    std::vector<bool> fair_route(s.routes.size());
+    for (std::size_t r = 0; r < s.routes.size(); ++r) {
+        const auto& limits = s.routes[r].limits;
+        fair_route[r] = rng() % 2 == 0 && std::find(limits.begin(), limits.end(), 0) != limits.end();
+    }
+    for (Arrival& a : s.arrivals) {
+        a.request.handicap = pick(rng, std::vector<Nanos>{0ms, 0ms, 30ms, 150ms, 1s});
+        if (!fair_route[a.request.route_index]) continue;
+        const std::uint64_t caller = rng() % 3;
+        const std::int64_t weight = caller == 0 ? 3 : static_cast<std::int64_t>(caller);
+        a.request.fair_share =
+            AdmissionRequest::FairShare{0, caller, Nanos{between(rng, 1, 40) * 1'000'000 / weight}};
+    }
+}
+
+void run_oracle(Factory factory, std::uint64_t seed, int scenarios, bool work_conserving = true,
+                bool classes = false) {
     std::mt19937_64 rng(seed);
     std::mt19937_64 horizons(seed + 1);  // apart, so the scenarios are the same in both modes
+    std::mt19937_64 bands(seed + 2);
     Stats stats;
     for (int i = 0; i < scenarios; ++i) {
-        const Scenario s = make_scenario(rng, true);
+        Scenario s = make_scenario(rng, true);
+        if (classes) add_classes_and_callers(s, bands);
         AdmissionOptions options;
         options.work_conserving = work_conserving;
         options.lend_horizon = pick(horizons, std::vector<Nanos>{0ms, 20ms, 100ms, 500ms});
@@ -841,4 +921,15 @@ TEST_CASE("oracle: random arrivals against exact reference limiters", "[queue][o
 // work_conserving off: the strict rule, exactly (3) as it was.
 TEST_CASE("oracle: the strict rule alone", "[queue][oracle]") {
     run_oracle(&sluice::limit::make_limiter, 20240603, 500, false);
+}
+
+// Classes and callers: the order is no longer the arrival order, every check
+// above holds in the admission order (docs/priorities.md), and the limits are
+// never exceeded.
+TEST_CASE("oracle: random classes and fair-shared callers", "[queue][oracle][priority]") {
+    run_oracle(&sluice::limit::make_limiter, 20240604, 1500, true, true);
+}
+
+TEST_CASE("oracle: classes and callers under the strict rule alone", "[queue][oracle][priority]") {
+    run_oracle(&sluice::limit::make_limiter, 20240605, 400, false, true);
 }

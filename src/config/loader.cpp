@@ -893,7 +893,7 @@ private:
         read_server(top.get("server"));
         resolve_state_dir();
         read_listeners(top.get("listeners"));
-        if (const auto v = top.get("priorities")) read_priorities(*v);
+        if (const auto v = top.get("priorities"); v && !v->is_null()) read_priorities(*v);
         if (const auto v = top.get("vendors")) expand_vendors(*v, top.get("presets_dir"));
         read_upstreams(top);
         read_limits(top.get("limits"));

@@ -541,6 +541,29 @@ void ClientSession::handle_request() {
     limit::RequestAttributes attributes{method_, intake.query, &match->params, [&req](std::string_view name) {
                                             return find_field(req.base(), name);
                                         }};
+    // The request's class (docs/priorities.md): the client's Sluice-Priority, else the route's,
+    // else the default class. Without `priorities` the header means nothing (and, like every
+    // Sluice-* header, is never forwarded).
+    const auto& priorities = config().priorities;
+    priority_class_ = 0;
+    if (priorities.enabled()) {
+        priority_class_ = route_config.priority.value_or(priorities.default_class);
+        if (const auto asked = find_field(req.base(), "Sluice-Priority")) {
+            const auto found = priorities.find(*asked);
+            if (!found) {
+                runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+                std::string known;
+                for (const auto& name : priorities.classes) known += (known.empty() ? "" : ", ") + name;
+                return send_synthetic(make_error_response(Errc::unknown_priority,
+                                                          "Sluice-Priority names no class: got " +
+                                                              printable_excerpt(*asked, 64) +
+                                                              ", expected one of " + known,
+                                                          version_, false));
+            }
+            priority_class_ = *found;
+        }
+    }
+    fair_use_.reset();
     uses_.clear();
     uses_.reserve(route_config.limit_indexes.size());
     body_costs_ = false;
@@ -548,9 +571,28 @@ void ClientSession::handle_request() {
     held_body_limit_ = config().server.max_buffered_body_bytes;
     for (const auto limit_index : route_config.limit_indexes) {
         const auto& limit_config = config().limits[limit_index];
+        if (limit_config.fair_share) {
+            const auto& fair = *limit_config.fair_share;
+            const std::string_view caller =
+                fair.caller == config::FairShareConfig::Caller::listener
+                    ? std::string_view(config().listeners[listener_index_].name)
+                    : find_field(req.base(), fair.header).value_or(std::string_view{});
+            fair_use_ = uses_.size();
+            fair_caller_ = std::hash<std::string_view>{}(caller);
+            fair_weight_ = fair.weight_of(caller);
+        }
         uses_.push_back(limit::LimitUse{runtime_->limit_slot(limit_index),
                                         limit::request_key(limit_config, attributes),
                                         limit::request_cost(limit_config, attributes)});
+        // A class's cap, or the room other classes leave a reserve: limits of their own that
+        // only the classes they count consume (config.hpp, LimitConfig::derived_from).
+        for (const auto derived_index : limit_config.derived) {
+            const auto& derived = config().limits[derived_index];
+            if ((derived.counted_classes >> priority_class_ & 1) == 0) continue;
+            uses_.push_back(limit::LimitUse{runtime_->limit_slot(derived_index),
+                                            limit::request_key(derived, attributes),
+                                            limit::request_cost(derived, attributes)});
+        }
         if (!limit_config.cost.settle_header.empty()) settles_costs_ = true;
         if (limit_config.cost.body) {
             // The cost is read once the body is whole (admit_held_body).
@@ -758,6 +800,15 @@ void ClientSession::fail_request_body(beast::error_code ec) {
 void ClientSession::request_admission(Nanos max_wait) {
     const auto& route_config = config().routes[route_index_];
     queue::AdmissionRequest request{route_index_, uses_, max_wait, route_config.queue.max_depth};
+    const auto& priorities = config().priorities;
+    if (priorities.enabled())
+        request.handicap = static_cast<std::int64_t>(priority_class_) * priorities.aging;
+    if (fair_use_) {
+        const auto& use = uses_[*fair_use_];
+        request.fair_share = queue::AdmissionRequest::FairShare{
+            use.limit_index, fair_caller_,
+            queue::fair_share_step(runtime_->limit_config(use.limit_index), use.cost, fair_weight_)};
+    }
     const auto admission = runtime_->limits->submit(std::move(request), socket_.get_executor(), [this] {
         return [self = shared_from_this()](const queue::Admission& decided) {
             self->guarded([&] { self->on_queued_decision(decided); });

@@ -758,6 +758,18 @@ struct AdmissionController::Impl {
     Nanos close_at = kNever;  // close_queue_at(): no waiter's deadline is later
 };
 
+Nanos fair_share_step(const config::LimitConfig& limit, std::int64_t cost, std::int64_t weight) {
+    constexpr double kMostNs = 86'400e9;
+    const double per_unit = limit.algorithm == config::Algorithm::concurrency
+                                ? 1e9 / static_cast<double>(std::max<std::int64_t>(limit.limit, 1))
+                                : static_cast<double>(limit.window.count()) /
+                                      static_cast<double>(std::max<std::int64_t>(limit.limit, 1));
+    const std::int64_t total = limit.fair_share ? limit.fair_share->total_weight : 1;
+    const double step = per_unit * static_cast<double>(std::max<std::int64_t>(cost, 0)) *
+                        static_cast<double>(total) / static_cast<double>(std::max<std::int64_t>(weight, 1));
+    return Nanos{static_cast<std::int64_t>(std::min(step, kMostNs))};
+}
+
 AdmissionController::AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters,
                                          AdmissionOptions options)
     : impl_(std::make_unique<Impl>(std::move(limiters), options)) {}

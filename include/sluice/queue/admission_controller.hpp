@@ -123,6 +123,13 @@ struct AdmissionRequest {
     std::optional<FairShare> fair_share;
 };
 
+// A fair-shared request's AdmissionRequest::FairShare::step: its cost in time at the limit's
+// full rate (window / limit per unit; 1 s / limit for a concurrency limit), times the limit's
+// total weight over its caller's weight. Callers backlogged together then advance their tags
+// about as fast as the clock, so the tags stay comparable with arrival times (classes, other
+// routes). Saturates at a day per request.
+Nanos fair_share_step(const config::LimitConfig& limit, std::int64_t cost, std::int64_t weight);
+
 enum class Outcome { admitted, queued, rejected };
 
 // What one limit did to the requests that used it, since the controller began

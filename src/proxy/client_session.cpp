@@ -564,6 +564,7 @@ void ClientSession::handle_request() {
         }
     }
     fair_use_.reset();
+    yields_ = 0;
     uses_.clear();
     uses_.reserve(route_config.limit_indexes.size());
     body_costs_ = false;
@@ -581,6 +582,16 @@ void ClientSession::handle_request() {
             fair_caller_ = std::hash<std::string_view>{}(caller);
             fair_weight_ = fair.weight_of(caller);
         }
+        // A class capped on this limit yields it (and the room reserves leave) to the other
+        // classes: waiting for its cap, it holds nobody else back (docs/priorities.md).
+        const bool capped = std::any_of(limit_config.class_shares.begin(), limit_config.class_shares.end(),
+                                        [&](const config::ClassShare& share) {
+                                            return share.class_index == priority_class_ && share.max_share;
+                                        });
+        const auto yield_here = [&] {
+            if (uses_.size() < 64) yields_ |= std::uint64_t{1} << uses_.size();
+        };
+        if (capped) yield_here();
         uses_.push_back(limit::LimitUse{runtime_->limit_slot(limit_index),
                                         limit::request_key(limit_config, attributes),
                                         limit::request_cost(limit_config, attributes)});
@@ -588,7 +599,8 @@ void ClientSession::handle_request() {
         // only the classes they count consume (config.hpp, LimitConfig::derived_from).
         for (const auto derived_index : limit_config.derived) {
             const auto& derived = config().limits[derived_index];
-            if ((derived.counted_classes >> priority_class_ & 1) == 0) continue;
+            if (!config::counts_class(derived, priority_class_)) continue;
+            if (capped && derived.counted_classes != std::uint64_t{1} << priority_class_) yield_here();
             uses_.push_back(limit::LimitUse{runtime_->limit_slot(derived_index),
                                             limit::request_key(derived, attributes),
                                             limit::request_cost(derived, attributes)});
@@ -803,6 +815,7 @@ void ClientSession::request_admission(Nanos max_wait) {
     const auto& priorities = config().priorities;
     if (priorities.enabled())
         request.handicap = static_cast<std::int64_t>(priority_class_) * priorities.aging;
+    request.yields = yields_;
     if (fair_use_) {
         const auto& use = uses_[*fair_use_];
         request.fair_share = queue::AdmissionRequest::FairShare{

@@ -84,6 +84,8 @@ struct LineKeyHash {
 struct BandId {
     Nanos handicap{0};         // the class's
     std::uint64_t caller = 0;  // fair share: mixes the group and the caller; 0 without
+    // A queue's: AdmissionRequest::yields. A line's band: 1 if its requests yield on that line.
+    std::uint64_t yields = 0;
     bool operator==(const BandId&) const = default;
 };
 
@@ -96,8 +98,8 @@ struct QueueKey {
 
 struct QueueKeyHash {
     std::size_t operator()(const QueueKey& k) const noexcept {
-        std::size_t h =
-            mix(k.route_index ^ static_cast<std::uint64_t>(k.band.handicap.count()) ^ k.band.caller);
+        std::size_t h = mix(k.route_index ^ static_cast<std::uint64_t>(k.band.handicap.count()) ^
+                            k.band.caller ^ k.band.yields);
         for (const LineKey& line : k.lines) h = mix(h ^ LineKeyHash{}(line));
         return h;
     }
@@ -173,33 +175,54 @@ struct AdmissionController::Impl {
             }
             return bands.emplace_back(Band{id, {}}).units;
         }
+        // Whether the units of band `b` are counted ahead of a request of band `own`: those
+        // ordered before it are, unless their band yields on this line (AdmissionRequest::yields).
+        static bool counts(const Band& b, const WaitingUnits* own) {
+            return &b.units == own || b.id.yields == 0;
+        }
+
         // Units ordered before `order` (a request of band `own` not yet waiting: all of its own band).
         std::int64_t ahead_of_newcomer(BandId own, WaitOrder order) const {
             if (bands.size() == 1 && bands.front().id == own) return total;
             std::int64_t units = 0;
-            for (const Band& b : bands) units += b.id == own ? b.units.total() : b.units.before_order(order);
+            for (const Band& b : bands) {
+                if (b.id == own) {
+                    units += b.units.total();
+                } else if (b.id.yields == 0) {
+                    units += b.units.before_order(order);
+                }
+            }
             return units;
         }
         std::int64_t ahead_of(const WaitingUnits* own, WaitingUnits::Position position,
                               WaitOrder order) const {
             if (bands.size() == 1) return own->before(position);
             std::int64_t units = 0;
-            for (const Band& b : bands)
+            for (const Band& b : bands) {
+                if (!counts(b, own)) continue;
                 units += &b.units == own ? own->before(position) : b.units.before_order(order);
+            }
             return units;
         }
         Nanos min_bound_for_newcomer(BandId own, WaitOrder order) const {
             Nanos m = kNever;
-            for (const Band& b : bands)
-                m = std::min(m, b.id == own ? b.units.min_bound() : b.units.min_bound_before_order(order));
+            for (const Band& b : bands) {
+                if (b.id == own) {
+                    m = std::min(m, b.units.min_bound());
+                } else if (b.id.yields == 0) {
+                    m = std::min(m, b.units.min_bound_before_order(order));
+                }
+            }
             return m;
         }
         Nanos min_bound_before(const WaitingUnits* own, WaitingUnits::Position position,
                                WaitOrder order) const {
             Nanos m = kNever;
-            for (const Band& b : bands)
+            for (const Band& b : bands) {
+                if (!counts(b, own)) continue;
                 m = std::min(m, &b.units == own ? own->min_bound_before(position)
                                                 : b.units.min_bound_before_order(order));
+            }
             return m;
         }
     };
@@ -712,7 +735,8 @@ struct AdmissionController::Impl {
             if (!enforced(wu.use.limit_index)) continue;
             Line& line = lines[LineKey{wu.use.limit_index, wu.use.key}];
             wu.line = &line;
-            wu.band = &line.band(queue.key->band);
+            const BandId& band = queue.key->band;
+            wu.band = &line.band(BandId{band.handicap, band.caller, i < 64 ? band.yields >> i & 1 : 0});
             wu.band->push(wu.use.cost, &wu.position, order);
             line.total += wu.use.cost;
             ++line.requests;
@@ -782,7 +806,11 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     for ([[maybe_unused]] const LimitUse& use : uses) assert(use.limit_index < m.limiters.size());
 
     // Its band, and where it starts in the admission order (before its class's handicap).
-    BandId band{request.handicap, 0};
+    BandId band{request.handicap, 0, request.uses.size() <= 64 ? request.yields : 0};
+    // Its band on the line of use i.
+    const auto line_band = [&](std::size_t i) {
+        return BandId{band.handicap, band.caller, band.yields >> i & 1};
+    };
     Nanos start = now.mono;
     Nanos fair_finish{0};
     Impl::FairGroup* fair = nullptr;
@@ -826,7 +854,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     const AdmissionOrder order{saturating_add(start, request.handicap), m.next_seq};
     const auto ahead = [&](std::size_t i) {
         const Impl::Line* line = line_of(i);
-        return line ? line->ahead_of_newcomer(band, order) : std::int64_t{0};
+        return line ? line->ahead_of_newcomer(line_band(i), order) : std::int64_t{0};
     };
     const bool may_lend = depth == 0 && !m.all_due && m.options.work_conserving;
     Impl::Evaluation ev = m.evaluate(uses, ahead, now, may_lend);
@@ -837,7 +865,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
             uses, ev, ahead,
             [&](std::size_t i) {
                 const Impl::Line* line = line_of(i);
-                return line ? line->min_bound_for_newcomer(band, order) : kNever;
+                return line ? line->min_bound_for_newcomer(line_band(i), order) : kNever;
             },
             now);
     }

@@ -339,6 +339,12 @@ inline std::int64_t request_capacity(const LimitConfig& limit) noexcept {
     return limit.algorithm == Algorithm::token_bucket && limit.burst > 0 ? limit.burst : limit.limit;
 }
 
+// Whether a request of class `class_index` consumes `limit`: every class consumes an ordinary
+// limit; a derived one (a class's cap, or the room a reserve leaves) only the classes it counts.
+inline bool counts_class(const LimitConfig& limit, std::size_t class_index) noexcept {
+    return !limit.derived_from || (limit.counted_classes >> class_index & 1) != 0;
+}
+
 struct RouteMatch {
     std::vector<std::string> listeners;  // listener names; empty = every listener
     std::vector<std::string> hosts;      // "api.example.com" or "*.example.com"; empty = any host

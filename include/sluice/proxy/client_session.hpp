@@ -226,6 +226,7 @@ private:
     std::optional<std::size_t> fair_use_;
     std::uint64_t fair_caller_ = 0;
     std::int64_t fair_weight_ = 1;
+    std::uint64_t yields_ = 0;  // queue::AdmissionRequest::yields: where its class is capped
     // Some of uses_ read their cost from the body (cost.body): it must be read whole, up to
     // held_body_limit_ (the server's max_buffered_body_bytes, or a limit's larger max_bytes).
     bool body_costs_ = false;

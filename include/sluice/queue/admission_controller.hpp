@@ -121,6 +121,11 @@ struct AdmissionRequest {
         Nanos step{0};  // this request's cost in virtual time: units * time per unit * total weight / weight
     };
     std::optional<FairShare> fair_share;
+    // Bit i: on uses[i]'s (limit, key) this request yields (docs/priorities.md, a capped class):
+    // its units there are never counted ahead of a request of another band (class, caller), so
+    // while it waits for its own cap it holds nobody else back on the limit it shares. It then
+    // gets that limit's room only as the others leave it. Uses past the 64th never yield.
+    std::uint64_t yields = 0;
 };
 
 // A fair-shared request's AdmissionRequest::FairShare::step: its cost in time at the limit's

@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include "sluice/common/clock.hpp"
+#include "sluice/config/loader.hpp"
 #include "sluice/limit/limiter.hpp"
 #include "sluice/queue/admission_controller.hpp"
 
@@ -57,6 +58,9 @@ AdmissionRequest request(Nanos handicap, Nanos max_wait = 600s) {
 // The controller, its clock and what became of each ticket.
 struct Drive {
     AdmissionController controller{one_bucket()};
+    Drive() = default;
+    explicit Drive(std::vector<std::unique_ptr<sluice::limit::Limiter>> limiters)
+        : controller(std::move(limiters)) {}
     FakeClock clock;
     std::map<TicketId, Nanos> admitted_at;  // queued tickets, once admitted
     std::size_t refused = 0;
@@ -229,4 +233,107 @@ TEST_CASE("fair share: an idle caller's share goes to the others, and it gets it
     // Two of every three admissions are B's until it is served: its 4 within 6 intervals, or so.
     CHECK(admitted[kB].back() - b_arrived <= 7 * kInterval);
     CHECK(admitted[kA].size() == 99);
+}
+
+namespace {
+
+// The uses of a request of class `class_index` on route `route`, and where it yields (as the
+// proxy builds them, client_session.cpp): each limit of the route, then its caps and reserves
+// that count the class; a class capped on a limit yields there but on its own cap.
+AdmissionRequest request_for(const sluice::config::Config& config, std::size_t route,
+                             std::size_t class_index) {
+    AdmissionRequest r{0, {}, 600s, 100'000};
+    r.handicap = static_cast<std::int64_t>(class_index) * config.priorities.aging;
+    for (const std::size_t index : config.routes[route].limit_indexes) {
+        const auto& limit = config.limits[index];
+        const bool capped =
+            std::any_of(limit.class_shares.begin(), limit.class_shares.end(),
+                        [&](const auto& s) { return s.class_index == class_index && s.max_share; });
+        if (capped) r.yields |= std::uint64_t{1} << r.uses.size();
+        r.uses.push_back(LimitUse{index, 0, 1});
+        for (const std::size_t derived : limit.derived) {
+            if (!sluice::config::counts_class(config.limits[derived], class_index)) continue;
+            if (capped && config.limits[derived].counted_classes != std::uint64_t{1} << class_index)
+                r.yields |= std::uint64_t{1} << r.uses.size();
+            r.uses.push_back(LimitUse{derived, 0, 1});
+        }
+    }
+    return r;
+}
+
+std::int64_t most_in_window(const std::vector<Nanos>& times, Nanos window) {
+    std::int64_t most = 0;
+    std::size_t first = 0;
+    for (std::size_t last = 0; last < times.size(); ++last) {
+        while (times[last] - times[first] >= window) ++first;
+        most = std::max<std::int64_t>(most, static_cast<std::int64_t>(last - first + 1));
+    }
+    return most;
+}
+
+}  // namespace
+
+TEST_CASE("priority: a batch cap of 70 % is held, and interactive calls always find room",
+          "[queue][priority][cap]") {
+    const auto config = sluice::config::load_config_string(R"(
+priorities: {classes: [interactive, default, batch], aging: 2s}
+upstreams:
+  intercom: {url: https://api.intercom.io}
+limits:
+  intercom:
+    algorithm: sliding_window
+    limit: 100
+    window: 10s
+    classes: {batch: {max_share: 70%}, interactive: {reserve: 20%}}
+routes:
+  - upstream: intercom
+    limits: [intercom]
+)",
+                                                           "cap.yaml");
+    REQUIRE(config->limits.size() == 3);
+    std::vector<std::unique_ptr<sluice::limit::Limiter>> limiters;
+    for (const auto& limit : config->limits) limiters.push_back(sluice::limit::make_limiter(limit));
+    Drive d{std::move(limiters)};
+    const Nanos t0 = d.clock.now().mono;
+    const AdmissionRequest batch = request_for(*config, 0, 2);
+    const AdmissionRequest interactive = request_for(*config, 0, 0);
+    CHECK(batch.uses.size() == 3);        // the limit, the batch cap, the interactive reserve
+    CHECK(batch.yields == 0b101);         // yields on the limit and the reserve, not on its own cap
+    CHECK(interactive.uses.size() == 1);  // the limit alone
+    CHECK(interactive.yields == 0);
+
+    std::vector<Nanos> batch_times, all_times;
+    std::map<TicketId, bool> is_batch;
+    d.on_admitted = [&](TicketId t, Nanos at) {
+        if (is_batch.at(t)) batch_times.push_back(at);
+        all_times.push_back(at);
+    };
+    const auto submit = [&](const AdmissionRequest& r) {
+        const Admission a = d.controller.submit(r, d.clock.now());
+        const bool of_batch = r.uses.size() == 3;
+        if (a.outcome == Outcome::admitted) {
+            if (of_batch) batch_times.push_back(a.at);
+            all_times.push_back(a.at);
+        } else if (a.outcome == Outcome::queued) {
+            is_batch[a.ticket] = of_batch;
+        }
+        return a.outcome;
+    };
+    // The nightly sync: 1,000 requests at once, far more than its share; it soon waits longer
+    // than its handicap (4 s), yet holds no user-facing call back.
+    for (int i = 0; i < 1000; ++i) submit(batch);
+    // User-facing calls, 2 per second for a minute: each goes at once.
+    std::size_t interactive_waited = 0;
+    for (int i = 0; i < 120; ++i) {
+        d.run_until(t0 + Nanos{i * 500'000'000LL});
+        if (submit(interactive) != Outcome::admitted) ++interactive_waited;
+    }
+    d.run_until(t0 + 60s);
+    CHECK(interactive_waited == 0);
+    std::sort(batch_times.begin(), batch_times.end());
+    std::sort(all_times.begin(), all_times.end());
+    CHECK(most_in_window(batch_times, 10s) <= 70);
+    CHECK(most_in_window(all_times, 10s) <= 100);
+    // Batch still uses its whole share: 70 in each of the 6 windows.
+    CHECK(batch_times.size() >= 6 * 70);
 }

@@ -373,7 +373,25 @@ struct Waiting {
     Nanos deadline{0};
     WaitOrder order;                  // its place in the admission order
     std::optional<Nanos> fair_start;  // its start tag, if it belongs to the fair-shared group
+    // Its band (class handicap, caller + 1 or 0) and where it yields (AdmissionRequest::yields).
+    Nanos handicap{0};
+    std::uint64_t caller = 0;
+    std::uint64_t yields = 0;
 };
+
+// The request the units ahead are counted for: its band and where it yields.
+struct Who {
+    Nanos handicap{0};
+    std::uint64_t caller = 0;
+    const std::vector<LimitUse>* uses = nullptr;
+    std::uint64_t yields = 0;
+};
+Who who(const AdmissionRequest& r) {
+    return Who{r.handicap, r.fair_share ? r.fair_share->caller + 1 : 0, &r.uses, r.yields};
+}
+Who who(const Waiting& w) {
+    return Who{w.handicap, w.caller, &w.uses, w.yields};
+}
 
 struct Stats {
     std::size_t scenarios = 0, submitted = 0, admitted_at_once = 0, queued = 0, admitted_later = 0,
@@ -389,6 +407,7 @@ std::uint64_t queue_identity(const AdmissionRequest& r) {
     }
     id = id * 1'000'003 + static_cast<std::uint64_t>(r.handicap.count() / 1'000'000);
     id = id * 16 + (r.fair_share ? r.fair_share->caller + 1 : 0);
+    id = id * 16 + r.yields;
     return id;
 }
 
@@ -429,13 +448,20 @@ public:
         if (r.fair_share) finish_[r.fair_share->caller] = n.fair_finish;
     }
 
-    // For a newcomer: the waiting units on its keys ordered before it.
-    Units units_before(WaitOrder order) const {
+    // For a newcomer: the waiting units on its keys ordered before it (and counted for it).
+    Units units_before(WaitOrder order, const Who& target) const {
         Units units{};
         for (const auto& w : waiting_) {
             if (order < w.order) break;
-            add_units(units, w);
+            add_units(units, w, target);
         }
+        return units;
+    }
+    // The units counted ahead of the waiter at `index`, or of `target` behind the first `count`.
+    Units ahead_of_index(std::size_t index) const { return units_of_first(index, who(waiting_[index])); }
+    Units units_of_first(std::size_t count, const Who& target) const {
+        Units units{};
+        for (std::size_t j = 0; j < count && j < waiting_.size(); ++j) add_units(units, waiting_[j], target);
         return units;
     }
     std::size_t count_before(WaitOrder order) const {
@@ -483,9 +509,9 @@ public:
                 for (std::size_t j = 0; j < i; ++j) {
                     if (waiting_[j].queue == waiting_[i].queue) p.head = false;
                 }
+                p.ahead = ahead_of_index(i);
                 return p;
             }
-            add_units(p.ahead, waiting_[i]);
         }
         return std::nullopt;
     }
@@ -493,19 +519,39 @@ public:
     // For each of the first `count` waiters, the units of the waiters before it.
     std::vector<Units> ahead_of_each(std::size_t count) const {
         std::vector<Units> each;
-        Units ahead{};
-        for (std::size_t i = 0; i < count && i < waiting_.size(); ++i) {
-            each.push_back(ahead);
-            add_units(ahead, waiting_[i]);
-        }
+        for (std::size_t i = 0; i < count && i < waiting_.size(); ++i) each.push_back(ahead_of_index(i));
         return each;
     }
 
-    bool shares_enforced_line(const std::vector<LimitUse>& a, const std::vector<LimitUse>& b) const {
-        for (const auto& x : a) {
+    // Whether `target` counts the use `i` of `w` ahead of it: unless `w` yields there to
+    // another band (docs/priorities.md, a capped class).
+    static bool counted(const Waiting& w, std::size_t i, const Who& target) {
+        if ((w.yields >> i & 1) == 0) return true;
+        const auto& u = w.uses[i];
+        for (std::size_t k = 0; k < target.uses->size(); ++k) {
+            const auto& x = (*target.uses)[k];
+            if (x.limit_index != u.limit_index || x.key != u.key) continue;
+            return w.handicap == target.handicap && w.caller == target.caller &&
+                   (target.yields >> k & 1) != 0;
+        }
+        return true;  // not on a line of the target's: nothing to count either way
+    }
+
+    // `o`'s uses that `target` cannot take from without counting them (the lending check's scope).
+    static std::vector<LimitUse> uses_counted_by(const Waiting& o, const Who& target) {
+        std::vector<LimitUse> uses;
+        for (std::size_t i = 0; i < o.uses.size(); ++i) {
+            if (counted(o, i, target)) uses.push_back(o.uses[i]);
+        }
+        return uses;
+    }
+
+    bool shares_enforced_line(const Who& target, const Waiting& o) const {
+        for (const auto& x : *target.uses) {
             if (!model_.config(x.limit_index).enforce) continue;
-            for (const auto& y : b) {
-                if (x.limit_index == y.limit_index && x.key == y.key) return true;
+            for (std::size_t i = 0; i < o.uses.size(); ++i) {
+                const auto& y = o.uses[i];
+                if (x.limit_index == y.limit_index && x.key == y.key && counted(o, i, target)) return true;
             }
         }
         return false;
@@ -531,29 +577,30 @@ public:
     // (after a poll at t) nothing may be decidable at t itself (5).
     Nanos first_decidable(Nanos t, bool settled) const {
         Nanos first = kNever;
-        Units ahead{};
         std::set<std::uint64_t> seen;
-        for (const auto& w : waiting_) {
+        for (std::size_t i = 0; i < waiting_.size(); ++i) {
+            const Waiting& w = waiting_[i];
             if (settled && w.deadline <= t) {
                 FAIL("ticket " << w.ticket << " is still waiting past its deadline at " << t.count());
             }
             first = std::min(first, w.deadline);
             if (seen.insert(w.queue).second) {
-                const Nanos head_first = first_admissible(w.uses, ahead, t);
+                const Nanos head_first = first_admissible(w.uses, ahead_of_index(i), t);
                 if (settled && head_first <= t) {
                     FAIL("ticket " << w.ticket << " heads its queue and is admissible at " << t.count());
                 }
                 first = std::min(first, head_first);
             }
-            add_units(ahead, w);
         }
         return first;
     }
 
 private:
-    void add_units(Units& units, const Waiting& w) const {
-        for (const auto& u : w.uses) {
-            if (model_.config(u.limit_index).enforce) units[line_of(u.limit_index, u.key)] += u.cost;
+    void add_units(Units& units, const Waiting& w, const Who& target) const {
+        for (std::size_t i = 0; i < w.uses.size(); ++i) {
+            const auto& u = w.uses[i];
+            if (model_.config(u.limit_index).enforce && counted(w, i, target))
+                units[line_of(u.limit_index, u.key)] += u.cost;
         }
     }
     static std::int64_t ahead_of(const Units& ahead, const LimitUse& u) {
@@ -631,10 +678,13 @@ private:
     // it goes ahead of the first `older` waiters. Checks that this is allowed
     // (6) and returns what (6) checks once it is recorded.
     struct Lending {
-        std::vector<std::size_t> older;    // indexes of the older waiters sharing a line with it
-        std::vector<Nanos> time_earliest;  // their time-based earliest before it went
+        std::vector<std::size_t> older;                 // indexes of the older waiters sharing a line with it
+        std::vector<std::vector<LimitUse>> older_uses;  // their uses it counts (not where they yield to it)
+        std::vector<std::vector<LimitUse>> yielded;     // their uses where they yield to it
+        std::vector<Nanos> time_earliest;               // their time-based earliest before it went
     };
-    Lending check_lending(const std::vector<LimitUse>& uses, std::size_t older, Nanos t) {
+    Lending check_lending(const Who& target, std::size_t older, Nanos t) {
+        const auto& uses = *target.uses;
         REQUIRE(options_.work_conserving);
         // Its own limits have room now, nothing counted ahead.
         REQUIRE(oracle_.admissible(uses, Units{}, t));
@@ -642,28 +692,32 @@ private:
         Lending lending;
         for (std::size_t j = 0; j < older; ++j) {
             const Waiting& o = oracle_.waiting()[j];
-            if (!oracle_.shares_enforced_line(uses, o.uses)) continue;
+            if (!oracle_.shares_enforced_line(target, o)) continue;
             lending.older.push_back(j);
+            lending.older_uses.push_back(Oracle::uses_counted_by(o, target));
+            std::vector<LimitUse> yielded;
+            for (const auto& u : o.uses) {
+                const auto& counted = lending.older_uses.back();
+                if (std::none_of(counted.begin(), counted.end(), [&](const LimitUse& x) {
+                        return x.limit_index == u.limit_index && x.key == u.key;
+                    }))
+                    yielded.push_back(u);
+            }
+            lending.yielded.push_back(std::move(yielded));
             lending.time_earliest.push_back(oracle_.first_admissible(o.uses, ahead[j], t, true));
         }
         // A concurrency permit the strict rule keeps for older waiters is lent
         // only while each of them is held back by time for lend_horizon more.
-        Units all_older{};
-        if (older > 0) {
-            all_older = ahead.back();
-            for (const auto& u : oracle_.waiting()[older - 1].uses) {
-                if (s_.limits[u.limit_index].enforce) all_older[line_of(u.limit_index, u.key)] += u.cost;
-            }
-        }
+        const Units all_older = oracle_.units_of_first(older, target);
         for (const auto& u : uses) {
             const LimitConfig& c = s_.limits[u.limit_index];
             if (!c.enforce || c.algorithm != Algorithm::concurrency) continue;
             if (oracle_.admissible({u}, all_older, t)) continue;  // the strict rule lets it have this one
             for (std::size_t k = 0; k < lending.older.size(); ++k) {
-                const Waiting& o = oracle_.waiting()[lending.older[k]];
-                const bool on_line = std::any_of(o.uses.begin(), o.uses.end(), [&](const LimitUse& x) {
-                    return x.limit_index == u.limit_index && x.key == u.key;
-                });
+                const auto& counted_uses = lending.older_uses[k];
+                const bool on_line = std::any_of(
+                    counted_uses.begin(), counted_uses.end(),
+                    [&](const LimitUse& x) { return x.limit_index == u.limit_index && x.key == u.key; });
                 if (on_line) REQUIRE(lending.time_earliest[k] >= t + options_.lend_horizon);
             }
             ++stats_.lent_permits;
@@ -679,8 +733,13 @@ private:
         for (std::size_t k = 0; k < lending.older.size(); ++k) {
             const Waiting& o = oracle_.waiting()[lending.older[k]];
             INFO("older ticket " << o.ticket);
+            // Where it yields to the lent request it may be delayed (docs/priorities.md); nowhere else.
+            const auto& yielded = lending.yielded[k];
+            const Nanos by_yielded =
+                yielded.empty() ? lending.time_earliest[k]
+                                : oracle_.first_admissible(yielded, ahead[lending.older[k]], t, true);
             REQUIRE(oracle_.first_admissible(o.uses, ahead[lending.older[k]], t, true) <=
-                    lending.time_earliest[k]);
+                    std::max(lending.time_earliest[k], by_yielded));
         }
     }
 
@@ -746,7 +805,7 @@ private:
             // (3) behind older units, or (6) ahead of them without delaying them.
             std::optional<Lending> lending;
             if (!oracle_.admissible(w.uses, place->ahead, t))
-                lending = check_lending(w.uses, place->index, t);
+                lending = check_lending(who(w), place->index, t);
             oracle_.remove(place->index, true);
             admitted(w.uses, queued_.at(a.ticket));
             if (lending) check_lent(*lending, t);
@@ -769,7 +828,7 @@ private:
             const auto identity = queue_identity(arrival.request);
             const std::size_t depth = oracle_.depth(identity);
             const auto newcomer = oracle_.place_newcomer(arrival.request, t);
-            const auto ahead = oracle_.units_before(newcomer.order);
+            const auto ahead = oracle_.units_before(newcomer.order, who(arrival.request));
             const bool admissible_now = depth == 0 && oracle_.admissible(arrival.request.uses, ahead, t);
             const Nanos first = oracle_.first_admissible(arrival.request.uses, ahead, t);
             const Admission a = controller_.submit(arrival.request, clock_.now());
@@ -789,7 +848,7 @@ private:
                     if (!admissible_now) {
                         REQUIRE(depth == 0);
                         lending =
-                            check_lending(arrival.request.uses, oracle_.count_before(newcomer.order), t);
+                            check_lending(who(arrival.request), oracle_.count_before(newcomer.order), t);
                     }
                     admitted(arrival.request.uses, arrival);
                     if (lending) check_lent(*lending, t);
@@ -802,9 +861,11 @@ private:
                     REQUIRE(a.queue.depth == depth + 1);
                     REQUIRE(decided_.count(a.ticket) == 0);
                     oracle_.took_place(arrival.request, newcomer);
-                    oracle_.enqueue(Waiting{a.ticket, arrival.request.uses, identity,
-                                            t + arrival.request.max_wait, newcomer.order,
-                                            newcomer.fair_start});
+                    oracle_.enqueue(
+                        Waiting{a.ticket, arrival.request.uses, identity, t + arrival.request.max_wait,
+                                newcomer.order, newcomer.fair_start, arrival.request.handicap,
+                                arrival.request.fair_share ? arrival.request.fair_share->caller + 1 : 0,
+                                arrival.request.yields});
                     queued_.emplace(a.ticket, arrival);
                     if (arrival.cancel_after != kNever) cancels_.emplace(t + arrival.cancel_after, a.ticket);
                     ++stats_.queued;
@@ -864,6 +925,8 @@ void add_classes_and_callers(Scenario& s, std::mt19937_64& rng) {
     }
     for (Arrival& a : s.arrivals) {
         a.request.handicap = pick(rng, std::vector<Nanos>{0ms, 0ms, 30ms, 150ms, 1s});
+        // Sometimes it yields on some of its lines (a capped class).
+        if (rng() % 4 == 0) a.request.yields = rng() % (std::uint64_t{1} << a.request.uses.size());
         if (!fair_route[a.request.route_index]) continue;
         const std::uint64_t caller = rng() % 3;
         const std::int64_t weight = caller == 0 ? 3 : static_cast<std::int64_t>(caller);

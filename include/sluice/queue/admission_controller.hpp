@@ -8,7 +8,14 @@
 // - A request is admitted only if every limit it uses allows it, and then it
 //   consumes from all of them (all-or-nothing). Shadow limits (enforce: false)
 //   are counted but never block.
-// - Waiting requests sit in a FIFO queue per (route, keys of its limits),
+// - The admission order (docs/priorities.md): a waiting request stands at its
+//   arrival moved later by AdmissionRequest::handicap (its priority class), or
+//   at its fair-share start tag plus the handicap (AdmissionRequest::fair_share),
+//   then at its arrival sequence; fixed at arrival. Without classes or fair
+//   shares it is the arrival order. Below, "older" means "ahead in this order",
+//   and the units of a request that yields on a (limit, key) (AdmissionRequest::
+//   yields) are not counted there for requests of other bands.
+// - Waiting requests sit in a FIFO queue per (route, keys of its limits, band),
 //   bounded by max_depth. Within a queue, strict FIFO: only the head may be
 //   admitted. Across queues, heads are visited oldest first whenever capacity
 //   appears, and a head (or a newcomer with no queue of its own) may go when

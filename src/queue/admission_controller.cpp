@@ -1,9 +1,12 @@
 // How the controller keeps waiting requests cheap:
 // - one FIFO std::list per queue (route + its (limit, key) list) and a ticket
 //   index into it, so a cancel anywhere is O(1);
-// - one WaitingUnits (Fenwick tree) per enforced (limit, key) with units
-//   waiting, so "units that arrived before this request on this key" is
-//   O(log n): it is the `ahead` of every probe, for newcomers and heads alike;
+// - one WaitingUnits (Fenwick tree) per enforced (limit, key) and band with
+//   units waiting, so "units ordered before this request on this key" is
+//   O(log n) per band: it is the `ahead` of every probe, for newcomers and heads
+//   alike. Within a band the admission order is the arrival order; another
+//   band's units ordered before are found by a binary search on their orders.
+//   Without classes or fair shares every line has one band (the old cost);
 // - the queue heads in a std::set ordered by the time each may first become
 //   admissible (its limiters' earliest, a lower bound), so poll() probes only
 //   the heads that are due, and next_wakeup() is the first of them or the

@@ -186,7 +186,12 @@ struct AdmissionController::Impl {
 
         // Units ordered before `order` (a request of band `own` not yet waiting: all of its own band).
         std::int64_t ahead_of_newcomer(BandId own, WaitOrder order) const {
-            if (bands.size() == 1 && bands.front().id == own) return total;
+            if (bands.size() == 1 && bands.front().id == own) [[likely]]
+                return total;
+            return ahead_across_bands(own, order);
+        }
+        // Out of line: the common case above stays small enough to inline into every probe.
+        [[gnu::noinline]] std::int64_t ahead_across_bands(BandId own, WaitOrder order) const {
             std::int64_t units = 0;
             for (const Band& b : bands) {
                 if (b.id == own) {
@@ -817,7 +822,7 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     Nanos start = now.mono;
     Nanos fair_finish{0};
     Impl::FairGroup* fair = nullptr;
-    if (request.fair_share) {
+    if (request.fair_share) [[unlikely]] {
         const AdmissionRequest::FairShare& share = *request.fair_share;
         band.caller = mix(share.caller ^ mix(share.group + 1)) | 1;  // never 0: that is "no fair share"
         fair = &m.fair_groups[share.group];

@@ -337,3 +337,24 @@ routes:
     // Batch still uses its whole share: 70 in each of the 6 windows.
     CHECK(batch_times.size() >= 6 * 70);
 }
+
+TEST_CASE("fair share: a request's step is its cost at the limit's full rate, scaled by the weights",
+          "[queue][priority][fair]") {
+    LimitConfig sliding;
+    sliding.algorithm = Algorithm::sliding_window;
+    sliding.limit = 100;
+    sliding.window = 10s;
+    sliding.fair_share = sluice::config::FairShareConfig{};
+    sliding.fair_share->total_weight = 3;
+    // 100 ms a unit at the full rate; a caller of weight 2 of 3 advances 150 ms a unit.
+    CHECK(sluice::queue::fair_share_step(sliding, 1, 2) == 150ms);
+    CHECK(sluice::queue::fair_share_step(sliding, 4, 1) == 1200ms);
+    CHECK(sluice::queue::fair_share_step(sliding, 0, 1) == 0ms);
+    LimitConfig concurrency;
+    concurrency.algorithm = Algorithm::concurrency;
+    concurrency.limit = 4;
+    concurrency.fair_share = sluice::config::FairShareConfig{};
+    CHECK(sluice::queue::fair_share_step(concurrency, 1, 1) == 250ms);  // 1 s / limit stands for the window
+    // A huge cost saturates at a day rather than overflowing.
+    CHECK(sluice::queue::fair_share_step(sliding, 1'000'000'000'000LL, 1) == 24h);
+}

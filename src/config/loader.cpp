@@ -1916,11 +1916,11 @@ private:
     void read_priorities(const Node& node) {
         auto& priorities = config_->priorities;
         const Map map(node, kPrioritiesKeys);
-        constexpr std::string_view classes_expected =
+        constexpr std::string_view expected =
             "a list of class names, highest first, e.g. classes: [interactive, default, batch]";
-        const auto classes = map.require("classes", classes_expected);
-        const auto items = classes.items(classes_expected);
-        if (items.empty()) classes.fail("no classes", classes_expected);
+        const auto classes = map.require("classes", expected);
+        const auto items = classes.items(expected);
+        if (items.empty()) classes.fail("no classes", expected);
         if (items.size() > 16) classes.fail(std::to_string(items.size()) + " classes", "at most 16 classes");
         for (const auto& item : items) {
             const auto name = item.name("a class");
@@ -1993,15 +1993,15 @@ private:
     FairShareConfig read_fair_share(const Node& node) const {
         FairShareConfig fair;
         const Map map(node, kFairShareKeys);
-        constexpr std::string_view caller_expected = "listener, or {header: NAME} (e.g. {header: X-Caller})";
-        const auto caller = map.require("caller", caller_expected);
+        constexpr std::string_view expected = "listener, or {header: NAME} (e.g. {header: X-Caller})";
+        const auto caller = map.require("caller", expected);
         if (caller.is_scalar()) {
-            if (caller.text(caller_expected) != "listener")
-                caller.fail("unknown caller " + echoed(caller.text("")), caller_expected);
+            if (caller.text(expected) != "listener")
+                caller.fail("unknown caller " + echoed(caller.text("")), expected);
             fair.caller = FairShareConfig::Caller::listener;
         } else {
             const Map header(caller, {"header"});
-            const auto name = header.require("header", caller_expected);
+            const auto name = header.require("header", expected);
             fair.caller = FairShareConfig::Caller::header;
             fair.header = name.text("a header name");
             if (!is_http_token(fair.header)) name.fail_expected("a header name (an HTTP token)");

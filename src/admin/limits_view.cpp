@@ -33,6 +33,8 @@ json routes_of(const proxy::Runtime& runtime, std::size_t index) {
     const auto& config = *runtime.config;
     json names = json::array();
     const bool gate = index >= config.limits.size();
+    // A class's cap or reserve (docs/priorities.md) counts requests of its parent's routes.
+    if (!gate && config.limits[index].derived_from) index = *config.limits[index].derived_from;
     for (const auto& route : config.routes) {
         const bool uses =
             gate ? route.limit_indexes.empty() && route.upstream_index == index - config.limits.size()

@@ -79,17 +79,28 @@ private:
 
 // The codes whose responses a routed request can get from sluice (per route,
 // reported even at zero so that rate() and alerts see the series from the start).
-constexpr Errc kRoutedCodes[] = {Errc::malformed_request,       Errc::header_too_large,
-                                 Errc::body_too_large,          Errc::cost_unreadable,
-                                 Errc::cost_body_too_large,     Errc::cost_too_large,
-                                 Errc::method_not_allowed,      Errc::not_implemented,
-                                 Errc::request_timeout,         Errc::queue_full,
-                                 Errc::admission_timeout,       Errc::key_capacity,
-                                 Errc::vendor_rate_limited,     Errc::upstream_connect_failed,
-                                 Errc::upstream_tls_failed,     Errc::upstream_protocol_error,
-                                 Errc::upstream_closed,         Errc::upstream_timeout,
-                                 Errc::upstream_busy,           Errc::shutting_down,
-                                 Errc::shared_state_unavailable};
+constexpr Errc kRoutedCodes[] = {Errc::malformed_request,
+                                 Errc::header_too_large,
+                                 Errc::body_too_large,
+                                 Errc::cost_unreadable,
+                                 Errc::cost_body_too_large,
+                                 Errc::cost_too_large,
+                                 Errc::method_not_allowed,
+                                 Errc::not_implemented,
+                                 Errc::request_timeout,
+                                 Errc::queue_full,
+                                 Errc::admission_timeout,
+                                 Errc::key_capacity,
+                                 Errc::vendor_rate_limited,
+                                 Errc::upstream_connect_failed,
+                                 Errc::upstream_tls_failed,
+                                 Errc::upstream_protocol_error,
+                                 Errc::upstream_closed,
+                                 Errc::upstream_timeout,
+                                 Errc::upstream_busy,
+                                 Errc::shutting_down,
+                                 Errc::shared_state_unavailable,
+                                 Errc::unknown_priority};
 
 std::uint64_t load(const std::atomic<std::uint64_t>& a) {
     return a.load(std::memory_order_relaxed);

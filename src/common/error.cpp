@@ -48,6 +48,7 @@ std::string_view error_code_name(Errc e) noexcept {
         case Errc::cost_unreadable: return "cost_unreadable";
         case Errc::cost_body_too_large: return "cost_body_too_large";
         case Errc::cost_too_large: return "cost_too_large";
+        case Errc::unknown_priority: return "unknown_priority";
     }
     return "unknown";
 }
@@ -57,7 +58,8 @@ unsigned error_http_status(Errc e) noexcept {
         case Errc::ok: return 200;
         case Errc::no_route: return 404;
         case Errc::malformed_request:
-        case Errc::cost_unreadable: return 400;
+        case Errc::cost_unreadable:
+        case Errc::unknown_priority: return 400;
         case Errc::header_too_large: return 431;
         case Errc::body_too_large:
         case Errc::cost_body_too_large: return 413;

@@ -19,4 +19,27 @@ const LimitConfig* Config::find_limit(std::string_view name) const {
     return nullptr;
 }
 
+// On the request path: a handful of classes, and a few weights (a linear scan beats a hash there).
+std::optional<std::size_t> PriorityConfig::find(std::string_view name) const {
+    for (std::size_t i = 0; i < classes.size(); ++i) {
+        if (classes[i] == name) return i;
+    }
+    return std::nullopt;
+}
+
+std::int64_t FairShareConfig::weight_of(std::string_view caller) const noexcept {
+    for (const auto& [name, weight] : weights) {
+        if (name == caller) return weight;
+    }
+    return default_weight;
+}
+
+std::optional<std::size_t> request_class(const Config& config, const RouteConfig& route,
+                                         std::optional<std::string_view> asked) {
+    const auto& priorities = config.priorities;
+    if (!priorities.enabled()) return 0;
+    if (asked) return priorities.find(*asked);
+    return route.priority.value_or(priorities.default_class);
+}
+
 }  // namespace sluice::config

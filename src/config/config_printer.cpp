@@ -223,7 +223,7 @@ void print_body_cost(YAML::Emitter& out, const BodyCostConfig& body) {
     out << YAML::EndMap;
 }
 
-void print_limit(YAML::Emitter& out, const LimitConfig& limit) {
+void print_limit(YAML::Emitter& out, const LimitConfig& limit, const PriorityConfig& priorities) {
     out << YAML::Key << limit.name << YAML::Value << YAML::BeginMap;
     out << YAML::Key << "algorithm" << YAML::Value << algorithm_name(limit.algorithm);
     out << YAML::Key << "limit" << YAML::Value << limit.limit;
@@ -294,10 +294,49 @@ void print_limit(YAML::Emitter& out, const LimitConfig& limit) {
             out << YAML::Key << "vendor_limit_type" << YAML::Value << limit.feedback.vendor_limit_type;
         out << YAML::EndMap;
     }
+    if (!limit.class_shares.empty()) {
+        out << YAML::Key << "classes" << YAML::Value << YAML::BeginMap;
+        for (const auto& share : limit.class_shares) {
+            out << YAML::Key << priorities.classes[share.class_index] << YAML::Value << YAML::Flow
+                << YAML::BeginMap;
+            if (share.max_share)
+                out << YAML::Key << "max_share" << YAML::Value << std::to_string(*share.max_share) + "%";
+            if (share.reserve)
+                out << YAML::Key << "reserve" << YAML::Value << std::to_string(*share.reserve) + "%";
+            out << YAML::EndMap;
+        }
+        out << YAML::EndMap;
+    }
+    if (const auto& fair = limit.fair_share) {
+        out << YAML::Key << "fair_share" << YAML::Value << YAML::BeginMap;
+        out << YAML::Key << "caller" << YAML::Value;
+        if (fair->caller == FairShareConfig::Caller::listener) {
+            out << "listener";
+        } else {
+            out << YAML::Flow << YAML::BeginMap << YAML::Key << "header" << YAML::Value << fair->header
+                << YAML::EndMap;
+        }
+        if (!fair->weights.empty()) {
+            out << YAML::Key << "weights" << YAML::Value << YAML::Flow << YAML::BeginMap;
+            for (const auto& [name, weight] : fair->weights)
+                out << YAML::Key << name << YAML::Value << weight;
+            out << YAML::EndMap;
+        }
+        out << YAML::Key << "default_weight" << YAML::Value << fair->default_weight;
+        out << YAML::EndMap;
+    }
     out << YAML::EndMap;
 }
 
-void print_route(YAML::Emitter& out, const RouteConfig& route) {
+void print_priorities(YAML::Emitter& out, const PriorityConfig& priorities) {
+    out << YAML::Key << "priorities" << YAML::Value << YAML::BeginMap;
+    flow_list(out, "classes", priorities.classes);
+    out << YAML::Key << "default" << YAML::Value << priorities.classes[priorities.default_class];
+    out << YAML::Key << "aging" << YAML::Value << format_duration(priorities.aging);
+    out << YAML::EndMap;
+}
+
+void print_route(YAML::Emitter& out, const RouteConfig& route, const PriorityConfig& priorities) {
     out << YAML::BeginMap;
     out << YAML::Key << "name" << YAML::Value << route.name;
     const auto& m = route.match;
@@ -318,6 +357,7 @@ void print_route(YAML::Emitter& out, const RouteConfig& route) {
     out << YAML::Key << "non_idempotent" << YAML::Value << route.retry.non_idempotent;
     out << YAML::Key << "max_attempts" << YAML::Value << route.retry.max_attempts;
     out << YAML::EndMap;
+    if (route.priority) out << YAML::Key << "priority" << YAML::Value << priorities.classes[*route.priority];
     out << YAML::EndMap;
 }
 
@@ -366,15 +406,19 @@ std::string print_config(const Config& config) {
     out << YAML::Key << "upstreams" << YAML::Value << YAML::BeginMap;
     for (const auto& upstream : config.upstreams) print_upstream(out, upstream);
     out << YAML::EndMap;
+    if (config.priorities.enabled()) print_priorities(out, config.priorities);
     if (!config.limits.empty()) {
         out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
-        for (const auto& limit : config.limits) print_limit(out, limit);
+        // A cap's or a reserve's own limit is derived again from its parent's `classes` at load.
+        for (const auto& limit : config.limits) {
+            if (!limit.derived_from) print_limit(out, limit, config.priorities);
+        }
         out << YAML::EndMap;
     }
     out << YAML::Key << "queue" << YAML::Value;
     print_queue(out, config.queue_defaults);
     out << YAML::Key << "routes" << YAML::Value << YAML::BeginSeq;
-    for (const auto& route : config.routes) print_route(out, route);
+    for (const auto& route : config.routes) print_route(out, route, config.priorities);
     out << YAML::EndSeq;
     out << YAML::EndMap;
     return header + out.c_str() + "\n";

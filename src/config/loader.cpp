@@ -522,8 +522,8 @@ bool is_wildcard(const Endpoint& endpoint) {
 
 // ---------------------------------------------------------------------------
 
-const std::vector<std::string> kTopKeys{"server", "listeners", "upstreams", "limits",
-                                        "queue",  "routes",    "vendors",   "presets_dir"};
+const std::vector<std::string> kTopKeys{"server", "listeners", "upstreams",   "limits",    "queue",
+                                        "routes", "vendors",   "presets_dir", "priorities"};
 const std::vector<std::string> kVendorKeys{"preset",   "path_prefix", "listeners", "hosts", "tier",
                                            "upstream", "upstreams",   "limits",    "queue", "retry"};
 const std::vector<std::string> kPresetKeys{"upstream", "upstreams", "limits",
@@ -574,8 +574,11 @@ const std::vector<std::string> kLimitFeedbackKeys{"vendor_limit", "vendor_limit_
 const std::vector<std::string> kRetryKeys{"on_vendor_429", "non_idempotent", "max_attempts"};
 const std::vector<std::string> kTlsKeys{"verify", "ca_file", "server_name"};
 const std::vector<std::string> kLimitKeys{
-    "algorithm", "limit", "window", "rate",    "burst",    "utc_offset", "time_zone",
-    "margin",    "key",   "cost",   "enforce", "max_keys", "feedback",   "on_redis_failure"};
+    "algorithm", "limit", "window",  "rate",     "burst",    "utc_offset",       "time_zone", "margin",
+    "key",       "cost",  "enforce", "max_keys", "feedback", "on_redis_failure", "classes",   "fair_share"};
+const std::vector<std::string> kPrioritiesKeys{"classes", "default", "aging"};
+const std::vector<std::string> kClassShareKeys{"max_share", "reserve"};
+const std::vector<std::string> kFairShareKeys{"caller", "weights", "default_weight"};
 const std::vector<std::string> kKeySourceKeys{"header", "query", "path_param", "group_by"};
 const std::vector<std::string> kGroupByKeys{"file", "groups", "unmapped"};
 const std::vector<std::string> kCostKeys{"header", "default", "max", "body", "settle"};
@@ -583,7 +586,7 @@ const std::vector<std::string> kBodyCostKeys{"array_length", "number", "max_byte
 const std::vector<std::string> kSettleKeys{"header", "body"};
 const std::vector<std::string> kQueueKeys{"max_depth", "max_wait"};
 const std::vector<std::string> kRouteKeys{"name",   "match", "strip_prefix", "upstream",
-                                          "limits", "queue", "retry"};
+                                          "limits", "queue", "retry",        "priority"};
 const std::vector<std::string> kMatchKeys{"listener", "host", "methods", "path_prefix", "path"};
 
 // Indexed by config::Algorithm: keep the order of the enum.
@@ -604,7 +607,8 @@ std::vector<std::string> limit_keys_for(Algorithm algorithm) {
         case Algorithm::concurrency:
         case Algorithm::vendor_gate: break;  // not selectable in YAML (not in kAlgorithmNames)
     }
-    keys.insert(keys.end(), {"key", "cost", "enforce", "max_keys", "feedback", "on_redis_failure"});
+    keys.insert(keys.end(), {"key", "cost", "enforce", "max_keys", "feedback", "on_redis_failure", "classes",
+                             "fair_share"});
     return keys;
 }
 
@@ -889,10 +893,12 @@ private:
         read_server(top.get("server"));
         resolve_state_dir();
         read_listeners(top.get("listeners"));
+        if (const auto v = top.get("priorities"); v && !v->is_null()) read_priorities(*v);
         if (const auto v = top.get("vendors")) expand_vendors(*v, top.get("presets_dir"));
         read_upstreams(top);
         read_limits(top.get("limits"));
         read_vendor_limits();
+        derive_class_limits();
         if (const auto queue = top.get("queue")) config_->queue_defaults = read_queue(*queue, QueueConfig{});
         read_routes(top);
         apply_time_scale();
@@ -1616,6 +1622,7 @@ private:
             const auto ns = static_cast<double>(d.count()) / options_.time_scale;
             return Duration(static_cast<Duration::rep>(ns));
         };
+        config_->priorities.aging = std::max(scaled(config_->priorities.aging), Duration(1));
         for (auto& limit : config_->limits) {
             if (limit.algorithm == Algorithm::concurrency) continue;
             limit.window = std::max(scaled(limit.window), Duration(1));
@@ -1887,6 +1894,8 @@ private:
         if (const auto v = map.get("enforce")) limit.enforce = v->boolean();
         if (const auto v = map.get("max_keys")) limit.max_keys = v->integer(1);
         if (const auto v = map.get("feedback")) limit.feedback = read_limit_feedback(*v);
+        if (const auto v = map.get("classes")) limit.class_shares = read_class_shares(*v);
+        if (const auto v = map.get("fair_share")) limit.fair_share = read_fair_share(*v);
         if (const auto v = map.get("on_redis_failure")) {
             constexpr std::string_view expected = "local, deny or allow";
             const auto policy = v->text(expected);
@@ -1901,6 +1910,170 @@ private:
             }
         }
         return limit;
+    }
+
+    // ---- priorities (docs/priorities.md) -----------------------------------------
+    void read_priorities(const Node& node) {
+        auto& priorities = config_->priorities;
+        const Map map(node, kPrioritiesKeys);
+        constexpr std::string_view expected =
+            "a list of class names, highest first, e.g. classes: [interactive, default, batch]";
+        const auto classes = map.require("classes", expected);
+        const auto items = classes.items(expected);
+        if (items.empty()) classes.fail("no classes", expected);
+        if (items.size() > 16) classes.fail(std::to_string(items.size()) + " classes", "at most 16 classes");
+        for (const auto& item : items) {
+            const auto name = item.name("a class");
+            if (priorities.find(name)) item.fail("duplicate class " + echoed(name), "each class once");
+            priorities.classes.push_back(name);
+        }
+        priorities.default_class = priorities.classes.size() / 2;  // the middle one, e.g. `default` of three
+        if (const auto v = map.get("default")) priorities.default_class = class_index(*v);
+        if (const auto v = map.get("aging")) priorities.aging = v->duration(Sign::positive, kMaxWait);
+    }
+
+    // A class name, resolved against `priorities.classes`.
+    std::size_t class_index(const Node& node) const {
+        const auto& classes = config_->priorities.classes;
+        if (classes.empty()) {
+            node.fail("a class, but there is no top-level 'priorities' section",
+                      "priorities: {classes: [...]} naming the classes first");
+        }
+        const auto expected = "one of " + join(classes);
+        const auto name = node.text(expected);
+        const auto found = config_->priorities.find(name);
+        if (!found) node.fail("unknown class " + echoed(name) + suggestion(name, classes), expected);
+        return *found;
+    }
+
+    // "70%": a share of a limit, strictly between none and all of it.
+    static unsigned percentage(const Node& node) {
+        constexpr std::string_view expected = "a percentage from 1% to 99%, e.g. 70%";
+        const auto text = node.text(expected);
+        unsigned value = 0;
+        const char* first = text.data();
+        const char* last = first + text.size();
+        const auto [end, ec] = std::from_chars(first, last, value);
+        if (text.empty() || ec != std::errc() || end + 1 != last || *end != '%') {
+            node.fail(echoed(text) + " is not a percentage", expected);
+        }
+        if (value < 1 || value > 99) node.fail(echoed(text) + " is out of range", expected);
+        return value;
+    }
+
+    std::vector<ClassShare> read_class_shares(const Node& node) const {
+        const Map classes(node, {}, "class");
+        std::vector<ClassShare> shares;
+        unsigned reserved = 0;
+        for (const auto& entry : classes.entries()) {
+            ClassShare share;
+            share.class_index = class_index(entry.key_node);
+            const Node value = entry.value.renamed(node.child_path(entry.key));
+            const Map map(value, kClassShareKeys);
+            if (map.entries().empty()) value.fail("no share", "max_share, reserve, or both");
+            if (const auto v = map.get("max_share")) share.max_share = percentage(*v);
+            if (const auto v = map.get("reserve")) {
+                share.reserve = percentage(*v);
+                reserved += *share.reserve;
+                if (reserved > 99) {
+                    v->fail("the reserves add up to " + std::to_string(reserved) + "%",
+                            "reserves that together leave some room (at most 99%)");
+                }
+            }
+            if (share.max_share && share.reserve && *share.reserve > *share.max_share) {
+                value.fail("reserve " + std::to_string(*share.reserve) + "% is more than max_share " +
+                               std::to_string(*share.max_share) + "%",
+                           "a reserve no larger than the class's cap");
+            }
+            shares.push_back(share);
+        }
+        return shares;
+    }
+
+    FairShareConfig read_fair_share(const Node& node) const {
+        FairShareConfig fair;
+        const Map map(node, kFairShareKeys);
+        constexpr std::string_view expected = "listener, or {header: NAME} (e.g. {header: X-Caller})";
+        const auto caller = map.require("caller", expected);
+        if (caller.is_scalar()) {
+            if (caller.text(expected) != "listener")
+                caller.fail("unknown caller " + echoed(caller.text("")), expected);
+            fair.caller = FairShareConfig::Caller::listener;
+        } else {
+            const Map header(caller, {"header"});
+            const auto name = header.require("header", expected);
+            fair.caller = FairShareConfig::Caller::header;
+            fair.header = name.text("a header name");
+            if (!is_http_token(fair.header)) name.fail_expected("a header name (an HTTP token)");
+        }
+        constexpr std::int64_t kMaxWeight = 1000;
+        if (const auto v = map.get("weights")) {
+            const Map weights(*v, {}, "caller");
+            std::vector<std::string> listeners;
+            for (const auto& l : config_->listeners) listeners.push_back(l.name);
+            for (const auto& entry : weights.entries()) {
+                if (fair.caller == FairShareConfig::Caller::listener &&
+                    std::find(listeners.begin(), listeners.end(), entry.key) == listeners.end()) {
+                    entry.key_node.fail(
+                        "unknown listener " + echoed(entry.key) + suggestion(entry.key, listeners),
+                        "one of " + join(listeners));
+                }
+                fair.weights.emplace_back(entry.key, entry.value.integer(1, kMaxWeight));
+            }
+        }
+        if (const auto v = map.get("default_weight")) fair.default_weight = v->integer(1, kMaxWeight);
+        fair.total_weight = fair.default_weight;
+        for (const auto& [name, weight] : fair.weights) fair.total_weight += weight;
+        return fair;
+    }
+
+    // Each cap and reserve becomes an ordinary limit (config.hpp, LimitConfig::derived_from), so
+    // the all-or-nothing admission holds them with every guarantee the limiters give, and the
+    // state file, Redis, metrics and reloads treat them as they treat any limit.
+    void derive_class_limits() {
+        const std::size_t file_limits = config_->limits.size();
+        const auto& classes = config_->priorities.classes;
+        const std::uint64_t all = (std::uint64_t{1} << classes.size()) - 1;
+        for (std::size_t parent = 0; parent < file_limits; ++parent) {
+            for (const ClassShare share : config_->limits[parent].class_shares) {
+                const auto& name = classes[share.class_index];
+                const std::uint64_t own = std::uint64_t{1} << share.class_index;
+                if (share.max_share) derive(parent, "/class:" + name, *share.max_share, own, "max_share");
+                if (share.reserve)
+                    derive(parent, "/reserve:" + name, 100 - *share.reserve, all & ~own, "reserve");
+            }
+        }
+    }
+
+    void derive(std::size_t parent_index, const std::string& suffix, unsigned percent, std::uint64_t counted,
+                std::string_view what) {
+        LimitConfig limit = config_->limits[parent_index];
+        const auto scaled = [&](std::int64_t units) {
+            return units * static_cast<std::int64_t>(percent) / 100;
+        };
+        const auto fail_small = [&](std::int64_t units, std::string_view of) {
+            throw ConfigError(limit.location, "limit " + echoed(limit.name) +
+                                                  " classes: " + std::string(what) + " gives " +
+                                                  suffix.substr(1) + " " + std::to_string(percent) + "% of " +
+                                                  std::string(of) + " " + std::to_string(units) +
+                                                  ", less than one unit; expected a larger limit or share");
+        };
+        if (scaled(limit.limit) < 1) fail_small(limit.limit, "limit");
+        limit.limit = scaled(limit.limit);
+        if (limit.algorithm == Algorithm::token_bucket) {
+            if (scaled(limit.burst) < 1) fail_small(limit.burst, "burst");
+            limit.burst = scaled(limit.burst);
+        }
+        limit.name += suffix;
+        limit.class_shares.clear();
+        limit.fair_share.reset();
+        limit.derived.clear();
+        // Vendor signals describe the vendor's limit, the parent: a derived share matches none.
+        limit.feedback = LimitFeedback{};
+        limit.derived_from = parent_index;
+        limit.counted_classes = counted;
+        config_->limits[parent_index].derived.push_back(config_->limits.size());
+        config_->limits.push_back(std::move(limit));
     }
 
     // Which of the vendor's limits this one is (docs/feedback.md, "Which limit a signal describes").
@@ -2268,6 +2441,19 @@ private:
         route.queue = config_->queue_defaults;
         if (const auto v = fields.get("queue")) route.queue = read_queue(*v, config_->queue_defaults);
         if (const auto v = fields.get("retry")) route.retry = read_retry(*v);
+        if (const auto v = fields.get("priority")) route.priority = class_index(*v);
+        // One fair-shared limit per route: a request has one place among its callers.
+        const LimitConfig* fair = nullptr;
+        for (const auto index : route.limit_indexes) {
+            const LimitConfig& limit = config_->limits[index];
+            if (!limit.fair_share) continue;
+            if (fair) {
+                fields.require("limits", "")
+                    .fail("two fair-shared limits, " + echoed(fair->name) + " and " + echoed(limit.name),
+                          "at most one limit with fair_share per route");
+            }
+            fair = &limit;
+        }
         return route;
     }
 

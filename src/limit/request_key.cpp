@@ -147,14 +147,9 @@ std::string cost_too_large_message(const config::LimitConfig& limit, std::int64_
            "); split it into smaller requests";
 }
 
-std::string header_cost_refusal(const config::Config& config, const config::RouteConfig& route,
-                                const std::vector<LimitUse>& uses) {
-    for (std::size_t i = 0; i < route.limit_indexes.size() && i < uses.size(); ++i) {
-        const auto& limit = config.limits[route.limit_indexes[i]];
-        if (limit.cost.header.empty()) continue;
-        if (auto refusal = cost_too_large_message(limit, uses[i].cost); !refusal.empty()) return refusal;
-    }
-    return {};
+std::string header_cost_refusal(const config::Config& config, const UseMarks& marks) {
+    if (!marks.too_costly) return {};
+    return cost_too_large_message(config.limits[*marks.too_costly], marks.too_costly_units);
 }
 
 std::optional<std::int64_t> parse_unit_count(std::string_view v) noexcept {

@@ -27,6 +27,7 @@ Outcome outcome_of(Errc code) noexcept {
         case Errc::cost_unreadable:
         case Errc::cost_body_too_large:
         case Errc::cost_too_large:
+        case Errc::unknown_priority:
         case Errc::method_not_allowed:
         case Errc::not_implemented:
         case Errc::request_timeout: return Outcome::client_error;

@@ -530,15 +530,35 @@ void ClientSession::handle_request() {
     limit::RequestAttributes attributes{method_, intake.query, &match->params, [&req](std::string_view name) {
                                             return find_field(req.base(), name);
                                         }};
+    // The request's class (docs/priorities.md): the client's Sluice-Priority, else the route's,
+    // else the default class. Without `priorities` the header means nothing (and, like every
+    // Sluice-* header, is never forwarded).
+    const auto& priorities = config().priorities;
+    priority_class_ = 0;
+    if (priorities.enabled()) {
+        const auto asked = find_field(req.base(), "Sluice-Priority");
+        const auto found = config::request_class(config(), route_config, asked);
+        if (!found) {
+            runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
+            std::string known;
+            for (const auto& name : priorities.classes) known += (known.empty() ? "" : ", ") + name;
+            return send_synthetic(make_error_response(Errc::unknown_priority,
+                                                      "Sluice-Priority names no class: got " +
+                                                          printable_excerpt(*asked, 64) +
+                                                          ", expected one of " + known,
+                                                      version_, false));
+        }
+        priority_class_ = *found;
+    }
     limit::collect_limit_uses(
-        config(), route_config, attributes,
+        config(), route_config, attributes, priority_class_, config().listeners[listener_index_].name,
         [&runtime = *runtime_](std::size_t limit_index) { return runtime.limit_slot(limit_index); },
-        runtime_->vendor_gate_index(upstream_index_), uses_);
+        runtime_->vendor_gate_index(upstream_index_), uses_, use_marks_);
     body_costs_ = false;
     settles_costs_ = false;
     settle_body_limit_ = 0;
     held_body_limit_ = config().server.max_buffered_body_bytes;
-    if (auto refusal = limit::header_cost_refusal(config(), route_config, uses_); !refusal.empty()) {
+    if (auto refusal = limit::header_cost_refusal(config(), use_marks_); !refusal.empty()) {
         // Never clamped: counting less than the client says would let the vendor see more.
         runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
         return send_synthetic(make_error_response(Errc::cost_too_large, refusal, version_,
@@ -751,8 +771,8 @@ void ClientSession::fail_request_body(beast::error_code ec) {
 // ---------------------------------------------------------------- admission
 
 void ClientSession::request_admission(Nanos max_wait) {
-    const auto& route_config = config().routes[route_index_];
-    queue::AdmissionRequest request{route_index_, uses_, max_wait, route_config.queue.max_depth};
+    auto request =
+        queue::make_admission_request(config(), route_index_, uses_, use_marks_, priority_class_, max_wait);
     const auto admission = runtime_->limits->submit(std::move(request), socket_.get_executor(), [this] {
         return [self = shared_from_this()](const queue::Admission& decided) {
             self->guarded([&] { self->on_queued_decision(decided); });

@@ -1,9 +1,12 @@
 // How the controller keeps waiting requests cheap:
 // - one FIFO std::list per queue (route + its (limit, key) list) and a ticket
 //   index into it, so a cancel anywhere is O(1);
-// - one WaitingUnits (Fenwick tree) per enforced (limit, key) with units
-//   waiting, so "units that arrived before this request on this key" is
-//   O(log n): it is the `ahead` of every probe, for newcomers and heads alike;
+// - one WaitingUnits (Fenwick tree) per enforced (limit, key) and band with
+//   units waiting, so "units ordered before this request on this key" is
+//   O(log n) per band: it is the `ahead` of every probe, for newcomers and heads
+//   alike. Within a band the admission order is the arrival order; another
+//   band's units ordered before are found by a binary search on their orders.
+//   Without classes or fair shares every line has one band (the old cost);
 // - the queue heads in a std::set ordered by the time each may first become
 //   admissible (its limiters' earliest, a lower bound), so poll() probes only
 //   the heads that are due, and next_wakeup() is the first of them or the
@@ -29,6 +32,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <deque>
 #include <list>
 #include <set>
 #include <unordered_map>
@@ -45,13 +49,12 @@ using limit::Decision;
 using limit::KeyHash;
 using limit::LimitUse;
 
-// The order in which waiting requests compete for shared capacity. Today it is
-// the arrival sequence alone; priority classes would become a leading member
-// (and the units counted "ahead" would then be those of requests ordered before).
-struct AdmissionOrder {
-    std::uint64_t seq = 0;
-    bool operator<(const AdmissionOrder& other) const { return seq < other.seq; }
-};
+// The order in which waiting requests compete for shared capacity: arrival
+// moved later by the request's handicap (its priority class, its caller's
+// fair-share tag), then the arrival sequence. Without classes or fair shares it
+// is the arrival order. Fixed at arrival, so the units counted "ahead" of a
+// request are those of the requests ordered before it, whenever it is asked.
+using AdmissionOrder = WaitOrder;
 
 struct LineKey {
     std::size_t limit_index = 0;
@@ -78,15 +81,28 @@ struct LineKeyHash {
 // A queue's identity: the route and every (limit, key) its requests use, so two
 // requests share a queue exactly when they compete for the same permits in the
 // same way, and FIFO among them never makes one wait for a limit it does not use.
+// A band: the requests whose admission order is their arrival order (one class,
+// and one caller of one fair-shared limit). Requests of different bands never
+// share a queue, so within a queue the admission order is the arrival order.
+struct BandId {
+    Nanos handicap{0};         // the class's
+    std::uint64_t caller = 0;  // fair share: mixes the group and the caller; 0 without
+    // A queue's: AdmissionRequest::yields. A line's band: 1 if its requests yield on that line.
+    std::uint64_t yields = 0;
+    bool operator==(const BandId&) const = default;
+};
+
 struct QueueKey {
     std::size_t route_index = 0;
     std::vector<LineKey> lines;
+    BandId band;
     bool operator==(const QueueKey&) const = default;
 };
 
 struct QueueKeyHash {
     std::size_t operator()(const QueueKey& k) const noexcept {
-        std::size_t h = mix(k.route_index);
+        std::size_t h = mix(k.route_index ^ static_cast<std::uint64_t>(k.band.handicap.count()) ^
+                            k.band.caller ^ k.band.yields);
         for (const LineKey& line : k.lines) h = mix(h ^ LineKeyHash{}(line));
         return h;
     }
@@ -124,12 +140,14 @@ bool tighter(const Decision& a, std::int64_t cost_a, const Decision& b, std::int
 
 struct AdmissionController::Impl {
     struct Queue;
+    struct Line;
 
     // One use of a waiting request. The position is a WaitingUnits handle, so a
     // WaitingUse must not move while queued (the vector is sized once).
     struct WaitingUse {
         LimitUse use;
-        WaitingUnits* line = nullptr;  // null for shadow limits: they hold nobody back
+        Line* line = nullptr;          // null for shadow limits: they hold nobody back
+        WaitingUnits* band = nullptr;  // its band's units in `line`
         WaitingUnits::Position position = 0;
         // Its place among the requests waiting on the limit, and on the (limit, key)
         // (enforced limits only, with `line`): the admin pages' oldest waiter.
@@ -138,10 +156,83 @@ struct AdmissionController::Impl {
         ArrivalList* key_arrivals = nullptr;
     };
 
-    // The requests waiting on one enforced (limit, key).
-    struct Line {
+    // The units of the requests of one band (one handicap) waiting on a line,
+    // in admission order (within a band, arrival order is admission order).
+    struct Band {
+        BandId id;
         WaitingUnits units;
+    };
+
+    // The requests waiting on one enforced (limit, key). Usually one band; one
+    // more per priority class (or fair-share tag) that waits there. A deque: a
+    // WaitingUse points at its band, which must not move; bands go with the line.
+    struct Line {
+        std::deque<Band> bands;
         ArrivalList arrivals;
+        std::int64_t total = 0;
+        std::size_t requests = 0;
+
+        WaitingUnits& band(BandId id) {
+            for (Band& b : bands) {
+                if (b.id == id) return b.units;
+            }
+            return bands.emplace_back(Band{id, {}}).units;
+        }
+        // Whether the units of band `b` are counted ahead of a request of band `own`: those
+        // ordered before it are, unless their band yields on this line (AdmissionRequest::yields).
+        static bool counts(const Band& b, const WaitingUnits* own) {
+            return &b.units == own || b.id.yields == 0;
+        }
+
+        // Units ordered before `order` (a request of band `own` not yet waiting: all of its own band).
+        std::int64_t ahead_of_newcomer(BandId own, WaitOrder order) const {
+            if (bands.size() == 1 && bands.front().id == own) [[likely]]
+                return total;
+            return ahead_across_bands(own, order);
+        }
+        // Out of line: the common case above stays small enough to inline into every probe.
+        [[gnu::noinline]] std::int64_t ahead_across_bands(BandId own, WaitOrder order) const {
+            std::int64_t units = 0;
+            for (const Band& b : bands) {
+                if (b.id == own) {
+                    units += b.units.total();
+                } else if (b.id.yields == 0) {
+                    units += b.units.before_order(order);
+                }
+            }
+            return units;
+        }
+        std::int64_t ahead_of(const WaitingUnits* own, WaitingUnits::Position position,
+                              WaitOrder order) const {
+            if (bands.size() == 1) return own->before(position);
+            std::int64_t units = 0;
+            for (const Band& b : bands) {
+                if (!counts(b, own)) continue;
+                units += &b.units == own ? own->before(position) : b.units.before_order(order);
+            }
+            return units;
+        }
+        Nanos min_bound_for_newcomer(BandId own, WaitOrder order) const {
+            Nanos m = kNever;
+            for (const Band& b : bands) {
+                if (b.id == own) {
+                    m = std::min(m, b.units.min_bound());
+                } else if (b.id.yields == 0) {
+                    m = std::min(m, b.units.min_bound_before_order(order));
+                }
+            }
+            return m;
+        }
+        Nanos min_bound_before(const WaitingUnits* own, WaitingUnits::Position position,
+                               WaitOrder order) const {
+            Nanos m = kNever;
+            for (const Band& b : bands) {
+                if (!counts(b, own)) continue;
+                m = std::min(m, &b.units == own ? own->min_bound_before(position)
+                                                : b.units.min_bound_before_order(order));
+            }
+            return m;
+        }
     };
 
     struct Waiter {
@@ -151,6 +242,8 @@ struct AdmissionController::Impl {
         Nanos deadline{0};
         bool deadline_is_close = false;  // the deadline is the drain's close (close_queue_at), not max_wait
         Nanos bound = kNever;  // while heading its queue: its bound in every line (see set_head_bound)
+        std::optional<std::size_t> fair_group;  // AdmissionRequest::FairShare::group
+        Nanos fair_start{0};                    // its start tag in that group
         std::vector<WaitingUse> uses;
         Queue* queue = nullptr;
     };
@@ -161,6 +254,20 @@ struct AdmissionController::Impl {
         std::size_t max_depth = 0;
         Nanos due{0};          // the head's key in `heads`, while indexed
         bool indexed = false;  // the head is in `heads` (not while a pass holds it)
+    };
+
+    // Start-time fair queueing between the callers of one fair-shared limit
+    // (docs/priorities.md). A waiter's start tag is the later of the group's
+    // virtual time and its caller's previous finish tag; its finish tag adds its
+    // step (cost / weight, in time). The virtual time is the start tag of the
+    // last waiter admitted, so a caller idle until now starts level with those
+    // being served (work conserving: no credit, no debt). While nobody of the
+    // group waits, the virtual time is the clock: tags stay comparable with the
+    // other requests' arrival times, and a new busy period starts from now.
+    struct FairGroup {
+        Nanos vtime{0};
+        std::size_t waiting = 0;
+        std::unordered_map<std::uint64_t, Nanos> finish;  // per caller; pruned when it outgrows `waiting`
     };
 
     // A queue head, keyed by when it is next worth probing: no earlier than this
@@ -332,14 +439,19 @@ struct AdmissionController::Impl {
     // `w` (false after a change that can bring heads forward, until re-probed).
     Evaluation evaluate_waiter(const Waiter& w, const Instant& now, bool may_lend) {
         const auto ahead = [&](std::size_t i) {
-            return w.uses[i].line ? w.uses[i].line->before(w.uses[i].position) : 0;
+            const WaitingUse& wu = w.uses[i];
+            return wu.line ? wu.line->ahead_of(wu.band, wu.position, w.order) : 0;
         };
         may_lend = may_lend && options.work_conserving;
         Evaluation ev = evaluate(w.uses, ahead, now, may_lend);
         if (may_lend) {
             try_lend(
                 w.uses, ev, ahead,
-                [&](std::size_t i) { return w.uses[i].line->min_bound_before(w.uses[i].position); }, now);
+                [&](std::size_t i) {
+                    const WaitingUse& wu = w.uses[i];
+                    return wu.line->min_bound_before(wu.band, wu.position, w.order);
+                },
+                now);
         }
         return ev;
     }
@@ -419,7 +531,7 @@ struct AdmissionController::Impl {
         if (w.bound == bound) return;
         w.bound = bound;
         for (const WaitingUse& wu : w.uses) {
-            if (wu.line) wu.line->set_bound(wu.position, bound);
+            if (wu.line) wu.band->set_bound(wu.position, bound);
         }
     }
 
@@ -446,11 +558,13 @@ struct AdmissionController::Impl {
             arrivals[wu.use.limit_index].erase(wu.on_limit);
             if (!wu.line) continue;
             wu.key_arrivals->erase(wu.on_key);
-            wu.line->erase(wu.position);
-            if (wu.line->empty()) lines.erase(LineKey{wu.use.limit_index, wu.use.key});
+            wu.line->total -= wu.use.cost;
+            wu.band->erase(wu.position);
+            if (--wu.line->requests == 0) lines.erase(LineKey{wu.use.limit_index, wu.use.key});
         }
         deadlines.erase({w.deadline, w.ticket});
         index.erase(w.ticket);
+        if (w.fair_group) --fair_groups[*w.fair_group].waiting;
         const bool was_head = it == q->waiters.begin();
         if (was_head) unindex_head(q);
         q->waiters.erase(it);
@@ -477,6 +591,10 @@ struct AdmissionController::Impl {
         a.at = now.mono;
         a.queue = QueueState{it->queue->waiters.size() - 1, it->queue->max_depth};
         if (reason == Errc::ok) {
+            if (it->fair_group) {
+                Nanos& vtime = fair_groups[*it->fair_group].vtime;
+                vtime = std::max(vtime, it->fair_start);
+            }
             a.shadow_would_refuse = consume_all(it->uses, now);
             a.outcome = Outcome::admitted;
             fill_tightest(a, it->uses, ev, now);
@@ -604,9 +722,13 @@ struct AdmissionController::Impl {
     // Appends a waiter to `queue` and to the lines of its keys (the caller
     // indexes a new head). Waiters are enqueued in arrival order.
     Waiter& enqueue(Queue& queue, std::size_t max_depth, TicketId ticket, AdmissionOrder order, Nanos arrived,
-                    Nanos deadline, const std::vector<LimitUse>& uses) {
+                    Nanos deadline, const std::vector<LimitUse>& uses,
+                    std::optional<std::size_t> fair_group = {}, Nanos fair_start = Nanos{0}) {
         queue.max_depth = max_depth;
         Waiter& w = queue.waiters.emplace_back();
+        w.fair_group = fair_group;
+        w.fair_start = fair_start;
+        if (fair_group) ++fair_groups[*fair_group].waiting;
         w.ticket = ticket;
         w.order = order;
         w.arrived = arrived;
@@ -620,8 +742,12 @@ struct AdmissionController::Impl {
             arrivals[wu.use.limit_index].push_back(wu.on_limit, arrived);
             if (!enforced(wu.use.limit_index)) continue;
             Line& line = lines[LineKey{wu.use.limit_index, wu.use.key}];
-            wu.line = &line.units;
-            wu.line->push(wu.use.cost, &wu.position);
+            wu.line = &line;
+            const BandId& band = queue.key->band;
+            wu.band = &line.band(BandId{band.handicap, band.caller, i < 64 ? band.yields >> i & 1 : 0});
+            wu.band->push(wu.use.cost, &wu.position, order);
+            line.total += wu.use.cost;
+            ++line.requests;
             wu.key_arrivals = &line.arrivals;
             line.arrivals.push_back(wu.on_key, arrived);
         }
@@ -652,6 +778,7 @@ struct AdmissionController::Impl {
     std::unordered_map<QueueKey, Queue, QueueKeyHash> queues;  // non-empty queues only
     std::unordered_map<LineKey, Line, LineKeyHash> lines;      // enforced (limit, key) with units waiting
     std::unordered_map<TicketId, std::list<Waiter>::iterator> index;
+    std::unordered_map<std::size_t, FairGroup> fair_groups;  // by AdmissionRequest::FairShare::group
     std::vector<std::size_t> route_queues;  // non-empty queues per route: most submits find none
     std::set<Head> heads;                   // one per queue (outside a pass), by when it is due
     std::set<std::pair<Nanos, TicketId>> deadlines;
@@ -662,6 +789,36 @@ struct AdmissionController::Impl {
     bool all_due = false;
     Nanos close_at = kNever;  // close_queue_at(): no waiter's deadline is later
 };
+
+Nanos fair_share_step(const config::LimitConfig& limit, std::int64_t cost, std::int64_t weight) {
+    constexpr double kMostNs = 86'400e9;
+    const double per_unit = limit.algorithm == config::Algorithm::concurrency
+                                ? 1e9 / static_cast<double>(std::max<std::int64_t>(limit.limit, 1))
+                                : static_cast<double>(limit.window.count()) /
+                                      static_cast<double>(std::max<std::int64_t>(limit.limit, 1));
+    const std::int64_t total = limit.fair_share ? limit.fair_share->total_weight : 1;
+    const double step = per_unit * static_cast<double>(std::max<std::int64_t>(cost, 0)) *
+                        static_cast<double>(total) / static_cast<double>(std::max<std::int64_t>(weight, 1));
+    return Nanos{static_cast<std::int64_t>(std::min(step, kMostNs))};
+}
+
+AdmissionRequest make_admission_request(const config::Config& config, std::size_t route_index,
+                                        const std::vector<limit::LimitUse>& uses,
+                                        const limit::UseMarks& marks, std::size_t priority_class,
+                                        Nanos max_wait) {
+    const auto& route = config.routes[route_index];
+    AdmissionRequest request{route_index, uses, max_wait, route.queue.max_depth};
+    if (config.priorities.enabled())
+        request.handicap = static_cast<std::int64_t>(priority_class) * config.priorities.aging;
+    request.yields = marks.yields;
+    if (marks.fair_use && *marks.fair_use < uses.size()) {
+        const auto& use = uses[*marks.fair_use];
+        request.fair_share = AdmissionRequest::FairShare{
+            use.limit_index, marks.fair_caller,
+            fair_share_step(config.limits[marks.fair_limit], use.cost, marks.fair_weight)};
+    }
+    return request;
+}
 
 AdmissionController::AdmissionController(std::vector<std::unique_ptr<limit::Limiter>> limiters,
                                          AdmissionOptions options)
@@ -674,10 +831,34 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     const auto& uses = request.uses;
     for ([[maybe_unused]] const LimitUse& use : uses) assert(use.limit_index < m.limiters.size());
 
+    // Its band, and where it starts in the admission order (before its class's handicap).
+    BandId band{request.handicap, 0, request.uses.size() <= 64 ? request.yields : 0};
+    // Its band on the line of use i.
+    const auto line_band = [&](std::size_t i) {
+        return BandId{band.handicap, band.caller, band.yields >> i & 1};
+    };
+    Nanos start = now.mono;
+    Nanos fair_finish{0};
+    Impl::FairGroup* fair = nullptr;
+    if (request.fair_share) [[unlikely]] {
+        const AdmissionRequest::FairShare& share = *request.fair_share;
+        band.caller = mix(share.caller ^ mix(share.group + 1)) | 1;  // never 0: that is "no fair share"
+        fair = &m.fair_groups[share.group];
+        if (fair->waiting == 0) {
+            // A new busy period: nobody carries credit or debt into it.
+            fair->vtime = now.mono;
+            fair->finish.clear();
+        }
+        start = fair->vtime;
+        if (const auto last = fair->finish.find(share.caller); last != fair->finish.end())
+            start = std::max(start, last->second);
+        fair_finish = saturating_add(start, share.step);
+    }
+
     // Most requests find no queue on their route, and nothing waiting at all:
     // then there is no queue key to build and no line to look up.
     const auto make_key = [&] {
-        QueueKey key{request.route_index, {}};
+        QueueKey key{request.route_index, {}, band};
         key.lines.reserve(uses.size());
         for (const LimitUse& use : uses) key.lines.push_back(LineKey{use.limit_index, use.key});
         return key;
@@ -690,14 +871,16 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     const std::size_t depth = queue ? queue->waiters.size() : 0;
 
     // Every unit waiting on one of our keys arrived before us: it is ahead, even in another queue.
-    const auto line_of = [&](std::size_t i) -> const WaitingUnits* {
+    const auto line_of = [&](std::size_t i) -> const Impl::Line* {
         if (m.lines.empty()) return nullptr;
         const auto line = m.lines.find(LineKey{uses[i].limit_index, uses[i].key});
-        return line == m.lines.end() ? nullptr : &line->second.units;
+        return line == m.lines.end() ? nullptr : &line->second;
     };
+    // Its place in the admission order, were it to wait (the sequence it would take).
+    const AdmissionOrder order{saturating_add(start, request.handicap), m.next_seq};
     const auto ahead = [&](std::size_t i) {
-        const WaitingUnits* line = line_of(i);
-        return line ? line->total() : std::int64_t{0};
+        const Impl::Line* line = line_of(i);
+        return line ? line->ahead_of_newcomer(line_band(i), order) : std::int64_t{0};
     };
     const bool may_lend = depth == 0 && !m.all_due && m.options.work_conserving;
     Impl::Evaluation ev = m.evaluate(uses, ahead, now, may_lend);
@@ -707,8 +890,8 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
         m.try_lend(
             uses, ev, ahead,
             [&](std::size_t i) {
-                const WaitingUnits* line = line_of(i);
-                return line ? line->min_bound() : kNever;
+                const Impl::Line* line = line_of(i);
+                return line ? line->min_bound_for_newcomer(line_band(i), order) : kNever;
             },
             now);
     }
@@ -726,8 +909,9 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     };
     if (ev.key_capacity) return reject(Errc::key_capacity);
     if (depth == 0 && ev.admissible) {
-        // Consuming here cannot delay any waiting head: we were admissible with
-        // all of their units counted ahead on every key we touch.
+        // Consuming here cannot delay any waiting head ordered before us: we were
+        // admissible with all of their units counted ahead on every key we touch.
+        // (Those ordered after us, a lower class, are behind us by design.)
         a.shadow_would_refuse = m.consume_all(uses, now);
         a.outcome = Outcome::admitted;
         m.fill_tightest(a, uses, ev, now);
@@ -755,16 +939,29 @@ Admission AdmissionController::submit(AdmissionRequest request, const Instant& n
     }
 
     if (!queue) queue = &m.queue_for(make_key());
-    Impl::Waiter& w = m.enqueue(*queue, request.max_depth, m.next_ticket++, AdmissionOrder{m.next_seq++},
-                                now.mono, saturating_add(now.mono, request.max_wait), uses);
+    ++m.next_seq;
+    std::optional<std::size_t> fair_group;
+    if (fair) {
+        // Only a request that waits takes its turn: one admitted at once found
+        // room that nobody ordered before it was waiting for.
+        fair_group = request.fair_share->group;
+        fair->finish[request.fair_share->caller] = fair_finish;
+        if (fair->finish.size() > 2 * fair->waiting + 64) {
+            // Callers whose last finish is not ahead of the virtual time start from it anyway.
+            std::erase_if(fair->finish, [&](const auto& entry) { return entry.second <= fair->vtime; });
+        }
+    }
+    Impl::Waiter& w = m.enqueue(*queue, request.max_depth, m.next_ticket++, order, now.mono,
+                                saturating_add(now.mono, request.max_wait), uses, fair_group, start);
     w.deadline_is_close = cut_to_close;
     for (const LimitUse& use : uses) {
         ++m.activity[use.limit_index].queued;
         m.activity[use.limit_index].queued_last_minute.add(now.mono);
     }
-    // A newcomer is behind everyone on its keys, so no other head moves. Heading
-    // a new queue, it was probed with every unit waiting on its keys ahead,
-    // exactly the units older than it: its earliest is known.
+    // A newcomer is behind everyone of its band on its keys; heads ordered after
+    // it (a lower class) now have more units ahead, so their stored times stay
+    // lower bounds. Heading a new queue, it was probed with every unit ordered
+    // before it on its keys: its earliest is known.
     if (queue->waiters.size() == 1) m.index_head(queue, wake_time(ev.wake, now), ev.bound);
 
     a.outcome = Outcome::queued;
@@ -915,8 +1112,11 @@ void AdmissionController::retire(const std::vector<Retirement>& retirements, con
         Nanos deadline;
         bool deadline_is_close;
         std::size_t route_index;
+        BandId band;
         std::size_t max_depth;
         std::vector<LimitUse> uses;
+        std::optional<std::size_t> fair_group;
+        Nanos fair_start;
     };
     std::vector<Moved> moved;
     moved.reserve(m.index.size());
@@ -927,8 +1127,11 @@ void AdmissionController::retire(const std::vector<Retirement>& retirements, con
                     it->deadline,
                     it->deadline_is_close,
                     it->queue->key->route_index,
+                    it->queue->key->band,
                     it->queue->max_depth,
-                    {}};
+                    {},
+                    it->fair_group,
+                    it->fair_start};
         for (const Impl::WaitingUse& wu : it->uses) {
             LimitUse use = wu.use;
             if (m.retired[use.limit_index]) {
@@ -943,11 +1146,11 @@ void AdmissionController::retire(const std::vector<Retirement>& retirements, con
     while (!m.index.empty()) m.remove(m.index.begin()->second);
     m.heads.clear();
     for (Moved& entry : moved) {
-        QueueKey key{entry.route_index, {}};
+        QueueKey key{entry.route_index, {}, entry.band};
         for (const LimitUse& use : entry.uses) key.lines.push_back(LineKey{use.limit_index, use.key});
         Impl::Queue& queue = m.queue_for(std::move(key));
         m.enqueue(queue, entry.max_depth, entry.ticket, entry.order, entry.arrived, entry.deadline,
-                  entry.uses)
+                  entry.uses, entry.fair_group, entry.fair_start)
             .deadline_is_close = entry.deadline_is_close;
     }
     for (auto& [key, queue] : m.queues) m.index_head(&queue, Nanos::min(), Nanos::min());
@@ -1008,7 +1211,7 @@ std::optional<KeyWaiting> AdmissionController::waiting_on(std::size_t limit_inde
     const auto found = m.lines.find(LineKey{limit_index, key});
     if (found == m.lines.end()) return KeyWaiting{};
     const Impl::Line& line = found->second;
-    return KeyWaiting{line.units.size(), line.units.total(), line.arrivals.oldest_arrival()};
+    return KeyWaiting{line.requests, line.total, line.arrivals.oldest_arrival()};
 }
 
 std::size_t AdmissionController::queue_count() const {

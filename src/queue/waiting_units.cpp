@@ -12,14 +12,14 @@ constexpr std::size_t lowbit(std::size_t i) {
 
 }  // namespace
 
-void WaitingUnits::push(std::int64_t units, Position* handle) {
+void WaitingUnits::push(std::int64_t units, Position* handle, WaitOrder order) {
     // Compact once holes outnumber live entries: amortised O(1) per push, and
     // memory proportional to what is waiting, not to what has passed through.
     if (slots_.size() >= 2 * live_ + 16) compact();
     const std::size_t i = slots_.size() + 1;  // 1-based Fenwick index of the new slot
     // tree_[i - 1] covers (i - lowbit(i), i]: the new slot plus a range that already exists.
     tree_.push_back(units + prefix(i - 1) - prefix(i - lowbit(i)));
-    slots_.push_back(Slot{units, handle, kNever});
+    slots_.push_back(Slot{units, handle, kNever, order});
     // The new leaf is already kNever (never set, or cleared by erase); only a full tree grows.
     if (tracking_ && slots_.size() > leaves_) build_bounds();
     *handle = i - 1;
@@ -32,7 +32,7 @@ void WaitingUnits::erase(Position position) {
     add(position, -slot.units);
     total_ -= slot.units;
     if (slot.bound != kNever) set_bound(position, kNever);
-    slot = Slot{};
+    slot = Slot{0, nullptr, kNever, slot.order};
     if (--live_ == 0) {
         slots_.clear();
         tree_.clear();
@@ -44,6 +44,22 @@ void WaitingUnits::erase(Position position) {
 
 std::int64_t WaitingUnits::before(Position position) const {
     return prefix(position);
+}
+
+std::size_t WaitingUnits::order_position(WaitOrder order) const {
+    const auto found = std::lower_bound(slots_.begin(), slots_.end(), order,
+                                        [](const Slot& slot, const WaitOrder& o) { return slot.order < o; });
+    return static_cast<std::size_t>(found - slots_.begin());
+}
+
+std::int64_t WaitingUnits::before_order(WaitOrder order) const {
+    if (live_ == 0) return 0;
+    return prefix(order_position(order));
+}
+
+Nanos WaitingUnits::min_bound_before_order(WaitOrder order) const {
+    if (live_ == 0) return kNever;
+    return min_bound_before(order_position(order));
 }
 
 void WaitingUnits::set_bound(Position position, Nanos bound) {

@@ -24,6 +24,7 @@ namespace {
 
 // The header a client shortens its wait with (client_session.cpp reads the same one).
 constexpr std::string_view kMaxWaitHeader = "Sluice-Max-Wait";
+constexpr std::string_view kPriorityHeader = "Sluice-Priority";
 // A poll at `now` that decided nothing while next_wakeup() still says `now` would spin: the
 // daemon's timer would fire again a moment later, so the simulated clock moves on by this.
 constexpr Nanos kTimerGranularity{1'000};
@@ -433,6 +434,7 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
     };
 
     std::vector<limit::LimitUse> uses;
+    limit::UseMarks marks;
     std::size_t next_arrival = 0;
     Nanos now = result.first_arrival;
     Nanos spin_guard_at = kNever;  // a poll at this time decided nothing
@@ -481,10 +483,20 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         limit::RequestAttributes attributes{
             request.method, request.query, &match->params,
             [&request](std::string_view name) { return find_header(request, name); }};
+        // Its priority class (docs/priorities.md): the daemon answers 400 to a class it does not know.
+        const auto priority_class =
+            config::request_class(config, route_config, find_header(request, kPriorityHeader));
+        if (!priority_class) {
+            outcome.verdict = Verdict::refused;
+            outcome.reason = Errc::unknown_priority;
+            count_code(result.refused, error_code_name(Errc::unknown_priority));
+            continue;
+        }
         limit::collect_limit_uses(
-            config, route_config, attributes, [](std::size_t limit_index) { return limit_index; },
-            gate_slot(route_config.upstream_index), uses);
-        if (!limit::header_cost_refusal(config, route_config, uses).empty()) {
+            config, route_config, attributes, *priority_class, config.listeners[options.listener_index].name,
+            [](std::size_t limit_index) { return limit_index; }, gate_slot(route_config.upstream_index), uses,
+            marks);
+        if (!limit::header_cost_refusal(config, marks).empty()) {
             // The daemon answers 422 at once, counted on no limit and never forwarded.
             outcome.verdict = Verdict::refused;
             outcome.reason = Errc::cost_too_large;
@@ -508,7 +520,7 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
             tracks[use.limit_index].used = true;
         }
         const auto admission = controller.submit(
-            queue::AdmissionRequest{match->route_index, uses, max_wait, route_config.queue.max_depth},
+            queue::make_admission_request(config, match->route_index, uses, marks, *priority_class, max_wait),
             instant(now));
         spin_guard_at = kNever;
         if (admission.outcome == queue::Outcome::queued) {

@@ -37,7 +37,8 @@ enum class Errc {
     cost_unreadable,      // 400: the body is not JSON, or has no non-negative integer / array at the pointer
     cost_body_too_large,  // 413: the body is too large to read its cost (over the limit's
                           // cost.body.max_bytes)
-    cost_too_large,  // 422: the cost is above the limit's cost.max or above what the limit can ever admit
+    cost_too_large,    // 422: the cost is above the limit's cost.max or above what the limit can ever admit
+    unknown_priority,  // 400: the Sluice-Priority header names no class of `priorities` (docs/priorities.md)
 };
 
 const std::error_category& sluice_category() noexcept;

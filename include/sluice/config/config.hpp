@@ -270,6 +270,38 @@ enum class RedisFailurePolicy : std::uint8_t {
     allow,  // fail open: only the limits held in this process apply (never a default)
 };
 
+// Priority classes (docs/priorities.md, the top-level `priorities`). Absent: every request is of
+// one class and waits in arrival order, as without this section.
+struct PriorityConfig {
+    std::vector<std::string> classes;  // highest first; empty: no classes
+    std::size_t default_class = 0;  // index into classes: a request that names none, on a route without one
+    // A waiting request competes as if it had arrived (class index * aging) later: a lower class
+    // is overtaken only by higher-class requests that arrive within that much of it.
+    Duration aging = std::chrono::seconds(2);
+    bool enabled() const noexcept { return !classes.empty(); }
+    // The class named `name`, if any.
+    std::optional<std::size_t> find(std::string_view name) const;
+};
+
+// A class's share of one limit (a limit's `classes`), in percent of its `limit`.
+struct ClassShare {
+    std::size_t class_index = 0;        // into PriorityConfig::classes
+    std::optional<unsigned> max_share;  // 1..99: the class's requests take at most this much
+    std::optional<unsigned> reserve;    // 1..99: the other classes together take at most 100 - this
+};
+
+// Fair sharing of one limit between callers (a limit's `fair_share`, docs/priorities.md).
+struct FairShareConfig {
+    enum class Caller { header, listener };
+    Caller caller = Caller::header;
+    std::string header;  // Caller::header: the request header naming the caller
+    // Weights by caller name (a header value, or a listener name), file order.
+    std::vector<std::pair<std::string, std::int64_t>> weights;
+    std::int64_t default_weight = 1;  // a caller not listed (or no header)
+    std::int64_t total_weight = 1;    // the listed weights and default_weight, summed
+    std::int64_t weight_of(std::string_view caller) const noexcept;
+};
+
 struct LimitConfig {
     std::string name;
     Algorithm algorithm = Algorithm::sliding_window;
@@ -291,6 +323,15 @@ struct LimitConfig {
     std::size_t max_keys = 10'000;  // keyed limits: tracked keys at most
     LimitFeedback feedback;
     RedisFailurePolicy on_redis_failure = RedisFailurePolicy::local;
+    std::vector<ClassShare> class_shares;       // `classes`: caps and reserves (needs `priorities`)
+    std::optional<FairShareConfig> fair_share;  // `fair_share`
+    // Set by the loader for each cap and reserve: ordinary limits (same algorithm, window, key and
+    // cost, a share of `limit`) named "<limit>/class:<class>" (a cap) or "<limit>/reserve:<class>"
+    // (the room the other classes share), that only the classes in `counted_classes` consume.
+    // They follow the file's limits in Config::limits; a parent lists them in `derived`.
+    std::optional<std::size_t> derived_from;
+    std::uint64_t counted_classes = 0;  // bit i: class i (derived limits only)
+    std::vector<std::size_t> derived;   // indexes into Config::limits
     SourceLocation location;
 };
 
@@ -298,6 +339,12 @@ struct LimitConfig {
 // bucket's burst, any other limit's `limit`. A larger cost can never be admitted.
 inline std::int64_t request_capacity(const LimitConfig& limit) noexcept {
     return limit.algorithm == Algorithm::token_bucket && limit.burst > 0 ? limit.burst : limit.limit;
+}
+
+// Whether a request of class `class_index` consumes `limit`: every class consumes an ordinary
+// limit; a derived one (a class's cap, or the room a reserve leaves) only the classes it counts.
+inline bool counts_class(const LimitConfig& limit, std::size_t class_index) noexcept {
+    return !limit.derived_from || (limit.counted_classes >> class_index & 1) != 0;
 }
 
 struct RouteMatch {
@@ -327,6 +374,8 @@ struct RouteConfig {
     std::vector<std::size_t> listener_indexes;  // into Config::listeners, same order as match.listeners
     QueueConfig queue;  // the top-level `queue` defaults with this route's overrides applied
     RetryConfig retry;
+    std::optional<std::size_t>
+        priority;  // `priority`: the route's default class (into PriorityConfig::classes)
     SourceLocation location;
 };
 
@@ -358,9 +407,16 @@ struct Config {
     QueueConfig queue_defaults;
     std::vector<RouteConfig> routes;      // file order = match priority (first match wins)
     std::vector<VendorInstance> vendors;  // `vendors:` order; their routes follow the file's own
+    PriorityConfig priorities;
 
     const UpstreamConfig* find_upstream(std::string_view name) const;
     const LimitConfig* find_limit(std::string_view name) const;
 };
+
+// The request's priority class (docs/priorities.md): the class `asked` names (the client's
+// Sluice-Priority), else the route's, else the default class; 0 without `priorities` (the header
+// then means nothing). nullopt: `asked` names no class (the daemon answers 400 unknown_priority).
+std::optional<std::size_t> request_class(const Config& config, const RouteConfig& route,
+                                         std::optional<std::string_view> asked);
 
 }  // namespace sluice::config

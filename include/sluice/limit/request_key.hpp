@@ -51,34 +51,86 @@ std::int64_t request_cost(const config::LimitConfig& limit, const RequestAttribu
 // more than the limit. A shadow limit (enforce: false) refuses nothing.
 std::string cost_too_large_message(const config::LimitConfig& limit, std::int64_t units);
 
+// What a request's admission needs besides its uses (docs/priorities.md, docs/costs.md).
+struct UseMarks {
+    // Bit i: the request yields uses[i] (queue::AdmissionRequest::yields): its class is capped there.
+    std::uint64_t yields = 0;
+    // The use of the route's fair-shared limit (at most one), its caller and the caller's weight.
+    std::optional<std::size_t> fair_use;
+    std::size_t fair_limit = 0;  // that limit's index in Config::limits
+    std::uint64_t fair_caller = 0;
+    std::int64_t fair_weight = 1;
+    // The first limit (index in Config::limits) whose cost header asks for more than
+    // cost_too_large_message allows, with that cost: the request is refused 422 at once.
+    std::optional<std::size_t> too_costly;
+    std::int64_t too_costly_units = 0;
+};
+
 // The limits one request on `route` uses, in the route's order, each with this request's key
-// and cost (a body cost replaces it later, once the body is whole); `slot_of(i)` is where
-// Config::limits[i] lives in the admission controller. A route without limits of its own whose
-// upstream reads vendor feedback uses its upstream's vendor gate (in `vendor_gate_slot`): the gate
-// admits everything until a vendor signal pauses or caps it. The client session and `sluice
-// simulate` both build a request's uses here, so a simulation asks the controller what the
-// daemon would ask.
+// and cost (a body cost replaces it later, once the body is whole), each followed by the limits
+// derived from it for priority classes (a class's cap, the room other classes leave a reserve)
+// that count `priority_class`; `slot_of(i)` is where Config::limits[i] lives in the admission
+// controller. A route without limits of its own whose upstream reads vendor feedback uses its
+// upstream's vendor gate (in `vendor_gate_slot`): the gate admits everything until a vendor
+// signal pauses or caps it. `listener` names the listener the request came in on (a fair share's
+// caller may be it). The client session and `sluice simulate` both build a request's uses here,
+// so a simulation asks the controller what the daemon would ask.
 template <class SlotOf>
 void collect_limit_uses(const config::Config& config, const config::RouteConfig& route,
-                        const RequestAttributes& request, SlotOf&& slot_of, std::size_t vendor_gate_slot,
-                        std::vector<LimitUse>& uses) {
+                        const RequestAttributes& request, std::size_t priority_class,
+                        std::string_view listener, SlotOf&& slot_of, std::size_t vendor_gate_slot,
+                        std::vector<LimitUse>& uses, UseMarks& marks) {
     uses.clear();
     uses.reserve(route.limit_indexes.size());
-    for (const auto limit_index : route.limit_indexes) {
+    marks = UseMarks{};
+    const auto add = [&](std::size_t limit_index) {
         const auto& limit = config.limits[limit_index];
         uses.push_back(
             LimitUse{slot_of(limit_index), request_key(limit, request), request_cost(limit, request)});
+        if (!marks.too_costly && !limit.cost.header.empty() &&
+            !cost_too_large_message(limit, uses.back().cost).empty()) {
+            marks.too_costly = limit_index;
+            marks.too_costly_units = uses.back().cost;
+        }
+    };
+    const auto yield_last = [&] {
+        if (uses.size() <= 64) marks.yields |= std::uint64_t{1} << (uses.size() - 1);
+    };
+    for (const auto limit_index : route.limit_indexes) {
+        const auto& limit = config.limits[limit_index];
+        if (limit.fair_share) {
+            const auto& fair = *limit.fair_share;
+            const std::string_view caller =
+                fair.caller == config::FairShareConfig::Caller::listener
+                    ? listener
+                    : (request.header ? request.header(fair.header) : std::nullopt)
+                          .value_or(std::string_view{});
+            marks.fair_use = uses.size();
+            marks.fair_limit = limit_index;
+            marks.fair_caller = std::hash<std::string_view>{}(caller);
+            marks.fair_weight = fair.weight_of(caller);
+        }
+        // A class capped on this limit yields it (and the room reserves leave) to the other
+        // classes: waiting for its cap, it holds nobody else back (docs/priorities.md).
+        bool capped = false;
+        for (const auto& share : limit.class_shares)
+            capped = capped || (share.class_index == priority_class && share.max_share);
+        add(limit_index);
+        if (capped) yield_last();
+        for (const auto derived_index : limit.derived) {
+            const auto& derived = config.limits[derived_index];
+            if (!config::counts_class(derived, priority_class)) continue;
+            add(derived_index);
+            if (capped && derived.counted_classes != std::uint64_t{1} << priority_class) yield_last();
+        }
     }
     if (uses.empty() && config.upstreams[route.upstream_index].feedback.enabled)
         uses.push_back(LimitUse{vendor_gate_slot, 0, 1});
 }
 
-// Why the request is refused at once for a header cost (cost_too_large, docs/costs.md), or
-// empty: the first of the route's limits whose cost header asks for more than
-// cost_too_large_message allows. `uses` is what collect_limit_uses made for `route` (in the
-// route's order). The client session and `sluice simulate` both refuse by it.
-std::string header_cost_refusal(const config::Config& config, const config::RouteConfig& route,
-                                const std::vector<LimitUse>& uses);
+// Why the request is refused at once for a header cost (422 cost_too_large, docs/costs.md): the
+// message for marks.too_costly, or empty. The client session and `sluice simulate` both refuse by it.
+std::string header_cost_refusal(const config::Config& config, const UseMarks& marks);
 
 // A cost read from the request body (cost.body, docs/costs.md), or why none can be used:
 // a cost that cost_too_large_message refuses is cost_too_large.

@@ -33,7 +33,7 @@
 namespace sluice::metrics {
 
 // Every Errc value, ok included (an index into the per-code counters).
-inline constexpr std::size_t kErrcCount = static_cast<std::size_t>(Errc::cost_too_large) + 1;
+inline constexpr std::size_t kErrcCount = static_cast<std::size_t>(Errc::unknown_priority) + 1;
 
 // The outcome label of a request (sluice_requests_total{outcome}).
 enum class Outcome : std::uint8_t {

@@ -223,6 +223,11 @@ private:
     std::size_t route_index_ = 0;
     std::size_t upstream_index_ = 0;
     std::vector<limit::LimitUse> uses_;
+    // Priority classes and fair shares (docs/priorities.md): the request's class (an index into
+    // Config::priorities.classes; 0 without classes), and, on a route with a fair-shared limit,
+    // that limit's place in uses_, the caller's hash and weight.
+    std::size_t priority_class_ = 0;  // docs/priorities.md: 0 without priorities
+    limit::UseMarks use_marks_;       // what collect_limit_uses found beside uses_
     // Some of uses_ read their cost from the body (cost.body): it must be read whole, up to
     // held_body_limit_ (the server's max_buffered_body_bytes, or a limit's larger max_bytes).
     bool body_costs_ = false;

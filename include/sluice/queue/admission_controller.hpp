@@ -8,7 +8,14 @@
 // - A request is admitted only if every limit it uses allows it, and then it
 //   consumes from all of them (all-or-nothing). Shadow limits (enforce: false)
 //   are counted but never block.
-// - Waiting requests sit in a FIFO queue per (route, keys of its limits),
+// - The admission order (docs/priorities.md): a waiting request stands at its
+//   arrival moved later by AdmissionRequest::handicap (its priority class), or
+//   at its fair-share start tag plus the handicap (AdmissionRequest::fair_share),
+//   then at its arrival sequence; fixed at arrival. Without classes or fair
+//   shares it is the arrival order. Below, "older" means "ahead in this order",
+//   and the units of a request that yields on a (limit, key) (AdmissionRequest::
+//   yields) are not counted there for requests of other bands.
+// - Waiting requests sit in a FIFO queue per (route, keys of its limits, band),
 //   bounded by max_depth. Within a queue, strict FIFO: only the head may be
 //   admitted. Across queues, heads are visited oldest first whenever capacity
 //   appears, and a head (or a newcomer with no queue of its own) may go when
@@ -108,7 +115,40 @@ struct AdmissionRequest {
     std::vector<limit::LimitUse> uses;  // may be empty: admitted at once
     Nanos max_wait{0};          // this request's effective max_wait (route's, or the client's smaller one)
     std::size_t max_depth = 0;  // the route's queue bound
+    // Priority classes and fair shares (docs/priorities.md): the request competes
+    // as if it had arrived this much later (>= 0). Its class's rank below the
+    // highest times the aging step, plus its caller's fair-share lag. 0 for all
+    // requests: today's arrival order.
+    Nanos handicap{0};
+    // Fair sharing between the callers of one limit (docs/priorities.md): among
+    // the requests of `group`, start-time fair queueing by caller.
+    struct FairShare {
+        std::size_t group = 0;     // which fair-shared limit (an index into Config::limits)
+        std::uint64_t caller = 0;  // who is asking (a hash of the caller's name)
+        Nanos step{0};  // this request's cost in virtual time: units * time per unit * total weight / weight
+    };
+    std::optional<FairShare> fair_share;
+    // Bit i: on uses[i]'s (limit, key) this request yields (docs/priorities.md, a capped class):
+    // its units there are never counted ahead of a request of another band (class, caller), so
+    // while it waits for its own cap it holds nobody else back on the limit it shares. It then
+    // gets that limit's room only as the others leave it. Uses past the 64th never yield.
+    std::uint64_t yields = 0;
 };
+
+// A fair-shared request's AdmissionRequest::FairShare::step: its cost in time at the limit's
+// full rate (window / limit per unit; 1 s / limit for a concurrency limit), times the limit's
+// total weight over its caller's weight. Callers backlogged together then advance their tags
+// about as fast as the clock, so the tags stay comparable with arrival times (classes, other
+// routes). Saturates at a day per request.
+Nanos fair_share_step(const config::LimitConfig& limit, std::int64_t cost, std::int64_t weight);
+
+// What a request of `priority_class` asks on route `route_index` (Config::routes), with the uses
+// and marks limit::collect_limit_uses made: its handicap (class index * aging), yields and fair
+// share. The client session and `sluice simulate` both ask the controller with it.
+AdmissionRequest make_admission_request(const config::Config& config, std::size_t route_index,
+                                        const std::vector<limit::LimitUse>& uses,
+                                        const limit::UseMarks& marks, std::size_t priority_class,
+                                        Nanos max_wait);
 
 enum class Outcome { admitted, queued, rejected };
 

@@ -29,12 +29,32 @@
 
 namespace sluice::queue {
 
+// Where a waiting request stands in the admission order (admission_controller.hpp):
+// its order time (arrival, moved later by its class's handicap and its caller's
+// fair-share tag), then its arrival sequence. A total order, fixed at arrival.
+struct WaitOrder {
+    Nanos at{0};
+    std::uint64_t seq = 0;
+    bool operator<(const WaitOrder& other) const { return at != other.at ? at < other.at : seq < other.seq; }
+    bool operator==(const WaitOrder&) const = default;
+};
+
+// Several WaitingUnits make one line when requests of different classes (or
+// callers) wait on one key: each holds the requests of one band, pushed in
+// WaitOrder, so "units ordered before X" in another band is a binary search on
+// the orders and a prefix sum, O(log n).
 class WaitingUnits {
 public:
     using Position = std::size_t;
 
     // Appends `units` behind everything present; writes its position to *handle.
-    void push(std::int64_t units, Position* handle);
+    // `order` must not be less than any order pushed before (while non-empty).
+    void push(std::int64_t units, Position* handle, WaitOrder order = {});
+
+    // Units of the entries present whose order is less than `order`.
+    std::int64_t before_order(WaitOrder order) const;
+    // The earliest bound among the entries present whose order is less than `order`.
+    Nanos min_bound_before_order(WaitOrder order) const;
 
     // Removes the entry at `position` (a value a handle currently holds).
     void erase(Position position);
@@ -58,7 +78,10 @@ private:
         std::int64_t units = 0;
         Position* handle = nullptr;  // null once erased
         Nanos bound = kNever;
+        WaitOrder order;  // kept when erased: the slots stay sorted for order_position()
     };
+
+    std::size_t order_position(WaitOrder order) const;  // first slot whose order is not less
 
     void add(Position position, std::int64_t delta);
     std::int64_t prefix(std::size_t count) const;  // sum of slots [0, count)

@@ -91,7 +91,7 @@ TEST_CASE("error: a ',' at the top level is refused, not loaded forever", "[conf
     // A ',' inside a value, or nested in a collection, was always fine or a plain syntax error.
     CHECK(bounded_error_of("a, b\n") ==
           "t.yaml:1:1: got 'a, b'; expected a map with keys server, listeners, "
-          "upstreams, limits, queue, routes, vendors, presets_dir");
+          "upstreams, limits, queue, routes, vendors, presets_dir, priorities");
     CHECK(bounded_error_of("k: &a, []\n") ==
           "t.yaml:1:6: invalid YAML: end of map not found; expected well-formed YAML (check indentation, "
           "quoting and brackets)");
@@ -99,10 +99,10 @@ TEST_CASE("error: a ',' at the top level is refused, not loaded forever", "[conf
     // an enclosing collection must not send it round in circles (found by the config fuzzer).
     CHECK(bounded_error_of("&a [*a, *a]\n") ==
           "t.yaml:1:1: got a list; expected a map with keys server, listeners, upstreams, limits, queue, "
-          "routes, vendors, presets_dir");
+          "routes, vendors, presets_dir, priorities");
     CHECK(bounded_error_of("&a {x: *a}\n") ==
           "t.yaml:1:5: unknown key 'x'; expected one of server, listeners, "
-          "upstreams, limits, queue, routes, vendors, presets_dir");
+          "upstreams, limits, queue, routes, vendors, presets_dir, priorities");
     // Whatever follows the last value that is not a closing bracket, a blank or a comment is read
     // by the exact check.
     CHECK(bounded_error_of(kRest + "# done\n...\n---\nx: 1\n") ==
@@ -133,7 +133,7 @@ TEST_CASE("error: empty file, second document, not a map", "[config][errors]") {
           "t.yaml:6:1: a second YAML document; expected one document (no '---' separators between)");
     CHECK(error_of("- a\n- b\n") ==
           "t.yaml:1:1: got a list; expected a map with keys server, listeners, upstreams, limits, queue, "
-          "routes, vendors, presets_dir");
+          "routes, vendors, presets_dir, priorities");
 }
 
 TEST_CASE("error: unknown key", "[config][errors]") {
@@ -145,18 +145,18 @@ TEST_CASE("error: unknown key", "[config][errors]") {
     CHECK(error_of(kRest + "routs: []\n") ==
           "t.yaml:5:1: unknown key 'routs' (did you mean 'routes'?); expected one of server, listeners, "
           "upstreams, "
-          "limits, queue, routes, vendors, presets_dir");
+          "limits, queue, routes, vendors, presets_dir, priorities");
     CHECK(
         error_of(
             "upstreams:\n  api: {url: https://api.example.com}\nroutes:\n  - name: r\n    upstrem: api\n") ==
         "t.yaml:5:5: routes[1]: unknown key 'upstrem' (did you mean 'upstream'?); expected one of name, "
         "match, "
-        "strip_prefix, upstream, limits, queue, retry");
+        "strip_prefix, upstream, limits, queue, retry, priority");
     CHECK(limit_error("x: {algorithm: sliding_window, limit: 5, window: 1s, windw: 2s}") ==
           "t.yaml:4:56: limit 'x': unknown key 'windw' (did you mean 'window'?); expected one of algorithm, "
           "limit, "
           "window, rate, burst, utc_offset, time_zone, margin, key, cost, enforce, max_keys, feedback, "
-          "on_redis_failure");
+          "on_redis_failure, classes, fair_share");
     CHECK(upstream_error("api: {url: https://a.example.com, tls: {verfy: false}}") ==
           "t.yaml:2:43: upstream 'api' tls: unknown key 'verfy' (did you mean 'verify'?); expected one of "
           "verify, "
@@ -413,25 +413,25 @@ TEST_CASE("error: a key the algorithm does not use", "[config][errors]") {
           "t.yaml:4:41: limit 'x': 'window' does not apply to a concurrency limit (a concurrency limit caps "
           "requests "
           "in flight and has no time window); expected only algorithm, limit, key, cost, enforce, max_keys, "
-          "feedback, on_redis_failure for "
+          "feedback, on_redis_failure, classes, fair_share for "
           "concurrency");
     CHECK(limit_error("x: {algorithm: concurrency, limit: 5, margin: 1s}") ==
           "t.yaml:4:41: limit 'x': 'margin' does not apply to a concurrency limit (a concurrency limit caps "
           "requests "
           "in flight and has no time window); expected only algorithm, limit, key, cost, enforce, max_keys, "
-          "feedback, on_redis_failure for "
+          "feedback, on_redis_failure, classes, fair_share for "
           "concurrency");
     CHECK(limit_error("x: {algorithm: sliding_window, limit: 5, window: 1s, burst: 3}") ==
           "t.yaml:4:56: limit 'x': 'burst' does not apply to a sliding_window limit (burst is the bucket "
           "size of a "
           "token_bucket); expected only algorithm, limit, window, margin, key, cost, enforce, max_keys, "
-          "feedback, on_redis_failure for "
+          "feedback, on_redis_failure, classes, fair_share for "
           "sliding_window");
     CHECK(
         limit_error("x: {algorithm: fixed_window, limit: 5, window: 1s, rate: 5/1s}") ==
         "t.yaml:4:54: limit 'x': 'rate' does not apply to a fixed_window limit (rate is the token_bucket "
         "shorthand for limit/window); expected only algorithm, limit, window, utc_offset, time_zone, margin, "
-        "key, cost, enforce, max_keys, feedback, on_redis_failure for fixed_window");
+        "key, cost, enforce, max_keys, feedback, on_redis_failure, classes, fair_share for fixed_window");
 }
 
 TEST_CASE("error: utc_offset out of range or on a non-fixed algorithm", "[config][errors]") {
@@ -440,7 +440,7 @@ TEST_CASE("error: utc_offset out of range or on a non-fixed algorithm", "[config
           "the "
           "calendar periods of a fixed_window); expected only algorithm, limit, window, margin, key, cost, "
           "enforce, "
-          "max_keys, feedback, on_redis_failure for sliding_window");
+          "max_keys, feedback, on_redis_failure, classes, fair_share for sliding_window");
     CHECK(
         limit_error("x: {algorithm: fixed_window, limit: 5, window: 1d, utc_offset: 24h}") ==
         "t.yaml:4:66: limit 'x' utc_offset: utc_offset 24h is a whole day or more away from UTC; expected a "

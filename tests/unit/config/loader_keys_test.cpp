@@ -160,7 +160,7 @@ TEST_CASE("time_zone: mistakes", "[config][keys][zone][errors]") {
     CHECK(error_of(with_limit("x: {algorithm: sliding_window, limit: 5, window: 1d, time_zone: UTC}")) ==
           "t.yaml:4:56: limit 'x': 'time_zone' does not apply to a sliding_window limit (time_zone sets the "
           "calendar day of a fixed_window); expected only algorithm, limit, window, margin, key, cost, "
-          "enforce, max_keys, feedback, on_redis_failure for sliding_window");
+          "enforce, max_keys, feedback, on_redis_failure, classes, fair_share for sliding_window");
     CHECK(error_of(with_limit("x: {algorithm: fixed_window, limit: 5, window: 1d, time_zone: \"a b\"}")) ==
           "t.yaml:4:65: limit 'x' time_zone: time_zone 'a b' is not an IANA zone name; expected an IANA time "
           "zone name from the system's tz database, e.g. America/New_York");

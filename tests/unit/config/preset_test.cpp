@@ -235,7 +235,8 @@ TEST_CASE("preset: errors name the user's file and the preset's", "[config][pres
         error_of("vendors:\n  tiny:\n    preset: tiny\n    limits: {concurrent: {window: 1s}}\n", options) ==
         "user.yaml:4:27: limit 'tiny.concurrent': 'window' does not apply to a concurrency limit (a "
         "concurrency limit caps requests in flight and has no time window); expected only algorithm, limit, "
-        "key, cost, enforce, max_keys, feedback, on_redis_failure for concurrency (vendors.tiny at "
+        "key, cost, enforce, max_keys, feedback, on_redis_failure, classes, fair_share for concurrency "
+        "(vendors.tiny at "
         "user.yaml:2:3 uses preset "
         "'tiny' "
         "from " +

@@ -157,3 +157,27 @@ TEST_CASE(
     f.clock.advance(1s);
     CHECK(admitted(f.poll()) == std::vector{soon.ticket});
 }
+
+TEST_CASE("reload: waiters keep their class, caller and yields on the successor",
+          "[queue][reload][priority]") {
+    Fixture f;
+    const std::size_t old_limit = f.add(limit_of(Algorithm::sliding_window, 1, 1s, "one"));
+    const auto submit = [&](Nanos handicap) {
+        AdmissionRequest r{0, {LimitUse{old_limit, 0, 1}}, 60s, 100};
+        r.handicap = handicap;
+        return f.controller->submit(std::move(r), f.clock.now());
+    };
+    REQUIRE(submit(0s).outcome == Outcome::admitted);  // the window is taken
+    const auto batch = submit(4s);                     // waits as if it came 4 s later
+    f.clock.advance(1ms);
+    const auto interactive = submit(0s);  // arrives later, yet ahead of it
+    REQUIRE(batch.outcome == Outcome::queued);
+    REQUIRE(interactive.outcome == Outcome::queued);
+
+    const std::size_t successor = f.add(limit_of(Algorithm::sliding_window, 1, 1s, "one"));
+    f.controller->retire({{old_limit, successor}}, f.clock.now());
+    // The successor starts empty: the first one in admission order goes, then the other a window later.
+    CHECK(admitted(f.poll()) == std::vector<sluice::queue::TicketId>{interactive.ticket});
+    f.clock.advance(1s);
+    CHECK(admitted(f.poll()) == std::vector<sluice::queue::TicketId>{batch.ticket});
+}

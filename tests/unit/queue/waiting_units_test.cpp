@@ -1,5 +1,6 @@
 #include "sluice/queue/waiting_units.hpp"
 
+#include <algorithm>
 #include <list>
 #include <random>
 
@@ -96,4 +97,47 @@ TEST_CASE("WaitingUnits answers the first bound question from bounds set before 
     CHECK(line.min_bound_before(positions.back()) == sluice::Nanos{70});
     line.set_bound(positions.back(), sluice::Nanos{5});  // now kept up to date at once
     CHECK(line.min_bound() == sluice::Nanos{5});
+}
+
+TEST_CASE("WaitingUnits counts the units and bounds ordered before any order, across removals and compaction",
+          "[queue][priority]") {
+    using sluice::Nanos;
+    using sluice::queue::WaitOrder;
+    struct Entry {
+        std::int64_t units;
+        WaitOrder order;
+        Nanos bound;
+        WaitingUnits::Position position;
+    };
+    std::mt19937_64 rng(11);
+    WaitingUnits band;
+    std::list<Entry> entries;  // in push order, which is their order
+    std::int64_t at = 0;
+    std::uint64_t seq = 0;
+    for (int step = 0; step < 20'000; ++step) {
+        if (entries.empty() || rng() % 100 < 52) {
+            at += static_cast<std::int64_t>(rng() % 3);  // equal times happen: the sequence decides
+            entries.push_back(Entry{static_cast<std::int64_t>(rng() % 4), WaitOrder{Nanos{at}, ++seq},
+                                    Nanos{static_cast<std::int64_t>(rng() % 1000)}, 0});
+            band.push(entries.back().units, &entries.back().position, entries.back().order);
+            band.set_bound(entries.back().position, entries.back().bound);
+        } else {
+            auto it = entries.begin();
+            if (rng() % 3 == 0) std::advance(it, static_cast<long>(rng() % entries.size()));
+            band.erase(it->position);
+            entries.erase(it);
+        }
+        if (step % 17 != 0) continue;
+        // Another band's request at a random order: the units and least bound of those before it.
+        const WaitOrder probe{Nanos{at - static_cast<std::int64_t>(rng() % 40)}, seq - rng() % 30};
+        std::int64_t units = 0;
+        Nanos least = sluice::kNever;
+        for (const Entry& e : entries) {
+            if (!(e.order < probe)) break;
+            units += e.units;
+            least = std::min(least, e.bound);
+        }
+        REQUIRE(band.before_order(probe) == units);
+        REQUIRE(band.min_bound_before_order(probe) == least);
+    }
 }

@@ -289,3 +289,34 @@ routes:
     CHECK(result.limits[0].requests == 2);
     CHECK(result.limits[0].peak_usage == 10);
 }
+
+TEST_CASE("simulate: priority classes replay as the daemon orders them; an unknown class is refused",
+          "[simulate][priority]") {
+    // 5/s, batch by default: 20 batch requests at 0 s fill 4 seconds; an interactive one at 0.5 s
+    // goes at the first room, 1 s, ahead of the 15 waiting batch requests.
+    const auto config = load(R"(
+priorities: {classes: [interactive, batch], default: batch, aging: 10s}
+upstreams:
+  vendor: {url: "http://127.0.0.1:9"}
+limits:
+  five: {algorithm: sliding_window, limit: 5, window: 1s}
+routes:
+  - {name: api, match: {path_prefix: /v1/}, upstream: vendor, limits: [five], queue: {max_wait: 10s}}
+)");
+    auto traffic = burst(20);
+    traffic.push_back(get(kStart + 500ms, "/v1/items", {{"Sluice-Priority", "interactive"}}));
+    traffic.push_back(get(kStart + 600ms, "/v1/items", {{"Sluice-Priority", "urgent"}}));
+    const auto result = run_simulation(*config, traffic, true);
+    REQUIRE(result.error.empty());
+    REQUIRE(result.outcomes.size() == 22);
+    const auto& interactive = result.outcomes[20];
+    CHECK(interactive.verdict == Verdict::delayed);
+    CHECK(interactive.delay == 500ms);
+    // The batch requests behind it: 4 more at 1 s (the interactive took the fifth), 5 at 2 s, ...
+    CHECK(result.outcomes[8].delay == 1s);
+    CHECK(result.outcomes[9].delay == 2s);
+    CHECK(result.outcomes[19].delay == 4s);
+    const auto& unknown = result.outcomes[21];
+    CHECK(unknown.verdict == Verdict::refused);
+    CHECK(unknown.reason == Errc::unknown_priority);
+}

@@ -656,7 +656,8 @@ TEST_CASE("units the vendor charged beyond the admission are counted for every r
     config.redis_address = redis.address();
     config.upstream_url = upstream.url();
     config.limits =
-        "  units: {algorithm: sliding_window, limit: 10, window: 10s, cost: {header: X-Units, settle: {header: "
+        "  units: {algorithm: sliding_window, limit: 10, window: 10s, cost: {header: X-Units, settle: "
+        "{header: "
         "X-Charged}}}\n";
     config.route_limits = "[units]";
     config.replicas = 2;

@@ -5,26 +5,12 @@
 
 #include "sluice/common/log.hpp"
 #include "sluice/proxy/shared_store.hpp"
+#include "sluice/queue/vendor_reaction.hpp"
 #include "sluice/state/restore.hpp"
 
 namespace sluice::proxy {
 
 namespace net = boost::asio;
-
-namespace {
-
-// What a pause from this signal is kept as (the admin pages' "why"). A refusal
-// pauses for the signal's pause, or the upstream's default_pause when it gave
-// none; a 0 remaining pauses until the reset it gave.
-limit::PauseReason pause_reason_of(const feedback::VendorSignal& signal) {
-    if (signal.rate_limited) {
-        return {limit::PauseCause::vendor_refused,
-                signal.pause ? feedback::signal_source_name(signal.pause_source) : "default_pause"};
-    }
-    return {limit::PauseCause::quota_spent, feedback::signal_source_name(signal.reset_source)};
-}
-
-}  // namespace
 
 LimitService::LimitService(net::io_context& ioc, const Clock& clock)
     : clock_(clock),
@@ -405,46 +391,17 @@ feedback::Reaction LimitService::react(const std::vector<limit::LimitUse>& uses,
     Ready ready;
     feedback::Reaction reaction;
     // Pauses and caps go to every replica too (shared limits): sent once the lock is released.
-    std::vector<std::pair<limit::LimitUse, feedback::FeedbackAction>> for_store;
+    std::vector<queue::SharedFeedbackAction> for_store;
     {
         const std::lock_guard<std::mutex> lock(mutex_);
         const auto now = clock_.now();
-        std::vector<feedback::LimitInUse> limits;
-        limits.reserve(uses.size());
-        for (std::size_t i = 0; i < uses.size(); ++i) {
-            auto& limiter = controller_.feedback_target(uses[i].limit_index);
-            const auto view = limiter.feedback_view(uses[i].key, now);
-            limits.push_back(feedback::LimitInUse{&limiter.config(), uses[i].cost,
-                                                  i < admitted_after.size() ? admitted_after[i] : 0,
-                                                  view.counted, view.limit});
-        }
-        reaction = feedback::react(
-            feedback::ReactionInput{status, &signal, &settings, limits, retry_eligible, deadline, now});
-        bool changed = false;
-        for (const auto& action : reaction.actions) {
-            using Kind = feedback::FeedbackAction::Kind;
-            if (action.kind == Kind::retry || action.kind == Kind::relay) continue;
-            const auto& use = uses[action.limit];
-            auto& limiter = controller_.feedback_target(use.limit_index);
-            changed = true;
-            if (store_ && (action.kind == Kind::pause || action.kind == Kind::cap))
-                for_store.emplace_back(use, action);
-            switch (action.kind) {
-                case Kind::pause:
-                    limiter.pause_until(use.key, action.until, now, pause_reason_of(signal));
-                    break;
-                case Kind::cap: limiter.cap_remaining(use.key, action.units, action.until, now); break;
-                case Kind::deficit: limiter.set_deficit(use.key, action.units, action.until, now); break;
-                case Kind::lower_limit: limiter.lower_learned(use.key, action.units, now); break;
-                case Kind::retry:
-                case Kind::relay: break;
-            }
-        }
-        if (changed) poll_locked(now, ready);
+        reaction = queue::react_to_vendor(controller_, uses, admitted_after, signal, settings, status,
+                                          retry_eligible, deadline, now, store_ ? &for_store : nullptr);
+        if (queue::changes_limits(reaction)) poll_locked(now, ready);
     }
     for (const auto& [use, action] : for_store) {
         if (action.kind == feedback::FeedbackAction::Kind::pause) {
-            store_->pause(use, action.until, limit::pause_cause_name(pause_reason_of(signal).cause));
+            store_->pause(use, action.until, limit::pause_cause_name(queue::pause_reason_of(signal).cause));
         } else {
             store_->cap(use, action.units, action.until);
         }

@@ -11,10 +11,13 @@
 
 #include "sluice/config/loader.hpp"
 #include "sluice/config/vendor_check.hpp"
+#include "sluice/feedback/admission_tally.hpp"
+#include "sluice/feedback/vendor_signals.hpp"
 #include "sluice/limit/limiter.hpp"
 #include "sluice/limit/request_key.hpp"
 #include "sluice/limit/vendor_gate.hpp"
 #include "sluice/queue/admission_controller.hpp"
+#include "sluice/queue/vendor_reaction.hpp"
 #include "sluice/route/request_target.hpp"
 #include "sluice/route/route_table.hpp"
 
@@ -28,6 +31,35 @@ constexpr std::string_view kPriorityHeader = "Sluice-Priority";
 // A poll at `now` that decided nothing while next_wakeup() still says `now` would spin: the
 // daemon's timer would fire again a moment later, so the simulated clock moves on by this.
 constexpr Nanos kTimerGranularity{1'000};
+
+bool iequals_prefix(std::string_view name, std::string_view prefix) {
+    if (name.size() < prefix.size()) return false;
+    for (std::size_t i = 0; i < prefix.size(); ++i) {
+        const auto a = static_cast<unsigned char>(name[i]);
+        const auto b = static_cast<unsigned char>(prefix[i]);
+        if (std::tolower(a) != std::tolower(b)) return false;
+    }
+    return true;
+}
+
+// Whether the daemon would read this answer for feedback (ClientSession::on_upstream_header:
+// a 429 or 503, or a Retry-After or rate-limit header, with the upstream's feedback on).
+bool carries_feedback(const LoggedResponse& response) {
+    if (response.status == 429 || response.status == 503) return true;
+    return std::any_of(response.headers.begin(), response.headers.end(), [](const auto& header) {
+        const std::string_view name = header.first;
+        return (name.size() == 11 && iequals_prefix(name, "retry-after")) ||
+               iequals_prefix(name, "ratelimit") || iequals_prefix(name, "x-ratelimit") ||
+               iequals_prefix(name, "x-rate-limit");
+    });
+}
+
+// RFC 9110 9.2.2, as the daemon's retry after a vendor 429 checks it.
+bool is_idempotent(std::string_view method) {
+    for (const std::string_view safe : {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+        if (method == safe) return true;
+    return false;
+}
 
 Instant instant(Nanos at) {
     return Instant{at, at};
@@ -219,10 +251,36 @@ struct LimitTrack {
     bool used = false;
 };
 
+// A request as submitted to the controller: what its admission, and a retry after a vendor
+// 429, need.
+struct Submitted {
+    std::size_t request = 0;  // into the traffic
+    std::size_t route = 0;
+    std::vector<limit::LimitUse> uses;
+    limit::UseMarks use_marks;
+    std::size_t priority_class = 0;
+    std::string vendor_path;
+    Nanos deadline{0};   // arrival + max wait (ClientSession's deadline_)
+    bool retry = false;  // the second send after a vendor 429: its admission replaces the first's
+};
+
+// Where an admitted request's delay was counted (all delays, then each use's track), so that
+// the admission of its retry replaces it rather than counting the request twice.
+struct DelaySlots {
+    std::size_t all = 0;
+    std::vector<std::size_t> tracks;
+};
+
 struct Exchange {
     Nanos end{0};
     std::uint64_t order = 0;  // ties end in admission order
     std::vector<limit::LimitUse> uses;
+    bool holds_permits = false;  // concurrency permits go back at `end`
+    // The vendor's logged answer is read at `end` (its upstream's feedback on): the request it
+    // answers, and each use's admission tally when it was admitted (AdmissionTally::add).
+    std::optional<Submitted> feedback;
+    std::vector<std::uint64_t> tally_marks;
+    DelaySlots slots;
     bool operator>(const Exchange& other) const {
         return end != other.end ? end > other.end : order > other.order;
     }
@@ -364,24 +422,29 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         if (!result.vendor || vendor.name != result.vendor->instance) continue;
         for (const auto upstream : vendor.upstream_indexes) to_vendor[upstream] = true;
     }
-    struct Waiting {
-        std::size_t request = 0;
-        std::vector<limit::LimitUse> uses;
-        std::string vendor_path;
-    };
-    std::unordered_map<queue::TicketId, Waiting> waiting;
+    std::unordered_map<queue::TicketId, Submitted> waiting;
     std::priority_queue<Exchange, std::vector<Exchange>, std::greater<>> exchanges;
     std::uint64_t exchange_order = 0;
     std::vector<Nanos> all_delays;
+    // Vendor feedback (docs/feedback.md, "In flight"): what each limit admitted per key, the
+    // daemon's own tally (LimitService::tally), kept for upstreams with feedback on.
+    feedback::AdmissionTally tally(limit_configs.size());
+    std::unordered_map<std::size_t, DelaySlots> retried_slots;  // by request, while its retry waits
 
     // What the session does with a decision (apply_admission): answer, or forward and hold.
-    const auto decided = [&](std::size_t request_index, const std::vector<limit::LimitUse>& uses,
-                             std::string_view vendor_path, const queue::Admission& admission,
-                             bool was_queued) {
+    const auto decided = [&](const Submitted& submitted, const queue::Admission& admission, bool was_queued) {
+        const auto request_index = submitted.request;
+        const auto& uses = submitted.uses;
         auto& outcome = result.outcomes[request_index];
         const auto& request = traffic[request_index];
-        if (admission.limiting_limit) outcome.limit = admission.limiting_limit;
         if (admission.outcome == queue::Outcome::rejected) {
+            // A retry refused (its pause outlasting the deadline, the queue full): the client gets
+            // the vendor's 429, and the first admission's outcome stands.
+            if (submitted.retry) {
+                retried_slots.erase(request_index);
+                return;
+            }
+            if (admission.limiting_limit) outcome.limit = admission.limiting_limit;
             outcome.verdict = Verdict::refused;
             outcome.reason = admission.reason;
             outcome.delay = was_queued ? admission.at - request.at : Nanos(0);
@@ -390,15 +453,42 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
             if (admission.limiting_limit) count_code(result.limits[*admission.limiting_limit].refused, code);
             return;
         }
+        if (admission.limiting_limit) outcome.limit = admission.limiting_limit;
+        DelaySlots slots;
+        const auto replaced = retried_slots.find(request_index);
+        const bool replaces = submitted.retry && replaced != retried_slots.end();
+        if (replaces) {
+            // The retry's admission is the request's outcome: the first one is uncounted.
+            slots = std::move(replaced->second);
+            retried_slots.erase(replaced);
+            const bool was_delayed = outcome.verdict == Verdict::delayed;
+            --(was_delayed ? result.delayed : result.at_once);
+            for (const auto& use : uses)
+                --(was_delayed ? result.limits[use.limit_index].delayed
+                               : result.limits[use.limit_index].at_once);
+        }
         outcome.delay = admission.at - request.at;
-        outcome.verdict = was_queued && outcome.delay > Nanos(0) ? Verdict::delayed : Verdict::at_once;
+        outcome.verdict =
+            (was_queued || submitted.retry) && outcome.delay > Nanos(0) ? Verdict::delayed : Verdict::at_once;
         ++(outcome.verdict == Verdict::delayed ? result.delayed : result.at_once);
-        all_delays.push_back(outcome.delay);
+        if (replaces) {
+            all_delays[slots.all] = outcome.delay;
+        } else {
+            slots.all = all_delays.size();
+            all_delays.push_back(outcome.delay);
+        }
         bool holds_permits = false;
-        for (const auto& use : uses) {
+        for (std::size_t u = 0; u < uses.size(); ++u) {
+            const auto& use = uses[u];
             auto& report = result.limits[use.limit_index];
             ++(outcome.verdict == Verdict::delayed ? report.delayed : report.at_once);
-            tracks[use.limit_index].delays.push_back(outcome.delay);
+            auto& delays = tracks[use.limit_index].delays;
+            if (replaces && u < slots.tracks.size()) {
+                delays[slots.tracks[u]] = outcome.delay;
+            } else {
+                slots.tracks.push_back(delays.size());
+                delays.push_back(outcome.delay);
+            }
             tracks[use.limit_index].last_key = use.key;
             const auto view = observed[use.limit_index]->feedback_view(use.key, instant(admission.at));
             if (view.counted > report.peak_usage) {
@@ -412,12 +502,24 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
                 holds_permits || limit_configs[use.limit_index].algorithm == config::Algorithm::concurrency;
         }
         const auto end = admission.at + request.upstream_time.value_or(options.upstream_time);
+        Exchange exchange{end, exchange_order++, uses, holds_permits, std::nullopt, {}, {}};
+        const auto& upstream = config.upstreams[config.routes[submitted.route].upstream_index];
+        if (upstream.feedback.enabled) {
+            // ClientSession::apply_admission: every admission is tallied while feedback is on.
+            for (const auto& use : uses)
+                exchange.tally_marks.push_back(tally.add(use.limit_index, use.key, use.cost));
+            // The logged answer is the first send's: a retry's own answer is not in the log.
+            if (!submitted.retry && request.response && carries_feedback(*request.response)) {
+                exchange.feedback = submitted;
+                exchange.slots = std::move(slots);
+            }
+        }
         // Only concurrency permits go back when the exchange ends (ClientSession::apply_admission).
-        if (holds_permits) exchanges.push(Exchange{end, exchange_order++, uses});
+        if (holds_permits || exchange.feedback) exchanges.push(std::move(exchange));
         if (!rules.empty() && outcome.route && to_vendor[config.routes[*outcome.route].upstream_index]) {
             for (auto& rule : rules)
                 if (rule.covers_route[*outcome.route])
-                    rule.forwarded(request, vendor_path, admission.at, end);
+                    rule.forwarded(request, submitted.vendor_path, admission.at, end);
         }
     };
     const auto poll = [&](Nanos now) {
@@ -425,12 +527,69 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         for (const auto& admission : controller.poll(instant(now))) {
             auto it = waiting.find(admission.ticket);
             if (it == waiting.end()) continue;
-            decided(it->second.request, it->second.uses, it->second.vendor_path, admission, true);
+            decided(it->second, admission, true);
             waiting.erase(it);
             any = true;
         }
         observe_queues(now);
         return any;
+    };
+
+    const auto submit = [&](Submitted submitted, Nanos max_wait, Nanos now) {
+        const auto admission = controller.submit(
+            queue::make_admission_request(config, submitted.route, submitted.uses, submitted.use_marks,
+                                          submitted.priority_class, max_wait),
+            instant(now));
+        if (admission.outcome == queue::Outcome::queued) {
+            if (admission.limiting_limit && !submitted.retry)
+                result.outcomes[submitted.request].limit = admission.limiting_limit;
+            waiting.emplace(admission.ticket, std::move(submitted));
+        } else {
+            decided(submitted, admission, false);
+        }
+        observe_queues(now);
+    };
+    // ClientSession::on_vendor_response at the logged answer's time: its signals read, the
+    // limits reacted on (queue::react_to_vendor, as LimitService::react). Returns true when
+    // the request is sent again (retry.on_vendor_429): its permits went back, and its retry
+    // waits in the queue like any request.
+    const auto replay_feedback = [&](Exchange& exchange, Nanos now) {
+        const auto& submitted = *exchange.feedback;
+        const auto& request = traffic[submitted.request];
+        const auto& response = *request.response;
+        const auto& route_config = config.routes[submitted.route];
+        const auto& settings = config.upstreams[route_config.upstream_index].feedback;
+        const bool reads_body = response.body && request.method != "HEAD" &&
+                                feedback::wants_body(response.status, settings.signals);
+        const auto signal = feedback::read_vendor_signals(
+            response.status,
+            [&response](std::string_view name) -> std::optional<std::string_view> {
+                for (const auto& [header, value] : response.headers)
+                    if (header.size() == name.size() && iequals_prefix(header, name)) return value;
+                return std::nullopt;
+            },
+            reads_body ? std::optional<std::string_view>(*response.body) : std::nullopt, settings.signals,
+            instant(now));
+        std::vector<std::int64_t> admitted_after(submitted.uses.size(), 0);
+        for (std::size_t i = 0; i < submitted.uses.size() && i < exchange.tally_marks.size(); ++i)
+            admitted_after[i] =
+                tally.since(submitted.uses[i].limit_index, submitted.uses[i].key, exchange.tally_marks[i]);
+        // ClientSession::may_retry: this is the first send, and the log keeps the whole request.
+        const auto& retry = route_config.retry;
+        const bool retry_eligible = retry.on_vendor_429 && retry.max_attempts > 1 &&
+                                    (is_idempotent(request.method) || retry.non_idempotent);
+        const auto reaction = queue::react_to_vendor(controller, submitted.uses, admitted_after, signal,
+                                                     settings, response.status, retry_eligible,
+                                                     submitted.deadline, instant(now), nullptr);
+        if (queue::changes_limits(reaction)) poll(now);
+        if (!reaction.retry()) return false;
+        // ClientSession::retry_after_vendor_refusal: concurrency permits back, then the queue.
+        if (exchange.holds_permits) controller.release(exchange.uses, instant(now));
+        retried_slots[submitted.request] = std::move(exchange.slots);
+        auto again = submitted;
+        again.retry = true;
+        submit(std::move(again), std::max(Nanos::zero(), submitted.deadline - now), now);
+        return true;
     };
 
     std::vector<limit::LimitUse> uses;
@@ -450,8 +609,10 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         if (release_at <= now) {
             // LimitService::release: the permits go back, then the queue is polled.
             while (!exchanges.empty() && exchanges.top().end <= now) {
-                controller.release(exchanges.top().uses, instant(now));
+                auto exchange = exchanges.top();
                 exchanges.pop();
+                if (exchange.feedback && replay_feedback(exchange, now)) continue;  // sent again
+                if (exchange.holds_permits) controller.release(exchange.uses, instant(now));
             }
             poll(now);
             spin_guard_at = kNever;
@@ -519,17 +680,10 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
             ++result.limits[use.limit_index].requests;
             tracks[use.limit_index].used = true;
         }
-        const auto admission = controller.submit(
-            queue::make_admission_request(config, match->route_index, uses, marks, *priority_class, max_wait),
-            instant(now));
+        submit(Submitted{request_index, match->route_index, uses, marks, *priority_class,
+                         match->upstream_path, now + max_wait, false},
+               max_wait, now);
         spin_guard_at = kNever;
-        if (admission.outcome == queue::Outcome::queued) {
-            if (admission.limiting_limit) outcome.limit = admission.limiting_limit;
-            waiting.emplace(admission.ticket, Waiting{request_index, uses, match->upstream_path});
-        } else {
-            decided(request_index, uses, match->upstream_path, admission, false);
-        }
-        observe_queues(now);
     }
     result.last_event = now;
 

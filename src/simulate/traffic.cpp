@@ -17,6 +17,11 @@ using nlohmann::json;
 constexpr std::size_t kQuotedExamples = 5;
 // A line longer than this is refused rather than held (a log is read a line at a time).
 constexpr std::size_t kMaxLineBytes = 1 << 20;
+// The most of a vendor's body the daemon reads for feedback (client_session.cpp's
+// kVendorBodyLimit): a longer one is decided on its headers alone.
+constexpr std::size_t kVendorBodyLimit = 64 * 1024;
+// A csv column "response:Retry-After" is the vendor's Retry-After header.
+constexpr std::string_view kResponseColumn = "response:";
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
     if (a.size() != b.size()) return false;
@@ -153,6 +158,9 @@ std::string parse_access_line(const json& line, TrafficRequest& request, bool& u
         request.upstream_time = json_seconds(*upstream);
         if (!request.upstream_time) return "\"upstream_seconds\" must be a number of seconds";
     }
+    // The access log keeps no response headers: a vendor's answer is replayed by its status alone.
+    if (logged.answered_by == "vendor" && logged.status != 0)
+        request.response = LoggedResponse{logged.status, {}, {}};
     request.logged = std::move(logged);
     if (request.method.empty()) {
         unreplayable = true;
@@ -160,6 +168,34 @@ std::string parse_access_line(const json& line, TrafficRequest& request, bool& u
     }
     split_query(request);
     return check_request(request);
+}
+
+// A jsonl line's "response": {"status": 429, "headers": {...}, "body": "..."}.
+std::string parse_jsonl_response(const json& value, TrafficRequest& request) {
+    if (value.is_null()) return {};
+    if (!value.is_object()) return "\"response\" must be an object";
+    LoggedResponse response;
+    const json* status = field(value, "status");
+    if (status == nullptr || !status->is_number_unsigned() || status->get<std::uint64_t>() < 100 ||
+        status->get<std::uint64_t>() > 999)
+        return "\"response\" needs a \"status\" (100-999)";
+    response.status = status->get<unsigned>();
+    if (const json* headers = field(value, "headers")) {
+        if (!headers->is_object()) return "\"response\".\"headers\" must be an object of strings";
+        for (const auto& [name, header] : headers->items()) {
+            if (header.is_null()) continue;
+            if (!header.is_string()) return "response header \"" + name + "\" must be a string";
+            response.headers.emplace_back(name, header.get<std::string>());
+        }
+    }
+    if (const json* body = field(value, "body")) {
+        if (!body->is_null() && !body->is_string()) return "\"response\".\"body\" must be a string";
+        // The daemon reads at most kVendorBodyLimit of it, and decides on the headers past that.
+        if (body->is_string() && body->get_ref<const std::string&>().size() < kVendorBodyLimit)
+            response.body = body->get<std::string>();
+    }
+    request.response = std::move(response);
+    return {};
 }
 
 std::string parse_jsonl_line(const json& line, TrafficRequest& request) {
@@ -187,6 +223,9 @@ std::string parse_jsonl_line(const json& line, TrafficRequest& request) {
     if (const json* upstream = field(line, "upstream_seconds")) {
         request.upstream_time = json_seconds(*upstream);
         if (!request.upstream_time) return "\"upstream_seconds\" must be a number of seconds";
+    }
+    if (const json* response = field(line, "response")) {
+        if (auto error = parse_jsonl_response(*response, request); !error.empty()) return error;
     }
     split_query(request);
     return check_request(request);
@@ -228,8 +267,9 @@ bool split_csv(std::string_view line, std::vector<std::string>& cells) {
 }
 
 struct CsvColumns {
-    std::optional<std::size_t> timestamp, method, host, path, query, upstream_seconds;
-    std::vector<std::pair<std::size_t, std::string>> headers;  // column, header name
+    std::optional<std::size_t> timestamp, method, host, path, query, upstream_seconds, response_status;
+    std::vector<std::pair<std::size_t, std::string>> headers;           // column, header name
+    std::vector<std::pair<std::size_t, std::string>> response_headers;  // column, header name
 };
 
 std::string read_csv_header(const std::vector<std::string>& cells, CsvColumns& columns) {
@@ -247,6 +287,11 @@ std::string read_csv_header(const std::vector<std::string>& cells, CsvColumns& c
             columns.query = i;
         } else if (iequals(name, "upstream_seconds")) {
             columns.upstream_seconds = i;
+        } else if (iequals(name, "response_status")) {
+            columns.response_status = i;
+        } else if (name.size() > kResponseColumn.size() &&
+                   iequals(name.substr(0, kResponseColumn.size()), kResponseColumn)) {
+            columns.response_headers.emplace_back(i, std::string(name.substr(kResponseColumn.size())));
         } else if (!name.empty()) {
             columns.headers.emplace_back(i, std::string(name));
         }
@@ -279,6 +324,20 @@ std::string parse_csv_row(const std::vector<std::string>& cells, const CsvColumn
     if (columns.upstream_seconds && !cell(columns.upstream_seconds).empty()) {
         request.upstream_time = parse_seconds_text(cell(columns.upstream_seconds));
         if (!request.upstream_time) return "upstream_seconds must be a number of seconds";
+    }
+    if (columns.response_status && !cell(columns.response_status).empty()) {
+        const auto text = cell(columns.response_status);
+        unsigned status = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), status);
+        if (ec != std::errc() || end != text.data() + text.size() || status < 100 || status > 999)
+            return "response_status must be an HTTP status (100-999)";
+        LoggedResponse response;
+        response.status = status;
+        for (const auto& [column, name] : columns.response_headers) {
+            if (column < cells.size() && !cells[column].empty())
+                response.headers.emplace_back(name, cells[column]);
+        }
+        request.response = std::move(response);
     }
     for (const auto& [column, name] : columns.headers) {
         if (column < cells.size() && !cells[column].empty())

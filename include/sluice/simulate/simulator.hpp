@@ -12,9 +12,15 @@
 // admission plus the log's upstream time, or the default) releases its concurrency permits
 // and polls, as LimitService::release does.
 //
-// What it does not replay: vendor feedback (a vendor's 429 or rate-limit headers; the log does
-// not keep them), body costs (no body is logged: such limits count their fixed cost), the
-// shared (Redis) stage, reloads, and a client that leaves while queued.
+// Vendor feedback: a request whose log line keeps the vendor's answer (TrafficRequest::response)
+// is answered at its admission plus its upstream time; with its upstream's feedback on, the
+// signals are read (feedback::read_vendor_signals) and acted on by queue::react_to_vendor, as
+// ClientSession::on_vendor_response and LimitService::react do, with the daemon's admission tally
+// for what was admitted after it; a retry after a vendor 429 is submitted again, and its
+// admission is the request's outcome (the retry's own answer is not logged: it succeeds).
+//
+// What it does not replay: body costs (no body is logged: such limits count their fixed cost),
+// the shared (Redis) stage, reloads, and a client that leaves while queued.
 
 #include <cstddef>
 #include <cstdint>

@@ -10,7 +10,9 @@
 //   and `path` are required; `query` and `upstream_seconds` are optional; every other column is a
 //   request header of that name (an empty cell: the header was absent).
 // - jsonl: {"timestamp": ..., "method": ..., "host": ..., "path": ..., "query": ...,
-//   "headers": {"Authorization": "..."}, "upstream_seconds": 0.12}.
+//   "headers": {"Authorization": "..."}, "upstream_seconds": 0.12,
+//   "response": {"status": 429, "headers": {"Retry-After": "2"}, "body": "..."}} ("response" optional).
+//   csv: `response_status` and `response:NAME` columns (a response header NAME) carry the same.
 // A timestamp is RFC 3339 ("2026-12-06T23:21:03.123Z", "...+01:00") or Unix seconds (a number,
 // fractions allowed). A path may carry its query ("/v1/items?page=2").
 //
@@ -43,6 +45,14 @@ struct LoggedOutcome {
     std::string route;  // empty: refused before routing
 };
 
+// The vendor's answer to a forwarded request, when the log keeps it: replayed as vendor
+// feedback (docs/simulate.md, "Vendor feedback").
+struct LoggedResponse {
+    unsigned status = 0;
+    std::vector<std::pair<std::string, std::string>> headers;  // as written; looked up without case
+    std::optional<std::string> body;  // none: not logged (or longer than the daemon reads of it)
+};
+
 struct TrafficRequest {
     Nanos at{0};  // Unix time of arrival (the access log: when the request's header was read)
     std::string method;
@@ -53,6 +63,9 @@ struct TrafficRequest {
     std::optional<Nanos> upstream_time;  // how long the vendor took; none: the simulation's default
     std::size_t line = 0;                // 1-based line in the log
     std::optional<LoggedOutcome> logged;
+    // jsonl "response", csv response_status and response:NAME columns; the access log: a status
+    // the vendor answered (no headers).
+    std::optional<LoggedResponse> response;
 };
 
 struct TrafficReadOptions {

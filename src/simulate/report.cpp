@@ -194,6 +194,10 @@ std::string format_summary(const std::string& log_name, const TrafficLog& log, c
            std::to_string(result.delayed) + ", refused " + refused_text(result.refused) + ", not routed " +
            std::to_string(result.not_routed) + "\n";
     out += "  delay of forwarded requests: " + delays_text(result.delays) + "\n";
+    if (result.vendor_answers > 0)
+        out += "  vendor answers replayed: " + std::to_string(result.vendor_answers) + " (" +
+               std::to_string(result.vendor_paused) + " paused, " + std::to_string(result.vendor_capped) +
+               " capped, " + std::to_string(result.vendor_retried) + " retried)\n";
     if (const auto comparison = compare_with_log(log, result); comparison.compared > 0) {
         out += "  against the log: the same outcome for " + std::to_string(comparison.same) + " of " +
                std::to_string(comparison.compared) +
@@ -268,6 +272,11 @@ std::string format_json(const TrafficLog& log, const SimulationResult& result, b
                      {"not_routed", result.not_routed},
                      {"delay_seconds", delays_json(result.delays)}};
     out["limits_keyed_on_missing_headers"] = result.limits_needing_missing_headers;
+    if (result.vendor_answers > 0)
+        out["vendor_feedback"] = {{"answers", result.vendor_answers},
+                                  {"paused", result.vendor_paused},
+                                  {"capped", result.vendor_capped},
+                                  {"retried", result.vendor_retried}};
     if (const auto comparison = compare_with_log(log, result); comparison.compared > 0)
         out["against_log"] = {{"compared", comparison.compared},
                               {"same", comparison.same},

@@ -581,8 +581,12 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         const auto reaction = queue::react_to_vendor(controller, submitted.uses, admitted_after, signal,
                                                      settings, response.status, retry_eligible,
                                                      submitted.deadline, instant(now), nullptr);
+        ++result.vendor_answers;
+        if (reaction.paused) ++result.vendor_paused;
+        if (reaction.capped) ++result.vendor_capped;
         if (queue::changes_limits(reaction)) poll(now);
         if (!reaction.retry()) return false;
+        ++result.vendor_retried;
         // ClientSession::retry_after_vendor_refusal: concurrency permits back, then the queue.
         if (exchange.holds_permits) controller.release(exchange.uses, instant(now));
         retried_slots[submitted.request] = std::move(exchange.slots);

@@ -127,6 +127,9 @@ struct SimulationResult {
     std::vector<std::pair<std::string, std::uint64_t>> refused;  // code -> count
     DelayPercentiles delays;                                     // over every admitted request
     std::size_t limits_needing_missing_headers = 0;
+    // Vendor feedback replayed (docs/simulate.md, "Vendor feedback"): the logged answers looked at,
+    // those that paused or capped a limit, and the requests sent again after a vendor 429.
+    std::uint64_t vendor_answers = 0, vendor_paused = 0, vendor_capped = 0, vendor_retried = 0;
     Nanos first_arrival{0}, last_event{0};
     Nanos bucket{0};  // the series' time bucket
     std::optional<VendorReport> vendor;

@@ -80,6 +80,9 @@ TEST_CASE("simulate feedback: a logged 429 with Retry-After: 2 pauses the limit 
     CHECK(result.at_once == 3);
     CHECK(result.delayed == 2);
     CHECK(result.delays.max == 1600ms);
+    CHECK(result.vendor_answers == 1);
+    CHECK(result.vendor_paused == 1);
+    CHECK(result.vendor_retried == 0);
 }
 
 TEST_CASE("simulate feedback: a 429 without headers pauses for default_pause (the access log's case)",
@@ -131,6 +134,7 @@ TEST_CASE("simulate feedback: feedback.enabled: false ignores the logged answers
     REQUIRE(result.error.empty());
     CHECK(result.at_once == 4);
     CHECK(result.delayed == 0);
+    CHECK(result.vendor_answers == 0);
 }
 
 TEST_CASE("simulate feedback: a 429'd request is retried after the pause and counted once, as the retry",
@@ -152,6 +156,7 @@ TEST_CASE("simulate feedback: a 429'd request is retried after the pause and cou
         CHECK(result.limits[0].delayed == 2);
         CHECK(result.limits[0].at_once == 0);
         CHECK(result.delays.max == 1100ms);
+        CHECK(result.vendor_retried == 1);
     }
     SECTION("the pause outlasts its deadline: not retried, the vendor's 429 goes back") {
         const auto config = load(config_with("{learn: false}", "{on_vendor_429: true}"));

@@ -19,7 +19,7 @@ constexpr std::size_t kQuotedExamples = 5;
 constexpr std::size_t kMaxLineBytes = 1 << 20;
 // The most of a vendor's body the daemon reads for feedback (client_session.cpp's
 // kVendorBodyLimit): a longer one is decided on its headers alone.
-constexpr std::size_t kVendorBodyLimit = 64 * 1024;
+constexpr std::size_t kVendorBodyLimit = std::size_t{64} * 1024;
 // A csv column "response:Retry-After" is the vendor's Retry-After header.
 constexpr std::string_view kResponseColumn = "response:";
 

@@ -6,7 +6,7 @@
 #          built in build-asan/, the folder scripts/fuzz.sh uses (SLUICE_FUZZ=ON instruments
 #          every library with ASan+UBSan, so one build serves both passes)
 #   tsan   clang, -fsanitize=thread: sluice + the e2e suite with 2 io threads (ctest -R '^e2e:')
-#   fuzz   scripts/fuzz.sh: every libFuzzer target for SLUICE_FUZZ_SECONDS (default 30) each
+#   fuzz   scripts/fuzz.sh: every libFuzzer target for SLUICE_FUZZ_SECONDS (default 20) each
 #   lint   scripts/lint.sh: clang-format and clang-tidy (needs build/compile_commands.json)
 #   scripts/ci-checks.sh            all four
 #   scripts/ci-checks.sh tsan lint  only these

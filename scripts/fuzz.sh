@@ -6,14 +6,14 @@
 # fails the script; the input that caused it is kept in build-asan/fuzz-artifacts/<name>/.
 # The folder is the one scripts/ci-checks.sh's asan pass builds its tests in (one instrumented
 # build for both; the tests link the same libraries), so the configuration below is theirs too.
-#   scripts/fuzz.sh                 every target, SLUICE_FUZZ_SECONDS (default 30) each
+#   scripts/fuzz.sh                 every target, SLUICE_FUZZ_SECONDS (default 20: CI's 45 minutes) each
 #   scripts/fuzz.sh config route    only these
 #   SLUICE_FUZZ_CONFIGURE_ONLY=1    configure the build folder and stop (ci-checks.sh asan)
 # Reproduce a finding: build-asan/tests/fuzz/<name>_fuzz <file>
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${SLUICE_FUZZ_BUILD:-$root/build-asan}
-seconds=${SLUICE_FUZZ_SECONDS:-30}
+seconds=${SLUICE_FUZZ_SECONDS:-20}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # -O1 and line tables only: compiling is most of a sanitizer pass on CI's 2 cores, and reports

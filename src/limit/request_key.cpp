@@ -167,8 +167,8 @@ std::optional<std::int64_t> parse_unit_count(std::string_view v) noexcept {
 }
 
 std::size_t body_cost_max_bytes(const config::LimitConfig& limit, std::size_t max_buffered_body_bytes) {
-    return limit.cost.body && limit.cost.body->max_bytes > 0 ? limit.cost.body->max_bytes
-                                                             : max_buffered_body_bytes;
+    return limit.cost.body ? body_rule_max_bytes(*limit.cost.body, max_buffered_body_bytes)
+                           : max_buffered_body_bytes;
 }
 
 BodyRequestCost body_request_cost(const config::LimitConfig& limit, std::string_view body,

@@ -50,7 +50,7 @@ bool status_has_no_body(unsigned status) {
 }
 
 // How much of a vendor 429 body is read to find the configured JSON field.
-constexpr std::size_t kVendorBodyLimit = 64 * 1024;
+constexpr std::size_t kVendorBodyLimit = feedback::kMaxVendorBodyBytes;
 
 // RFC 9110 9.2.2: a request that may be repeated with the same effect.
 bool is_idempotent(http::verb method) {
@@ -568,9 +568,9 @@ void ClientSession::handle_request() {
         const auto& limit_config = config().limits[limit_index];
         if (limit_config.cost.settles()) settles_costs_ = true;
         if (const auto& settle_body = limit_config.cost.settle_body) {
-            settle_body_limit_ = std::max(settle_body_limit_, settle_body->max_bytes > 0
-                                                                  ? settle_body->max_bytes
-                                                                  : config().server.max_buffered_body_bytes);
+            settle_body_limit_ =
+                std::max(settle_body_limit_,
+                         limit::body_rule_max_bytes(*settle_body, config().server.max_buffered_body_bytes));
         }
         if (limit_config.cost.body) {
             // The cost is read once the body is whole (admit_held_body).

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sluice/feedback/vendor_signals.hpp"
+
 namespace sluice::simulate {
 
 namespace {
@@ -17,9 +19,9 @@ using nlohmann::json;
 constexpr std::size_t kQuotedExamples = 5;
 // A line longer than this is refused rather than held (a log is read a line at a time).
 constexpr std::size_t kMaxLineBytes = 1 << 20;
-// The most of a vendor's body the daemon reads for feedback (client_session.cpp's
-// kVendorBodyLimit): a longer one is decided on its headers alone.
-constexpr std::size_t kVendorBodyLimit = std::size_t{64} * 1024;
+// The most of a vendor's body the daemon reads for feedback: a longer one is decided on its
+// headers alone.
+constexpr std::size_t kVendorBodyLimit = feedback::kMaxVendorBodyBytes;
 // A csv column "response:Retry-After" is the vendor's Retry-After header.
 constexpr std::string_view kResponseColumn = "response:";
 

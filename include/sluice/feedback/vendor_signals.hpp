@@ -19,6 +19,7 @@
 // the logs and can never stall traffic for longer than max_pause.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -105,6 +106,10 @@ VendorSignal read_vendor_signals(unsigned status, const HeaderLookup& header,
 // Whether read_vendor_signals would look at this response's body, so the I/O
 // layer buffers (a bounded prefix of) it only then.
 bool wants_body(unsigned status, const FeedbackConfig& config) noexcept;
+
+// How much of a vendor's body is read for its JSON field: a longer body is decided on its
+// headers alone (the client session; `sluice simulate` replays it the same way).
+inline constexpr std::size_t kMaxVendorBodyBytes = std::size_t{64} * 1024;
 
 // Retry-After (RFC 9110 10.2.3) as seconds from now: delay-seconds (a decimal is
 // tolerated) or an HTTP-date (a date in the past gives 0). Not clamped; nullopt

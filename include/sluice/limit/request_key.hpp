@@ -144,8 +144,13 @@ struct BodyRequestCost {
 // anything else (empty, "-1", "2.5", "1e3", "12 units") is nullopt.
 std::optional<std::int64_t> parse_unit_count(std::string_view value) noexcept;
 
-// The largest body `limit` reads its cost from: cost.body.max_bytes, or the server's
-// max_buffered_body_bytes when unset.
+// The largest body a body rule (cost.body, cost.settle.body) reads: its max_bytes, or the
+// server's max_buffered_body_bytes when unset.
+inline std::size_t body_rule_max_bytes(const config::BodyCostConfig& rule,
+                                       std::size_t max_buffered_body_bytes) noexcept {
+    return rule.max_bytes > 0 ? rule.max_bytes : max_buffered_body_bytes;
+}
+// The largest body `limit` reads its cost from (body_rule_max_bytes of its cost.body).
 std::size_t body_cost_max_bytes(const config::LimitConfig& limit, std::size_t max_buffered_body_bytes);
 // `body` is the whole request body. Call only for a limit with cost.body. Never throws.
 BodyRequestCost body_request_cost(const config::LimitConfig& limit, std::string_view body,

@@ -1031,7 +1031,13 @@ void ClientSession::on_request_written(beast::error_code ec, std::size_t) {
             ec == beast::error::timeout ? Errc::upstream_timeout : Errc::upstream_closed,
             "sending the request to '" + upstream_config().name + "' failed: " + ec.message(), false);
     }
-    if (request_writer_.done()) return read_response_header();
+    if (request_writer_.done()) {
+        // The share bounds connections held while a client sends; from here the vendor's
+        // answer holds this one, as for any request. Ending it now (not after the response is
+        // relayed) also means a client that has its answer never finds the share still taken.
+        end_streamed_body();
+        return read_response_header();
+    }
     relay_request_body();
 }
 

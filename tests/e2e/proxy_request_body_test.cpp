@@ -255,6 +255,30 @@ TEST_CASE("bodies larger than max_buffered_body_bytes stream within max_streamed
     CHECK(admin_status(sluice)["counters"].value("streamed_body_refusals", 0) == 1);
 }
 
+TEST_CASE("a streamed body gives its share back once sent and before the vendor answers", "[e2e][body]") {
+    // The vendor takes its time over /slow: its body has arrived whole, so only the vendor's
+    // answer holds the connection, and the share of streamed bodies is free for the next upload.
+    MockUpstream upstream([](const RecordedRequest& request) {
+        return request.target == "/slow" ? MockReply::echo().with_delay(1500ms) : MockReply::echo();
+    });
+    BodyYaml config{upstream.url()};
+    config.server_lines = "  max_buffered_body_bytes: 1k\n";
+    config.upstream_lines = "    max_connections: 2\n    max_streamed_bodies: 1\n";
+    SluiceProcess sluice(config.yaml());
+
+    const std::string big = pattern_string(5000);
+    HttpClient slow(sluice.port("main"), 5s);
+    slow.write_raw("POST /slow HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5000\r\n\r\n" + big);
+    REQUIRE(upstream.wait_for_complete_requests(1, 2s));
+
+    HttpClient next(sluice.port("main"), 5s);
+    const auto start = Clock::now();
+    CHECK(next.request("POST", "/next", big).status == 200);
+    CHECK(seconds_since(start) < 1.0);  // it did not wait for /slow's answer either
+    CHECK(slow.read_response().status == 200);
+    CHECK(admin_status(sluice)["counters"].value("streamed_body_refusals", 0) == 0);
+}
+
 TEST_CASE("a chunked body read whole is forwarded with a Content-Length; a long one stays chunked",
           "[e2e][body]") {
     MockUpstream upstream;

@@ -294,8 +294,9 @@ void append_line(const RequestRecord& record, const LineOptions& options, std::s
     // A request whose header could not be parsed has no method, host or path: null,
     // not the previous request's.
     const bool parsed = !record.method.empty();
-    std::size_t variable = record.route.value_or(std::string_view()).size() + record.method.size() +
-                           record.host.size() + record.path.size() + record.answered_by.size();
+    std::size_t variable = record.route.value_or(std::string_view()).size() + record.priority.size() +
+                           record.caller.size() + record.method.size() + record.host.size() +
+                           record.path.size() + record.answered_by.size();
     for (std::size_t i = 0; i < record.delayed_by_count; ++i) variable += record.delayed_by[i].size() + 3;
     std::size_t query_bound = 0;
     if (options.log_query) {
@@ -313,6 +314,18 @@ void append_line(const RequestRecord& record, const LineOptions& options, std::s
     line.literal("\",\"route\":");
     if (record.route) {
         line.string(*record.route);
+    } else {
+        line.literal("null");
+    }
+    line.literal(",\"priority\":");
+    if (!record.priority.empty()) {
+        line.string(record.priority);
+    } else {
+        line.literal("null");
+    }
+    line.literal(",\"caller\":");
+    if (record.has_caller) {
+        line.string(record.caller);
     } else {
         line.literal("null");
     }

@@ -160,6 +160,34 @@ void add_requests(Families& out, const proxy::Runtime& runtime) {
     }
 }
 
+// Per priority class (docs/priorities.md), only when the config has classes: whether the
+// interactive class really goes first shows here, next to the batch class's waits.
+void add_priority_classes(Families& out, const proxy::Runtime& runtime) {
+    const auto& m = runtime.metrics;
+    const auto& classes = runtime.config->priorities.classes;
+    if (classes.empty()) return;
+    auto& wait = out.family("sluice_class_admission_wait_seconds",
+                            "Time from arrival at the limits to admission, per admitted request of the "
+                            "priority class (0 when admitted at once)",
+                            MetricType::Histogram);
+    auto& waiting =
+        out.family("sluice_class_waiting_requests",
+                   "Requests of the priority class waiting in the admission queue now", MetricType::Gauge);
+    auto& refusals = out.family("sluice_class_refusals_total",
+                                "Requests of the priority class refused with a synthetic 429 (queue_full, "
+                                "admission_timeout, key_capacity, vendor_rate_limited)",
+                                MetricType::Counter);
+    for (std::size_t c = 0; c < m.class_count() && c < classes.size(); ++c) {
+        const auto& cm = m.priority_class(c);
+        const std::string& name = classes[c];
+        Families::histogram(wait, {{"class", name}}, cm.admission_wait.snapshot());
+        Families::gauge(
+            waiting, {{"class", name}},
+            static_cast<double>(std::max<std::int64_t>(0, cm.waiting.load(std::memory_order_relaxed))));
+        Families::counter(refusals, {{"class", name}}, load(cm.limit_refusals));
+    }
+}
+
 void add_upstreams(Families& out, const proxy::Runtime& runtime) {
     const auto& m = runtime.metrics;
     auto& responses = out.family("sluice_upstream_responses_total",
@@ -456,6 +484,7 @@ void add_process(Families& out, const proxy::Runtime& runtime) {
 std::vector<MetricFamily> RuntimeCollector::Collect() const {
     Families out;
     add_requests(out, runtime_);
+    add_priority_classes(out, runtime_);
     add_upstreams(out, runtime_);
     add_limits(out, runtime_);
     add_feedback(out, runtime_);

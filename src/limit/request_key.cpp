@@ -171,6 +171,24 @@ std::size_t body_cost_max_bytes(const config::LimitConfig& limit, std::size_t ma
                            : max_buffered_body_bytes;
 }
 
+RouteCostReading route_cost_reading(const config::Config& config, const config::RouteConfig& route) {
+    RouteCostReading reading;
+    const auto buffered = config.server.max_buffered_body_bytes;
+    reading.held_body_max = buffered;
+    for (const auto limit_index : route.limit_indexes) {
+        const auto& limit = config.limits[limit_index];
+        if (limit.cost.settles()) reading.settles = true;
+        if (const auto& settle_body = limit.cost.settle_body)
+            reading.settle_body_max =
+                std::max(reading.settle_body_max, body_rule_max_bytes(*settle_body, buffered));
+        if (limit.cost.body) {
+            reading.body_costs = true;
+            reading.held_body_max = std::max(reading.held_body_max, body_cost_max_bytes(limit, buffered));
+        }
+    }
+    return reading;
+}
+
 BodyRequestCost body_request_cost(const config::LimitConfig& limit, std::string_view body,
                                   std::size_t max_buffered_body_bytes) noexcept {
     BodyRequestCost result;

@@ -66,24 +66,31 @@ ProxyMetrics::ProxyMetrics(std::size_t route_count, std::size_t upstream_count)
 }
 
 ProxyMetrics::ProxyMetrics(std::vector<std::string> route_names, std::vector<std::string> upstream_names,
-                           const ProxyMetrics* carried_from)
+                           std::vector<std::string> class_names, const ProxyMetrics* carried_from)
     : route_count_(route_names.size()),
       upstream_count_(upstream_names.size()),
       route_names_(std::move(route_names)),
-      upstream_names_(std::move(upstream_names)) {
+      upstream_names_(std::move(upstream_names)),
+      class_names_(std::move(class_names)) {
     if (!carried_from) {
         routes_ = carry_by_name<RouteMetrics>(route_names_, {}, {});
         routes_.push_back(std::make_shared<RouteMetrics>());
         upstreams_ = carry_by_name<UpstreamMetrics>(upstream_names_, {}, {});
+        classes_ = carry_by_name<ClassMetrics>(class_names_, {}, {});
         return;
     }
     routes_ = carry_by_name(route_names_, carried_from->route_names_, carried_from->routes_);
     routes_.push_back(carried_from->routes_[carried_from->route_count_]);
     upstreams_ = carry_by_name(upstream_names_, carried_from->upstream_names_, carried_from->upstreams_);
+    classes_ = carry_by_name(class_names_, carried_from->class_names_, carried_from->classes_);
 }
 
 void ProxyMetrics::queued(ExchangeMarks& marks, Nanos now) noexcept {
-    if (!marks.waiting) slot(marks).waiting.fetch_add(1, std::memory_order_relaxed);
+    if (!marks.waiting) {
+        slot(marks).waiting.fetch_add(1, std::memory_order_relaxed);
+        if (auto* priority_class = class_slot(marks))
+            priority_class->waiting.fetch_add(1, std::memory_order_relaxed);
+    }
     marks.waiting = true;
     marks.was_queued = true;
     marks.waiting_since = now;
@@ -93,11 +100,15 @@ void ProxyMetrics::stop_waiting(ExchangeMarks& marks) noexcept {
     if (!marks.waiting) return;
     marks.waiting = false;
     slot(marks).waiting.fetch_sub(1, std::memory_order_relaxed);
+    if (auto* priority_class = class_slot(marks))
+        priority_class->waiting.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void ProxyMetrics::admitted(ExchangeMarks& marks, Nanos now, bool shadow_would_refuse) noexcept {
     auto& route = slot(marks);
-    route.admission_wait.observe(marks.waiting ? now - marks.waiting_since : Nanos::zero());
+    const Nanos waited = marks.waiting ? now - marks.waiting_since : Nanos::zero();
+    route.admission_wait.observe(waited);
+    if (auto* priority_class = class_slot(marks)) priority_class->admission_wait.observe(waited);
     stop_waiting(marks);
     if (shadow_would_refuse) route.shadow_would_refuse.fetch_add(1, std::memory_order_relaxed);
 }
@@ -133,6 +144,10 @@ void ProxyMetrics::synthetic(ExchangeMarks& marks, Errc code) noexcept {
     }
     const auto index = static_cast<std::size_t>(code);
     if (index < kErrcCount) route.synthetic[index].fetch_add(1, std::memory_order_relaxed);
+    if (outcome_of(code) == Outcome::synthetic_429) {
+        if (auto* priority_class = class_slot(marks))
+            priority_class->limit_refusals.fetch_add(1, std::memory_order_relaxed);
+    }
 }
 
 void ProxyMetrics::failed_mid_body(const ExchangeMarks& marks) noexcept {

@@ -549,37 +549,25 @@ void ClientSession::handle_request() {
                                                       version_, false));
         }
         priority_class_ = *found;
+        metrics::ProxyMetrics::classed(metrics_marks_, priority_class_);
     }
     limit::collect_limit_uses(
         config(), route_config, attributes, priority_class_, config().listeners[listener_index_].name,
         [&runtime = *runtime_](std::size_t limit_index) { return runtime.limit_slot(limit_index); },
         runtime_->vendor_gate_index(upstream_index_), uses_, use_marks_);
-    body_costs_ = false;
-    settles_costs_ = false;
-    settle_body_limit_ = 0;
-    held_body_limit_ = config().server.max_buffered_body_bytes;
+    if (access_log_) note_class(use_marks_);
     if (auto refusal = limit::header_cost_refusal(config(), use_marks_); !refusal.empty()) {
         // Never clamped: counting less than the client says would let the vendor see more.
         runtime_->counters.client_errors.fetch_add(1, std::memory_order_relaxed);
         return send_synthetic(make_error_response(Errc::cost_too_large, refusal, version_,
                                                   keep_alive_ && request_parser_->is_done()));
     }
-    for (const auto limit_index : route_config.limit_indexes) {
-        const auto& limit_config = config().limits[limit_index];
-        if (limit_config.cost.settles()) settles_costs_ = true;
-        if (const auto& settle_body = limit_config.cost.settle_body) {
-            settle_body_limit_ =
-                std::max(settle_body_limit_,
-                         limit::body_rule_max_bytes(*settle_body, config().server.max_buffered_body_bytes));
-        }
-        if (limit_config.cost.body) {
-            // The cost is read once the body is whole (admit_held_body).
-            body_costs_ = true;
-            held_body_limit_ =
-                std::max(held_body_limit_,
-                         limit::body_cost_max_bytes(limit_config, config().server.max_buffered_body_bytes));
-        }
-    }
+    // A body cost is read once the body is whole (admit_held_body).
+    const auto& costs = runtime_->route_costs[route_index_];
+    body_costs_ = costs.body_costs;
+    settles_costs_ = costs.settles;
+    settle_body_limit_ = costs.settle_body_max;
+    held_body_limit_ = costs.held_body_max;
     Nanos max_wait = route_config.queue.max_wait;
     if (const auto asked = find_field(req.base(), "Sluice-Max-Wait")) {
         const auto parsed = config::parse_max_wait_header(*asked);

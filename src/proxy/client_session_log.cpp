@@ -19,9 +19,12 @@ constexpr std::chrono::steady_clock::time_point kUnset{};
 }  // namespace
 
 void ClientSession::begin_record() {
-    // Field by field: the two strings keep their capacity (no allocation per request), and
+    // Field by field: the strings keep their capacity (no allocation per request), and
     // bytes_in counts from the first byte of this request's header, since do_read_header.
     record_.route.reset();
+    record_.priority = {};
+    record_.caller.clear();
+    record_.has_caller = false;
     record_.method = {};
     record_.host = {};
     record_.path = {};
@@ -48,6 +51,14 @@ void ClientSession::note_request(const RequestIntake& intake) {
     record_.path = path_;
     if (access_log_->options().log_query) record_.query.assign(intake.query);
     if (intake.match) record_.route = config().routes[intake.match->route_index].name;
+}
+
+void ClientSession::note_class(const limit::UseMarks& marks) {
+    const auto& classes = config().priorities.classes;
+    if (priority_class_ < classes.size()) record_.priority = classes[priority_class_];
+    if (!marks.fair_use) return;
+    record_.caller.assign(marks.fair_caller_name);
+    record_.has_caller = true;
 }
 
 void ClientSession::note_queued(const queue::Admission& admission) {

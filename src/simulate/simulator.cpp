@@ -645,9 +645,23 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         }
         outcome.route = match->route_index;
         const auto& route_config = config.routes[match->route_index];
-        limit::RequestAttributes attributes{
-            request.method, request.query, &match->params,
-            [&request](std::string_view name) { return find_header(request, name); }};
+        // A caller from the access log stands in for the fair share's caller header (never
+        // logged) or for the listener the request came in on.
+        const auto fair_header = [&](std::string_view name) {
+            for (const auto limit_index : route_config.limit_indexes) {
+                const auto& fair = config.limits[limit_index].fair_share;
+                if (fair && fair->caller == config::FairShareConfig::Caller::header &&
+                    name.size() == fair->header.size() && iequals_prefix(name, fair->header))
+                    return true;
+            }
+            return false;
+        };
+        limit::RequestAttributes attributes{request.method, request.query, &match->params,
+                                            [&](std::string_view name) -> std::optional<std::string_view> {
+                                                if (request.caller && fair_header(name))
+                                                    return std::string_view(*request.caller);
+                                                return find_header(request, name);
+                                            }};
         // Its priority class (docs/priorities.md): the daemon answers 400 to a class it does not know.
         const auto priority_class =
             config::request_class(config, route_config, find_header(request, kPriorityHeader));
@@ -658,7 +672,9 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
             continue;
         }
         limit::collect_limit_uses(
-            config, route_config, attributes, *priority_class, config.listeners[options.listener_index].name,
+            config, route_config, attributes, *priority_class,
+            request.caller ? std::string_view(*request.caller)
+                           : std::string_view(config.listeners[options.listener_index].name),
             [](std::size_t limit_index) { return limit_index; }, gate_slot(route_config.upstream_index), uses,
             marks);
         if (!limit::header_cost_refusal(config, marks).empty()) {

@@ -146,7 +146,15 @@ std::string parse_access_line(const json& line, TrafficRequest& request, bool& u
     LoggedOutcome logged;
     logged.route = string_field(line, "route", error);
     logged.answered_by = string_field(line, "answered_by", error);
+    // The class the daemon gave the request, whichever way it got it (header or route default):
+    // replayed as the header, which the simulator reads first (docs/priorities.md).
+    const std::string priority = string_field(line, "priority", error);
+    if (const json* caller = field(line, "caller")) {
+        if (!caller->is_string()) return "\"caller\" must be a string";
+        request.caller = caller->get<std::string>();
+    }
     if (!error.empty()) return error;
+    if (!priority.empty()) request.headers.emplace_back("Sluice-Priority", priority);
     if (const json* status = field(line, "status")) {
         if (!status->is_number_unsigned()) return "\"status\" must be a number";
         logged.status = status->get<unsigned>();

@@ -145,39 +145,44 @@ routes:
         CHECK(std::regex_match(line["time"].get<std::string>(), kRfc3339Ms));
         CHECK(line["queue_wait_seconds"].get<double>() >= 0.0);
         CHECK(line["bytes_out"].get<std::uint64_t>() > 0);
-        CHECK(line.size() == 14);  // no field beyond the documented ones (query is off)
+        CHECK(line.size() == 16);  // no field beyond the documented ones (query is off)
     }
-    CHECK(stable_fields(lines[0]) ==
-          json::parse(R"({"route":"items","method":"GET","host":"api.example.com",
+    CHECK(
+        stable_fields(lines[0]) ==
+        json::parse(R"({"route":"items","priority":null,"caller":null,"method":"GET","host":"api.example.com",
         "path":"/v1/items","status":200,"answered_by":"vendor","bytes_in":)" +
-                      std::to_string(get.size()) + R"(,"attempts":1,"delayed_by":[],"complete":true})"));
+                    std::to_string(get.size()) + R"(,"attempts":1,"delayed_by":[],"complete":true})"));
     CHECK(lines[0]["upstream_seconds"].get<double>() >= 0.0);
     CHECK(stable_fields(lines[1]) ==
-          json::parse(R"({"route":"items","method":"POST","host":"api.example.com",
+          json::parse(
+              R"({"route":"items","priority":null,"caller":null,"method":"POST","host":"api.example.com",
         "path":"/v1/items","status":201,"answered_by":"vendor","bytes_in":)" +
-                      std::to_string(post.size()) + R"(,"attempts":1,"delayed_by":[],"complete":true})"));
-    CHECK(stable_fields(lines[2]) == json::parse(R"({"route":null,"method":"GET","host":"127.0.0.1",
+              std::to_string(post.size()) + R"(,"attempts":1,"delayed_by":[],"complete":true})"));
+    CHECK(stable_fields(lines[2]) ==
+          json::parse(R"({"route":null,"priority":null,"caller":null,"method":"GET","host":"127.0.0.1",
         "path":"/elsewhere","status":404,"answered_by":"no_route","bytes_in":)" +
-                                                 std::to_string(lines[2]["bytes_in"].get<std::uint64_t>()) +
-                                                 R"(,"attempts":0,"delayed_by":[],"complete":true})"));
+                      std::to_string(lines[2]["bytes_in"].get<std::uint64_t>()) +
+                      R"(,"attempts":0,"delayed_by":[],"complete":true})"));
     CHECK(lines[2]["upstream_seconds"].is_null());
     CHECK(lines[3]["route"] == "tight");
     CHECK(lines[3]["status"] == 200);
     CHECK(lines[3]["delayed_by"] == json::array());
-    CHECK(stable_fields(lines[4]) == json::parse(R"({"route":"tight","method":"GET","host":"127.0.0.1",
+    CHECK(stable_fields(lines[4]) ==
+          json::parse(R"({"route":"tight","priority":null,"caller":null,"method":"GET","host":"127.0.0.1",
         "path":"/tight/b","status":429,"answered_by":"admission_timeout","bytes_in":)" +
-                                                 std::to_string(lines[4]["bytes_in"].get<std::uint64_t>()) +
-                                                 R"(,"attempts":0,"delayed_by":["once"],"complete":true})"));
+                      std::to_string(lines[4]["bytes_in"].get<std::uint64_t>()) +
+                      R"(,"attempts":0,"delayed_by":["once"],"complete":true})"));
     CHECK(lines[4]["upstream_seconds"].is_null());
     CHECK(lines[5]["route"] == "broken");
     CHECK(lines[5]["status"] == 502);
     CHECK(lines[5]["answered_by"] == "upstream_connect_failed");
     CHECK(lines[5]["attempts"] == 1);
     CHECK(lines[5]["upstream_seconds"].is_number());
-    CHECK(stable_fields(lines[6]) == json::parse(R"({"route":null,"method":null,"host":null,"path":null,
+    CHECK(stable_fields(lines[6]) ==
+          json::parse(R"({"route":null,"priority":null,"caller":null,"method":null,"host":null,"path":null,
         "status":400,"answered_by":"malformed_request","bytes_in":)" +
-                                                 std::to_string(lines[6]["bytes_in"].get<std::uint64_t>()) +
-                                                 R"(,"attempts":0,"delayed_by":[],"complete":true})"));
+                      std::to_string(lines[6]["bytes_in"].get<std::uint64_t>()) +
+                      R"(,"attempts":0,"delayed_by":[],"complete":true})"));
     CHECK(lines[6]["bytes_in"].get<std::uint64_t>() <= malformed.size());
 
     CHECK(wait_for_written(sluice.admin_port(), 7) ==

@@ -22,6 +22,9 @@ struct RequestRecord {
 
     std::int64_t unix_ms = 0;               // wall clock when the request's header was read
     std::optional<std::string_view> route;  // the matched route's name; none: refused before routing
+    std::string_view priority;              // the request's class (docs/priorities.md); empty: none
+    std::string caller;                     // a fair-shared limit's caller (its header or listener)
+    bool has_caller = false;                // the route has a fair-shared limit: caller is logged
     std::string_view method;                // empty: the header could not be parsed
     std::string_view host;
     std::string_view path;    // without the query

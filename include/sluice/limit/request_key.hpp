@@ -60,6 +60,9 @@ struct UseMarks {
     std::size_t fair_limit = 0;  // that limit's index in Config::limits
     std::uint64_t fair_caller = 0;
     std::int64_t fair_weight = 1;
+    // The caller as named (a view into the request's header, or the listener's name): only
+    // valid while the request is; the access log copies it.
+    std::string_view fair_caller_name;
     // The first limit (index in Config::limits) whose cost header asks for more than
     // cost_too_large_message allows, with that cost: the request is refused 422 at once.
     std::optional<std::size_t> too_costly;
@@ -108,6 +111,7 @@ void collect_limit_uses(const config::Config& config, const config::RouteConfig&
             marks.fair_use = uses.size();
             marks.fair_limit = limit_index;
             marks.fair_caller = std::hash<std::string_view>{}(caller);
+            marks.fair_caller_name = caller;
             marks.fair_weight = fair.weight_of(caller);
         }
         // A class capped on this limit yields it (and the room reserves leave) to the other
@@ -152,6 +156,16 @@ inline std::size_t body_rule_max_bytes(const config::BodyCostConfig& rule,
 }
 // The largest body `limit` reads its cost from (body_rule_max_bytes of its cost.body).
 std::size_t body_cost_max_bytes(const config::LimitConfig& limit, std::size_t max_buffered_body_bytes);
+// How a route's requests have their costs read beyond the head (docs/costs.md): worked out once
+// per route when a config is taken into use, not per request.
+struct RouteCostReading {
+    bool body_costs = false;          // a limit reads its cost from the request body: held whole first
+    bool settles = false;             // a limit settles its cost from the vendor's response
+    std::size_t held_body_max = 0;    // the largest request body held (max_buffered_body_bytes at least)
+    std::size_t settle_body_max = 0;  // the largest 2xx response body read to settle; 0: none is
+};
+RouteCostReading route_cost_reading(const config::Config& config, const config::RouteConfig& route);
+
 // `body` is the whole request body. Call only for a limit with cost.body. Never throws.
 BodyRequestCost body_request_cost(const config::LimitConfig& limit, std::string_view body,
                                   std::size_t max_buffered_body_bytes) noexcept;

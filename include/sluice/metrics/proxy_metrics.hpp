@@ -78,17 +78,26 @@ struct alignas(kCacheLine) UpstreamMetrics {
     ResponseTimeHistogram response_time;
 };
 
+// One priority class's admissions (docs/priorities.md): how long its requests waited for
+// admission, how many wait now, how many a limit refused. Only with `priorities` configured.
+struct alignas(kCacheLine) ClassMetrics {
+    std::atomic<std::int64_t> waiting{0};
+    std::atomic<std::uint64_t> limit_refusals{0};  // synthetic 429s (outcome synthetic_429)
+    AdmissionWaitHistogram admission_wait;
+};
+
 // What a session knows of its current request, between the record_*() calls.
 // Plain data, one per session, reset when a request begins.
 struct ExchangeMarks {
     static constexpr std::size_t kUnrouted = static_cast<std::size_t>(-1);
     std::size_t route = kUnrouted;
     std::size_t upstream = 0;
-    bool waiting = false;     // queued for admission now (waiting_since is set)
-    bool was_queued = false;  // waited for admission at least once
-    bool answered = false;    // counted as forwarded: the vendor's head was relayed
-    Nanos waiting_since{0};   // steady clock
-    Nanos sent_at{0};         // steady clock: the request's head went to the upstream
+    std::size_t priority_class = kUnrouted;  // none: no priorities configured, or not yet known
+    bool waiting = false;                    // queued for admission now (waiting_since is set)
+    bool was_queued = false;                 // waited for admission at least once
+    bool answered = false;                   // counted as forwarded: the vendor's head was relayed
+    Nanos waiting_since{0};                  // steady clock
+    Nanos sent_at{0};                        // steady clock: the request's head went to the upstream
 };
 
 // Each of `names` gets the block `previous` holds under the same name (previous_names[i]
@@ -119,14 +128,18 @@ public:
     // counts survive a reload, and what the old config's requests still add lands
     // in it too. A new name starts at 0; a name gone is not carried. The unrouted
     // block is always carried. Reload time only: O(names), a hash map per call.
+    // Priority classes (`class_names`, empty without `priorities`) are carried the same way.
     ProxyMetrics(std::vector<std::string> route_names, std::vector<std::string> upstream_names,
-                 const ProxyMetrics* carried_from);
+                 std::vector<std::string> class_names, const ProxyMetrics* carried_from);
 
     // The request path. `now` is the steady clock, read by the caller only where needed.
     static void begin_request(ExchangeMarks& marks) noexcept { marks = ExchangeMarks{}; }
     static void routed(ExchangeMarks& marks, std::size_t route, std::size_t upstream) noexcept {
         marks.route = route;
         marks.upstream = upstream;
+    }
+    static void classed(ExchangeMarks& marks, std::size_t priority_class) noexcept {
+        marks.priority_class = priority_class;
     }
     void queued(ExchangeMarks& marks, Nanos now) noexcept;
     // `now` is read only when the request waited (marks.waiting); else pass zero.
@@ -146,11 +159,16 @@ public:
     // Requests that ended before a route was known (no_route, a malformed head, ...).
     const RouteMetrics& unrouted() const noexcept { return *routes_[route_count_]; }
     const UpstreamMetrics& upstream(std::size_t index) const noexcept { return *upstreams_[index]; }
+    std::size_t class_count() const noexcept { return classes_.size(); }
+    const ClassMetrics& priority_class(std::size_t index) const noexcept { return *classes_[index]; }
 
 private:
     void stop_waiting(ExchangeMarks& marks) noexcept;
     RouteMetrics& slot(const ExchangeMarks& marks) noexcept {
         return *routes_[marks.route < route_count_ ? marks.route : route_count_];
+    }
+    ClassMetrics* class_slot(const ExchangeMarks& marks) noexcept {
+        return marks.priority_class < classes_.size() ? classes_[marks.priority_class].get() : nullptr;
     }
 
     std::size_t route_count_;
@@ -160,6 +178,8 @@ private:
     // Shared with the previous and next configs' metrics by name (see the constructor).
     std::vector<std::shared_ptr<RouteMetrics>> routes_;  // route_count_ + 1: the last is "unrouted"
     std::vector<std::shared_ptr<UpstreamMetrics>> upstreams_;
+    std::vector<std::string> class_names_;
+    std::vector<std::shared_ptr<ClassMetrics>> classes_;
 };
 
 }  // namespace sluice::metrics

@@ -187,6 +187,7 @@ private:
     // (access_log_ set), at the points of a request's life that it records.
     void begin_record();
     void note_request(const RequestIntake& intake);
+    void note_class(const limit::UseMarks& marks);  // the class and fair-share caller, once known
     void note_queued(const queue::Admission& admission);
     void note_admission(const queue::Admission& admission);
     void note_sent();

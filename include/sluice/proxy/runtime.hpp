@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "sluice/config/config.hpp"
+#include "sluice/limit/request_key.hpp"
 #include "sluice/limit/vendor_gate.hpp"
 #include "sluice/metrics/proxy_metrics.hpp"
 #include "sluice/proxy/access_log.hpp"
@@ -167,6 +168,7 @@ struct Runtime {
     // upstream; limit_slots[i] is where limiter i lives in the LimitService
     // (LimitUse::limit_index, the admission controller's index).
     std::vector<config::LimitConfig> vendor_gates;
+    std::vector<limit::RouteCostReading> route_costs;  // index = Config::routes index
     std::vector<std::size_t> limit_slots;
     std::shared_ptr<LimitService> limits;  // the process's
     ProxyCounters& counters;               // the process's
@@ -193,13 +195,17 @@ struct Runtime {
           limits(process->limits),
           counters(process->counters),
           feedback(carried_feedback(*config, previous)),
-          metrics(route_names(*config), upstream_names(*config), previous ? &previous->metrics : nullptr),
+          metrics(route_names(*config), upstream_names(*config), config->priorities.classes,
+                  previous ? &previous->metrics : nullptr),
           started_wall(process->started_wall),
           draining(process->draining),
           idle_sessions(process->idle_sessions),
           access_log(process->access_log.get()) {
         for (const auto& upstream : config->upstreams)
             vendor_gates.push_back(limit::vendor_gate_config(upstream.name));
+        route_costs.reserve(config->routes.size());
+        for (const auto& route : config->routes)
+            route_costs.push_back(limit::route_cost_reading(*config, route));
     }
 
     // The limiters' configs in limit_slots order.

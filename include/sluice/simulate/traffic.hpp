@@ -5,7 +5,8 @@
 // Three formats, one request a line:
 // - access: sluice's own access log (JSON lines, access_log/line_format.hpp). It carries no
 //   request headers (none is ever logged), so limits keyed on headers see one key; it does carry
-//   what the daemon did (status, answered_by, queue_wait_seconds) and how long the vendor took.
+//   what the daemon did (status, answered_by, queue_wait_seconds), how long the vendor took, the
+//   request's priority class (replayed as its Sluice-Priority) and a fair share's caller.
 // - csv: a header row naming the columns, then one request a row. `timestamp`, `method`, `host`
 //   and `path` are required; `query` and `upstream_seconds` are optional; every other column is a
 //   request header of that name (an empty cell: the header was absent).
@@ -66,6 +67,9 @@ struct TrafficRequest {
     // jsonl "response", csv response_status and response:NAME columns; the access log: a status
     // the vendor answered (no headers).
     std::optional<LoggedResponse> response;
+    // The access log's "caller": who a fair-shared limit served (its caller header's value, or the
+    // listener's name), replayed in place of that header or listener.
+    std::optional<std::string> caller;
 };
 
 struct TrafficReadOptions {

@@ -54,10 +54,29 @@ RequestRecord forwarded_get() {
 
 TEST_CASE("a forwarded request is one exact JSON line", "[access-log]") {
     CHECK(line_of(forwarded_get()) ==
-          "{\"time\":\"2026-12-06T23:21:03.123Z\",\"route\":\"contacts\",\"method\":\"GET\","
+          "{\"time\":\"2026-12-06T23:21:03.123Z\",\"route\":\"contacts\",\"priority\":null,\"caller\":null,"
+          "\"method\":\"GET\","
           "\"host\":\"api.example.com\",\"path\":\"/v1/contacts\",\"status\":200,\"answered_by\":\"vendor\","
           "\"queue_wait_seconds\":0.250000,\"upstream_seconds\":0.012346,\"bytes_in\":97,\"bytes_out\":512,"
           "\"attempts\":1,\"delayed_by\":[\"per_key\"],\"complete\":true}\n");
+}
+
+TEST_CASE("a request's priority class and fair-share caller are logged; an empty caller is not null",
+          "[access-log][priorities]") {
+    auto r = forwarded_get();
+    r.priority = "batch";
+    r.caller = "svc-\"a\"";
+    r.has_caller = true;
+    const auto line = nlohmann::json::parse(line_of(r));
+    CHECK(line["priority"] == "batch");
+    CHECK(line["caller"] == "svc-\"a\"");
+    r.caller.clear();  // the caller header was absent: the fair share served the "" caller
+    CHECK(nlohmann::json::parse(line_of(r))["caller"] == "");
+    r.has_caller = false;
+    r.priority = {};
+    const auto plain = nlohmann::json::parse(line_of(r));
+    CHECK(plain["priority"].is_null());
+    CHECK(plain["caller"].is_null());
 }
 
 TEST_CASE("a request refused before routing has nulls where nothing is known", "[access-log]") {
@@ -70,7 +89,8 @@ TEST_CASE("a request refused before routing has nulls where nothing is known", "
     const auto line = line_of(r, LineOptions{true, {}});
     CHECK(
         line ==
-        "{\"time\":\"1970-01-01T00:00:00.000Z\",\"route\":null,\"method\":null,\"host\":null,\"path\":null,"
+        "{\"time\":\"1970-01-01T00:00:00.000Z\",\"route\":null,\"priority\":null,\"caller\":null,\"method\":"
+        "null,\"host\":null,\"path\":null,"
         "\"query\":null,\"status\":400,\"answered_by\":\"malformed_request\",\"queue_wait_seconds\":0.000000,"
         "\"upstream_seconds\":null,\"bytes_in\":20,\"bytes_out\":150,\"attempts\":0,\"delayed_by\":[],"
         "\"complete\":false}\n");

@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "sluice/config/loader.hpp"
+
 namespace {
 
 using sluice::config::KeySource;
@@ -216,4 +218,50 @@ TEST_CASE("cost_too_large_message: above cost.max or what the limit can ever adm
     CHECK(cost_too_large_message(c, 41).find("(burst 40)") != std::string::npos);
     c.enforce = false;  // a shadow limit only counts: it refuses nothing
     CHECK(cost_too_large_message(c, 41).empty());
+}
+
+TEST_CASE("route_cost_reading: what a route's limits read beyond the head, worked out once per route",
+          "[limit][cost]") {
+    sluice::config::LoadOptions options;
+    const auto config = sluice::config::load_config_string(R"(
+server: {max_buffered_body_bytes: 8k}
+upstreams:
+  vendor: {url: "http://127.0.0.1:9"}
+limits:
+  plain: {algorithm: sliding_window, limit: 10, window: 1s}
+  emails:
+    algorithm: sliding_window
+    limit: 100000
+    window: 1h
+    cost: {body: {array_length: /emails, max_bytes: 1m}}
+  credits:
+    algorithm: sliding_window
+    limit: 1000
+    window: 1h
+    cost: {default: 5, settle: {body: {number: /usage, max_bytes: 16k}}}
+  tokens:
+    algorithm: sliding_window
+    limit: 1000
+    window: 1h
+    cost: {default: 1, settle: {header: X-Tokens}}
+routes:
+  - {name: plain, match: {path_prefix: /plain/}, upstream: vendor, limits: [plain]}
+  - {name: validate, match: {path_prefix: /validate/}, upstream: vendor, limits: [plain, emails, credits]}
+  - {name: tokens, match: {path_prefix: /tokens/}, upstream: vendor, limits: [tokens]}
+)",
+                                                           "costs.yaml", options);
+    const auto plain = sluice::limit::route_cost_reading(*config, config->routes[0]);
+    CHECK_FALSE(plain.body_costs);
+    CHECK_FALSE(plain.settles);
+    CHECK(plain.held_body_max == 8 * 1024);
+    CHECK(plain.settle_body_max == 0);
+    const auto validate = sluice::limit::route_cost_reading(*config, config->routes[1]);
+    CHECK(validate.body_costs);
+    CHECK(validate.settles);
+    CHECK(validate.held_body_max == 1024 * 1024);
+    CHECK(validate.settle_body_max == 16 * 1024);
+    const auto tokens = sluice::limit::route_cost_reading(*config, config->routes[2]);
+    CHECK_FALSE(tokens.body_costs);
+    CHECK(tokens.settles);
+    CHECK(tokens.settle_body_max == 0);  // settled from a header: no body is read
 }

@@ -320,3 +320,44 @@ routes:
     CHECK(unknown.verdict == Verdict::refused);
     CHECK(unknown.reason == Errc::unknown_priority);
 }
+
+TEST_CASE("simulate: an access log's caller replays a fair share it could not replay from headers",
+          "[simulate][priority]") {
+    // 6/s shared 2:1 between svc-a and svc-b; svc-a's backlog of 30 arrived first. The access log
+    // keeps no headers, but it keeps each request's caller: svc-b gets its third of the room from
+    // the first refill on, as the daemon gave it. Without the callers, svc-b waits behind svc-a.
+    const auto config = load(R"(
+upstreams:
+  vendor: {url: "http://127.0.0.1:9"}
+limits:
+  six:
+    algorithm: sliding_window
+    limit: 6
+    window: 1s
+    fair_share: {caller: {header: X-Caller}, weights: {svc-a: 2, svc-b: 1}}
+routes:
+  - {name: api, match: {path_prefix: /v1/}, upstream: vendor, limits: [six], queue: {max_wait: 20s, max_depth: 100}}
+)");
+    const auto traffic_of = [](bool with_callers) {
+        std::vector<TrafficRequest> traffic;
+        for (int i = 0; i < 60; ++i) {
+            traffic.push_back(get(kStart));
+            if (with_callers) traffic.back().caller = i < 30 ? "svc-a" : "svc-b";
+        }
+        return traffic;
+    };
+    const auto svc_b_within = [](const SimulationResult& result, Nanos by) {
+        std::size_t count = 0;
+        for (std::size_t i = 30; i < 60; ++i) count += result.outcomes[i].delay <= by ? 1 : 0;
+        return count;
+    };
+    const auto replayed = run_simulation(*config, traffic_of(true), true);
+    REQUIRE(replayed.error.empty());
+    REQUIRE(replayed.outcomes.size() == 60);
+    // 6 at once (svc-a's: nobody waited yet), then 6 a second at 1 s, 2 s, 3 s in turns of 2:1.
+    CHECK(svc_b_within(replayed, 2s) == 4);
+    CHECK(svc_b_within(replayed, 3s) == 6);
+    const auto unreplayed = run_simulation(*config, traffic_of(false), true);
+    REQUIRE(unreplayed.error.empty());
+    CHECK(svc_b_within(unreplayed, 3s) == 0);
+}

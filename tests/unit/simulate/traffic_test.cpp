@@ -70,6 +70,25 @@ TEST_CASE("traffic: sluice's access log, with what the daemon did", "[simulate][
     CHECK(second.logged->queue_wait == 500ms);
 }
 
+TEST_CASE("traffic: the access log's class is replayed as Sluice-Priority, its caller kept",
+          "[simulate][traffic]") {
+    const auto log = read(
+        R"({"time":"2026-12-07T10:00:00.000Z","route":"api","priority":"batch","caller":"svc-a","method":"GET","host":"api.example.com","path":"/v1/items","status":200,"answered_by":"vendor","queue_wait_seconds":0.0,"upstream_seconds":0.01,"bytes_in":50,"bytes_out":10,"attempts":1,"delayed_by":[],"complete":true}
+{"time":"2026-12-07T10:00:01.000Z","route":"api","priority":null,"caller":null,"method":"GET","host":"api.example.com","path":"/v1/items","status":200,"answered_by":"vendor","queue_wait_seconds":0.0,"upstream_seconds":0.01,"bytes_in":50,"bytes_out":10,"attempts":1,"delayed_by":[],"complete":true}
+)");
+    REQUIRE(log.error.empty());
+    REQUIRE(log.requests.size() == 2);
+    CHECK(find_header(log.requests[0], "Sluice-Priority") == std::string_view("batch"));
+    CHECK(log.requests[0].caller == std::optional<std::string>("svc-a"));
+    CHECK_FALSE(find_header(log.requests[1], "Sluice-Priority"));
+    CHECK_FALSE(log.requests[1].caller);
+
+    const auto bad = read(
+        R"({"time":"2026-12-07T10:00:00.000Z","route":"api","caller":7,"method":"GET","host":"a","path":"/","answered_by":null})"
+        "\n");
+    CHECK(bad.error == "traffic.log:1: \"caller\" must be a string");
+}
+
 TEST_CASE("traffic: CSV with header columns and quoted cells", "[simulate][traffic]") {
     const auto log = read(
         "timestamp,method,host,path,upstream_seconds,Authorization,X-Units\n"

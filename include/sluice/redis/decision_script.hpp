@@ -88,8 +88,9 @@ ScriptCall encode_pause(std::string_view prefix, const SharedUse& use, Nanos del
 ScriptCall encode_cap(std::string_view prefix, const SharedUse& use, std::int64_t remaining,
                       Nanos reset_delay, std::int64_t clock_override_us = 0);
 
-// Merge after a fallback: use.cost units admitted `age` ago, counted, never checked against the
-// limit (concurrency and vendor gates record nothing).
+// use.cost units admitted `age` ago. Recorded (encode_record): the merge after a fallback,
+// counted, never checked against the limit (concurrency and vendor gates record nothing).
+// Refunded (encode_refund): given back.
 struct RecordedLot {
     SharedUse use;
     Nanos age{0};
@@ -97,6 +98,18 @@ struct RecordedLot {
 // `wall_now` is needed only by fixed windows in a time_zone (their current UTC offset); without it
 // (0) such a window is aligned by the zone's offset of 1970-01-01: pass it.
 ScriptCall encode_record(std::string_view prefix, const std::vector<RecordedLot>& lots,
+                         Nanos wall_now = Nanos{0}, std::int64_t clock_override_us = 0);
+
+// Gives back units of admissions that never reached the vendor, or that the vendor charged
+// less (cost.settle): each lot is use.cost units admitted `age` ago, taken back as the in-memory
+// refund does (limit::Limiter::refund, docs/limits.md): only what still counts, never below zero,
+// never leaving the limit more permissive than had they not been admitted; when unsure, less.
+// The store cannot tell one request's units from another's, so a sliding window takes the
+// oldest units counted since the admission (the request's own or older ones) and a fixed window
+// only the windows every unit of it counted in. The age is rounded up (an older admission gives
+// back less). Concurrency and vendor gates give nothing back here (release does). Answers the
+// number of lots that gave anything back.
+ScriptCall encode_refund(std::string_view prefix, const std::vector<RecordedLot>& lots,
                          Nanos wall_now = Nanos{0}, std::int64_t clock_override_us = 0);
 
 // Reads an acquire or peek answer for `uses` uses; nullopt with `error` set when the reply is an

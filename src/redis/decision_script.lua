@@ -203,10 +203,14 @@ end
 -- tell a request's own units from others': the request's were logged after `at` (its local
 -- admission, before it asked), so those taken are its own or older ones, which leave the window
 -- no later than its own would have: the count at any time to come is never below what it would
--- be without the admission. Units folded into the lump are not given back (as in memory).
+-- be without the admission. Units folded into the lump are not given back (as in memory); and
+-- while a lump dated at or after `at` counts, the request's units may be in it, the ones logged
+-- after them newer than its own: nothing goes.
 local function log_refund(u, units, at)
     redis.call('ZREMRANGEBYSCORE', u.key, '-inf', int(now - u.span))
     if units <= 0 or at <= now - u.span then return false end
+    local lump, lump_at = log_lump(u)
+    if lump > 0 and lump_at >= at then return false end
     local oldest = redis.call('ZRANGEBYSCORE', u.key, int(at), '+inf', 'LIMIT', 0, int(units))
     if #oldest == 0 then return false end
     redis.call('ZREM', u.key, unpack(oldest)) -- at most `limit` members: the log holds no more
@@ -307,7 +311,8 @@ end
 
 -- Up to `units` leave the buckets from that of `at` on, oldest first, at most what each holds
 -- (as the log: the request's own bucket or older ones); nothing once the bucket of `at` has
--- expired. An emptied bucket is deleted, so that it no longer dates the ring's reset.
+-- expired. An emptied bucket stays, at 0, as memory's head does: it still dates the reset and
+-- takes the next admission in order.
 local function buckets_refund(u, units, at)
     local g = bucket_width(u)
     local live, stale = buckets_of(u, g)
@@ -316,21 +321,16 @@ local function buckets_refund(u, units, at)
     local from = fdiv(at, g)
     if units <= 0 or bucket_expiry(u, g, from) <= now then return false end
     table.sort(live, function(x, y) return x[1] < y[1] end)
-    local left, emptied = units, {}
+    local left = units
     for j = 1, #live do
         if left <= 0 then break end
         local b, c = live[j][1], live[j][2]
         if b >= from and c > 0 then
             local take = math.min(c, left)
             left = left - take
-            if take == c then
-                emptied[#emptied + 1] = int(b)
-            else
-                redis.call('HINCRBY', u.key, int(b), int(-take))
-            end
+            redis.call('HINCRBY', u.key, int(b), int(-take))
         end
     end
-    if #emptied > 0 then redis.call('HDEL', u.key, unpack(emptied)) end
     return left < units
 end
 

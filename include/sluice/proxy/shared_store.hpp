@@ -4,7 +4,7 @@
 // (redis/decision_script.hpp). It turns the shared stage's asks into EVALSHA
 // calls and their replies into StoreAnswers in this process's mono time, and
 // carries the side effects that need no answer: lease release and renewal,
-// vendor pauses and caps, and the merge of fallback admissions.
+// vendor pauses and caps, charges and refunds, and the merge of fallback admissions.
 //
 // Never blocks and never calls back synchronously: every answer arrives on the
 // connection's strand, through the handler given to ask().

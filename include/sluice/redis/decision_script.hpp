@@ -6,8 +6,8 @@
 //
 // The script applies the in-memory limiters' semantics (src/limit/*.cpp) in microseconds.
 // Durations going in are rounded so that Redis never admits earlier than memory would (windows,
-// margins, pauses, caps and leases rounded up, ages of recorded units rounded down); delays
-// coming out are whole microseconds, already rounded up by the script.
+// margins, pauses, caps and leases rounded up, ages of recorded units rounded down and of refunded
+// ones up); delays coming out are whole microseconds, already rounded up by the script.
 //
 // Key layout: {<prefix>}:l:<limit name>:<tag>:<key hash hex> (state) and the same plus ":o"
 // (vendor pause and cap), {<prefix>}:seq; tag is s (sliding log), b (sliding buckets),

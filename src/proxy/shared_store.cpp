@@ -336,7 +336,10 @@ void SharedStore::refund(const std::vector<limit::LimitUse>& uses, Nanos admitte
         refunded.push_back(redis::RecordedLot{redis::SharedUse{&config, use.key, use.cost}, age});
     }
     if (refunded.empty()) return;
-    auto call = redis::encode_refund(config_.key_prefix, refunded, now.wall);
+    // The ask that wrote the units and this refund each took up to command_timeout to reach
+    // Redis (a slower one drops the connection): dated that much earlier, the admission is no
+    // later than its units there.
+    auto call = redis::encode_refund(config_.key_prefix, refunded, config_.command_timeout, now.wall);
     ++counters_.commands[SharedStoreCounters::refund];
     connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
                              [](boost::system::error_code, const redis::Reply&) {});

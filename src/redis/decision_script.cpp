@@ -227,9 +227,10 @@ ScriptCall encode_record(std::string_view prefix, const std::vector<RecordedLot>
     return call;
 }
 
-ScriptCall encode_refund(std::string_view prefix, const std::vector<RecordedLot>& lots, Nanos wall_now,
-                         std::int64_t clock_override_us) {
-    ScriptCall call = header("refund", clock_override_us, lots.size(), "0", "");
+ScriptCall encode_refund(std::string_view prefix, const std::vector<RecordedLot>& lots, Nanos date_slack,
+                         Nanos wall_now, std::int64_t clock_override_us) {
+    ScriptCall call = header("refund", clock_override_us, lots.size(),
+                             std::to_string(std::max<std::int64_t>(micros_up(date_slack), 0)), "");
     seq_key(call, prefix, lots.size());
     // A unit dated earlier gives back less: the age is rounded up (add_use rounds down whole us).
     for (const RecordedLot& lot : lots)

@@ -12,7 +12,7 @@
 -- ARGV[2] clock override in us (0: redis TIME; a test hook)
 -- ARGV[3] the number of uses n
 -- ARGV[4], ARGV[5] the op's arguments: acquire/renew: lease us, lease id; release: -, lease id;
---         pause: delay us, cause; cap: remaining, reset delay us
+--         pause: delay us, cause; cap: remaining, reset delay us; refund: date slack us, -
 -- ARGV[7 + 9i ..] use i: tag, limit, span us, burst, margin us, offset us, cost, enforce, age us
 --   tag: s sliding log, b sliding buckets, t token bucket, f fixed window, c concurrency, g vendor gate
 --
@@ -728,8 +728,12 @@ for i = 0, uses - 1 do
     elseif op == 'refund' then
         -- Units admitted `age` ago that never reached the vendor (or that it charged less):
         -- given back as the in-memory refund does (Limiter::refund). Concurrency gives back by
-        -- release; a gate counts nothing.
-        local at, t, given = now - u.age, u.tag, false
+        -- release; a gate counts nothing. The admission is dated `slack` earlier still, so that
+        -- it is no later than the units it wrote here even when the refund took longer to come
+        -- than its ask did (an earlier date only gives back less); the token bucket's refill
+        -- since the admission uses the age alone (an older age gives back less).
+        local slack = math.max(tonumber(ARGV[4]) or 0, 0)
+        local at, t, given = now - u.age - slack, u.tag, false
         if t == 's' then
             given = log_refund(u, u.cost, at)
         elseif t == 'b' then

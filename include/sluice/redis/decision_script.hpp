@@ -106,10 +106,13 @@ ScriptCall encode_record(std::string_view prefix, const std::vector<RecordedLot>
 // never leaving the limit more permissive than had they not been admitted; when unsure, less.
 // The store cannot tell one request's units from another's, so a sliding window takes the
 // oldest units counted since the admission (the request's own or older ones) and a fixed window
-// only the windows every unit of it counted in. The age is rounded up (an older admission gives
-// back less). Concurrency and vendor gates give nothing back here (release does). Answers the
-// number of lots that gave anything back.
-ScriptCall encode_refund(std::string_view prefix, const std::vector<RecordedLot>& lots,
+// only the windows every unit of it counted in. For those, the admission is dated `age +
+// date_slack` ago: the age is measured from the local admission, and the units were written in
+// Redis after it by the ask's trip there; the refund's own trip may be longer by up to the slack
+// (an earlier date only gives back less). A token bucket's refill uses the age alone. The age and
+// slack are rounded up. Concurrency and vendor gates give nothing back here (release does).
+// Answers the number of lots that gave anything back.
+ScriptCall encode_refund(std::string_view prefix, const std::vector<RecordedLot>& lots, Nanos date_slack,
                          Nanos wall_now = Nanos{0}, std::int64_t clock_override_us = 0);
 
 // Reads an acquire or peek answer for `uses` uses; nullopt with `error` set when the reply is an

@@ -412,9 +412,9 @@ std::int64_t admitted_until_refused(Harness& h, const config::LimitConfig& limit
 // Gives back `units` on key 7 of an admission made at `admitted_us`, at `now_us`: the lots that
 // gave anything back.
 long long refund(Harness& h, const config::LimitConfig& limit, std::int64_t units, std::int64_t admitted_us,
-                 std::int64_t now_us) {
+                 std::int64_t now_us, Nanos slack = 0ns) {
     const RecordedLot lot{SharedUse{&limit, 7, units}, Nanos{(now_us - admitted_us) * 1000}};
-    return h.integer(encode_refund(kPrefix, {lot}, Nanos{now_us * 1000}, now_us));
+    return h.integer(encode_refund(kPrefix, {lot}, slack, Nanos{now_us * 1000}, now_us));
 }
 
 // The three promises of a refund, for an algorithm whose `capacity` units fit at once at kT0 and
@@ -480,6 +480,33 @@ TEST_CASE("refund, sliding log: the oldest units since the admission go, so none
     CHECK(refund(h, limit, 10, kT0 + 1'000'201, kT0 + 1'000'500) == 1);
     CHECK(h.redis.command({"ZCARD", key}).integer == 1);
     CHECK(h.peek({SharedUse{&limit, 7, 1}}, kT0 + 1'000'500).uses[0].remaining == 1);  // 2 lumped, 1 logged
+}
+
+TEST_CASE(
+    "refund with a date slack: the windows date the admission that much earlier, a token bucket does not") {
+    Harness h;
+    const auto limit = make(config::Algorithm::sliding_window, "rf-slack", 4, 1s);
+    const std::string key = state_key(kPrefix, SharedUse{&limit, 7, 1});
+    const auto scores = [&] {
+        std::vector<long long> at;
+        const Reply r = h.redis.command({"ZRANGE", key, "0", "-1", "WITHSCORES"});
+        for (std::size_t i = 1; i < r.elements.size(); i += 2)
+            at.push_back(std::stoll(r.elements[i].str) - kT0);
+        return at;
+    };
+    for (std::int64_t i = 0; i < 4; ++i) CHECK(h.one(limit, kT0 + i * 100).allowed);
+    // Admitted at +250, dated 100 us earlier: the unit at +200 goes (the one at +300 without the slack).
+    CHECK(refund(h, limit, 1, kT0 + 250, kT0 + 500, 100us) == 1);
+    CHECK(scores() == std::vector<long long>{0, 100, 300});
+    CHECK(refund(h, limit, 1, kT0 + 250, kT0 + 500) == 1);
+    CHECK(scores() == std::vector<long long>{0, 100});
+
+    // The token bucket's refill since the admission counts from the age alone: two tokens back at once.
+    auto token = make(config::Algorithm::token_bucket, "rf-slack-tb", 10, 1s);
+    token.burst = 5;
+    CHECK(admitted_until_refused(h, token, kT0) == 5);
+    CHECK(refund(h, token, 2, kT0, kT0, 1s) == 1);
+    CHECK(admitted_until_refused(h, token, kT0) == 2);
 }
 
 TEST_CASE("refund, sliding buckets: from the admission's bucket on, oldest first, never below zero") {

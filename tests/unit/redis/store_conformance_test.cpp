@@ -186,7 +186,7 @@ void run(const Scenario& scenario, std::uint32_t seed) {
                 lots.push_back(
                     RecordedLot{SharedUse{&scenario.limits[i], key, units}, now.mono - admitted_at});
             }
-            const Reply r = redis.eval(encode_refund(kPrefix, lots, now.wall, t));
+            const Reply r = redis.eval(encode_refund(kPrefix, lots, 0ns, now.wall, t));
             REQUIRE(r.type == Reply::Type::integer);
             refunded.units -= units;
             if (refunded.units == 0) list.erase(list.begin() + static_cast<std::ptrdiff_t>(which));

@@ -730,8 +730,8 @@ for i = 0, uses - 1 do
         -- given back as the in-memory refund does (Limiter::refund). Concurrency gives back by
         -- release; a gate counts nothing. The admission is dated `slack` earlier still, so that
         -- it is no later than the units it wrote here even when the refund took longer to come
-        -- than its ask did (an earlier date only gives back less); the token bucket's refill
-        -- since the admission uses the age alone (an older age gives back less).
+        -- than its ask did (an earlier date only gives back less); for the same reason the token
+        -- bucket's refill since the admission counts over age + slack (more refill, less back).
         local slack = math.max(tonumber(ARGV[4]) or 0, 0)
         local at, t, given = now - u.age - slack, u.tag, false
         if t == 's' then
@@ -739,7 +739,7 @@ for i = 0, uses - 1 do
         elseif t == 'b' then
             given = buckets_refund(u, u.cost, at)
         elseif t == 't' then
-            given = token_refund(u, u.cost, u.age)
+            given = token_refund(u, u.cost, u.age + slack)
         elseif t == 'f' then
             given = fixed_refund(u, u.cost, at)
         end

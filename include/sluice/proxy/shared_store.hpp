@@ -79,8 +79,8 @@ public:
     // request never reached the vendor, or the vendor charged less (cost.settle). Taken back as
     // the script's refund does (redis::encode_refund: only what still counts, when unsure less),
     // the admission dated by its age now (so that the two clocks need not agree), less
-    // command_timeout for the sliding and fixed windows (its units were written in Redis after
-    // the local admission, by an ask whose trip may have been shorter). Fire-and-forget:
+    // command_timeout (its units were written in Redis after the local admission, by an ask
+    // whose trip may have been shorter than this refund's). Fire-and-forget:
     // lost when Redis cannot take it (the units then stay counted there: safe). Concurrency
     // limits give back by release.
     void refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at);

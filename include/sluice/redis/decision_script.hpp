@@ -109,8 +109,9 @@ ScriptCall encode_record(std::string_view prefix, const std::vector<RecordedLot>
 // only the windows every unit of it counted in. For those, the admission is dated `age +
 // date_slack` ago: the age is measured from the local admission, and the units were written in
 // Redis after it by the ask's trip there; the refund's own trip may be longer by up to the slack
-// (an earlier date only gives back less). A token bucket's refill uses the age alone. The age and
-// slack are rounded up. Concurrency and vendor gates give nothing back here (release does).
+// (an earlier date only gives back less). A token bucket's refill since the admission counts over
+// the age plus the slack too (more refill counted, fewer tokens back). The age and slack are
+// rounded up. Concurrency and vendor gates give nothing back here (release does).
 // Answers the number of lots that gave anything back.
 ScriptCall encode_refund(std::string_view prefix, const std::vector<RecordedLot>& lots, Nanos date_slack,
                          Nanos wall_now = Nanos{0}, std::int64_t clock_override_us = 0);

@@ -483,7 +483,8 @@ TEST_CASE("refund, sliding log: the oldest units since the admission go, so none
 }
 
 TEST_CASE(
-    "refund with a date slack: the windows date the admission that much earlier, a token bucket does not") {
+    "refund with a date slack: the windows date the admission that much earlier, a token bucket counts its "
+    "refill over it") {
     Harness h;
     const auto limit = make(config::Algorithm::sliding_window, "rf-slack", 4, 1s);
     const std::string key = state_key(kPrefix, SharedUse{&limit, 7, 1});
@@ -501,12 +502,16 @@ TEST_CASE(
     CHECK(refund(h, limit, 1, kT0 + 250, kT0 + 500) == 1);
     CHECK(scores() == std::vector<long long>{0, 100});
 
-    // The token bucket's refill since the admission counts from the age alone: two tokens back at once.
+    // The token bucket's refill since the admission counts over the slack too: of two tokens
+    // refunded at once with 100 ms of slack at 10 per second, one refilled meanwhile; one comes
+    // back. With the whole second as slack, both had refilled: nothing comes back.
     auto token = make(config::Algorithm::token_bucket, "rf-slack-tb", 10, 1s);
     token.burst = 5;
     CHECK(admitted_until_refused(h, token, kT0) == 5);
-    CHECK(refund(h, token, 2, kT0, kT0, 1s) == 1);
-    CHECK(admitted_until_refused(h, token, kT0) == 2);
+    CHECK(refund(h, token, 2, kT0, kT0, 100ms) == 1);
+    CHECK(admitted_until_refused(h, token, kT0) == 1);
+    CHECK(refund(h, token, 2, kT0, kT0, 1s) == 0);
+    CHECK(admitted_until_refused(h, token, kT0) == 0);
 }
 
 TEST_CASE("refund, sliding buckets: from the admission's bucket on, oldest first, never below zero") {

@@ -940,7 +940,7 @@ void ClientSession::on_upstream_acquired(std::error_code ec, upstream::Connectio
         // Not one byte of this request reached the vendor (no connection; a retry
         // after a vendor 429 or a closed pooled connection did send before): the
         // units it took go back, for the retry that needs them.
-        if (sends_ == 0) runtime_->limits->refund(uses_, admitted_at_);
+        if (sends_ == 0) runtime_->limits->refund(uses_, admitted_at_, lease_);
         return fail_upstream(code, "cannot reach upstream '" + upstream_config().name + "': " + ec.message(),
                              false);
     }
@@ -1182,7 +1182,7 @@ void ClientSession::settle_costs(std::optional<std::string_view> body) {
         if (*charged < use.cost)
             less.push_back(limit::LimitUse{use.limit_index, use.key, use.cost - *charged});
     }
-    runtime_->limits->settle(more, less, admitted_at_);
+    runtime_->limits->settle(more, less, admitted_at_, lease_);
 }
 
 void ClientSession::read_vendor_body() {

@@ -342,7 +342,7 @@ void LimitService::release(const std::vector<limit::LimitUse>& uses, std::uint64
     dispatch(ready);
 }
 
-void LimitService::refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at) {
+void LimitService::refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at, std::uint64_t lease) {
     if (uses.empty()) return;
     Ready ready;
     {
@@ -351,11 +351,15 @@ void LimitService::refund(const std::vector<limit::LimitUse>& uses, Nanos admitt
         controller_.refund(uses, admitted_at, now);
         poll_locked(now, ready);
     }
+    // The other replicas get the units back too. Only an admission the store made holds units
+    // there: one the fallback made is not in the store yet (its lot is merged later, counting
+    // it), and a refund there would take another request's units.
+    if (store_ && lease != 0) store_->refund(uses, admitted_at);
     dispatch(ready);
 }
 
 void LimitService::settle(const std::vector<limit::LimitUse>& more, const std::vector<limit::LimitUse>& less,
-                          Nanos admitted_at) {
+                          Nanos admitted_at, std::uint64_t lease) {
     if (more.empty() && less.empty()) return;
     Ready ready;
     {
@@ -365,9 +369,10 @@ void LimitService::settle(const std::vector<limit::LimitUse>& more, const std::v
         controller_.refund(less, admitted_at, now);
         poll_locked(now, ready);
     }
-    // The other replicas must see what the vendor charged beyond the admission. Units charged
-    // less stay counted in the store (it has no refund): safe, at the cost of some capacity.
+    // The other replicas must see what the vendor charged beyond the admission, and get back
+    // what it charged less (only from an admission the store made: as refund()).
     if (store_ && !more.empty()) store_->charge(more);
+    if (store_ && lease != 0 && !less.empty()) store_->refund(less, admitted_at);
     dispatch(ready);
 }
 

@@ -324,6 +324,27 @@ void SharedStore::charge(const std::vector<limit::LimitUse>& extra) {
                              [](boost::system::error_code, const redis::Reply&) {});
 }
 
+void SharedStore::refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at) {
+    const auto now = clock_.now();
+    const Nanos age = now.mono > admitted_at ? now.mono - admitted_at : Nanos{0};
+    std::vector<redis::RecordedLot> refunded;
+    for (const auto& use : uses) {
+        const auto& config = limit_config_(use.limit_index);
+        if (config.algorithm == config::Algorithm::concurrency ||
+            config.algorithm == config::Algorithm::vendor_gate || use.cost <= 0)
+            continue;
+        refunded.push_back(redis::RecordedLot{redis::SharedUse{&config, use.key, use.cost}, age});
+    }
+    if (refunded.empty()) return;
+    // The ask that wrote the units and this refund each took up to command_timeout to reach
+    // Redis (a slower one drops the connection): dated that much earlier, the admission is no
+    // later than its units there.
+    auto call = redis::encode_refund(config_.key_prefix, refunded, config_.command_timeout, now.wall);
+    ++counters_.commands[SharedStoreCounters::refund];
+    connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
+                             [](boost::system::error_code, const redis::Reply&) {});
+}
+
 void SharedStore::record(const std::vector<queue::FallbackLot>& lots, std::function<void(bool ok)> done) {
     const auto now = clock_.now();
     std::vector<redis::RecordedLot> recorded;

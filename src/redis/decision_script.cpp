@@ -227,6 +227,17 @@ ScriptCall encode_record(std::string_view prefix, const std::vector<RecordedLot>
     return call;
 }
 
+ScriptCall encode_refund(std::string_view prefix, const std::vector<RecordedLot>& lots, Nanos date_slack,
+                         Nanos wall_now, std::int64_t clock_override_us) {
+    ScriptCall call = header("refund", clock_override_us, lots.size(),
+                             std::to_string(std::max<std::int64_t>(micros_up(date_slack), 0)), "");
+    seq_key(call, prefix, lots.size());
+    // A unit dated earlier gives back less: the age is rounded up (add_use rounds down whole us).
+    for (const RecordedLot& lot : lots)
+        add_use(call, prefix, lot.use, wall_now, Nanos{micros_up(lot.age) * kNanosPerMicro});
+    return call;
+}
+
 std::optional<AcquireResult> decode_decision(const Reply& reply, std::size_t uses, std::string& error) {
     if (reply.is_error()) {
         error = "decision script failed: " + reply.str;

@@ -8,17 +8,17 @@
 -- KEYS[2 + 2i]   use i's state key    {prefix}:l:<limit>:<tag>:<key hex>
 -- KEYS[3 + 2i]   use i's overlay key  ...:o (vendor pause and cap: paused_until, cause, cap_left,
 --                cap_until; a sliding log's lump: lump_units, lump_at)
--- ARGV[1] op: acquire | peek | release | renew | pause | cap | record
+-- ARGV[1] op: acquire | peek | release | renew | pause | cap | record | refund
 -- ARGV[2] clock override in us (0: redis TIME; a test hook)
 -- ARGV[3] the number of uses n
 -- ARGV[4], ARGV[5] the op's arguments: acquire/renew: lease us, lease id; release: -, lease id;
---         pause: delay us, cause; cap: remaining, reset delay us
+--         pause: delay us, cause; cap: remaining, reset delay us; refund: date slack us, -
 -- ARGV[7 + 9i ..] use i: tag, limit, span us, burst, margin us, offset us, cost, enforce, age us
 --   tag: s sliding log, b sliding buckets, t token bucket, f fixed window, c concurrency, g vendor gate
 --
 -- acquire/peek answer {allowed, limiting index (0-based, -1 none), {use 0}, {use 1}, ...}, each use
 -- {allowed, predictable, earliest delay us, limit, remaining, reset delay us} (-1: never).
--- The other ops answer the number of uses they changed.
+-- The other ops answer the number of uses they changed (refund: the uses that gave anything back).
 --
 -- Numbers are Lua doubles: every integer stays below 2^53 (times in us are ~2^51; a token
 -- bucket's scaled debt is below (burst + cost) * period in us, so burst * window up to ~2^52 us
@@ -199,6 +199,24 @@ local function log_record(u, units, at)
     log_add(u, units, log_in_order(u, at))
 end
 
+-- Up to `units` of the oldest units logged at or after `at` leave the log. The store cannot
+-- tell a request's own units from others': the request's were logged after `at` (its local
+-- admission, before it asked), so those taken are its own or older ones, which leave the window
+-- no later than its own would have: the count at any time to come is never below what it would
+-- be without the admission. Units folded into the lump are not given back (as in memory); and
+-- while a lump dated at or after `at` counts, the request's units may be in it, the ones logged
+-- after them newer than its own: nothing goes.
+local function log_refund(u, units, at)
+    redis.call('ZREMRANGEBYSCORE', u.key, '-inf', int(now - u.span))
+    if units <= 0 or at <= now - u.span then return false end
+    local lump, lump_at = log_lump(u)
+    if lump > 0 and lump_at >= at then return false end
+    local oldest = redis.call('ZRANGEBYSCORE', u.key, int(at), '+inf', 'LIMIT', 0, int(units))
+    if #oldest == 0 then return false end
+    redis.call('ZREM', u.key, unpack(oldest)) -- at most `limit` members: the log holds no more
+    return true
+end
+
 ---------------------------------------------------------------------------------------------
 -- Sliding window, bucket ring: a HASH of bucket -> units, bucket b = [b*g, (b+1)*g), with
 -- g = ceil(D / 255); a bucket counts until its newest possible unit has left the window.
@@ -291,6 +309,31 @@ local function buckets_add(u, units, at, in_order)
     expire_at(u.key, bucket_expiry(u, g, head))
 end
 
+-- Up to `units` leave the buckets from that of `at` on, oldest first, at most what each holds
+-- (as the log: the request's own bucket or older ones); nothing once the bucket of `at` has
+-- expired. An emptied bucket stays, at 0, as memory's head does: it still dates the reset and
+-- takes the next admission in order.
+local function buckets_refund(u, units, at)
+    local g = bucket_width(u)
+    local live, stale = buckets_of(u, g)
+    bucket_cache[u.key] = nil -- written below
+    if #stale > 0 then redis.call('HDEL', u.key, unpack(stale)) end
+    local from = fdiv(at, g)
+    if units <= 0 or bucket_expiry(u, g, from) <= now then return false end
+    table.sort(live, function(x, y) return x[1] < y[1] end)
+    local left = units
+    for j = 1, #live do
+        if left <= 0 then break end
+        local b, c = live[j][1], live[j][2]
+        if b >= from and c > 0 then
+            local take = math.min(c, left)
+            left = left - take
+            redis.call('HINCRBY', u.key, int(b), int(-take))
+        end
+    end
+    return left < units
+end
+
 ---------------------------------------------------------------------------------------------
 -- Token bucket (GCRA): the TAT as "us:frac", TAT = us + frac / r (frac in [0, r)), so that
 -- one token is exactly P / r us and every step is exact integer arithmetic, as in memory
@@ -338,6 +381,27 @@ local function token_add(u, units, at)
     if xa < now or (xa == now and xf == 0) then return end -- nothing owed: a full bucket
     redis.call('SET', u.key, int(xa) .. ':' .. int(xf))
     expire_at(u.key, xa + 1)
+end
+
+-- As memory's refund: the TAT moves back by `units` tokens less what has refilled in the `age`
+-- since the admission (a later admission may have found the bucket full without this one, and
+-- only the elapsed time bounds what that absorbed), never past a full bucket. An older `age`
+-- gives back less.
+local function token_refund(u, units, age)
+    local r, P = math.max(u.limit, 1), u.span
+    if units <= 0 or age >= cdiv(units * P, r) then return false end
+    local a, f = tat_of(u)
+    local owed = (a - now) * r + f -- in 1/r us
+    if owed <= 0 then return false end
+    local left = owed - (units * P - age * r)
+    if left <= 0 then
+        redis.call('DEL', u.key)
+        return true
+    end
+    local whole = fdiv(left, r)
+    redis.call('SET', u.key, int(now + whole) .. ':' .. int(left - whole * r))
+    expire_at(u.key, now + whole + 1)
+    return true
 end
 
 ---------------------------------------------------------------------------------------------
@@ -399,6 +463,32 @@ local function fixed_add(u, units, at)
     local last = to
     for _, field in ipairs(redis.call('HKEYS', u.key)) do last = math.max(last, tonumber(field)) end
     expire_at(u.key, window_released(u, last))
+end
+
+-- `units` leave each window an admission at `at` counted in that is still held, at most what
+-- each holds. The request's own admission, later than `at` and no later than now, counted in
+-- every one of those (from the oldest held to that of at + margin), so none is taken from a
+-- window it did not count in.
+local function fixed_refund(u, units, at)
+    local from = math.max(window_of(u, at - u.margin), window_of(u, now - u.margin))
+    local to = window_of(u, at + u.margin)
+    if units <= 0 or from > to then return false end
+    local fields = {}
+    for k = from, to do fields[#fields + 1] = int(k) end
+    local counts = redis.call('HMGET', u.key, unpack(fields))
+    local given = false
+    for k = from, to do
+        local c = tonumber(counts[k - from + 1]) or 0
+        if c > 0 then
+            given = true
+            if c <= units then
+                redis.call('HDEL', u.key, int(k))
+            else
+                redis.call('HINCRBY', u.key, int(k), int(-units))
+            end
+        end
+    end
+    return given
 end
 
 ---------------------------------------------------------------------------------------------
@@ -635,6 +725,25 @@ for i = 0, uses - 1 do
             fixed_add(u, u.cost, at)
         end
         changed = changed + 1
+    elseif op == 'refund' then
+        -- Units admitted `age` ago that never reached the vendor (or that it charged less):
+        -- given back as the in-memory refund does (Limiter::refund). Concurrency gives back by
+        -- release; a gate counts nothing. The admission is dated `slack` earlier still, so that
+        -- it is no later than the units it wrote here even when the refund took longer to come
+        -- than its ask did (an earlier date only gives back less); for the same reason the token
+        -- bucket's refill since the admission counts over age + slack (more refill, less back).
+        local slack = math.max(tonumber(ARGV[4]) or 0, 0)
+        local at, t, given = now - u.age - slack, u.tag, false
+        if t == 's' then
+            given = log_refund(u, u.cost, at)
+        elseif t == 'b' then
+            given = buckets_refund(u, u.cost, at)
+        elseif t == 't' then
+            given = token_refund(u, u.cost, u.age + slack)
+        elseif t == 'f' then
+            given = fixed_refund(u, u.cost, at)
+        end
+        if given then changed = changed + 1 end
     else
         return redis.error_reply('sluice decision script: unknown op ' .. tostring(op))
     end

@@ -673,6 +673,69 @@ TEST_CASE("units the vendor charged beyond the admission are counted for every r
     CHECK(upstream.request_count() == 1);
 }
 
+// The other replica asks with Sluice-Max-Wait: 0 until it gets anything but a 429 (which takes
+// nothing), for a bounded while: a refund reaches Redis just after the answer that caused it has
+// gone out, so the next ask may come a moment before it.
+HttpResponse first_not_refused(const SluiceProcess& replica, const Headers& headers) {
+    HttpResponse last;
+    wait_until(
+        [&] {
+            HttpClient client(replica.port("main"), 5s);
+            last = client.get("/x", headers);
+            return last.status != 429;
+        },
+        2000ms);
+    return last;
+}
+
+TEST_CASE("a request that could not reach the vendor gives its unit back to every replica",
+          "[e2e][redis][refund]") {
+    RedisServer redis;
+    SharedConfig config;
+    config.redis_address = redis.address();
+    config.upstream_url = "http://127.0.0.1:" + std::to_string(closed_port());
+    config.limits = "  one: {algorithm: sliding_window, limit: 1, window: 60s}\n";
+    config.route_limits = "[one]";
+    config.replicas = 2;
+    const auto replicas = start_replicas(config, 2);
+    REQUIRE(wait_all_shared(replicas, 5s));
+    const Headers now_or_never{{"Sluice-Max-Wait", "0"}};
+    // Without the refund in Redis, the minute's one unit would be spent after the first request,
+    // for both replicas: 429 for every one after it.
+    for (int i = 0; i < 4; ++i) {
+        const auto& replica = *replicas[static_cast<std::size_t>(i % 2)];
+        check_synthetic(first_not_refused(replica, now_or_never), 502, "upstream_connect_failed");
+    }
+}
+
+TEST_CASE("units the vendor charged below the admission are given back to every replica",
+          "[e2e][redis][costs]") {
+    RedisServer redis;
+    MockUpstream upstream([](const RecordedRequest& request) {
+        return MockReply::fixed(200, "ok", {{"X-Charged", request.header("X-Test-Charge").value_or("1")}});
+    });
+    SharedConfig config;
+    config.redis_address = redis.address();
+    config.upstream_url = upstream.url();
+    config.limits =
+        "  units: {algorithm: sliding_window, limit: 10, window: 60s, cost: {header: X-Units, settle: "
+        "{header: X-Charged}}}\n";
+    config.route_limits = "[units]";
+    config.replicas = 2;
+    const auto replicas = start_replicas(config, 2);
+    REQUIRE(wait_all_shared(replicas, 5s));
+    // 10 units admitted through the first replica, 1 charged: 9 go back, in Redis too.
+    HttpClient first(replicas[0]->port("main"));
+    CHECK(first.get("/x", {{"X-Units", "10"}, {"X-Test-Charge", "1"}}).status == 200);
+    CHECK(
+        first_not_refused(*replicas[1], {{"X-Units", "9"}, {"X-Test-Charge", "9"}, {"Sluice-Max-Wait", "0"}})
+            .status == 200);
+    // And no more than that: the window is full.
+    HttpClient second(replicas[1]->port("main"));
+    check_synthetic(second.get("/x", {{"X-Units", "1"}, {"Sluice-Max-Wait", "0"}}), 429, "admission_timeout");
+    CHECK(upstream.request_count() == 2);
+}
+
 // ---------------------------------------------------------------- concurrency leases
 
 TEST_CASE("a replica SIGKILLed while holding the shared concurrency permits gives them back within the lease",

@@ -53,7 +53,7 @@ public:
         bool fallback = false;
         std::size_t waiting = 0;
         Nanos return_guard_left{0};               // back from the fallback, the share still applies this long
-        std::array<std::uint64_t, 6> commands{};  // by op: SharedStoreCounters::kOpNames
+        std::array<std::uint64_t, 7> commands{};  // by op: SharedStoreCounters::kOpNames
         std::array<std::uint64_t, 3> errors{};    // by reason: SharedStoreCounters::kErrorNames
         std::uint64_t fallback_open = 0;
         std::uint64_t switches_shared = 0, switches_fallback = 0, data_lost = 0, merged_lots = 0,
@@ -128,16 +128,20 @@ public:
     // Admission::lease, the shared store's permits).
     void release(const std::vector<limit::LimitUse>& uses, std::uint64_t lease = 0);
 
-    // The admitted request never reached the vendor: its units go back (docs/limits.md).
-    void refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at);
+    // The admitted request never reached the vendor: its units go back (docs/limits.md). `lease`
+    // is Admission::lease: not 0, the admission went through the shared store, and its units go
+    // back there too (SharedStore::refund); 0 (no store, or admitted by the fallback, whose
+    // lots are merged later): only here.
+    void refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at, std::uint64_t lease);
 
     // A cost settled from the vendor's response (docs/costs.md), under the lock: `more` are
     // units charged beyond what was admitted (Limiter::charge, at now), `less` are units given
     // back of an admission at `admitted_at` (Limiter::refund); waiters are woken. Each use's
     // `cost` is the difference. With shared limits, `more` is also counted in the shared store
-    // (SharedStore::charge); `less` stays counted there (the store has no refund).
+    // (SharedStore::charge), and `less` given back there when the admission went through it
+    // (`lease` not 0, as refund()).
     void settle(const std::vector<limit::LimitUse>& more, const std::vector<limit::LimitUse>& less,
-                Nanos admitted_at);
+                Nanos admitted_at, std::uint64_t lease);
 
     // Vendor feedback (feedback/reaction.hpp), under the lock: reads each limit's
     // count and limit in force for the request's key, runs the pure reaction on

@@ -4,7 +4,7 @@
 // (redis/decision_script.hpp). It turns the shared stage's asks into EVALSHA
 // calls and their replies into StoreAnswers in this process's mono time, and
 // carries the side effects that need no answer: lease release and renewal,
-// vendor pauses and caps, and the merge of fallback admissions.
+// vendor pauses and caps, charges and refunds, and the merge of fallback admissions.
 //
 // Never blocks and never calls back synchronously: every answer arrives on the
 // connection's strand, through the handler given to ask().
@@ -32,9 +32,9 @@ namespace sluice::proxy {
 // What every sluice sharing the Redis counts (metrics and /status).
 struct SharedStoreCounters {
     // Script calls sent, by op (kOpNames): acquire is one per decision asked.
-    static constexpr std::array<const char*, 6> kOpNames{"acquire", "release", "renew",
-                                                         "pause",   "cap",     "record"};
-    enum Op : std::size_t { acquire, release, renew, pause, cap, record };
+    static constexpr std::array<const char*, 7> kOpNames{"acquire", "release", "renew", "pause",
+                                                         "cap",     "record",  "refund"};
+    enum Op : std::size_t { acquire, release, renew, pause, cap, record, refund };
     std::array<std::atomic<std::uint64_t>, kOpNames.size()> commands{};
     // Decisions that got no usable answer, by reason (kErrorNames).
     static constexpr std::array<const char*, 3> kErrorNames{"not_connected", "timed_out", "error"};
@@ -75,6 +75,15 @@ public:
     // the store at now, even past the limit, as the local limiters count them. Lost when Redis
     // cannot take them (the local count still has them).
     void charge(const std::vector<limit::LimitUse>& extra);
+    // Units of an admission made through the store at mono `admitted_at` go back in it: the
+    // request never reached the vendor, or the vendor charged less (cost.settle). Taken back as
+    // the script's refund does (redis::encode_refund: only what still counts, when unsure less),
+    // the admission dated by its age now (so that the two clocks need not agree), less
+    // command_timeout (its units were written in Redis after the local admission, by an ask
+    // whose trip may have been shorter than this refund's). Fire-and-forget:
+    // lost when Redis cannot take it (the units then stay counted there: safe). Concurrency
+    // limits give back by release.
+    void refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at);
     // Before the stage trusts the store again: these admissions (made without it) are counted in it.
     // `done(ok)` comes on the strand; on failure the caller stays in fallback and tries again later.
     void record(const std::vector<queue::FallbackLot>& lots, std::function<void(bool ok)> done);

@@ -6,8 +6,8 @@
 //
 // The script applies the in-memory limiters' semantics (src/limit/*.cpp) in microseconds.
 // Durations going in are rounded so that Redis never admits earlier than memory would (windows,
-// margins, pauses, caps and leases rounded up, ages of recorded units rounded down); delays
-// coming out are whole microseconds, already rounded up by the script.
+// margins, pauses, caps and leases rounded up, ages of recorded units rounded down and of refunded
+// ones up); delays coming out are whole microseconds, already rounded up by the script.
 //
 // Key layout: {<prefix>}:l:<limit name>:<tag>:<key hash hex> (state) and the same plus ":o"
 // (vendor pause and cap), {<prefix>}:seq; tag is s (sliding log), b (sliding buckets),
@@ -88,8 +88,9 @@ ScriptCall encode_pause(std::string_view prefix, const SharedUse& use, Nanos del
 ScriptCall encode_cap(std::string_view prefix, const SharedUse& use, std::int64_t remaining,
                       Nanos reset_delay, std::int64_t clock_override_us = 0);
 
-// Merge after a fallback: use.cost units admitted `age` ago, counted, never checked against the
-// limit (concurrency and vendor gates record nothing).
+// use.cost units admitted `age` ago. Recorded (encode_record): the merge after a fallback,
+// counted, never checked against the limit (concurrency and vendor gates record nothing).
+// Refunded (encode_refund): given back.
 struct RecordedLot {
     SharedUse use;
     Nanos age{0};
@@ -97,6 +98,22 @@ struct RecordedLot {
 // `wall_now` is needed only by fixed windows in a time_zone (their current UTC offset); without it
 // (0) such a window is aligned by the zone's offset of 1970-01-01: pass it.
 ScriptCall encode_record(std::string_view prefix, const std::vector<RecordedLot>& lots,
+                         Nanos wall_now = Nanos{0}, std::int64_t clock_override_us = 0);
+
+// Gives back units of admissions that never reached the vendor, or that the vendor charged
+// less (cost.settle): each lot is use.cost units admitted `age` ago, taken back as the in-memory
+// refund does (limit::Limiter::refund, docs/limits.md): only what still counts, never below zero,
+// never leaving the limit more permissive than had they not been admitted; when unsure, less.
+// The store cannot tell one request's units from another's, so a sliding window takes the
+// oldest units counted since the admission (the request's own or older ones) and a fixed window
+// only the windows every unit of it counted in. For those, the admission is dated `age +
+// date_slack` ago: the age is measured from the local admission, and the units were written in
+// Redis after it by the ask's trip there; the refund's own trip may be longer by up to the slack
+// (an earlier date only gives back less). A token bucket's refill since the admission counts over
+// the age plus the slack too (more refill counted, fewer tokens back). The age and slack are
+// rounded up. Concurrency and vendor gates give nothing back here (release does).
+// Answers the number of lots that gave anything back.
+ScriptCall encode_refund(std::string_view prefix, const std::vector<RecordedLot>& lots, Nanos date_slack,
                          Nanos wall_now = Nanos{0}, std::int64_t clock_override_us = 0);
 
 // Reads an acquire or peek answer for `uses` uses; nullopt with `error` set when the reply is an

@@ -1,6 +1,6 @@
 // The decision script against a real Redis, with the clock override: each algorithm's exact
 // edges (the unit past the limit refused until exactly the right microsecond), all-or-nothing
-// across limits, shadow limits, vendor pause and cap, leases, record, and key expiry.
+// across limits, shadow limits, vendor pause and cap, leases, record, refund, and key expiry.
 
 #include "sluice/redis/decision_script.hpp"
 
@@ -398,6 +398,183 @@ TEST_CASE("decode_decision refuses errors and replies of another shape") {
     CHECK(error.find("malformed") != std::string::npos);
     CHECK(decision_script().sha1.size() == 40);
     CHECK(decision_script().source.find("redis.call('TIME')") != std::string::npos);
+}
+
+namespace {
+
+// Units admitted one by one at `at_us` on key 7 until the first refusal (bounded).
+std::int64_t admitted_until_refused(Harness& h, const config::LimitConfig& limit, std::int64_t at_us) {
+    std::int64_t admitted = 0;
+    while (admitted < 2'000 && h.one(limit, at_us).allowed) ++admitted;
+    return admitted;
+}
+
+// Gives back `units` on key 7 of an admission made at `admitted_us`, at `now_us`: the lots that
+// gave anything back.
+long long refund(Harness& h, const config::LimitConfig& limit, std::int64_t units, std::int64_t admitted_us,
+                 std::int64_t now_us, Nanos slack = 0ns) {
+    const RecordedLot lot{SharedUse{&limit, 7, units}, Nanos{(now_us - admitted_us) * 1000}};
+    return h.integer(encode_refund(kPrefix, {lot}, slack, Nanos{now_us * 1000}, now_us));
+}
+
+// The three promises of a refund, for an algorithm whose `capacity` units fit at once at kT0 and
+// where an admission at kT0 no longer counts at `passed_us` (nor at any time after it):
+// - k given back at the admission's time: exactly k more fit, no more;
+// - given back once the admission's window has passed: nothing more fits (the units counted
+//   since are not taken instead);
+// - more given back than was admitted: never below zero, the limit still holds.
+void check_refund(const config::LimitConfig& limit, std::int64_t capacity, std::int64_t passed_us) {
+    SECTION("k given back at the admission's time: exactly k more are admitted") {
+        Harness h;
+        CHECK(admitted_until_refused(h, limit, kT0) == capacity);
+        CHECK(refund(h, limit, 2, kT0, kT0) == 1);
+        CHECK(admitted_until_refused(h, limit, kT0) == 2);
+    }
+    SECTION("given back once its window has passed: nothing") {
+        Harness h;
+        CHECK(h.one(limit, kT0).allowed);
+        CHECK(admitted_until_refused(h, limit, passed_us) == capacity);
+        CHECK(refund(h, limit, 1, kT0, passed_us) == 0);
+        CHECK(admitted_until_refused(h, limit, passed_us) == 0);
+    }
+    SECTION("more given back than was admitted: never below zero") {
+        Harness h;
+        CHECK(h.one(limit, kT0, 2).allowed);
+        CHECK(refund(h, limit, capacity + 5, kT0, kT0) == 1);
+        CHECK(admitted_until_refused(h, limit, kT0) == capacity);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("refund, sliding log: the units go back while in the window, never below zero") {
+    check_refund(make(config::Algorithm::sliding_window, "rf-log", 5, 1s), 5, kT0 + 1'000'000);
+}
+
+TEST_CASE("refund, sliding log: the oldest units since the admission go, so none is held shorter") {
+    Harness h;
+    const auto limit = make(config::Algorithm::sliding_window, "rf-log2", 4, 1s);
+    for (std::int64_t i = 0; i < 4; ++i) CHECK(h.one(limit, kT0 + i * 100).allowed);
+    // Admitted at +150 (logged later, at +200 here): the unit at +200 goes, not the one at +300,
+    // which would leave the window later than the request's own.
+    CHECK(refund(h, limit, 1, kT0 + 150, kT0 + 500) == 1);
+    CHECK(admitted_until_refused(h, limit, kT0 + 500) == 1);
+    const UseDecision refused = h.one(limit, kT0 + 600);
+    CHECK_FALSE(refused.allowed);
+    CHECK(refused.earliest_delay == Nanos{(1'000'000 - 600) * 1000});  // the unit at +0 leaves first
+    // Once +0, +100 (and +200) have left, +300 and +500 still count: two fit, not three.
+    CHECK(admitted_until_refused(h, limit, kT0 + 1'000'200) == 2);
+    const std::string key = state_key(kPrefix, SharedUse{&limit, 7, 1});
+    CHECK(h.redis.command({"ZCARD", key}).integer == 4);
+    // Admitted after the newest unit: nothing of it is logged, nothing goes.
+    CHECK(refund(h, limit, 1, kT0 + 1'000'201, kT0 + 1'000'300) == 0);
+    // Past the limit (a charge; +300 has left by then), the two oldest units are folded into a
+    // lump dated +1 000 200. A request admitted at or before that may be in it, and the units
+    // logged after it newer than its own: nothing goes.
+    CHECK(h.integer(encode_record(kPrefix, {RecordedLot{SharedUse{&limit, 7, 3}, 0ns}}, Nanos{kT0 * 1000},
+                                  kT0 + 1'000'400)) == 1);
+    CHECK(refund(h, limit, 1, kT0 + 1'000'200, kT0 + 1'000'500) == 0);
+    CHECK(h.redis.command({"ZCARD", key}).integer == 4);
+    // Admitted after the lump's date: its units are in the log (the 3 at +1 000 400 go, not the
+    // older one at +1 000 200), and the lump is not given back.
+    CHECK(refund(h, limit, 10, kT0 + 1'000'201, kT0 + 1'000'500) == 1);
+    CHECK(h.redis.command({"ZCARD", key}).integer == 1);
+    CHECK(h.peek({SharedUse{&limit, 7, 1}}, kT0 + 1'000'500).uses[0].remaining == 1);  // 2 lumped, 1 logged
+}
+
+TEST_CASE(
+    "refund with a date slack: the windows date the admission that much earlier, a token bucket counts its "
+    "refill over it") {
+    Harness h;
+    const auto limit = make(config::Algorithm::sliding_window, "rf-slack", 4, 1s);
+    const std::string key = state_key(kPrefix, SharedUse{&limit, 7, 1});
+    const auto scores = [&] {
+        std::vector<long long> at;
+        const Reply r = h.redis.command({"ZRANGE", key, "0", "-1", "WITHSCORES"});
+        for (std::size_t i = 1; i < r.elements.size(); i += 2)
+            at.push_back(std::stoll(r.elements[i].str) - kT0);
+        return at;
+    };
+    for (std::int64_t i = 0; i < 4; ++i) CHECK(h.one(limit, kT0 + i * 100).allowed);
+    // Admitted at +250, dated 100 us earlier: the unit at +200 goes (the one at +300 without the slack).
+    CHECK(refund(h, limit, 1, kT0 + 250, kT0 + 500, 100us) == 1);
+    CHECK(scores() == std::vector<long long>{0, 100, 300});
+    CHECK(refund(h, limit, 1, kT0 + 250, kT0 + 500) == 1);
+    CHECK(scores() == std::vector<long long>{0, 100});
+
+    // The token bucket's refill since the admission counts over the slack too: of two tokens
+    // refunded at once with 100 ms of slack at 10 per second, one refilled meanwhile; one comes
+    // back. With the whole second as slack, both had refilled: nothing comes back.
+    auto token = make(config::Algorithm::token_bucket, "rf-slack-tb", 10, 1s);
+    token.burst = 5;
+    CHECK(admitted_until_refused(h, token, kT0) == 5);
+    CHECK(refund(h, token, 2, kT0, kT0, 100ms) == 1);
+    CHECK(admitted_until_refused(h, token, kT0) == 1);
+    CHECK(refund(h, token, 2, kT0, kT0, 1s) == 0);
+    CHECK(admitted_until_refused(h, token, kT0) == 0);
+}
+
+TEST_CASE("refund, sliding buckets: from the admission's bucket on, oldest first, never below zero") {
+    // D = 255 ms: g = 1 ms; a bucket of kT0 counts until its end + D.
+    const auto limit = make(config::Algorithm::sliding_window, "rf-ring", 300, 255ms);
+    const std::int64_t g = 1'000;
+    check_refund(limit, 300, (kT0 / g + 1) * g + 255'000);
+
+    Harness h;
+    CHECK(h.one(limit, kT0, 100).allowed);
+    CHECK(h.one(limit, kT0 + 5'000, 200).allowed);
+    // Admitted in the second bucket: the first keeps its 100; 150 leave the second.
+    CHECK(refund(h, limit, 150, kT0 + 5'000, kT0 + 6'000) == 1);
+    CHECK(admitted_until_refused(h, limit, kT0 + 6'000) == 150);
+    // Once the first bucket has expired, its 100 free room; the second's 50 and the 150 still count.
+    CHECK(admitted_until_refused(h, limit, kT0 + 256'000) == 100);
+    // No bucket goes below zero.
+    const Reply counts = h.redis.command({"HVALS", state_key(kPrefix, SharedUse{&limit, 7, 1})});
+    for (const auto& c : counts.elements) CHECK(std::stoll(c.str) >= 0);
+}
+
+TEST_CASE("refund, token bucket: tokens back less what refilled since the admission") {
+    auto limit = make(config::Algorithm::token_bucket, "rf-tb", 10, 1s);
+    limit.burst = 5;
+    // One token per 100 ms: an admission at kT0 has refilled by kT0 + 100 ms.
+    check_refund(limit, 5, kT0 + 500'000);
+
+    Harness h;
+    CHECK(admitted_until_refused(h, limit, kT0) == 5);
+    // Two tokens back 150 ms after the admission: 1.5 tokens have refilled since, so half a token
+    // comes back: two fit (1.5 + 0.5), not three.
+    CHECK(refund(h, limit, 2, kT0, kT0 + 150'000) == 1);
+    CHECK(admitted_until_refused(h, limit, kT0 + 150'000) == 2);
+    CHECK(h.one(limit, kT0 + 150'000).earliest_delay == 100ms);
+    // All that is owed given back: the key goes; a full bucket has nothing to give back.
+    CHECK(refund(h, limit, 5, kT0 + 150'000, kT0 + 150'000) == 1);
+    CHECK(h.redis.command({"EXISTS", state_key(kPrefix, SharedUse{&limit, 7, 1})}).integer == 0);
+    CHECK(refund(h, limit, 1, kT0 + 150'000, kT0 + 150'000) == 0);
+}
+
+TEST_CASE("refund, fixed window: from the windows still held that the admission counted in") {
+    auto limit = make(config::Algorithm::fixed_window, "rf-fw", 4, 10s);
+    const std::int64_t boundary = (kT0 / 10'000'000 + 1) * 10'000'000;
+    check_refund(limit, 4, boundary);
+
+    // With a margin, an admission 0.5 s before a boundary counted in both windows: given back in
+    // both while both are held, then only in the one still held.
+    Harness h;
+    auto margined = make(config::Algorithm::fixed_window, "rf-fwm", 4, 10s);
+    margined.margin = 1s;
+    CHECK(h.one(margined, boundary - 500'000, 4).allowed);
+    CHECK(refund(h, margined, 1, boundary - 500'000, boundary - 400'000) == 1);
+    CHECK(admitted_until_refused(h, margined, boundary - 400'000) == 1);
+    CHECK(refund(h, margined, 2, boundary - 400'000, boundary + 1'500'000) == 1);
+    CHECK(admitted_until_refused(h, margined, boundary + 1'500'000) == 2);
+}
+
+TEST_CASE("refund gives nothing back for concurrency and vendor gates") {
+    Harness h;
+    const auto conc = make(config::Algorithm::concurrency, "rf-c", 1, 0s);
+    CHECK(h.one(conc, kT0).allowed);
+    CHECK(refund(h, conc, 1, kT0, kT0) == 0);
+    CHECK_FALSE(h.one(conc, kT0).allowed);
 }
 
 }  // namespace sluice::redis

@@ -249,10 +249,8 @@ void SharedStore::release(std::uint64_t lease, const std::vector<limit::LimitUse
     const auto shared = shared_uses(uses, limit_config_, true);
     if (shared.empty()) return;
     auto call = redis::encode_release(config_.key_prefix, shared, lease_id(lease));
-    ++counters_.commands[SharedStoreCounters::release];
     // Lost when Redis is down: the lease then expires by itself.
-    connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
-                             [](boost::system::error_code, const redis::Reply&) {});
+    send_unanswered(SharedStoreCounters::release, std::move(call));
 }
 
 void SharedStore::track_lease(std::uint64_t lease, const std::vector<limit::LimitUse>& uses) {
@@ -275,9 +273,7 @@ void SharedStore::renew_leases() {
     for (const auto& [lease, uses] : running) {
         auto call = redis::encode_renew(config_.key_prefix, shared_uses(uses, limit_config_, true),
                                         lease_id(lease), config_.lease);
-        ++counters_.commands[SharedStoreCounters::renew];
-        connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
-                                 [](boost::system::error_code, const redis::Reply&) {});
+        send_unanswered(SharedStoreCounters::renew, std::move(call));
     }
     leases_->timer.expires_after(
         std::chrono::duration_cast<std::chrono::steady_clock::duration>(config_.lease / 3));
@@ -293,9 +289,7 @@ void SharedStore::pause(const limit::LimitUse& use, Nanos until, std::string_vie
     const auto& config = limit_config_(use.limit_index);
     auto call = redis::encode_pause(config_.key_prefix, redis::SharedUse{&config, use.key, use.cost},
                                     until - now.mono, cause);
-    ++counters_.commands[SharedStoreCounters::pause];
-    connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
-                             [](boost::system::error_code, const redis::Reply&) {});
+    send_unanswered(SharedStoreCounters::pause, std::move(call));
 }
 
 void SharedStore::cap(const limit::LimitUse& use, std::int64_t remaining, Nanos reset_at) {
@@ -304,45 +298,45 @@ void SharedStore::cap(const limit::LimitUse& use, std::int64_t remaining, Nanos 
     const auto& config = limit_config_(use.limit_index);
     auto call = redis::encode_cap(config_.key_prefix, redis::SharedUse{&config, use.key, use.cost}, remaining,
                                   reset_at - now.mono);
-    ++counters_.commands[SharedStoreCounters::cap];
+    send_unanswered(SharedStoreCounters::cap, std::move(call));
+}
+
+std::vector<redis::RecordedLot> SharedStore::counted_lots(const std::vector<limit::LimitUse>& uses,
+                                                          Nanos age) const {
+    std::vector<redis::RecordedLot> lots;
+    for (const auto& use : uses) {
+        const auto& config = limit_config_(use.limit_index);
+        // A concurrency limit counts requests in flight (leases), a vendor gate nothing.
+        if (config.algorithm == config::Algorithm::concurrency ||
+            config.algorithm == config::Algorithm::vendor_gate || use.cost <= 0)
+            continue;
+        lots.push_back(redis::RecordedLot{redis::SharedUse{&config, use.key, use.cost}, age});
+    }
+    return lots;
+}
+
+void SharedStore::send_unanswered(SharedStoreCounters::Op op, redis::ScriptCall call) {
+    ++counters_.commands[op];
     connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
                              [](boost::system::error_code, const redis::Reply&) {});
 }
 
 void SharedStore::charge(const std::vector<limit::LimitUse>& extra) {
-    std::vector<redis::RecordedLot> recorded;
-    for (const auto& use : extra) {
-        const auto& config = limit_config_(use.limit_index);
-        // A concurrency limit counts requests in flight, not units charged.
-        if (config.algorithm == config::Algorithm::concurrency || use.cost <= 0) continue;
-        recorded.push_back(redis::RecordedLot{redis::SharedUse{&config, use.key, use.cost}, Nanos{0}});
-    }
+    const auto recorded = counted_lots(extra, Nanos{0});
     if (recorded.empty()) return;
-    auto call = redis::encode_record(config_.key_prefix, recorded, clock_.now().wall);
-    ++counters_.commands[SharedStoreCounters::record];
-    connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
-                             [](boost::system::error_code, const redis::Reply&) {});
+    send_unanswered(SharedStoreCounters::record,
+                    redis::encode_record(config_.key_prefix, recorded, clock_.now().wall));
 }
 
 void SharedStore::refund(const std::vector<limit::LimitUse>& uses, Nanos admitted_at) {
     const auto now = clock_.now();
-    const Nanos age = now.mono > admitted_at ? now.mono - admitted_at : Nanos{0};
-    std::vector<redis::RecordedLot> refunded;
-    for (const auto& use : uses) {
-        const auto& config = limit_config_(use.limit_index);
-        if (config.algorithm == config::Algorithm::concurrency ||
-            config.algorithm == config::Algorithm::vendor_gate || use.cost <= 0)
-            continue;
-        refunded.push_back(redis::RecordedLot{redis::SharedUse{&config, use.key, use.cost}, age});
-    }
+    const auto refunded = counted_lots(uses, now.mono > admitted_at ? now.mono - admitted_at : Nanos{0});
     if (refunded.empty()) return;
     // The ask that wrote the units and this refund each took up to command_timeout to reach
     // Redis (a slower one drops the connection): dated that much earlier, the admission is no
     // later than its units there.
-    auto call = redis::encode_refund(config_.key_prefix, refunded, config_.command_timeout, now.wall);
-    ++counters_.commands[SharedStoreCounters::refund];
-    connection_->eval_script(redis::decision_script(), std::move(call.keys), std::move(call.args),
-                             [](boost::system::error_code, const redis::Reply&) {});
+    send_unanswered(SharedStoreCounters::refund,
+                    redis::encode_refund(config_.key_prefix, refunded, config_.command_timeout, now.wall));
 }
 
 void SharedStore::record(const std::vector<queue::FallbackLot>& lots, std::function<void(bool ok)> done) {

@@ -42,6 +42,10 @@ bool iequals_prefix(std::string_view name, std::string_view prefix) {
     return true;
 }
 
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && iequals_prefix(a, b);
+}
+
 // Whether the daemon would read this answer for feedback (ClientSession::on_upstream_header:
 // a 429 or 503, or a Retry-After or rate-limit header, with the upstream's feedback on).
 bool carries_feedback(const LoggedResponse& response) {
@@ -646,22 +650,22 @@ SimulationResult run_simulation(const config::Config& config, const std::vector<
         outcome.route = match->route_index;
         const auto& route_config = config.routes[match->route_index];
         // A caller from the access log stands in for the fair share's caller header (never
-        // logged) or for the listener the request came in on.
-        const auto fair_header = [&](std::string_view name) {
+        // logged) or for the listener the request came in on. A route has one fair share at most.
+        std::string_view logged_caller_header;
+        if (request.caller) {
             for (const auto limit_index : route_config.limit_indexes) {
                 const auto& fair = config.limits[limit_index].fair_share;
-                if (fair && fair->caller == config::FairShareConfig::Caller::header &&
-                    name.size() == fair->header.size() && iequals_prefix(name, fair->header))
-                    return true;
+                if (fair && fair->caller == config::FairShareConfig::Caller::header)
+                    logged_caller_header = fair->header;
             }
-            return false;
-        };
-        limit::RequestAttributes attributes{request.method, request.query, &match->params,
-                                            [&](std::string_view name) -> std::optional<std::string_view> {
-                                                if (request.caller && fair_header(name))
-                                                    return std::string_view(*request.caller);
-                                                return find_header(request, name);
-                                            }};
+        }
+        limit::RequestAttributes attributes{
+            request.method, request.query, &match->params,
+            [&](std::string_view name) -> std::optional<std::string_view> {
+                if (!logged_caller_header.empty() && iequals(name, logged_caller_header))
+                    return std::string_view(*request.caller);
+                return find_header(request, name);
+            }};
         // Its priority class (docs/priorities.md): the daemon answers 400 to a class it does not know.
         const auto priority_class =
             config::request_class(config, route_config, find_header(request, kPriorityHeader));

@@ -217,11 +217,21 @@ TEST_CASE("a body that stalls gets 408 after client_body; one that trickles, aft
     CHECK(admin_status(sluice)["counters"].value("body_timeouts", 0) == 1);
 }
 
-TEST_CASE("bodies larger than max_buffered_body_bytes stream within max_streamed_bodies", "[e2e][body]") {
-    MockUpstream upstream;
+namespace {
+
+// Bodies over 1 KiB stream; the vendor's pool has 2 connections, 1 of them for a streamed body.
+BodyYaml one_streamed_body_of_two(const MockUpstream& upstream) {
     BodyYaml config{upstream.url()};
     config.server_lines = "  max_buffered_body_bytes: 1k\n";
     config.upstream_lines = "    max_connections: 2\n    max_streamed_bodies: 1\n";
+    return config;
+}
+
+}  // namespace
+
+TEST_CASE("bodies larger than max_buffered_body_bytes stream within max_streamed_bodies", "[e2e][body]") {
+    MockUpstream upstream;
+    const auto config = one_streamed_body_of_two(upstream);
     SluiceProcess sluice(config.yaml());
 
     const std::string big = pattern_string(5000);
@@ -261,9 +271,7 @@ TEST_CASE("a streamed body gives its share back once sent and before the vendor 
     MockUpstream upstream([](const RecordedRequest& request) {
         return request.target == "/slow" ? MockReply::echo().with_delay(1500ms) : MockReply::echo();
     });
-    BodyYaml config{upstream.url()};
-    config.server_lines = "  max_buffered_body_bytes: 1k\n";
-    config.upstream_lines = "    max_connections: 2\n    max_streamed_bodies: 1\n";
+    const auto config = one_streamed_body_of_two(upstream);
     SluiceProcess sluice(config.yaml());
 
     const std::string big = pattern_string(5000);

@@ -645,23 +645,33 @@ TEST_CASE("Sluice-Max-Wait: 0 in shared mode admits while the shared limit has r
     CHECK(upstream.request_count() == 3);
 }
 
-TEST_CASE("units the vendor charged beyond the admission are counted for every replica",
-          "[e2e][redis][costs]") {
-    RedisServer redis;
-    // The vendor says it charged what the test asks (cost.settle, docs/costs.md).
-    MockUpstream upstream([](const RecordedRequest& request) {
-        return MockReply::fixed(200, "ok", {{"X-Charged", request.header("X-Test-Charge").value_or("1")}});
-    });
+namespace {
+
+// The vendor says it charged what the test asks (cost.settle, docs/costs.md).
+MockReply charge_as_asked(const RecordedRequest& request) {
+    return MockReply::fixed(200, "ok", {{"X-Charged", request.header("X-Test-Charge").value_or("1")}});
+}
+
+// Two replicas sharing `units`: a cost from X-Units, settled from the vendor's X-Charged.
+Replicas settling_replicas(const RedisServer& redis, const MockUpstream& upstream,
+                           const std::string& window) {
     SharedConfig config;
     config.redis_address = redis.address();
     config.upstream_url = upstream.url();
-    config.limits =
-        "  units: {algorithm: sliding_window, limit: 10, window: 10s, cost: {header: X-Units, settle: "
-        "{header: "
-        "X-Charged}}}\n";
+    config.limits = "  units: {algorithm: sliding_window, limit: 10, window: " + window +
+                    ", cost: {header: X-Units, settle: {header: X-Charged}}}\n";
     config.route_limits = "[units]";
     config.replicas = 2;
-    const auto replicas = start_replicas(config, 2);
+    return start_replicas(config, 2);
+}
+
+}  // namespace
+
+TEST_CASE("units the vendor charged beyond the admission are counted for every replica",
+          "[e2e][redis][costs]") {
+    RedisServer redis;
+    MockUpstream upstream(charge_as_asked);
+    const auto replicas = settling_replicas(redis, upstream, "10s");
     REQUIRE(wait_all_shared(replicas, 5s));
     HttpClient first(replicas[0]->port("main"));
     HttpClient second(replicas[1]->port("main"));
@@ -672,6 +682,8 @@ TEST_CASE("units the vendor charged beyond the admission are counted for every r
     check_synthetic(second.get("/x", {{"X-Units", "1"}, {"Sluice-Max-Wait", "0"}}), 429, "admission_timeout");
     CHECK(upstream.request_count() == 1);
 }
+
+namespace {
 
 // The other replica asks with Sluice-Max-Wait: 0 until it gets anything but a 429 (which takes
 // nothing), for a bounded while: a refund reaches Redis just after the answer that caused it has
@@ -687,6 +699,8 @@ HttpResponse first_not_refused(const SluiceProcess& replica, const Headers& head
         2000ms);
     return last;
 }
+
+}  // namespace
 
 TEST_CASE("a request that could not reach the vendor gives its unit back to every replica",
           "[e2e][redis][refund]") {
@@ -711,18 +725,8 @@ TEST_CASE("a request that could not reach the vendor gives its unit back to ever
 TEST_CASE("units the vendor charged below the admission are given back to every replica",
           "[e2e][redis][costs]") {
     RedisServer redis;
-    MockUpstream upstream([](const RecordedRequest& request) {
-        return MockReply::fixed(200, "ok", {{"X-Charged", request.header("X-Test-Charge").value_or("1")}});
-    });
-    SharedConfig config;
-    config.redis_address = redis.address();
-    config.upstream_url = upstream.url();
-    config.limits =
-        "  units: {algorithm: sliding_window, limit: 10, window: 60s, cost: {header: X-Units, settle: "
-        "{header: X-Charged}}}\n";
-    config.route_limits = "[units]";
-    config.replicas = 2;
-    const auto replicas = start_replicas(config, 2);
+    MockUpstream upstream(charge_as_asked);
+    const auto replicas = settling_replicas(redis, upstream, "60s");
     REQUIRE(wait_all_shared(replicas, 5s));
     // 10 units admitted through the first replica, 1 charged: 9 go back, in Redis too.
     HttpClient first(replicas[0]->port("main"));

@@ -22,6 +22,7 @@
 #include "sluice/common/clock.hpp"
 #include "sluice/config/config.hpp"
 #include "sluice/queue/shared_stage.hpp"
+#include "sluice/redis/decision_script.hpp"
 
 namespace sluice::redis {
 class RedisConnection;
@@ -100,6 +101,10 @@ private:
     void on_connection_state(bool ready);
     void check_epoch();
     void renew_leases();
+    // `uses` as lots of `age` for the units-counting algorithms (not concurrency, not vendor gates).
+    std::vector<redis::RecordedLot> counted_lots(const std::vector<limit::LimitUse>& uses, Nanos age) const;
+    // A script call whose answer nobody waits for: lost when Redis cannot take it.
+    void send_unanswered(SharedStoreCounters::Op op, redis::ScriptCall call);
     std::string lease_id(std::uint64_t lease) const;
 
     boost::asio::any_io_executor executor_;

@@ -11,20 +11,16 @@
 #include "sluice/config/loader.hpp"
 #include "sluice/simulate/simulator.hpp"
 
+#include "unit/simulate/simulate_support.hpp"
+
 using namespace sluice;
 using namespace sluice::simulate;
 using namespace std::chrono_literals;
 
+using sluice::simulate::test::kStart;
+using sluice::simulate::test::load;
+
 namespace {
-
-// 2026-12-07T10:00:00Z: a whole second, so delays read exactly.
-constexpr Nanos kStart{1'796'637'600'000'000'000};
-
-std::shared_ptr<const config::Config> load(const std::string& yaml) {
-    config::LoadOptions options;
-    options.presets_dir = SLUICE_SOURCE_DIR "/config/presets";
-    return config::load_config_string(yaml, "sim.yaml", options);
-}
 
 // A 5/s window, wide enough that only the vendor's feedback holds anything back. Learning is
 // off (it would lower the limit after a 429, tested in tests/unit/feedback), and so are retries

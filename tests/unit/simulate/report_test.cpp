@@ -11,13 +11,15 @@
 
 #include "sluice/config/loader.hpp"
 
+#include "unit/simulate/simulate_support.hpp"
+
 using namespace sluice;
 using namespace sluice::simulate;
 using namespace std::chrono_literals;
 
-namespace {
+using sluice::simulate::test::kStart;
 
-constexpr Nanos kStart{1'796'637'600'000'000'000};  // 2026-12-07T10:00:00Z
+namespace {
 
 // A strict little check of XML well-formedness, enough for what format_svg writes: one root,
 // every element closed in order, attributes quoted, no raw '<' or bare '&' in text or values.

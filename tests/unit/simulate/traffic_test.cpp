@@ -10,9 +10,13 @@
 
 #include "sluice/access_log/line_format.hpp"
 
+#include "unit/simulate/simulate_support.hpp"
+
 using namespace sluice;
 using namespace sluice::simulate;
 using namespace std::chrono_literals;
+
+using sluice::simulate::test::kStart;
 
 namespace {
 
@@ -20,8 +24,6 @@ TrafficLog read(const std::string& text, TrafficReadOptions options = {}) {
     std::istringstream in(text);
     return read_traffic(in, "traffic.log", options);
 }
-
-constexpr Nanos kStart{1'796'637'600'000'000'000};  // 2026-12-07T10:00:00Z
 
 }  // namespace
 
